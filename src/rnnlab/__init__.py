@@ -1,0 +1,6 @@
+"""rnnlab: small recurrent networks on NumPy, JAX and PyTorch."""
+
+__version__ = "0.1.0"
+
+from .cells import ModelSpec, init_params, param_shapes  # noqa: E402,F401
+from .errors import UserError  # noqa: E402,F401

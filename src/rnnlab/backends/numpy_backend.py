@@ -1,0 +1,412 @@
+"""NumPy backend: hand-written batched forward pass and backpropagation through time.
+
+Public arrays are batch-first (inputs ``[B, T]`` token ids or ``[B, T, F]``
+features, outputs ``[B, T, O]``).  Inside, everything is time-major
+(``[T, B, ...]``) so that the slice for one time step is contiguous.
+
+Why the loop over time lives inside each cell's ``forward``/``backward``
+rather than around a single-step function: the input projection ``x @ W`` of
+every time step is one large GEMM done before the loop, every buffer is
+preallocated, and the elementwise derivative factors of the backward pass are
+computed for all time steps at once after the forward pass.  What remains in
+the loop is one (or two) ``[B, H] @ [H, G*H]`` GEMMs and a few in-place
+elementwise updates per step.  ``step`` runs the same code with T = 1.
+
+Carry: one entry per layer, ``h`` of shape ``[B, H]``; for LSTM ``(h, c)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..cells import ModelSpec
+
+name = "numpy"
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _sigmoid_(x: np.ndarray) -> np.ndarray:
+    """In-place logistic function; the tanh form never overflows."""
+    x *= 0.5
+    np.tanh(x, out=x)
+    x += 1.0
+    x *= 0.5
+    return x
+
+
+def _layer_params(params: dict, k: int) -> dict:
+    prefix = f"layers.{k}."
+    return {key[len(prefix):]: v for key, v in params.items() if key.startswith(prefix)}
+
+
+def init_carry(spec: ModelSpec, batch_size: int, dtype=np.float32) -> list:
+    """Zero initial state: a list over layers of ``[B, H]`` arrays (``(h, c)`` for LSTM)."""
+    shape = (batch_size, spec.hidden_size)
+    if spec.cell == "lstm":
+        return [(np.zeros(shape, dtype), np.zeros(shape, dtype)) for _ in range(spec.num_layers)]
+    return [np.zeros(shape, dtype) for _ in range(spec.num_layers)]
+
+
+# --------------------------------------------------------------------------- cells
+# Each cell: forward(p, A, carry) -> (H_out [T,B,H], carry_T, cache) where A = x @ W + b
+# for all steps, and backward(p, cache, dH_out) -> (dA [T,B,G*H], grads of U (and b_U)).
+
+
+class RNNCell:
+    """h' = tanh(x W + h U + b)."""
+
+    @staticmethod
+    def forward(p, A, h0):
+        T, B, H = A.shape
+        Hs = np.empty((T + 1, B, H), A.dtype)
+        Hs[0] = h0
+        U = p["U"]
+        for t in range(T):
+            np.matmul(Hs[t], U, out=Hs[t + 1])
+            Hs[t + 1] += A[t]
+            np.tanh(Hs[t + 1], out=Hs[t + 1])
+        return Hs[1:], Hs[T].copy(), Hs
+
+    @staticmethod
+    def backward(p, Hs, dHout):
+        T, B, H = dHout.shape
+        dA = np.square(Hs[1:])
+        np.subtract(1.0, dA, out=dA)  # tanh' for all steps at once
+        UT = np.ascontiguousarray(p["U"].T)
+        dh = np.zeros((B, H), dHout.dtype)
+        for t in range(T - 1, -1, -1):
+            dh += dHout[t]
+            dA[t] *= dh
+            np.matmul(dA[t], UT, out=dh)
+        dU = Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, H)
+        return dA, {"U": dU}
+
+
+class GRUCell:
+    """Cho et al. (2014), reset applied before the recurrent matmul of the candidate.
+
+    r, z = sigmoid(x W_rz + h U_rz + b_rz);  n = tanh(x W_n + (r*h) U_n + b_n);
+    h' = z*h + (1-z)*n
+    """
+
+    @staticmethod
+    def forward(p, A, h0):
+        T, B, H3 = A.shape
+        H = H3 // 3
+        U = p["U"]
+        Urz, Un = np.ascontiguousarray(U[:, :2 * H]), np.ascontiguousarray(U[:, 2 * H:])
+        Hs = np.empty((T + 1, B, H), A.dtype)
+        RZ = np.empty((T, B, 2 * H), A.dtype)
+        N = np.empty((T, B, H), A.dtype)
+        RH = np.empty((T, B, H), A.dtype)
+        Hs[0] = h0
+        for t in range(T):
+            h, rz, n = Hs[t], RZ[t], N[t]
+            np.matmul(h, Urz, out=rz)
+            rz += A[t, :, :2 * H]
+            _sigmoid_(rz)
+            np.multiply(rz[:, :H], h, out=RH[t])
+            np.matmul(RH[t], Un, out=n)
+            n += A[t, :, 2 * H:]
+            np.tanh(n, out=n)
+            hn = Hs[t + 1]
+            np.subtract(h, n, out=hn)
+            hn *= rz[:, H:]
+            hn += n
+        return Hs[1:], Hs[T].copy(), (Hs, RZ, N, RH)
+
+    @staticmethod
+    def backward(p, cache, dHout):
+        Hs, RZ, N, RH = cache
+        T, B, H = dHout.shape
+        U = p["U"]
+        UrzT = np.ascontiguousarray(U[:, :2 * H].T)
+        UnT = np.ascontiguousarray(U[:, 2 * H:].T)
+        R, Z, Hprev = RZ[..., :H], RZ[..., H:], Hs[:-1]
+        # Derivative factors for all steps at once (one pass each, outside the loop).
+        Kn = (1.0 - Z) * (1.0 - np.square(N))       # d a_n / d h'
+        Kr = Hprev * R * (1.0 - R)                  # d a_r / d(rh) . dh'/..
+        Kz = (Hprev - N) * Z * (1.0 - Z)            # d a_z / d h'
+        dRZ = np.empty((T, B, 2 * H), dHout.dtype)
+        dAn = np.empty((T, B, H), dHout.dtype)
+        dh = np.zeros((B, H), dHout.dtype)
+        drh = np.empty((B, H), dHout.dtype)
+        tmp = np.empty((B, H), dHout.dtype)
+        for t in range(T - 1, -1, -1):
+            dh += dHout[t]
+            np.multiply(dh, Kn[t], out=dAn[t])
+            np.matmul(dAn[t], UnT, out=drh)
+            np.multiply(drh, Kr[t], out=dRZ[t, :, :H])
+            np.multiply(dh, Kz[t], out=dRZ[t, :, H:])
+            dh *= Z[t]
+            drh *= R[t]
+            dh += drh
+            np.matmul(dRZ[t], UrzT, out=tmp)
+            dh += tmp
+        dU_rz = Hprev.reshape(T * B, H).T @ dRZ.reshape(T * B, 2 * H)
+        dU_n = RH.reshape(T * B, H).T @ dAn.reshape(T * B, H)
+        dA = np.concatenate([dRZ, dAn], axis=2)
+        return dA, {"U": np.concatenate([dU_rz, dU_n], axis=1)}
+
+
+class GRUResetAfterCell:
+    """The cuDNN / PyTorch nn.GRU form: the reset gate scales h U_n + b_U_n.
+
+    r, z = sigmoid(x W_rz + b_rz + h U_rz + bU_rz);  n = tanh(x W_n + b_n + r*(h U_n + bU_n));
+    h' = z*h + (1-z)*n
+    """
+
+    @staticmethod
+    def forward(p, A, h0):
+        T, B, H3 = A.shape
+        H = H3 // 3
+        U, bU = p["U"], p["b_U"]
+        Hs = np.empty((T + 1, B, H), A.dtype)
+        HU = np.empty((T, B, 3 * H), A.dtype)
+        RZ = np.empty((T, B, 2 * H), A.dtype)
+        N = np.empty((T, B, H), A.dtype)
+        Hs[0] = h0
+        for t in range(T):
+            h, hu, rz, n = Hs[t], HU[t], RZ[t], N[t]
+            np.matmul(h, U, out=hu)
+            hu += bU
+            np.add(hu[:, :2 * H], A[t, :, :2 * H], out=rz)
+            _sigmoid_(rz)
+            np.multiply(rz[:, :H], hu[:, 2 * H:], out=n)
+            n += A[t, :, 2 * H:]
+            np.tanh(n, out=n)
+            hn = Hs[t + 1]
+            np.subtract(h, n, out=hn)
+            hn *= rz[:, H:]
+            hn += n
+        return Hs[1:], Hs[T].copy(), (Hs, HU, RZ, N)
+
+    @staticmethod
+    def backward(p, cache, dHout):
+        Hs, HU, RZ, N = cache
+        T, B, H = dHout.shape
+        UT = np.ascontiguousarray(p["U"].T)
+        R, Z, Hprev = RZ[..., :H], RZ[..., H:], Hs[:-1]
+        Kn = (1.0 - Z) * (1.0 - np.square(N))
+        Kr = HU[..., 2 * H:] * R * (1.0 - R)
+        Kz = (Hprev - N) * Z * (1.0 - Z)
+        dHU = np.empty((T, B, 3 * H), dHout.dtype)   # grad wrt h U + b_U
+        dAn = np.empty((T, B, H), dHout.dtype)       # grad wrt x W_n + b_n
+        dh = np.zeros((B, H), dHout.dtype)
+        tmp = np.empty((B, H), dHout.dtype)
+        for t in range(T - 1, -1, -1):
+            dh += dHout[t]
+            np.multiply(dh, Kn[t], out=dAn[t])
+            np.multiply(dAn[t], R[t], out=dHU[t, :, 2 * H:])
+            np.multiply(dAn[t], Kr[t], out=dHU[t, :, :H])
+            np.multiply(dh, Kz[t], out=dHU[t, :, H:2 * H])
+            dh *= Z[t]
+            np.matmul(dHU[t], UT, out=tmp)
+            dh += tmp
+        dU = Hprev.reshape(T * B, H).T @ dHU.reshape(T * B, 3 * H)
+        dA = np.concatenate([dHU[..., :2 * H], dAn], axis=2)
+        return dA, {"U": dU, "b_U": dHU.sum(axis=(0, 1))}
+
+
+class LSTMCell:
+    """i, f, o = sigmoid(.), g = tanh(.), of x W + h U + b;  c' = f*c + i*g;  h' = o*tanh(c')."""
+
+    @staticmethod
+    def forward(p, A, carry0):
+        h0, c0 = carry0
+        T, B, H4 = A.shape
+        H = H4 // 4
+        U = p["U"]
+        Hs = np.empty((T + 1, B, H), A.dtype)
+        Cs = np.empty((T + 1, B, H), A.dtype)
+        Gs = np.empty((T, B, 4 * H), A.dtype)
+        TC = np.empty((T, B, H), A.dtype)
+        Hs[0], Cs[0] = h0, c0
+        for t in range(T):
+            g = Gs[t]
+            np.matmul(Hs[t], U, out=g)
+            g += A[t]
+            _sigmoid_(g[:, :2 * H])
+            np.tanh(g[:, 2 * H:3 * H], out=g[:, 2 * H:3 * H])
+            _sigmoid_(g[:, 3 * H:])
+            c = Cs[t + 1]
+            np.multiply(g[:, H:2 * H], Cs[t], out=c)
+            np.multiply(g[:, :H], g[:, 2 * H:3 * H], out=TC[t])
+            c += TC[t]
+            np.tanh(c, out=TC[t])
+            np.multiply(g[:, 3 * H:], TC[t], out=Hs[t + 1])
+        return Hs[1:], (Hs[T].copy(), Cs[T].copy()), (Hs, Cs, Gs, TC)
+
+    @staticmethod
+    def backward(p, cache, dHout):
+        Hs, Cs, Gs, TC = cache
+        T, B, H = dHout.shape
+        UT = np.ascontiguousarray(p["U"].T)
+        I, F, G, O = (Gs[..., k * H:(k + 1) * H] for k in range(4))
+        Dc = O * (1.0 - np.square(TC))      # dc / dh (through tanh(c))
+        Ki = G * I * (1.0 - I)
+        Kf = Cs[:-1] * F * (1.0 - F)
+        Kg = I * (1.0 - np.square(G))
+        Ko = TC * O * (1.0 - O)
+        dA = np.empty((T, B, 4 * H), dHout.dtype)
+        dh = np.zeros((B, H), dHout.dtype)
+        dc = np.zeros((B, H), dHout.dtype)
+        tmp = np.empty((B, H), dHout.dtype)
+        for t in range(T - 1, -1, -1):
+            dh += dHout[t]
+            np.multiply(dh, Dc[t], out=tmp)
+            dc += tmp
+            np.multiply(dc, Ki[t], out=dA[t, :, :H])
+            np.multiply(dc, Kf[t], out=dA[t, :, H:2 * H])
+            np.multiply(dc, Kg[t], out=dA[t, :, 2 * H:3 * H])
+            np.multiply(dh, Ko[t], out=dA[t, :, 3 * H:])
+            dc *= F[t]
+            np.matmul(dA[t], UT, out=dh)
+        dU = Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, 4 * H)
+        return dA, {"U": dU}
+
+
+CELLS = {"rnn": RNNCell, "gru": GRUCell, "gru_reset_after": GRUResetAfterCell, "lstm": LSTMCell}
+
+
+# --------------------------------------------------------------------------- model
+
+def _time_major_inputs(spec: ModelSpec, inputs: np.ndarray, dtype) -> np.ndarray:
+    inputs = np.asarray(inputs)
+    if spec.input_kind == "onehot":
+        if inputs.ndim != 2 or not np.issubdtype(inputs.dtype, np.integer):
+            raise ValueError(f"one-hot input must be integer ids [B, T], got {inputs.dtype} {inputs.shape}")
+        return np.ascontiguousarray(inputs.T)
+    if inputs.ndim != 3 or inputs.shape[2] != spec.input_size:
+        raise ValueError(f"dense input must be [B, T, {spec.input_size}], got {inputs.shape}")
+    return np.ascontiguousarray(inputs.transpose(1, 0, 2), dtype=dtype)
+
+
+def _project(spec: ModelSpec, k: int, p: dict, x: np.ndarray) -> np.ndarray:
+    """x @ W + b for every step at once: [T, B, G*H]."""
+    if k == 0 and spec.input_kind == "onehot":
+        A = p["W"][x]           # row gather == one-hot @ W
+        A += p["b"]
+        return A
+    T, B, F = x.shape
+    A = x.reshape(T * B, F) @ p["W"]
+    A += p["b"]
+    return A.reshape(T, B, -1)
+
+
+def _forward(params, spec, carry, inputs):
+    dtype = params["readout.W"].dtype
+    cell = CELLS[spec.cell]
+    x = _time_major_inputs(spec, inputs, dtype)
+    xs, caches, new_carry = [], [], []
+    for k in range(spec.num_layers):
+        p = _layer_params(params, k)
+        xs.append(x)
+        Hout, carry_k, cache = cell.forward(p, _project(spec, k, p, x), carry[k])
+        caches.append(cache)
+        new_carry.append(carry_k)
+        x = Hout
+    T, B, H = x.shape
+    Y = x.reshape(T * B, H) @ params["readout.W"]
+    Y += params["readout.b"]
+    return Y.reshape(T, B, -1), new_carry, (xs, x, caches)
+
+
+def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray):
+    """Outputs ``[B, T, O]`` (logits or values) and the carry after the last step."""
+    Y, new_carry, _ = _forward(params, spec, carry, inputs)
+    return Y.transpose(1, 0, 2), new_carry
+
+
+def step(params: dict, spec: ModelSpec, carry: list, x: np.ndarray):
+    """One time step: ``x`` is ``[B]`` ids or ``[B, F]`` features; returns ``(carry, y [B, O])``."""
+    x = np.asarray(x)
+    Y, new_carry, _ = _forward(params, spec, carry, x[:, None])
+    return new_carry, Y[0]
+
+
+def _cross_entropy_(Y: np.ndarray, targets: np.ndarray, scale: float) -> float:
+    """Mean softmax cross-entropy in nats; overwrites ``Y`` [N, V] with d(loss*scale*N)/dY."""
+    N = Y.shape[0]
+    rows = np.arange(N)
+    Y -= Y.max(axis=1, keepdims=True)           # stable: largest logit is 0
+    picked = Y[rows, targets].astype(np.float64)
+    np.exp(Y, out=Y)
+    total = Y.sum(axis=1, keepdims=True)
+    loss = float(np.sum(np.log(total[:, 0], dtype=np.float64) - picked) / N)
+    Y /= total
+    Y[rows, targets] -= 1.0
+    Y *= scale
+    return loss
+
+
+def _mse_(Y: np.ndarray, targets: np.ndarray, scale: float) -> float:
+    """Mean squared error; overwrites ``Y`` [N, O] with d(loss*scale*N)/dY."""
+    if targets.shape != Y.shape:
+        raise ValueError(f"targets shape {targets.shape} must equal outputs shape {Y.shape} "
+                         "(a [B,T] vs [B,T,1] mismatch would broadcast silently)")
+    Y -= targets
+    loss = float(np.mean(np.square(Y, dtype=np.float64)))
+    Y *= 2.0 * scale
+    return loss
+
+
+LOSSES = ("cross_entropy", "mse")
+
+
+def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray,
+                   targets: np.ndarray, loss: str = "cross_entropy", reduction: str = "mean"):
+    """Loss, gradients and final carry for one batch.
+
+    inputs: ``[B, T]`` ids or ``[B, T, F]``; targets: ``[B, T]`` ids (cross_entropy) or
+    ``[B, T, O]`` values (mse).  The returned loss is always the mean per output
+    element (nats/char for cross_entropy); ``reduction`` says whether the
+    gradients are of that mean or of the sum over every element (the
+    min-char-rnn objective).
+    """
+    Y, new_carry, (xs, Htop, caches) = _forward(params, spec, carry, inputs)
+    T, B, O = Y.shape
+    N = T * B
+    Yf = Y.reshape(N, O)
+    targets = np.asarray(targets)
+    if loss == "cross_entropy":
+        if targets.shape != (B, T):
+            raise ValueError(f"targets must be [B, T] = {(B, T)} ids, got {targets.shape}")
+        count = N
+        value = _cross_entropy_(Yf, np.ascontiguousarray(targets.T).reshape(N), 1.0)
+    elif loss == "mse":
+        if targets.shape != (B, T, O):
+            raise ValueError(f"targets must be [B, T, O] = {(B, T, O)}, got {targets.shape} "
+                             "(a [B,T] vs [B,T,1] mismatch would broadcast silently)")
+        count = N * O
+        value = _mse_(Yf, np.ascontiguousarray(targets.transpose(1, 0, 2)).reshape(N, O), 1.0)
+    else:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    if reduction == "mean":
+        Yf *= 1.0 / count
+    elif reduction != "sum":
+        raise ValueError(f"unknown reduction {reduction!r}; choose mean or sum")
+    dY = Yf
+    H = Htop.shape[2]
+    grads = {"readout.W": Htop.reshape(N, H).T @ dY, "readout.b": dY.sum(axis=0)}
+    dH = (dY @ params["readout.W"].T).reshape(T, B, H)
+    cell = CELLS[spec.cell]
+    for k in range(spec.num_layers - 1, -1, -1):
+        p = _layer_params(params, k)
+        dA, g = cell.backward(p, caches[k], dH)
+        G = dA.shape[2]
+        dAf = dA.reshape(N, G)
+        x = xs[k]
+        if k == 0 and spec.input_kind == "onehot":
+            dW = np.zeros_like(p["W"])
+            np.add.at(dW, x.reshape(N), dAf)  # scatter rows back to the embedding table
+        else:
+            dW = x.reshape(N, -1).T @ dAf
+        grads[f"layers.{k}.W"] = dW
+        grads[f"layers.{k}.b"] = dAf.sum(axis=0)
+        for key, v in g.items():
+            grads[f"layers.{k}.{key}"] = v
+        if k > 0:
+            dH = (dAf @ p["W"].T).reshape(T, B, -1)
+    return value, grads, new_carry

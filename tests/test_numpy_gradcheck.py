@@ -1,0 +1,62 @@
+"""Float64 central finite differences against the hand-written BPTT, every cell."""
+
+import numpy as np
+import pytest
+
+from rnnlab.backends import numpy_backend as nb
+from rnnlab.cells import CELLS, ModelSpec, init_params
+
+
+def _problem(cell, input_kind, loss, num_layers=2, B=3, T=5, H=4, V=6, seed=0):
+    rng = np.random.default_rng(seed)
+    in_size = V if input_kind == "onehot" else 3
+    out_size = V if loss == "cross_entropy" else 2
+    spec = ModelSpec(cell, in_size, H, out_size, num_layers=num_layers, input_kind=input_kind)
+    params = init_params(spec, rng, dtype=np.float64)
+    for k, v in params.items():  # non-zero biases so every term of every gradient is exercised
+        if v.ndim == 1:
+            params[k] = rng.standard_normal(v.shape) * 0.3
+    carry = nb.init_carry(spec, B, np.float64)
+    carry = [tuple(rng.standard_normal(a.shape) * 0.5 for a in c) if isinstance(c, tuple)
+             else rng.standard_normal(c.shape) * 0.5 for c in carry]
+    inputs = rng.integers(0, V, (B, T)) if input_kind == "onehot" else rng.standard_normal((B, T, in_size))
+    targets = rng.integers(0, V, (B, T)) if loss == "cross_entropy" else rng.standard_normal((B, T, out_size))
+    return spec, params, carry, inputs, targets
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("input_kind,loss", [("onehot", "cross_entropy"), ("dense", "mse"),
+                                             ("dense", "cross_entropy")])
+def test_gradients_match_central_differences(cell, input_kind, loss):
+    spec, params, carry, inputs, targets = _problem(cell, input_kind, loss)
+    value, grads, _ = nb.loss_and_grads(params, spec, carry, inputs, targets, loss=loss)
+    assert set(grads) == set(params)
+    eps = 1e-6
+
+    def f(p):
+        return nb.loss_and_grads(p, spec, carry, inputs, targets, loss=loss)[0]
+
+    for name, p in params.items():
+        numeric = np.zeros_like(p)
+        for i in np.ndindex(p.shape):
+            old = p[i]
+            p[i] = old + eps
+            plus = f(params)
+            p[i] = old - eps
+            minus = f(params)
+            p[i] = old
+            numeric[i] = (plus - minus) / (2 * eps)
+        analytic = grads[name]
+        assert analytic.shape == p.shape
+        rel = np.linalg.norm(analytic - numeric) / max(np.linalg.norm(analytic), np.linalg.norm(numeric), 1e-12)
+        assert rel < 1e-6, f"{cell}/{input_kind}/{loss}: {name} relative error {rel:.2e}"
+
+
+def test_sum_reduction_scales_gradients_by_token_count():
+    spec, params, carry, inputs, targets = _problem("rnn", "onehot", "cross_entropy", num_layers=1)
+    v1, g_mean, _ = nb.loss_and_grads(params, spec, carry, inputs, targets, reduction="mean")
+    v2, g_sum, _ = nb.loss_and_grads(params, spec, carry, inputs, targets, reduction="sum")
+    assert v1 == pytest.approx(v2)
+    n = inputs.size
+    for k in params:
+        np.testing.assert_allclose(g_sum[k], g_mean[k] * n, rtol=1e-10, atol=1e-12)
