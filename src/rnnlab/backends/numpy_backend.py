@@ -355,6 +355,24 @@ def _mse_(Y: np.ndarray, targets: np.ndarray, scale: float) -> float:
 LOSSES = ("cross_entropy", "mse")
 
 
+def _scatter_rows(ids: np.ndarray, rows: np.ndarray, vocab_size: int) -> np.ndarray:
+    """sum of ``rows`` [N, G] grouped by ``ids`` [N] -> [V, G] (the gradient of a row gather).
+
+    For a character vocabulary the one-hot GEMM is ~5x faster than ``np.add.at``;
+    for large vocabularies a sort + ``reduceat`` avoids the V x N matrix.
+    """
+    if vocab_size <= 2048:
+        onehot_T = np.zeros((vocab_size, ids.size), rows.dtype)
+        onehot_T[ids, np.arange(ids.size)] = 1.0
+        return onehot_T @ rows
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    out = np.zeros((vocab_size, rows.shape[1]), rows.dtype)
+    out[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    return out
+
+
 def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray,
                    targets: np.ndarray, loss: str = "cross_entropy", reduction: str = "mean"):
     """Loss, gradients and final carry for one batch.
@@ -399,8 +417,7 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
         dAf = dA.reshape(N, G)
         x = xs[k]
         if k == 0 and spec.input_kind == "onehot":
-            dW = np.zeros_like(p["W"])
-            np.add.at(dW, x.reshape(N), dAf)  # scatter rows back to the embedding table
+            dW = _scatter_rows(x.reshape(N), dAf, p["W"].shape[0])
         else:
             dW = x.reshape(N, -1).T @ dAf
         grads[f"layers.{k}.W"] = dW
@@ -410,3 +427,50 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
         if k > 0:
             dH = (dAf @ p["W"].T).reshape(T, B, -1)
     return value, grads, new_carry
+
+
+# --------------------------------------------------------------------------- training step
+
+class Trainer:
+    """Owns parameters and optimizer state; one call = one update on one batch.
+
+    The loop in ``rnnlab.train`` talks only to this interface, so every
+    backend supplies its own ``Trainer`` with the same methods.
+    """
+
+    name = name
+
+    def __init__(self, spec: ModelSpec, params: dict, optimizer, loss: str, reduction: str,
+                 clip: str, clip_value: float):
+        from ..optim import clip_gradients_
+
+        self._clip = clip_gradients_
+        self.spec, self.params, self.optimizer = spec, params, optimizer
+        self.loss, self.reduction, self.clip, self.clip_value = loss, reduction, clip, clip_value
+        self.dtype = params["readout.W"].dtype
+
+    def init_carry(self, batch_size: int) -> list:
+        return init_carry(self.spec, batch_size, self.dtype)
+
+    def train_step(self, carry, inputs, targets, lr: float):
+        """(loss, grad_norm, new_carry); parameters are left untouched if either is non-finite."""
+        value, grads, new_carry = loss_and_grads(self.params, self.spec, carry, inputs, targets,
+                                                 self.loss, self.reduction)
+        if not np.isfinite(value):
+            return value, float("nan"), carry
+        norm = self._clip(grads, self.clip, self.clip_value)
+        if not np.isfinite(norm):
+            return value, norm, carry
+        self.optimizer.update_(self.params, grads, lr)
+        return value, norm, new_carry
+
+    def forward(self, carry, inputs):
+        return forward(self.params, self.spec, carry, inputs)
+
+    def step(self, carry, x):
+        return step(self.params, self.spec, carry, x)
+
+    def state_tensors(self) -> dict[str, np.ndarray]:
+        out = {f"params/{k}": v for k, v in self.params.items()}
+        out.update({f"opt/{k}": v for k, v in self.optimizer.state_tensors().items()})
+        return out

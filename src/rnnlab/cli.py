@@ -1,0 +1,215 @@
+"""``rnnlab <task> <verb>``: argument parsing only; the work is in ``rnnlab.tasks``.
+
+Every user mistake ends in one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+from .cells import CELLS
+from .config import PRESETS, CharLMConfig, from_toml
+from .errors import TrainingDiverged, UserError
+from .optim import OPTIMIZERS, SCHEDULES
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (plus exit 2), like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+# Flags of `charlm train` that map one-to-one onto CharLMConfig fields.
+CHARLM_TRAIN_FLAGS = [
+    ("data", "--text", dict(metavar="FILE", help="UTF-8 text to train on (default: built-in corpus, "
+                                                  "Python's pydoc topics)")),
+    ("data", "--val-fraction", dict(type=float, metavar="X", help="tail of the text held out (default 0.1)")),
+    ("model", "--cell", dict(choices=CELLS, help="recurrent cell (default gru_reset_after)")),
+    ("model", "--hidden-size", dict(type=_positive_int, metavar="N")),
+    ("model", "--layers", dict(type=_positive_int, metavar="N")),
+    ("model", "--init", dict(choices=("default", "classic"))),
+    ("model", "--dtype", dict(choices=("float32", "float64"))),
+    ("model", "--backend", dict(choices=("numpy",))),
+    ("optimization", "--seq-len", dict(type=_positive_int, metavar="T", help="truncated-BPTT length")),
+    ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="parallel text streams")),
+    ("optimization", "--optimizer", dict(choices=OPTIMIZERS)),
+    ("optimization", "--lr", dict(type=_positive_float, metavar="X")),
+    ("optimization", "--schedule", dict(choices=SCHEDULES)),
+    ("optimization", "--warmup-steps", dict(type=_non_negative_int, metavar="N")),
+    ("optimization", "--clip", dict(choices=("norm", "value", "none"), help="global-norm or element clip")),
+    ("optimization", "--clip-value", dict(type=_positive_float, metavar="X")),
+    ("optimization", "--loss-reduction", dict(choices=("mean", "sum"))),
+    ("budget", "--max-steps", dict(type=_non_negative_int, metavar="N", help="total steps (0 = no limit)")),
+    ("budget", "--max-minutes", dict(type=_non_negative_float, metavar="X",
+                                     help="training minutes of this invocation (0 = no limit)")),
+    ("budget", "--target-loss", dict(type=_non_negative_float, metavar="X",
+                                     help="stop when the smoothed train loss (nats/char) is below X")),
+    ("reporting", "--eval-every", dict(type=_positive_int, metavar="N",
+                                       help="steps between validation, sample and checkpoint")),
+    ("reporting", "--eval-max-chars", dict(type=_non_negative_int, metavar="N")),
+    ("reporting", "--sample-length", dict(type=_non_negative_int, metavar="N")),
+    ("budget", "--seed", dict(type=_non_negative_int, metavar="N")),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rnnlab", description="Train small recurrent networks (RNN, GRU, LSTM).")
+    parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
+    tasks = parser.add_subparsers(dest="task", metavar="TASK", parser_class=_Parser)
+    tasks.required = True
+    charlm = tasks.add_parser("charlm", help="character-level language model",
+                              description="Character-level language model.")
+    verbs = charlm.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    verbs.required = True
+
+    tr = verbs.add_parser("train", help="train (or --resume) a model",
+                          description="Train a character-level language model. Writes config.toml, "
+                                      "metrics.jsonl, checkpoint.* and best.* into --out.")
+    groups = {name: tr.add_argument_group(name) for name in ("data", "model", "optimization", "budget",
+                                                             "reporting")}
+    for group, name, kwargs in CHARLM_TRAIN_FLAGS:
+        groups[group].add_argument(name, default=None, **kwargs)
+    run = tr.add_argument_group("run")
+    run.add_argument("--preset", choices=sorted(PRESETS),
+                     help="min-char-rnn: the classic from-scratch exercise exactly (H=100, T=25, B=1, "
+                          "Adagrad 0.1, clip 5, summed loss, N(0,1)*0.01 weights)")
+    run.add_argument("--config", metavar="FILE.toml", help="start from this config; flags override it")
+    run.add_argument("--out", default="runs/charlm", metavar="DIR", help="run directory (default runs/charlm)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    run.add_argument("--force", action="store_true", help="replace a run already in --out")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or per-eval lines")
+
+    sa = verbs.add_parser("sample", help="generate text from a trained run")
+    sa.add_argument("--run", required=True, metavar="DIR")
+    sa.add_argument("--length", type=_non_negative_int, default=500, metavar="N")
+    sa.add_argument("--temperature", type=_non_negative_float, default=1.0, metavar="X",
+                    help="divides the logits; lower = more conservative, 0 = argmax (default 1)")
+    sa.add_argument("--top-k", type=_non_negative_int, default=0, metavar="N",
+                    help="sample among the N most likely characters (0 = all)")
+    sa.add_argument("--prime", default="", metavar="TEXT", help="text to start from")
+    sa.add_argument("--seed", type=_non_negative_int, default=0, metavar="N")
+    sa.add_argument("--best", action="store_true", help="use the best-on-validation model")
+
+    ev = verbs.add_parser("eval", help="validation loss in nats/char and bits/char")
+    ev.add_argument("--run", required=True, metavar="DIR")
+    ev.add_argument("--text", metavar="FILE", help="evaluate on this file (default: the run's validation split)")
+    ev.add_argument("--best", action="store_true", help="use the best-on-validation model")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _charlm_train(args) -> int:
+    from .tasks import charlm
+
+    cfg = from_toml(CharLMConfig, args.config) if args.config else CharLMConfig()
+    overrides = {}
+    if args.preset:
+        overrides.update(PRESETS[args.preset])
+    for _, name, _ in CHARLM_TRAIN_FLAGS:
+        field = name[2:].replace("-", "_")
+        value = getattr(args, field)
+        if value is not None:
+            overrides[field] = value
+    import dataclasses
+
+    cfg = dataclasses.replace(cfg, **overrides)
+    summary = charlm.train_run(cfg, args.out, resume=args.resume, force=args.force,
+                               overrides=overrides, quiet=args.quiet)
+    best = summary["best_val_loss"]
+    best_text = f"; best validation {best:.4f} nats/char" if best is not None else ""
+    print(f"{summary['stop_reason']} at step {summary['step']}{best_text}; run saved in {summary['run_dir']}")
+    if summary["interrupted"]:
+        print("resume with: rnnlab charlm train --resume --out " + summary["run_dir"])
+        return 130
+    return 0
+
+
+def _charlm_sample(args) -> int:
+    import numpy as np
+
+    from .tasks import charlm
+
+    trainer, vocab, _, _ = charlm.load_run(args.run, "best" if args.best else "checkpoint")
+    text = charlm.sample_text(trainer, vocab, args.length, args.temperature, args.top_k, args.prime,
+                              np.random.default_rng(args.seed))
+    print(args.prime + text)
+    return 0
+
+
+def _charlm_eval(args) -> int:
+    from .tasks import charlm
+
+    result = charlm.evaluate_run(args.run, args.text, "best" if args.best else "checkpoint")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        skipped = result["unknown_chars_skipped"]
+        note = f" ({skipped} characters outside the vocabulary skipped)" if skipped else ""
+        print(f"{result['nats_per_char']:.4f} nats/char, {result['bits_per_char']:.4f} bits/char "
+              f"on {result['chars']} characters of {result['text']}{note}")
+    return 0
+
+
+COMMANDS = {("charlm", "train"): _charlm_train, ("charlm", "sample"): _charlm_sample,
+            ("charlm", "eval"): _charlm_eval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[(args.task, args.verb)](args)
+    except TrainingDiverged as exc:
+        print(f"rnnlab: training stopped: {exc}", file=sys.stderr)
+        return 2
+    except UserError as exc:
+        print(f"rnnlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rnnlab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `rnnlab charlm sample ... | head`
+        return 0

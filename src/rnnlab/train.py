@@ -1,0 +1,196 @@
+"""The one training loop, shared by every task and backend.
+
+A task supplies batches, an evaluation and what to print at each evaluation;
+a backend ``Trainer`` supplies the update.  The loop does the rest: learning
+rate schedule, smoothed loss, progress bar, ``metrics.jsonl``, checkpoints
+(atomic, with everything needed to continue bit-for-bit), the best-on-
+validation model, the stopping rules, Ctrl-C and non-finite losses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint
+from .errors import TrainingDiverged
+from .optim import learning_rate
+
+SMOOTHING = 0.99  # weight of the old value in the exponential moving average of the loss
+
+
+@dataclass
+class LoopState:
+    """What changes during training, besides parameters and optimizer state."""
+
+    step: int = 0
+    smoothed_loss: float | None = None
+    loss_ema: float = 0.0
+    best_val_loss: float | None = None
+    train_seconds: float = 0.0
+    carry: list | None = None
+    sample_rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+
+    def meta(self) -> dict:
+        return {"step": self.step, "smoothed_loss": self.smoothed_loss, "loss_ema": self.loss_ema,
+                "best_val_loss": self.best_val_loss, "train_seconds": self.train_seconds,
+                "sample_rng": self.sample_rng.bit_generator.state}
+
+    @classmethod
+    def restore(cls, meta: dict, carry: list) -> "LoopState":
+        rng = np.random.default_rng()
+        rng.bit_generator.state = meta["sample_rng"]
+        return cls(step=int(meta["step"]), smoothed_loss=meta["smoothed_loss"], loss_ema=meta["loss_ema"],
+                   best_val_loss=meta["best_val_loss"], train_seconds=float(meta["train_seconds"]),
+                   carry=carry, sample_rng=rng)
+
+
+@dataclass
+class Budget:
+    max_steps: int = 0          # total steps of the run; 0 = none
+    max_minutes: float = 0.0    # training time of this invocation; 0 = none
+    target_loss: float = 0.0    # smoothed train loss to stop under; 0 = off
+    eval_every: int = 100
+
+
+class _StopFlag:
+    """Ctrl-C sets a flag checked between steps, so a step is never cut in half."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.requested:  # a second Ctrl-C means: stop now
+                raise KeyboardInterrupt
+            self.requested = True
+
+        try:
+            self._previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: no handler, Ctrl-C behaves as usual
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def save_checkpoint(run_dir: Path, trainer, task, state: LoopState, config: dict, stem="checkpoint"):
+    tensors = trainer.state_tensors()
+    tensors.update(checkpoint.carry_to_tensors(state.carry))
+    meta = {"task": task.name, "backend": trainer.name, "spec": trainer.spec.to_dict(),
+            "config": config, "optimizer": trainer.optimizer.meta(), "loop": state.meta(),
+            "data": task.data_state(), **task.checkpoint_meta()}
+    checkpoint.save(run_dir, stem, tensors, meta)
+
+
+def save_params(run_dir: Path, stem: str, trainer, task, state: LoopState, config: dict, metrics: dict):
+    """A parameters-only checkpoint (``best``) that sample/eval can load like the full one."""
+    tensors = {f"params/{k}": v for k, v in trainer.params.items()}
+    meta = {"task": task.name, "backend": trainer.name, "spec": trainer.spec.to_dict(),
+            "config": config, "step": state.step, "metrics": metrics, **task.checkpoint_meta()}
+    checkpoint.save(run_dir, stem, tensors, meta)
+
+
+def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir: Path,
+        config: dict, quiet: bool = False) -> dict:
+    """Train until a stopping rule fires; returns a summary dict.
+
+    ``schedule``: keyword arguments of ``optim.learning_rate`` except ``step``.
+    Raises ``TrainingDiverged`` (after keeping the last good checkpoint) on a
+    non-finite loss or gradient.
+    """
+    from tqdm import tqdm
+
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / "metrics.jsonl"
+    show_bar = not quiet and sys.stderr.isatty()
+    say = (lambda msg: None) if quiet else (tqdm.write if show_bar else print)
+    bar = tqdm(total=budget.max_steps or None, initial=state.step, disable=not show_bar,
+               unit="step", dynamic_ncols=True, smoothing=0.1)
+    if state.carry is None:
+        state.carry = trainer.init_carry(task.batch_size)
+    if state.step == 0 and not checkpoint.exists(run_dir):
+        save_checkpoint(run_dir, trainer, task, state, config)  # a good state to fall back to
+    last_saved_step = state.step
+    started = time.perf_counter()
+    invocation_seconds = 0.0
+    stop_reason = None
+    items_since, seconds_since = 0, 0.0
+
+    def evaluate_and_save(final: bool):
+        nonlocal last_saved_step, items_since, seconds_since
+        metrics = task.evaluate(trainer)
+        val = metrics.get("val_loss")
+        throughput = items_since / seconds_since if seconds_since > 0 else None
+        record = {"step": state.step, "train_loss": state.smoothed_loss, **metrics,
+                  "lr": learning_rate(step=max(0, state.step - 1), **schedule),
+                  "train_seconds": round(state.train_seconds, 3),
+                  f"{task.item_name}_per_s": throughput and round(throughput, 1)}
+        with open(metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        items_since, seconds_since = 0, 0.0
+        if val is not None and (state.best_val_loss is None or val < state.best_val_loss):
+            state.best_val_loss = val
+            save_params(run_dir, "best", trainer, task, state, config, metrics)
+        save_checkpoint(run_dir, trainer, task, state, config)
+        last_saved_step = state.step
+        say(task.describe_eval(trainer, state, record, final))
+
+    with _StopFlag() as stop:
+        while True:
+            if budget.max_steps and state.step >= budget.max_steps:
+                stop_reason = f"reached --max-steps {budget.max_steps}"
+            elif budget.max_minutes and invocation_seconds >= budget.max_minutes * 60:
+                stop_reason = f"reached --max-minutes {budget.max_minutes:g}"
+            elif budget.target_loss and state.smoothed_loss is not None \
+                    and state.smoothed_loss < budget.target_loss:
+                stop_reason = f"smoothed loss {state.smoothed_loss:.4f} under --target-loss {budget.target_loss:g}"
+            elif stop.requested:
+                stop_reason = "interrupted (Ctrl-C)"
+            if stop_reason:
+                break
+            t0 = time.perf_counter()
+            inputs, targets, reset = task.next_batch()
+            if reset:
+                state.carry = trainer.init_carry(inputs.shape[0])
+            lr = learning_rate(step=state.step, **schedule)
+            loss, grad_norm, state.carry = trainer.train_step(state.carry, inputs, targets, lr)
+            if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                bar.close()
+                what = "loss" if not math.isfinite(loss) else "gradient norm"
+                raise TrainingDiverged(
+                    f"{what} became {loss if what == 'loss' else grad_norm} at step {state.step + 1}; "
+                    f"stopped and kept the last good checkpoint (step {last_saved_step}) in {run_dir}; "
+                    "lower --lr or use gradient clipping, then --resume")
+            state.step += 1
+            # Debiased moving average (as Adam's moments): early values are not dragged
+            # towards an arbitrary start, so --target-loss means the same at step 10 and 10,000.
+            state.loss_ema = SMOOTHING * state.loss_ema + (1 - SMOOTHING) * loss
+            state.smoothed_loss = state.loss_ema / (1 - SMOOTHING ** state.step)
+            dt = time.perf_counter() - t0
+            state.train_seconds += dt
+            invocation_seconds += dt
+            items_since += task.items_per_step
+            seconds_since += dt
+            bar.update(1)
+            if state.step % 10 == 0 or state.step == 1:
+                bar.set_postfix(loss=f"{state.smoothed_loss:.3f}",
+                                **{f"{task.item_name}/s": f"{items_since / max(seconds_since, 1e-9):.0f}"})
+            if state.step % budget.eval_every == 0:
+                evaluate_and_save(final=False)
+    bar.close()
+    if last_saved_step != state.step or state.step == 0:
+        evaluate_and_save(final=True)
+    return {"stop_reason": stop_reason, "step": state.step, "smoothed_loss": state.smoothed_loss,
+            "best_val_loss": state.best_val_loss, "train_seconds": state.train_seconds,
+            "wall_seconds": time.perf_counter() - started, "interrupted": stop.requested}
