@@ -454,8 +454,9 @@ class Trainer:
 
     def train_step(self, carry, inputs, targets, lr: float):
         """(loss, grad_norm, new_carry); parameters are left untouched if either is non-finite."""
-        value, grads, new_carry = loss_and_grads(self.params, self.spec, carry, inputs, targets,
-                                                 self.loss, self.reduction)
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are reported below
+            value, grads, new_carry = loss_and_grads(self.params, self.spec, carry, inputs, targets,
+                                                     self.loss, self.reduction)
         if not np.isfinite(value):
             return value, float("nan"), carry
         norm = self._clip(grads, self.clip, self.clip_value)
