@@ -88,6 +88,8 @@ CHARLM_TRAIN_FLAGS = [
                                      help="training minutes of this invocation (0 = no limit)")),
     ("budget", "--target-loss", dict(type=_non_negative_float, metavar="X",
                                      help="stop when the smoothed train loss (nats/char) is below X")),
+    ("budget", "--target-val-loss", dict(type=_non_negative_float, metavar="X",
+                                         help="stop at the first evaluation with validation loss <= X")),
     ("reporting", "--eval-every", dict(type=_positive_int, metavar="N",
                                        help="steps between validation, sample and checkpoint")),
     ("reporting", "--eval-max-chars", dict(type=_non_negative_int, metavar="N")),

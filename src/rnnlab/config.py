@@ -41,6 +41,7 @@ class CharLMConfig:
     max_steps: int = 1000          # 0 = no step limit
     max_minutes: float = 0.0       # wall-clock training budget of one invocation; 0 = none
     target_loss: float = 0.0       # stop once the smoothed train loss (nats/char) is below; 0 = off
+    target_val_loss: float = 0.0   # stop at the first eval with validation loss at or below; 0 = off
     eval_every: int = 100
     eval_max_chars: int = 0        # cap on validation characters per eval; 0 = all
     sample_length: int = 200
@@ -60,7 +61,7 @@ class CharLMConfig:
             value = getattr(self, name)
             if not _is_number(value) or not value > 0 or not math.isfinite(value):
                 raise UserError(f"--{flag(name)} must be a positive number, got {value!r}")
-        for name in ("max_minutes", "target_loss"):
+        for name in ("max_minutes", "target_loss", "target_val_loss"):
             value = getattr(self, name)
             if not _is_number(value) or value < 0 or not math.isfinite(value):
                 raise UserError(f"--{flag(name)} must be zero (off) or a positive number, got {value!r}")
@@ -73,8 +74,9 @@ class CharLMConfig:
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{flag(name)} must be one of {', '.join(allowed)}, "
                                 f"got {getattr(self, name)!r}")
-        if self.max_steps == 0 and self.max_minutes == 0 and self.target_loss == 0:
-            raise UserError("no stopping rule: set --max-steps, --max-minutes or --target-loss")
+        if not (self.max_steps or self.max_minutes or self.target_loss or self.target_val_loss):
+            raise UserError("no stopping rule: set --max-steps, --max-minutes, --target-loss or "
+                            "--target-val-loss")
         if self.schedule == "cosine" and self.max_steps == 0:
             raise UserError("--schedule cosine needs --max-steps (the decay horizon)")
         return self

@@ -57,6 +57,7 @@ class Budget:
     max_steps: int = 0          # total steps of the run; 0 = none
     max_minutes: float = 0.0    # training time of this invocation; 0 = none
     target_loss: float = 0.0    # smoothed train loss to stop under; 0 = off
+    target_val_loss: float = 0.0  # validation loss to stop at (checked at each eval); 0 = off
     eval_every: int = 100
 
 
@@ -145,6 +146,7 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
         save_checkpoint(run_dir, trainer, task, state, config)
         last_saved_step = state.step
         say(task.describe_eval(trainer, state, record, final))
+        return val
 
     with _StopFlag() as stop:
         while True:
@@ -187,7 +189,10 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
                 bar.set_postfix(loss=f"{state.smoothed_loss:.3f}",
                                 **{f"{task.item_name}/s": f"{items_since / max(seconds_since, 1e-9):.0f}"})
             if state.step % budget.eval_every == 0:
-                evaluate_and_save(final=False)
+                val = evaluate_and_save(final=False)
+                if budget.target_val_loss and val is not None and val <= budget.target_val_loss:
+                    stop_reason = f"validation loss {val:.4f} reached --target-val-loss {budget.target_val_loss:g}"
+                    break
     bar.close()
     if last_saved_step != state.step or state.step == 0:
         evaluate_and_save(final=True)

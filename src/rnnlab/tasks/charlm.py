@@ -27,7 +27,7 @@ from ..optim import Optimizer
 RUN_FILES = ("config.toml", "metrics.jsonl", "checkpoint.safetensors", "checkpoint.json",
              "best.safetensors", "best.json", "loss.png")
 # Fields that may change when a run is resumed: budgets and reporting, not the model or data.
-RESUMABLE_OVERRIDES = {"max_steps", "max_minutes", "target_loss", "eval_every", "eval_max_chars",
+RESUMABLE_OVERRIDES = {"max_steps", "max_minutes", "target_loss", "target_val_loss", "eval_every", "eval_max_chars",
                        "sample_length"}
 EVAL_STREAMS = 64
 LN2 = math.log(2.0)
@@ -224,7 +224,7 @@ def train_run(cfg: CharLMConfig, out: str | os.PathLike, resume: bool = False, f
         state = train.LoopState(sample_rng=np.random.default_rng([cfg.seed, 1]))
     checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab charlm run configuration"))
     trainer = _make_trainer(cfg, spec, params, optimizer)
-    budget = train.Budget(cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.eval_every)
+    budget = train.Budget(cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every)
     schedule = dict(base_lr=cfg.lr, schedule=cfg.schedule, total_steps=cfg.max_steps or None,
                     warmup_steps=cfg.warmup_steps)
     summary = train.run(task, trainer, state, budget, schedule, out, dataclasses.asdict(cfg), quiet)
