@@ -67,8 +67,8 @@ def _non_negative_float(text):
 CHARLM_TRAIN_FLAGS = [
     ("data", "--text", dict(metavar="FILE", help="UTF-8 text to train on (default: built-in corpus, "
                                                   "Python's pydoc topics)")),
-    ("data", "--val-fraction", dict(type=float, metavar="X", help="tail of the text held out (default 0.1)")),
-    ("model", "--cell", dict(choices=CELLS, help="recurrent cell (default gru_reset_after)")),
+    ("data", "--val-fraction", dict(type=float, metavar="X", help="tail of the text held out for validation")),
+    ("model", "--cell", dict(choices=CELLS, help="recurrent cell")),
     ("model", "--hidden-size", dict(type=_positive_int, metavar="N")),
     ("model", "--layers", dict(type=_positive_int, metavar="N")),
     ("model", "--init", dict(choices=("default", "classic"))),
@@ -113,8 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
                                       "metrics.jsonl, checkpoint.* and best.* into --out.")
     groups = {name: tr.add_argument_group(name) for name in ("data", "model", "optimization", "budget",
                                                              "reporting")}
+    defaults = CharLMConfig()
     for group, name, kwargs in CHARLM_TRAIN_FLAGS:
-        groups[group].add_argument(name, default=None, **kwargs)
+        default = getattr(defaults, name[2:].replace("-", "_"))
+        help_text = kwargs.get("help", "")
+        if "default" not in help_text and default != "":
+            help_text = f"{help_text} (default {default})".strip()
+        groups[group].add_argument(name, default=None, **dict(kwargs, help=help_text))
     run = tr.add_argument_group("run")
     run.add_argument("--preset", choices=sorted(PRESETS),
                      help="min-char-rnn: the classic from-scratch exercise exactly (H=100, T=25, B=1, "
