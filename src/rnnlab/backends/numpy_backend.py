@@ -83,6 +83,19 @@ class RNNCell:
         return dA, {"U": dU}
 
 
+def _gru_blend(h, n, z, out):
+    """h' = z*h + (1-z)*n, computed as n + z*(h-n) in ``out`` without temporaries."""
+    np.subtract(h, n, out=out)
+    out *= z
+    out += n
+
+
+def _gru_factors(Hprev, Z, N):
+    """Derivative factors shared by both GRU forms, all steps at once:
+    dh'/d a_n = (1-z)(1-n^2) and dh'/d a_z = (h-n) z(1-z)."""
+    return (1.0 - Z) * (1.0 - np.square(N)), (Hprev - N) * Z * (1.0 - Z)
+
+
 class GRUCell:
     """Cho et al. (2014), reset applied before the recurrent matmul of the candidate.
 
@@ -110,10 +123,7 @@ class GRUCell:
             np.matmul(RH[t], Un, out=n)
             n += A[t, :, 2 * H:]
             np.tanh(n, out=n)
-            hn = Hs[t + 1]
-            np.subtract(h, n, out=hn)
-            hn *= rz[:, H:]
-            hn += n
+            _gru_blend(h, n, rz[:, H:], out=Hs[t + 1])
         return Hs[1:], Hs[T].copy(), (Hs, RZ, N, RH)
 
     @staticmethod
@@ -125,9 +135,8 @@ class GRUCell:
         UnT = np.ascontiguousarray(U[:, 2 * H:].T)
         R, Z, Hprev = RZ[..., :H], RZ[..., H:], Hs[:-1]
         # Derivative factors for all steps at once (one pass each, outside the loop).
-        Kn = (1.0 - Z) * (1.0 - np.square(N))       # d a_n / d h'
-        Kr = Hprev * R * (1.0 - R)                  # d a_r / d(rh) . dh'/..
-        Kz = (Hprev - N) * Z * (1.0 - Z)            # d a_z / d h'
+        Kn, Kz = _gru_factors(Hprev, Z, N)
+        Kr = Hprev * R * (1.0 - R)                  # d a_r / d(r*h), times h
         dRZ = np.empty((T, B, 2 * H), dHout.dtype)
         dAn = np.empty((T, B, H), dHout.dtype)
         dh = np.zeros((B, H), dHout.dtype)
@@ -176,10 +185,7 @@ class GRUResetAfterCell:
             np.multiply(rz[:, :H], hu[:, 2 * H:], out=n)
             n += A[t, :, 2 * H:]
             np.tanh(n, out=n)
-            hn = Hs[t + 1]
-            np.subtract(h, n, out=hn)
-            hn *= rz[:, H:]
-            hn += n
+            _gru_blend(h, n, rz[:, H:], out=Hs[t + 1])
         return Hs[1:], Hs[T].copy(), (Hs, HU, RZ, N)
 
     @staticmethod
@@ -188,9 +194,8 @@ class GRUResetAfterCell:
         T, B, H = dHout.shape
         UT = np.ascontiguousarray(p["U"].T)
         R, Z, Hprev = RZ[..., :H], RZ[..., H:], Hs[:-1]
-        Kn = (1.0 - Z) * (1.0 - np.square(N))
-        Kr = HU[..., 2 * H:] * R * (1.0 - R)
-        Kz = (Hprev - N) * Z * (1.0 - Z)
+        Kn, Kz = _gru_factors(Hprev, Z, N)
+        Kr = HU[..., 2 * H:] * R * (1.0 - R)        # d a_r / d(r * hu_n), times hu_n
         dHU = np.empty((T, B, 3 * H), dHout.dtype)   # grad wrt h U + b_U
         dAn = np.empty((T, B, H), dHout.dtype)       # grad wrt x W_n + b_n
         dh = np.zeros((B, H), dHout.dtype)
