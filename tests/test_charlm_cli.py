@@ -241,3 +241,17 @@ def test_ctrl_c_saves_and_resumes(tmp_path, text_file):
                              timeout=60)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((out / "checkpoint.json").read_text())["loop"]["step"] == steps + 5
+
+
+def test_target_val_loss_and_eval_on_other_text(tmp_path, text_file, capsys):
+    out = tmp_path / "r"
+    code, stdout, _ = run_cli(capsys, "charlm", "train", "--text", text_file, "--out", out, "--max-steps", "2000",
+                              "--target-val-loss", "2.6", *SMALL)
+    assert code == 0 and "reached --target-val-loss" in stdout
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["val_nats_per_char"] <= 2.6 < rows[0]["val_nats_per_char"]
+    other = tmp_path / "other.txt"
+    other.write_text("The cat sat on a mat. Zebra€!", encoding="utf-8")
+    code, ev, _ = run_cli(capsys, "charlm", "eval", "--run", out, "--text", other, "--json")
+    result = json.loads(ev)
+    assert code == 0 and result["unknown_chars_skipped"] == 2 and result["chars"] == 27
