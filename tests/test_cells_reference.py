@@ -35,7 +35,7 @@ def naive_cell(cell, p, x, h, c):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("input_kind", ["onehot", "dense"])
+@pytest.mark.parametrize("input_kind", ["onehot", "dense", "dense_relu"])
 def test_forward_matches_naive_loop(cell, input_kind):
     rng = np.random.default_rng(1)
     V, F, H, B, T, L = 7, 3, 5, 4, 6, 2
@@ -53,6 +53,8 @@ def test_forward_matches_naive_loop(cell, input_kind):
         cs = [np.zeros(H) for _ in range(L)]
         for t in range(T):
             x = np.eye(V)[inputs[bi, t]] if input_kind == "onehot" else inputs[bi, t]
+            if input_kind == "dense_relu":
+                x = np.maximum(x @ params["input.W"] + params["input.b"], 0.0)
             for k in range(L):
                 p = {name.split(".")[-1]: params[name] for name in param_shapes(spec) if name.startswith(f"layers.{k}.")}
                 hs[k], cs[k] = naive_cell(cell, p, x, hs[k], cs[k])

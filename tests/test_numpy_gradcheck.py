@@ -26,7 +26,7 @@ def _problem(cell, input_kind, loss, num_layers=2, B=3, T=5, H=4, V=6, seed=0):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("input_kind,loss", [("onehot", "cross_entropy"), ("dense", "mse"),
-                                             ("dense", "cross_entropy")])
+                                             ("dense", "cross_entropy"), ("dense_relu", "mse")])
 def test_gradients_match_central_differences(cell, input_kind, loss):
     spec, params, carry, inputs, targets = _problem(cell, input_kind, loss)
     value, grads, _ = nb.loss_and_grads(params, spec, carry, inputs, targets, loss=loss)

@@ -24,7 +24,9 @@ inside the reset product; the other cells need only one bias.
 
 Parameter names, per layer ``k`` (0-based) and for the readout::
 
-    layers.{k}.W     (in_k, G*H)   in_0 = input_size (vocabulary size for one-hot)
+    input.W          (input_size, H)  dense_relu only: x -> relu(x @ input.W + input.b)
+    input.b          (H,)             dense_relu only
+    layers.{k}.W     (in_k, G*H)   in_0 = input_size (vocabulary size for one-hot), H for dense_relu
     layers.{k}.U     (H, G*H)
     layers.{k}.b     (G*H,)
     layers.{k}.b_U   (G*H,)        gru_reset_after only
@@ -45,7 +47,7 @@ from .errors import UserError
 
 GATES = {"rnn": 1, "gru": 3, "gru_reset_after": 3, "lstm": 4}
 CELLS = tuple(GATES)
-INPUT_KINDS = ("onehot", "dense")
+INPUT_KINDS = ("onehot", "dense", "dense_relu")
 READOUTS = ("linear",)
 INITS = ("default", "classic")
 
@@ -90,8 +92,11 @@ def param_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
     """Names and shapes of every parameter of ``spec``, in a fixed order."""
     H, G = spec.hidden_size, spec.gates
     shapes: dict[str, tuple[int, ...]] = {}
+    if spec.input_kind == "dense_relu":
+        shapes["input.W"] = (spec.input_size, H)
+        shapes["input.b"] = (H,)
     for k in range(spec.num_layers):
-        fan_in = spec.input_size if k == 0 else H
+        fan_in = spec.input_size if k == 0 and spec.input_kind != "dense_relu" else H
         shapes[f"layers.{k}.W"] = (fan_in, G * H)
         shapes[f"layers.{k}.U"] = (H, G * H)
         shapes[f"layers.{k}.b"] = (G * H,)
@@ -124,7 +129,7 @@ def init_params(spec: ModelSpec, rng: np.random.Generator, init: str = "default"
     H, G = spec.hidden_size, spec.gates
     params: dict[str, np.ndarray] = {}
     for name, shape in param_shapes(spec).items():
-        is_bias = name.endswith(".b") or name.endswith(".b_U")
+        is_bias = name.endswith(".b") or name.endswith(".b_U")  # includes input.b
         if is_bias:
             value = np.zeros(shape)
             if spec.cell == "lstm" and init == "default" and name.endswith(".b"):
@@ -135,6 +140,8 @@ def init_params(spec: ModelSpec, rng: np.random.Generator, init: str = "default"
             value = np.concatenate([_orthogonal(rng, H) for _ in range(G)], axis=1)
         elif name == "layers.0.W" and spec.input_kind == "onehot":
             value = rng.standard_normal(shape) * 0.5
+        elif name == "input.W":  # He init: the ReLU halves the variance
+            value = rng.standard_normal(shape) * np.sqrt(2.0 / shape[0])
         else:
             value = rng.standard_normal(shape) / np.sqrt(shape[0])
         params[name] = value.astype(dtype)

@@ -304,6 +304,12 @@ def _forward(params, spec, carry, inputs):
     dtype = params["readout.W"].dtype
     cell = CELLS[spec.cell]
     x = _time_major_inputs(spec, inputs, dtype)
+    raw = x
+    if spec.input_kind == "dense_relu":  # Dense(H) -> ReLU in front of the first recurrent layer
+        T, B, F = x.shape
+        x = (x.reshape(T * B, F) @ params["input.W"]).reshape(T, B, -1)
+        x += params["input.b"]
+        np.maximum(x, 0.0, out=x)
     xs, caches, new_carry = [], [], []
     for k in range(spec.num_layers):
         p = _layer_params(params, k)
@@ -315,7 +321,7 @@ def _forward(params, spec, carry, inputs):
     T, B, H = x.shape
     Y = x.reshape(T * B, H) @ params["readout.W"]
     Y += params["readout.b"]
-    return Y.reshape(T, B, -1), new_carry, (xs, x, caches)
+    return Y.reshape(T, B, -1), new_carry, (xs, x, caches, raw)
 
 
 def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray):
@@ -388,7 +394,7 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
     gradients are of that mean or of the sum over every element (the
     min-char-rnn objective).
     """
-    Y, new_carry, (xs, Htop, caches) = _forward(params, spec, carry, inputs)
+    Y, new_carry, (xs, Htop, caches, raw) = _forward(params, spec, carry, inputs)
     T, B, O = Y.shape
     N = T * B
     Yf = Y.reshape(N, O)
@@ -429,8 +435,12 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
         grads[f"layers.{k}.b"] = dAf.sum(axis=0)
         for key, v in g.items():
             grads[f"layers.{k}.{key}"] = v
-        if k > 0:
+        if k > 0 or spec.input_kind == "dense_relu":
             dH = (dAf @ p["W"].T).reshape(T, B, -1)
+    if spec.input_kind == "dense_relu":
+        dZ = dH.reshape(N, -1) * (xs[0].reshape(N, -1) > 0)  # ReLU passes gradient where it was active
+        grads["input.W"] = raw.reshape(N, -1).T @ dZ
+        grads["input.b"] = dZ.sum(axis=0)
     return value, grads, new_carry
 
 
