@@ -151,3 +151,112 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
         count = targets.size
         grads = {k: v * count for k, v in grads.items()}
     return float(value), grads, _carry_out(new_carry)
+
+
+# --------------------------------------------------------------------------- training step
+
+def _optax_transform(optimizer_name: str, clip: str, clip_value: float, beta1: float, beta2: float, eps: float):
+    """clip -> direction; the learning rate is applied outside so it can change every step
+    without recompiling.  Same formulas as ``rnnlab.optim`` (eps inside the sqrt for
+    Adagrad, outside for Adam)."""
+    import optax
+
+    clip_tx = {"norm": lambda: optax.clip_by_global_norm(clip_value), "value": lambda: optax.clip(clip_value),
+               "none": optax.identity}[clip]()
+    direction = {"sgd": optax.identity,
+                 "adagrad": lambda: optax.scale_by_rss(initial_accumulator_value=0.0, eps=eps),
+                 "adam": lambda: optax.scale_by_adam(b1=beta1, b2=beta2, eps=eps)}[optimizer_name]()
+    return optax.chain(clip_tx, direction)
+
+
+class Trainer:
+    """The JAX counterpart of ``numpy_backend.Trainer``: one jitted function does forward,
+    ``value_and_grad``, clipping and the optax update; a non-finite loss or gradient
+    leaves parameters and optimizer state unchanged."""
+
+    name = name
+
+    def __init__(self, spec: ModelSpec, params: dict, optimizer, loss: str, reduction: str, clip: str,
+                 clip_value: float):
+        import optax
+
+        self.spec, self.optimizer, self.loss, self.reduction = spec, optimizer, loss, reduction
+        self.dtype = np.asarray(params["readout.W"]).dtype
+        self._params = {k: jnp.asarray(v) for k, v in params.items()}
+        self._tx = _optax_transform(optimizer.name, clip, clip_value, optimizer.beta1, optimizer.beta2,
+                                    optimizer.eps)
+        self._opt_state = self._state_from(optimizer)
+
+        def train_step(params, opt_state, carry, x, targets, lr):
+            (value, new_carry), grads = jax.value_and_grad(_loss, has_aux=True)(params, spec, carry, x,
+                                                                               targets, loss)
+            if reduction == "sum":
+                grads = jax.tree.map(lambda g: g * targets.size, grads)
+            norm = optax.tree.norm(grads)
+            direction, new_state = self._tx.update(grads, opt_state, params)
+            new_params = jax.tree.map(lambda p, d: p - lr * d, params, direction)
+            ok = jnp.isfinite(value) & jnp.isfinite(norm)
+            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+            return (keep(new_params, params), keep(new_state, opt_state), keep(new_carry, carry),
+                    value, norm)
+
+        self._train_step = jax.jit(train_step)
+
+    # Optimizer state <-> the backend-free form of rnnlab.optim.Optimizer.
+    def _state_from(self, optimizer):
+        state = self._tx.init(self._params)
+        slots = {"adam": ("m", "v"), "adagrad": ("sum_sq",), "sgd": ()}[optimizer.name]
+        if not slots:
+            return state
+        inner = state[1]
+
+        def filled(slot, current):
+            return {k: jnp.asarray(optimizer.state.get(f"{slot}/{k}", np.zeros_like(v))) for k, v in current.items()}
+
+        if optimizer.name == "adam":
+            inner = inner._replace(count=jnp.asarray(optimizer.step, inner.count.dtype),
+                                   mu=filled("m", inner.mu), nu=filled("v", inner.nu))
+        else:
+            inner = inner._replace(sum_of_squares=filled("sum_sq", inner.sum_of_squares))
+        return (state[0], inner)
+
+    def _sync_optimizer(self):
+        inner = self._opt_state[1]
+        if self.optimizer.name == "adam":
+            self.optimizer.state = {**{f"m/{k}": np.asarray(v) for k, v in inner.mu.items()},
+                                    **{f"v/{k}": np.asarray(v) for k, v in inner.nu.items()}}
+        elif self.optimizer.name == "adagrad":
+            self.optimizer.state = {f"sum_sq/{k}": np.asarray(v) for k, v in inner.sum_of_squares.items()}
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v) for k, v in self._params.items()}
+
+    def init_carry(self, batch_size: int) -> list:
+        return init_carry(self.spec, batch_size, self.dtype)
+
+    def train_step(self, carry, inputs, targets, lr: float):
+        """(loss, grad_norm, new_carry), as the NumPy Trainer."""
+        targets = np.asarray(targets)
+        targets_tm = targets.T if self.loss == "cross_entropy" else targets.transpose(1, 0, 2)
+        self._params, self._opt_state, new_carry, value, norm = self._train_step(
+            self._params, self._opt_state, _carry_in(carry), jnp.asarray(_time_major(self.spec, inputs)),
+            jnp.asarray(targets_tm), jnp.asarray(lr, self.dtype))
+        value, norm = float(value), float(norm)
+        if np.isfinite(value) and np.isfinite(norm):
+            self.optimizer.step += 1
+            return value, norm, _carry_out(new_carry)
+        return value, norm, carry
+
+    def forward(self, carry, inputs):
+        return forward(self._params, self.spec, carry, inputs)
+
+    def step(self, carry, x):
+        Y, new_carry = forward(self._params, self.spec, carry, np.asarray(x)[:, None])
+        return new_carry, Y[:, 0]
+
+    def state_tensors(self) -> dict[str, np.ndarray]:
+        self._sync_optimizer()
+        out = {f"params/{k}": v for k, v in self.params.items()}
+        out.update({f"opt/{k}": v for k, v in self.optimizer.state_tensors().items()})
+        return out
