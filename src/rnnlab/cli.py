@@ -56,7 +56,7 @@ CHARLM_TRAIN_FLAGS = [
     ("model", "--layers", dict(type=_positive_int, metavar="N")),
     ("model", "--init", dict(choices=("default", "classic"))),
     ("model", "--dtype", dict(choices=("float32", "float64"))),
-    ("model", "--backend", dict(choices=("numpy",))),
+    ("model", "--backend", dict(choices=("numpy", "jax"))),
     ("optimization", "--seq-len", dict(type=_positive_int, metavar="T", help="truncated-BPTT length")),
     ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="parallel text streams")),
     ("optimization", "--optimizer", dict(choices=OPTIMIZERS)),

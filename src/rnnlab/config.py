@@ -68,7 +68,7 @@ class CharLMConfig:
         if not 0.0 <= self.val_fraction < 1.0:
             raise UserError(f"--val-fraction must be in [0, 1), got {self.val_fraction!r}")
         choices = {"cell": CELLS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "clip": CLIP_KINDS,
-                   "init": INITS, "dtype": ("float32", "float64"), "backend": ("numpy",),
+                   "init": INITS, "dtype": ("float32", "float64"), "backend": ("numpy", "jax"),
                    "loss_reduction": ("mean", "sum")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -4,7 +4,7 @@ import importlib
 
 from ..errors import UserError
 
-BACKENDS = {"numpy": "rnnlab.backends.numpy_backend"}
+BACKENDS = {"numpy": "rnnlab.backends.numpy_backend", "jax": "rnnlab.backends.jax_backend"}
 
 
 def get_backend(name: str):

@@ -7,9 +7,9 @@ carry and the precomputed input projection ``a = x W + b`` of one time step.
 float64 works when the parameters are float64 (x64 is switched on at import;
 float32 parameters stay float32).
 
-Work in progress toward the denoise issue: forward, loss and gradients
-(proven equal to the NumPy backend by tests); the jitted optax training step
-is still to come.
+``Trainer`` does a whole update (forward, ``value_and_grad``, optax clipping
+and update) in one jitted function and keeps optimizer state convertible to
+the backend-free form of ``rnnlab.optim``, so checkpoints move between backends.
 """
 
 from __future__ import annotations
