@@ -85,20 +85,24 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def _model_meta(trainer, task, config: dict) -> dict:
+    """What sample/eval need to rebuild the model, shared by full and params-only checkpoints."""
+    return {"task": task.name, "backend": trainer.name, "spec": trainer.spec.to_dict(), "config": config,
+            **task.checkpoint_meta()}
+
+
 def save_checkpoint(run_dir: Path, trainer, task, state: LoopState, config: dict, stem="checkpoint"):
-    tensors = trainer.state_tensors()
+    tensors = trainer.state_tensors()  # first: it brings the optimizer's counters up to date
     tensors.update(checkpoint.carry_to_tensors(state.carry))
-    meta = {"task": task.name, "backend": trainer.name, "spec": trainer.spec.to_dict(),
-            "config": config, "optimizer": trainer.optimizer.meta(), "loop": state.meta(),
-            "data": task.data_state(), **task.checkpoint_meta()}
+    meta = {**_model_meta(trainer, task, config), "optimizer": trainer.optimizer.meta(),
+            "loop": state.meta(), "data": task.data_state()}
     checkpoint.save(run_dir, stem, tensors, meta)
 
 
 def save_params(run_dir: Path, stem: str, trainer, task, state: LoopState, config: dict, metrics: dict):
     """A parameters-only checkpoint (``best``) that sample/eval can load like the full one."""
     tensors = {f"params/{k}": v for k, v in trainer.params.items()}
-    meta = {"task": task.name, "backend": trainer.name, "spec": trainer.spec.to_dict(),
-            "config": config, "step": state.step, "metrics": metrics, **task.checkpoint_meta()}
+    meta = {**_model_meta(trainer, task, config), "step": state.step, "metrics": metrics}
     checkpoint.save(run_dir, stem, tensors, meta)
 
 

@@ -117,6 +117,15 @@ def _time_major(spec, inputs):
     return inputs.T if spec.input_kind == "onehot" else inputs.transpose(1, 0, 2)
 
 
+def _targets_time_major(loss, targets):
+    targets = np.asarray(targets)
+    return jnp.asarray(targets.T if loss == "cross_entropy" else targets.transpose(1, 0, 2))
+
+
+def _to_jax(params: dict) -> dict:
+    return {k: jnp.asarray(v) for k, v in params.items()}
+
+
 def _carry_in(carry):
     return [tuple(jnp.asarray(a) for a in c) if isinstance(c, tuple) else jnp.asarray(c) for c in carry]
 
@@ -133,7 +142,7 @@ def init_carry(spec: ModelSpec, batch_size: int, dtype=np.float32) -> list:
 
 def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray):
     """Outputs ``[B, T, O]`` (NumPy) and the carry after the last step."""
-    Y, new_carry = _forward_jit({k: jnp.asarray(v) for k, v in params.items()}, spec, _carry_in(carry),
+    Y, new_carry = _forward_jit(_to_jax(params), spec, _carry_in(carry),
                                 jnp.asarray(_time_major(spec, inputs)))
     return np.asarray(Y).transpose(1, 0, 2), _carry_out(new_carry)
 
@@ -141,14 +150,12 @@ def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray):
 def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray, targets: np.ndarray,
                    loss: str = "cross_entropy", reduction: str = "mean"):
     """Same contract as ``numpy_backend.loss_and_grads`` (loss is the per-element mean)."""
-    targets = np.asarray(targets)
-    targets_tm = targets.T if loss == "cross_entropy" else targets.transpose(1, 0, 2)
-    (value, new_carry), grads = _value_and_grad({k: jnp.asarray(v) for k, v in params.items()}, spec,
-                                                _carry_in(carry), jnp.asarray(_time_major(spec, inputs)),
-                                                jnp.asarray(targets_tm), loss)
+    (value, new_carry), grads = _value_and_grad(_to_jax(params), spec, _carry_in(carry),
+                                                jnp.asarray(_time_major(spec, inputs)),
+                                                _targets_time_major(loss, targets), loss)
     grads = {k: np.asarray(v) for k, v in grads.items()}
     if reduction == "sum":
-        count = targets.size
+        count = np.asarray(targets).size
         grads = {k: v * count for k, v in grads.items()}
     return float(value), grads, _carry_out(new_carry)
 
@@ -182,7 +189,7 @@ class Trainer:
 
         self.spec, self.optimizer, self.loss, self.reduction = spec, optimizer, loss, reduction
         self.dtype = np.asarray(params["readout.W"]).dtype
-        self._params = {k: jnp.asarray(v) for k, v in params.items()}
+        self._params = _to_jax(params)
         self._tx = _optax_transform(optimizer.name, clip, clip_value, optimizer.beta1, optimizer.beta2,
                                     optimizer.eps)
         self._opt_state = self._state_from(optimizer)
@@ -237,11 +244,9 @@ class Trainer:
 
     def train_step(self, carry, inputs, targets, lr: float):
         """(loss, grad_norm, new_carry), as the NumPy Trainer."""
-        targets = np.asarray(targets)
-        targets_tm = targets.T if self.loss == "cross_entropy" else targets.transpose(1, 0, 2)
         self._params, self._opt_state, new_carry, value, norm = self._train_step(
             self._params, self._opt_state, _carry_in(carry), jnp.asarray(_time_major(self.spec, inputs)),
-            jnp.asarray(targets_tm), jnp.asarray(lr, self.dtype))
+            _targets_time_major(self.loss, targets), jnp.asarray(lr, self.dtype))
         value, norm = float(value), float(norm)
         if np.isfinite(value) and np.isfinite(norm):
             self.optimizer.step += 1
@@ -256,7 +261,7 @@ class Trainer:
         return new_carry, Y[:, 0]
 
     def state_tensors(self) -> dict[str, np.ndarray]:
+        from .numpy_backend import Trainer as NumpyTrainer
+
         self._sync_optimizer()
-        out = {f"params/{k}": v for k, v in self.params.items()}
-        out.update({f"opt/{k}": v for k, v in self.optimizer.state_tensors().items()})
-        return out
+        return NumpyTrainer.state_tensors(self)  # same layout once the optimizer state is synced
