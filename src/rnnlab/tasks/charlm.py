@@ -11,21 +11,17 @@ import dataclasses
 import hashlib
 import math
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint, train
-from ..backends import get_backend
-from ..cells import ModelSpec, check_params, init_params
-from ..config import CharLMConfig, flag, from_dict, to_toml
+from .. import checkpoint, report, runs, train
+from ..cells import ModelSpec
+from ..config import CharLMConfig, to_toml
 from ..data.text import BUILTIN_NAME, StreamBatcher, Vocab, eval_chunks, read_text, split_train_val
 from ..errors import UserError
 from ..optim import Optimizer
 
-RUN_FILES = ("config.toml", "metrics.jsonl", "checkpoint.safetensors", "checkpoint.json",
-             "best.safetensors", "best.json", "loss.png")
 # Fields that may change when a run is resumed: budgets and reporting, not the model or data.
 RESUMABLE_OVERRIDES = {"max_steps", "max_minutes", "target_loss", "target_val_loss", "eval_every", "eval_max_chars",
                        "sample_length"}
@@ -152,32 +148,6 @@ def sample_text(trainer, vocab: Vocab, length: int, temperature: float = 1.0, to
 
 # --------------------------------------------------------------------------- runs
 
-def _make_trainer(cfg: CharLMConfig, spec: ModelSpec, params: dict, optimizer: Optimizer):
-    backend = get_backend(cfg.backend)
-    return backend.Trainer(spec, params, optimizer, "cross_entropy", cfg.loss_reduction, cfg.clip,
-                           cfg.clip_value)
-
-
-def _prepare_run_dir(out: Path, resume: bool, force: bool) -> bool:
-    """True when an existing run is to be resumed; refuses to mix two runs in one directory."""
-    holds_run = out.exists() and any((out / f).exists() for f in RUN_FILES)
-    if resume:
-        if not checkpoint.exists(out):
-            raise UserError(f"--resume: no checkpoint in {str(out)!r}; start a new run without --resume")
-        return True
-    if holds_run:
-        if not force:
-            raise UserError(f"{str(out)!r} already holds a run; pass --resume to continue it, --force to "
-                            "replace it, or choose another --out")
-        for f in RUN_FILES:
-            if (out / f).exists():
-                (out / f).unlink()
-        for extra in out.glob("*.png"):
-            extra.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return False
-
-
 def train_run(cfg: CharLMConfig, out: str | os.PathLike, resume: bool = False, force: bool = False,
               overrides: dict | None = None, quiet: bool = False) -> dict:
     """Train (or resume) a charlm run in ``out``; returns the loop summary plus paths.
@@ -186,104 +156,45 @@ def train_run(cfg: CharLMConfig, out: str | os.PathLike, resume: bool = False, f
     only budgets may change.
     """
     out = Path(out)
-    overrides = overrides or {}
-    if _prepare_run_dir(out, resume, force):
-        tensors, meta = checkpoint.load(out)
-        if meta.get("task") != "charlm":
-            raise UserError(f"{str(out)!r} holds a {meta.get('task')!r} run, not charlm")
-        saved = from_dict(CharLMConfig, meta["config"], where=f"{out}/checkpoint.json")
-        changed = {k: v for k, v in overrides.items() if k not in RESUMABLE_OVERRIDES and getattr(saved, k) != v}
-        if changed:
-            names = ", ".join(f"--{flag(k)}" for k in sorted(changed))
-            raise UserError(f"cannot change {names} when resuming {str(out)!r}; start a new run "
-                            "(--force or another --out) to change the model or data")
-        cfg = dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES})
-        cfg.validate()
+    if runs.prepare_run_dir(out, resume, force):
+        r = runs.resume_run(out, "charlm", CharLMConfig, overrides or {}, RESUMABLE_OVERRIDES)
+        cfg = r.cfg
         text = read_text(cfg.text or None)
-        if text_sha256(text) != meta.get("text_sha256"):
+        if text_sha256(text) != r.meta.get("text_sha256"):
             raise UserError(f"the text {cfg.text or BUILTIN_NAME!r} changed since {str(out)!r} was started; "
                             "resume needs the same text")
-        task = CharLMTask(cfg, text, Vocab(meta["vocab"]))
-        task.batcher.load_state(meta["data"])
-        spec = ModelSpec.from_dict(meta["spec"])
-        params = checkpoint.group(tensors, "params")
-        check_params(spec, params, f"{out}/checkpoint.safetensors")
-        optimizer = Optimizer.restore(meta["optimizer"], checkpoint.group(tensors, "opt"))
-        carry = checkpoint.carry_from_tensors(tensors, spec.num_layers, spec.cell == "lstm")
-        state = train.LoopState.restore(meta["loop"], carry)
+        task = CharLMTask(cfg, text, Vocab(r.meta["vocab"]))
+        task.batcher.load_state(r.meta["data"])
+        spec, params, optimizer, state = r.spec, r.params, r.optimizer, r.state
     else:
         cfg.validate()
         if cfg.text:
             cfg = dataclasses.replace(cfg, text=os.path.abspath(cfg.text))
-        text = read_text(cfg.text or None)
-        task = CharLMTask(cfg, text)
+        task = CharLMTask(cfg, read_text(cfg.text or None))
         spec = task.spec()
-        rng = np.random.default_rng(cfg.seed)
-        params = init_params(spec, rng, cfg.init, np.dtype(cfg.dtype))
-        optimizer = Optimizer(cfg.optimizer)
-        state = train.LoopState(sample_rng=np.random.default_rng([cfg.seed, 1]))
+        params, optimizer, state = runs.fresh_start(cfg, spec)
     checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab charlm run configuration"))
-    trainer = _make_trainer(cfg, spec, params, optimizer)
+    trainer = runs.make_trainer(cfg, spec, params, optimizer, "cross_entropy", cfg.loss_reduction)
     budget = train.Budget(cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every)
-    schedule = dict(base_lr=cfg.lr, schedule=cfg.schedule, total_steps=cfg.max_steps or None,
-                    warmup_steps=cfg.warmup_steps)
-    summary = train.run(task, trainer, state, budget, schedule, out, dataclasses.asdict(cfg), quiet)
+    summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, cfg.max_steps), out,
+                        dataclasses.asdict(cfg), quiet)
     summary.update(run_dir=str(out), val_dropped_chars=task.val_dropped, vocab_size=len(task.vocab),
                    trainer=trainer, vocab=task.vocab)
-    _plot_losses(out)
+    report.plot_losses(out, "nats / char", "val_nats_per_char")
     return summary
-
-
-def _plot_losses(run_dir: Path) -> None:
-    """loss.png: smoothed train loss and validation loss per eval, nats/char."""
-    import json
-
-    path = run_dir / "metrics.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    rows = [r for r in rows if r.get("train_loss") is not None]
-    if len(rows) < 2:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    steps = [r["step"] for r in rows]
-    ax.plot(steps, [r["train_loss"] for r in rows], label="train (smoothed)")
-    if any("val_nats_per_char" in r for r in rows):
-        ax.plot(steps, [r.get("val_nats_per_char", float("nan")) for r in rows], label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("nats / char")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    tmp = run_dir / ".loss.png.tmp.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, run_dir / "loss.png")
 
 
 def load_run(run_dir: str | os.PathLike, which: str = "checkpoint"):
     """(trainer, vocab, config, meta) of a saved run, for sampling and evaluation."""
-    run_dir = Path(run_dir)
-    if which == "best" and not checkpoint.exists(run_dir, "best"):
-        raise UserError(f"{str(run_dir)!r} has no best.json (no validation loss yet); use the last checkpoint")
-    tensors, meta = checkpoint.load(run_dir, which)
-    if meta.get("task") != "charlm":
-        raise UserError(f"{str(run_dir)!r} holds a {meta.get('task')!r} run, not charlm")
+    params, meta, spec, cfg = runs.load_saved(run_dir, which, "charlm", CharLMConfig)
     try:
-        spec = ModelSpec.from_dict(meta["spec"])
-        cfg = from_dict(CharLMConfig, meta["config"], where=f"{run_dir}/{which}.json")
         vocab = Vocab(meta["vocab"])
     except (KeyError, TypeError) as exc:
         raise UserError(f"{run_dir}/{which}.json lacks field {exc}; the checkpoint is damaged") from exc
-    params = checkpoint.group(tensors, "params")
-    check_params(spec, params, f"{run_dir}/{which}.safetensors")
     if len(vocab) != spec.input_size:
         raise UserError(f"{run_dir}/{which}.json: vocabulary size {len(vocab)} does not match the model "
                         f"({spec.input_size}); the checkpoint is damaged")
-    trainer = _make_trainer(cfg, spec, params, Optimizer(cfg.optimizer))
+    trainer = runs.make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), "cross_entropy", cfg.loss_reduction)
     return trainer, vocab, cfg, meta
 
 

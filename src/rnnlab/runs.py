@@ -1,0 +1,121 @@
+"""Run directories, shared by every task: start, refuse to mix two runs, resume, load.
+
+A task's ``train_run`` asks ``open_run`` whether it starts fresh or continues a
+checkpoint; everything here is task-agnostic (the task name and config class
+are arguments), so what a task module adds is only its data and metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint, train
+from .backends import get_backend
+from .cells import ModelSpec, check_params, init_params
+from .config import flag, from_dict
+from .errors import UserError
+from .optim import Optimizer
+
+# Files a run writes; a directory holding any of them holds a run.
+RUN_FILES = ("config.toml", "metrics.jsonl", "checkpoint.safetensors", "checkpoint.json",
+             "best.safetensors", "best.json", "test.json")
+
+
+@dataclass
+class Resumed:
+    """What a checkpoint restores: the saved config (with budget overrides applied) and state."""
+
+    cfg: object
+    meta: dict
+    spec: ModelSpec
+    params: dict
+    optimizer: Optimizer
+    state: train.LoopState
+
+
+def prepare_run_dir(out: Path, resume: bool, force: bool) -> bool:
+    """True when an existing run is to be resumed; refuses to mix two runs in one directory."""
+    holds_run = out.exists() and any((out / f).exists() for f in RUN_FILES)
+    if resume:
+        if not checkpoint.exists(out):
+            raise UserError(f"--resume: no checkpoint in {str(out)!r}; start a new run without --resume")
+        return True
+    if holds_run:
+        if not force:
+            raise UserError(f"{str(out)!r} already holds a run; pass --resume to continue it, --force to "
+                            "replace it, or choose another --out")
+        for f in RUN_FILES:
+            if (out / f).exists():
+                (out / f).unlink()
+        for extra in out.glob("*.png"):
+            extra.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def _check_task(meta: dict, task_name: str, where: Path) -> None:
+    if meta.get("task") != task_name:
+        raise UserError(f"{str(where)!r} holds a {meta.get('task')!r} run, not {task_name}")
+
+
+def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable: set) -> Resumed:
+    """Load the checkpoint in ``out``; ``overrides`` (flags given now) may change only ``resumable`` fields."""
+    tensors, meta = checkpoint.load(out)
+    _check_task(meta, task_name, out)
+    saved = from_dict(config_cls, meta["config"], where=f"{out}/checkpoint.json")
+    changed = {k for k, v in overrides.items() if k not in resumable and getattr(saved, k) != v}
+    if changed:
+        names = ", ".join(f"--{flag(k)}" for k in sorted(changed))
+        raise UserError(f"cannot change {names} when resuming {str(out)!r}; start a new run "
+                        "(--force or another --out) to change the model or data")
+    cfg = dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in resumable})
+    cfg.validate()
+    spec = ModelSpec.from_dict(meta["spec"])
+    params = checkpoint.group(tensors, "params")
+    check_params(spec, params, f"{out}/checkpoint.safetensors")
+    optimizer = Optimizer.restore(meta["optimizer"], checkpoint.group(tensors, "opt"))
+    carry = checkpoint.carry_from_tensors(tensors, spec.num_layers, spec.cell == "lstm")
+    return Resumed(cfg, meta, spec, params, optimizer, train.LoopState.restore(meta["loop"], carry))
+
+
+def fresh_start(cfg, spec: ModelSpec) -> tuple[dict, Optimizer, train.LoopState]:
+    """Seeded initial parameters, a new optimizer and loop state for ``cfg``."""
+    params = init_params(spec, np.random.default_rng(cfg.seed), cfg.init, np.dtype(cfg.dtype))
+    return params, Optimizer(cfg.optimizer), train.LoopState(sample_rng=np.random.default_rng([cfg.seed, 1]))
+
+
+def make_trainer(cfg, spec: ModelSpec, params: dict, optimizer: Optimizer, loss: str, reduction: str = "mean"):
+    """The ``Trainer`` of ``cfg.backend``; a backend whose engine is not installed is a user error."""
+    try:
+        backend = get_backend(cfg.backend)
+    except ImportError as exc:
+        raise UserError(f"--backend {cfg.backend} needs {exc.name!r}, which is not installed: "
+                        f"pip install 'rnnlab[{cfg.backend}]' or choose --backend numpy") from exc
+    return backend.Trainer(spec, params, optimizer, loss, reduction, cfg.clip, cfg.clip_value)
+
+
+def schedule_of(cfg, total_steps: int) -> dict:
+    """Keyword arguments of ``optim.learning_rate`` (except ``step``) for ``cfg``."""
+    return dict(base_lr=cfg.lr, schedule=cfg.schedule, total_steps=total_steps or None,
+                warmup_steps=cfg.warmup_steps)
+
+
+def load_saved(run_dir, which: str, task_name: str, config_cls) -> tuple[dict, dict, ModelSpec, object]:
+    """(params, meta, spec, cfg) of ``<run_dir>/<which>`` (``checkpoint`` or ``best``), checked."""
+    run_dir = Path(run_dir)
+    if which == "best" and not checkpoint.exists(run_dir, "best"):
+        raise UserError(f"{str(run_dir)!r} has no best.json (no validation loss yet); use the last checkpoint")
+    tensors, meta = checkpoint.load(run_dir, which)
+    _check_task(meta, task_name, run_dir)
+    try:
+        spec = ModelSpec.from_dict(meta["spec"])
+        cfg = from_dict(config_cls, meta["config"], where=f"{run_dir}/{which}.json")
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{run_dir}/{which}.json lacks field {exc}; the checkpoint is damaged") from exc
+    params = checkpoint.group(tensors, "params")
+    check_params(spec, params, f"{run_dir}/{which}.safetensors")
+    return params, meta, spec, cfg
