@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 from .cells import CELLS
-from .config import PRESETS, CharLMConfig, from_toml
+from .config import PRESETS, CharLMConfig, DenoiseConfig, from_toml
 from .errors import TrainingDiverged, UserError
 from .optim import OPTIMIZERS, SCHEDULES
 
@@ -81,6 +81,106 @@ CHARLM_TRAIN_FLAGS = [
 ]
 
 
+def _finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+def _float_list(text):
+    """'1e-4,3e-4' -> [0.0001, 0.0003], each > 0."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected comma-separated numbers > 0, e.g. 1e-4,3e-4,1e-3")
+    return [_positive_float(p) for p in parts]
+
+
+# Flags of `denoise train` (and `denoise search`) that map one-to-one onto DenoiseConfig fields.
+DENOISE_TRAIN_FLAGS = [
+    ("process", "--mu", dict(type=_finite_float, metavar="X", help="long-run mean")),
+    ("process", "--tau", dict(type=_positive_float, metavar="X", help="relaxation time")),
+    ("process", "--sigma", dict(type=_positive_float, metavar="X", help="stationary standard deviation")),
+    ("process", "--dt", dict(type=_positive_float, metavar="X", help="time step (must be < tau)")),
+    ("process", "--noise-var", dict(type=_positive_float, metavar="X",
+                                    help="variance (not std) of the observation noise")),
+    ("process", "--seq-len", dict(type=_number(int, 2, inclusive=True), metavar="T",
+                                  help="OU steps per sequence")),
+    ("model", "--target", dict(choices=("predict", "filter"),
+                               help="predict: x[t+1] from y[0..t] (the exercise); filter: x[t] from y[0..t]")),
+    ("model", "--cell", dict(choices=CELLS, help="recurrent cell (gru = Cho 2014, as in the exercise)")),
+    ("model", "--hidden-size", dict(type=_positive_int, metavar="N")),
+    ("model", "--layers", dict(type=_positive_int, metavar="N")),
+    ("model", "--init", dict(choices=("default", "classic"))),
+    ("model", "--dtype", dict(choices=("float32", "float64"))),
+    ("model", "--backend", dict(choices=("jax", "numpy"))),
+    ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="fresh sequences per step")),
+    ("optimization", "--optimizer", dict(choices=OPTIMIZERS)),
+    ("optimization", "--lr", dict(type=_positive_float, metavar="X")),
+    ("optimization", "--schedule", dict(choices=SCHEDULES)),
+    ("optimization", "--warmup-steps", dict(type=_non_negative_int, metavar="N")),
+    ("optimization", "--clip", dict(choices=("norm", "value", "none"), help="global-norm or element clip")),
+    ("optimization", "--clip-value", dict(type=_positive_float, metavar="X")),
+    ("budget", "--steps", dict(type=_positive_int, metavar="N", aliases=("--max-steps",),
+                               help="total training steps")),
+    ("budget", "--max-minutes", dict(type=_non_negative_float, metavar="X",
+                                     help="training minutes of this invocation (0 = no limit)")),
+    ("budget", "--seed", dict(type=_non_negative_int, metavar="N")),
+    ("reporting", "--eval-every", dict(type=_positive_int, metavar="N",
+                                       help="steps between validation and checkpoint")),
+    ("reporting", "--val-sequences", dict(type=_positive_int, metavar="N")),
+    ("reporting", "--test-sequences", dict(type=_positive_int, metavar="N",
+                                           help="fresh sequences for the final comparison with Kalman")),
+]
+
+
+def _field(flag_name: str) -> str:
+    return flag_name[2:].replace("-", "_")
+
+
+def _add_config_flags(parser, flags, defaults, skip=()) -> None:
+    """One argument per (group, flag, kwargs); the default shown in --help comes from the config class."""
+    groups = {}
+    for group, name, kwargs in flags:
+        if name in skip:
+            continue
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        kwargs = dict(kwargs)
+        aliases = kwargs.pop("aliases", ())
+        default = getattr(defaults, _field(name))
+        help_text = kwargs.get("help", "")
+        if "default" not in help_text and default != "":
+            help_text = f"{help_text} (default {default})".strip()
+        groups[group].add_argument(name, *aliases, dest=_field(name), default=None, **dict(kwargs, help=help_text))
+
+
+def _config_from_args(config_cls, args, flags, preset: dict | None = None):
+    """(config, overrides): the --config file (or defaults), then the preset, then explicit flags."""
+    import dataclasses
+
+    cfg = from_toml(config_cls, args.config) if args.config else config_cls()
+    overrides = dict(preset or {})
+    for _, name, _ in flags:
+        value = getattr(args, _field(name), None)
+        if value is not None:
+            overrides[_field(name)] = value
+    return dataclasses.replace(cfg, **overrides), overrides
+
+
+def _add_run_flags(parser, default_out: str, resume: bool = True) -> None:
+    run = parser.add_argument_group("run")
+    run.add_argument("--config", metavar="FILE.toml", help="start from this config; flags override it")
+    run.add_argument("--out", default=default_out, metavar="DIR", help=f"run directory (default {default_out})")
+    if resume:
+        run.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    run.add_argument("--force", action="store_true", help="replace a run already in --out")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or per-eval lines")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rnnlab", description="Train small recurrent networks (RNN, GRU, LSTM).")
     parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
@@ -94,24 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr = verbs.add_parser("train", help="train (or --resume) a model",
                           description="Train a character-level language model. Writes config.toml, "
                                       "metrics.jsonl, checkpoint.* and best.* into --out.")
-    groups = {name: tr.add_argument_group(name) for name in ("data", "model", "optimization", "budget",
-                                                             "reporting")}
-    defaults = CharLMConfig()
-    for group, name, kwargs in CHARLM_TRAIN_FLAGS:
-        default = getattr(defaults, name[2:].replace("-", "_"))
-        help_text = kwargs.get("help", "")
-        if "default" not in help_text and default != "":
-            help_text = f"{help_text} (default {default})".strip()
-        groups[group].add_argument(name, default=None, **dict(kwargs, help=help_text))
-    run = tr.add_argument_group("run")
-    run.add_argument("--preset", choices=sorted(PRESETS),
-                     help="min-char-rnn: the classic from-scratch exercise exactly (H=100, T=25, B=1, "
-                          "Adagrad 0.1, clip 5, summed loss, N(0,1)*0.01 weights)")
-    run.add_argument("--config", metavar="FILE.toml", help="start from this config; flags override it")
-    run.add_argument("--out", default="runs/charlm", metavar="DIR", help="run directory (default runs/charlm)")
-    run.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    run.add_argument("--force", action="store_true", help="replace a run already in --out")
-    run.add_argument("--quiet", action="store_true", help="no progress bar or per-eval lines")
+    _add_config_flags(tr, CHARLM_TRAIN_FLAGS, CharLMConfig())
+    tr.add_argument_group("preset").add_argument(
+        "--preset", choices=sorted(PRESETS),
+        help="min-char-rnn: the classic from-scratch exercise exactly (H=100, T=25, B=1, Adagrad 0.1, clip 5, "
+             "summed loss, N(0,1)*0.01 weights)")
+    _add_run_flags(tr, "runs/charlm")
 
     sa = verbs.add_parser("sample", help="generate text from a trained run")
     sa.add_argument("--run", required=True, metavar="DIR")
@@ -129,24 +217,44 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--text", metavar="FILE", help="evaluate on this file (default: the run's validation split)")
     ev.add_argument("--best", action="store_true", help="use the best-on-validation model")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+
+    denoise = tasks.add_parser("denoise", help="denoise an Ornstein-Uhlenbeck signal, against Kalman",
+                               description="Recover a clean OU signal from noisy observations with a "
+                                           "Dense-ReLU-GRU-Dense model, measured against the exact Kalman "
+                                           "estimate for the same process.")
+    dverbs = denoise.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    dverbs.required = True
+    dt = dverbs.add_parser("train", help="train (or --resume), then test against Kalman",
+                           description="Train on fresh sequences every step, then compare with the Kalman "
+                                       "estimate on --test-sequences fresh sequences. Writes config.toml, "
+                                       "metrics.jsonl, checkpoint.*, best.*, test.json, loss.png and traces.png.")
+    _add_config_flags(dt, DENOISE_TRAIN_FLAGS, DenoiseConfig())
+    _add_run_flags(dt, "runs/denoise")
+
+    ds = dverbs.add_parser("search", help="learning-rate search: one run per rate, curves, table, best rate",
+                           description="Train one run per learning rate (same seed, same data), plot every "
+                                       "training curve on one log-scale figure, print a table and name the "
+                                       "rate with the lowest validation MSE.")
+    ds.add_argument("--lrs", type=_float_list, default=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2], metavar="LIST",
+                    help="comma-separated learning rates (default 1e-4,3e-4,1e-3,3e-3,1e-2)")
+    _add_config_flags(ds, DENOISE_TRAIN_FLAGS, DenoiseConfig(), skip=("--lr",))
+    _add_run_flags(ds, "runs/denoise-search", resume=False)
+
+    de = dverbs.add_parser("eval", help="test a saved model against Kalman on fresh sequences")
+    de.add_argument("--run", required=True, metavar="DIR")
+    de.add_argument("--best", action="store_true", help="use the best-on-validation model")
+    de.add_argument("--sequences", type=_positive_int, default=100_000, metavar="N",
+                    help="fresh test sequences (default 100000)")
+    de.add_argument("--seed", type=_non_negative_int, default=0, metavar="N")
+    de.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
 def _charlm_train(args) -> int:
     from .tasks import charlm
 
-    cfg = from_toml(CharLMConfig, args.config) if args.config else CharLMConfig()
-    overrides = {}
-    if args.preset:
-        overrides.update(PRESETS[args.preset])
-    for _, name, _ in CHARLM_TRAIN_FLAGS:
-        field = name[2:].replace("-", "_")
-        value = getattr(args, field)
-        if value is not None:
-            overrides[field] = value
-    import dataclasses
-
-    cfg = dataclasses.replace(cfg, **overrides)
+    cfg, overrides = _config_from_args(CharLMConfig, args, CHARLM_TRAIN_FLAGS,
+                                       PRESETS[args.preset] if args.preset else None)
     summary = charlm.train_run(cfg, args.out, resume=args.resume, force=args.force,
                                overrides=overrides, quiet=args.quiet)
     best = summary["best_val_loss"]
@@ -184,8 +292,52 @@ def _charlm_eval(args) -> int:
     return 0
 
 
+def _print_denoise_test(result: dict) -> None:
+    print(f"test on {result['test_sequences']:,} fresh sequences ({result['model']} model, step {result['step']}): "
+          f"model MSE {result['model_mse']:.5f}, Kalman {result['target']} MSE {result['kalman_mse']:.5f}, "
+          f"mse_ratio_to_kalman {result['mse_ratio_to_kalman']:.4f}")
+    print(result["comparison_text"])
+
+
+def _denoise_train(args) -> int:
+    from .tasks import denoise
+
+    cfg, overrides = _config_from_args(DenoiseConfig, args, DENOISE_TRAIN_FLAGS)
+    summary = denoise.train_run(cfg, args.out, resume=args.resume, force=args.force, overrides=overrides,
+                                quiet=args.quiet)
+    print(f"{summary['stop_reason']} at step {summary['step']}; run saved in {summary['run_dir']}")
+    if summary["interrupted"]:
+        print("resume with: rnnlab denoise train --resume --out " + summary["run_dir"])
+        return 130
+    _print_denoise_test(summary["test"])
+    print(f"plots: {summary['run_dir']}/loss.png, {summary['run_dir']}/traces.png")
+    return 0
+
+
+def _denoise_search(args) -> int:
+    from .tasks import denoise
+
+    cfg, _ = _config_from_args(DenoiseConfig, args, DENOISE_TRAIN_FLAGS)
+    result = denoise.search(cfg, args.lrs, args.out, force=args.force, quiet=args.quiet)
+    print(denoise.search_table(result))
+    print(f"figure: {args.out}/lr_search.png; table: {args.out}/search.md")
+    return 0
+
+
+def _denoise_eval(args) -> int:
+    from .tasks import denoise
+
+    result = denoise.evaluate_run(args.run, "best" if args.best else "checkpoint", args.sequences, args.seed)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_denoise_test(result)
+    return 0
+
+
 COMMANDS = {("charlm", "train"): _charlm_train, ("charlm", "sample"): _charlm_sample,
-            ("charlm", "eval"): _charlm_eval}
+            ("charlm", "eval"): _charlm_eval, ("denoise", "train"): _denoise_train,
+            ("denoise", "search"): _denoise_search, ("denoise", "eval"): _denoise_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,10 +107,11 @@ def save_params(run_dir: Path, stem: str, trainer, task, state: LoopState, confi
 
 
 def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir: Path,
-        config: dict, quiet: bool = False) -> dict:
+        config: dict, quiet: bool = False, log_evals: bool = True) -> dict:
     """Train until a stopping rule fires; returns a summary dict.
 
     ``schedule``: keyword arguments of ``optim.learning_rate`` except ``step``.
+    ``quiet``: no bar and no lines; ``log_evals=False``: the bar only (e.g. inside a search).
     Raises ``TrainingDiverged`` (after keeping the last good checkpoint) on a
     non-finite loss or gradient.
     """
@@ -119,7 +120,7 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
     run_dir = Path(run_dir)
     metrics_path = run_dir / "metrics.jsonl"
     show_bar = not quiet and sys.stderr.isatty()
-    say = (lambda msg: None) if quiet else (tqdm.write if show_bar else print)
+    say = (lambda msg: None) if quiet or not log_evals else (tqdm.write if show_bar else print)
     bar = tqdm(total=budget.max_steps or None, initial=state.step, disable=not show_bar,
                unit="step", dynamic_ncols=True, smoothing=0.1)
     if state.carry is None:

@@ -1,0 +1,398 @@
+"""denoise: recover a clean Ornstein-Uhlenbeck signal from noisy observations,
+judged against the exact Kalman estimates for the same process.
+
+What is specific to this task and nothing else:
+
+* data: fresh sequences every step from a seeded generator (its state is in
+  the checkpoint, so a resumed run draws the same sequences), a fixed
+  validation set, and a fresh test set for the final comparison;
+* targets: ``predict`` (the exercise: inputs y[0..T-2], targets x[1..T-1],
+  i.e. x[t+1] from y[0..t]) or ``filter`` (x[t] from y[0..t]);
+* the baseline: the Kalman predictor or filter, the best any linear method can do;
+* the comparison in words and numbers, and the plots.
+
+The model is the exercise's Dense(H) - ReLU - GRU(H) - Dense(1): ``input_kind``
+``dense_relu`` with one input and one output.  The loop is ``rnnlab.train``.
+
+Three independent seed streams come from ``--seed``: ``[seed, 0]`` training
+batches, ``[seed, 2]`` validation, ``[seed, 3]`` test (parameters use ``seed``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import checkpoint, report, runs, train
+from ..cells import ModelSpec
+from ..config import DenoiseConfig, to_toml
+from ..data.ou import OUProcess, generate_ou_process, kalman
+from ..errors import TrainingDiverged, UserError
+from ..optim import Optimizer
+
+RESUMABLE_OVERRIDES = {"steps", "max_minutes", "eval_every", "test_sequences"}
+PREDICT_CHUNK = 10_000  # sequences per forward pass at evaluation (bounds memory for long sequences)
+TRACES_SHOWN = 4
+ESTIMATOR_NAMES = {"predict": "predictor", "filter": "filter"}
+
+
+def spec_of(cfg: DenoiseConfig) -> ModelSpec:
+    return ModelSpec(cfg.cell, 1, cfg.hidden_size, 1, cfg.layers, "dense_relu")
+
+
+def draw(cfg: DenoiseConfig, proc: OUProcess, count: int, rng: np.random.Generator):
+    """``count`` fresh (clean, noisy) sequences ``[count, seq_len]`` (float64)."""
+    return generate_ou_process(count, cfg.seq_len, proc.mu, proc.tau, proc.sigma, proc.dt, proc.noise_var, rng)
+
+
+def model_pairs(clean: np.ndarray, noisy: np.ndarray, target: str, dtype):
+    """(inputs ``[B, T', 1]``, targets ``[B, T', 1]``) in ``dtype``; T' = T-1 for predict, T for filter.
+
+    The trailing feature axis is explicit on both sides: a ``[B, T']`` target
+    against ``[B, T', 1]`` outputs would broadcast to ``[B, T', T']`` and train
+    the model to the mean (the losses refuse that shape).
+    """
+    if target == "predict":
+        noisy, clean = noisy[:, :-1], clean[:, 1:]
+    return noisy[..., None].astype(dtype), clean[..., None].astype(dtype)
+
+
+def kalman_estimate(noisy: np.ndarray, proc: OUProcess, target: str) -> np.ndarray:
+    """The Kalman estimate aligned with the model's targets: ``[B, T-1]`` predict or ``[B, T]`` filter."""
+    return kalman(noisy, proc)[target]
+
+
+def predict(trainer, inputs: np.ndarray) -> np.ndarray:
+    """Model outputs ``[B, T']`` (float64) for inputs ``[B, T', 1]``, from a zero state, in chunks."""
+    out = []
+    for start in range(0, inputs.shape[0], PREDICT_CHUNK):
+        chunk = inputs[start:start + PREDICT_CHUNK]
+        y, _ = trainer.forward(trainer.init_carry(chunk.shape[0]), chunk)
+        out.append(np.asarray(y[..., 0], dtype=np.float64))
+    return np.concatenate(out)
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.square(np.asarray(a, np.float64) - b)))
+
+
+class DenoiseTask:
+    """The task side of the training loop (see ``rnnlab.train.run``)."""
+
+    name = "denoise"
+    item_name = "seqs"
+
+    def __init__(self, cfg: DenoiseConfig):
+        self.cfg = cfg
+        self.proc = cfg.process()
+        self.dtype = np.dtype(cfg.dtype)
+        self.rng = np.random.default_rng([cfg.seed, 0])
+        val_clean, val_noisy = draw(cfg, self.proc, cfg.val_sequences, np.random.default_rng([cfg.seed, 2]))
+        self.val_inputs, val_targets = model_pairs(val_clean, val_noisy, cfg.target, self.dtype)
+        self.val_truth = val_targets[..., 0].astype(np.float64)
+        self.val_kalman_mse = mse(kalman_estimate(val_noisy, self.proc, cfg.target), self.val_truth)
+        self.batch_size = cfg.batch_size
+        self.items_per_step = cfg.batch_size
+
+    def next_batch(self):
+        clean, noisy = draw(self.cfg, self.proc, self.batch_size, self.rng)
+        inputs, targets = model_pairs(clean, noisy, self.cfg.target, self.dtype)
+        return inputs, targets, True  # every batch is new sequences: start from a zero state
+
+    def evaluate(self, trainer) -> dict:
+        val = mse(predict(trainer, self.val_inputs), self.val_truth)
+        return {"val_loss": val, "val_mse": val, "val_kalman_mse": self.val_kalman_mse,
+                "val_mse_ratio_to_kalman": val / self.val_kalman_mse}
+
+    def describe_eval(self, trainer, state, record, final) -> str:
+        train_text = f"train MSE {state.smoothed_loss:.5f}" if state.smoothed_loss is not None else "train -"
+        speed = record.get("seqs_per_s")
+        speed_text = f" | {speed:,.0f} seqs/s" if speed else ""
+        return (f"step {state.step} | {train_text} | val MSE {record['val_mse']:.5f} "
+                f"(Kalman {record['val_kalman_mse']:.5f}, ratio {record['val_mse_ratio_to_kalman']:.4f})"
+                f"{speed_text}")
+
+    def data_state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_data_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+    def checkpoint_meta(self) -> dict:
+        return {}
+
+
+# --------------------------------------------------------------------------- test and comparison
+
+def _lag_steps(estimate: np.ndarray, truth: np.ndarray, max_shift: int = 3) -> float:
+    """By how many steps ``estimate`` trails ``truth`` (both ``[B, T']``): the shift s that
+    minimises the MSE between estimate[t] and truth[t - s], refined by a parabola
+    through the neighbouring shifts.  The same positions t are used for every s."""
+    S = min(max_shift, truth.shape[1] - 2)
+    if S < 1:
+        return 0.0
+    errs = np.array([mse(estimate[:, S:], truth[:, S - s:truth.shape[1] - s]) for s in range(S + 1)])
+    k = int(np.argmin(errs))
+    if 0 < k < S:
+        left, mid, right = errs[k - 1], errs[k], errs[k + 1]
+        curvature = left - 2 * mid + right
+        if curvature > 0:
+            return float(k + 0.5 * (left - right) / curvature)
+    return float(k)
+
+
+def _roughness(x: np.ndarray) -> float:
+    """Mean squared change from one step to the next."""
+    return float(np.mean(np.square(np.diff(x, axis=1))))
+
+
+def compare(clean: np.ndarray, noisy: np.ndarray, model: np.ndarray, kalman_est: np.ndarray,
+            target: str) -> tuple[dict, str]:
+    """Numbers and a short paragraph: how far model, noisy input and Kalman are from the
+    clean signal, how much smoother the output is than the input, and whether it lags.
+
+    ``clean``/``noisy`` are the raw ``[B, T]`` sequences; ``model``/``kalman_est`` are
+    aligned with the target (``[B, T-1]`` for predict, ``[B, T]`` for filter).
+    """
+    if target == "predict":
+        truth, latest = clean[:, 1:], noisy[:, :-1]  # the last observation is the naive estimate of x[t+1]
+        what = "x[t+1] from y[0..t]"
+    else:
+        truth, latest = clean, noisy
+        what = "x[t] from y[0..t]"
+    numbers = {
+        "sequences": int(clean.shape[0]),
+        "model_rmse": math.sqrt(mse(model, truth)),
+        "kalman_rmse": math.sqrt(mse(kalman_est, truth)),
+        "noisy_rmse": math.sqrt(mse(latest, truth)),
+        "model_roughness": _roughness(model),
+        "noisy_roughness": _roughness(latest),
+        "clean_roughness": _roughness(truth),
+        "kalman_roughness": _roughness(kalman_est),
+        "model_lag_steps": _lag_steps(model, truth),
+        "kalman_lag_steps": _lag_steps(kalman_est, truth),
+    }
+    n = numbers
+    ratio = (n["model_rmse"] / n["kalman_rmse"]) ** 2
+    smoother = n["noisy_roughness"] / n["model_roughness"] if n["model_roughness"] > 0 else math.inf
+    closer = "closer to" if ratio < 1 else "further from"
+    text = [f"On {n['sequences']:,} fresh test sequences, the model's estimate of {what} is off by "
+            f"RMSE {n['model_rmse']:.4f}; the Kalman {ESTIMATOR_NAMES[target]} by {n['kalman_rmse']:.4f} (MSE ratio "
+            f"{ratio:.4f}: the model is {abs(ratio - 1) * 100:.1f}% {closer} the clean signal in MSE), "
+            f"and the latest noisy observation by {n['noisy_rmse']:.4f}."]
+    text.append(f"The output is {smoother:.1f}x smoother than the noisy input (mean squared change per step "
+                f"{n['model_roughness']:.4f} vs {n['noisy_roughness']:.4f}; the clean signal's is "
+                f"{n['clean_roughness']:.4f}, the Kalman estimate's {n['kalman_roughness']:.4f}).")
+    lag, kalman_lag = n["model_lag_steps"], n["kalman_lag_steps"]
+    if lag >= 0.25:
+        text.append(f"It lags: it matches the clean signal best about {lag:.1f} steps earlier than intended "
+                    f"(the Kalman estimate: {kalman_lag:.1f}), the price of averaging out noise with past "
+                    "observations only.")
+    else:
+        text.append(f"It does not lag noticeably (best match {lag:.1f} steps earlier than intended; "
+                    f"the Kalman estimate: {kalman_lag:.1f}).")
+    return numbers, " ".join(text)
+
+
+def test_model(trainer, cfg: DenoiseConfig, sequences: int, rng: np.random.Generator) -> dict:
+    """Model and Kalman MSEs on ``sequences`` fresh sequences, their ratio, and the comparison.
+
+    Also returns the first few sequences' traces for plotting (key ``traces``).
+    """
+    proc = cfg.process()
+    clean, noisy = draw(cfg, proc, sequences, rng)
+    inputs, targets = model_pairs(clean, noisy, cfg.target, np.dtype(cfg.dtype))
+    truth = clean[:, 1:] if cfg.target == "predict" else clean
+    model_out = predict(trainer, inputs)
+    estimates = kalman(noisy, proc)
+    kalman_out = estimates[cfg.target]
+    model_mse, kalman_mse_value = mse(model_out, truth), mse(kalman_out, truth)
+    numbers, text = compare(clean, noisy, model_out, kalman_out, cfg.target)
+    shown = slice(0, min(TRACES_SHOWN, sequences))
+    return {"test_sequences": sequences, "target": cfg.target, "model_mse": model_mse,
+            "kalman_mse": kalman_mse_value, "mse_ratio_to_kalman": model_mse / kalman_mse_value,
+            "kalman_predict_mse": mse(estimates["predict"], clean[:, 1:]),
+            "kalman_filter_mse": mse(estimates["filter"], clean),
+            "kalman_smoother_mse": mse(estimates["smoother"], clean),
+            "noisy_mse": mse(noisy, clean), "comparison": numbers, "comparison_text": text,
+            "traces": {"clean": clean[shown], "noisy": noisy[shown], "model": model_out[shown],
+                       "kalman": kalman_out[shown]}}
+
+
+def plot_traces(path: Path, result: dict, dt: float) -> Path:
+    """Clean vs noisy vs model vs Kalman for a few test sequences, the comparison text underneath."""
+    import textwrap
+
+    plt = report.pyplot()
+    tr = result["traces"]
+    count = len(tr["clean"])
+    cols = 2 if count > 1 else 1
+    rows = math.ceil(count / cols)
+    wrapped = textwrap.fill(result["comparison_text"], 110)
+    text_inches = 0.2 * (wrapped.count("\n") + 1) + 0.4
+    fig = plt.figure(figsize=(10, 2.8 * rows + text_inches), dpi=100)
+    grid = fig.add_gridspec(rows, cols, bottom=text_inches / (2.8 * rows + text_inches) + 0.05, top=0.93)
+    T = tr["clean"].shape[1]
+    t_all = np.arange(T) * dt
+    # The model's output at t estimates x[t+1] when predicting: draw it where it lands.
+    t_est = t_all[1:] if result["target"] == "predict" else t_all
+    for i in range(count):
+        ax = fig.add_subplot(grid[i // cols, i % cols])
+        ax.plot(t_all, tr["noisy"][i], ".", color="0.6", label="noisy input")
+        ax.plot(t_all, tr["clean"][i], "-", color="k", linewidth=1.5, label="clean")
+        ax.plot(t_est, tr["kalman"][i], "--", color="tab:orange", label=f"Kalman {ESTIMATOR_NAMES[result['target']]}")
+        ax.plot(t_est, tr["model"][i], "-", color="tab:blue", label="model")
+        ax.set_xlabel("time")
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize="small", ncol=2)
+    fig.suptitle(f"Test sequences: MSE ratio to Kalman {result['mse_ratio_to_kalman']:.4f} "
+                 f"on {result['test_sequences']:,} sequences")
+    fig.text(0.05, 0.02, wrapped, fontsize=9, va="bottom", ha="left")
+    report.save_figure(fig, path)
+    return Path(path)
+
+
+def _without_traces(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "traces"}
+
+
+# --------------------------------------------------------------------------- runs
+
+def train_run(cfg: DenoiseConfig, out: str | os.PathLike, resume: bool = False, force: bool = False,
+              overrides: dict | None = None, quiet: bool = False, log_evals: bool = True) -> dict:
+    """Train (or resume) a denoise run in ``out``, then test it against Kalman; returns a summary.
+
+    The test uses the best-on-validation parameters on ``cfg.test_sequences``
+    fresh sequences and writes ``test.json``, ``loss.png`` and ``traces.png``.
+    """
+    out = Path(out)
+    if runs.prepare_run_dir(out, resume, force):
+        r = runs.resume_run(out, "denoise", DenoiseConfig, overrides or {}, RESUMABLE_OVERRIDES)
+        cfg, spec, params, optimizer, state = r.cfg, r.spec, r.params, r.optimizer, r.state
+        task = DenoiseTask(cfg)
+        task.load_data_state(r.meta["data"])
+    else:
+        cfg.validate()
+        task = DenoiseTask(cfg)
+        spec = spec_of(cfg)
+        params, optimizer, state = runs.fresh_start(cfg, spec)
+    checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab denoise run configuration"))
+    trainer = runs.make_trainer(cfg, spec, params, optimizer, "mse")
+    budget = train.Budget(max_steps=cfg.steps, max_minutes=cfg.max_minutes, eval_every=cfg.eval_every)
+    summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, cfg.steps), out,
+                        dataclasses.asdict(cfg), quiet, log_evals)
+    report.plot_losses(out, "MSE", "val_mse", baseline=("Kalman (validation)", task.val_kalman_mse), log_y=True)
+    summary.update(run_dir=str(out), val_kalman_mse=task.val_kalman_mse, trainer=trainer)
+    if summary["interrupted"]:
+        return summary
+    which = "best" if checkpoint.exists(out, "best") else "checkpoint"
+    test_trainer = load_run(out, which)[0] if which == "best" else trainer
+    result = test_model(test_trainer, cfg, cfg.test_sequences, np.random.default_rng([cfg.seed, 3]))
+    result.update(model=which, step=state.step)
+    plot_traces(out / "traces.png", result, cfg.dt)
+    checkpoint.atomic_write_text(out / "test.json", json.dumps(_without_traces(result), indent=1) + "\n")
+    summary["test"] = result
+    return summary
+
+
+def load_run(run_dir: str | os.PathLike, which: str = "checkpoint"):
+    """(trainer, config, meta) of a saved denoise run."""
+    params, meta, spec, cfg = runs.load_saved(run_dir, which, "denoise", DenoiseConfig)
+    return runs.make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), "mse"), cfg, meta
+
+
+def evaluate_run(run_dir, which: str = "checkpoint", sequences: int = 100_000, seed: int = 0) -> dict:
+    """Test a saved model against Kalman on ``sequences`` fresh sequences of its process
+    (drawn from ``[seed, 4]``, never the training, validation or test streams of a run)."""
+    if sequences < 1:
+        raise UserError(f"--sequences must be a positive integer, got {sequences}")
+    trainer, cfg, meta = load_run(run_dir, which)
+    result = test_model(trainer, cfg, sequences, np.random.default_rng([seed, 4]))
+    step = meta["step"] if which == "best" else meta["loop"]["step"]
+    return dict(_without_traces(result), run=str(run_dir), model=which, step=step)
+
+
+# --------------------------------------------------------------------------- learning-rate search
+
+def search(cfg: DenoiseConfig, lrs: list[float], out: str | os.PathLike, force: bool = False,
+           quiet: bool = False) -> dict:
+    """One run per learning rate in ``out/lr_<rate>``; the best rate is the one with the
+    lowest validation MSE.  Writes ``search.json``, ``search.md`` and ``lr_search.png``.
+
+    A rate whose loss becomes non-finite is reported as diverged; the search goes on.
+    """
+    if not lrs:
+        raise UserError("--lrs needs at least one learning rate")
+    out = Path(out)
+    cfg.validate()
+    for lr in lrs:
+        dataclasses.replace(cfg, lr=lr).validate()
+    if (out / "search.json").exists() and not force:
+        raise UserError(f"{str(out)!r} already holds a search; pass --force to replace it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    rows, curves, kalman_val = [], {}, None
+    for lr in lrs:
+        run_dir = out / f"lr_{lr:g}"
+        if not quiet:
+            print(f"lr {lr:g}: training in {run_dir}", flush=True)
+        row = {"lr": lr, "run_dir": str(run_dir)}
+        try:
+            summary = train_run(dataclasses.replace(cfg, lr=lr), run_dir, force=True, quiet=quiet, log_evals=False)
+        except TrainingDiverged as exc:
+            row.update(status="diverged", message=str(exc))
+        else:
+            kalman_val = summary["val_kalman_mse"]
+            test = summary.get("test", {})
+            row.update(status="interrupted" if summary["interrupted"] else "ok", steps=summary["step"],
+                       best_val_mse=summary["best_val_loss"], train_seconds=round(summary["train_seconds"], 2),
+                       best_val_ratio_to_kalman=summary["best_val_loss"] / kalman_val,
+                       test_mse_ratio_to_kalman=test.get("mse_ratio_to_kalman"))
+            if summary["interrupted"]:
+                rows.append(row)
+                break
+        metrics = report.read_metrics(run_dir)
+        curves[f"lr {lr:g}"] = [(m["step"], m["train_loss"]) for m in metrics if m.get("train_loss") is not None]
+        rows.append(row)
+        if not quiet:
+            print("  " + _row_text(row), flush=True)
+    finished = [r for r in rows if r["status"] == "ok"]
+    best = min(finished, key=lambda r: r["best_val_mse"]) if finished else None
+    baseline = ("Kalman (validation)", kalman_val) if kalman_val is not None else None
+    report.plot_curves(out / "lr_search.png", curves, "training MSE (smoothed)",
+                       "Learning-rate search: training loss", baseline)
+    result = {"lrs": lrs, "runs": rows, "best_lr": best and best["lr"], "val_kalman_mse": kalman_val,
+              "config": dataclasses.asdict(cfg)}
+    checkpoint.atomic_write_text(out / "search.json", json.dumps(result, indent=1) + "\n")
+    checkpoint.atomic_write_text(out / "search.md", search_table(result) + "\n")
+    return result
+
+
+def _row_text(row: dict) -> str:
+    if row["status"] == "diverged":
+        return f"lr {row['lr']:g}: diverged ({row['message'].split(';')[0]})"
+    return (f"lr {row['lr']:g}: best val MSE {row['best_val_mse']:.5f}, ratio to Kalman "
+            f"{row['best_val_ratio_to_kalman']:.4f} after {row['steps']} steps ({row['train_seconds']:.1f} s)")
+
+
+def search_table(result: dict) -> str:
+    """A markdown table of the search, and the best rate named."""
+    lines = ["| lr | status | steps | best val MSE | val ratio to Kalman | test ratio to Kalman | train s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in result["runs"]:
+        def num(key, fmt):
+            value = r.get(key)
+            return format(value, fmt) if value is not None else "-"
+        lines.append(f"| {r['lr']:g} | {r['status']} | {r.get('steps', '-')} | {num('best_val_mse', '.5f')} | "
+                     f"{num('best_val_ratio_to_kalman', '.4f')} | {num('test_mse_ratio_to_kalman', '.4f')} | "
+                     f"{num('train_seconds', '.1f')} |")
+    if result["best_lr"] is not None:
+        lines.append(f"\nBest learning rate: {result['best_lr']:g} (lowest validation MSE).")
+    else:
+        lines.append("\nNo learning rate finished: every run diverged or was interrupted.")
+    return "\n".join(lines)
