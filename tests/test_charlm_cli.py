@@ -126,11 +126,7 @@ def test_bad_text(tmp_path, capsys, content, match):
                                         ("--batch-size", "0"), ("--lr", "0"), ("--lr", "-0.1"),
                                         ("--lr", "nan"), ("--max-steps", "-5")])
 def test_non_positive_numbers(tmp_path, capsys, flag, value):
-    with pytest.raises(SystemExit) as exc:
-        main(["charlm", "train", "--out", str(tmp_path / "r"), flag, value])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and flag in err
+    assert_user_error(capsys, "charlm", "train", "--out", tmp_path / "r", flag, value, match=flag)
 
 
 def test_too_big_batch_for_text(tmp_path, text_file, capsys):

@@ -341,7 +341,10 @@ COMMANDS = {("charlm", "train"): _charlm_train, ("charlm", "sample"): _charlm_sa
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors (2), --help and --version (0): a code, as from every path
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return COMMANDS[(args.task, args.verb)](args)
     except TrainingDiverged as exc:

@@ -117,8 +117,10 @@ def _time_major(spec, inputs):
     return inputs.T if spec.input_kind == "onehot" else inputs.transpose(1, 0, 2)
 
 
-def _targets_time_major(loss, targets):
-    targets = np.asarray(targets)
+def _targets_time_major(spec, loss, inputs, targets):
+    from .numpy_backend import check_targets
+
+    targets = check_targets(spec, loss, inputs, targets)
     return jnp.asarray(targets.T if loss == "cross_entropy" else targets.transpose(1, 0, 2))
 
 
@@ -152,7 +154,7 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
     """Same contract as ``numpy_backend.loss_and_grads`` (loss is the per-element mean)."""
     (value, new_carry), grads = _value_and_grad(_to_jax(params), spec, _carry_in(carry),
                                                 jnp.asarray(_time_major(spec, inputs)),
-                                                _targets_time_major(loss, targets), loss)
+                                                _targets_time_major(spec, loss, inputs, targets), loss)
     grads = {k: np.asarray(v) for k, v in grads.items()}
     if reduction == "sum":
         count = np.asarray(targets).size
@@ -246,7 +248,7 @@ class Trainer:
         """(loss, grad_norm, new_carry), as the NumPy Trainer."""
         self._params, self._opt_state, new_carry, value, norm = self._train_step(
             self._params, self._opt_state, _carry_in(carry), jnp.asarray(_time_major(self.spec, inputs)),
-            _targets_time_major(self.loss, targets), jnp.asarray(lr, self.dtype))
+            _targets_time_major(self.spec, self.loss, inputs, targets), jnp.asarray(lr, self.dtype))
         value, norm = float(value), float(norm)
         if np.isfinite(value) and np.isfinite(norm):
             self.optimizer.step += 1

@@ -366,6 +366,27 @@ def _mse_(Y: np.ndarray, targets: np.ndarray, scale: float) -> float:
 LOSSES = ("cross_entropy", "mse")
 
 
+def check_targets(spec: ModelSpec, loss: str, inputs, targets) -> np.ndarray:
+    """``targets`` as an array, after checking it against ``inputs`` [B, T, ...]: ``[B, T]`` ids for
+    cross_entropy, exactly ``[B, T, O]`` for mse (every backend calls this before its loss).
+
+    The exact mse shape matters: ``[B, T]`` targets against ``[B, T, 1]`` outputs
+    would broadcast to ``[B, T, T]`` and quietly train the model towards the mean.
+    """
+    B, T = np.shape(inputs)[:2]
+    targets = np.asarray(targets)
+    if loss == "cross_entropy":
+        if targets.shape != (B, T):
+            raise ValueError(f"targets must be [B, T] = {(B, T)} ids, got {targets.shape}")
+    elif loss == "mse":
+        if targets.shape != (B, T, spec.output_size):
+            raise ValueError(f"targets must be [B, T, O] = {(B, T, spec.output_size)}, got {targets.shape} "
+                             "(a [B,T] vs [B,T,1] mismatch would broadcast silently)")
+    else:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    return targets
+
+
 def _scatter_rows(ids: np.ndarray, rows: np.ndarray, vocab_size: int) -> np.ndarray:
     """sum of ``rows`` [N, G] grouped by ``ids`` [N] -> [V, G] (the gradient of a row gather).
 
@@ -394,24 +415,17 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
     gradients are of that mean or of the sum over every element (the
     min-char-rnn objective).
     """
+    targets = check_targets(spec, loss, inputs, targets)
     Y, new_carry, (xs, Htop, caches, raw) = _forward(params, spec, carry, inputs)
     T, B, O = Y.shape
     N = T * B
     Yf = Y.reshape(N, O)
-    targets = np.asarray(targets)
     if loss == "cross_entropy":
-        if targets.shape != (B, T):
-            raise ValueError(f"targets must be [B, T] = {(B, T)} ids, got {targets.shape}")
         count = N
         value = _cross_entropy_(Yf, np.ascontiguousarray(targets.T).reshape(N), 1.0)
-    elif loss == "mse":
-        if targets.shape != (B, T, O):
-            raise ValueError(f"targets must be [B, T, O] = {(B, T, O)}, got {targets.shape} "
-                             "(a [B,T] vs [B,T,1] mismatch would broadcast silently)")
+    else:
         count = N * O
         value = _mse_(Yf, np.ascontiguousarray(targets.transpose(1, 0, 2)).reshape(N, O), 1.0)
-    else:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
     if reduction == "mean":
         Yf *= 1.0 / count
     elif reduction != "sum":

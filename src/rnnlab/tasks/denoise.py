@@ -291,10 +291,13 @@ def train_run(cfg: DenoiseConfig, out: str | os.PathLike, resume: bool = False, 
     summary.update(run_dir=str(out), val_kalman_mse=task.val_kalman_mse, trainer=trainer)
     if summary["interrupted"]:
         return summary
-    which = "best" if checkpoint.exists(out, "best") else "checkpoint"
-    test_trainer = load_run(out, which)[0] if which == "best" else trainer
+    if checkpoint.exists(out, "best"):
+        test_trainer, _, best_meta = load_run(out, "best")
+        tested = dict(model="best", step=best_meta["step"])
+    else:
+        test_trainer, tested = trainer, dict(model="checkpoint", step=state.step)
     result = test_model(test_trainer, cfg, cfg.test_sequences, np.random.default_rng([cfg.seed, 3]))
-    result.update(model=which, step=state.step)
+    result.update(tested)
     plot_traces(out / "traces.png", result, cfg.dt)
     checkpoint.atomic_write_text(out / "test.json", json.dumps(_without_traces(result), indent=1) + "\n")
     summary["test"] = result
