@@ -14,7 +14,7 @@ the backend-free form of ``rnnlab.optim``, so checkpoints move between backends.
 
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -89,15 +89,19 @@ def _forward_tm(params, spec: ModelSpec, carry, x):
     return x @ params["readout.W"] + params["readout.b"], new_carry
 
 
+def _swap_bt(a):
+    """[B, T, ...] <-> [T, B, ...], inside the compiled function (no host-side copy)."""
+    return jnp.swapaxes(a, 0, 1)
+
+
 def _loss(params, spec, carry, x, targets, loss):
-    Y, new_carry = _forward_tm(params, spec, carry, x)
+    """Mean loss of batch-first ``x`` against batch-first ``targets`` (checked by ``check_targets``)."""
+    Y, new_carry = _forward_tm(params, spec, carry, _swap_bt(x))
+    targets = _swap_bt(targets)
     if loss == "cross_entropy":
         logp = jax.nn.log_softmax(Y, axis=-1)
         value = -jnp.mean(jnp.take_along_axis(logp, targets[..., None], axis=-1))
     else:
-        if targets.shape != Y.shape:
-            raise ValueError(f"targets shape {targets.shape} must equal outputs shape {Y.shape} "
-                             "(a [B,T] vs [B,T,1] mismatch would broadcast silently)")
         value = jnp.mean((Y - targets) ** 2)
     return value, new_carry
 
@@ -109,27 +113,22 @@ def _value_and_grad(params, spec, carry, x, targets, loss):
 
 @partial(jax.jit, static_argnums=(1,))
 def _forward_jit(params, spec, carry, x):
-    return _forward_tm(params, spec, carry, x)
+    Y, new_carry = _forward_tm(params, spec, carry, _swap_bt(x))
+    return _swap_bt(Y), new_carry
 
 
-def _time_major(spec, inputs):
-    inputs = np.asarray(inputs)
-    return inputs.T if spec.input_kind == "onehot" else inputs.transpose(1, 0, 2)
+def _inputs(spec: ModelSpec, inputs, dtype) -> np.ndarray:
+    """Batch-first inputs as NumPy: ids stay integers, features take the parameters' dtype.
+    NumPy arrays go straight into the jitted functions, whose dispatch converts them
+    faster than separate ``jnp.asarray`` calls would."""
+    return np.asarray(inputs) if spec.input_kind == "onehot" else np.asarray(inputs, dtype)
 
 
-def _targets_time_major(spec, loss, inputs, targets):
+def _targets(spec: ModelSpec, loss: str, inputs, targets, dtype) -> np.ndarray:
     from .numpy_backend import check_targets
 
     targets = check_targets(spec, loss, inputs, targets)
-    return jnp.asarray(targets.T if loss == "cross_entropy" else targets.transpose(1, 0, 2))
-
-
-def _to_jax(params: dict) -> dict:
-    return {k: jnp.asarray(v) for k, v in params.items()}
-
-
-def _carry_in(carry):
-    return [tuple(jnp.asarray(a) for a in c) if isinstance(c, tuple) else jnp.asarray(c) for c in carry]
+    return targets if loss == "cross_entropy" else np.asarray(targets, dtype)
 
 
 def _carry_out(carry):
@@ -142,19 +141,22 @@ def init_carry(spec: ModelSpec, batch_size: int, dtype=np.float32) -> list:
     return np_init_carry(spec, batch_size, dtype)
 
 
+def _dtype(params: dict):
+    return np.asarray(params["readout.W"]).dtype
+
+
 def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray):
     """Outputs ``[B, T, O]`` (NumPy) and the carry after the last step."""
-    Y, new_carry = _forward_jit(_to_jax(params), spec, _carry_in(carry),
-                                jnp.asarray(_time_major(spec, inputs)))
-    return np.asarray(Y).transpose(1, 0, 2), _carry_out(new_carry)
+    Y, new_carry = _forward_jit(params, spec, carry, _inputs(spec, inputs, _dtype(params)))
+    return np.asarray(Y), _carry_out(new_carry)
 
 
 def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray, targets: np.ndarray,
                    loss: str = "cross_entropy", reduction: str = "mean"):
     """Same contract as ``numpy_backend.loss_and_grads`` (loss is the per-element mean)."""
-    (value, new_carry), grads = _value_and_grad(_to_jax(params), spec, _carry_in(carry),
-                                                jnp.asarray(_time_major(spec, inputs)),
-                                                _targets_time_major(spec, loss, inputs, targets), loss)
+    dtype = _dtype(params)
+    (value, new_carry), grads = _value_and_grad(params, spec, carry, _inputs(spec, inputs, dtype),
+                                                _targets(spec, loss, inputs, targets, dtype), loss)
     grads = {k: np.asarray(v) for k, v in grads.items()}
     if reduction == "sum":
         count = np.asarray(targets).size
@@ -178,6 +180,36 @@ def _optax_transform(optimizer_name: str, clip: str, clip_value: float, beta1: f
     return optax.chain(clip_tx, direction)
 
 
+@lru_cache(maxsize=64)
+def _compiled_step(spec: ModelSpec, loss: str, reduction: str, optimizer_name: str, clip: str, clip_value: float,
+                   beta1: float, beta2: float, eps: float):
+    """(optax transform, jitted update) for one configuration, built once per process.
+
+    The learning rate is an argument, so runs that differ only in it (a
+    learning-rate search) share one compilation.  Parameters and optimizer
+    state are donated: XLA updates them in place instead of allocating new
+    buffers every step.
+    """
+    import optax
+
+    tx = _optax_transform(optimizer_name, clip, clip_value, beta1, beta2, eps)
+
+    def train_step(params, opt_state, carry, x, targets, lr):
+        (value, new_carry), grads = jax.value_and_grad(_loss, has_aux=True)(params, spec, carry, x, targets, loss)
+        if reduction == "sum":
+            grads = jax.tree.map(lambda g: g * targets.size, grads)
+        norm = optax.tree.norm(grads)
+        direction, new_state = tx.update(grads, opt_state, params)
+        new_params = jax.tree.map(lambda p, d: p - lr * d, params, direction)
+        ok = jnp.isfinite(value) & jnp.isfinite(norm)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+        # One array for the two scalars the host needs: a single transfer per step.
+        scalars = jnp.stack([value.astype(norm.dtype), norm])
+        return keep(new_params, params), keep(new_state, opt_state), keep(new_carry, carry), scalars
+
+    return tx, jax.jit(train_step, donate_argnums=(0, 1))
+
+
 class Trainer:
     """The JAX counterpart of ``numpy_backend.Trainer``: one jitted function does forward,
     ``value_and_grad``, clipping and the optax update; a non-finite loss or gradient
@@ -187,29 +219,13 @@ class Trainer:
 
     def __init__(self, spec: ModelSpec, params: dict, optimizer, loss: str, reduction: str, clip: str,
                  clip_value: float):
-        import optax
-
         self.spec, self.optimizer, self.loss, self.reduction = spec, optimizer, loss, reduction
         self.dtype = np.asarray(params["readout.W"]).dtype
-        self._params = _to_jax(params)
-        self._tx = _optax_transform(optimizer.name, clip, clip_value, optimizer.beta1, optimizer.beta2,
-                                    optimizer.eps)
+        # Copies: the donated buffers must never alias the caller's arrays.
+        self._params = {k: jnp.array(v) for k, v in params.items()}
+        self._tx, self._train_step = _compiled_step(spec, loss, reduction, optimizer.name, clip, float(clip_value),
+                                                    optimizer.beta1, optimizer.beta2, optimizer.eps)
         self._opt_state = self._state_from(optimizer)
-
-        def train_step(params, opt_state, carry, x, targets, lr):
-            (value, new_carry), grads = jax.value_and_grad(_loss, has_aux=True)(params, spec, carry, x,
-                                                                               targets, loss)
-            if reduction == "sum":
-                grads = jax.tree.map(lambda g: g * targets.size, grads)
-            norm = optax.tree.norm(grads)
-            direction, new_state = self._tx.update(grads, opt_state, params)
-            new_params = jax.tree.map(lambda p, d: p - lr * d, params, direction)
-            ok = jnp.isfinite(value) & jnp.isfinite(norm)
-            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
-            return (keep(new_params, params), keep(new_state, opt_state), keep(new_carry, carry),
-                    value, norm)
-
-        self._train_step = jax.jit(train_step)
 
     # Optimizer state <-> the backend-free form of rnnlab.optim.Optimizer.
     def _state_from(self, optimizer):
@@ -246,10 +262,10 @@ class Trainer:
 
     def train_step(self, carry, inputs, targets, lr: float):
         """(loss, grad_norm, new_carry), as the NumPy Trainer."""
-        self._params, self._opt_state, new_carry, value, norm = self._train_step(
-            self._params, self._opt_state, _carry_in(carry), jnp.asarray(_time_major(self.spec, inputs)),
-            _targets_time_major(self.spec, self.loss, inputs, targets), jnp.asarray(lr, self.dtype))
-        value, norm = float(value), float(norm)
+        self._params, self._opt_state, new_carry, scalars = self._train_step(
+            self._params, self._opt_state, carry, _inputs(self.spec, inputs, self.dtype),
+            _targets(self.spec, self.loss, inputs, targets, self.dtype), np.asarray(lr, self.dtype))
+        value, norm = (float(v) for v in np.asarray(scalars))
         if np.isfinite(value) and np.isfinite(norm):
             self.optimizer.step += 1
             return value, norm, _carry_out(new_carry)
