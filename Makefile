@@ -22,12 +22,15 @@ demo: $(STAMP)
 	@echo "--- samples from runs/demo (temperature 0.7) ---"
 	$(PY) -m rnnlab charlm sample --run runs/demo --best --length 400 --temperature 0.7 --prime "The "
 	$(PY) -m rnnlab charlm eval --run runs/demo --best
+	@echo "--- denoising an Ornstein-Uhlenbeck signal, against the Kalman predictor ---"
+	$(PY) -m rnnlab denoise train --out runs/demo-denoise --force --eval-every 500
 
 test: $(STAMP)
 	$(PY) -m pytest tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/charlm_numpy.py
+	$(PY) benchmarks/denoise.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

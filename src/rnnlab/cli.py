@@ -293,8 +293,10 @@ def _charlm_eval(args) -> int:
 
 
 def _print_denoise_test(result: dict) -> None:
+    from .tasks import denoise
+
     print(f"test on {result['test_sequences']:,} fresh sequences ({result['model']} model, step {result['step']}): "
-          f"model MSE {result['model_mse']:.5f}, Kalman {result['target']} MSE {result['kalman_mse']:.5f}, "
+          f"model MSE {result['model_mse']:.5f}, Kalman {denoise.ESTIMATOR_NAMES[result['target']]} MSE {result['kalman_mse']:.5f}, "
           f"mse_ratio_to_kalman {result['mse_ratio_to_kalman']:.4f}")
     print(result["comparison_text"])
 

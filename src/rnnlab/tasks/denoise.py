@@ -185,6 +185,9 @@ def compare(clean: np.ndarray, noisy: np.ndarray, model: np.ndarray, kalman_est:
             f"RMSE {n['model_rmse']:.4f}; the Kalman {ESTIMATOR_NAMES[target]} by {n['kalman_rmse']:.4f} (MSE ratio "
             f"{ratio:.4f}: the model is {abs(ratio - 1) * 100:.1f}% {closer} the clean signal in MSE), "
             f"and the latest noisy observation by {n['noisy_rmse']:.4f}."]
+    if ratio < 1:
+        text.append("Beating Kalman is possible here: x[0] is uniform, not Gaussian, so the Kalman estimate "
+                    "is the best linear one, and a nonlinear model can use the bounded start.")
     text.append(f"The output is {smoother:.1f}x smoother than the noisy input (mean squared change per step "
                 f"{n['model_roughness']:.4f} vs {n['noisy_roughness']:.4f}; the clean signal's is "
                 f"{n['clean_roughness']:.4f}, the Kalman estimate's {n['kalman_roughness']:.4f}).")
