@@ -46,29 +46,39 @@ _positive_float = _number(float, 0, inclusive=False)
 _non_negative_float = _number(float, 0, inclusive=True)
 
 
-# Flags of `charlm train` that map one-to-one onto CharLMConfig fields.
-CHARLM_TRAIN_FLAGS = [
-    ("data", "--text", dict(metavar="FILE", help="UTF-8 text to train on (default: built-in corpus, "
-                                                  "Python's pydoc topics)")),
-    ("data", "--val-fraction", dict(type=float, metavar="X", help="tail of the text held out for validation")),
-    ("model", "--cell", dict(choices=CELLS, help="recurrent cell")),
+# Flags every task's `train` shares, one-to-one with config fields of the same name.
+MODEL_SIZE_FLAGS = [
     ("model", "--hidden-size", dict(type=_positive_int, metavar="N")),
     ("model", "--layers", dict(type=_positive_int, metavar="N")),
     ("model", "--init", dict(choices=("default", "classic"))),
     ("model", "--dtype", dict(choices=("float32", "float64"))),
-    ("model", "--backend", dict(choices=("numpy", "jax"))),
-    ("optimization", "--seq-len", dict(type=_positive_int, metavar="T", help="truncated-BPTT length")),
-    ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="parallel text streams")),
+]
+OPTIMIZER_FLAGS = [
     ("optimization", "--optimizer", dict(choices=OPTIMIZERS)),
     ("optimization", "--lr", dict(type=_positive_float, metavar="X")),
     ("optimization", "--schedule", dict(choices=SCHEDULES)),
     ("optimization", "--warmup-steps", dict(type=_non_negative_int, metavar="N")),
     ("optimization", "--clip", dict(choices=("norm", "value", "none"), help="global-norm or element clip")),
     ("optimization", "--clip-value", dict(type=_positive_float, metavar="X")),
+]
+MAX_MINUTES_FLAG = ("budget", "--max-minutes", dict(type=_non_negative_float, metavar="X",
+                                                    help="training minutes of this invocation (0 = no limit)"))
+
+
+# Flags of `charlm train` that map one-to-one onto CharLMConfig fields.
+CHARLM_TRAIN_FLAGS = [
+    ("data", "--text", dict(metavar="FILE", help="UTF-8 text to train on (default: built-in corpus, "
+                                                  "Python's pydoc topics)")),
+    ("data", "--val-fraction", dict(type=float, metavar="X", help="tail of the text held out for validation")),
+    ("model", "--cell", dict(choices=CELLS, help="recurrent cell")),
+    *MODEL_SIZE_FLAGS,
+    ("model", "--backend", dict(choices=("numpy", "jax"))),
+    ("optimization", "--seq-len", dict(type=_positive_int, metavar="T", help="truncated-BPTT length")),
+    ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="parallel text streams")),
+    *OPTIMIZER_FLAGS,
     ("optimization", "--loss-reduction", dict(choices=("mean", "sum"))),
     ("budget", "--max-steps", dict(type=_non_negative_int, metavar="N", help="total steps (0 = no limit)")),
-    ("budget", "--max-minutes", dict(type=_non_negative_float, metavar="X",
-                                     help="training minutes of this invocation (0 = no limit)")),
+    MAX_MINUTES_FLAG,
     ("budget", "--target-loss", dict(type=_non_negative_float, metavar="X",
                                      help="stop when the smoothed train loss (nats/char) is below X")),
     ("budget", "--target-val-loss", dict(type=_non_negative_float, metavar="X",
@@ -112,22 +122,13 @@ DENOISE_TRAIN_FLAGS = [
     ("model", "--target", dict(choices=("predict", "filter"),
                                help="predict: x[t+1] from y[0..t] (the exercise); filter: x[t] from y[0..t]")),
     ("model", "--cell", dict(choices=CELLS, help="recurrent cell (gru = Cho 2014, as in the exercise)")),
-    ("model", "--hidden-size", dict(type=_positive_int, metavar="N")),
-    ("model", "--layers", dict(type=_positive_int, metavar="N")),
-    ("model", "--init", dict(choices=("default", "classic"))),
-    ("model", "--dtype", dict(choices=("float32", "float64"))),
+    *MODEL_SIZE_FLAGS,
     ("model", "--backend", dict(choices=("jax", "numpy"))),
     ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="fresh sequences per step")),
-    ("optimization", "--optimizer", dict(choices=OPTIMIZERS)),
-    ("optimization", "--lr", dict(type=_positive_float, metavar="X")),
-    ("optimization", "--schedule", dict(choices=SCHEDULES)),
-    ("optimization", "--warmup-steps", dict(type=_non_negative_int, metavar="N")),
-    ("optimization", "--clip", dict(choices=("norm", "value", "none"), help="global-norm or element clip")),
-    ("optimization", "--clip-value", dict(type=_positive_float, metavar="X")),
+    *OPTIMIZER_FLAGS,
     ("budget", "--steps", dict(type=_positive_int, metavar="N", aliases=("--max-steps",),
                                help="total training steps")),
-    ("budget", "--max-minutes", dict(type=_non_negative_float, metavar="X",
-                                     help="training minutes of this invocation (0 = no limit)")),
+    MAX_MINUTES_FLAG,
     ("budget", "--seed", dict(type=_non_negative_int, metavar="N")),
     ("reporting", "--eval-every", dict(type=_positive_int, metavar="N",
                                        help="steps between validation and checkpoint")),
