@@ -50,16 +50,21 @@ def draw(cfg: DenoiseConfig, proc: OUProcess, count: int, rng: np.random.Generat
     return generate_ou_process(count, cfg.seq_len, proc.mu, proc.tau, proc.sigma, proc.dt, proc.noise_var, rng)
 
 
+def aligned(clean: np.ndarray, noisy: np.ndarray, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """(observations seen, clean values to estimate), both ``[B, T']``: for predict, y[0..T-2]
+    and x[1..T-1] (T' = T-1); for filter, y and x as they are."""
+    return (noisy[:, :-1], clean[:, 1:]) if target == "predict" else (noisy, clean)
+
+
 def model_pairs(clean: np.ndarray, noisy: np.ndarray, target: str, dtype):
-    """(inputs ``[B, T', 1]``, targets ``[B, T', 1]``) in ``dtype``; T' = T-1 for predict, T for filter.
+    """(inputs ``[B, T', 1]``, targets ``[B, T', 1]``) in ``dtype``, as ``aligned`` pairs them.
 
     The trailing feature axis is explicit on both sides: a ``[B, T']`` target
     against ``[B, T', 1]`` outputs would broadcast to ``[B, T', T']`` and train
     the model to the mean (the losses refuse that shape).
     """
-    if target == "predict":
-        noisy, clean = noisy[:, :-1], clean[:, 1:]
-    return noisy[..., None].astype(dtype), clean[..., None].astype(dtype)
+    seen, truth = aligned(clean, noisy, target)
+    return seen[..., None].astype(dtype), truth[..., None].astype(dtype)
 
 
 def kalman_estimate(noisy: np.ndarray, proc: OUProcess, target: str) -> np.ndarray:
@@ -93,8 +98,8 @@ class DenoiseTask:
         self.dtype = np.dtype(cfg.dtype)
         self.rng = np.random.default_rng([cfg.seed, 0])
         val_clean, val_noisy = draw(cfg, self.proc, cfg.val_sequences, np.random.default_rng([cfg.seed, 2]))
-        self.val_inputs, val_targets = model_pairs(val_clean, val_noisy, cfg.target, self.dtype)
-        self.val_truth = val_targets[..., 0].astype(np.float64)
+        self.val_inputs, _ = model_pairs(val_clean, val_noisy, cfg.target, self.dtype)
+        self.val_truth = aligned(val_clean, val_noisy, cfg.target)[1]
         self.val_kalman_mse = mse(kalman_estimate(val_noisy, self.proc, cfg.target), self.val_truth)
         self.batch_size = cfg.batch_size
         self.items_per_step = cfg.batch_size
@@ -159,12 +164,8 @@ def compare(clean: np.ndarray, noisy: np.ndarray, model: np.ndarray, kalman_est:
     ``clean``/``noisy`` are the raw ``[B, T]`` sequences; ``model``/``kalman_est`` are
     aligned with the target (``[B, T-1]`` for predict, ``[B, T]`` for filter).
     """
-    if target == "predict":
-        truth, latest = clean[:, 1:], noisy[:, :-1]  # the last observation is the naive estimate of x[t+1]
-        what = "x[t+1] from y[0..t]"
-    else:
-        truth, latest = clean, noisy
-        what = "x[t] from y[0..t]"
+    latest, truth = aligned(clean, noisy, target)  # the latest observation is the naive estimate
+    what = "x[t+1] from y[0..t]" if target == "predict" else "x[t] from y[0..t]"
     numbers = {
         "sequences": int(clean.shape[0]),
         "model_rmse": math.sqrt(mse(model, truth)),
@@ -209,8 +210,8 @@ def test_model(trainer, cfg: DenoiseConfig, sequences: int, rng: np.random.Gener
     """
     proc = cfg.process()
     clean, noisy = draw(cfg, proc, sequences, rng)
-    inputs, targets = model_pairs(clean, noisy, cfg.target, np.dtype(cfg.dtype))
-    truth = clean[:, 1:] if cfg.target == "predict" else clean
+    inputs, _ = model_pairs(clean, noisy, cfg.target, np.dtype(cfg.dtype))
+    truth = aligned(clean, noisy, cfg.target)[1]
     model_out = predict(trainer, inputs)
     estimates = kalman(noisy, proc)
     kalman_out = estimates[cfg.target]
