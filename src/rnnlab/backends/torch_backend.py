@@ -1,0 +1,202 @@
+"""PyTorch backend: the same cells and parameter dict, on torch's own recurrent modules.
+
+Where a cell equals a built-in, the built-in fused module does the work and
+holds the canonical parameters in its own layout (PyTorch stores weights as
+``(G*H, in)``, so ``weight_ih_l{k} = W.T`` and ``weight_hh_l{k} = U.T``; gate
+orders already agree, see ``rnnlab.cells``):
+
+=================  ===========================  =====================================
+cell               module                       biases
+=================  ===========================  =====================================
+rnn                nn.RNN(nonlinearity=tanh)    bias_ih = b; bias_hh fixed at 0
+gru_reset_after    nn.GRU                       bias_ih = b; bias_hh = b_U
+lstm               nn.LSTM                      bias_ih = b; bias_hh fixed at 0
+gru (Cho 2014)     a time loop in this module   the canonical W, U, b as they are
+=================  ===========================  =====================================
+
+A single canonical bias is the sum ``bias_ih + bias_hh`` of a built-in; holding
+``bias_hh`` at zero (no gradient) keeps the mapping one-to-one.  Public arrays
+are NumPy and batch-first, as on every backend; torch is imported only when
+this backend is chosen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..cells import ModelSpec
+from .numpy_backend import check_targets
+from .numpy_backend import init_carry as _np_init_carry
+
+name = "torch"
+
+BUILTINS = {"rnn": lambda i, h, n: nn.RNN(i, h, n, nonlinearity="tanh", batch_first=True),
+            "gru_reset_after": lambda i, h, n: nn.GRU(i, h, n, batch_first=True),
+            "lstm": lambda i, h, n: nn.LSTM(i, h, n, batch_first=True)}
+TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
+class ChoGRU(nn.Module):
+    """Stacked Cho GRU (reset before the recurrent matmul), parameters in the canonical layout."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int):
+        super().__init__()
+        self.W = nn.ParameterList()
+        self.U = nn.ParameterList()
+        self.b = nn.ParameterList()
+        for k in range(num_layers):
+            fan_in = input_size if k == 0 else hidden_size
+            self.W.append(nn.Parameter(torch.empty(fan_in, 3 * hidden_size)))
+            self.U.append(nn.Parameter(torch.empty(hidden_size, 3 * hidden_size)))
+            self.b.append(nn.Parameter(torch.empty(3 * hidden_size)))
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor):
+        """x ``[B, T, in]``, h0 ``[L, B, H]`` -> (outputs ``[B, T, H]``, h_n ``[L, B, H]``)."""
+        finals = []
+        for k, (W, U, b) in enumerate(zip(self.W, self.U, self.b)):
+            H = U.shape[0]
+            A = x @ W + b                       # [B, T, 3H]: the input side of every step at once
+            U_rz, U_n = U[:, :2 * H], U[:, 2 * H:]
+            h, outs = h0[k], []
+            for t in range(A.shape[1]):
+                a = A[:, t]
+                rz = torch.sigmoid(a[:, :2 * H] + h @ U_rz)
+                r, z = rz[:, :H], rz[:, H:]
+                n = torch.tanh(a[:, 2 * H:] + (r * h) @ U_n)
+                h = n + z * (h - n)
+                outs.append(h)
+            x = torch.stack(outs, dim=1)
+            finals.append(h)
+        return x, torch.stack(finals)
+
+
+class TorchModel(nn.Module):
+    """Input stage (one-hot or Dense-ReLU), the recurrent stack, a linear readout."""
+
+    def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray]):
+        super().__init__()
+        self.spec = spec
+        H, L = spec.hidden_size, spec.num_layers
+        first_in = H if spec.input_kind == "dense_relu" else spec.input_size
+        if spec.input_kind == "dense_relu":
+            self.input = nn.Linear(spec.input_size, H)
+        self.rnn = ChoGRU(first_in, H, L) if spec.cell == "gru" else BUILTINS[spec.cell](first_in, H, L)
+        self.readout = nn.Linear(H, spec.output_size)
+        self.to(TORCH_DTYPES[np.asarray(params["readout.W"]).dtype])
+        self.load_canonical(params)
+
+    # ------------------------------------------------------------------ canonical <-> torch layout
+    def _pairs(self):
+        """(canonical name, torch tensor, transposed?) for every canonical parameter."""
+        spec, out = self.spec, []
+        if spec.input_kind == "dense_relu":
+            out += [("input.W", self.input.weight, True), ("input.b", self.input.bias, False)]
+        for k in range(spec.num_layers):
+            if spec.cell == "gru":
+                out += [(f"layers.{k}.W", self.rnn.W[k], False), (f"layers.{k}.U", self.rnn.U[k], False),
+                        (f"layers.{k}.b", self.rnn.b[k], False)]
+                continue
+            out += [(f"layers.{k}.W", getattr(self.rnn, f"weight_ih_l{k}"), True),
+                    (f"layers.{k}.U", getattr(self.rnn, f"weight_hh_l{k}"), True),
+                    (f"layers.{k}.b", getattr(self.rnn, f"bias_ih_l{k}"), False)]
+            if spec.cell == "gru_reset_after":
+                out.append((f"layers.{k}.b_U", getattr(self.rnn, f"bias_hh_l{k}"), False))
+        out += [("readout.W", self.readout.weight, True), ("readout.b", self.readout.bias, False)]
+        return out
+
+    @torch.no_grad()
+    def load_canonical(self, params: dict[str, np.ndarray]) -> None:
+        for key, tensor, transposed in self._pairs():
+            value = torch.as_tensor(np.asarray(params[key]))
+            tensor.copy_(value.T if transposed else value)
+        if self.spec.cell in ("rnn", "lstm"):
+            for k in range(self.spec.num_layers):  # one canonical bias: the built-in's second one stays 0
+                bias_hh = getattr(self.rnn, f"bias_hh_l{k}")
+                bias_hh.zero_()
+                bias_hh.requires_grad_(False)
+
+    def canonical(self) -> dict[str, np.ndarray]:
+        return {key: _numpy(t.T if tr else t) for key, t, tr in self._pairs()}
+
+    def canonical_grads(self) -> dict[str, np.ndarray]:
+        return {key: _numpy(t.grad.T if tr else t.grad) for key, t, tr in self._pairs()}
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor, carry: list):
+        """x: ``[B, T]`` ids or ``[B, T, F]``; carry: per layer ``[B, H]`` (``(h, c)`` for LSTM).
+        Returns outputs ``[B, T, O]`` and the new carry in the same form."""
+        spec = self.spec
+        if spec.input_kind == "onehot":
+            # The built-ins multiply by their input weights, so ids enter as one-hot rows
+            # (the same product as the NumPy backend's row gather).
+            x = F.one_hot(x, spec.input_size).to(self.readout.weight.dtype)
+        elif spec.input_kind == "dense_relu":
+            x = torch.relu(self.input(x))
+        if spec.cell == "lstm":
+            state = (torch.stack([c[0] for c in carry]), torch.stack([c[1] for c in carry]))
+            out, (h_n, c_n) = self.rnn(x, state)
+            new_carry = [(h_n[k], c_n[k]) for k in range(spec.num_layers)]
+        else:
+            out, h_n = self.rnn(x, torch.stack(list(carry)))
+            new_carry = [h_n[k] for k in range(spec.num_layers)]
+        return self.readout(out), new_carry
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().copy()
+
+
+def _carry_in(carry: list, device=None) -> list:
+    return [tuple(torch.as_tensor(np.asarray(a), device=device) for a in c) if isinstance(c, tuple)
+            else torch.as_tensor(np.asarray(c), device=device) for c in carry]
+
+
+def _carry_out(carry: list) -> list:
+    return [tuple(_numpy(a) for a in c) if isinstance(c, tuple) else _numpy(c) for c in carry]
+
+
+def _inputs(spec: ModelSpec, inputs, dtype) -> torch.Tensor:
+    inputs = np.asarray(inputs)
+    return torch.as_tensor(inputs.astype(np.int64) if spec.input_kind == "onehot" else inputs.astype(dtype))
+
+
+def _loss(Y: torch.Tensor, targets: np.ndarray, loss: str) -> torch.Tensor:
+    """Mean loss per output element; ``targets`` already checked by ``check_targets``."""
+    if loss == "cross_entropy":
+        return F.cross_entropy(Y.reshape(-1, Y.shape[-1]), torch.as_tensor(targets.astype(np.int64)).reshape(-1))
+    return torch.mean((Y - torch.as_tensor(targets.astype(_np_dtype(Y)))) ** 2)
+
+
+def _np_dtype(t: torch.Tensor):
+    return np.float64 if t.dtype == torch.float64 else np.float32
+
+
+def init_carry(spec: ModelSpec, batch_size: int, dtype=np.float32) -> list:
+    return _np_init_carry(spec, batch_size, dtype)
+
+
+def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray):
+    """Outputs ``[B, T, O]`` (NumPy) and the carry after the last step."""
+    model = TorchModel(spec, params)
+    dtype = np.asarray(params["readout.W"]).dtype
+    with torch.no_grad():
+        Y, new_carry = model(_inputs(spec, inputs, dtype), _carry_in(carry))
+    return _numpy(Y), _carry_out(new_carry)
+
+
+def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray, targets: np.ndarray,
+                   loss: str = "cross_entropy", reduction: str = "mean"):
+    """Same contract as ``numpy_backend.loss_and_grads`` (loss is the per-element mean)."""
+    targets = check_targets(spec, loss, inputs, targets)
+    model = TorchModel(spec, params)
+    dtype = np.asarray(params["readout.W"]).dtype
+    Y, new_carry = model(_inputs(spec, inputs, dtype), _carry_in(carry))
+    value = _loss(Y, targets, loss)
+    value.backward()
+    grads = model.canonical_grads()
+    if reduction == "sum":
+        grads = {k: v * targets.size for k, v in grads.items()}
+    return float(value.detach()), grads, _carry_out(new_carry)
