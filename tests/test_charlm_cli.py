@@ -253,14 +253,15 @@ def test_target_val_loss_and_eval_on_other_text(tmp_path, text_file, capsys):
     assert code == 0 and result["unknown_chars_skipped"] == 2 and result["chars"] == 27
 
 
-def test_jax_backend_runs_resumes_and_matches_numpy(tmp_path, text_file, capsys):
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_other_backends_run_resume_and_match_numpy(tmp_path, text_file, capsys, backend):
     common = ["charlm", "train", "--text", text_file, "--cell", "lstm", "--dtype", "float64", *SMALL]
-    jax_straight, jax_split, numpy_run = tmp_path / "js", tmp_path / "jr", tmp_path / "np"
-    assert run_cli(capsys, *common, "--backend", "jax", "--out", jax_straight, "--max-steps", "20")[0] == 0
-    assert run_cli(capsys, *common, "--backend", "jax", "--out", jax_split, "--max-steps", "10")[0] == 0
-    assert run_cli(capsys, "charlm", "train", "--resume", "--out", jax_split, "--max-steps", "20", "--quiet")[0] == 0
+    straight, split, numpy_run = tmp_path / "js", tmp_path / "jr", tmp_path / "np"
+    assert run_cli(capsys, *common, "--backend", backend, "--out", straight, "--max-steps", "20")[0] == 0
+    assert run_cli(capsys, *common, "--backend", backend, "--out", split, "--max-steps", "10")[0] == 0
+    assert run_cli(capsys, "charlm", "train", "--resume", "--out", split, "--max-steps", "20", "--quiet")[0] == 0
     assert run_cli(capsys, *common, "--backend", "numpy", "--out", numpy_run, "--max-steps", "20")[0] == 0
-    a, b, c = params_of(jax_straight), params_of(jax_split), params_of(numpy_run)
+    a, b, c = params_of(straight), params_of(split), params_of(numpy_run)
     for k in a:
         assert a[k].tobytes() == b[k].tobytes(), k
         assert np.linalg.norm(a[k] - c[k]) <= 1e-9 * np.linalg.norm(c[k]), k

@@ -93,7 +93,7 @@ def test_default_test_set_is_100k_sequences():
     assert DenoiseConfig().test_sequences >= 100_000
 
 
-@pytest.mark.parametrize("backend", ["numpy", "jax"])
+@pytest.mark.parametrize("backend", ["numpy", "jax", "torch"])
 def test_resume_is_bit_exact_and_seeded(tmp_path, capsys, backend):
     """Stopped early by its time budget, then resumed, a cosine run ends where a straight run does."""
     common = ["denoise", "train", "--backend", backend, "--hidden-size", "6", "--seq-len", "6", "--steps", "30",
@@ -159,7 +159,7 @@ def test_non_finite_loss_keeps_the_last_good_checkpoint(tmp_path, capsys):
     (["--noise-var", "0"], "--noise-var"), (["--hidden-size", "0"], "--hidden-size"), (["--steps", "0"], "--steps"),
     (["--lr", "0"], "--lr"), (["--lr", "-1e-3"], "--lr"), (["--dt", "2", "--tau", "2"], "unstable"),
     (["--dt", "3"], "unstable"), (["--seq-len", "1"], "--seq-len"), (["--batch-size", "0"], "--batch-size"),
-    (["--tau", "nan"], "--tau"), (["--backend", "torch"], "--backend"), (["--lrs", "1e-3,x"], "--lrs")])
+    (["--tau", "nan"], "--tau"), (["--backend", "tf"], "--backend"), (["--lrs", "1e-3,x"], "--lrs")])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, flags, match):
     verb = "search" if "--lrs" in flags else "train"
     assert_user_error(capsys, "denoise", verb, "--out", tmp_path / "bad", *flags, match=match)

@@ -64,3 +64,53 @@ def test_mse_refuses_the_broadcasting_mistake():
     spec, params, carry, inputs, targets = _problem("gru", "dense", "mse", B=3, T=4, H=4)
     with pytest.raises(ValueError, match="broadcast"):
         tb.loss_and_grads(params, spec, carry, inputs, targets[..., 0], "mse")
+
+
+@pytest.mark.parametrize("opt_name,clip,reduction", [("adam", "norm", "mean"), ("adagrad", "value", "sum"),
+                                                     ("sgd", "none", "mean"), ("adam", "value", "sum"),
+                                                     ("adagrad", "norm", "mean")])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "gru_reset_after", "lstm"])
+def test_torch_trainer_steps_equal_numpy(opt_name, clip, reduction, cell):
+    from rnnlab.optim import Optimizer
+
+    spec, params, carry, inputs, targets = _problem(cell, "onehot", "cross_entropy", B=4, T=7, H=5)
+    trainers = [backend.Trainer(spec, {k: v.copy() for k, v in params.items()}, Optimizer(opt_name),
+                                "cross_entropy", reduction, clip, 0.05)
+                for backend in (nb, tb)]
+    carries = [carry, carry]
+    for step in range(3):
+        results = [t.train_step(c, inputs, targets, 0.01 * (step + 1)) for t, c in zip(trainers, carries)]
+        assert results[1][0] == pytest.approx(results[0][0], rel=1e-12)
+        assert results[1][1] == pytest.approx(results[0][1], rel=1e-9)
+        carries = [r[2] for r in results]
+    for u, v in zip(_flat(carries[1]), _flat(carries[0])):
+        assert rel(u, v) < 1e-9
+    s_np, s_t = trainers[0].state_tensors(), trainers[1].state_tensors()
+    assert trainers[1].optimizer.step == trainers[0].optimizer.step == 3
+    assert s_t.keys() == s_np.keys()
+    for k in s_np:
+        assert rel(s_t[k], s_np[k]) < 1e-9, k
+
+
+@pytest.mark.parametrize("opt_name", ["adam", "adagrad"])
+def test_torch_trainer_continues_numpy_optimizer_state_and_skips_non_finite(opt_name):
+    from rnnlab.optim import Optimizer
+
+    spec, params, carry, inputs, targets = _problem("lstm", "dense", "mse", B=3, T=5, H=4)
+    t_np = nb.Trainer(spec, {k: v.copy() for k, v in params.items()}, Optimizer(opt_name), "mse", "mean",
+                      "norm", 1.0)
+    t_np.train_step(carry, inputs, targets, 0.01)
+    restored = Optimizer.restore(t_np.optimizer.meta(), t_np.optimizer.state_tensors())
+    t_t = tb.Trainer(spec, t_np.params, restored, "mse", "mean", "norm", 1.0)
+    t_np.train_step(carry, inputs, targets, 0.01)
+    t_t.train_step(carry, inputs, targets, 0.01)
+    for k, v in t_np.params.items():
+        assert rel(t_t.params[k], v) < 1e-9, k
+    bad = dict(t_np.params)
+    bad["readout.b"] = bad["readout.b"].copy()
+    bad["readout.b"][0] = np.nan
+    t_bad = tb.Trainer(spec, bad, Optimizer(opt_name), "mse", "mean", "norm", 1.0)
+    loss, _, returned_carry = t_bad.train_step(carry, inputs, targets, 0.01)
+    assert not np.isfinite(loss) and t_bad.optimizer.step == 0 and returned_carry is carry
+    for k, v in bad.items():
+        np.testing.assert_array_equal(t_bad.params[k], v)

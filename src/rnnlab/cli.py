@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 from .cells import CELLS
-from .config import PRESETS, CharLMConfig, DenoiseConfig, from_toml
+from .config import BACKEND_NAMES, PRESETS, CharLMConfig, DenoiseConfig, from_toml
 from .errors import TrainingDiverged, UserError
 from .optim import OPTIMIZERS, SCHEDULES
 
@@ -72,7 +72,7 @@ CHARLM_TRAIN_FLAGS = [
     ("data", "--val-fraction", dict(type=float, metavar="X", help="tail of the text held out for validation")),
     ("model", "--cell", dict(choices=CELLS, help="recurrent cell")),
     *MODEL_SIZE_FLAGS,
-    ("model", "--backend", dict(choices=("numpy", "jax"))),
+    ("model", "--backend", dict(choices=BACKEND_NAMES)),
     ("optimization", "--seq-len", dict(type=_positive_int, metavar="T", help="truncated-BPTT length")),
     ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="parallel text streams")),
     *OPTIMIZER_FLAGS,
@@ -123,7 +123,7 @@ DENOISE_TRAIN_FLAGS = [
                                help="predict: x[t+1] from y[0..t] (the exercise); filter: x[t] from y[0..t]")),
     ("model", "--cell", dict(choices=CELLS, help="recurrent cell (gru = Cho 2014, as in the exercise)")),
     *MODEL_SIZE_FLAGS,
-    ("model", "--backend", dict(choices=("jax", "numpy"))),
+    ("model", "--backend", dict(choices=BACKEND_NAMES)),
     ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="fresh sequences per step")),
     *OPTIMIZER_FLAGS,
     ("budget", "--steps", dict(type=_positive_int, metavar="N", aliases=("--max-steps",),

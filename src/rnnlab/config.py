@@ -54,7 +54,7 @@ class CharLMConfig:
         check_off_or_positive(self, ("max_minutes", "target_loss", "target_val_loss"))
         if not 0.0 <= self.val_fraction < 1.0:
             raise UserError(f"--val-fraction must be in [0, 1), got {self.val_fraction!r}")
-        check_choices(self, {**TRAINING_CHOICES, "backend": ("numpy", "jax"), "loss_reduction": ("mean", "sum")})
+        check_choices(self, {**TRAINING_CHOICES, "backend": BACKEND_NAMES, "loss_reduction": ("mean", "sum")})
         if not (self.max_steps or self.max_minutes or self.target_loss or self.target_val_loss):
             raise UserError("no stopping rule: set --max-steps, --max-minutes, --target-loss or "
                             "--target-val-loss")
@@ -107,7 +107,7 @@ class DenoiseConfig:
             raise UserError(f"--seq-len must be an integer >= 2 (an input and a later target), got {self.seq_len!r}")
         check_positive(self, ("lr", "clip_value"))
         check_off_or_positive(self, ("max_minutes",))
-        check_choices(self, {**TRAINING_CHOICES, "backend": ("jax", "numpy"), "target": ("predict", "filter")})
+        check_choices(self, {**TRAINING_CHOICES, "backend": BACKEND_NAMES, "target": ("predict", "filter")})
         self.process()  # tau, sigma, dt, noise_var > 0 and dt < tau
         return self
 
@@ -121,6 +121,7 @@ class DenoiseConfig:
         return OUProcess(self.mu, self.tau, self.sigma, self.dt, self.noise_var)
 
 
+BACKEND_NAMES = ("numpy", "jax", "torch")
 TRAINING_CHOICES = {"cell": CELLS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "clip": CLIP_KINDS,
                     "init": INITS, "dtype": ("float32", "float64")}
 

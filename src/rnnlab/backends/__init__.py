@@ -4,7 +4,8 @@ import importlib
 
 from ..errors import UserError
 
-BACKENDS = {"numpy": "rnnlab.backends.numpy_backend", "jax": "rnnlab.backends.jax_backend"}
+BACKENDS = {"numpy": "rnnlab.backends.numpy_backend", "jax": "rnnlab.backends.jax_backend",
+            "torch": "rnnlab.backends.torch_backend"}
 
 
 def get_backend(name: str):

@@ -200,3 +200,113 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
     if reduction == "sum":
         grads = {k: v * targets.size for k, v in grads.items()}
     return float(value.detach()), grads, _carry_out(new_carry)
+
+
+# --------------------------------------------------------------------------- training step
+
+def _torch_optimizer(name: str, tensors: list, optimizer) -> torch.optim.Optimizer:
+    """torch.optim with the formulas of ``rnnlab.optim``.  Adagrad: torch adds eps outside the
+    square root and ours inside; starting torch's accumulator at eps with eps=0 makes
+    torch compute sqrt(eps + sum g^2), which is ours exactly."""
+    if name == "sgd":
+        return torch.optim.SGD(tensors, lr=0.0)
+    if name == "adagrad":
+        return torch.optim.Adagrad(tensors, lr=0.0, eps=0.0, initial_accumulator_value=optimizer.eps)
+    return torch.optim.Adam(tensors, lr=0.0, betas=(optimizer.beta1, optimizer.beta2), eps=optimizer.eps)
+
+
+# Backend-free slot name -> torch state key (torch's Adagrad sum starts at eps, ours at 0).
+SLOTS = {"sgd": {}, "adagrad": {"sum_sq": "sum"}, "adam": {"m": "exp_avg", "v": "exp_avg_sq"}}
+
+
+class Trainer:
+    """The torch counterpart of ``numpy_backend.Trainer``: a persistent ``TorchModel`` and a
+    torch.optim optimizer; a non-finite loss or gradient leaves parameters, optimizer
+    state and carry unchanged."""
+
+    name = name
+
+    def __init__(self, spec: ModelSpec, params: dict, optimizer, loss: str, reduction: str, clip: str,
+                 clip_value: float):
+        self.spec, self.optimizer, self.loss, self.reduction = spec, optimizer, loss, reduction
+        self.clip, self.clip_value = clip, clip_value
+        self.dtype = np.asarray(params["readout.W"]).dtype
+        self.model = TorchModel(spec, params)
+        self._pairs = self.model._pairs()
+        self._torch_opt = _torch_optimizer(optimizer.name, [t for _, t, _ in self._pairs], optimizer)
+        self._load_optimizer_state()
+
+    def _load_optimizer_state(self) -> None:
+        """Continue from the backend-free state (e.g. a checkpoint written by another backend)."""
+        slots = SLOTS[self.optimizer.name]
+        if not slots or not self.optimizer.state:
+            return
+        for key, tensor, transposed in self._pairs:
+            st = self._torch_opt.state[tensor]
+            for slot, torch_key in slots.items():
+                value = torch.as_tensor(self.optimizer.state[f"{slot}/{key}"]).to(tensor.dtype)
+                value = value.T.contiguous() if transposed else value.clone()
+                if slot == "sum_sq":
+                    value += self.optimizer.eps
+                st[torch_key] = value
+            if self.optimizer.name == "adam":
+                st["step"] = torch.tensor(float(self.optimizer.step))
+
+    def _sync_optimizer(self) -> None:
+        slots = SLOTS[self.optimizer.name]
+        state = {}
+        for key, tensor, transposed in self._pairs:
+            st = self._torch_opt.state.get(tensor, {})
+            for slot, torch_key in slots.items():
+                if torch_key in st:
+                    value = _numpy(st[torch_key].T if transposed else st[torch_key])
+                    state[f"{slot}/{key}"] = value - self.optimizer.eps if slot == "sum_sq" else value
+        self.optimizer.state = state
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return self.model.canonical()
+
+    def init_carry(self, batch_size: int) -> list:
+        return init_carry(self.spec, batch_size, self.dtype)
+
+    def train_step(self, carry, inputs, targets, lr: float):
+        """(loss, grad_norm, new_carry), as the NumPy Trainer."""
+        targets = check_targets(self.spec, self.loss, inputs, targets)
+        self._torch_opt.zero_grad(set_to_none=False)
+        Y, new_carry = self.model(_inputs(self.spec, inputs, self.dtype), _carry_in(carry))
+        value = _loss(Y, targets, self.loss)
+        objective = value * targets.size if self.reduction == "sum" else value
+        objective.backward()
+        tensors = [t for _, t, _ in self._pairs]
+        norm = float(torch.nn.utils.get_total_norm([t.grad for t in tensors]))
+        loss_value = float(value.detach())
+        if not (np.isfinite(loss_value) and np.isfinite(norm)):
+            return loss_value, norm if np.isfinite(loss_value) else float("nan"), carry
+        if self.clip == "norm" and norm > self.clip_value:
+            # The NumPy backend's formula (rnnlab.optim.clip_gradients_), so the backends agree exactly.
+            scale = self.clip_value / (norm + 1e-12)
+            for t in tensors:
+                t.grad.mul_(scale)
+        elif self.clip == "value":
+            torch.nn.utils.clip_grad_value_(tensors, self.clip_value)
+        for group in self._torch_opt.param_groups:
+            group["lr"] = lr
+        self._torch_opt.step()
+        self.optimizer.step += 1
+        return loss_value, norm, _carry_out(new_carry)
+
+    def forward(self, carry, inputs):
+        with torch.no_grad():
+            Y, new_carry = self.model(_inputs(self.spec, inputs, self.dtype), _carry_in(carry))
+        return _numpy(Y), _carry_out(new_carry)
+
+    def step(self, carry, x):
+        Y, new_carry = self.forward(carry, np.asarray(x)[:, None])
+        return new_carry, Y[:, 0]
+
+    def state_tensors(self) -> dict[str, np.ndarray]:
+        from .numpy_backend import Trainer as NumpyTrainer
+
+        self._sync_optimizer()
+        return NumpyTrainer.state_tensors(self)  # same layout once the optimizer state is synced
