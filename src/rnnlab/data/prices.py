@@ -1,0 +1,227 @@
+"""Price series: OHLCV CSV loading, N-hour resampling of opens, gap reports.
+
+Two formats load into the same frame (UTC ``DatetimeIndex`` named ``timestamp``,
+sorted, float columns ``open, high, low, close, volume`` where present):
+
+* Binance kline CSVs: 12 columns, no header, open time as an epoch number
+  (milliseconds; microseconds in Binance's files from 2025 on);
+* headered OHLCV CSVs: ``timestamp,open,high,low,close,volume`` in any of the
+  usual spellings (``time``, ``date``, ``Open``, ``o`` ...), timestamps as ISO
+  text (no zone means UTC) or epoch seconds / milliseconds / microseconds.
+
+Nothing is filled in silently: duplicated timestamps keep the first row and
+are reported, gaps are reported, and resampling leaves empty bins out and
+says which they were.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+ALIASES = {
+    "timestamp": ("timestamp", "time", "date", "datetime", "date_time", "open_time", "opentime", "ts",
+                  "unix", "time_utc"),
+    "open": ("open", "o", "open_price"),
+    "high": ("high", "h", "high_price"),
+    "low": ("low", "l", "low_price"),
+    "close": ("close", "c", "close_price"),
+    "volume": ("volume", "vol", "v", "volume_base"),
+}
+# Cells stay text exactly as written ("nan" stays "nan"); only empty cells become missing.
+READ_AS_TEXT = dict(dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=True)
+BINANCE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume",
+                   "trades", "taker_buy_base", "taker_buy_quote", "ignore")
+
+
+@dataclass
+class PriceData:
+    """A loaded price file: the frame and what was noticed while loading it."""
+
+    frame: pd.DataFrame
+    source: str
+    duplicates_dropped: int = 0
+    gaps: list = field(default_factory=list)   # (last time before, first time after, missing rows)
+    step: pd.Timedelta | None = None            # the usual spacing of rows
+
+    def notes(self) -> list[str]:
+        out = []
+        if self.duplicates_dropped:
+            out.append(f"{self.source}: {self.duplicates_dropped} duplicated timestamp(s); kept the first row of each")
+        if self.gaps:
+            missing = sum(g[2] for g in self.gaps)
+            first = self.gaps[0]
+            out.append(f"{self.source}: {len(self.gaps)} gap(s) in the {_hours(self.step)} series, {missing} row(s) "
+                       f"missing in all (first after {first[0]:%Y-%m-%d %H:%M}); not filled")
+        return out
+
+
+def _hours(delta: pd.Timedelta | None) -> str:
+    if delta is None:
+        return "?"
+    hours = delta / pd.Timedelta(hours=1)
+    return f"{hours:g}-hour" if hours >= 1 else f"{delta / pd.Timedelta(minutes=1):g}-minute"
+
+
+def _epoch_unit(values: np.ndarray) -> str:
+    """Seconds, milliseconds or microseconds, from the size of the numbers (years 1973 to 5138)."""
+    biggest = float(np.nanmax(np.abs(values))) if values.size else 0.0
+    if biggest < 1e11:
+        return "s"
+    return "ms" if biggest < 1e14 else "us"
+
+
+def _parse_times(raw: pd.Series, source: str, line_offset: int) -> pd.DatetimeIndex:
+    numeric = pd.to_numeric(raw, errors="coerce")
+    if numeric.notna().all():
+        return pd.DatetimeIndex(pd.to_datetime(numeric.to_numpy(), unit=_epoch_unit(numeric.to_numpy()), utc=True))
+    try:
+        times = pd.to_datetime(raw, utc=True, format="mixed", errors="coerce")
+    except (ValueError, TypeError):
+        times = pd.Series(pd.NaT, index=raw.index)
+    bad = times.isna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(f"{source}, line {i + line_offset}: cannot read timestamp {str(raw.iloc[i])!r}; use ISO "
+                        "text (2021-01-10 00:00:00) or epoch seconds/milliseconds")
+    return pd.DatetimeIndex(times)
+
+
+def _is_binance(first_line: str) -> bool:
+    fields = first_line.strip().split(",")
+    return len(fields) == 12 and re.fullmatch(r"\d{10,17}", fields[0].strip()) is not None
+
+
+def load_prices(path: str | os.PathLike) -> PriceData:
+    """Load a Binance kline CSV or a headered OHLCV CSV (see the module docstring)."""
+    source = os.fspath(path)
+    if not os.path.isfile(source):
+        raise UserError(f"price file {source!r} does not exist; pass --csv with a CSV of candles")
+    try:
+        with open(source, encoding="utf-8") as f:
+            first = f.readline()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{source} is not a UTF-8 text CSV") from exc
+    if not first.strip():
+        raise UserError(f"{source} is empty; it needs a header row and at least one candle")
+    try:
+        if _is_binance(first):
+            raw = pd.read_csv(source, header=None, names=BINANCE_COLUMNS, **READ_AS_TEXT)
+            raw = raw.rename(columns={"open_time": "timestamp"})[["timestamp", "open", "high", "low", "close",
+                                                                  "volume"]]
+            line_offset = 1
+        else:
+            raw = pd.read_csv(source, **READ_AS_TEXT)
+            raw = _rename_columns(raw, source)
+            line_offset = 2  # 1-based lines, after the header
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise UserError(f"{source} is not a readable CSV ({str(exc).strip()})") from exc
+    if raw.empty:
+        raise UserError(f"{source} has a header but no rows")
+    times = _parse_times(raw["timestamp"], source, line_offset)
+    frame = pd.DataFrame(index=times)
+    frame.index.name = "timestamp"
+    for col in ("open", "high", "low", "close", "volume"):
+        if col not in raw:
+            continue
+        values = pd.to_numeric(raw[col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            cell = raw[col].iloc[i]
+            shown = "empty" if pd.isna(cell) else repr(str(cell))
+            raise UserError(f"{source}, line {i + line_offset}: {col} is {shown}, not a finite number; "
+                            "fix or remove the row")
+        if col in PRICE_COLUMNS and (values <= 0).any():
+            i = int(np.flatnonzero(values <= 0)[0])
+            raise UserError(f"{source}, line {i + line_offset}: {col} price is {values[i]:g}; prices must be "
+                            "positive")
+        frame[col] = values
+    frame = frame.sort_index(kind="stable")
+    duplicated = frame.index.duplicated(keep="first")
+    frame = frame[~duplicated]
+    data = PriceData(frame, source, duplicates_dropped=int(duplicated.sum()))
+    data.step, data.gaps = find_gaps(frame.index)
+    return data
+
+
+def _rename_columns(raw: pd.DataFrame, source: str) -> pd.DataFrame:
+    lowered = {c: re.sub(r"[\s\-]+", "_", str(c).strip().lower()) for c in raw.columns}
+    mapping = {}
+    for canonical, names in ALIASES.items():
+        found = [c for c, low in lowered.items() if low in names]
+        if found:
+            mapping[found[0]] = canonical
+    missing = [c for c in ("timestamp", "open") if c not in mapping.values()]
+    if missing:
+        raise UserError(f"{source}: no {' or '.join(missing)} column (found {', '.join(map(str, raw.columns))}); "
+                        "expected timestamp,open,high,low,close,volume")
+    return raw[list(mapping)].rename(columns=mapping)
+
+
+def find_gaps(index: pd.DatetimeIndex) -> tuple[pd.Timedelta | None, list]:
+    """The usual spacing (median) and every place where rows are further apart than that."""
+    if len(index) < 3:
+        return None, []
+    diffs = index[1:] - index[:-1]
+    step = pd.Timedelta(diffs.median())  # a Timedelta whatever the index's resolution (s, ms, us or ns)
+    gaps = [(index[i], index[i + 1], int(round(diffs[i] / step)) - 1)
+            for i in np.flatnonzero(diffs > step * 1.5)]
+    return step, gaps
+
+
+def parse_every(text: str) -> pd.Timedelta:
+    """'20h' -> 20 hours; also '90min', '2d' and a bare number of hours."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(h|hr|hours?|d|days?|min|m)?\s*", str(text).lower())
+    if not m or float(m.group(1)) <= 0:
+        raise UserError(f"--every must be a positive duration such as 20h, 90min or 1d, got {text!r}")
+    value, unit = float(m.group(1)), m.group(2) or "h"
+    return pd.Timedelta(**{"hours" if unit.startswith("h") else "days" if unit.startswith("d") else "minutes": value})
+
+
+def _utc(text: str | None, flag: str) -> pd.Timestamp | None:
+    if text in (None, ""):
+        return None
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{flag} must be a date such as 2019-05-01, got {text!r}") from exc
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+@dataclass
+class Resampled:
+    opens: pd.Series          # first open in each non-empty bin, indexed by the bin's start (UTC)
+    empty_bins: list          # starts of bins with no row (left out, never filled)
+    every: pd.Timedelta
+
+
+def resample_opens(frame: pd.DataFrame, every: pd.Timedelta, start: str | None = None,
+                   end: str | None = None) -> Resampled:
+    """First open in each ``every``-long bin of [start, end), bins anchored at the first selected row."""
+    lo, hi = _utc(start, "--start"), _utc(end, "--end")
+    if lo is not None and hi is not None and hi <= lo:
+        raise UserError(f"--end {end} must be after --start {start}")
+    selected = frame
+    if lo is not None:
+        selected = selected[selected.index >= lo]
+    if hi is not None:
+        selected = selected[selected.index < hi]
+    if selected.empty:
+        raise UserError(f"no rows between --start {start or 'the beginning'} and --end {end or 'the end'}")
+    t0 = selected.index[0]
+    bins = np.floor((selected.index - t0) / every).astype(np.int64)
+    firsts = selected["open"].groupby(bins).first()
+    starts = t0 + every * firsts.index.to_numpy()
+    opens = pd.Series(firsts.to_numpy(), index=pd.DatetimeIndex(starts, name="timestamp"), name="open")
+    all_bins = np.arange(int(bins.max()) + 1)
+    empty = [t0 + every * int(k) for k in np.setdiff1d(all_bins, firsts.index.to_numpy())]
+    return Resampled(opens, empty, every)
+
