@@ -1,7 +1,6 @@
 """End-to-end charlm through the command line, in process: runs, resume, and every bad input."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -8,7 +8,6 @@ import pytest
 from rnnlab.backends import jax_backend as jb
 from rnnlab.backends import numpy_backend as nb
 from rnnlab.cells import ModelSpec, init_params
-from rnnlab.cli import main
 from rnnlab.config import DenoiseConfig
 from rnnlab.data.ou import OUProcess, generate_ou_process, kalman
 from rnnlab.tasks import denoise

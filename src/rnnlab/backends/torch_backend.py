@@ -149,9 +149,9 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
 
-def _carry_in(carry: list, device=None) -> list:
-    return [tuple(torch.as_tensor(np.asarray(a), device=device) for a in c) if isinstance(c, tuple)
-            else torch.as_tensor(np.asarray(c), device=device) for c in carry]
+def _carry_in(carry: list) -> list:
+    return [tuple(torch.as_tensor(np.asarray(a)) for a in c) if isinstance(c, tuple)
+            else torch.as_tensor(np.asarray(c)) for c in carry]
 
 
 def _carry_out(carry: list) -> list:

@@ -66,7 +66,7 @@ def generate_ou_process(batch: int, steps: int = 10, mu: float = 1.0, tau: float
     the same paths plus N(0, noise_var) observation noise."""
     if batch < 1 or steps < 1:
         raise UserError(f"batch and steps must be positive, got {batch} and {steps}")
-    proc = OUProcess(mu, tau, sigma, dt, noise_var)
+    OUProcess(mu, tau, sigma, dt, noise_var)  # refuses bad parameters, naming the flag
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     clean = np.empty((batch, steps))
     clean[:, 0] = rng.random(batch)
