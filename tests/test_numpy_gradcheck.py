@@ -60,3 +60,35 @@ def test_sum_reduction_scales_gradients_by_token_count():
     n = inputs.size
     for k in params:
         np.testing.assert_allclose(g_sum[k], g_mean[k] * n, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("scored", [1, 3])
+def test_tail_targets_gradients_match_central_differences(cell, scored):
+    """mse targets for only the last T' outputs (a forecaster scored on its final step)."""
+    spec, params, carry, inputs, targets = _problem(cell, "dense", "mse", num_layers=1)
+    tail = targets[:, -scored:]
+    value, grads, _ = nb.loss_and_grads(params, spec, carry, inputs, tail, loss="mse")
+    outputs, _ = nb.forward(params, spec, carry, inputs)
+    assert value == pytest.approx(np.mean((outputs[:, -scored:] - tail) ** 2), rel=1e-12)
+    eps = 1e-6
+    for name, p in params.items():
+        numeric = np.zeros_like(p)
+        for i in np.ndindex(p.shape):
+            old = p[i]
+            p[i] = old + eps
+            plus = nb.loss_and_grads(params, spec, carry, inputs, tail, loss="mse")[0]
+            p[i] = old - eps
+            minus = nb.loss_and_grads(params, spec, carry, inputs, tail, loss="mse")[0]
+            p[i] = old
+            numeric[i] = (plus - minus) / (2 * eps)
+        rel = np.linalg.norm(grads[name] - numeric) / max(np.linalg.norm(numeric), 1e-12)
+        assert rel < 1e-6, f"{cell}/last {scored}: {name} relative error {rel:.2e}"
+
+
+def test_mse_targets_longer_than_the_outputs_or_without_feature_axis_are_refused():
+    spec, params, carry, inputs, targets = _problem("rnn", "dense", "mse", num_layers=1)
+    too_long = np.concatenate([targets, targets[:, :1]], axis=1)
+    for bad in (too_long, targets[..., 0], targets[:, :0]):
+        with pytest.raises(ValueError, match="targets must be"):
+            nb.loss_and_grads(params, spec, carry, inputs, bad, loss="mse")

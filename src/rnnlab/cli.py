@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 from .cells import CELLS
-from .config import BACKEND_NAMES, PRESETS, CharLMConfig, DenoiseConfig, from_toml
+from .config import BACKEND_NAMES, PRESETS, CharLMConfig, DenoiseConfig, ForecastConfig, from_toml
 from .errors import TrainingDiverged, UserError
 from .optim import OPTIMIZERS, SCHEDULES
 
@@ -138,6 +138,43 @@ DENOISE_TRAIN_FLAGS = [
 ]
 
 
+def _fraction(text):
+    value = _finite_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text}")
+    return value
+
+
+# Flags of `forecast train` that map one-to-one onto ForecastConfig fields.
+FORECAST_TRAIN_FLAGS = [
+    ("data", "--csv", dict(metavar="FILE", help="Binance kline or OHLCV CSV (default: the built-in generated "
+                                                 "series, a random walk with two cycles)")),
+    ("data", "--every", dict(metavar="DURATION", help="one point per bin: the first open (e.g. 20h, 90min, 1d)")),
+    ("data", "--start", dict(metavar="DATE", help="first date of the range (default: the file's first row)")),
+    ("data", "--end", dict(metavar="DATE", help="end of the range, exclusive (default: the file's last row)")),
+    ("data", "--builtin-points", dict(type=_number(int, 10, inclusive=True), metavar="N",
+                                      help="length of the built-in series")),
+    ("data", "--window", dict(type=_number(int, 1, inclusive=True), metavar="N",
+                              help="past prices seen per forecast")),
+    ("data", "--target", dict(choices=("levels", "returns"),
+                              help="levels: the next price scaled to [-1, 1] (the exercise); returns: the next "
+                                   "log-return, turned into a price")),
+    ("data", "--val-fraction", dict(type=_fraction, metavar="X", help="share of the points for validation")),
+    ("data", "--test-fraction", dict(type=_fraction, metavar="X", help="share of the points for the test")),
+    ("model", "--cell", dict(choices=CELLS, help="recurrent cell (rnn = nn.RNN, as in the exercise)")),
+    *MODEL_SIZE_FLAGS,
+    ("model", "--backend", dict(choices=BACKEND_NAMES)),
+    ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="windows per step")),
+    *OPTIMIZER_FLAGS,
+    ("optimization", "--loss-steps", dict(choices=("last", "all"),
+                                          help="last: score the forecast after the window (the exercise); "
+                                               "all: also every one-step forecast inside it")),
+    ("budget", "--epochs", dict(type=_positive_int, metavar="N", help="passes over the training windows")),
+    MAX_MINUTES_FLAG,
+    ("budget", "--seed", dict(type=_non_negative_int, metavar="N")),
+]
+
+
 def _field(flag_name: str) -> str:
     return flag_name[2:].replace("-", "_")
 
@@ -248,6 +285,28 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fresh test sequences (default 100000)")
     de.add_argument("--seed", type=_non_negative_int, default=0, metavar="N")
     de.add_argument("--json", action="store_true", help="print one JSON object")
+
+    forecast = tasks.add_parser("forecast", help="forecast the next price of a series, against persistence",
+                                description="Forecast the next value of a price series from a window of past "
+                                            "values (BTCUSDT 20-hour opens in the classic exercise), tested in "
+                                            "price units against the persistence forecast (next = last).")
+    fverbs = forecast.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    fverbs.required = True
+    ft = fverbs.add_parser("train", help="train (or --resume), then test against persistence",
+                           description="Train for --epochs passes over the shuffled training windows, keep the "
+                                       "best epoch on validation, then test it against persistence. Writes "
+                                       "config.toml, metrics.jsonl (one row per epoch), checkpoint.*, best.*, "
+                                       "test.json, loss.png and forecast.png.")
+    _add_config_flags(ft, FORECAST_TRAIN_FLAGS, ForecastConfig())
+    _add_run_flags(ft, "runs/forecast")
+
+    fp = fverbs.add_parser("predict", help="forecast the value after the last window of a CSV",
+                           description="Forecast the next value after the last --window points of --csv "
+                                       "(binned on the run's grid), or of the run's own series.")
+    fp.add_argument("--run", required=True, metavar="DIR")
+    fp.add_argument("--csv", metavar="FILE", help="price CSV (default: the series the run was trained on)")
+    fp.add_argument("--last", action="store_true", help="use the last checkpoint instead of the best epoch")
+    fp.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -338,9 +397,45 @@ def _denoise_eval(args) -> int:
     return 0
 
 
+def _forecast_train(args) -> int:
+    from .tasks import forecast
+
+    cfg, overrides = _config_from_args(ForecastConfig, args, FORECAST_TRAIN_FLAGS)
+    summary = forecast.train_run(cfg, args.out, resume=args.resume, force=args.force, overrides=overrides,
+                                 quiet=args.quiet)
+    print(f"{summary['stop_reason']} after {summary['epochs']:g} epochs; run saved in {summary['run_dir']}")
+    if summary["interrupted"]:
+        print("resume with: rnnlab forecast train --resume --out " + summary["run_dir"])
+        return 130
+    test = summary["test"]
+    print(f"test ({test['model']} model, epoch {test['epoch']:g}): RMSE {test['rmse']:,.2f} vs persistence "
+          f"{test['persistence_rmse']:,.2f}, skill {test['skill']:+.4f}")
+    print(test["comparison_text"])
+    if test["target"] == "levels" and test["inputs_outside_training_range"] > 0.05:
+        print("hint: prices left the training range; --target returns forecasts changes, which do not")
+    print(f"plots: {summary['run_dir']}/loss.png, {summary['run_dir']}/forecast.png")
+    return 0
+
+
+def _forecast_predict(args) -> int:
+    from .tasks import forecast
+
+    result = forecast.predict_next(args.run, args.csv, "checkpoint" if args.last else "best")
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for note in result["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"next {result['every']} value after {result['last_time'][:16]} (bin starting {result['next_time'][:16]}): "
+          f"{result['forecast']:,.2f} ({result['change_percent']:+.2f}% from the last value "
+          f"{result['last_price']:,.2f}, which is the persistence forecast)")
+    return 0
+
+
 COMMANDS = {("charlm", "train"): _charlm_train, ("charlm", "sample"): _charlm_sample,
             ("charlm", "eval"): _charlm_eval, ("denoise", "train"): _denoise_train,
-            ("denoise", "search"): _denoise_search, ("denoise", "eval"): _denoise_eval}
+            ("denoise", "search"): _denoise_search, ("denoise", "eval"): _denoise_eval,
+            ("forecast", "train"): _forecast_train, ("forecast", "predict"): _forecast_predict}
 
 
 def main(argv: list[str] | None = None) -> int:

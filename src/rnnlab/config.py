@@ -121,6 +121,70 @@ class DenoiseConfig:
         return OUProcess(self.mu, self.tau, self.sigma, self.dt, self.noise_var)
 
 
+@dataclass
+class ForecastConfig:
+    """Everything that defines a forecast run: the price series, the windows, the model, the budget.
+
+    The defaults are the classic PyTorch exercise: an ``nn.RNN`` (tanh) over
+    windows of prices scaled to [-1, 1], a linear readout of the last hidden
+    state trained with MSE and Adam, the best epoch on validation kept.
+    """
+
+    csv: str = ""                  # OHLCV or Binance kline CSV; "" = the built-in generated series
+    every: str = "20h"             # one point per bin: the first open in each bin
+    start: str = ""                # first date of the selected range ("" = the file's first row)
+    end: str = ""                  # end of the range, exclusive ("" = the file's last row)
+    builtin_points: int = 3000     # length of the built-in series (used when csv = "")
+    window: int = 20               # past prices seen per forecast
+    target: str = "levels"         # levels: the next scaled price; returns: the next log-return
+    loss_steps: str = "last"       # last: score only the forecast after the window; all: every step
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    cell: str = "rnn"
+    hidden_size: int = 32
+    layers: int = 1
+    init: str = "default"
+    dtype: str = "float32"
+    backend: str = "torch"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    clip: str = "norm"
+    clip_value: float = 1.0
+    batch_size: int = 32
+    epochs: int = 50
+    max_minutes: float = 0.0       # wall-clock training budget of one invocation; 0 = none
+    seed: int = 0
+
+    def validate(self) -> "ForecastConfig":
+        check_ints(self, ("hidden_size", "layers", "batch_size", "epochs", "window"), minimum=1)
+        check_ints(self, ("warmup_steps", "seed"), minimum=0)
+        check_ints(self, ("builtin_points",), minimum=10)
+        check_positive(self, ("lr", "clip_value"))
+        check_off_or_positive(self, ("max_minutes",))
+        check_choices(self, {**TRAINING_CHOICES, "backend": BACKEND_NAMES, "target": ("levels", "returns"),
+                             "loss_steps": ("last", "all")})
+        for name in ("csv", "every", "start", "end"):
+            if not isinstance(getattr(self, name), str):
+                raise UserError(f"--{flag(name)} must be text, got {getattr(self, name)!r}")
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 < value < 1:
+                raise UserError(f"--{flag(name)} must be a number between 0 and 1, got {value!r}")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise UserError(f"--val-fraction {self.val_fraction:g} + --test-fraction {self.test_fraction:g} "
+                            "leave less than 10% of the points to train on")
+        if self.target == "returns" and self.window < 2:
+            raise UserError(f"--target returns needs --window 2 or more (a window of N prices holds N-1 "
+                            f"returns), got {self.window}")
+        return self
+
+    @property
+    def fractions(self) -> tuple[float, float, float]:
+        return (1.0 - self.val_fraction - self.test_fraction, self.val_fraction, self.test_fraction)
+
+
 BACKEND_NAMES = ("numpy", "jax", "torch")
 TRAINING_CHOICES = {"cell": CELLS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "clip": CLIP_KINDS,
                     "init": INITS, "dtype": ("float32", "float64")}

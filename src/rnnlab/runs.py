@@ -75,10 +75,11 @@ def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable
                         "(--force or another --out) to change the model or data")
     cfg = dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in resumable})
     cfg.validate()
-    horizon = "max_steps" if hasattr(cfg, "max_steps") else "steps"
+    horizon = next(name for name in ("max_steps", "steps", "epochs") if hasattr(cfg, name))
     if cfg.schedule == "cosine" and getattr(cfg, horizon) != getattr(saved, horizon):
+        unit = "epochs" if horizon == "epochs" else "steps"
         print(f"rnnlab: note: the cosine schedule's horizon moves from {getattr(saved, horizon)} to "
-              f"{getattr(cfg, horizon)} steps, so this run will not match one trained straight to "
+              f"{getattr(cfg, horizon)} {unit}, so this run will not match one trained straight to "
               f"{getattr(cfg, horizon)}", file=sys.stderr)
     spec = ModelSpec.from_dict(meta["spec"])
     params = checkpoint.group(tensors, "params")

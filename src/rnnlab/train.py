@@ -132,19 +132,24 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
     invocation_seconds = 0.0
     stop_reason = None
     items_since, seconds_since = 0, 0.0
+    loss_sum_since, steps_since = 0.0, 0
 
     def evaluate_and_save(final: bool):
-        nonlocal last_saved_step, items_since, seconds_since
+        nonlocal last_saved_step, items_since, seconds_since, loss_sum_since, steps_since
         metrics = task.evaluate(trainer)
         val = metrics.get("val_loss")
         throughput = items_since / seconds_since if seconds_since > 0 else None
-        record = {"step": state.step, "train_loss": state.smoothed_loss, **metrics,
+        # The plain mean of the step losses since the previous evaluation: per epoch, this is the
+        # "training loss" of the classic epoch loop (the smoothed value weights recent steps more).
+        mean_since = loss_sum_since / steps_since if steps_since else None
+        record = {"step": state.step, "train_loss": state.smoothed_loss, "train_loss_mean": mean_since, **metrics,
                   "lr": learning_rate(step=max(0, state.step - 1), **schedule),
                   "train_seconds": round(state.train_seconds, 3),
                   f"{task.item_name}_per_s": throughput and round(throughput, 1)}
         with open(metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         items_since, seconds_since = 0, 0.0
+        loss_sum_since, steps_since = 0.0, 0
         if val is not None and (state.best_val_loss is None or val < state.best_val_loss):
             state.best_val_loss = val
             save_params(run_dir, "best", trainer, task, state, config, metrics)
@@ -189,6 +194,8 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
             invocation_seconds += dt
             items_since += task.items_per_step
             seconds_since += dt
+            loss_sum_since += loss
+            steps_since += 1
             bar.update(1)
             if state.step % 10 == 0 or state.step == 1:
                 bar.set_postfix(loss=f"{state.smoothed_loss:.3f}",

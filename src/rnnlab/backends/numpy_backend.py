@@ -368,7 +368,9 @@ LOSSES = ("cross_entropy", "mse")
 
 def check_targets(spec: ModelSpec, loss: str, inputs, targets) -> np.ndarray:
     """``targets`` as an array, after checking it against ``inputs`` [B, T, ...]: ``[B, T]`` ids for
-    cross_entropy, exactly ``[B, T, O]`` for mse (every backend calls this before its loss).
+    cross_entropy; ``[B, T', O]`` values for mse, aligned with the *last* T' <= T outputs
+    (T' = 1: only the output after the whole window is scored, as a forecaster trained on
+    its final step).  Every backend calls this before its loss.
 
     The exact mse shape matters: ``[B, T]`` targets against ``[B, T, 1]`` outputs
     would broadcast to ``[B, T, T]`` and quietly train the model towards the mean.
@@ -379,9 +381,11 @@ def check_targets(spec: ModelSpec, loss: str, inputs, targets) -> np.ndarray:
         if targets.shape != (B, T):
             raise ValueError(f"targets must be [B, T] = {(B, T)} ids, got {targets.shape}")
     elif loss == "mse":
-        if targets.shape != (B, T, spec.output_size):
-            raise ValueError(f"targets must be [B, T, O] = {(B, T, spec.output_size)}, got {targets.shape} "
-                             "(a [B,T] vs [B,T,1] mismatch would broadcast silently)")
+        ok = targets.ndim == 3 and targets.shape[0] == B and 1 <= targets.shape[1] <= T \
+            and targets.shape[2] == spec.output_size
+        if not ok:
+            raise ValueError(f"targets must be [B, T', O] with B = {B}, 1 <= T' <= T = {T}, O = {spec.output_size}, "
+                             f"got {targets.shape} (a [B,T] vs [B,T,1] mismatch would broadcast silently)")
     else:
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
     return targets
@@ -410,10 +414,10 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
     """Loss, gradients and final carry for one batch.
 
     inputs: ``[B, T]`` ids or ``[B, T, F]``; targets: ``[B, T]`` ids (cross_entropy) or
-    ``[B, T, O]`` values (mse).  The returned loss is always the mean per output
-    element (nats/char for cross_entropy); ``reduction`` says whether the
-    gradients are of that mean or of the sum over every element (the
-    min-char-rnn objective).
+    ``[B, T', O]`` values for the last T' outputs (mse).  The returned loss is always
+    the mean per scored element (nats/char for cross_entropy); ``reduction`` says
+    whether the gradients are of that mean or of the sum over every scored element
+    (the min-char-rnn objective).
     """
     targets = check_targets(spec, loss, inputs, targets)
     Y, new_carry, (xs, Htop, caches, raw) = _forward(params, spec, carry, inputs)
@@ -424,8 +428,11 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
         count = N
         value = _cross_entropy_(Yf, np.ascontiguousarray(targets.T).reshape(N), 1.0)
     else:
-        count = N * O
-        value = _mse_(Yf, np.ascontiguousarray(targets.transpose(1, 0, 2)).reshape(N, O), 1.0)
+        scored = targets.shape[1]
+        count = scored * B * O
+        tail = Y[T - scored:].reshape(scored * B, O)  # a view: the gradient is written into Y
+        value = _mse_(tail, np.ascontiguousarray(targets.transpose(1, 0, 2)).reshape(scored * B, O), 1.0)
+        Y[:T - scored] = 0.0  # unscored outputs contribute no gradient
     if reduction == "mean":
         Yf *= 1.0 / count
     elif reduction != "sum":

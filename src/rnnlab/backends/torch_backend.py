@@ -167,7 +167,8 @@ def _loss(Y: torch.Tensor, targets: np.ndarray, loss: str) -> torch.Tensor:
     """Mean loss per output element; ``targets`` already checked by ``check_targets``."""
     if loss == "cross_entropy":
         return F.cross_entropy(Y.reshape(-1, Y.shape[-1]), torch.as_tensor(targets.astype(np.int64)).reshape(-1))
-    return torch.mean((Y - torch.as_tensor(targets.astype(_np_dtype(Y)))) ** 2)
+    scored = targets.shape[1]  # targets cover the last T' outputs (see check_targets)
+    return torch.mean((Y[:, Y.shape[1] - scored:] - torch.as_tensor(targets.astype(_np_dtype(Y)))) ** 2)
 
 
 def _np_dtype(t: torch.Tensor):

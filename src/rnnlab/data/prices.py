@@ -186,7 +186,7 @@ def parse_every(text: str) -> pd.Timedelta:
     return pd.Timedelta(**{"hours" if unit.startswith("h") else "days" if unit.startswith("d") else "minutes": value})
 
 
-def _utc(text: str | None, flag: str) -> pd.Timestamp | None:
+def parse_utc(text: str | None, flag: str) -> pd.Timestamp | None:
     if text in (None, ""):
         return None
     try:
@@ -204,9 +204,10 @@ class Resampled:
 
 
 def resample_opens(frame: pd.DataFrame, every: pd.Timedelta, start: str | None = None,
-                   end: str | None = None) -> Resampled:
-    """First open in each ``every``-long bin of [start, end), bins anchored at the first selected row."""
-    lo, hi = _utc(start, "--start"), _utc(end, "--end")
+                   end: str | None = None, anchor: pd.Timestamp | None = None) -> Resampled:
+    """First open in each ``every``-long bin of [start, end), bins anchored at the first selected
+    row, or at ``anchor`` (any time, earlier or later) to continue the bin grid of another series."""
+    lo, hi = parse_utc(start, "--start"), parse_utc(end, "--end")
     if lo is not None and hi is not None and hi <= lo:
         raise UserError(f"--end {end} must be after --start {start}")
     selected = frame
@@ -216,12 +217,12 @@ def resample_opens(frame: pd.DataFrame, every: pd.Timedelta, start: str | None =
         selected = selected[selected.index < hi]
     if selected.empty:
         raise UserError(f"no rows between --start {start or 'the beginning'} and --end {end or 'the end'}")
-    t0 = selected.index[0]
+    t0 = selected.index[0] if anchor is None else pd.Timestamp(anchor)
     bins = np.floor((selected.index - t0) / every).astype(np.int64)
     firsts = selected["open"].groupby(bins).first()
     starts = t0 + every * firsts.index.to_numpy()
     opens = pd.Series(firsts.to_numpy(), index=pd.DatetimeIndex(starts, name="timestamp"), name="open")
-    all_bins = np.arange(int(bins.max()) + 1)
+    all_bins = np.arange(int(bins.min()), int(bins.max()) + 1)
     empty = [t0 + every * int(k) for k in np.setdiff1d(all_bins, firsts.index.to_numpy())]
     return Resampled(opens, empty, every)
 

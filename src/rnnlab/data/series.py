@@ -44,11 +44,47 @@ class MinMaxScaler:
         return (np.asarray(y, dtype=np.float64) + 1.0) * 0.5 * (self.high - self.low) + self.low
 
     def to_dict(self) -> dict:
-        return {"low": self.low, "high": self.high}
+        return {"kind": "minmax", "low": self.low, "high": self.high}
 
     @classmethod
     def from_dict(cls, d: dict) -> "MinMaxScaler":
         return cls(float(d["low"]), float(d["high"]))
+
+
+@dataclass(frozen=True)
+class ScaleScaler:
+    """x -> x / scale, with ``scale`` the training part's root mean square: zero stays zero.
+
+    For log-returns, where zero means "no change": an untrained model that outputs
+    0 forecasts exactly the persistence price, and inputs keep their sign.
+    """
+
+    scale: float
+
+    @classmethod
+    def fit(cls, train_values: np.ndarray) -> "ScaleScaler":
+        scale = float(np.sqrt(np.mean(np.square(train_values))))
+        if not scale > 0:
+            raise UserError("the training part never changes; a return scaler needs some variation")
+        return cls(scale)
+
+    def transform(self, x):
+        return np.asarray(x, dtype=np.float64) / self.scale
+
+    def inverse(self, y):
+        return np.asarray(y, dtype=np.float64) * self.scale
+
+    def to_dict(self) -> dict:
+        return {"kind": "scale", "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ScaleScaler":
+        return cls(float(d["scale"]))
+
+
+def scaler_from_dict(d: dict):
+    """The scaler a ``to_dict`` wrote (a dict without ``kind`` is the [-1, 1] min-max one)."""
+    return ScaleScaler.from_dict(d) if d.get("kind") == "scale" else MinMaxScaler.from_dict(d)
 
 
 def split_sizes(n: int, fractions=(0.7, 0.15, 0.15)) -> tuple[int, int, int]:

@@ -1,0 +1,491 @@
+"""forecast: the next value of a price series from a window of past values, against persistence.
+
+What is specific to this task and nothing else:
+
+* data: a price CSV (or the built-in generated series) reduced to one open per
+  ``--every`` bin, split chronologically into train/validation/test, windows
+  cut inside each part (``data.series``);
+* features: ``levels`` feeds the window's prices scaled to [-1, 1] and predicts
+  the next scaled price (the classic exercise); ``returns`` feeds the window's
+  log-returns (scaled) and predicts the next log-return, turned back into a
+  price by the last price.  Both see the same ``--window`` prices and are
+  tested on the same points, so their numbers compare directly;
+* the loss: ``--loss-steps last`` scores only the forecast after the whole
+  window (the exercise); ``all`` also scores the one-step forecast at every
+  position inside the window (each output sees only values before its target);
+* the baseline: persistence, "the next value is the last one", and the report
+  in price units next to it (MAE, RMSE, MAPE, direction accuracy, skill).
+
+An epoch is one pass over the shuffled training windows; the loop evaluates
+after each, so ``metrics.jsonl`` is the per-epoch history.  Random streams from
+``--seed``: parameters ``seed``, shuffling ``[seed, 0]``.  The built-in series
+uses its own fixed seed, so changing ``--seed`` changes only the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import checkpoint, report, runs, train
+from ..cells import ModelSpec
+from ..config import ForecastConfig, to_toml
+from ..data.prices import load_prices, parse_every, parse_utc, resample_opens
+from ..data.series import MinMaxScaler, ScaleScaler, check_points, generated_prices, scaler_from_dict, windows
+from ..errors import UserError
+from ..optim import Optimizer
+
+RESUMABLE_OVERRIDES = {"epochs", "max_minutes"}
+BUILTIN_SEED = 0
+ZOOM_POINTS = 60  # points in the close-up panel of the forecast plot
+
+
+def spec_of(cfg: ForecastConfig) -> ModelSpec:
+    return ModelSpec(cfg.cell, 1, cfg.hidden_size, 1, cfg.layers, "dense")
+
+
+# --------------------------------------------------------------------------- data
+
+@dataclass
+class Series:
+    """The selected price series: one value per bin, and what was noticed while making it."""
+
+    prices: pd.Series          # float64 prices, indexed by bin start (UTC)
+    source: str                # the CSV path, or "built-in"
+    every: pd.Timedelta
+    anchor: pd.Timestamp       # start of the first bin; later data reuses this bin grid
+    notes: list
+
+
+def _selected_gaps(data, start, end) -> list:
+    """The file's gaps that fall inside [start, end)."""
+    lo, hi = parse_utc(start, "--start"), parse_utc(end, "--end")
+    return [g for g in data.gaps if (lo is None or g[1] > lo) and (hi is None or g[0] < hi)]
+
+
+def load_series(cfg: ForecastConfig) -> Series:
+    """The run's price series: ``--csv`` (or the built-in one), ``--start/--end``, one open per ``--every``."""
+    every = parse_every(cfg.every)
+    notes = []
+    if cfg.csv:
+        data = load_prices(cfg.csv)
+        data = dataclasses.replace(data, gaps=_selected_gaps(data, cfg.start, cfg.end))
+        notes += data.notes()
+        frame, source = data.frame, cfg.csv
+    else:
+        hours = every / pd.Timedelta(hours=1)
+        frame, source = generated_prices(cfg.builtin_points, BUILTIN_SEED, hours).to_frame("open"), "built-in"
+    resampled = resample_opens(frame, every, cfg.start or None, cfg.end or None)
+    if resampled.empty_bins:
+        first = resampled.empty_bins[0]
+        notes.append(f"{len(resampled.empty_bins)} {cfg.every} bin(s) hold no row (first at {first:%Y-%m-%d %H:%M}); "
+                     "left out, so a window may span them")
+    prices = resampled.opens.astype(np.float64)
+    return Series(prices, source, every, prices.index[0], notes)
+
+
+class Features:
+    """How windows of prices become model numbers, and model outputs become prices again.
+
+    ``levels`` (the exercise): inputs are the L prices scaled to [-1, 1], the target
+    is the next price on the same scale.  ``returns``: inputs are the L-1 log-returns
+    inside the window and the target is the next log-return, both divided by the
+    training part's RMS return (zero stays zero, so an output of 0 is exactly the
+    persistence forecast); the forecast is ``last price * exp(return)``.  Scalers
+    are fitted on the training part only.  ``input_range`` is the (min, max) of the
+    training inputs, to tell when later inputs leave it.
+    """
+
+    def __init__(self, target: str, scaler, input_range: tuple[float, float] = (-1.0, 1.0)):
+        self.target, self.scaler, self.input_range = target, scaler, tuple(input_range)
+
+    @classmethod
+    def fit(cls, target: str, train_prices: np.ndarray) -> "Features":
+        if target == "returns":
+            features = cls(target, ScaleScaler.fit(np.log(train_prices[1:] / train_prices[:-1])))
+        else:
+            features = cls(target, MinMaxScaler.fit(train_prices))
+        scaled = features.scaler.transform(features._values(train_prices))
+        features.input_range = (float(scaled.min()), float(scaled.max()))
+        return features
+
+    def _values(self, prices: np.ndarray) -> np.ndarray:
+        return np.diff(np.log(prices), axis=-1) if self.target == "returns" else prices
+
+    def inputs(self, price_windows: np.ndarray) -> np.ndarray:
+        """``[n, L]`` prices -> ``[n, L', 1]`` model inputs (L' = L, or L-1 for returns)."""
+        return self.scaler.transform(self._values(np.asarray(price_windows, dtype=np.float64)))[..., None]
+
+    def targets(self, price_windows: np.ndarray, next_prices: np.ndarray) -> np.ndarray:
+        """``[n]`` scaled targets of the forecasts after the windows."""
+        if self.target == "returns":
+            return self.scaler.transform(np.log(next_prices / price_windows[:, -1]))
+        return self.scaler.transform(next_prices)
+
+    def to_prices(self, price_windows: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+        """Model outputs ``[n]`` -> forecast prices ``[n]``."""
+        if self.target == "returns":
+            return price_windows[:, -1] * np.exp(self.scaler.inverse(outputs))
+        return self.scaler.inverse(outputs)
+
+    def outside_share(self, inputs: np.ndarray) -> float:
+        """Share of ``inputs`` outside the range the training inputs covered."""
+        lo, hi = self.input_range
+        tol = 1e-6 * max(1.0, abs(lo), abs(hi))  # float32 inputs round
+        return float(np.mean((inputs < lo - tol) | (inputs > hi + tol)))
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, "scaler": self.scaler.to_dict(), "input_range": list(self.input_range)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Features":
+        return cls(d["target"], scaler_from_dict(d["scaler"]), d["input_range"])
+
+
+@dataclass
+class Part:
+    """The windows of one split, in model units and in prices."""
+
+    price_windows: np.ndarray   # [n, L] the prices seen
+    actual: np.ndarray          # [n] the price that followed each window
+    times: pd.DatetimeIndex     # [n] bin start of each ``actual``
+    inputs: np.ndarray          # [n, L', 1] model inputs
+    targets: np.ndarray         # [n] scaled target of the forecast after the window
+
+    @property
+    def last(self) -> np.ndarray:
+        """The persistence forecast: the last price of each window."""
+        return self.price_windows[:, -1]
+
+    def sequence_targets(self, loss_steps: str) -> np.ndarray:
+        """``[n, 1, 1]`` (score the last output) or ``[n, L', 1]`` (every output: input t+1 is target t)."""
+        if loss_steps == "last":
+            return self.targets[:, None, None]
+        return np.concatenate([self.inputs[:, 1:, 0], self.targets[:, None]], axis=1)[..., None]
+
+
+def build_parts(prices: pd.Series, window: int, fractions, target: str) -> tuple[Features, dict]:
+    """(features fitted on the training part, ``{"train", "val", "test": Part}``)."""
+    values = prices.to_numpy(dtype=np.float64)
+    n_train, n_val, _ = check_points(len(values), window, fractions)
+    features = Features.fit(target, values[:n_train])
+    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, len(values))}
+    parts = {}
+    for name, (a, b) in bounds.items():
+        w, nxt = windows(values[a:b], window)
+        parts[name] = Part(w, nxt, prices.index[a + window:b], features.inputs(w), features.targets(w, nxt))
+    return features, parts
+
+
+def forecast_outputs(trainer, inputs: np.ndarray) -> np.ndarray:
+    """The model's output after each whole window: ``[n]`` (float64) for inputs ``[n, L', 1]``."""
+    y, _ = trainer.forward(trainer.init_carry(inputs.shape[0]), inputs)
+    return np.asarray(y[:, -1, 0], dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- metrics
+
+def price_metrics(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray) -> dict:
+    """MAE, RMSE, MAPE (%) and direction accuracy (share of steps whose sign of change is right)."""
+    err = predicted - actual
+    return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err ** 2))),
+            "mape_percent": float(100 * np.mean(np.abs(err) / actual)),
+            "direction_accuracy": float(np.mean(np.sign(predicted - last) == np.sign(actual - last)))}
+
+
+def compare(part: Part, predicted: np.ndarray, features: Features) -> dict:
+    """The model's price metrics next to persistence's on one part, and the skill."""
+    model = price_metrics(part.actual, predicted, part.last)
+    persistence = price_metrics(part.actual, part.last, part.last)
+    out = {"points": int(len(part.actual)), "from": str(part.times[0]), "to": str(part.times[-1])}
+    for key in model:
+        out[key] = model[key]
+        out[f"persistence_{key}"] = persistence[key]
+    out["skill"] = 1.0 - model["rmse"] / persistence["rmse"] if persistence["rmse"] > 0 else float("nan")
+    out["mae_skill"] = 1.0 - model["mae"] / persistence["mae"] if persistence["mae"] > 0 else float("nan")
+    out["up_share"] = float(np.mean(part.actual > part.last))
+    out["inputs_outside_training_range"] = features.outside_share(part.inputs)
+    return out
+
+
+def describe(result: dict, what: str = "test") -> str:
+    """A few sentences on one part's numbers, persistence first-class."""
+    skill = result["skill"]
+    verdict = (f"{skill * 100:.1f}% lower RMSE than persistence" if skill > 0
+               else f"{-skill * 100:.1f}% higher RMSE than persistence")
+    text = [f"On {result['points']} {what} points ({result['from'][:16]} to {result['to'][:16]}), the model's RMSE is "
+            f"{result['rmse']:,.2f} against {result['persistence_rmse']:,.2f} for persistence (next = last): "
+            f"skill {skill:+.3f}, {verdict}.",
+            f"MAE {result['mae']:,.2f} vs {result['persistence_mae']:,.2f}; MAPE {result['mape_percent']:.2f}% vs "
+            f"{result['persistence_mape_percent']:.2f}%.",
+            f"It called the direction of the next move right {result['direction_accuracy'] * 100:.1f}% of the time "
+            f"(always guessing 'up' would score {result['up_share'] * 100:.1f}%; persistence predicts no move)."]
+    outside = result["inputs_outside_training_range"]
+    if outside > 0:
+        text.append(f"{outside * 100:.0f}% of the inputs lie outside the range seen in training: there the "
+                    "model extrapolates.")
+    return " ".join(text)
+
+
+# --------------------------------------------------------------------------- the task
+
+class ForecastTask:
+    """The task side of the training loop (see ``rnnlab.train.run``): one step = one
+    batch of shuffled training windows, one evaluation = one epoch."""
+
+    name = "forecast"
+    item_name = "windows"
+
+    def __init__(self, cfg: ForecastConfig, series: Series):
+        self.cfg, self.series = cfg, series
+        self.features, self.parts = build_parts(series.prices, cfg.window, cfg.fractions, cfg.target)
+        dtype = np.dtype(cfg.dtype)
+        train_part = self.parts["train"]
+        self.train_inputs = train_part.inputs.astype(dtype)
+        self.train_targets = train_part.sequence_targets(cfg.loss_steps).astype(dtype)
+        self.eval_inputs = {name: p.inputs.astype(dtype) for name, p in self.parts.items()}
+        self.batch_size = cfg.batch_size
+        self.items_per_step = cfg.batch_size
+        self.steps_per_epoch = math.ceil(len(train_part.actual) / cfg.batch_size)
+        self.rng = np.random.default_rng([cfg.seed, 0])
+        self.order = np.empty(0, dtype=np.int64)
+        self.cursor = 0
+        self.batches = 0
+
+    def next_batch(self):
+        if self.cursor >= len(self.order):  # a new epoch: a new shuffle
+            self.order = self.rng.permutation(len(self.train_inputs))
+            self.cursor = 0
+        idx = self.order[self.cursor:self.cursor + self.batch_size]
+        self.cursor += len(idx)
+        self.batches += 1
+        self.items_per_step = len(idx)
+        return self.train_inputs[idx], self.train_targets[idx], True  # windows are independent: zero state
+
+    @property
+    def epoch(self) -> float:
+        return self.batches / self.steps_per_epoch
+
+    def predictions(self, trainer, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(scaled outputs, forecast prices) for every window of part ``name``."""
+        outputs = forecast_outputs(trainer, self.eval_inputs[name])
+        return outputs, self.features.to_prices(self.parts[name].price_windows, outputs)
+
+    def evaluate(self, trainer) -> dict:
+        out = {"epoch": round(self.epoch, 3)}
+        for name in ("train", "val"):
+            outputs, prices = self.predictions(trainer, name)
+            part = self.parts[name]
+            out[f"{name}_mse"] = float(np.mean((outputs - part.targets) ** 2))
+            err = prices - part.actual
+            out[f"{name}_rmse"] = float(np.sqrt(np.mean(err ** 2)))
+        val = self.parts["val"]
+        out["val_persistence_rmse"] = float(np.sqrt(np.mean((val.last - val.actual) ** 2)))
+        out["val_skill"] = 1.0 - out["val_rmse"] / out["val_persistence_rmse"]
+        out["val_loss"] = out["val_mse"]
+        return out
+
+    def describe_eval(self, trainer, state, record, final) -> str:
+        mean = record.get("train_loss_mean")
+        train_text = f"train loss {mean:.5f}" if mean is not None else "train -"
+        return (f"epoch {record['epoch']:g}/{self.cfg.epochs} | {train_text} | val MSE {record['val_mse']:.5f} | "
+                f"val RMSE {record['val_rmse']:,.2f} (persistence {record['val_persistence_rmse']:,.2f}, "
+                f"skill {record['val_skill']:+.3f})")
+
+    def data_state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "order": self.order.tolist(), "cursor": self.cursor,
+                "batches": self.batches}
+
+    def load_data_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.order = np.asarray(state["order"], dtype=np.int64)
+        self.cursor, self.batches = int(state["cursor"]), int(state["batches"])
+
+    def checkpoint_meta(self) -> dict:
+        prices = self.series.prices
+        return {"features": self.features.to_dict(),
+                "series": {"source": self.series.source, "every": self.cfg.every,
+                           "anchor": str(self.series.anchor), "points": int(len(prices)),
+                           "first": str(prices.index[0]), "last": str(prices.index[-1]),
+                           "windows": {name: len(p.actual) for name, p in self.parts.items()}}}
+
+    def summary_lines(self) -> list[str]:
+        """What the run trains on, for the console."""
+        p = self.series.prices
+        counts = ", ".join(f"{name} {len(part.actual)}" for name, part in self.parts.items())
+        return [f"data: {self.series.source}, {len(p)} points every {self.cfg.every} from {p.index[0]:%Y-%m-%d %H:%M} "
+                f"to {p.index[-1]:%Y-%m-%d %H:%M} ({p.min():,.2f} to {p.max():,.2f}); windows of "
+                f"{self.cfg.window}: {counts}; target {self.cfg.target}",
+                *(f"note: {n}" for n in self.series.notes)]
+
+
+# --------------------------------------------------------------------------- plots
+
+def plot_history(run_dir: Path, loss_steps: str) -> Path | None:
+    """Per-epoch training and validation loss (the exercise's main output), log scale, best epoch marked."""
+    rows = [r for r in report.read_metrics(run_dir) if r.get("train_loss_mean") is not None]
+    if not rows:
+        return None
+    plt = report.pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=100)
+    epochs = [r["epoch"] for r in rows]
+    label = "train (mean over the epoch)" if loss_steps == "last" else "train objective, all steps (epoch mean)"
+    ax.plot(epochs, [r["train_loss_mean"] for r in rows], marker=".", label=label)
+    if loss_steps == "all":
+        ax.plot(epochs, [r["train_mse"] for r in rows], marker=".", label="train forecast MSE (end of epoch)")
+    ax.plot(epochs, [r["val_mse"] for r in rows], marker=".", label="validation")
+    best = min(rows, key=lambda r: r["val_mse"])
+    ax.plot([best["epoch"]], [best["val_mse"]], "o", color="k", fillstyle="none", markersize=10,
+            label=f"best (epoch {best['epoch']:g})")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE (scaled units)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = Path(run_dir) / "loss.png"
+    report.save_figure(fig, path)
+    return path
+
+
+def plot_forecast(path: Path, part: Part, predicted: np.ndarray, result: dict, title: str) -> Path:
+    """Test actual vs model vs persistence: the whole test period and a close-up of its end."""
+    import textwrap
+
+    plt = report.pyplot()
+    wrapped = textwrap.fill(describe(result), 120)
+    text_inches = 0.18 * (wrapped.count("\n") + 1) + 0.3
+    fig, axes = plt.subplots(2, 1, figsize=(10, 7 + text_inches), dpi=100,
+                             gridspec_kw={"bottom": (text_inches + 0.5) / (7 + text_inches), "hspace": 0.35})
+    zoom = slice(max(0, len(part.actual) - ZOOM_POINTS), None)
+    for ax, sl, subtitle in ((axes[0], slice(None), "test period"),
+                             (axes[1], zoom, f"last {min(ZOOM_POINTS, len(part.actual))} test points")):
+        t = part.times[sl]
+        ax.plot(t, part.actual[sl], "-", color="k", linewidth=1.4, label="actual")
+        ax.plot(t, part.last[sl], "--", color="tab:orange", linewidth=1, label="persistence (last value)")
+        ax.plot(t, predicted[sl], "-", color="tab:blue", linewidth=1, label="model")
+        if sl is zoom:
+            ax.plot(t, part.actual[sl], ".", color="k")
+        ax.set_title(subtitle, fontsize="medium")
+        ax.set_ylabel("price")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.suptitle(f"{title}\nskill {result['skill']:+.3f} vs persistence "
+                 f"(RMSE {result['rmse']:,.2f} vs {result['persistence_rmse']:,.2f})", fontsize="medium")
+    fig.autofmt_xdate()
+    fig.text(0.05, 0.02, wrapped, fontsize=8.5, va="bottom", ha="left")
+    report.save_figure(fig, path)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- runs
+
+def _evaluate_parts(task: ForecastTask, trainer) -> dict:
+    """``{"val": ..., "test": ...}`` comparisons with persistence, plus the test forecasts."""
+    out = {}
+    for name in ("val", "test"):
+        _, prices = task.predictions(trainer, name)
+        out[name] = compare(task.parts[name], prices, task.features)
+        out[f"{name}_predicted"] = prices
+    return out
+
+
+def train_run(cfg: ForecastConfig, out: str | os.PathLike, resume: bool = False, force: bool = False,
+              overrides: dict | None = None, quiet: bool = False, log_evals: bool = True) -> dict:
+    """Train (or resume) a forecast run in ``out``, then test the best-on-validation model.
+
+    Writes ``config.toml``, ``metrics.jsonl`` (one row per epoch), ``checkpoint.*``,
+    ``best.*``, ``test.json`` (test and validation metrics next to persistence),
+    ``loss.png`` and ``forecast.png``.
+    """
+    out = Path(out)
+    if runs.prepare_run_dir(out, resume, force):
+        r = runs.resume_run(out, "forecast", ForecastConfig, overrides or {}, RESUMABLE_OVERRIDES)
+        cfg, spec, params, optimizer, state = r.cfg, r.spec, r.params, r.optimizer, r.state
+        task = ForecastTask(cfg, load_series(cfg))
+        task.load_data_state(r.meta["data"])
+    else:
+        cfg.validate()
+        task = ForecastTask(cfg, load_series(cfg))
+        spec = spec_of(cfg)
+        params, optimizer, state = runs.fresh_start(cfg, spec)
+        if cfg.target == "returns":
+            # Start at persistence: a zero readout forecasts a zero return, i.e. the last price,
+            # so training moves away from the baseline only as far as the data pays for it.
+            params["readout.W"][...] = 0.0
+            params["readout.b"][...] = 0.0
+    if not quiet and log_evals:
+        print("\n".join(task.summary_lines()), flush=True)
+    checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab forecast run configuration"))
+    trainer = runs.make_trainer(cfg, spec, params, optimizer, "mse")
+    total_steps = cfg.epochs * task.steps_per_epoch
+    budget = train.Budget(max_steps=total_steps, max_minutes=cfg.max_minutes, eval_every=task.steps_per_epoch)
+    summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, total_steps), out,
+                        dataclasses.asdict(cfg), quiet, log_evals)
+    plot_history(out, cfg.loss_steps)
+    summary.update(run_dir=str(out), trainer=trainer, epochs=round(task.epoch, 3))
+    if summary["interrupted"]:
+        return summary
+    best_trainer, _, best_meta, _ = load_run(out, "best")
+    result = _evaluate_parts(task, best_trainer)
+    test = dict(result["test"], model="best", step=best_meta["step"], epoch=best_meta["metrics"]["epoch"],
+                comparison_text=describe(result["test"]), val=result["val"], target=cfg.target,
+                train_seconds=round(summary["train_seconds"], 3))
+    plot_forecast(out / "forecast.png", task.parts["test"], result["test_predicted"], result["test"],
+                  f"{Path(task.series.source).name} every {cfg.every}, {cfg.cell} on {cfg.target}")
+    checkpoint.atomic_write_text(out / "test.json", json.dumps(test, indent=1) + "\n")
+    summary["test"] = test
+    return summary
+
+
+def load_run(run_dir: str | os.PathLike, which: str = "best"):
+    """(trainer, config, meta, features) of a saved forecast run."""
+    params, meta, spec, cfg = runs.load_saved(run_dir, which, "forecast", ForecastConfig)
+    try:
+        features = Features.from_dict(meta["features"])
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{run_dir}/{which}.json lacks the scaler ({exc}); the checkpoint is damaged") from exc
+    return runs.make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), "mse"), cfg, meta, features
+
+
+def predict_next(run_dir: str | os.PathLike, csv: str | None = None, which: str = "best") -> dict:
+    """Forecast the value after the last window of ``csv`` (default: the run's own series).
+
+    The CSV is binned on the run's grid (same ``--every``, same anchor), so its
+    points line up with the ones the model was trained on.
+    """
+    trainer, cfg, meta, features = load_run(run_dir, which)
+    if csv:
+        data = load_prices(csv)
+        notes = data.notes()
+        every = parse_every(cfg.every)
+        resampled = resample_opens(data.frame, every, anchor=pd.Timestamp(meta["series"]["anchor"]))
+        prices, source = resampled.opens, csv
+        empty = [t for t in resampled.empty_bins if t >= prices.index[-1] - every * cfg.window]
+        if empty:
+            notes.append(f"{len(empty)} empty {cfg.every} bin(s) inside the last window (first "
+                         f"{empty[0]:%Y-%m-%d %H:%M}): the window spans them")
+    else:
+        series = load_series(cfg)
+        prices, source, every, notes = series.prices, series.source, series.every, series.notes
+    if len(prices) < cfg.window:
+        raise UserError(f"{source} gives {len(prices)} point(s) every {cfg.every}; the model needs a window of "
+                        f"{cfg.window}")
+    w = prices.to_numpy(dtype=np.float64)[-cfg.window:][None]
+    model_inputs = features.inputs(w).astype(np.dtype(cfg.dtype))
+    predicted = float(features.to_prices(w, forecast_outputs(trainer, model_inputs))[0])
+    last = float(w[0, -1])
+    if features.outside_share(model_inputs) > 0:
+        notes.append("the last window lies partly outside the range of the training inputs: the model extrapolates")
+    last_time = prices.index[-1]
+    return {"run": str(run_dir), "model": which, "source": source, "every": cfg.every,
+            "window_from": str(prices.index[-cfg.window]), "last_time": str(last_time), "last_price": last,
+            "next_time": str(last_time + every), "forecast": predicted, "persistence": last,
+            "change_percent": 100 * (predicted / last - 1), "notes": notes}
