@@ -1,0 +1,247 @@
+"""forecast end to end: features without look-ahead, metrics against persistence, learning,
+identical histories from one seed, resume, predict, and every bad input."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rnnlab.config import ForecastConfig
+from rnnlab.data.series import generated_prices
+from rnnlab.tasks import forecast
+from test_charlm_cli import assert_user_error, params_of, run_cli
+from test_prices import candles, write_binance, write_headered
+
+# Small and fast: 400 built-in points, a tiny model, a few epochs.
+SMALL = ["--backend", "numpy", "--builtin-points", "400", "--window", "8", "--hidden-size", "8",
+         "--batch-size", "16", "--quiet"]
+
+
+def series_of(values, every_hours=20):
+    index = pd.date_range("2021-01-01", periods=len(values), freq=pd.Timedelta(hours=every_hours), tz="UTC")
+    return pd.Series(np.asarray(values, dtype=np.float64), index=index)
+
+
+@pytest.mark.parametrize("target", ["levels", "returns"])
+def test_features_invert_and_both_targets_test_the_same_points(target):
+    prices = generated_prices(300, seed=1)
+    features, parts = forecast.build_parts(prices, 10, (0.7, 0.15, 0.15), target)
+    for part in parts.values():
+        # Feeding the true target back gives the true price: the scaling is exactly undone.
+        np.testing.assert_allclose(features.to_prices(part.price_windows, part.targets), part.actual, rtol=1e-12)
+        assert part.inputs.shape == (len(part.actual), 10 if target == "levels" else 9, 1)
+    levels = forecast.build_parts(prices, 10, (0.7, 0.15, 0.15), "levels")[1]
+    for name in parts:
+        assert (parts[name].times == levels[name].times).all()
+        np.testing.assert_array_equal(parts[name].actual, levels[name].actual)
+
+
+def test_windows_stay_inside_their_part_and_the_scaler_sees_training_only():
+    values = np.arange(1.0, 101.0)  # 100 points: 70 / 15 / 15
+    prices = series_of(values)
+    features, parts = forecast.build_parts(prices, 5, (0.7, 0.15, 0.15), "levels")
+    assert features.scaler.low == 1.0 and features.scaler.high == 70.0
+    assert parts["train"].actual[-1] == 70.0 and parts["val"].price_windows[0, 0] == 71.0
+    assert parts["test"].price_windows[0, 0] == 86.0 and parts["test"].actual[-1] == 100.0
+    # Changing validation and test prices changes nothing the model trains on.
+    changed = values.copy()
+    changed[70:] *= 10
+    features2, parts2 = forecast.build_parts(series_of(changed), 5, (0.7, 0.15, 0.15), "levels")
+    assert features2.to_dict() == features.to_dict()
+    np.testing.assert_array_equal(parts2["train"].inputs, parts["train"].inputs)
+    np.testing.assert_array_equal(parts2["train"].targets, parts["train"].targets)
+
+
+def test_all_step_targets_are_the_next_input_and_last_is_the_window_target():
+    prices = generated_prices(200, seed=2)
+    for target in ("levels", "returns"):
+        _, parts = forecast.build_parts(prices, 6, (0.7, 0.15, 0.15), target)
+        p = parts["train"]
+        every = p.sequence_targets("all")[..., 0]
+        np.testing.assert_array_equal(every[:, :-1], p.inputs[:, 1:, 0])  # output t is scored on input t+1
+        np.testing.assert_array_equal(every[:, -1], p.targets)
+        np.testing.assert_array_equal(p.sequence_targets("last")[:, 0, 0], p.targets)
+
+
+def test_returns_scale_keeps_zero_so_a_zero_output_is_persistence():
+    prices = generated_prices(200, seed=3)
+    features, parts = forecast.build_parts(prices, 5, (0.7, 0.15, 0.15), "returns")
+    test = parts["test"]
+    np.testing.assert_allclose(features.to_prices(test.price_windows, np.zeros(len(test.actual))), test.last)
+
+
+def test_metrics_against_persistence():
+    prices = series_of([10.0, 11, 10, 12, 12, 13, 11, 14, 15, 13] * 10)
+    features, parts = forecast.build_parts(prices, 3, (0.7, 0.15, 0.15), "levels")
+    test = parts["test"]
+    perfect = forecast.compare(test, test.actual.copy(), features)
+    assert perfect["rmse"] == 0 and perfect["skill"] == 1 and perfect["direction_accuracy"] == 1
+    same = forecast.compare(test, test.last.copy(), features)
+    assert same["skill"] == 0 and same["rmse"] == same["persistence_rmse"] > 0
+    err = test.actual - test.last
+    assert same["persistence_mae"] == pytest.approx(np.mean(np.abs(err)))
+    assert same["persistence_mape_percent"] == pytest.approx(100 * np.mean(np.abs(err) / test.actual))
+    assert same["persistence_direction_accuracy"] == pytest.approx(np.mean(err == 0))
+    worse = forecast.compare(test, test.last - (test.actual - test.last), features)
+    assert worse["skill"] == pytest.approx(-1.0)  # twice the error of persistence
+    assert "higher RMSE than persistence" in forecast.describe(worse)
+
+
+def test_train_learns_the_builtin_series_and_writes_everything(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(capsys, "forecast", "train", "--out", out, "--epochs", "12", "--lr", "0.01",
+                                *SMALL)
+    assert code == 0, err
+    for name in ("config.toml", "metrics.jsonl", "checkpoint.safetensors", "best.safetensors", "best.json",
+                 "test.json", "loss.png", "forecast.png"):
+        assert (out / name).exists(), name
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, 13))  # one row per epoch
+    assert rows[-1]["train_loss_mean"] < rows[0]["train_loss_mean"]
+    test = json.loads((out / "test.json").read_text())
+    assert test["model"] == "best" and test["epoch"] == min(rows, key=lambda r: r["val_loss"])["epoch"]
+    # The built-in series has cycles persistence cannot follow: a trained model beats it.
+    assert test["skill"] > 0.1 and test["val"]["skill"] > 0.1
+    assert test["skill"] == pytest.approx(1 - test["rmse"] / test["persistence_rmse"])
+    assert "skill" in stdout and "persistence" in stdout
+
+    code, pred, _ = run_cli(capsys, "forecast", "predict", "--run", out, "--json")
+    result = json.loads(pred)
+    assert code == 0 and result["persistence"] == pytest.approx(generated_prices(400).iloc[-1])
+    assert pd.Timestamp(result["next_time"]) - pd.Timestamp(result["last_time"]) == pd.Timedelta(hours=20)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_same_seed_same_history_and_another_seed_differs(tmp_path, capsys, backend):
+    def history(name, seed):
+        out = tmp_path / name
+        args = ["forecast", "train", "--out", out, "--epochs", "3", "--seed", str(seed), *SMALL, "--backend", backend]
+        assert run_cli(capsys, *args)[0] == 0
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        return [(r["epoch"], r["train_loss_mean"], r["val_loss"], r["val_rmse"]) for r in rows]
+
+    first, again, other = history("a", 0), history("b", 0), history("c", 1)
+    assert first == again and len(first) == 3
+    assert first != other
+
+
+@pytest.mark.parametrize("target", ["levels", "returns"])
+def test_resume_continues_exactly(tmp_path, capsys, target):
+    common = ["forecast", "train", *SMALL, "--target", target, "--loss-steps", "all"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert run_cli(capsys, *common, "--out", straight, "--epochs", "4")[0] == 0
+    assert run_cli(capsys, *common, "--out", split, "--epochs", "2")[0] == 0
+    assert run_cli(capsys, "forecast", "train", "--resume", "--out", split, "--epochs", "4", "--quiet")[0] == 0
+    a, b = params_of(straight), params_of(split)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert json.loads((split / "test.json").read_text())["rmse"] == json.loads((straight / "test.json").read_text())["rmse"]
+    assert_user_error(capsys, "forecast", "train", "--resume", "--out", split, "--window", "9",
+                      match="cannot change --window")
+
+
+def test_returns_model_starts_at_persistence(tmp_path):
+    cfg = ForecastConfig(backend="numpy", builtin_points=300, window=6, hidden_size=4, target="returns", lr=1e-12,
+                         epochs=1)
+    summary = forecast.train_run(cfg, tmp_path / "r", quiet=True)
+    assert summary["test"]["skill"] == pytest.approx(0.0, abs=1e-6)  # a zero readout forecasts the last price
+
+
+def test_csv_run_and_predict_on_a_newer_file(tmp_path, capsys):
+    times, opens = candles(400, step_hours=1, seed=4)
+    train_csv = write_binance(tmp_path / "train.csv", times[:300], opens[:300])
+    new_csv = write_headered(tmp_path / "new.csv", times[250:], opens[250:])
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(capsys, "forecast", "train", "--csv", train_csv, "--every", "2h", "--out", out,
+                                "--epochs", "2", *[a for a in SMALL if a != "--quiet"])
+    assert code == 0, err
+    assert "150 points every 2h" in stdout
+    code, pred, err = run_cli(capsys, "forecast", "predict", "--run", out, "--csv", new_csv, "--json")
+    assert code == 0, err
+    result = json.loads(pred)
+    # The new file is binned on the run's 2-hour grid: its last bin starts at an even hour.
+    assert pd.Timestamp(result["last_time"]) == times[398] and result["last_price"] == pytest.approx(opens[398])
+    trainer, cfg, _, features = forecast.load_run(out)
+    window = opens[250::2][-8:][None]  # hours 384, 386, ..., 398
+    expected = features.to_prices(window, forecast.forecast_outputs(trainer, features.inputs(window).astype(np.float32)))
+    assert result["forecast"] == pytest.approx(expected[0], rel=1e-6)
+
+
+def _csv(tmp_path, text, name="bad.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+GOOD_ROWS = "".join(f"2021-01-01 {h:02d}:00:00,{100 + h},1,1,1,1\n" for h in range(24))
+
+
+@pytest.mark.parametrize("content,match", [
+    ("timestamp,high,low\n2021-01-01,1,1\n", "open"),
+    ("timestamp,open,high,low,close,volume\nyesterday,1,1,1,1,1\n" + GOOD_ROWS, "line 2"),
+    ("timestamp,open,high,low,close,volume\n" + GOOD_ROWS + "2021-01-02 00:00:00,nan,1,1,1,1\n", "line 26"),
+    ("timestamp,open,high,low,close,volume\n" + GOOD_ROWS + "2021-01-02 00:00:00,inf,1,1,1,1\n", "line 26"),
+    ("timestamp,open,high,low,close,volume\n" + GOOD_ROWS + "2021-01-02 00:00:00,-5,1,1,1,1\n", "line 26"),
+    ("timestamp,open,high,low,close,volume\n" + GOOD_ROWS + "2021-01-02 00:00:00,0,1,1,1,1\n", "positive"),
+    ("timestamp,open,high,low,close,volume\n" + GOOD_ROWS, "need at least"),
+])
+def test_bad_csv_is_one_line_and_exit_2(tmp_path, capsys, content, match):
+    path = _csv(tmp_path, content)
+    assert_user_error(capsys, "forecast", "train", "--csv", path, "--every", "1h", "--window", "5",
+                      "--out", tmp_path / "run", match=match)
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--csv", "/nonexistent/prices.csv"], "does not exist"), (["--window", "0"], "--window"),
+    (["--window", "-3"], "--window"), (["--window", "1", "--target", "returns"], "--window 2"),
+    (["--every", "0h"], "--every"), (["--every", "soon"], "--every"), (["--start", "2021-02-01", "--end", "2021-01-01"],
+                                                                       "--end"),
+    (["--epochs", "0"], "--epochs"), (["--val-fraction", "1.5"], "--val-fraction"),
+    (["--val-fraction", "0.5", "--test-fraction", "0.45"], "less than 10%"), (["--target", "prices"], "--target"),
+    (["--builtin-points", "30", "--window", "20"], "need at least"), (["--lr", "nan"], "--lr")])
+def test_bad_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, match):
+    assert_user_error(capsys, "forecast", "train", "--backend", "numpy", "--out", tmp_path / "run", *flags, match=match)
+
+
+@pytest.mark.parametrize("key,value,match", [("window", 0, "--window"), ("target", '"prices"', "--target"),
+                                             ("csv", 3, "--csv"), ("val_fraction", 0.0, "--val-fraction")])
+def test_bad_config_file_is_one_line(tmp_path, capsys, key, value, match):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(f"{key} = {value}\n")
+    assert_user_error(capsys, "forecast", "train", "--config", cfg, "--out", tmp_path / "run", match=match)
+
+
+def test_predict_needs_a_whole_window_and_a_forecast_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(capsys, "forecast", "train", "--out", out, "--epochs", "1", *SMALL)[0] == 0
+    short = _csv(tmp_path, "timestamp,open\n" + "".join(f"2021-01-0{d} 00:00:00,{d}\n" for d in range(1, 4)))
+    assert_user_error(capsys, "forecast", "predict", "--run", out, "--csv", short, match="window of 8")
+    assert_user_error(capsys, "charlm", "sample", "--run", out, match="not charlm")
+    assert_user_error(capsys, "forecast", "predict", "--run", tmp_path / "nothing", match="nothing")
+
+
+def test_stock_dataset_is_what_the_task_trains_on():
+    pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    from rnnlab.data.torch_dataset import StockDataset
+
+    prices = generated_prices(300, seed=5)
+    datasets = StockDataset.splits(prices, 10)
+    _, parts = forecast.build_parts(prices, 10, (0.7, 0.15, 0.15), "levels")
+    for name, dataset in datasets.items():
+        x, y = next(iter(DataLoader(dataset, batch_size=len(dataset))))
+        np.testing.assert_allclose(x.numpy(), parts[name].inputs, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(y.numpy()[:, 0], parts[name].targets, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_every_backend_trains_the_same_forecaster_in_float64(tmp_path, capsys, backend):
+    pytest.importorskip(backend)
+    common = ["forecast", "train", *SMALL, "--epochs", "2", "--dtype", "float64", "--cell", "gru_reset_after"]
+    assert run_cli(capsys, *common, "--out", tmp_path / "numpy")[0] == 0
+    assert run_cli(capsys, *common, "--backend", backend, "--out", tmp_path / backend)[0] == 0
+    a, b = params_of(tmp_path / "numpy"), params_of(tmp_path / backend)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-8, atol=1e-10, err_msg=k)
