@@ -97,8 +97,8 @@ def test_train_learns_the_builtin_series_and_writes_everything(tmp_path, capsys)
                  "test.json", "loss.png", "forecast.png"):
         assert (out / name).exists(), name
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == list(range(1, 13))  # one row per epoch
-    assert rows[-1]["train_loss_mean"] < rows[0]["train_loss_mean"]
+    assert [r["epoch"] for r in rows] == list(range(0, 13))  # the untrained model, then one row per epoch
+    assert rows[0]["train_loss_mean"] is None and rows[-1]["train_loss_mean"] < rows[1]["train_loss_mean"]
     test = json.loads((out / "test.json").read_text())
     assert test["model"] == "best" and test["epoch"] == min(rows, key=lambda r: r["val_loss"])["epoch"]
     # The built-in series has cycles persistence cannot follow: a trained model beats it.
@@ -122,7 +122,7 @@ def test_same_seed_same_history_and_another_seed_differs(tmp_path, capsys, backe
         return [(r["epoch"], r["train_loss_mean"], r["val_loss"], r["val_rmse"]) for r in rows]
 
     first, again, other = history("a", 0), history("b", 0), history("c", 1)
-    assert first == again and len(first) == 3
+    assert first == again and len(first) == 4
     assert first != other
 
 
@@ -146,6 +146,23 @@ def test_returns_model_starts_at_persistence(tmp_path):
                          epochs=1)
     summary = forecast.train_run(cfg, tmp_path / "r", quiet=True)
     assert summary["test"]["skill"] == pytest.approx(0.0, abs=1e-6)  # a zero readout forecasts the last price
+    first = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["epoch"] == 0 and first["val_skill"] == 0.0  # epoch 0 is persistence exactly
+
+
+def test_skill_interval_brackets_the_skill_and_narrows_with_more_points():
+    rng = np.random.default_rng(0)
+
+    def interval(n):
+        actual = 100 + np.cumsum(rng.normal(size=n + 1))
+        last, actual = actual[:-1], actual[1:]
+        predicted = last + 0.3 * (actual - last) + rng.normal(0, 0.3, n)
+        skill = 1 - np.sqrt(np.mean((predicted - actual) ** 2) / np.mean((last - actual) ** 2))
+        lo, hi = forecast.skill_interval(actual, predicted, last)
+        assert lo < skill < hi
+        return hi - lo
+
+    assert interval(4000) < 0.5 * interval(100)
 
 
 def test_csv_run_and_predict_on_a_newer_file(tmp_path, capsys):

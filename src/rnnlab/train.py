@@ -59,6 +59,7 @@ class Budget:
     target_loss: float = 0.0    # smoothed train loss to stop under; 0 = off
     target_val_loss: float = 0.0  # validation loss to stop at (checked at each eval); 0 = off
     eval_every: int = 100
+    eval_at_start: bool = False  # evaluate the untrained model too (step 0), so it can be the best
 
 
 class _StopFlag:
@@ -158,6 +159,8 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
         say(task.describe_eval(trainer, state, record, final))
         return val
 
+    if budget.eval_at_start and state.step == 0 and state.best_val_loss is None:
+        evaluate_and_save(final=False)
     with _StopFlag() as stop:
         while True:
             if budget.max_steps and state.step >= budget.max_steps:
@@ -206,7 +209,7 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
                     stop_reason = f"validation loss {val:.4f} reached --target-val-loss {budget.target_val_loss:g}"
                     break
     bar.close()
-    if last_saved_step != state.step or state.step == 0:
+    if last_saved_step != state.step or (state.step == 0 and not budget.eval_at_start):
         evaluate_and_save(final=True)
     return {"stop_reason": stop_reason, "step": state.step, "smoothed_loss": state.smoothed_loss,
             "best_val_loss": state.best_val_loss, "train_seconds": state.train_seconds,

@@ -200,6 +200,28 @@ def price_metrics(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray) -
             "direction_accuracy": float(np.mean(np.sign(predicted - last) == np.sign(actual - last)))}
 
 
+def skill_interval(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray, draws: int = 2000,
+                   block: int = 10, seed: int = 0) -> tuple[float, float]:
+    """95% moving-block bootstrap interval of the skill.
+
+    Resamples blocks of ``block`` consecutive points (errors of neighbouring
+    forecasts are correlated, so single points would understate the spread) and
+    recomputes 1 - RMSE_model / RMSE_persistence ``draws`` times.
+    """
+    n = len(actual)
+    block = max(1, min(block, n))
+    model_sq, persistence_sq = (predicted - actual) ** 2, (last - actual) ** 2
+    starts = np.random.default_rng(seed).integers(0, n - block + 1, (draws, math.ceil(n / block)))
+    idx = (starts[..., None] + np.arange(block)).reshape(draws, -1)[:, :n]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        skills = 1.0 - np.sqrt(model_sq[idx].mean(axis=1) / persistence_sq[idx].mean(axis=1))
+    skills = skills[np.isfinite(skills)]
+    if skills.size == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(skills, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def compare(part: Part, predicted: np.ndarray, features: Features) -> dict:
     """The model's price metrics next to persistence's on one part, and the skill."""
     model = price_metrics(part.actual, predicted, part.last)
@@ -209,6 +231,7 @@ def compare(part: Part, predicted: np.ndarray, features: Features) -> dict:
         out[key] = model[key]
         out[f"persistence_{key}"] = persistence[key]
     out["skill"] = 1.0 - model["rmse"] / persistence["rmse"] if persistence["rmse"] > 0 else float("nan")
+    out["skill_ci95"] = list(skill_interval(part.actual, predicted, part.last))
     out["mae_skill"] = 1.0 - model["mae"] / persistence["mae"] if persistence["mae"] > 0 else float("nan")
     out["up_share"] = float(np.mean(part.actual > part.last))
     out["inputs_outside_training_range"] = features.outside_share(part.inputs)
@@ -218,11 +241,14 @@ def compare(part: Part, predicted: np.ndarray, features: Features) -> dict:
 def describe(result: dict, what: str = "test") -> str:
     """A few sentences on one part's numbers, persistence first-class."""
     skill = result["skill"]
-    verdict = (f"{skill * 100:.1f}% lower RMSE than persistence" if skill > 0
-               else f"{-skill * 100:.1f}% higher RMSE than persistence")
+    verdict = (f"{skill * 100:.2f}% lower RMSE than persistence" if skill > 0
+               else f"{-skill * 100:.2f}% higher RMSE than persistence")
+    lo, hi = result["skill_ci95"]
+    interval = f" (95% block-bootstrap interval {lo:+.3f} to {hi:+.3f}" + \
+        ("; no clear difference from persistence on this many points)" if lo <= 0 <= hi else ")")
     text = [f"On {result['points']} {what} points ({result['from'][:16]} to {result['to'][:16]}), the model's RMSE is "
             f"{result['rmse']:,.2f} against {result['persistence_rmse']:,.2f} for persistence (next = last): "
-            f"skill {skill:+.3f}, {verdict}.",
+            f"skill {skill:+.4f}{interval}, {verdict}.",
             f"MAE {result['mae']:,.2f} vs {result['persistence_mae']:,.2f}; MAPE {result['mape_percent']:.2f}% vs "
             f"{result['persistence_mape_percent']:.2f}%.",
             f"It called the direction of the next move right {result['direction_accuracy'] * 100:.1f}% of the time "
@@ -251,6 +277,10 @@ class ForecastTask:
         self.train_inputs = train_part.inputs.astype(dtype)
         self.train_targets = train_part.sequence_targets(cfg.loss_steps).astype(dtype)
         self.eval_inputs = {name: p.inputs.astype(dtype) for name, p in self.parts.items()}
+        val = self.parts["val"]
+        # Persistence in the model's units: the output that would mean "the next price is the last one".
+        self.val_persistence_mse = float(np.mean((self.features.targets(val.price_windows, val.last)
+                                                  - val.targets) ** 2))
         self.batch_size = cfg.batch_size
         self.items_per_step = cfg.batch_size
         self.steps_per_epoch = math.ceil(len(train_part.actual) / cfg.batch_size)
@@ -289,6 +319,7 @@ class ForecastTask:
         val = self.parts["val"]
         out["val_persistence_rmse"] = float(np.sqrt(np.mean((val.last - val.actual) ** 2)))
         out["val_skill"] = 1.0 - out["val_rmse"] / out["val_persistence_rmse"]
+        out["val_persistence_mse"] = self.val_persistence_mse
         out["val_loss"] = out["val_mse"]
         return out
 
@@ -330,17 +361,21 @@ class ForecastTask:
 
 def plot_history(run_dir: Path, loss_steps: str) -> Path | None:
     """Per-epoch training and validation loss (the exercise's main output), log scale, best epoch marked."""
-    rows = [r for r in report.read_metrics(run_dir) if r.get("train_loss_mean") is not None]
-    if not rows:
+    rows = report.read_metrics(run_dir)
+    trained = [r for r in rows if r.get("train_loss_mean") is not None]
+    if not trained:
         return None
     plt = report.pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=100)
-    epochs = [r["epoch"] for r in rows]
     label = "train (mean over the epoch)" if loss_steps == "last" else "train objective, all steps (epoch mean)"
-    ax.plot(epochs, [r["train_loss_mean"] for r in rows], marker=".", label=label)
+    ax.plot([r["epoch"] for r in trained], [r["train_loss_mean"] for r in trained], marker=".", label=label)
     if loss_steps == "all":
-        ax.plot(epochs, [r["train_mse"] for r in rows], marker=".", label="train forecast MSE (end of epoch)")
-    ax.plot(epochs, [r["val_mse"] for r in rows], marker=".", label="validation")
+        ax.plot([r["epoch"] for r in rows], [r["train_mse"] for r in rows], marker=".",
+                label="train forecast MSE (end of epoch)")
+    # Validation starts at epoch 0, the untrained model (for returns: persistence itself).
+    ax.plot([r["epoch"] for r in rows], [r["val_mse"] for r in rows], marker=".", label="validation")
+    ax.axhline(rows[0]["val_persistence_mse"], color="tab:orange", linestyle="--", linewidth=1,
+               label="persistence (validation)")
     best = min(rows, key=lambda r: r["val_mse"])
     ax.plot([best["epoch"]], [best["val_mse"]], "o", color="k", fillstyle="none", markersize=10,
             label=f"best (epoch {best['epoch']:g})")
@@ -426,7 +461,8 @@ def train_run(cfg: ForecastConfig, out: str | os.PathLike, resume: bool = False,
     checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab forecast run configuration"))
     trainer = runs.make_trainer(cfg, spec, params, optimizer, "mse")
     total_steps = cfg.epochs * task.steps_per_epoch
-    budget = train.Budget(max_steps=total_steps, max_minutes=cfg.max_minutes, eval_every=task.steps_per_epoch)
+    budget = train.Budget(max_steps=total_steps, max_minutes=cfg.max_minutes, eval_every=task.steps_per_epoch,
+                          eval_at_start=True)
     summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, total_steps), out,
                         dataclasses.asdict(cfg), quiet, log_evals)
     plot_history(out, cfg.loss_steps)
