@@ -24,6 +24,8 @@ demo: $(STAMP)
 	$(PY) -m rnnlab charlm eval --run runs/demo --best
 	@echo "--- denoising an Ornstein-Uhlenbeck signal, against the Kalman predictor ---"
 	$(PY) -m rnnlab denoise train --out runs/demo-denoise --force --eval-every 500
+	@echo "--- forecasting the built-in price series, against persistence ---"
+	$(PY) -m rnnlab forecast train --out runs/demo-forecast --force --target returns --cell lstm --quiet
 
 test: $(STAMP)
 	$(PY) -m pytest tests
@@ -31,6 +33,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/charlm_numpy.py
 	$(PY) benchmarks/denoise.py
+	$(PY) benchmarks/forecast.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -53,6 +53,7 @@ def run(cfg: ForecastConfig, workdir: Path, name: str) -> dict:
                       "hidden_size": cfg.hidden_size, "epochs": cfg.epochs, "backend": cfg.backend},
             "test": {k: round(test[k], 4) for k in keys} | {"points": test["points"], "from": test["from"][:16],
                                                             "to": test["to"][:16]},
+            "skill_ci95": [round(v, 4) for v in test["skill_ci95"]],
             "val_rmse": round(test["val"]["rmse"], 4), "val_skill": round(test["val"]["skill"], 4),
             "best_epoch": test["epoch"], "train_seconds": round(summary["train_seconds"], 2),
             "wall_seconds": round(time.perf_counter() - started, 2)}

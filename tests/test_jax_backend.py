@@ -5,13 +5,17 @@ import pytest
 
 
 def test_numpy_runs_never_import_jax_or_torch(tmp_path):
+    """denoise and forecast on the NumPy backend, start to finish, with every task module loaded."""
     import subprocess
     import sys
 
     run = ["denoise", "train", "--backend", "numpy", "--steps", "3", "--eval-every", "3", "--val-sequences", "10",
            "--test-sequences", "10", "--quiet", "--out", str(tmp_path / "run")]
-    code = ("import sys, rnnlab.cli, rnnlab.tasks.charlm, rnnlab.tasks.denoise, rnnlab.classic, rnnlab.runs; "
-            f"assert rnnlab.cli.main({run!r}) == 0; "
+    run_forecast = ["forecast", "train", "--backend", "numpy", "--builtin-points", "100", "--window", "4",
+                    "--hidden-size", "3", "--epochs", "1", "--quiet", "--out", str(tmp_path / "fc")]
+    code = ("import sys, rnnlab.cli, rnnlab.tasks.charlm, rnnlab.tasks.denoise, rnnlab.tasks.forecast, "
+            "rnnlab.classic, rnnlab.runs, rnnlab.data.prices, rnnlab.data.series; "
+            f"assert rnnlab.cli.main({run!r}) == 0; assert rnnlab.cli.main({run_forecast!r}) == 0; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'torch', 'optax')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"

@@ -320,7 +320,10 @@ class ForecastTask:
         out["val_persistence_rmse"] = float(np.sqrt(np.mean((val.last - val.actual) ** 2)))
         out["val_skill"] = 1.0 - out["val_rmse"] / out["val_persistence_rmse"]
         out["val_persistence_mse"] = self.val_persistence_mse
-        out["val_loss"] = out["val_mse"]
+        # The best epoch is the one with the lowest validation RMSE in price units, the number the
+        # skill is made of (for levels this is the same as the scaled MSE; for returns the price
+        # error weighs each return by the price level). Relative to persistence: below 1 beats it.
+        out["val_loss"] = (out["val_rmse"] / out["val_persistence_rmse"]) ** 2
         return out
 
     def describe_eval(self, trainer, state, record, final) -> str:
@@ -360,7 +363,8 @@ class ForecastTask:
 # --------------------------------------------------------------------------- plots
 
 def plot_history(run_dir: Path, loss_steps: str) -> Path | None:
-    """Per-epoch training and validation loss (the exercise's main output), log scale, best epoch marked."""
+    """Per-epoch training and validation loss (the exercise's main output), log scale, best epoch
+    (lowest validation RMSE in price units) marked."""
     rows = report.read_metrics(run_dir)
     trained = [r for r in rows if r.get("train_loss_mean") is not None]
     if not trained:
@@ -376,7 +380,7 @@ def plot_history(run_dir: Path, loss_steps: str) -> Path | None:
     ax.plot([r["epoch"] for r in rows], [r["val_mse"] for r in rows], marker=".", label="validation")
     ax.axhline(rows[0]["val_persistence_mse"], color="tab:orange", linestyle="--", linewidth=1,
                label="persistence (validation)")
-    best = min(rows, key=lambda r: r["val_mse"])
+    best = min(rows, key=lambda r: r["val_loss"])
     ax.plot([best["epoch"]], [best["val_mse"]], "o", color="k", fillstyle="none", markersize=10,
             label=f"best (epoch {best['epoch']:g})")
     ax.set_yscale("log")
