@@ -219,15 +219,20 @@ def _add_run_flags(parser, default_out: str, resume: bool = True) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bar or per-eval lines")
 
 
+def _task_verbs(tasks, name: str, help_text: str, description: str):
+    """The sub-parser group of one task's verbs (train, sample, eval, ...); a verb is required."""
+    verbs = tasks.add_parser(name, help=help_text, description=description).add_subparsers(
+        dest="verb", metavar="VERB", parser_class=_Parser)
+    verbs.required = True
+    return verbs
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rnnlab", description="Train small recurrent networks (RNN, GRU, LSTM).")
     parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
     tasks = parser.add_subparsers(dest="task", metavar="TASK", parser_class=_Parser)
     tasks.required = True
-    charlm = tasks.add_parser("charlm", help="character-level language model",
-                              description="Character-level language model.")
-    verbs = charlm.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
-    verbs.required = True
+    verbs = _task_verbs(tasks, "charlm", "character-level language model", "Character-level language model.")
 
     tr = verbs.add_parser("train", help="train (or --resume) a model",
                           description="Train a character-level language model. Writes config.toml, "
@@ -256,12 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--best", action="store_true", help="use the best-on-validation model")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
 
-    denoise = tasks.add_parser("denoise", help="denoise an Ornstein-Uhlenbeck signal, against Kalman",
-                               description="Recover a clean OU signal from noisy observations with a "
-                                           "Dense-ReLU-GRU-Dense model, measured against the exact Kalman "
-                                           "estimate for the same process.")
-    dverbs = denoise.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
-    dverbs.required = True
+    dverbs = _task_verbs(tasks, "denoise", "denoise an Ornstein-Uhlenbeck signal, against Kalman",
+                         "Recover a clean OU signal from noisy observations with a Dense-ReLU-GRU-Dense model, "
+                         "measured against the exact Kalman estimate for the same process.")
     dt = dverbs.add_parser("train", help="train (or --resume), then test against Kalman",
                            description="Train on fresh sequences every step, then compare with the Kalman "
                                        "estimate on --test-sequences fresh sequences. Writes config.toml, "
@@ -286,12 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--seed", type=_non_negative_int, default=0, metavar="N")
     de.add_argument("--json", action="store_true", help="print one JSON object")
 
-    forecast = tasks.add_parser("forecast", help="forecast the next price of a series, against persistence",
-                                description="Forecast the next value of a price series from a window of past "
-                                            "values (BTCUSDT 20-hour opens in the classic exercise), tested in "
-                                            "price units against the persistence forecast (next = last).")
-    fverbs = forecast.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
-    fverbs.required = True
+    fverbs = _task_verbs(tasks, "forecast", "forecast the next price of a series, against persistence",
+                         "Forecast the next value of a price series from a window of past values (BTCUSDT "
+                         "20-hour opens in the classic exercise), tested in price units against the "
+                         "persistence forecast (next = last).")
     ft = fverbs.add_parser("train", help="train (or --resume), then test against persistence",
                            description="Train for --epochs passes over the shuffled training windows, keep the "
                                        "best epoch on validation, then test it against persistence. Writes "

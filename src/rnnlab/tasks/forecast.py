@@ -418,7 +418,8 @@ def plot_forecast(path: Path, part: Part, predicted: np.ndarray, result: dict, t
     axes[0].legend(fontsize="small")
     fig.suptitle(f"{title}\nskill {result['skill']:+.3f} vs persistence "
                  f"(RMSE {result['rmse']:,.2f} vs {result['persistence_rmse']:,.2f})", fontsize="medium")
-    fig.autofmt_xdate()
+    for ax in axes:
+        ax.tick_params(axis="x", labelrotation=20)
     fig.text(0.05, 0.02, wrapped, fontsize=8.5, va="bottom", ha="left")
     report.save_figure(fig, path)
     return Path(path)
