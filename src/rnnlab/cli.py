@@ -246,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sa = verbs.add_parser("sample", help="generate text from a trained run")
     sa.add_argument("--run", required=True, metavar="DIR")
+    sa.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
     sa.add_argument("--length", type=_non_negative_int, default=500, metavar="N")
     sa.add_argument("--temperature", type=_non_negative_float, default=1.0, metavar="X",
                     help="divides the logits; lower = more conservative, 0 = argmax (default 1)")
@@ -257,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = verbs.add_parser("eval", help="validation loss in nats/char and bits/char")
     ev.add_argument("--run", required=True, metavar="DIR")
+    ev.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
     ev.add_argument("--text", metavar="FILE", help="evaluate on this file (default: the run's validation split)")
     ev.add_argument("--best", action="store_true", help="use the best-on-validation model")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
@@ -282,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     de = dverbs.add_parser("eval", help="test a saved model against Kalman on fresh sequences")
     de.add_argument("--run", required=True, metavar="DIR")
+    de.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
     de.add_argument("--best", action="store_true", help="use the best-on-validation model")
     de.add_argument("--sequences", type=_positive_int, default=100_000, metavar="N",
                     help="fresh test sequences (default 100000)")
@@ -304,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Forecast the next value after the last --window points of --csv "
                                        "(binned on the run's grid), or of the run's own series.")
     fp.add_argument("--run", required=True, metavar="DIR")
+    fp.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
     fp.add_argument("--csv", metavar="FILE", help="price CSV (default: the series the run was trained on)")
     fp.add_argument("--last", action="store_true", help="use the last checkpoint instead of the best epoch")
     fp.add_argument("--json", action="store_true", help="print one JSON object")
@@ -331,7 +335,7 @@ def _charlm_sample(args) -> int:
 
     from .tasks import charlm
 
-    trainer, vocab, _, _ = charlm.load_run(args.run, "best" if args.best else "checkpoint")
+    trainer, vocab, _, _ = charlm.load_run(args.run, "best" if args.best else "checkpoint", args.backend)
     text = charlm.sample_text(trainer, vocab, args.length, args.temperature, args.top_k, args.prime,
                               np.random.default_rng(args.seed))
     print(args.prime + text)
@@ -341,7 +345,7 @@ def _charlm_sample(args) -> int:
 def _charlm_eval(args) -> int:
     from .tasks import charlm
 
-    result = charlm.evaluate_run(args.run, args.text, "best" if args.best else "checkpoint")
+    result = charlm.evaluate_run(args.run, args.text, "best" if args.best else "checkpoint", args.backend)
     if args.json:
         print(json.dumps(result))
     else:
@@ -389,7 +393,8 @@ def _denoise_search(args) -> int:
 def _denoise_eval(args) -> int:
     from .tasks import denoise
 
-    result = denoise.evaluate_run(args.run, "best" if args.best else "checkpoint", args.sequences, args.seed)
+    result = denoise.evaluate_run(args.run, "best" if args.best else "checkpoint", args.sequences, args.seed,
+                                  args.backend)
     if args.json:
         print(json.dumps(result))
     else:
@@ -420,7 +425,7 @@ def _forecast_train(args) -> int:
 def _forecast_predict(args) -> int:
     from .tasks import forecast
 
-    result = forecast.predict_next(args.run, args.csv, "checkpoint" if args.last else "best")
+    result = forecast.predict_next(args.run, args.csv, "checkpoint" if args.last else "best", args.backend)
     if args.json:
         print(json.dumps(result))
         return 0

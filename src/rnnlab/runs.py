@@ -63,8 +63,15 @@ def _check_task(meta: dict, task_name: str, where: Path) -> None:
         raise UserError(f"{str(where)!r} holds a {meta.get('task')!r} run, not {task_name}")
 
 
+# Fields any run may change when resumed: the parameters and optimizer state are backend-free,
+# so a run started on one backend continues on another.
+ALWAYS_RESUMABLE = {"backend"}
+
+
 def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable: set) -> Resumed:
-    """Load the checkpoint in ``out``; ``overrides`` (flags given now) may change only ``resumable`` fields."""
+    """Load the checkpoint in ``out``; ``overrides`` (flags given now) may change only ``resumable``
+    fields (and the backend)."""
+    resumable = set(resumable) | ALWAYS_RESUMABLE
     tensors, meta = checkpoint.load(out)
     _check_task(meta, task_name, out)
     saved = from_dict(config_cls, meta["config"], where=f"{out}/checkpoint.json")
@@ -111,8 +118,10 @@ def schedule_of(cfg, total_steps: int) -> dict:
                 warmup_steps=cfg.warmup_steps)
 
 
-def load_saved(run_dir, which: str, task_name: str, config_cls) -> tuple[dict, dict, ModelSpec, object]:
-    """(params, meta, spec, cfg) of ``<run_dir>/<which>`` (``checkpoint`` or ``best``), checked."""
+def load_saved(run_dir, which: str, task_name: str, config_cls,
+               backend: str | None = None) -> tuple[dict, dict, ModelSpec, object]:
+    """(params, meta, spec, cfg) of ``<run_dir>/<which>`` (``checkpoint`` or ``best``), checked;
+    ``backend`` (default: the run's own) replaces the one in the saved config."""
     run_dir = Path(run_dir)
     if which == "best" and not checkpoint.exists(run_dir, "best"):
         raise UserError(f"{str(run_dir)!r} has no best.json (no validation loss yet); use the last checkpoint")
@@ -125,4 +134,6 @@ def load_saved(run_dir, which: str, task_name: str, config_cls) -> tuple[dict, d
         raise UserError(f"{run_dir}/{which}.json lacks field {exc}; the checkpoint is damaged") from exc
     params = checkpoint.group(tensors, "params")
     check_params(spec, params, f"{run_dir}/{which}.safetensors")
+    if backend is not None:
+        cfg = dataclasses.replace(cfg, backend=backend)
     return params, meta, spec, cfg

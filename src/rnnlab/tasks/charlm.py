@@ -184,9 +184,9 @@ def train_run(cfg: CharLMConfig, out: str | os.PathLike, resume: bool = False, f
     return summary
 
 
-def load_run(run_dir: str | os.PathLike, which: str = "checkpoint"):
+def load_run(run_dir: str | os.PathLike, which: str = "checkpoint", backend: str | None = None):
     """(trainer, vocab, config, meta) of a saved run, for sampling and evaluation."""
-    params, meta, spec, cfg = runs.load_saved(run_dir, which, "charlm", CharLMConfig)
+    params, meta, spec, cfg = runs.load_saved(run_dir, which, "charlm", CharLMConfig, backend)
     try:
         vocab = Vocab(meta["vocab"])
     except (KeyError, TypeError) as exc:
@@ -198,9 +198,9 @@ def load_run(run_dir: str | os.PathLike, which: str = "checkpoint"):
     return trainer, vocab, cfg, meta
 
 
-def evaluate_run(run_dir, text_path: str | None = None, which: str = "checkpoint") -> dict:
+def evaluate_run(run_dir, text_path: str | None = None, which: str = "checkpoint", backend: str | None = None) -> dict:
     """nats/char and bits/char of a saved model on ``text_path`` (default: the run's validation split)."""
-    trainer, vocab, cfg, _ = load_run(run_dir, which)
+    trainer, vocab, cfg, _ = load_run(run_dir, which, backend)
     if text_path is None:
         _, val_text = split_train_val(read_text(cfg.text or None), cfg.val_fraction)
         text, source = val_text, f"validation split of {cfg.text or BUILTIN_NAME}"

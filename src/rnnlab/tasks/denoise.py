@@ -308,18 +308,19 @@ def train_run(cfg: DenoiseConfig, out: str | os.PathLike, resume: bool = False, 
     return summary
 
 
-def load_run(run_dir: str | os.PathLike, which: str = "checkpoint"):
+def load_run(run_dir: str | os.PathLike, which: str = "checkpoint", backend: str | None = None):
     """(trainer, config, meta) of a saved denoise run."""
-    params, meta, spec, cfg = runs.load_saved(run_dir, which, "denoise", DenoiseConfig)
+    params, meta, spec, cfg = runs.load_saved(run_dir, which, "denoise", DenoiseConfig, backend)
     return runs.make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), "mse"), cfg, meta
 
 
-def evaluate_run(run_dir, which: str = "checkpoint", sequences: int = 100_000, seed: int = 0) -> dict:
+def evaluate_run(run_dir, which: str = "checkpoint", sequences: int = 100_000, seed: int = 0,
+                 backend: str | None = None) -> dict:
     """Test a saved model against Kalman on ``sequences`` fresh sequences of its process
     (drawn from ``[seed, 4]``, never the training, validation or test streams of a run)."""
     if sequences < 1:
         raise UserError(f"--sequences must be a positive integer, got {sequences}")
-    trainer, cfg, meta = load_run(run_dir, which)
+    trainer, cfg, meta = load_run(run_dir, which, backend)
     result = test_model(trainer, cfg, sequences, np.random.default_rng([seed, 4]))
     step = meta["step"] if which == "best" else meta["loop"]["step"]
     return dict(_without_traces(result), run=str(run_dir), model=which, step=step)

@@ -486,9 +486,9 @@ def train_run(cfg: ForecastConfig, out: str | os.PathLike, resume: bool = False,
     return summary
 
 
-def load_run(run_dir: str | os.PathLike, which: str = "best"):
+def load_run(run_dir: str | os.PathLike, which: str = "best", backend: str | None = None):
     """(trainer, config, meta, features) of a saved forecast run."""
-    params, meta, spec, cfg = runs.load_saved(run_dir, which, "forecast", ForecastConfig)
+    params, meta, spec, cfg = runs.load_saved(run_dir, which, "forecast", ForecastConfig, backend)
     try:
         features = Features.from_dict(meta["features"])
     except (KeyError, TypeError) as exc:
@@ -496,13 +496,14 @@ def load_run(run_dir: str | os.PathLike, which: str = "best"):
     return runs.make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), "mse"), cfg, meta, features
 
 
-def predict_next(run_dir: str | os.PathLike, csv: str | None = None, which: str = "best") -> dict:
+def predict_next(run_dir: str | os.PathLike, csv: str | None = None, which: str = "best",
+                 backend: str | None = None) -> dict:
     """Forecast the value after the last window of ``csv`` (default: the run's own series).
 
     The CSV is binned on the run's grid (same ``--every``, same anchor), so its
     points line up with the ones the model was trained on.
     """
-    trainer, cfg, meta, features = load_run(run_dir, which)
+    trainer, cfg, meta, features = load_run(run_dir, which, backend)
     if csv:
         data = load_prices(csv)
         notes = data.notes()
