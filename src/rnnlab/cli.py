@@ -311,7 +311,42 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--csv", metavar="FILE", help="price CSV (default: the series the run was trained on)")
     fp.add_argument("--last", action="store_true", help="use the last checkpoint instead of the best epoch")
     fp.add_argument("--json", action="store_true", help="print one JSON object")
+
+    ex = tasks.add_parser("export", help="write a run's model as min-char-rnn weights or a PyTorch state_dict",
+                          description="Write the parameters of any run in a classic format: min-char-rnn "
+                                      "(Wxh, Whh, Why, bh, by; a one-layer one-hot rnn) or the state_dict of "
+                                      "nn.RNN/nn.GRU/nn.LSTM + nn.Linear. The file type follows --out: .npz, "
+                                      ".pt/.pth (torch.save) or .safetensors.")
+    ex.add_argument("--run", required=True, metavar="DIR")
+    ex.add_argument("--best", action="store_true", help="export the best-on-validation model")
+    ex.add_argument("--format", required=True, choices=("min-char-rnn", "torch"))
+    ex.add_argument("--out", required=True, metavar="FILE")
+    ex.add_argument("--rnn-name", default="rnn", metavar="NAME", help="attribute name of the recurrent module "
+                                                                     "in the state_dict (default rnn)")
+    ex.add_argument("--fc-name", default="fc", metavar="NAME", help="attribute name of the nn.Linear (default fc)")
+    ex.set_defaults(verb=None)
     return parser
+
+
+def _export(args) -> int:
+    from . import checkpoint, interchange
+    from .cells import ModelSpec
+
+    which = "best" if args.best else "checkpoint"
+    tensors, meta = checkpoint.load(args.run, which)
+    try:
+        spec = ModelSpec.from_dict(meta["spec"])
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{args.run}/{which}.json lacks field {exc}; the checkpoint is damaged") from exc
+    params = checkpoint.group(tensors, "params")
+    if args.format == "min-char-rnn":
+        arrays = interchange.to_min_char_rnn(spec, params)
+    else:
+        arrays = interchange.to_torch_state_dict(spec, params, args.rnn_name, args.fc_name)
+    path = interchange.save(args.out, arrays)
+    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
+    print(f"wrote {path} ({args.format}): {shapes}")
+    return 0
 
 
 def _charlm_train(args) -> int:
@@ -440,7 +475,8 @@ def _forecast_predict(args) -> int:
 COMMANDS = {("charlm", "train"): _charlm_train, ("charlm", "sample"): _charlm_sample,
             ("charlm", "eval"): _charlm_eval, ("denoise", "train"): _denoise_train,
             ("denoise", "search"): _denoise_search, ("denoise", "eval"): _denoise_eval,
-            ("forecast", "train"): _forecast_train, ("forecast", "predict"): _forecast_predict}
+            ("forecast", "train"): _forecast_train, ("forecast", "predict"): _forecast_predict,
+            ("export", None): _export}
 
 
 def main(argv: list[str] | None = None) -> int:

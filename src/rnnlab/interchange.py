@@ -1,0 +1,175 @@
+"""Moving models in and out: the classic formats next to rnnlab's canonical parameters.
+
+* min-char-rnn (the from-scratch exercise): ``Wxh (H, V)``, ``Whh (H, H)``,
+  ``Why (V, H)``, ``bh (H, 1)``, ``by (V, 1)``, column-vector convention; one
+  tanh layer over one-hot characters.  Saved as ``.npz``.
+* A plain PyTorch ``state_dict`` of ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` plus
+  ``nn.Linear``: ``{rnn}.weight_ih_l{k}``, ``{rnn}.weight_hh_l{k}``,
+  ``{rnn}.bias_ih_l{k}``, ``{rnn}.bias_hh_l{k}``, ``{fc}.weight``, ``{fc}.bias``
+  (prefixes ``rnn`` and ``fc`` by default).  Saved with ``torch.save`` (``.pt``)
+  or as safetensors, which needs no torch.
+
+The mapping is exact (see ``cells.py``): ``W = weight_ih.T``, ``U = weight_hh.T``.
+rnnlab's rnn and lstm have one bias, PyTorch two that are only ever added, so
+export puts it in ``bias_ih`` with ``bias_hh = 0`` and import adds them; the GRU
+keeps both (``b`` and ``b_U``).  The Cho ``gru`` cell and the ``dense_relu``
+input layer have no built-in PyTorch equivalent and are refused with a reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .cells import GATES, ModelSpec, check_params
+from .errors import UserError
+
+TORCH_CELLS = {"rnn": "nn.RNN", "gru_reset_after": "nn.GRU", "lstm": "nn.LSTM"}
+MIN_CHAR_RNN_KEYS = ("Wxh", "Whh", "Why", "bh", "by")
+
+
+def to_min_char_rnn(spec: ModelSpec, params: dict) -> dict[str, np.ndarray]:
+    """Canonical parameters of a one-layer one-hot rnn -> the min-char-rnn weights."""
+    if spec.cell != "rnn" or spec.num_layers != 1 or spec.input_kind != "onehot":
+        raise UserError(f"min-char-rnn holds one tanh rnn layer over one-hot characters; this model is "
+                        f"{spec.num_layers} {spec.cell} layer(s) over {spec.input_kind} input (use --format torch)")
+    return {"Wxh": params["layers.0.W"].T.copy(), "Whh": params["layers.0.U"].T.copy(),
+            "Why": params["readout.W"].T.copy(), "bh": params["layers.0.b"][:, None].copy(),
+            "by": params["readout.b"][:, None].copy()}
+
+
+def from_min_char_rnn(weights: dict, where: str = "weights") -> tuple[ModelSpec, dict]:
+    """min-char-rnn weights -> (spec, canonical parameters)."""
+    missing = [k for k in MIN_CHAR_RNN_KEYS if k not in weights]
+    if missing:
+        raise UserError(f"{where} lacks {', '.join(missing)}; min-char-rnn weights are {', '.join(MIN_CHAR_RNN_KEYS)}")
+    w = {k: np.asarray(weights[k]) for k in MIN_CHAR_RNN_KEYS}
+    H, V = w["Wxh"].shape
+    spec = ModelSpec("rnn", V, H, V, 1, "onehot")
+    params = {"layers.0.W": w["Wxh"].T, "layers.0.U": w["Whh"].T, "layers.0.b": w["bh"].reshape(-1),
+              "readout.W": w["Why"].T, "readout.b": w["by"].reshape(-1)}
+    params = {k: np.ascontiguousarray(v) for k, v in params.items()}
+    check_params(spec, params, where)
+    return spec, params
+
+
+def to_torch_state_dict(spec: ModelSpec, params: dict, rnn: str = "rnn", fc: str = "fc") -> dict[str, np.ndarray]:
+    """Canonical parameters -> the state_dict (as arrays) of ``{rnn}: nn.RNN/GRU/LSTM`` + ``{fc}: nn.Linear``.
+
+    The recurrent module takes ``input_size = spec.input_size`` (one-hot vectors for a
+    char model), ``batch_first`` as the user likes; the Linear reads its output.
+    """
+    if spec.cell not in TORCH_CELLS:
+        raise UserError(f"cell {spec.cell!r} (Cho's GRU, reset before the recurrent matmul) has no built-in "
+                        f"PyTorch module; nn.GRU is gru_reset_after. Export it in rnnlab's own format instead")
+    if spec.input_kind == "dense_relu":
+        raise UserError("the dense_relu input layer (Dense-ReLU before the recurrent layer) is not part of "
+                        "nn.RNN/nn.GRU/nn.LSTM + nn.Linear")
+    out = {}
+    for k in range(spec.num_layers):
+        b = params[f"layers.{k}.b"]
+        out[f"{rnn}.weight_ih_l{k}"] = params[f"layers.{k}.W"].T.copy()
+        out[f"{rnn}.weight_hh_l{k}"] = params[f"layers.{k}.U"].T.copy()
+        out[f"{rnn}.bias_ih_l{k}"] = b.copy()
+        out[f"{rnn}.bias_hh_l{k}"] = params[f"layers.{k}.b_U"].copy() if spec.cell == "gru_reset_after" \
+            else np.zeros_like(b)
+    out[f"{fc}.weight"] = params["readout.W"].T.copy()
+    out[f"{fc}.bias"] = params["readout.b"].copy()
+    return out
+
+
+def from_torch_state_dict(state: dict, input_kind: str = "onehot", rnn: str = "rnn", fc: str = "fc",
+                          where: str = "state_dict") -> tuple[ModelSpec, dict]:
+    """A state_dict of ``{rnn}`` + ``{fc}`` -> (spec, canonical parameters); the cell is read off the
+    gate count (1 rnn, 3 gru_reset_after, 4 lstm)."""
+    arrays = {k: _array(v) for k, v in state.items()}
+    need = [f"{rnn}.weight_ih_l0", f"{rnn}.weight_hh_l0", f"{fc}.weight", f"{fc}.bias"]
+    missing = [k for k in need if k not in arrays]
+    if missing:
+        raise UserError(f"{where} lacks {', '.join(missing)}; expected an nn.RNN/GRU/LSTM named {rnn!r} and an "
+                        f"nn.Linear named {fc!r} (see --rnn-name/--fc-name)")
+    G_H, H = arrays[f"{rnn}.weight_hh_l0"].shape
+    cells = {g: c for c, g in GATES.items() if c != "gru"}
+    if G_H % H or G_H // H not in cells:
+        raise UserError(f"{where}: {rnn}.weight_hh_l0 is {G_H}x{H}; not an RNN, GRU or LSTM")
+    cell = cells[G_H // H]
+    layers = 0
+    while f"{rnn}.weight_ih_l{layers}" in arrays:
+        layers += 1
+    if any(k.endswith("_reverse") for k in arrays):
+        raise UserError(f"{where} holds a bidirectional module; rnnlab models are one-directional")
+    in_size = arrays[f"{rnn}.weight_ih_l0"].shape[1]
+    out_size = arrays[f"{fc}.weight"].shape[0]
+    spec = ModelSpec(cell, in_size, H, out_size, layers, input_kind)
+    params = {}
+    for k in range(layers):
+        bias_ih = arrays.get(f"{rnn}.bias_ih_l{k}", np.zeros(G_H))
+        bias_hh = arrays.get(f"{rnn}.bias_hh_l{k}", np.zeros(G_H))
+        params[f"layers.{k}.W"] = arrays[f"{rnn}.weight_ih_l{k}"].T
+        params[f"layers.{k}.U"] = arrays[f"{rnn}.weight_hh_l{k}"].T
+        if cell == "gru_reset_after":
+            params[f"layers.{k}.b"], params[f"layers.{k}.b_U"] = bias_ih, bias_hh
+        else:
+            params[f"layers.{k}.b"] = bias_ih + bias_hh  # they are only ever added
+    params["readout.W"] = arrays[f"{fc}.weight"].T
+    params["readout.b"] = arrays[f"{fc}.bias"]
+    dtype = arrays[f"{fc}.weight"].dtype
+    params = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in params.items()}
+    check_params(spec, params, where)
+    return spec, params
+
+
+def _array(value) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def save(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    """``.npz`` (NumPy), ``.pt``/``.pth`` (``torch.save`` of tensors) or ``.safetensors``, by extension."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".npz":
+        np.savez(path, **arrays)
+    elif suffix in (".pt", ".pth"):
+        import torch
+
+        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, path)
+    elif suffix == ".safetensors":
+        from safetensors.numpy import save_file
+
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path))
+    else:
+        raise UserError(f"cannot tell the format of {str(path)!r}: use .npz, .pt/.pth or .safetensors")
+    return path
+
+
+def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Arrays from ``.npz``, ``.pt``/``.pth`` (loaded with ``weights_only=True``) or ``.safetensors``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+        if suffix in (".pt", ".pth"):
+            import torch
+
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise UserError(f"{path} holds a {type(state).__name__}, not a state_dict")
+            return {k: _array(v) for k, v in state.items()}
+        if suffix == ".safetensors":
+            from safetensors.numpy import load_file
+
+            return load_file(str(path))
+    except UserError:
+        raise
+    except Exception as exc:  # damaged or foreign files: say which, never a traceback
+        raise UserError(f"cannot read {path}: {exc}") from exc
+    raise UserError(f"cannot tell the format of {str(path)!r}: use .npz, .pt/.pth or .safetensors")

@@ -1,0 +1,100 @@
+"""Classic formats in and out: min-char-rnn weights and a plain PyTorch state_dict of
+nn.RNN/nn.GRU/nn.LSTM + nn.Linear, checked against the modules themselves."""
+
+import numpy as np
+import pytest
+
+from rnnlab import interchange
+from rnnlab.backends import numpy_backend as nb
+from rnnlab.cells import ModelSpec, init_params
+from rnnlab.errors import UserError
+from test_charlm_cli import assert_user_error, run_cli
+
+
+def model(cell, layers=2, input_kind="onehot", V=7, H=5, seed=0):
+    spec = ModelSpec(cell, V, H, V, layers, input_kind)
+    rng = np.random.default_rng(seed)
+    params = init_params(spec, rng, dtype=np.float64)
+    for k, v in params.items():  # non-zero biases, so a bias mapped to the wrong place shows
+        if v.ndim == 1:
+            params[k] = rng.standard_normal(v.shape) * 0.3
+    return spec, params
+
+
+def test_min_char_rnn_round_trip_and_shapes():
+    spec, params = model("rnn", layers=1)
+    weights = interchange.to_min_char_rnn(spec, params)
+    assert weights["Wxh"].shape == (5, 7) and weights["bh"].shape == (5, 1) and weights["by"].shape == (7, 1)
+    spec2, params2 = interchange.from_min_char_rnn(weights)
+    assert spec2 == spec
+    for k in params:
+        np.testing.assert_array_equal(params2[k], params[k])
+    # The classic column-vector step gives the same hidden state as the backend.
+    x = np.zeros((7, 1))
+    x[3] = 1
+    h = np.tanh(weights["Wxh"] @ x + weights["Whh"] @ np.zeros((5, 1)) + weights["bh"])
+    _, y = nb.step(params, spec, nb.init_carry(spec, 1, np.float64), np.array([3]))
+    np.testing.assert_allclose((weights["Why"] @ h + weights["by"])[:, 0], y[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("cell,module", [("rnn", "RNN"), ("gru_reset_after", "GRU"), ("lstm", "LSTM")])
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_state_dict_loads_into_plain_torch_modules_and_agrees(tmp_path, cell, module, suffix):
+    torch = pytest.importorskip("torch")
+    spec, params = model(cell, layers=2, input_kind="dense", V=3)
+    path = interchange.save(tmp_path / f"model{suffix}", interchange.to_torch_state_dict(spec, params))
+
+    class Net(torch.nn.Module):  # what a user writes
+        def __init__(self):
+            super().__init__()
+            self.rnn = getattr(torch.nn, module)(3, 5, num_layers=2, batch_first=True, dtype=torch.float64)
+            self.fc = torch.nn.Linear(5, 3, dtype=torch.float64)
+
+        def forward(self, x):
+            return self.fc(self.rnn(x)[0])
+
+    net = Net()
+    state = torch.load(path, weights_only=True) if suffix == ".pt" else \
+        {k: torch.from_numpy(v) for k, v in interchange.load(path).items()}
+    net.load_state_dict(state)  # strict: every key and shape matches
+    x = np.random.default_rng(1).standard_normal((4, 6, 3))
+    with torch.no_grad():
+        y_torch = net(torch.from_numpy(x)).numpy()
+    y_ours, _ = nb.forward(params, spec, nb.init_carry(spec, 4, np.float64), x)
+    np.testing.assert_allclose(y_torch, y_ours, rtol=1e-10, atol=1e-12)
+    # And back: a state_dict of the module imports to the same parameters.
+    spec2, params2 = interchange.from_torch_state_dict(net.state_dict(), input_kind="dense")
+    assert spec2 == spec
+    y_back, _ = nb.forward(params2, spec2, nb.init_carry(spec2, 4, np.float64), x)
+    np.testing.assert_allclose(y_back, y_ours, rtol=1e-12, atol=1e-14)
+
+
+def test_refusals_say_why():
+    with pytest.raises(UserError, match="Cho"):
+        interchange.to_torch_state_dict(*model("gru"))
+    with pytest.raises(UserError, match="one tanh rnn layer"):
+        interchange.to_min_char_rnn(*model("lstm"))
+    with pytest.raises(UserError, match="lacks Why"):
+        interchange.from_min_char_rnn({"Wxh": np.zeros((2, 3)), "Whh": np.zeros((2, 2)), "bh": 0, "by": 0})
+    with pytest.raises(UserError, match="lacks rnn.weight_ih_l0"):
+        interchange.from_torch_state_dict({"lstm.weight_ih_l0": np.zeros((8, 3))})
+    with pytest.raises(UserError, match="format"):
+        interchange.save("model.h5", {})
+
+
+def test_export_command(tmp_path, capsys, text_file):
+    out = tmp_path / "run"
+    assert run_cli(capsys, "charlm", "train", "--text", text_file, "--cell", "rnn", "--hidden-size", "6",
+                   "--max-steps", "2", "--eval-every", "2", "--out", out, "--quiet")[0] == 0
+    code, stdout, err = run_cli(capsys, "export", "--run", out, "--format", "min-char-rnn",
+                                "--out", tmp_path / "w.npz")
+    assert code == 0, err
+    assert "Wxh (6," in stdout
+    spec, params = interchange.from_min_char_rnn(interchange.load(tmp_path / "w.npz"))
+    assert spec.hidden_size == 6
+    assert run_cli(capsys, "export", "--run", out, "--format", "torch", "--out", tmp_path / "w.safetensors")[0] == 0
+    assert "rnn.weight_ih_l0" in interchange.load(tmp_path / "w.safetensors")
+    assert_user_error(capsys, "export", "--run", out, "--format", "torch", "--out", tmp_path / "w.h5",
+                      match="format")
+    assert_user_error(capsys, "export", "--run", tmp_path / "none", "--format", "torch",
+                      "--out", tmp_path / "x.pt", match="does not exist")
