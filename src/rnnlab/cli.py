@@ -349,6 +349,12 @@ def _export(args) -> int:
     return 0
 
 
+def _resume_hint(task: str, summary: dict) -> int:
+    """After Ctrl-C: how to continue, and the conventional exit code of an interrupted program."""
+    print(f"resume with: rnnlab {task} train --resume --out {summary['run_dir']}")
+    return 130
+
+
 def _charlm_train(args) -> int:
     from .tasks import charlm
 
@@ -360,8 +366,7 @@ def _charlm_train(args) -> int:
     best_text = f"; best validation {best:.4f} nats/char" if best is not None else ""
     print(f"{summary['stop_reason']} at step {summary['step']}{best_text}; run saved in {summary['run_dir']}")
     if summary["interrupted"]:
-        print("resume with: rnnlab charlm train --resume --out " + summary["run_dir"])
-        return 130
+        return _resume_hint("charlm", summary)
     return 0
 
 
@@ -408,8 +413,7 @@ def _denoise_train(args) -> int:
                                 quiet=args.quiet)
     print(f"{summary['stop_reason']} at step {summary['step']}; run saved in {summary['run_dir']}")
     if summary["interrupted"]:
-        print("resume with: rnnlab denoise train --resume --out " + summary["run_dir"])
-        return 130
+        return _resume_hint("denoise", summary)
     _print_denoise_test(summary["test"])
     print(f"plots: {summary['run_dir']}/loss.png, {summary['run_dir']}/traces.png")
     return 0
@@ -445,8 +449,7 @@ def _forecast_train(args) -> int:
                                  quiet=args.quiet)
     print(f"{summary['stop_reason']} after {summary['epochs']:g} epochs; run saved in {summary['run_dir']}")
     if summary["interrupted"]:
-        print("resume with: rnnlab forecast train --resume --out " + summary["run_dir"])
-        return 130
+        return _resume_hint("forecast", summary)
     test = summary["test"]
     print(f"test ({test['model']} model, epoch {test['epoch']:g}): RMSE {test['rmse']:,.2f} vs persistence "
           f"{test['persistence_rmse']:,.2f}, skill {test['skill']:+.4f}")
