@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/charlm_numpy.py
 	$(PY) benchmarks/denoise.py
 	$(PY) benchmarks/forecast.py
+	$(PY) benchmarks/backends.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
