@@ -329,16 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _export(args) -> int:
-    from . import checkpoint, interchange
-    from .cells import ModelSpec
+    from . import interchange, runs
 
-    which = "best" if args.best else "checkpoint"
-    tensors, meta = checkpoint.load(args.run, which)
-    try:
-        spec = ModelSpec.from_dict(meta["spec"])
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"{args.run}/{which}.json lacks field {exc}; the checkpoint is damaged") from exc
-    params = checkpoint.group(tensors, "params")
+    spec, params, _ = runs.load_model(args.run, "best" if args.best else "checkpoint")
     if args.format == "min-char-rnn":
         arrays = interchange.to_min_char_rnn(spec, params)
     else:

@@ -118,6 +118,19 @@ def schedule_of(cfg, total_steps: int) -> dict:
                 warmup_steps=cfg.warmup_steps)
 
 
+def load_model(run_dir, which: str = "checkpoint") -> tuple[ModelSpec, dict, dict]:
+    """(spec, params, meta) of ``<run_dir>/<which>`` for any task, checked against each other."""
+    run_dir = Path(run_dir)
+    tensors, meta = checkpoint.load(run_dir, which)
+    try:
+        spec = ModelSpec.from_dict(meta["spec"])
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{run_dir}/{which}.json lacks field {exc}; the checkpoint is damaged") from exc
+    params = checkpoint.group(tensors, "params")
+    check_params(spec, params, f"{run_dir}/{which}.safetensors")
+    return spec, params, meta
+
+
 def load_saved(run_dir, which: str, task_name: str, config_cls,
                backend: str | None = None) -> tuple[dict, dict, ModelSpec, object]:
     """(params, meta, spec, cfg) of ``<run_dir>/<which>`` (``checkpoint`` or ``best``), checked;
@@ -125,15 +138,12 @@ def load_saved(run_dir, which: str, task_name: str, config_cls,
     run_dir = Path(run_dir)
     if which == "best" and not checkpoint.exists(run_dir, "best"):
         raise UserError(f"{str(run_dir)!r} has no best.json (no validation loss yet); use the last checkpoint")
-    tensors, meta = checkpoint.load(run_dir, which)
+    spec, params, meta = load_model(run_dir, which)
     _check_task(meta, task_name, run_dir)
     try:
-        spec = ModelSpec.from_dict(meta["spec"])
         cfg = from_dict(config_cls, meta["config"], where=f"{run_dir}/{which}.json")
     except (KeyError, TypeError) as exc:
         raise UserError(f"{run_dir}/{which}.json lacks field {exc}; the checkpoint is damaged") from exc
-    params = checkpoint.group(tensors, "params")
-    check_params(spec, params, f"{run_dir}/{which}.safetensors")
     if backend is not None:
         cfg = dataclasses.replace(cfg, backend=backend)
     return params, meta, spec, cfg

@@ -60,8 +60,12 @@ class Series:
     prices: pd.Series          # float64 prices, indexed by bin start (UTC)
     source: str                # the CSV path, or "built-in"
     every: pd.Timedelta
-    anchor: pd.Timestamp       # start of the first bin; later data reuses this bin grid
     notes: list
+
+    @property
+    def anchor(self) -> pd.Timestamp:
+        """Start of the first bin; later data reuses this bin grid."""
+        return self.prices.index[0]
 
 
 def _selected_gaps(data, start, end) -> list:
@@ -88,7 +92,7 @@ def load_series(cfg: ForecastConfig) -> Series:
         notes.append(f"{len(resampled.empty_bins)} {cfg.every} bin(s) hold no row (first at {first:%Y-%m-%d %H:%M}); "
                      "left out, so a window may span them")
     prices = resampled.opens.astype(np.float64)
-    return Series(prices, source, every, prices.index[0], notes)
+    return Series(prices, source, every, notes)
 
 
 class Features:
@@ -281,6 +285,7 @@ class ForecastTask:
         # Persistence in the model's units: the output that would mean "the next price is the last one".
         self.val_persistence_mse = float(np.mean((self.features.targets(val.price_windows, val.last)
                                                   - val.targets) ** 2))
+        self.val_persistence_rmse = float(np.sqrt(np.mean((val.last - val.actual) ** 2)))
         self.batch_size = cfg.batch_size
         self.items_per_step = cfg.batch_size
         self.steps_per_epoch = math.ceil(len(train_part.actual) / cfg.batch_size)
@@ -316,8 +321,7 @@ class ForecastTask:
             out[f"{name}_mse"] = float(np.mean((outputs - part.targets) ** 2))
             err = prices - part.actual
             out[f"{name}_rmse"] = float(np.sqrt(np.mean(err ** 2)))
-        val = self.parts["val"]
-        out["val_persistence_rmse"] = float(np.sqrt(np.mean((val.last - val.actual) ** 2)))
+        out["val_persistence_rmse"] = self.val_persistence_rmse
         out["val_skill"] = 1.0 - out["val_rmse"] / out["val_persistence_rmse"]
         out["val_persistence_mse"] = self.val_persistence_mse
         # The best epoch is the one with the lowest validation RMSE in price units, the number the
