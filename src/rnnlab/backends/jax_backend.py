@@ -27,13 +27,100 @@ jax.config.update("jax_enable_x64", True)
 name = "jax"
 
 
+# Cells with one recurrent matmul (rnn, gru_reset_after, lstm) are split at it.  Each
+# step computes ``z = h @ U`` and folds it into the step's input projection ``a`` as
+# ``s = a + z`` (the gate pre-activations; gru_reset_after keeps the candidate's
+# ``a_n`` in ``s`` and its ``h U_n + b_U_n`` apart as ``e``), then a pointwise part
+# maps ``(s, e, carry)`` to the next carry.  The pointwise parts' vjps are written by
+# hand (checked against the NumPy backend's BPTT in the tests), so ``_scan_layer``
+# can give the scan its own backward pass.  Cho's GRU has a second matmul behind its
+# reset gate, so it is written whole and left to autodiff of the scan.
+
 def _sigmoid(x):
     return 0.5 * (1.0 + jnp.tanh(0.5 * x))  # the NumPy backend's form, so float64 results agree
 
 
-def _rnn(p, h, a):
-    h = jnp.tanh(a + h @ p["U"])
-    return h, h
+def _h(carry):
+    """The hidden state in a carry (LSTM carries ``(h, c)``)."""
+    return carry[0] if isinstance(carry, tuple) else carry
+
+
+def _with_h(carry, h):
+    return (h, carry[1]) if isinstance(carry, tuple) else h
+
+
+class _RNN:
+    @staticmethod
+    def fold(q, a, z):
+        return a + z, None
+
+    @staticmethod
+    def pointwise(s, e, h):
+        return jnp.tanh(s)
+
+    @staticmethod
+    def vjp(s, e, h, dh):
+        """-> (ds, de, d_carry) with d_carry the gradient reaching the previous carry
+        other than through ``z``."""
+        h_new = jnp.tanh(s)
+        return dh * (1.0 - h_new * h_new), None, jnp.zeros_like(h)
+
+
+class _GRUResetAfter:
+    @staticmethod
+    def fold(q, a, z):
+        H = z.shape[-1] // 3
+        hu = z + q["b_U"]
+        return jnp.concatenate([a[:, :2 * H] + hu[:, :2 * H], a[:, 2 * H:]], axis=1), hu[:, 2 * H:]
+
+    @staticmethod
+    def _gates(s, e):
+        H = e.shape[-1]
+        r, zg = _sigmoid(s[:, :H]), _sigmoid(s[:, H:2 * H])
+        return r, zg, jnp.tanh(s[:, 2 * H:] + r * e)
+
+    @classmethod
+    def pointwise(cls, s, e, h):
+        r, zg, n = cls._gates(s, e)
+        return n + zg * (h - n)
+
+    @classmethod
+    def vjp(cls, s, e, h, dh):
+        r, zg, n = cls._gates(s, e)
+        d_pre_n = dh * (1.0 - zg) * (1.0 - n * n)
+        ds = jnp.concatenate([d_pre_n * e * r * (1.0 - r), dh * (h - n) * zg * (1.0 - zg), d_pre_n], axis=1)
+        return ds, d_pre_n * r, dh * zg
+
+
+class _LSTM:
+    @staticmethod
+    def fold(q, a, z):
+        return a + z, None
+
+    @staticmethod
+    def _gates(s):
+        H = s.shape[-1] // 4
+        return (_sigmoid(s[:, :H]), _sigmoid(s[:, H:2 * H]), jnp.tanh(s[:, 2 * H:3 * H]),
+                _sigmoid(s[:, 3 * H:]))
+
+    @classmethod
+    def pointwise(cls, s, e, carry):
+        i, f, n, o = cls._gates(s)
+        c = f * carry[1] + i * n
+        return o * jnp.tanh(c), c
+
+    @classmethod
+    def vjp(cls, s, e, carry, d_new):
+        (h, c), (dh, dc) = carry, d_new
+        i, f, n, o = cls._gates(s)
+        tc = jnp.tanh(f * c + i * n)
+        dc = dc + dh * o * (1.0 - tc * tc)
+        ds = jnp.concatenate([dc * n * i * (1.0 - i), dc * c * f * (1.0 - f), dc * i * (1.0 - n * n),
+                              dh * tc * o * (1.0 - o)], axis=1)
+        return ds, None, (jnp.zeros_like(h), dc * f)
+
+
+SPLIT_CELLS = {"rnn": _RNN, "gru_reset_after": _GRUResetAfter, "lstm": _LSTM}
 
 
 def _gru(p, h, a):
@@ -46,28 +133,68 @@ def _gru(p, h, a):
     return h, h
 
 
-def _gru_reset_after(p, h, a):
-    H = h.shape[-1]
-    hu = h @ p["U"] + p["b_U"]
-    rz = _sigmoid(a[:, :2 * H] + hu[:, :2 * H])
-    r, z = rz[:, :H], rz[:, H:]
-    n = jnp.tanh(a[:, 2 * H:] + r * hu[:, 2 * H:])
-    h = n + z * (h - n)
-    return h, h
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _scan_layer(cell: str, U, q, carry0, A):
+    """One layer over time: ``A`` [T, B, G*H] (= x W + b) -> (carry_T, outputs [T, B, H]).
+
+    Why a hand-made backward pass: autodiff of ``lax.scan`` accumulates the gradient
+    of the loop-invariant ``U`` inside the reverse loop, one (H, B) @ (B, G*H) product
+    plus a full [H, G*H] add per step, and differentiates the gate slices into
+    pad-and-add chains.  Here the reverse loop carries only ``dh`` (and ``dc``) and
+    emits each step's ``ds`` (the gradient of ``A``) with one concatenation; the
+    gradient of ``U`` is then one (H, T*B) @ (T*B, G*H) product, as in the NumPy
+    backend.
+    """
+    (carry_T, Hout), _ = _scan_layer_fwd(cell, U, q, carry0, A)
+    return carry_T, Hout
 
 
-def _lstm(p, carry, a):
-    h, c = carry
-    H = h.shape[-1]
-    g = a + h @ p["U"]
-    i, f = _sigmoid(g[:, :H]), _sigmoid(g[:, H:2 * H])
-    cand, o = jnp.tanh(g[:, 2 * H:3 * H]), _sigmoid(g[:, 3 * H:])
-    c = f * c + i * cand
-    h = o * jnp.tanh(c)
-    return (h, c), h
+def _scan_layer_fwd(cell, U, q, carry0, A):
+    kind = SPLIT_CELLS[cell]
+
+    def body(carry, a):
+        s, e = kind.fold(q, a, _h(carry) @ U)
+        new = kind.pointwise(s, e, carry)
+        c_prev = carry[1] if isinstance(carry, tuple) else None
+        return new, (s, e, c_prev, _h(new))
+
+    carry_T, (S, E, C_prev, Hout) = jax.lax.scan(body, carry0, A)
+    return (carry_T, Hout), (U, _h(carry0), S, E, C_prev, Hout)
 
 
-CELLS = {"rnn": _rnn, "gru": _gru, "gru_reset_after": _gru_reset_after, "lstm": _lstm}
+def _scan_layer_bwd(cell, residuals, cotangents):
+    U, h0, S, E, C_prev, Hout = residuals
+    d_carry_T, dHout = cotangents
+    kind = SPLIT_CELLS[cell]
+    H_prev = jnp.concatenate([h0[None], Hout[:-1]], axis=0)
+    UT = U.T
+
+    def body(d_carry, step):
+        s, e, h, c, dh_out = step
+        carry = h if c is None else (h, c)
+        ds, de, d_prev = kind.vjp(s, e, carry, _with_h(d_carry, _h(d_carry) + dh_out))
+        dz = ds if de is None else jnp.concatenate([ds[:, :ds.shape[1] - de.shape[1]], de], axis=1)
+        return _with_h(d_prev, _h(d_prev) + dz @ UT), (ds, de)
+
+    d_carry0, (dA, dE) = jax.lax.scan(body, d_carry_T, (S, E, H_prev, C_prev, dHout), reverse=True)
+    dq = {}
+    if dE is None:
+        dU = jnp.einsum("tbh,tbg->hg", H_prev, dA)
+    else:  # z = [the rz part of s, e] less b_U
+        d_rz = dA[..., :dA.shape[-1] - dE.shape[-1]]
+        dU = jnp.concatenate([jnp.einsum("tbh,tbg->hg", H_prev, d_rz), jnp.einsum("tbh,tbg->hg", H_prev, dE)], axis=1)
+        dq["b_U"] = jnp.concatenate([d_rz.sum(axis=(0, 1)), dE.sum(axis=(0, 1))])
+    return dU, dq, d_carry0, dA
+
+
+_scan_layer.defvjp(_scan_layer_fwd, _scan_layer_bwd)
+
+
+def _run_layer(cell: str, p, carry0, A):
+    """(carry_T, outputs [T, B, H]) of one layer of any cell."""
+    if cell == "gru":
+        return jax.lax.scan(partial(_gru, p), carry0, A)
+    return _scan_layer(cell, p["U"], {k: v for k, v in p.items() if k == "b_U"}, carry0, A)
 
 
 def _layer(params, k):
@@ -79,12 +206,11 @@ def _forward_tm(params, spec: ModelSpec, carry, x):
     """x: [T, B] ids or [T, B, F]; returns outputs [T, B, O] and the new carry."""
     if spec.input_kind == "dense_relu":
         x = jax.nn.relu(x @ params["input.W"] + params["input.b"])
-    cell = CELLS[spec.cell]
     new_carry = []
     for k in range(spec.num_layers):
         p = _layer(params, k)
         A = (p["W"][x] if k == 0 and spec.input_kind == "onehot" else x @ p["W"]) + p["b"]
-        c_k, x = jax.lax.scan(partial(cell, p), carry[k], A)
+        c_k, x = _run_layer(spec.cell, p, carry[k], A)
         new_carry.append(c_k)
     return x @ params["readout.W"] + params["readout.b"], new_carry
 
