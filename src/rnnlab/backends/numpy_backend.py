@@ -193,36 +193,64 @@ class GRUResetAfterCell:
         Hs, HU, RZ, N = cache
         T, B, H = dHout.shape
         UT = np.ascontiguousarray(p["U"].T)
-        R, Z, Hprev = RZ[..., :H], RZ[..., H:], Hs[:-1]
-        Kn, Kz = _gru_factors(Hprev, Z, N)
-        Kr = HU[..., 2 * H:] * R * (1.0 - R)        # d a_r / d(r * hu_n), times hu_n
-        dHU = np.empty((T, B, 3 * H), dHout.dtype)   # grad wrt h U + b_U
-        dAn = np.empty((T, B, H), dHout.dtype)       # grad wrt x W_n + b_n
+        # d(x W + b) = [d a_r, d a_z, d a_n];  d(h U + b_U) = [d a_r, d a_z, d a_n * r].
+        dA = np.empty((T, B, 3 * H), dHout.dtype)
+        dHUn = np.empty((T, B, H), dHout.dtype)
+        dhu = np.empty((B, 3 * H), dHout.dtype)     # one step's d(h U + b_U), for the dh GEMM
         dh = np.zeros((B, H), dHout.dtype)
+        k = np.empty((B, H), dHout.dtype)
         tmp = np.empty((B, H), dHout.dtype)
+        # Derivative factors step by step, while the step's gates are in cache (see LSTMCell).
         for t in range(T - 1, -1, -1):
+            r, z, n, hu_n, h, d = RZ[t, :, :H], RZ[t, :, H:], N[t], HU[t, :, 2 * H:], Hs[t], dA[t]
+            dan = d[:, 2 * H:]
             dh += dHout[t]
-            np.multiply(dh, Kn[t], out=dAn[t])
-            np.multiply(dAn[t], R[t], out=dHU[t, :, 2 * H:])
-            np.multiply(dAn[t], Kr[t], out=dHU[t, :, :H])
-            np.multiply(dh, Kz[t], out=dHU[t, :, H:2 * H])
-            dh *= Z[t]
-            np.matmul(dHU[t], UT, out=tmp)
+            np.square(n, out=k)                      # d a_n = dh * (1 - z) * (1 - n^2)
+            np.subtract(1.0, k, out=k)
+            k *= dh
+            np.subtract(1.0, z, out=tmp)
+            np.multiply(k, tmp, out=dan)
+            np.multiply(dan, r, out=dHUn[t])         # d hu_n = d a_n * r
+            np.multiply(z, tmp, out=tmp)             # d a_z = dh * (h - n) * z (1 - z)
+            np.subtract(h, n, out=k)
+            k *= tmp
+            np.multiply(k, dh, out=d[:, H:2 * H])
+            np.subtract(1.0, r, out=k)               # d a_r = d a_n * hu_n * r (1 - r)
+            k *= r
+            k *= hu_n
+            np.multiply(k, dan, out=d[:, :H])
+            dhu[:, :2 * H] = d[:, :2 * H]
+            dhu[:, 2 * H:] = dHUn[t]
+            dh *= z
+            np.matmul(dhu, UT, out=tmp)
             dh += tmp
-        dU = Hprev.reshape(T * B, H).T @ dHU.reshape(T * B, 3 * H)
-        dA = np.concatenate([dHU[..., :2 * H], dAn], axis=2)
-        return dA, {"U": dU, "b_U": dHU.sum(axis=(0, 1))}
+        Hprev = Hs[:-1].reshape(T * B, H).T
+        dU = np.empty((H, 3 * H), dHout.dtype)
+        np.matmul(Hprev, dA.reshape(T * B, 3 * H)[:, :2 * H], out=dU[:, :2 * H])
+        np.matmul(Hprev, dHUn.reshape(T * B, H), out=dU[:, 2 * H:])
+        db_U = np.concatenate([dA[..., :2 * H].sum(axis=(0, 1)), dHUn.sum(axis=(0, 1))])
+        return dA, {"U": dU, "b_U": db_U}
 
 
 class LSTMCell:
     """i, f, o = sigmoid(.), g = tanh(.), of x W + h U + b;  c' = f*c + i*g;  h' = o*tanh(c')."""
 
     @staticmethod
-    def forward(p, A, carry0):
+    def input_scale(H: int, dtype) -> np.ndarray:
+        """Column scale folded into ``W``, ``b`` and ``U``: 1/2 on the sigmoid gates, since
+        sigmoid(x) = (1 + tanh(x/2)) / 2; one tanh then serves all four gates of a step.
+        Exact in binary floating point, so results do not change."""
+        scale = np.full(4 * H, 0.5, dtype)
+        scale[2 * H:3 * H] = 1.0
+        return scale
+
+    @classmethod
+    def forward(cls, p, A, carry0):
+        """``A`` arrives scaled by ``input_scale`` (see ``_project``)."""
         h0, c0 = carry0
         T, B, H4 = A.shape
         H = H4 // 4
-        U = p["U"]
+        U = p["U"] * cls.input_scale(H, A.dtype)
         Hs = np.empty((T + 1, B, H), A.dtype)
         Cs = np.empty((T + 1, B, H), A.dtype)
         Gs = np.empty((T, B, 4 * H), A.dtype)
@@ -232,9 +260,10 @@ class LSTMCell:
             g = Gs[t]
             np.matmul(Hs[t], U, out=g)
             g += A[t]
-            _sigmoid_(g[:, :2 * H])
-            np.tanh(g[:, 2 * H:3 * H], out=g[:, 2 * H:3 * H])
-            _sigmoid_(g[:, 3 * H:])
+            np.tanh(g, out=g)
+            for s in (g[:, :2 * H], g[:, 3 * H:]):  # tanh(x/2) -> sigmoid(x)
+                s += 1.0
+                s *= 0.5
             c = Cs[t + 1]
             np.multiply(g[:, H:2 * H], Cs[t], out=c)
             np.multiply(g[:, :H], g[:, 2 * H:3 * H], out=TC[t])
@@ -248,26 +277,39 @@ class LSTMCell:
         Hs, Cs, Gs, TC = cache
         T, B, H = dHout.shape
         UT = np.ascontiguousarray(p["U"].T)
-        I, F, G, O = (Gs[..., k * H:(k + 1) * H] for k in range(4))
-        Dc = O * (1.0 - np.square(TC))      # dc / dh (through tanh(c))
-        Ki = G * I * (1.0 - I)
-        Kf = Cs[:-1] * F * (1.0 - F)
-        Kg = I * (1.0 - np.square(G))
-        Ko = TC * O * (1.0 - O)
         dA = np.empty((T, B, 4 * H), dHout.dtype)
         dh = np.zeros((B, H), dHout.dtype)
         dc = np.zeros((B, H), dHout.dtype)
-        tmp = np.empty((B, H), dHout.dtype)
+        k = np.empty((B, H), dHout.dtype)
+        # The derivative factors are formed step by step, while the step's gates are in
+        # cache: for all steps at once they cost three times as long at H = 512.
         for t in range(T - 1, -1, -1):
+            g, tc, d = Gs[t], TC[t], dA[t]
+            i, f, n, o = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
             dh += dHout[t]
-            np.multiply(dh, Dc[t], out=tmp)
-            dc += tmp
-            np.multiply(dc, Ki[t], out=dA[t, :, :H])
-            np.multiply(dc, Kf[t], out=dA[t, :, H:2 * H])
-            np.multiply(dc, Kg[t], out=dA[t, :, 2 * H:3 * H])
-            np.multiply(dh, Ko[t], out=dA[t, :, 3 * H:])
-            dc *= F[t]
-            np.matmul(dA[t], UT, out=dh)
+            np.square(tc, out=k)                    # dc += dh * o * (1 - tanh(c)^2)
+            np.subtract(1.0, k, out=k)
+            k *= o
+            k *= dh
+            dc += k
+            np.subtract(1.0, o, out=k)              # d a_o = dh * tanh(c) * o (1 - o)
+            k *= o
+            k *= tc
+            np.multiply(k, dh, out=d[:, 3 * H:])
+            np.subtract(1.0, i, out=k)              # d a_i = dc * n * i (1 - i)
+            k *= i
+            k *= n
+            np.multiply(k, dc, out=d[:, :H])
+            np.subtract(1.0, f, out=k)              # d a_f = dc * c_prev * f (1 - f)
+            k *= f
+            k *= Cs[t]
+            np.multiply(k, dc, out=d[:, H:2 * H])
+            np.square(n, out=k)                     # d a_n = dc * i * (1 - n^2)
+            np.subtract(1.0, k, out=k)
+            k *= i
+            np.multiply(k, dc, out=d[:, 2 * H:3 * H])
+            dc *= f
+            np.matmul(d, UT, out=dh)
         dU = Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, 4 * H)
         return dA, {"U": dU}
 
@@ -289,14 +331,20 @@ def _time_major_inputs(spec: ModelSpec, inputs: np.ndarray, dtype) -> np.ndarray
 
 
 def _project(spec: ModelSpec, k: int, p: dict, x: np.ndarray) -> np.ndarray:
-    """x @ W + b for every step at once: [T, B, G*H]."""
+    """x @ W + b for every step at once: [T, B, G*H], times the cell's ``input_scale``
+    where it has one (folded into the small W and b, not the large result)."""
+    W, b = p["W"], p["b"]
+    scale_fn = getattr(CELLS[spec.cell], "input_scale", None)
+    if scale_fn is not None:
+        scale = scale_fn(spec.hidden_size, W.dtype)
+        W, b = W * scale, b * scale
     if k == 0 and spec.input_kind == "onehot":
-        A = p["W"][x]           # row gather == one-hot @ W
-        A += p["b"]
+        A = W[x]                # row gather == one-hot @ W
+        A += b
         return A
     T, B, F = x.shape
-    A = x.reshape(T * B, F) @ p["W"]
-    A += p["b"]
+    A = x.reshape(T * B, F) @ W
+    A += b
     return A.reshape(T, B, -1)
 
 
