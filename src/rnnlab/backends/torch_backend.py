@@ -22,16 +22,23 @@ this backend is chosen.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..cells import ModelSpec
+from ..threads import torch_threads
 from .numpy_backend import check_targets
 from .numpy_backend import init_carry as _np_init_carry
 
 name = "torch"
+
+# One intra-op thread per CPU this process may use (not per CPU of the host), or what the
+# user asked for; under torchrun each local process gets its share.
+torch.set_num_threads(torch_threads(int(os.environ.get("LOCAL_WORLD_SIZE") or 1)))
 
 BUILTINS = {"rnn": lambda i, h, n: nn.RNN(i, h, n, nonlinearity="tanh", batch_first=True),
             "gru_reset_after": lambda i, h, n: nn.GRU(i, h, n, batch_first=True),
