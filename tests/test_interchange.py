@@ -98,3 +98,66 @@ def test_export_command(tmp_path, capsys, text_file):
                       match="format")
     assert_user_error(capsys, "export", "--run", tmp_path / "none", "--format", "torch",
                       "--out", tmp_path / "x.pt", match="does not exist")
+
+
+def test_import_command_round_trips_an_exported_run(tmp_path, capsys, text_file):
+    """export -> import gives a run whose eval equals the original's, and it fine-tunes."""
+    out = tmp_path / "run"
+    assert run_cli(capsys, "charlm", "train", "--text", text_file, "--cell", "lstm", "--hidden-size", "6",
+                   "--max-steps", "3", "--eval-every", "3", "--out", out, "--quiet")[0] == 0
+    assert run_cli(capsys, "export", "--run", out, "--format", "torch", "--out", tmp_path / "w.pt")[0] == 0
+    code, stdout, err = run_cli(capsys, "import", "--weights", tmp_path / "w.pt", "--format", "torch",
+                                "--text", text_file, "--out", tmp_path / "imported")
+    assert code == 0, err
+    assert "imported a lstm model (H=6" in stdout
+    original = run_cli(capsys, "charlm", "eval", "--run", out, "--json")[1]
+    imported = run_cli(capsys, "charlm", "eval", "--run", tmp_path / "imported", "--json")[1]
+    import json
+    assert json.loads(imported)["nats_per_char"] == pytest.approx(json.loads(original)["nats_per_char"], rel=1e-6)
+    assert run_cli(capsys, "charlm", "sample", "--run", tmp_path / "imported", "--length", "5")[0] == 0
+    code, _, err = run_cli(capsys, "charlm", "train", "--resume", "--max-steps", "2", "--out", tmp_path / "imported",
+                           "--quiet")
+    assert code == 0, err
+
+
+def test_import_min_char_rnn_with_its_own_character_order(tmp_path, capsys, text_file):
+    """min-char-rnn orders its vocabulary by set() iteration; --chars gives that order, and the
+    imported model then predicts exactly what the classic column-vector code predicts."""
+    text = text_file.read_text(encoding="utf-8")
+    chars = "".join(sorted(set(text[: int(len(text) * 0.9)]), reverse=True))  # any order but ours
+    V, H = len(chars), 8
+    rng = np.random.default_rng(3)
+    weights = {"Wxh": rng.standard_normal((H, V)) * 0.1, "Whh": rng.standard_normal((H, H)) * 0.1,
+               "Why": rng.standard_normal((V, H)) * 0.1, "bh": rng.standard_normal((H, 1)) * 0.1,
+               "by": rng.standard_normal((V, 1)) * 0.1}
+    np.savez(tmp_path / "classic.npz", **weights)
+    assert run_cli(capsys, "import", "--weights", tmp_path / "classic.npz", "--format", "min-char-rnn",
+                   "--text", text_file, "--chars", chars, "--out", tmp_path / "mcr")[0] == 0
+    from rnnlab.tasks import charlm
+    trainer, vocab, cfg, _ = charlm.load_run(tmp_path / "mcr")
+    assert vocab.chars == chars and cfg.dtype == "float64"
+    h, loss = np.zeros((H, 1)), 0.0
+    for a, b in zip(text[:40], text[1:41]):  # the classic loss, one character at a time
+        x = np.zeros((V, 1))
+        x[chars.index(a)] = 1
+        h = np.tanh(weights["Wxh"] @ x + weights["Whh"] @ h + weights["bh"])
+        y = weights["Why"] @ h + weights["by"]
+        loss += float(np.log(np.exp(y - y.max()).sum()) - (y[chars.index(b), 0] - y.max()))
+    ids = vocab.encode(text[:41])
+    logits, _ = trainer.forward(trainer.init_carry(1), ids[None, :40])
+    ours = charlm.log_softmax_nll(logits, ids[None, 1:41])
+    assert ours == pytest.approx(loss, rel=1e-12)
+
+
+def test_import_refusals(tmp_path, capsys, text_file):
+    rng = np.random.default_rng(0)
+    weights = {"Wxh": rng.standard_normal((4, 3)), "Whh": np.eye(4), "Why": rng.standard_normal((3, 4)),
+               "bh": np.zeros((4, 1)), "by": np.zeros((3, 1))}
+    np.savez(tmp_path / "w.npz", **weights)
+    base = ["import", "--weights", tmp_path / "w.npz", "--format", "min-char-rnn", "--text", text_file]
+    assert_user_error(capsys, *base, "--out", tmp_path / "a", match="models 3 characters")
+    assert_user_error(capsys, *base, "--chars", "aab", "--out", tmp_path / "a", match="repeats a character")
+    assert_user_error(capsys, *base, "--chars", "abc", "--out", tmp_path / "a", match="not in the model's vocabulary")
+    assert_user_error(capsys, "import", "--weights", tmp_path / "none.npz", "--format", "torch",
+                      "--out", tmp_path / "b", match="does not exist")
+    assert_user_error(capsys, *base[:4], "torch", "--out", tmp_path / "c", match="lacks rnn.weight_ih_l0")

@@ -325,7 +325,37 @@ def build_parser() -> argparse.ArgumentParser:
                                                                      "in the state_dict (default rnn)")
     ex.add_argument("--fc-name", default="fc", metavar="NAME", help="attribute name of the nn.Linear (default fc)")
     ex.set_defaults(verb=None)
+
+    im = tasks.add_parser("import", help="make a charlm run from min-char-rnn weights or a PyTorch state_dict",
+                          description="Turn classic weights into a charlm run directory, so sample, eval, "
+                                      "export and train --resume (fine-tuning) work on them. The file type "
+                                      "follows --weights: .npz, .pt/.pth or .safetensors.")
+    im.add_argument("--weights", required=True, metavar="FILE")
+    im.add_argument("--format", required=True, choices=("min-char-rnn", "torch"))
+    im.add_argument("--out", required=True, metavar="DIR", help="run directory to create")
+    im.add_argument("--text", metavar="FILE", help="the corpus, for eval and fine-tuning (default: built-in)")
+    im.add_argument("--chars", metavar="STRING", help="the vocabulary in the order of the model's one-hot rows "
+                                                      "(default: the sorted characters of --text)")
+    im.add_argument("--backend", choices=BACKEND_NAMES, default="numpy", help="backend of the run (default numpy)")
+    im.add_argument("--rnn-name", default="rnn", metavar="NAME")
+    im.add_argument("--fc-name", default="fc", metavar="NAME")
+    im.add_argument("--force", action="store_true", help="replace a run already in --out")
+    im.set_defaults(verb=None)
     return parser
+
+
+def _import(args) -> int:
+    from .tasks import charlm
+
+    result = charlm.import_run(args.weights, args.format, args.out, args.text, args.chars, args.rnn_name,
+                               args.fc_name, args.backend, args.force)
+    spec = result["spec"]
+    val = result["val_nats_per_char"]
+    val_text = f"; validation {val:.4f} nats/char" if val is not None else ""
+    print(f"imported a {spec['cell']} model (H={spec['hidden_size']}, {spec['num_layers']} layer(s), "
+          f"{result['vocab_size']} characters) into {result['run_dir']}{val_text}")
+    print(f"try: rnnlab charlm sample --run {result['run_dir']}")
+    return 0
 
 
 def _export(args) -> int:
@@ -472,7 +502,7 @@ COMMANDS = {("charlm", "train"): _charlm_train, ("charlm", "sample"): _charlm_sa
             ("charlm", "eval"): _charlm_eval, ("denoise", "train"): _denoise_train,
             ("denoise", "search"): _denoise_search, ("denoise", "eval"): _denoise_eval,
             ("forecast", "train"): _forecast_train, ("forecast", "predict"): _forecast_predict,
-            ("export", None): _export}
+            ("export", None): _export, ("import", None): _import}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -212,3 +212,59 @@ def evaluate_run(run_dir, text_path: str | None = None, which: str = "checkpoint
     nats = nats_per_char(trainer, ids, cfg.seq_len)
     return {"text": source, "chars": int(len(ids)), "unknown_chars_skipped": int(dropped),
             "nats_per_char": nats, "bits_per_char": nats / LN2}
+
+
+# --------------------------------------------------------------------------- classic formats in
+
+def import_run(weights_path: str | os.PathLike, fmt: str, out: str | os.PathLike, text: str | None = None,
+               chars: str | None = None, rnn_name: str = "rnn", fc_name: str = "fc", backend: str = "numpy",
+               force: bool = False) -> dict:
+    """Make a charlm run in ``out`` from classic weights (``fmt``: ``min-char-rnn`` or ``torch``),
+    so ``sample``, ``eval``, ``export`` and ``train --resume`` (fine-tuning) work on it.
+
+    The weights carry no vocabulary: it is ``chars`` (the characters in the order of the
+    model's one-hot rows; min-char-rnn's ``chars`` list joined) or else the sorted
+    characters of the training part of ``text``, rnnlab's own order.
+    """
+    from .. import interchange
+
+    path = Path(weights_path)
+    if not path.exists():
+        raise UserError(f"weights file {str(path)!r} does not exist")
+    arrays = interchange.load(path)
+    if fmt == "min-char-rnn":
+        spec, params = interchange.from_min_char_rnn(arrays, where=str(path))
+    elif fmt == "torch":
+        spec, params = interchange.from_torch_state_dict(arrays, "onehot", rnn_name, fc_name, where=str(path))
+    else:
+        raise UserError(f"unknown format {fmt!r}; choose min-char-rnn or torch")
+    if spec.input_size != spec.output_size:
+        raise UserError(f"{path}: a character model reads and predicts the same {spec.input_size} characters, "
+                        f"but these weights read {spec.input_size} and predict {spec.output_size}")
+    dtype = "float64" if next(iter(params.values())).dtype == np.float64 else "float32"
+    params = {k: v.astype(dtype) for k, v in params.items()}
+    cfg = CharLMConfig(text=os.path.abspath(text) if text else "", cell=spec.cell, hidden_size=spec.hidden_size,
+                       layers=spec.num_layers, dtype=dtype, backend=backend).validate()
+    corpus = read_text(cfg.text or None)
+    if chars and len(set(chars)) != len(chars):
+        raise UserError(f"--chars repeats a character ({len(chars)} given, {len(set(chars))} distinct); "
+                        "give each vocabulary character once, in row order")
+    vocab = Vocab(chars) if chars else Vocab.from_text(split_train_val(corpus, cfg.val_fraction)[0])
+    if len(vocab) != spec.input_size:
+        source = "--chars" if chars else f"the training text of {cfg.text or BUILTIN_NAME!r}"
+        raise UserError(f"{path} models {spec.input_size} characters but {source} has {len(vocab)}; pass --chars "
+                        "with the model's characters in the order of its one-hot rows (min-char-rnn: "
+                        "''.join(chars)), or the --text it was trained on")
+    task = CharLMTask(cfg, corpus, vocab)
+    out = Path(out)
+    runs.prepare_run_dir(out, resume=False, force=force)
+    checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header=f"rnnlab charlm run imported from {path}"))
+    state = train.LoopState(sample_rng=np.random.default_rng([cfg.seed, 1]))
+    trainer = runs.make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), "cross_entropy", cfg.loss_reduction)
+    state.carry = trainer.init_carry(cfg.batch_size)
+    metrics = task.evaluate(trainer)
+    config = dataclasses.asdict(cfg)
+    train.save_checkpoint(out, trainer, task, state, config)
+    train.save_params(out, "best", trainer, task, state, config, metrics)
+    return {"run_dir": str(out), "spec": spec.to_dict(), "vocab_size": len(vocab),
+            "val_nats_per_char": metrics.get("val_nats_per_char")}
