@@ -6,8 +6,10 @@ Every user mistake ends in one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from pathlib import Path
 
 from . import __version__
 from .cells import CELLS
@@ -326,6 +328,43 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--fc-name", default="fc", metavar="NAME", help="attribute name of the nn.Linear (default fc)")
     ex.set_defaults(verb=None)
 
+    sw = tasks.add_parser("sweep", help="hyperparameter sweep on Optuna (SQLite or PostgreSQL, many workers)",
+                          description="Search hyperparameters with Optuna: each trial is a normal run in "
+                                      "--out/trial_NNNN, bad trials are pruned from their validation losses, "
+                                      "and the end writes trials.md, best.toml, history.png and importance.png. "
+                                      "Start the same command on several machines with one --storage URL to "
+                                      "share the study.")
+    sweep_tasks = sw.add_subparsers(dest="verb", metavar="TASK", parser_class=_Parser)
+    sweep_tasks.required = True
+    for name, flags, defaults in (("charlm", CHARLM_TRAIN_FLAGS, CharLMConfig()),
+                                  ("denoise", DENOISE_TRAIN_FLAGS, DenoiseConfig()),
+                                  ("forecast", FORECAST_TRAIN_FLAGS, ForecastConfig())):
+        st = sweep_tasks.add_parser(name, help=f"sweep {name} runs",
+                                    description=f"Sweep {name} runs. Training flags fix what is not searched.")
+        group = st.add_argument_group("sweep")
+        group.add_argument("--trials", type=_positive_int, default=20, metavar="N",
+                           help="trials in the whole study, over all workers and machines (default 20)")
+        group.add_argument("--study", metavar="NAME", help=f"study name (default {name}-sweep)")
+        group.add_argument("--storage", metavar="URL", help="any SQLAlchemy URL, e.g. postgresql://user:pw@host/db "
+                                                            "(default sqlite:///<out>/study.db)")
+        group.add_argument("--workers", type=_positive_int, default=1, metavar="K",
+                           help="worker processes on this machine (default 1)")
+        group.add_argument("--timeout-minutes", type=_non_negative_float, default=0.0, metavar="X",
+                           help="start no new trial after X minutes (0 = no limit)")
+        group.add_argument("--space", metavar="FILE.toml", help="search space, replacing the default "
+                                                                "(see --print-space)")
+        group.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median",
+                           help="stop bad trials early from their validation losses (default median)")
+        group.add_argument("--print-space", action="store_true", help="print the search space as TOML and exit")
+        group.add_argument("--heartbeat-seconds", type=_positive_int, default=10, metavar="S",
+                           help="a worker silent for 3 S seconds has its trial failed and re-queued (default 10)")
+        _add_config_flags(st, flags, defaults)
+        run = st.add_argument_group("run")
+        run.add_argument("--config", metavar="FILE.toml", help="base config of every trial; flags override it")
+        run.add_argument("--out", metavar="DIR", help="sweep directory (default runs/<study>)")
+        run.add_argument("--quiet", action="store_true", help="no per-trial lines")
+        st.set_defaults(sweep_flags=flags)
+
     im = tasks.add_parser("import", help="make a charlm run from min-char-rnn weights or a PyTorch state_dict",
                           description="Turn classic weights into a charlm run directory, so sample, eval, "
                                       "export and train --resume (fine-tuning) work on them. The file type "
@@ -498,11 +537,43 @@ def _forecast_predict(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from . import sweep
+
+    task = sweep.TASKS[args.verb]
+    base, _ = _config_from_args(task.config_cls, args, args.sweep_flags)
+    space = sweep.load_space(args.space) if args.space else sweep.DEFAULT_SPACES[args.verb]
+    space = sweep.check_space(space, base, where=args.space or "default search space")
+    if args.print_space:
+        print(sweep.space_to_toml(space), end="")
+        return 0
+    if not any(getattr(base, f) for f in task.budget_fields):
+        raise UserError(f"a sweep needs a budget per trial: set --{task.budget_fields[0].replace('_', '-')}")
+    study = args.study or f"{args.verb}-sweep"
+    settings = sweep.SweepSettings(task=args.verb, base_config=dataclasses.asdict(base), space=space,
+                                   trials=args.trials, study=study, out=args.out or f"runs/{study}",
+                                   storage=args.storage or "", pruner=args.pruner,
+                                   timeout_minutes=args.timeout_minutes, heartbeat_seconds=args.heartbeat_seconds,
+                                   quiet=args.quiet)
+    result = sweep.run_sweep(settings, workers=args.workers)
+    print(result["table"])
+    counts = result["counts"]
+    print(f"study {study}: {counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed "
+          f"(storage {result['storage']})")
+    if result["best"] is not None:
+        best = result["best"]
+        print(f"best: trial {best['number']}, {best['value']:.5g} {result['objective']}, " + ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items()))
+        print(f"files: {settings.out}/trials.md, best.toml, " + ", ".join(Path(p).name for p in result["plots"]))
+    return 0
+
+
 COMMANDS = {("charlm", "train"): _charlm_train, ("charlm", "sample"): _charlm_sample,
             ("charlm", "eval"): _charlm_eval, ("denoise", "train"): _denoise_train,
             ("denoise", "search"): _denoise_search, ("denoise", "eval"): _denoise_eval,
             ("forecast", "train"): _forecast_train, ("forecast", "predict"): _forecast_predict,
-            ("export", None): _export, ("import", None): _import}
+            ("export", None): _export, ("import", None): _import,
+            **{("sweep", name): _sweep for name in ("charlm", "denoise", "forecast")}}
 
 
 def main(argv: list[str] | None = None) -> int:

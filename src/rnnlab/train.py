@@ -14,6 +14,8 @@ import math
 import signal
 import sys
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,20 @@ from .errors import TrainingDiverged
 from .optim import learning_rate
 
 SMOOTHING = 0.99  # weight of the old value in the exponential moving average of the loss
+
+_after_evaluation: ContextVar = ContextVar("after_evaluation", default=None)
+
+
+@contextmanager
+def after_evaluation(callback):
+    """Call ``callback(step, record)`` after each evaluation of the runs inside this block;
+    a string it returns stops the run there, with that as the stop reason.  This is how a
+    sweep's pruner watches a run without any task knowing about sweeps."""
+    token = _after_evaluation.set(callback)
+    try:
+        yield
+    finally:
+        _after_evaluation.reset(token)
 
 
 @dataclass
@@ -157,12 +173,16 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
         save_checkpoint(run_dir, trainer, task, state, config)
         last_saved_step = state.step
         say(task.describe_eval(trainer, state, record, final))
-        return val
+        return record
+
+    def watcher_says_stop(record) -> str | None:
+        hook = _after_evaluation.get()
+        return hook(state.step, record) if hook is not None else None
 
     if budget.eval_at_start and state.step == 0 and state.best_val_loss is None:
-        evaluate_and_save(final=False)
+        stop_reason = watcher_says_stop(evaluate_and_save(final=False))
     with _StopFlag() as stop:
-        while True:
+        while stop_reason is None:
             if budget.max_steps and state.step >= budget.max_steps:
                 stop_reason = f"reached --max-steps {budget.max_steps}"
             elif budget.max_minutes and invocation_seconds >= budget.max_minutes * 60:
@@ -204,10 +224,12 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
                 bar.set_postfix(loss=f"{state.smoothed_loss:.3f}",
                                 **{f"{task.item_name}/s": f"{items_since / max(seconds_since, 1e-9):.0f}"})
             if state.step % budget.eval_every == 0:
-                val = evaluate_and_save(final=False)
+                record = evaluate_and_save(final=False)
+                val = record.get("val_loss")
                 if budget.target_val_loss and val is not None and val <= budget.target_val_loss:
                     stop_reason = f"validation loss {val:.4f} reached --target-val-loss {budget.target_val_loss:g}"
                     break
+                stop_reason = watcher_says_stop(record)
     bar.close()
     if last_saved_step != state.step or (state.step == 0 and not budget.eval_at_start):
         evaluate_and_save(final=True)

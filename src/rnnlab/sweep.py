@@ -1,0 +1,557 @@
+"""Hyperparameter sweeps on Optuna: every trial a normal run directory, one shared study.
+
+The study lives in any storage Optuna's RDB backend takes (SQLite by default,
+PostgreSQL to share it between machines: start the same command on each).
+``--trials N`` is the size of the whole study, not of one worker: a worker
+starts a trial only while fewer than N are finished or under way, so any
+number of workers on any number of machines end with N trials.
+
+A worker that dies mid-trial stops sending heartbeats; after the grace period
+the next worker to look marks its trial failed and queues a copy with the
+same parameters (Optuna's heartbeat and ``RetryHeartbeatStaleTrialCallback``),
+so nothing else is lost.  Failed trials do not count towards N.
+
+Each trial reports its validation loss at every evaluation; the pruner (median
+or Hyperband) may stop it there.  At the end: ``trials.md``, ``best.toml`` (the
+best trial's full config, ready for ``train --config``), ``history.png``,
+``importance.png`` and ``sweep.json`` in the sweep directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+import os
+import socket
+import sys
+import time
+import tomllib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import checkpoint, train
+from .config import CharLMConfig, DenoiseConfig, ForecastConfig, from_dict, to_toml
+from .errors import TrainingDiverged, UserError
+
+
+@dataclass(frozen=True)
+class SweepTask:
+    config_cls: type
+    module: str           # the task module with train_run(cfg, out, force=, quiet=)
+    objective: str        # what the study minimizes: the run's best validation loss, in these units
+    budget_fields: tuple  # at least one must be set so a trial ends
+
+
+TASKS = {
+    "charlm": SweepTask(CharLMConfig, "rnnlab.tasks.charlm", "val nats/char", ("max_steps", "max_minutes")),
+    "denoise": SweepTask(DenoiseConfig, "rnnlab.tasks.denoise", "val MSE", ("steps",)),
+    "forecast": SweepTask(ForecastConfig, "rnnlab.tasks.forecast", "val (RMSE / persistence RMSE)^2", ("epochs",)),
+}
+
+# A parameter is {low, high[, log][, step]} (ints when low and high are ints) or {choices = [...]}.
+_COMMON = {"lr": {"low": 1e-4, "high": 1e-2, "log": True},
+           "cell": {"choices": ["rnn", "gru_reset_after", "lstm"]},
+           "layers": {"choices": [1, 2]}}
+DEFAULT_SPACES = {
+    "charlm": {**_COMMON, "hidden_size": {"choices": [64, 128, 256]}},
+    "denoise": {**_COMMON, "lr": {"low": 1e-4, "high": 3e-2, "log": True},
+                "cell": {"choices": ["gru", "gru_reset_after", "lstm", "rnn"]},
+                "hidden_size": {"choices": [8, 16, 32]}},
+    "forecast": {**_COMMON, "hidden_size": {"choices": [16, 32, 64]},
+                 "window": {"low": 10, "high": 60, "step": 5}},
+}
+PRUNERS = ("median", "hyperband", "none")
+TRIAL_PREFIX = "trial_"
+
+
+# --------------------------------------------------------------------------- search space
+
+def space_to_toml(space: dict) -> str:
+    """The space as the TOML a ``--space`` file holds (one table per parameter)."""
+    lines = ["# rnnlab sweep search space: one table per config field.",
+             "# {low, high[, log][, step]} for numbers (integers when low and high are), {choices} for lists.", ""]
+    for name, spec in space.items():
+        lines.append(f"[{name}]")
+        for key, value in spec.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def load_space(path: str | os.PathLike) -> dict:
+    """The parameters of a ``--space`` TOML file (it replaces the default space whole)."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UserError(f"search-space file {str(path)!r} does not exist") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"search-space file {str(path)!r} is not valid TOML: {exc}") from exc
+    if not data:
+        raise UserError(f"search-space file {str(path)!r} names no parameters; add a table such as [lr]")
+    return data
+
+
+def check_space(space: dict, base_cfg, where: str = "search space") -> dict:
+    """``space`` checked against the task's config: known fields, well-formed ranges, and every
+    bound or choice a valid config.  Returns it normalized (floats where the field is a float)."""
+    known = {f.name: f for f in dataclasses.fields(base_cfg)}
+    checked = {}
+    for name, spec in space.items():
+        if name not in known:
+            raise UserError(f"{where}: unknown key {name!r}; searchable fields are {', '.join(sorted(known))}")
+        if not isinstance(spec, dict):
+            raise UserError(f"{where}: [{name}] must be a table with low/high or choices, got {spec!r}")
+        default = getattr(base_cfg, name)
+        extra = sorted(set(spec) - {"low", "high", "log", "step", "choices"})
+        if extra:
+            raise UserError(f"{where}: [{name}] has unknown key(s) {', '.join(extra)}; use low, high, log, step "
+                            "or choices")
+        if "choices" in spec:
+            choices = spec["choices"]
+            if set(spec) != {"choices"} or not isinstance(choices, list) or not choices:
+                raise UserError(f"{where}: [{name}] choices must be a non-empty list, alone in its table")
+            values = [float(c) if isinstance(default, float) and isinstance(c, int) else c for c in choices]
+            checked[name] = {"choices": values}
+        else:
+            if "low" not in spec or "high" not in spec:
+                raise UserError(f"{where}: [{name}] needs low and high (or choices)")
+            low, high = spec["low"], spec["high"]
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+            if not numeric or isinstance(default, (str, bool)) or not low < high:
+                raise UserError(f"{where}: [{name}] needs numbers low < high for a numeric field, got "
+                                f"low={low!r} high={high!r}")
+            is_int = isinstance(default, int) and isinstance(low, int) and isinstance(high, int)
+            if isinstance(default, int) and not is_int:
+                raise UserError(f"{where}: [{name}] is an integer field; give integer low and high")
+            if spec.get("log") and low <= 0:
+                raise UserError(f"{where}: [{name}] log = true needs low > 0, got {low!r}")
+            norm = {"low": low if is_int else float(low), "high": high if is_int else float(high),
+                    "log": bool(spec.get("log", False))}
+            if "step" in spec:
+                norm["step"] = spec["step"]
+            checked[name] = norm
+            values = [norm["low"], norm["high"]]
+        for value in values:  # each bound or choice must make a valid run on its own
+            try:
+                dataclasses.replace(base_cfg, **{name: value}).validate()
+            except UserError as exc:
+                raise UserError(f"{where}: [{name}] value {value!r} is not valid: {exc}") from exc
+            except TypeError as exc:
+                raise UserError(f"{where}: [{name}] value {value!r} has the wrong type") from exc
+    return checked
+
+
+def suggest(trial, space: dict) -> dict:
+    """One trial's parameters from ``space`` (already checked)."""
+    params = {}
+    for name, spec in space.items():
+        if "choices" in spec:
+            params[name] = trial.suggest_categorical(name, spec["choices"])
+        elif isinstance(spec["low"], int):
+            params[name] = trial.suggest_int(name, spec["low"], spec["high"], step=spec.get("step", 1),
+                                             log=spec["log"])
+        else:
+            params[name] = trial.suggest_float(name, spec["low"], spec["high"], step=spec.get("step"),
+                                               log=spec["log"])
+    return params
+
+
+# --------------------------------------------------------------------------- settings and storage
+
+@dataclass
+class SweepSettings:
+    task: str
+    base_config: dict
+    space: dict
+    trials: int
+    study: str
+    out: str
+    storage: str = ""                  # "" = sqlite:///<out>/study.db
+    pruner: str = "median"
+    timeout_minutes: float = 0.0       # no new trial starts after this (0 = none)
+    heartbeat_seconds: int = 10
+    sampler: str = "tpe"               # "grid": every combination of the choices, once
+    quiet: bool = False
+    worker: int = 0
+    workers: int = 1
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{Path(self.out) / 'study.db'}"
+
+
+def _masked(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is reported as given
+        return url
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError as exc:
+        raise UserError("sweeps need Optuna: pip install 'rnnlab[sweep]'") from exc
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def _storage(settings: SweepSettings):
+    optuna = _optuna()
+    url = settings.storage_url
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=settings.heartbeat_seconds,
+            grace_period=3 * settings.heartbeat_seconds,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+    except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
+        raise UserError(f"storage {_masked(url)!r} needs a database driver that is not installed "
+                        "(PostgreSQL: pip install 'psycopg[binary]'); " + str(exc).splitlines()[0]) from exc
+    except Exception as exc:  # SQLAlchemy's many connection and URL errors
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot open sweep storage {_masked(url)!r}: {reason}") from exc
+
+
+def _sampler(settings: SweepSettings):
+    optuna = _optuna()
+    if settings.sampler == "grid":
+        return optuna.samplers.GridSampler({k: v["choices"] for k, v in settings.space.items()}, seed=0)
+    # One worker alone is reproducible; several draw independently.
+    seed = settings.base_config.get("seed", 0) if settings.workers == 1 else None
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _pruner(name: str):
+    optuna = _optuna()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(max_resource="auto")
+    return optuna.pruners.NopPruner()
+
+
+def open_study(settings: SweepSettings, create: bool = False):
+    """The study in ``settings.storage``; a study of the same name made for another task or
+    space is refused, so two machines never mix their trials by mistake."""
+    optuna = _optuna()
+    if create and not settings.storage:
+        Path(settings.out).mkdir(parents=True, exist_ok=True)
+    storage = _storage(settings)
+    identity = {"task": settings.task, "space": settings.space, "objective": TASKS[settings.task].objective}
+    if create:
+        study = optuna.create_study(study_name=settings.study, storage=storage, direction="minimize",
+                                    sampler=_sampler(settings), pruner=_pruner(settings.pruner), load_if_exists=True)
+        saved = study.user_attrs.get("rnnlab")
+        if saved is None:
+            study.set_user_attr("rnnlab", identity)
+        elif saved != json.loads(json.dumps(identity)):
+            raise UserError(f"study {settings.study!r} in {_masked(settings.storage_url)!r} was made for a "
+                            f"{saved.get('task')} sweep with another search space; use another --study name")
+        return study
+    return optuna.load_study(study_name=settings.study, storage=storage, sampler=_sampler(settings),
+                             pruner=_pruner(settings.pruner))
+
+
+# --------------------------------------------------------------------------- one worker
+
+class _Surplus(Exception):
+    """The study already had its trials when this one was started (two workers raced)."""
+
+
+class _Interrupted(Exception):
+    """Ctrl-C during a trial."""
+
+
+def _counts(study) -> tuple[int, int, int]:
+    """(finished, under way, waiting) trials; failed ones do not count."""
+    from optuna.trial import TrialState
+
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
+    return finished, sum(s == TrialState.RUNNING for s in states), sum(s == TrialState.WAITING for s in states)
+
+
+def _say(settings: SweepSettings, message: str) -> None:
+    if not settings.quiet:
+        prefix = f"[worker {settings.worker}] " if settings.workers > 1 else ""
+        print(prefix + message, flush=True)
+
+
+def _objective(settings: SweepSettings, task: SweepTask, module):
+    from optuna import TrialPruned
+    from optuna.trial import TrialState
+
+    def objective(trial):
+        earlier = [t for t in trial.study.get_trials(deepcopy=False)
+                   if t.number < trial.number and t.state != TrialState.FAIL]
+        if len(earlier) >= settings.trials:
+            trial.set_user_attr("status", "surplus")
+            raise _Surplus()
+        params = suggest(trial, settings.space)
+        cfg = dataclasses.replace(from_dict(task.config_cls, settings.base_config), **params)
+        run_dir = Path(settings.out) / f"{TRIAL_PREFIX}{trial.number:04d}"
+        trial.set_user_attr("run_dir", str(run_dir.resolve()))
+        trial.set_user_attr("host", socket.gethostname())
+        shown = " ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+        _say(settings, f"trial {trial.number}: {shown}")
+        pruned_at = []
+
+        def report(step: int, record: dict):
+            val = record.get("val_loss")
+            if step == 0 or val is None or not math.isfinite(val):  # step 0: the untrained model
+                return None
+            trial.report(val, step)
+            if trial.should_prune():
+                pruned_at.append(step)
+                return f"pruned by the {settings.pruner} pruner at step {step}"
+            return None
+
+        started = time.perf_counter()
+        try:
+            with train.after_evaluation(report):
+                summary = module.train_run(cfg, run_dir, force=True, quiet=True)
+        except TrainingDiverged as exc:
+            trial.set_user_attr("status", "diverged")
+            _say(settings, f"trial {trial.number}: diverged ({str(exc).split(';')[0]})")
+            raise TrialPruned(str(exc)) from exc
+        except UserError as exc:
+            # A combination the data cannot take (say a window longer than the series allows).
+            # It counts as finished and bad, so the sampler learns to avoid it and the sweep ends.
+            trial.set_user_attr("status", "invalid")
+            trial.set_user_attr("error", str(exc))
+            _say(settings, f"trial {trial.number}: invalid for this data: {exc}")
+            raise TrialPruned(str(exc)) from exc
+        seconds = time.perf_counter() - started
+        trial.set_user_attr("steps", summary["step"])
+        trial.set_user_attr("train_seconds", round(summary["train_seconds"], 2))
+        if summary["interrupted"]:
+            trial.set_user_attr("status", "interrupted")
+            raise _Interrupted()
+        best = summary["best_val_loss"]
+        if pruned_at:
+            trial.set_user_attr("status", "pruned")
+            _say(settings, f"trial {trial.number}: pruned at step {pruned_at[0]} ({seconds:.0f} s)")
+            raise TrialPruned()
+        if best is None:
+            raise UserError(f"trial {trial.number} produced no validation loss; a sweep needs validation data")
+        trial.set_user_attr("status", "complete")
+        _say(settings, f"trial {trial.number}: {best:.5g} {task.objective} ({seconds:.0f} s)")
+        return best
+
+    return objective
+
+
+def _fmt(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def work(settings: SweepSettings) -> None:
+    """One worker: run trials until the study has ``settings.trials`` finished ones, the timeout
+    passes, or Ctrl-C.  Safe to run in many processes and machines at once."""
+    optuna = _optuna()
+    task = TASKS[settings.task]
+    module = importlib.import_module(task.module)
+    study = open_study(settings)
+    objective = _objective(settings, task, module)
+    deadline = time.monotonic() + settings.timeout_minutes * 60 if settings.timeout_minutes else None
+    while deadline is None or time.monotonic() < deadline:
+        optuna.storages.fail_stale_trials(study)
+        finished, running, waiting = _counts(study)
+        if finished >= settings.trials:
+            return
+        if finished + running >= settings.trials and not waiting:
+            time.sleep(min(5.0, settings.heartbeat_seconds))  # the rest are under way elsewhere
+            continue
+        try:
+            study.optimize(objective, n_trials=1, catch=(_Surplus,))
+        except _Interrupted:
+            _say(settings, "interrupted; the trial under way is marked failed")
+            return
+
+
+def _work_in_child(settings: SweepSettings) -> None:
+    try:
+        work(settings)
+    except UserError as exc:
+        print(f"rnnlab: error: [worker {settings.worker}] {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _share_threads(workers: int) -> dict:
+    """Thread-count variables for K local workers, unless the user set them: each worker
+    its share of the CPUs, so K workers do not oversubscribe them."""
+    from .threads import available_cpus
+
+    share = str(max(1, available_cpus() // workers))
+    return {name: share for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+            if name not in os.environ}
+
+
+# --------------------------------------------------------------------------- the whole sweep
+
+def run_sweep(settings: SweepSettings, workers: int = 1) -> dict:
+    """Create (or join) the study, run ``workers`` local worker processes, then summarize."""
+    import multiprocessing
+
+    if settings.trials < 1:
+        raise UserError(f"--trials must be >= 1, got {settings.trials}")
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+    open_study(settings, create=True)  # tables and study exist before any worker starts
+    settings = dataclasses.replace(settings, workers=workers)
+    if workers == 1:
+        work(settings)
+    else:
+        context = multiprocessing.get_context("spawn")  # no inherited torch/JAX thread pools
+        saved_env = dict(os.environ)
+        os.environ.update(_share_threads(workers))
+        try:
+            procs = [context.Process(target=_work_in_child, args=(dataclasses.replace(settings, worker=i),),
+                                     name=f"rnnlab-sweep-{i}") for i in range(workers)]
+            for p in procs:
+                p.start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+        try:
+            for p in procs:
+                p.join()
+        except KeyboardInterrupt:  # the workers got the same Ctrl-C and stop after their step
+            for p in procs:
+                p.join()
+        codes = [p.exitcode for p in procs]
+        if any(code == 2 for code in codes):
+            raise UserError("a sweep worker stopped on an error (see above)")
+    return summarize(settings)
+
+
+def trial_rows(study) -> list[dict]:
+    """One dict per trial: number, state, value, params and what the run recorded."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("status") == "surplus":
+            continue
+        rows.append({"number": t.number, "state": t.state.name.lower(), "status": t.user_attrs.get("status"),
+                     "value": t.value, "params": t.params, "steps": t.user_attrs.get("steps"),
+                     "train_seconds": t.user_attrs.get("train_seconds"), "run_dir": t.user_attrs.get("run_dir"),
+                     "host": t.user_attrs.get("host"),
+                     "retry_of": t.system_attrs.get("failed_trial")})
+    return rows
+
+
+def trials_table(rows: list[dict], objective: str) -> str:
+    names = sorted({k for r in rows for k in r["params"]})
+    lines = [f"| trial | state | {objective} | " + " | ".join(names) + " | steps | train s | run |",
+             "|---" * (6 + len(names)) + "|"]
+    for r in rows:
+        value = f"{r['value']:.5g}" if r["value"] is not None else "-"
+        state = r["status"] or r["state"]
+        params = " | ".join(_fmt(r["params"][n]) if n in r["params"] else "-" for n in names)
+        lines.append(f"| {r['number']} | {state} | {value} | {params} | {r['steps'] if r['steps'] is not None else '-'}"
+                     f" | {r['train_seconds'] if r['train_seconds'] is not None else '-'} | {Path(r['run_dir']).name if r['run_dir'] else '-'} |")
+    return "\n".join(lines)
+
+
+def summarize(settings: SweepSettings) -> dict:
+    """Write trials.md, best.toml, history.png, importance.png and sweep.json; return the summary."""
+    task = TASKS[settings.task]
+    study = open_study(settings)
+    rows = trial_rows(study)
+    complete = [r for r in rows if r["state"] == "complete"]
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    best = min(complete, key=lambda r: r["value"]) if complete else None
+    result = {"task": settings.task, "study": settings.study, "storage": _masked(settings.storage_url),
+              "objective": task.objective, "trials_wanted": settings.trials, "space": settings.space,
+              "base_config": settings.base_config, "trials": rows, "best": best,
+              "counts": {s: sum(r["state"] == s for r in rows) for s in ("complete", "pruned", "fail", "running")}}
+    if best is not None:
+        cfg = dataclasses.replace(from_dict(task.config_cls, settings.base_config), **best["params"])
+        checkpoint.atomic_write_text(out / "best.toml", to_toml(
+            cfg, header=f"best trial {best['number']} of study {settings.study}: {best['value']:.6g} {task.objective}\n"
+                        f"rerun: rnnlab {settings.task} train --config best.toml --out DIR"))
+        result["best_config"] = dataclasses.asdict(cfg)
+    table = trials_table(rows, task.objective)
+    checkpoint.atomic_write_text(out / "trials.md", table + "\n")
+    result["plots"] = [str(p) for p in (plot_history(out / "history.png", rows, task.objective),
+                                        plot_importance(out / "importance.png", study)) if p]
+    checkpoint.atomic_write_text(out / "sweep.json", json.dumps(result, indent=1, default=str) + "\n")
+    result["table"] = table
+    return result
+
+
+def plot_history(path: Path, rows: list[dict], objective: str) -> Path | None:
+    """Each finished trial's value by trial number, pruned ones marked, and the best so far."""
+    finished = [r for r in rows if r["value"] is not None or r["state"] == "pruned"]
+    if not finished:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    done = [r for r in rows if r["state"] == "complete"]
+    ax.scatter([r["number"] for r in done], [r["value"] for r in done], label="complete", zorder=3)
+    best, xs, ys = math.inf, [], []
+    for r in sorted(done, key=lambda r: r["number"]):
+        best = min(best, r["value"])
+        xs.append(r["number"])
+        ys.append(best)
+    if xs:
+        ax.step(xs, ys, where="post", color="C3", label="best so far")
+    pruned = [r["number"] for r in rows if r["state"] == "pruned"]
+    if pruned and done:
+        top = max(r["value"] for r in done)
+        ax.scatter(pruned, [top] * len(pruned), marker="x", color="grey", label="pruned (drawn at the top)")
+    values = [r["value"] for r in done if r["value"] > 0]
+    if values and len(values) == len(done) and max(values) / min(values) > 20:
+        ax.set_yscale("log")  # good and bad trials often differ by orders of magnitude
+    ax.set_xlabel("trial")
+    ax.set_ylabel(objective)
+    ax.set_title("Sweep: optimization history")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_importance(path: Path, study) -> Path | None:
+    """Optuna's PED-ANOVA parameter importances as bars (numpy only, where fANOVA would need
+    scikit-learn); None while too few trials finished to say."""
+    optuna = _optuna()
+    try:
+        with warnings.catch_warnings():  # "too few trials" warnings: the plot is then skipped or flat
+            warnings.simplefilter("ignore")
+            importances = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+    except (ValueError, RuntimeError, ZeroDivisionError):  # too few complete trials, or nothing varied
+        return None
+    if not importances:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(importances)[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(names) + 1.5))
+    ax.barh(names, [importances[n] for n in names])
+    ax.set_xlabel("importance (PED-ANOVA, Optuna)")
+    ax.set_title("Sweep: parameter importance")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
