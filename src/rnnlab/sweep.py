@@ -174,6 +174,7 @@ class SweepSettings:
     timeout_minutes: float = 0.0       # no new trial starts after this (0 = none)
     heartbeat_seconds: int = 10
     sampler: str = "tpe"               # "grid": every combination of the choices, once
+    trial_dir: str = TRIAL_PREFIX + "{number:04d}"  # formatted with the trial number and parameters
     quiet: bool = False
     worker: int = 0
     workers: int = 1
@@ -297,7 +298,7 @@ def _objective(settings: SweepSettings, task: SweepTask, module):
             raise _Surplus()
         params = suggest(trial, settings.space)
         cfg = dataclasses.replace(from_dict(task.config_cls, settings.base_config), **params)
-        run_dir = Path(settings.out) / f"{TRIAL_PREFIX}{trial.number:04d}"
+        run_dir = Path(settings.out) / settings.trial_dir.format(number=trial.number, **params)
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
         trial.set_user_attr("host", socket.gethostname())
         shown = " ".join(f"{k}={_fmt(v)}" for k, v in params.items())
@@ -330,6 +331,7 @@ def _objective(settings: SweepSettings, task: SweepTask, module):
             _say(settings, f"trial {trial.number}: invalid for this data: {exc}")
             raise TrialPruned(str(exc)) from exc
         seconds = time.perf_counter() - started
+        trial.set_user_attr("results", _scalars(summary))
         trial.set_user_attr("steps", summary["step"])
         trial.set_user_attr("train_seconds", round(summary["train_seconds"], 2))
         if summary["interrupted"]:
@@ -347,6 +349,18 @@ def _objective(settings: SweepSettings, task: SweepTask, module):
         return best
 
     return objective
+
+
+def _scalars(summary: dict) -> dict:
+    """The numbers and strings of a run's summary (and of its ``test`` block), for the study."""
+    def keep(d):
+        return {k: (float(v) if isinstance(v, float) else v) for k, v in d.items()
+                if v is None or isinstance(v, (bool, int, float, str))}
+
+    out = keep(summary)
+    if isinstance(summary.get("test"), dict):
+        out["test"] = keep(summary["test"])
+    return out
 
 
 def _fmt(value) -> str:
@@ -444,7 +458,7 @@ def trial_rows(study) -> list[dict]:
         rows.append({"number": t.number, "state": t.state.name.lower(), "status": t.user_attrs.get("status"),
                      "value": t.value, "params": t.params, "steps": t.user_attrs.get("steps"),
                      "train_seconds": t.user_attrs.get("train_seconds"), "run_dir": t.user_attrs.get("run_dir"),
-                     "host": t.user_attrs.get("host"),
+                     "host": t.user_attrs.get("host"), "results": t.user_attrs.get("results", {}),
                      "retry_of": t.system_attrs.get("failed_trial")})
     return rows
 

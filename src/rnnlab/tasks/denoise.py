@@ -333,8 +333,12 @@ def search(cfg: DenoiseConfig, lrs: list[float], out: str | os.PathLike, force: 
     """One run per learning rate in ``out/lr_<rate>``; the best rate is the one with the
     lowest validation MSE.  Writes ``search.json``, ``search.md`` and ``lr_search.png``.
 
-    A rate whose loss becomes non-finite is reported as diverged; the search goes on.
+    This is a sweep (``rnnlab.sweep``) over a grid of one parameter, without pruning; its
+    Optuna study is ``out/study.db``.  A rate whose loss becomes non-finite is reported as
+    diverged; the search goes on.
     """
+    from .. import sweep
+
     if not lrs:
         raise UserError("--lrs needs at least one learning rate")
     out = Path(out)
@@ -343,32 +347,30 @@ def search(cfg: DenoiseConfig, lrs: list[float], out: str | os.PathLike, force: 
         dataclasses.replace(cfg, lr=lr).validate()
     if (out / "search.json").exists() and not force:
         raise UserError(f"{str(out)!r} already holds a search; pass --force to replace it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    if (out / "study.db").exists():
+        (out / "study.db").unlink()  # --force: a new study, not the old one continued
+    rates = sorted(set(lrs))
+    settings = sweep.SweepSettings(task="denoise", base_config=dataclasses.asdict(cfg),
+                                   space={"lr": {"choices": rates}}, trials=len(rates), study="lr-search",
+                                   out=str(out), pruner="none", sampler="grid", quiet=quiet, trial_dir="lr_{lr:g}")
+    trials = {t["params"]["lr"]: t for t in sweep.run_sweep(settings)["trials"] if "lr" in t["params"]}
     rows, curves, kalman_val = [], {}, None
-    for lr in lrs:
-        run_dir = out / f"lr_{lr:g}"
-        if not quiet:
-            print(f"lr {lr:g}: training in {run_dir}", flush=True)
-        row = {"lr": lr, "run_dir": str(run_dir)}
-        try:
-            summary = train_run(dataclasses.replace(cfg, lr=lr), run_dir, force=True, quiet=quiet, log_evals=False)
-        except TrainingDiverged as exc:
-            row.update(status="diverged", message=str(exc))
-        else:
-            kalman_val = summary["val_kalman_mse"]
-            test = summary.get("test", {})
-            row.update(status="interrupted" if summary["interrupted"] else "ok", steps=summary["step"],
-                       best_val_mse=summary["best_val_loss"], train_seconds=round(summary["train_seconds"], 2),
-                       best_val_ratio_to_kalman=summary["best_val_loss"] / kalman_val,
-                       test_mse_ratio_to_kalman=test.get("mse_ratio_to_kalman"))
-            if summary["interrupted"]:
-                rows.append(row)
-                break
-        metrics = report.read_metrics(run_dir)
+    for lr in rates:
+        trial = trials.get(lr)
+        if trial is None:  # not reached: the search was interrupted
+            continue
+        results, status = trial["results"], trial["status"]
+        row = {"lr": lr, "run_dir": trial["run_dir"],
+               "status": {"complete": "ok", "diverged": "diverged"}.get(status, status or trial["state"])}
+        if status == "complete":
+            kalman_val = results["val_kalman_mse"]
+            row.update(steps=results["step"], best_val_mse=results["best_val_loss"],
+                       train_seconds=round(results["train_seconds"], 2),
+                       best_val_ratio_to_kalman=results["best_val_loss"] / kalman_val,
+                       test_mse_ratio_to_kalman=results.get("test", {}).get("mse_ratio_to_kalman"))
+        metrics = report.read_metrics(trial["run_dir"])
         curves[f"lr {lr:g}"] = [(m["step"], m["train_loss"]) for m in metrics if m.get("train_loss") is not None]
         rows.append(row)
-        if not quiet:
-            print("  " + _row_text(row), flush=True)
     finished = [r for r in rows if r["status"] == "ok"]
     best = min(finished, key=lambda r: r["best_val_mse"]) if finished else None
     baseline = ("Kalman (validation)", kalman_val) if kalman_val is not None else None
@@ -379,13 +381,6 @@ def search(cfg: DenoiseConfig, lrs: list[float], out: str | os.PathLike, force: 
     checkpoint.atomic_write_text(out / "search.json", json.dumps(result, indent=1) + "\n")
     checkpoint.atomic_write_text(out / "search.md", search_table(result) + "\n")
     return result
-
-
-def _row_text(row: dict) -> str:
-    if row["status"] == "diverged":
-        return f"lr {row['lr']:g}: diverged ({row['message'].split(';')[0]})"
-    return (f"lr {row['lr']:g}: best val MSE {row['best_val_mse']:.5f}, ratio to Kalman "
-            f"{row['best_val_ratio_to_kalman']:.4f} after {row['steps']} steps ({row['train_seconds']:.1f} s)")
 
 
 def search_table(result: dict) -> str:
