@@ -417,13 +417,48 @@ def _resume_hint(task: str, summary: dict) -> int:
     return 130
 
 
+def _train(train_run, cfg, args, overrides) -> dict | None:
+    """``train_run`` here, or as one process of a torchrun job (``rnnlab.distributed``); returns
+    the summary on the process that reports (None on the other ranks)."""
+    import shutil
+
+    from . import distributed
+
+    if not distributed.launched_by_torchrun():
+        return train_run(cfg, args.out, resume=args.resume, force=args.force, overrides=overrides, quiet=args.quiet)
+    if args.resume:  # the saved config decides the backend and batch unless given now
+        saved = _saved_config(type(cfg), args.out)
+        cfg = dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in ("backend",)})
+    shard = distributed.setup(cfg.backend, cfg.batch_size)
+    out = distributed.working_dir(args.out, args.resume)
+    try:
+        summary = train_run(cfg, out, resume=args.resume, force=args.force,
+                            overrides=overrides, quiet=args.quiet or not shard.is_main)
+    finally:
+        distributed.teardown()
+        if not shard.is_main:
+            shutil.rmtree(out, ignore_errors=True)
+    return summary if shard.is_main else None
+
+
+def _saved_config(config_cls, out: str):
+    from . import checkpoint
+    from .config import from_dict
+
+    if not checkpoint.exists(Path(out)):
+        raise UserError(f"--resume: no checkpoint in {out!r}; start a new run without --resume")
+    _, meta = checkpoint.load(Path(out))
+    return from_dict(config_cls, meta["config"], where=f"{out}/checkpoint.json")
+
+
 def _charlm_train(args) -> int:
     from .tasks import charlm
 
     cfg, overrides = _config_from_args(CharLMConfig, args, CHARLM_TRAIN_FLAGS,
                                        PRESETS[args.preset] if args.preset else None)
-    summary = charlm.train_run(cfg, args.out, resume=args.resume, force=args.force,
-                               overrides=overrides, quiet=args.quiet)
+    summary = _train(charlm.train_run, cfg, args, overrides)
+    if summary is None:
+        return 0
     best = summary["best_val_loss"]
     best_text = f"; best validation {best:.4f} nats/char" if best is not None else ""
     print(f"{summary['stop_reason']} at step {summary['step']}{best_text}; run saved in {summary['run_dir']}")
@@ -471,8 +506,9 @@ def _denoise_train(args) -> int:
     from .tasks import denoise
 
     cfg, overrides = _config_from_args(DenoiseConfig, args, DENOISE_TRAIN_FLAGS)
-    summary = denoise.train_run(cfg, args.out, resume=args.resume, force=args.force, overrides=overrides,
-                                quiet=args.quiet)
+    summary = _train(denoise.train_run, cfg, args, overrides)
+    if summary is None:
+        return 0
     print(f"{summary['stop_reason']} at step {summary['step']}; run saved in {summary['run_dir']}")
     if summary["interrupted"]:
         return _resume_hint("denoise", summary)
@@ -507,8 +543,9 @@ def _forecast_train(args) -> int:
     from .tasks import forecast
 
     cfg, overrides = _config_from_args(ForecastConfig, args, FORECAST_TRAIN_FLAGS)
-    summary = forecast.train_run(cfg, args.out, resume=args.resume, force=args.force, overrides=overrides,
-                                 quiet=args.quiet)
+    summary = _train(forecast.train_run, cfg, args, overrides)
+    if summary is None:
+        return 0
     print(f"{summary['stop_reason']} after {summary['epochs']:g} epochs; run saved in {summary['run_dir']}")
     if summary["interrupted"]:
         return _resume_hint("forecast", summary)

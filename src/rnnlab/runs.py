@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, train
+from . import checkpoint, distributed, train
 from .backends import get_backend
 from .cells import ModelSpec, check_params, init_params
 from .config import flag, from_dict
@@ -109,7 +109,10 @@ def make_trainer(cfg, spec: ModelSpec, params: dict, optimizer: Optimizer, loss:
     except ImportError as exc:
         raise UserError(f"--backend {cfg.backend} needs {exc.name!r}, which is not installed: "
                         f"pip install 'rnnlab[{cfg.backend}]' or choose --backend numpy") from exc
-    return backend.Trainer(spec, params, optimizer, loss, reduction, cfg.clip, cfg.clip_value)
+    trainer = backend.Trainer(spec, params, optimizer, loss, reduction, cfg.clip, cfg.clip_value)
+    if distributed.current().active:
+        trainer.distribute()
+    return trainer
 
 
 def schedule_of(cfg, total_steps: int) -> dict:

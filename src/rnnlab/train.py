@@ -9,6 +9,7 @@ validation model, the stopping rules, Ctrl-C and non-finite losses.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
-from .errors import TrainingDiverged
+from . import checkpoint, distributed
+from .errors import TrainingDiverged, UserError
 from .optim import learning_rate
 
 SMOOTHING = 0.99  # weight of the old value in the exponential moving average of the loss
@@ -136,14 +137,24 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
 
     run_dir = Path(run_dir)
     metrics_path = run_dir / "metrics.jsonl"
+    # Under torchrun (see rnnlab.distributed) this process trains on its rows of each batch;
+    # only rank 0 talks, and only rank 0 writes in the run directory (the others get scratch ones).
+    shard = distributed.current()
+    quiet = quiet or not shard.is_main
     show_bar = not quiet and sys.stderr.isatty()
     say = (lambda msg: None) if quiet or not log_evals else (tqdm.write if show_bar else print)
     bar = tqdm(total=budget.max_steps or None, initial=state.step, disable=not show_bar,
                unit="step", dynamic_ncols=True, smoothing=0.1)
     if state.carry is None:
         state.carry = trainer.init_carry(task.batch_size)
-    if state.step == 0 and not checkpoint.exists(run_dir):
-        save_checkpoint(run_dir, trainer, task, state, config)  # a good state to fall back to
+    state.carry = shard.own_rows(state.carry)  # checkpoints hold every row of the global batch
+
+    def save(stem="checkpoint"):
+        full = dataclasses.replace(state, carry=shard.gather_rows(state.carry))
+        save_checkpoint(run_dir, trainer, task, full, config, stem)
+
+    if state.step == 0 and shard.any(not checkpoint.exists(run_dir)):
+        save()  # a good state to fall back to
     last_saved_step = state.step
     started = time.perf_counter()
     invocation_seconds = 0.0
@@ -170,7 +181,7 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
         if val is not None and (state.best_val_loss is None or val < state.best_val_loss):
             state.best_val_loss = val
             save_params(run_dir, "best", trainer, task, state, config, metrics)
-        save_checkpoint(run_dir, trainer, task, state, config)
+        save()
         last_saved_step = state.step
         say(task.describe_eval(trainer, state, record, final))
         return record
@@ -192,14 +203,25 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
                 stop_reason = f"smoothed loss {state.smoothed_loss:.4f} under --target-loss {budget.target_loss:g}"
             elif stop.requested:
                 stop_reason = "interrupted (Ctrl-C)"
+            if shard.active and shard.any(stop_reason is not None):  # all processes stop together
+                stop_reason = stop_reason or "another process stopped"
             if stop_reason:
                 break
             t0 = time.perf_counter()
             inputs, targets, reset = task.next_batch()
+            rows = len(inputs)
+            if shard.active:
+                if rows < shard.world:
+                    raise UserError(f"a batch of {rows} rows cannot be split over {shard.world} processes; "
+                                    "choose a --batch-size whose last batch keeps at least one row per process")
+                inputs, targets = shard.rows(inputs), shard.rows(targets)
+                trainer.loss_weight = shard.world if trainer.reduction == "sum" else shard.loss_weight(rows)
             if reset:
                 state.carry = trainer.init_carry(inputs.shape[0])
             lr = learning_rate(step=state.step, **schedule)
             loss, grad_norm, state.carry = trainer.train_step(state.carry, inputs, targets, lr)
+            if shard.active:  # the mean over the whole batch, as one process would report it
+                loss = shard.sum(loss * len(inputs) / rows)
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 bar.close()
                 what = "loss" if not math.isfinite(loss) else "gradient norm"

@@ -240,6 +240,8 @@ class Trainer:
         self.clip, self.clip_value = clip, clip_value
         self.dtype = np.asarray(params["readout.W"]).dtype
         self.model = TorchModel(spec, params)
+        self._run_model = self.model  # a DistributedDataParallel wrapper under torchrun
+        self.loss_weight = 1.0        # this process's share of the batch, under torchrun
         self._pairs = self.model._pairs()
         self._torch_opt = _torch_optimizer(optimizer.name, [t for _, t, _ in self._pairs], optimizer)
         self._load_optimizer_state()
@@ -282,10 +284,10 @@ class Trainer:
         """(loss, grad_norm, new_carry), as the NumPy Trainer."""
         targets = check_targets(self.spec, self.loss, inputs, targets)
         self._torch_opt.zero_grad(set_to_none=False)
-        Y, new_carry = self.model(_inputs(self.spec, inputs, self.dtype), _carry_in(carry))
+        Y, new_carry = self._run_model(_inputs(self.spec, inputs, self.dtype), _carry_in(carry))
         value = _loss(Y, targets, self.loss)
         objective = value * targets.size if self.reduction == "sum" else value
-        objective.backward()
+        (objective * self.loss_weight if self.loss_weight != 1.0 else objective).backward()
         tensors = [t for _, t, _ in self._pairs]
         norm = float(torch.nn.utils.get_total_norm([t.grad for t in tensors]))
         loss_value = float(value.detach())
@@ -303,6 +305,14 @@ class Trainer:
         self._torch_opt.step()
         self.optimizer.step += 1
         return loss_value, norm, _carry_out(new_carry)
+
+    def distribute(self) -> None:
+        """Train data-parallel in the torchrun job this process joined (``rnnlab.distributed``):
+        DDP averages the gradients during ``backward``, so every process then clips with the
+        global norm and takes the same step."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        self._run_model = DistributedDataParallel(self.model)
 
     def forward(self, carry, inputs):
         with torch.no_grad():
