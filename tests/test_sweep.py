@@ -126,26 +126,22 @@ def test_killed_worker_loses_nothing_else(tmp_path, capsys):
     space = space_file(tmp_path, "[lr]\nchoices = [0.003]\n[hidden_size]\nchoices = [8, 12]\n")
     common = ["sweep", "forecast", "--trials", "2", "--out", str(out), "--space", str(space),
               "--heartbeat-seconds", "1", "--builtin-points", "400", "--backend", "numpy", "--quiet"]
+    log = open(tmp_path / "slow.log", "w+")
     slow = subprocess.Popen([sys.executable, "-m", "rnnlab", *common, "--epochs", "100000"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=log, stderr=subprocess.STDOUT)
     try:
-        def running_with_metrics():
-            if not (out / "study.db").exists():
-                return None
-            try:
-                trials = load(storage, "forecast-sweep").get_trials()
-            except Exception:  # the study is being created
-                return None
-            for t in trials:
-                if t.state == optuna.trial.TrialState.RUNNING and "run_dir" in t.user_attrs \
-                        and (Path(t.user_attrs["run_dir"]) / "metrics.jsonl").exists():
-                    return t
-            return None
+        def training_started():  # files only: opening the study while it is being created could race
+            if slow.poll() is not None:
+                log.seek(0)
+                raise AssertionError(f"the slow worker exited early ({slow.returncode}): {log.read()[-2000:]}")
+            return (out / "trial_0000" / "metrics.jsonl").exists()
 
-        victim = _wait_for(running_with_metrics, 60, "the first trial to start training")
+        _wait_for(training_started, 120, "the first trial to start training")
     finally:
         slow.send_signal(signal.SIGKILL)
         slow.wait()
+    victim = load(storage, "forecast-sweep").trials[0]
+    assert victim.state == optuna.trial.TrialState.RUNNING  # as the killed worker left it
     code, _, err = run_cli(capsys, *common, "--epochs", "2")
     assert code == 0, err
     study = load(storage, "forecast-sweep")

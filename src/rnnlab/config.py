@@ -253,15 +253,19 @@ def to_toml(cfg, header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_toml(path, what: str = "config file") -> dict:
+    """A TOML file as a dict; a missing or malformed file is a ``UserError`` naming ``what``."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UserError(f"{what} {str(path)!r} does not exist") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{what} {str(path)!r} is not valid TOML: {exc}") from exc
+
+
 def from_toml(cls, path: Path):
     """Read a config written by ``to_toml`` (or by hand); unknown keys are an error."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UserError(f"config file {str(path)!r} does not exist") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"config file {str(path)!r} is not valid TOML: {exc}") from exc
-    return from_dict(cls, data, where=str(path))
+    return from_dict(cls, read_toml(path), where=str(path))
 
 
 def from_dict(cls, data: dict, where: str = "config"):

@@ -27,13 +27,12 @@ import os
 import socket
 import sys
 import time
-import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checkpoint, train
-from .config import CharLMConfig, DenoiseConfig, ForecastConfig, from_dict, to_toml
+from .config import CharLMConfig, DenoiseConfig, ForecastConfig, from_dict, read_toml, to_toml
 from .errors import TrainingDiverged, UserError
 
 
@@ -83,12 +82,7 @@ def space_to_toml(space: dict) -> str:
 
 def load_space(path: str | os.PathLike) -> dict:
     """The parameters of a ``--space`` TOML file (it replaces the default space whole)."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UserError(f"search-space file {str(path)!r} does not exist") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"search-space file {str(path)!r} is not valid TOML: {exc}") from exc
+    data = read_toml(path, "search-space file")
     if not data:
         raise UserError(f"search-space file {str(path)!r} names no parameters; add a table such as [lr]")
     return data
@@ -208,11 +202,20 @@ def _storage(settings: SweepSettings):
     optuna = _optuna()
     url = settings.storage_url
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    try:
+    def connect():
         return optuna.storages.RDBStorage(
             url, engine_kwargs=engine_kwargs, heartbeat_interval=settings.heartbeat_seconds,
             grace_period=3 * settings.heartbeat_seconds,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+
+    try:
+        try:
+            return connect()
+        except ImportError:
+            raise
+        except Exception:  # workers starting together may race to create the tables: try once more
+            time.sleep(1.0 + settings.worker * 0.5)
+            return connect()
     except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
         raise UserError(f"storage {_masked(url)!r} needs a database driver that is not installed "
                         "(PostgreSQL: pip install 'psycopg[binary]'); " + str(exc).splitlines()[0]) from exc

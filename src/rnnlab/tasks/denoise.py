@@ -32,7 +32,7 @@ from .. import checkpoint, report, runs, train
 from ..cells import ModelSpec
 from ..config import DenoiseConfig, to_toml
 from ..data.ou import OUProcess, generate_ou_process, kalman
-from ..errors import TrainingDiverged, UserError
+from ..errors import UserError
 from ..optim import Optimizer
 
 RESUMABLE_OVERRIDES = {"steps", "max_minutes", "eval_every", "test_sequences"}
