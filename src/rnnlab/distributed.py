@@ -125,7 +125,7 @@ def launched_by_torchrun() -> bool:
 
 
 def setup(backend: str, batch_size: int) -> Shard:
-    """Join the torchrun job described by the environment (gloo on CPU, nccl with CUDA)."""
+    """Join the torchrun job described by the environment (gloo: the torch backend runs on CPU)."""
     global _current
     if not launched_by_torchrun():
         return SINGLE
@@ -136,11 +136,11 @@ def setup(backend: str, batch_size: int) -> Shard:
     if batch_size < world:
         raise UserError(f"--batch-size {batch_size} is smaller than the {world} torchrun processes; each "
                         "needs at least one row: raise --batch-size or lower --nproc-per-node")
-    import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # gloo: the torch backend keeps its tensors on the CPU (nccl would need them on a GPU).
+        dist.init_process_group("gloo")
     _current = Shard(rank, world)
     return _current
 
