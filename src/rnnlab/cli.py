@@ -417,19 +417,21 @@ def _resume_hint(task: str, summary: dict) -> int:
     return 130
 
 
-def _train(train_run, cfg, args, overrides) -> dict | None:
-    """``train_run`` here, or as one process of a torchrun job (``rnnlab.distributed``); returns
-    the summary on the process that reports (None on the other ranks)."""
+def _train(train_run, config_cls, flags, args, preset: dict | None = None) -> dict | None:
+    """The config from the flags, then ``train_run`` here or as one process of a torchrun job
+    (``rnnlab.distributed``); returns the summary on the process that reports (None on the others)."""
     import shutil
 
     from . import distributed
 
+    cfg, overrides = _config_from_args(config_cls, args, flags, preset)
     if not distributed.launched_by_torchrun():
         return train_run(cfg, args.out, resume=args.resume, force=args.force, overrides=overrides, quiet=args.quiet)
-    if args.resume:  # the saved config decides the backend and batch unless given now
-        saved = _saved_config(type(cfg), args.out)
-        cfg = dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in ("backend",)})
-    shard = distributed.setup(cfg.backend, cfg.batch_size)
+    backend, batch_size = cfg.backend, cfg.batch_size
+    if args.resume:  # the saved config decides the batch, and the backend unless given now
+        saved = _saved_config(config_cls, args.out)
+        backend, batch_size = overrides.get("backend", saved.backend), saved.batch_size
+    shard = distributed.setup(backend, batch_size)
     out = distributed.working_dir(args.out, args.resume)
     try:
         summary = train_run(cfg, out, resume=args.resume, force=args.force,
@@ -454,9 +456,8 @@ def _saved_config(config_cls, out: str):
 def _charlm_train(args) -> int:
     from .tasks import charlm
 
-    cfg, overrides = _config_from_args(CharLMConfig, args, CHARLM_TRAIN_FLAGS,
-                                       PRESETS[args.preset] if args.preset else None)
-    summary = _train(charlm.train_run, cfg, args, overrides)
+    summary = _train(charlm.train_run, CharLMConfig, CHARLM_TRAIN_FLAGS, args,
+                     PRESETS[args.preset] if args.preset else None)
     if summary is None:
         return 0
     best = summary["best_val_loss"]
@@ -505,8 +506,7 @@ def _print_denoise_test(result: dict) -> None:
 def _denoise_train(args) -> int:
     from .tasks import denoise
 
-    cfg, overrides = _config_from_args(DenoiseConfig, args, DENOISE_TRAIN_FLAGS)
-    summary = _train(denoise.train_run, cfg, args, overrides)
+    summary = _train(denoise.train_run, DenoiseConfig, DENOISE_TRAIN_FLAGS, args)
     if summary is None:
         return 0
     print(f"{summary['stop_reason']} at step {summary['step']}; run saved in {summary['run_dir']}")
@@ -542,8 +542,7 @@ def _denoise_eval(args) -> int:
 def _forecast_train(args) -> int:
     from .tasks import forecast
 
-    cfg, overrides = _config_from_args(ForecastConfig, args, FORECAST_TRAIN_FLAGS)
-    summary = _train(forecast.train_run, cfg, args, overrides)
+    summary = _train(forecast.train_run, ForecastConfig, FORECAST_TRAIN_FLAGS, args)
     if summary is None:
         return 0
     print(f"{summary['stop_reason']} after {summary['epochs']:g} epochs; run saved in {summary['run_dir']}")

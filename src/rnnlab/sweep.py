@@ -28,7 +28,7 @@ import socket
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import checkpoint, train
@@ -172,7 +172,6 @@ class SweepSettings:
     quiet: bool = False
     worker: int = 0
     workers: int = 1
-    extra: dict = field(default_factory=dict)
 
     @property
     def storage_url(self) -> str:
@@ -209,13 +208,15 @@ def _storage(settings: SweepSettings):
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
 
     try:
-        try:
-            return connect()
-        except ImportError:
-            raise
-        except Exception:  # workers starting together may race to create the tables: try once more
-            time.sleep(1.0 + settings.worker * 0.5)
-            return connect()
+        for attempt in range(2):
+            try:
+                return connect()
+            except ImportError:
+                raise
+            except Exception:  # workers starting together may race to create the tables: try once more
+                if attempt:
+                    raise
+                time.sleep(1.0 + settings.worker * 0.5)
     except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
         raise UserError(f"storage {_masked(url)!r} needs a database driver that is not installed "
                         "(PostgreSQL: pip install 'psycopg[binary]'); " + str(exc).splitlines()[0]) from exc

@@ -145,8 +145,13 @@ def _scan_layer(cell: str, U, q, carry0, A):
     gradient of ``U`` is then one (H, T*B) @ (T*B, G*H) product, as in the NumPy
     backend.
     """
-    (carry_T, Hout), _ = _scan_layer_fwd(cell, U, q, carry0, A)
-    return carry_T, Hout
+    kind = SPLIT_CELLS[cell]
+
+    def body(carry, a):  # without gradients nothing is stored for the backward pass
+        new = kind.pointwise(*kind.fold(q, a, _h(carry) @ U), carry)
+        return new, _h(new)
+
+    return jax.lax.scan(body, carry0, A)
 
 
 def _scan_layer_fwd(cell, U, q, carry0, A):

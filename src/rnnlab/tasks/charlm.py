@@ -259,8 +259,8 @@ def import_run(weights_path: str | os.PathLike, fmt: str, out: str | os.PathLike
     out = Path(out)
     runs.prepare_run_dir(out, resume=False, force=force)
     checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header=f"rnnlab charlm run imported from {path}"))
-    state = train.LoopState(sample_rng=np.random.default_rng([cfg.seed, 1]))
-    trainer = runs.make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), "cross_entropy", cfg.loss_reduction)
+    _, optimizer, state = runs.fresh_start(cfg, spec)  # the imported weights replace the initial ones
+    trainer = runs.make_trainer(cfg, spec, params, optimizer, "cross_entropy", cfg.loss_reduction)
     state.carry = trainer.init_carry(cfg.batch_size)
     metrics = task.evaluate(trainer)
     config = dataclasses.asdict(cfg)
