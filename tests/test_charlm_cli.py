@@ -264,3 +264,20 @@ def test_other_backends_run_resume_and_match_numpy(tmp_path, text_file, capsys, 
     for k in a:
         assert a[k].tobytes() == b[k].tobytes(), k
         assert np.linalg.norm(a[k] - c[k]) <= 1e-9 * np.linalg.norm(c[k]), k
+
+
+def test_device_flag(tmp_path, text_file, capsys):
+    out = tmp_path / "r"
+    assert_user_error(capsys, "charlm", "train", "--out", out, "--device", "gpu", match="--device must be")
+    assert_user_error(capsys, "charlm", "train", "--out", out, "--device", "cuda", match="--backend torch")
+    if not __import__("torch").cuda.is_available():
+        assert_user_error(capsys, "charlm", "train", "--text", text_file, "--out", out, "--backend", "torch",
+                          "--device", "cuda", "--max-steps", "2", *SMALL, match="no CUDA GPU")
+    args = ["charlm", "train", "--text", text_file, "--out", out, "--max-steps", "2", *SMALL]
+    assert run_cli(capsys, *args, "--backend", "torch", "--device", "cpu")[0] == 0
+    assert 'device = "cpu"' in (out / "config.toml").read_text()
+    # Moving the run to another backend drops the torch device; sampling loads on this machine's device.
+    assert run_cli(capsys, "charlm", "train", "--resume", "--out", out, "--max-steps", "4", "--backend", "numpy",
+                   "--quiet")[0] == 0
+    assert json.loads((out / "checkpoint.json").read_text())["config"]["device"] == "auto"
+    assert run_cli(capsys, "charlm", "sample", "--run", out, "--length", "5", "--backend", "torch")[0] == 0

@@ -40,3 +40,42 @@ def test_mse_refuses_the_broadcasting_mistake():
     with pytest.raises(ValueError, match="broadcast"):
         tb.loss_and_grads(params, spec, carry, inputs, targets[..., 0], "mse")
 
+
+
+def test_device_names():
+    """Where the torch backend computes, for every case a GPU machine can present (checked without one)."""
+    assert tb.device_name("auto", 0, None) == "cpu"
+    assert tb.device_name("auto", 2, None) == "cuda:0"
+    assert tb.device_name("cpu", 2, 1) == "cpu"
+    assert tb.device_name("cuda:1", 2, None) == "cuda:1"
+    assert tb.device_name("auto", 4, 3) == "cuda:3"  # torchrun: the GPU of this process's LOCAL_RANK
+    assert tb.device_name("cuda", 4, 2) == "cuda:2"
+    with pytest.raises(tb.UserError, match="no CUDA GPU.*--device cpu"):
+        tb.device_name("cuda", 0, None)
+    with pytest.raises(tb.UserError, match="GPU 2 does not exist"):
+        tb.device_name("cuda:2", 2, None)
+    with pytest.raises(tb.UserError, match="at most that many processes"):
+        tb.device_name("auto", 2, 2)
+    with pytest.raises(tb.UserError, match="LOCAL_RANK"):
+        tb.device_name("cuda:0", 2, 0)
+
+
+def test_trainer_on_an_explicit_cpu_device_matches_numpy():
+    from rnnlab.optim import Optimizer
+
+    spec, params, carry, inputs, targets = _problem("gru_reset_after", "onehot", "cross_entropy", B=3, T=5, H=4)
+    t_np = nb.Trainer(spec, {k: v.copy() for k, v in params.items()}, Optimizer("adam"), "cross_entropy",
+                      "mean", "norm", 5.0)
+    t_t = tb.Trainer(spec, {k: v.copy() for k, v in params.items()}, Optimizer("adam"), "cross_entropy",
+                     "mean", "norm", 5.0, device="cpu")
+    assert t_t.device == torch.device("cpu")
+    for t in (t_np, t_t):
+        t.train_step(carry, inputs, targets, 1e-2)
+    for k in params:
+        assert rel(t_t.params[k], t_np.params[k]) < 1e-9
+
+
+def test_process_group_backend():
+    from rnnlab.distributed import process_group_backend
+
+    assert process_group_backend("cuda") == "nccl" and process_group_backend("cpu") == "gloo"

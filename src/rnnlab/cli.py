@@ -67,6 +67,10 @@ MAX_MINUTES_FLAG = ("budget", "--max-minutes", dict(type=_non_negative_float, me
                                                     help="training minutes of this invocation (0 = no limit)"))
 
 
+DEVICE_FLAG = ("model", "--device", dict(metavar="WHERE", help="torch backend: auto (a GPU when present, "
+                                                          "else the CPU), cpu, cuda or cuda:N"))
+
+
 # Flags of `charlm train` that map one-to-one onto CharLMConfig fields.
 CHARLM_TRAIN_FLAGS = [
     ("data", "--text", dict(metavar="FILE", help="UTF-8 text to train on (default: built-in corpus, "
@@ -75,6 +79,7 @@ CHARLM_TRAIN_FLAGS = [
     ("model", "--cell", dict(choices=CELLS, help="recurrent cell")),
     *MODEL_SIZE_FLAGS,
     ("model", "--backend", dict(choices=BACKEND_NAMES)),
+    DEVICE_FLAG,
     ("optimization", "--seq-len", dict(type=_positive_int, metavar="T", help="truncated-BPTT length")),
     ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="parallel text streams")),
     *OPTIMIZER_FLAGS,
@@ -126,6 +131,7 @@ DENOISE_TRAIN_FLAGS = [
     ("model", "--cell", dict(choices=CELLS, help="recurrent cell (gru = Cho 2014, as in the exercise)")),
     *MODEL_SIZE_FLAGS,
     ("model", "--backend", dict(choices=BACKEND_NAMES)),
+    DEVICE_FLAG,
     ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="fresh sequences per step")),
     *OPTIMIZER_FLAGS,
     ("budget", "--steps", dict(type=_positive_int, metavar="N", aliases=("--max-steps",),
@@ -166,6 +172,7 @@ FORECAST_TRAIN_FLAGS = [
     ("model", "--cell", dict(choices=CELLS, help="recurrent cell (rnn = nn.RNN, as in the exercise)")),
     *MODEL_SIZE_FLAGS,
     ("model", "--backend", dict(choices=BACKEND_NAMES)),
+    DEVICE_FLAG,
     ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="windows per step")),
     *OPTIMIZER_FLAGS,
     ("optimization", "--loss-steps", dict(choices=("last", "all"),
@@ -427,11 +434,12 @@ def _train(train_run, config_cls, flags, args, preset: dict | None = None) -> di
     cfg, overrides = _config_from_args(config_cls, args, flags, preset)
     if not distributed.launched_by_torchrun():
         return train_run(cfg, args.out, resume=args.resume, force=args.force, overrides=overrides, quiet=args.quiet)
-    backend, batch_size = cfg.backend, cfg.batch_size
-    if args.resume:  # the saved config decides the batch, and the backend unless given now
+    backend, batch_size, device = cfg.backend, cfg.batch_size, cfg.device
+    if args.resume:  # the saved config decides the batch, and the backend and device unless given now
         saved = _saved_config(config_cls, args.out)
         backend, batch_size = overrides.get("backend", saved.backend), saved.batch_size
-    shard = distributed.setup(backend, batch_size)
+        device = overrides.get("device", "auto" if "backend" in overrides else saved.device)
+    shard = distributed.setup(backend, batch_size, device)
     out = distributed.working_dir(args.out, args.resume)
     try:
         summary = train_run(cfg, out, resume=args.resume, force=args.force,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -31,6 +32,7 @@ class CharLMConfig:
     init: str = "default"
     dtype: str = "float32"
     backend: str = "numpy"
+    device: str = "auto"           # torch backend: auto (a GPU when present), cpu, cuda, cuda:N
     optimizer: str = "adam"
     lr: float = 3e-3
     schedule: str = "constant"
@@ -54,6 +56,7 @@ class CharLMConfig:
         check_off_or_positive(self, ("max_minutes", "target_loss", "target_val_loss"))
         if not 0.0 <= self.val_fraction < 1.0:
             raise UserError(f"--val-fraction must be in [0, 1), got {self.val_fraction!r}")
+        check_device(self)
         check_choices(self, {**TRAINING_CHOICES, "backend": BACKEND_NAMES, "loss_reduction": ("mean", "sum")})
         if not (self.max_steps or self.max_minutes or self.target_loss or self.target_val_loss):
             raise UserError("no stopping rule: set --max-steps, --max-minutes, --target-loss or "
@@ -85,6 +88,7 @@ class DenoiseConfig:
     init: str = "default"
     dtype: str = "float32"
     backend: str = "jax"
+    device: str = "auto"           # torch backend: auto (a GPU when present), cpu, cuda, cuda:N
     optimizer: str = "adam"
     lr: float = 3e-3
     schedule: str = "cosine"
@@ -107,6 +111,7 @@ class DenoiseConfig:
             raise UserError(f"--seq-len must be an integer >= 2 (an input and a later target), got {self.seq_len!r}")
         check_positive(self, ("lr", "clip_value"))
         check_off_or_positive(self, ("max_minutes",))
+        check_device(self)
         check_choices(self, {**TRAINING_CHOICES, "backend": BACKEND_NAMES, "target": ("predict", "filter")})
         self.process()  # tau, sigma, dt, noise_var > 0 and dt < tau
         return self
@@ -146,6 +151,7 @@ class ForecastConfig:
     init: str = "default"
     dtype: str = "float32"
     backend: str = "torch"
+    device: str = "auto"           # torch backend: auto (a GPU when present), cpu, cuda, cuda:N
     optimizer: str = "adam"
     lr: float = 1e-3
     schedule: str = "constant"
@@ -163,6 +169,7 @@ class ForecastConfig:
         check_ints(self, ("builtin_points",), minimum=10)
         check_positive(self, ("lr", "clip_value"))
         check_off_or_positive(self, ("max_minutes",))
+        check_device(self)
         check_choices(self, {**TRAINING_CHOICES, "backend": BACKEND_NAMES, "target": ("levels", "returns"),
                              "loss_steps": ("last", "all")})
         for name in ("csv", "every", "start", "end"):
@@ -210,6 +217,17 @@ def check_off_or_positive(cfg, names) -> None:
         value = getattr(cfg, name)
         if not _is_number(value) or value < 0 or not math.isfinite(value):
             raise UserError(f"--{flag(name)} must be zero (off) or a positive number, got {value!r}")
+
+
+def check_device(cfg) -> None:
+    """``device`` names where the torch backend computes; the other backends choose for themselves."""
+    device = cfg.device
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if device.startswith("cuda") and cfg.backend != "torch":
+        hint = ("the numpy backend runs on the CPU" if cfg.backend == "numpy" else
+                "JAX picks its own device: install jax with CUDA support and leave --device at auto")
+        raise UserError(f"--device {device} is for --backend torch; {hint}")
 
 
 def check_choices(cfg, choices: dict) -> None:

@@ -1,5 +1,9 @@
 """Data-parallel training under ``torchrun``: PyTorch DistributedDataParallel, nothing home-made.
 
+On CPUs the processes talk over gloo; when the torch backend runs on GPUs (``--device
+auto`` with a GPU present, or ``cuda``), each process takes the GPU of its LOCAL_RANK
+and they talk over nccl.
+
 ``torchrun --nproc-per-node K -m rnnlab charlm train --backend torch ...`` starts K
 processes with RANK/WORLD_SIZE in their environment.  Each builds the same global
 batch (the data pipeline is seeded) and trains on its own rows of it, an equal share
@@ -66,7 +70,7 @@ class Shard:
         import torch
         import torch.distributed as dist
 
-        t = torch.tensor([1.0 if flag else 0.0])
+        t = torch.tensor([1.0 if flag else 0.0], device=_collective_device())
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
 
@@ -76,7 +80,7 @@ class Shard:
         import torch
         import torch.distributed as dist
 
-        t = torch.tensor([value], dtype=torch.float64)
+        t = torch.tensor([value], dtype=torch.float64, device=_collective_device())
         dist.all_reduce(t)
         return float(t.item())
 
@@ -124,8 +128,9 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 
 
-def setup(backend: str, batch_size: int) -> Shard:
-    """Join the torchrun job described by the environment (gloo: the torch backend runs on CPU)."""
+def setup(backend: str, batch_size: int, device: str = "auto") -> Shard:
+    """Join the torchrun job described by the environment: nccl when the torch backend runs on
+    GPUs (``device``: see ``torch_backend.device_name``), gloo on CPUs."""
     global _current
     if not launched_by_torchrun():
         return SINGLE
@@ -136,13 +141,31 @@ def setup(backend: str, batch_size: int) -> Shard:
     if batch_size < world:
         raise UserError(f"--batch-size {batch_size} is smaller than the {world} torchrun processes; each "
                         "needs at least one row: raise --batch-size or lower --nproc-per-node")
+    import torch
     import torch.distributed as dist
 
+    from .backends.torch_backend import resolve_device
+
+    where = resolve_device(device)
+    if where.type == "cuda":
+        torch.cuda.set_device(where)  # nccl and all_gather_object use the current device
     if not dist.is_initialized():
-        # gloo: the torch backend keeps its tensors on the CPU (nccl would need them on a GPU).
-        dist.init_process_group("gloo")
+        dist.init_process_group(process_group_backend(where.type))
     _current = Shard(rank, world)
     return _current
+
+
+def process_group_backend(device_type: str) -> str:
+    """nccl between GPUs, gloo between CPUs."""
+    return "nccl" if device_type == "cuda" else "gloo"
+
+
+def _collective_device():
+    """Where collective tensors live: nccl only moves tensors that are on this process's GPU."""
+    import torch
+    import torch.distributed as dist
+
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
 
 
 def teardown() -> None:

@@ -65,7 +65,7 @@ def _check_task(meta: dict, task_name: str, where: Path) -> None:
 
 # Fields any run may change when resumed: the parameters and optimizer state are backend-free,
 # so a run started on one backend continues on another.
-ALWAYS_RESUMABLE = {"backend"}
+ALWAYS_RESUMABLE = {"backend", "device"}
 
 
 def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable: set) -> Resumed:
@@ -80,6 +80,8 @@ def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable
         names = ", ".join(f"--{flag(k)}" for k in sorted(changed))
         raise UserError(f"cannot change {names} when resuming {str(out)!r}; start a new run "
                         "(--force or another --out) to change the model or data")
+    if "backend" in overrides and "device" not in overrides:
+        overrides = dict(overrides, device="auto")  # the saved device may not exist on the new backend
     cfg = dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in resumable})
     cfg.validate()
     horizon = next(name for name in ("max_steps", "steps", "epochs") if hasattr(cfg, name))
@@ -109,7 +111,9 @@ def make_trainer(cfg, spec: ModelSpec, params: dict, optimizer: Optimizer, loss:
     except ImportError as exc:
         raise UserError(f"--backend {cfg.backend} needs {exc.name!r}, which is not installed: "
                         f"pip install 'rnnlab[{cfg.backend}]' or choose --backend numpy") from exc
-    trainer = backend.Trainer(spec, params, optimizer, loss, reduction, cfg.clip, cfg.clip_value)
+    # Only torch takes a device: NumPy runs on the CPU and JAX places arrays on its default device.
+    where = {"device": cfg.device} if cfg.backend == "torch" else {}
+    trainer = backend.Trainer(spec, params, optimizer, loss, reduction, cfg.clip, cfg.clip_value, **where)
     if distributed.current().active:
         trainer.distribute()
     return trainer
@@ -147,6 +151,6 @@ def load_saved(run_dir, which: str, task_name: str, config_cls,
         cfg = from_dict(config_cls, meta["config"], where=f"{run_dir}/{which}.json")
     except (KeyError, TypeError) as exc:
         raise UserError(f"{run_dir}/{which}.json lacks field {exc}; the checkpoint is damaged") from exc
-    if backend is not None:
-        cfg = dataclasses.replace(cfg, backend=backend)
+    # A saved model is used on whatever machine loads it: the training run's device may not be here.
+    cfg = dataclasses.replace(cfg, device="auto", **({"backend": backend} if backend is not None else {}))
     return params, meta, spec, cfg

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..cells import ModelSpec
+from ..errors import UserError
 from ..threads import torch_threads
 from .numpy_backend import check_targets
 from .numpy_backend import init_carry as _np_init_carry
@@ -43,6 +44,41 @@ torch.set_num_threads(torch_threads(int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
 BUILTINS = {"rnn": lambda i, h, n: nn.RNN(i, h, n, nonlinearity="tanh", batch_first=True),
             "gru_reset_after": lambda i, h, n: nn.GRU(i, h, n, batch_first=True),
             "lstm": lambda i, h, n: nn.LSTM(i, h, n, batch_first=True)}
+def device_name(requested: str, cuda_devices: int, local_rank: int | None) -> str:
+    """The torch device for ``--device requested`` when ``cuda_devices`` GPUs are visible;
+    ``local_rank`` is this process's LOCAL_RANK under torchrun (None otherwise), whose GPU it takes."""
+    if requested == "cpu" or (requested == "auto" and cuda_devices == 0):
+        return "cpu"
+    if cuda_devices == 0:
+        raise UserError(f"--device {requested}: torch sees no CUDA GPU here (torch {torch.__version__}); "
+                        "use --device cpu or auto")
+    if local_rank is None:
+        index = int(requested.partition(":")[2] or 0)
+    elif ":" in requested:
+        raise UserError(f"--device {requested}: under torchrun each process takes the GPU of its LOCAL_RANK; "
+                        "pass --device cuda (or auto)")
+    else:
+        index = local_rank
+    if index >= cuda_devices:
+        raise UserError(f"--device {requested}: GPU {index} does not exist here ({cuda_devices} visible)"
+                        + ("; start at most that many processes per machine" if local_rank is not None else ""))
+    return f"cuda:{index}"
+
+
+def resolve_device(requested: str | torch.device = "auto") -> torch.device:
+    """``device_name`` for this process.  On a GPU, float32 stays float32 (TF32 off for matmuls and
+    cuDNN's RNNs), so a GPU run computes what the other backends compute."""
+    if isinstance(requested, torch.device):
+        return requested
+    local_rank = os.environ.get("LOCAL_RANK") if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else None
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device = torch.device(device_name(requested, count, None if local_rank is None else int(local_rank)))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return device
+
+
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
@@ -83,7 +119,7 @@ class ChoGRU(nn.Module):
 class TorchModel(nn.Module):
     """Input stage (one-hot or Dense-ReLU), the recurrent stack, a linear readout."""
 
-    def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray]):
+    def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray], device: torch.device | str = "cpu"):
         super().__init__()
         self.spec = spec
         H, L = spec.hidden_size, spec.num_layers
@@ -92,7 +128,7 @@ class TorchModel(nn.Module):
             self.input = nn.Linear(spec.input_size, H)
         self.rnn = ChoGRU(first_in, H, L) if spec.cell == "gru" else BUILTINS[spec.cell](first_in, H, L)
         self.readout = nn.Linear(H, spec.output_size)
-        self.to(TORCH_DTYPES[np.asarray(params["readout.W"]).dtype])
+        self.to(device=torch.device(device), dtype=TORCH_DTYPES[np.asarray(params["readout.W"]).dtype])
         self.load_canonical(params)
 
     # ------------------------------------------------------------------ canonical <-> torch layout
@@ -156,26 +192,29 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
 
-def _carry_in(carry: list) -> list:
-    return [tuple(torch.as_tensor(np.asarray(a)) for a in c) if isinstance(c, tuple)
-            else torch.as_tensor(np.asarray(c)) for c in carry]
+def _carry_in(carry: list, device) -> list:
+    return [tuple(torch.as_tensor(np.asarray(a), device=device) for a in c) if isinstance(c, tuple)
+            else torch.as_tensor(np.asarray(c), device=device) for c in carry]
 
 
 def _carry_out(carry: list) -> list:
     return [tuple(_numpy(a) for a in c) if isinstance(c, tuple) else _numpy(c) for c in carry]
 
 
-def _inputs(spec: ModelSpec, inputs, dtype) -> torch.Tensor:
+def _inputs(spec: ModelSpec, inputs, dtype, device) -> torch.Tensor:
     inputs = np.asarray(inputs)
-    return torch.as_tensor(inputs.astype(np.int64) if spec.input_kind == "onehot" else inputs.astype(dtype))
+    return torch.as_tensor(inputs.astype(np.int64) if spec.input_kind == "onehot" else inputs.astype(dtype),
+                           device=device)
 
 
 def _loss(Y: torch.Tensor, targets: np.ndarray, loss: str) -> torch.Tensor:
     """Mean loss per output element; ``targets`` already checked by ``check_targets``."""
     if loss == "cross_entropy":
-        return F.cross_entropy(Y.reshape(-1, Y.shape[-1]), torch.as_tensor(targets.astype(np.int64)).reshape(-1))
+        ids = torch.as_tensor(targets.astype(np.int64), device=Y.device)
+        return F.cross_entropy(Y.reshape(-1, Y.shape[-1]), ids.reshape(-1))
     scored = targets.shape[1]  # targets cover the last T' outputs (see check_targets)
-    return torch.mean((Y[:, Y.shape[1] - scored:] - torch.as_tensor(targets.astype(_np_dtype(Y)))) ** 2)
+    wanted = torch.as_tensor(targets.astype(_np_dtype(Y)), device=Y.device)
+    return torch.mean((Y[:, Y.shape[1] - scored:] - wanted) ** 2)
 
 
 def _np_dtype(t: torch.Tensor):
@@ -186,22 +225,24 @@ def init_carry(spec: ModelSpec, batch_size: int, dtype=np.float32) -> list:
     return _np_init_carry(spec, batch_size, dtype)
 
 
-def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray):
+def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray, device: str = "auto"):
     """Outputs ``[B, T, O]`` (NumPy) and the carry after the last step."""
-    model = TorchModel(spec, params)
+    device = resolve_device(device)
+    model = TorchModel(spec, params, device)
     dtype = np.asarray(params["readout.W"]).dtype
     with torch.no_grad():
-        Y, new_carry = model(_inputs(spec, inputs, dtype), _carry_in(carry))
+        Y, new_carry = model(_inputs(spec, inputs, dtype, device), _carry_in(carry, device))
     return _numpy(Y), _carry_out(new_carry)
 
 
 def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray, targets: np.ndarray,
-                   loss: str = "cross_entropy", reduction: str = "mean"):
+                   loss: str = "cross_entropy", reduction: str = "mean", device: str = "auto"):
     """Same contract as ``numpy_backend.loss_and_grads`` (loss is the per-element mean)."""
     targets = check_targets(spec, loss, inputs, targets)
-    model = TorchModel(spec, params)
+    device = resolve_device(device)
+    model = TorchModel(spec, params, device)
     dtype = np.asarray(params["readout.W"]).dtype
-    Y, new_carry = model(_inputs(spec, inputs, dtype), _carry_in(carry))
+    Y, new_carry = model(_inputs(spec, inputs, dtype, device), _carry_in(carry, device))
     value = _loss(Y, targets, loss)
     value.backward()
     grads = model.canonical_grads()
@@ -235,11 +276,12 @@ class Trainer:
     name = name
 
     def __init__(self, spec: ModelSpec, params: dict, optimizer, loss: str, reduction: str, clip: str,
-                 clip_value: float):
+                 clip_value: float, device: str = "auto"):
         self.spec, self.optimizer, self.loss, self.reduction = spec, optimizer, loss, reduction
         self.clip, self.clip_value = clip, clip_value
         self.dtype = np.asarray(params["readout.W"]).dtype
-        self.model = TorchModel(spec, params)
+        self.device = resolve_device(device)
+        self.model = TorchModel(spec, params, self.device)
         self._run_model = self.model  # a DistributedDataParallel wrapper under torchrun
         self.loss_weight = 1.0        # this process's share of the batch, under torchrun
         self._pairs = self.model._pairs()
@@ -254,7 +296,7 @@ class Trainer:
         for key, tensor, transposed in self._pairs:
             st = self._torch_opt.state[tensor]
             for slot, torch_key in slots.items():
-                value = torch.as_tensor(self.optimizer.state[f"{slot}/{key}"]).to(tensor.dtype)
+                value = torch.as_tensor(self.optimizer.state[f"{slot}/{key}"]).to(tensor.device, tensor.dtype)
                 value = value.T.contiguous() if transposed else value.clone()
                 if slot == "sum_sq":
                     value += self.optimizer.eps
@@ -284,7 +326,8 @@ class Trainer:
         """(loss, grad_norm, new_carry), as the NumPy Trainer."""
         targets = check_targets(self.spec, self.loss, inputs, targets)
         self._torch_opt.zero_grad(set_to_none=False)
-        Y, new_carry = self._run_model(_inputs(self.spec, inputs, self.dtype), _carry_in(carry))
+        Y, new_carry = self._run_model(_inputs(self.spec, inputs, self.dtype, self.device),
+                                       _carry_in(carry, self.device))
         value = _loss(Y, targets, self.loss)
         objective = value * targets.size if self.reduction == "sum" else value
         (objective * self.loss_weight if self.loss_weight != 1.0 else objective).backward()
@@ -312,11 +355,13 @@ class Trainer:
         global norm and takes the same step."""
         from torch.nn.parallel import DistributedDataParallel
 
-        self._run_model = DistributedDataParallel(self.model)
+        on_gpu = self.device.type == "cuda"
+        self._run_model = DistributedDataParallel(self.model, device_ids=[self.device] if on_gpu else None)
 
     def forward(self, carry, inputs):
         with torch.no_grad():
-            Y, new_carry = self.model(_inputs(self.spec, inputs, self.dtype), _carry_in(carry))
+            Y, new_carry = self.model(_inputs(self.spec, inputs, self.dtype, self.device),
+                                      _carry_in(carry, self.device))
         return _numpy(Y), _carry_out(new_carry)
 
     def step(self, carry, x):

@@ -173,8 +173,8 @@ def train_run(cfg: CharLMConfig, out: str | os.PathLike, resume: bool = False, f
         task = CharLMTask(cfg, read_text(cfg.text or None))
         spec = task.spec()
         params, optimizer, state = runs.fresh_start(cfg, spec)
-    checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab charlm run configuration"))
     trainer = runs.make_trainer(cfg, spec, params, optimizer, "cross_entropy", cfg.loss_reduction)
+    checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab charlm run configuration"))
     budget = train.Budget(cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every)
     summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, cfg.max_steps), out,
                         dataclasses.asdict(cfg), quiet)

@@ -286,8 +286,8 @@ def train_run(cfg: DenoiseConfig, out: str | os.PathLike, resume: bool = False, 
         task = DenoiseTask(cfg)
         spec = spec_of(cfg)
         params, optimizer, state = runs.fresh_start(cfg, spec)
-    checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab denoise run configuration"))
     trainer = runs.make_trainer(cfg, spec, params, optimizer, "mse")
+    checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab denoise run configuration"))
     budget = train.Budget(max_steps=cfg.steps, max_minutes=cfg.max_minutes, eval_every=cfg.eval_every)
     summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, cfg.steps), out,
                         dataclasses.asdict(cfg), quiet, log_evals)

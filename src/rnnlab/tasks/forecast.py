@@ -467,8 +467,8 @@ def train_run(cfg: ForecastConfig, out: str | os.PathLike, resume: bool = False,
             params["readout.b"][...] = 0.0
     if not quiet and log_evals:
         print("\n".join(task.summary_lines()), flush=True)
-    checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab forecast run configuration"))
     trainer = runs.make_trainer(cfg, spec, params, optimizer, "mse")
+    checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab forecast run configuration"))
     total_steps = cfg.epochs * task.steps_per_epoch
     budget = train.Budget(max_steps=total_steps, max_minutes=cfg.max_minutes, eval_every=task.steps_per_epoch,
                           eval_at_start=True)
