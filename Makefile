@@ -17,15 +17,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m rnnlab charlm train --out runs/demo --force --hidden-size 256 --seq-len 64 \
-		--batch-size 32 --max-steps 600 --eval-every 150
-	@echo "--- samples from runs/demo (temperature 0.7) ---"
-	$(PY) -m rnnlab charlm sample --run runs/demo --best --length 400 --temperature 0.7 --prime "The "
-	$(PY) -m rnnlab charlm eval --run runs/demo --best
-	@echo "--- denoising an Ornstein-Uhlenbeck signal, against the Kalman predictor ---"
-	$(PY) -m rnnlab denoise train --out runs/demo-denoise --force --eval-every 500
-	@echo "--- forecasting the built-in price series, against persistence ---"
-	$(PY) -m rnnlab forecast train --out runs/demo-forecast --force --target returns --cell lstm --quiet
+	$(PY) -m rnnlab demo --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest tests

@@ -25,6 +25,8 @@ import numpy as np
 from .errors import UserError
 
 FORMAT = "rnnlab.checkpoint"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 VERSION = 1
 
 
@@ -37,6 +39,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; a run's files are ordinary files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -50,18 +50,21 @@ _non_negative_float = _number(float, 0, inclusive=True)
 
 # Flags every task's `train` shares, one-to-one with config fields of the same name.
 MODEL_SIZE_FLAGS = [
-    ("model", "--hidden-size", dict(type=_positive_int, metavar="N")),
-    ("model", "--layers", dict(type=_positive_int, metavar="N")),
-    ("model", "--init", dict(choices=("default", "classic"))),
-    ("model", "--dtype", dict(choices=("float32", "float64"))),
+    ("model", "--hidden-size", dict(type=_positive_int, metavar="N", help="units in each recurrent layer")),
+    ("model", "--layers", dict(type=_positive_int, metavar="N", help="stacked recurrent layers")),
+    ("model", "--init", dict(choices=("default", "classic"),
+                            help="default: uniform +-1/sqrt(H) as PyTorch; classic: N(0,1)*0.01 as min-char-rnn")),
+    ("model", "--dtype", dict(choices=("float32", "float64"), help="floating-point type of parameters and math")),
 ]
 OPTIMIZER_FLAGS = [
-    ("optimization", "--optimizer", dict(choices=OPTIMIZERS)),
-    ("optimization", "--lr", dict(type=_positive_float, metavar="X")),
-    ("optimization", "--schedule", dict(choices=SCHEDULES)),
-    ("optimization", "--warmup-steps", dict(type=_non_negative_int, metavar="N")),
+    ("optimization", "--optimizer", dict(choices=OPTIMIZERS, help="update rule")),
+    ("optimization", "--lr", dict(type=_positive_float, metavar="X", help="learning rate (peak rate with a schedule)")),
+    ("optimization", "--schedule", dict(choices=SCHEDULES, help="learning-rate schedule over the run")),
+    ("optimization", "--warmup-steps", dict(type=_non_negative_int, metavar="N",
+                                             help="linear warm-up from 0 to --lr over N steps")),
     ("optimization", "--clip", dict(choices=("norm", "value", "none"), help="global-norm or element clip")),
-    ("optimization", "--clip-value", dict(type=_positive_float, metavar="X")),
+    ("optimization", "--clip-value", dict(type=_positive_float, metavar="X",
+                                           help="largest gradient norm (--clip norm) or element (--clip value)")),
 ]
 MAX_MINUTES_FLAG = ("budget", "--max-minutes", dict(type=_non_negative_float, metavar="X",
                                                     help="training minutes of this invocation (0 = no limit)"))
@@ -78,12 +81,13 @@ CHARLM_TRAIN_FLAGS = [
     ("data", "--val-fraction", dict(type=float, metavar="X", help="tail of the text held out for validation")),
     ("model", "--cell", dict(choices=CELLS, help="recurrent cell")),
     *MODEL_SIZE_FLAGS,
-    ("model", "--backend", dict(choices=BACKEND_NAMES)),
+    ("model", "--backend", dict(choices=BACKEND_NAMES, help="engine that computes the model")),
     DEVICE_FLAG,
     ("optimization", "--seq-len", dict(type=_positive_int, metavar="T", help="truncated-BPTT length")),
     ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="parallel text streams")),
     *OPTIMIZER_FLAGS,
-    ("optimization", "--loss-reduction", dict(choices=("mean", "sum"))),
+    ("optimization", "--loss-reduction", dict(choices=("mean", "sum"),
+                                             help="mean per character, or summed over the sequence (min-char-rnn)")),
     ("budget", "--max-steps", dict(type=_non_negative_int, metavar="N", help="total steps (0 = no limit)")),
     MAX_MINUTES_FLAG,
     ("budget", "--target-loss", dict(type=_non_negative_float, metavar="X",
@@ -92,9 +96,11 @@ CHARLM_TRAIN_FLAGS = [
                                          help="stop at the first evaluation with validation loss <= X")),
     ("reporting", "--eval-every", dict(type=_positive_int, metavar="N",
                                        help="steps between validation, sample and checkpoint")),
-    ("reporting", "--eval-max-chars", dict(type=_non_negative_int, metavar="N")),
-    ("reporting", "--sample-length", dict(type=_non_negative_int, metavar="N")),
-    ("budget", "--seed", dict(type=_non_negative_int, metavar="N")),
+    ("reporting", "--eval-max-chars", dict(type=_non_negative_int, metavar="N",
+                                          help="validation characters per evaluation (0 = all)")),
+    ("reporting", "--sample-length", dict(type=_non_negative_int, metavar="N",
+                                         help="characters of the sample at each evaluation")),
+    ("budget", "--seed", dict(type=_non_negative_int, metavar="N", help="seed of the initial weights and the data")),
 ]
 
 
@@ -130,17 +136,18 @@ DENOISE_TRAIN_FLAGS = [
                                help="predict: x[t+1] from y[0..t] (the exercise); filter: x[t] from y[0..t]")),
     ("model", "--cell", dict(choices=CELLS, help="recurrent cell (gru = Cho 2014, as in the exercise)")),
     *MODEL_SIZE_FLAGS,
-    ("model", "--backend", dict(choices=BACKEND_NAMES)),
+    ("model", "--backend", dict(choices=BACKEND_NAMES, help="engine that computes the model")),
     DEVICE_FLAG,
     ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="fresh sequences per step")),
     *OPTIMIZER_FLAGS,
     ("budget", "--steps", dict(type=_positive_int, metavar="N", aliases=("--max-steps",),
                                help="total training steps")),
     MAX_MINUTES_FLAG,
-    ("budget", "--seed", dict(type=_non_negative_int, metavar="N")),
+    ("budget", "--seed", dict(type=_non_negative_int, metavar="N", help="seed of the initial weights and the data")),
     ("reporting", "--eval-every", dict(type=_positive_int, metavar="N",
                                        help="steps between validation and checkpoint")),
-    ("reporting", "--val-sequences", dict(type=_positive_int, metavar="N")),
+    ("reporting", "--val-sequences", dict(type=_positive_int, metavar="N",
+                                        help="fixed validation sequences, drawn once from the seed")),
     ("reporting", "--test-sequences", dict(type=_positive_int, metavar="N",
                                            help="fresh sequences for the final comparison with Kalman")),
 ]
@@ -171,7 +178,7 @@ FORECAST_TRAIN_FLAGS = [
     ("data", "--test-fraction", dict(type=_fraction, metavar="X", help="share of the points for the test")),
     ("model", "--cell", dict(choices=CELLS, help="recurrent cell (rnn = nn.RNN, as in the exercise)")),
     *MODEL_SIZE_FLAGS,
-    ("model", "--backend", dict(choices=BACKEND_NAMES)),
+    ("model", "--backend", dict(choices=BACKEND_NAMES, help="engine that computes the model")),
     DEVICE_FLAG,
     ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="windows per step")),
     *OPTIMIZER_FLAGS,
@@ -180,7 +187,7 @@ FORECAST_TRAIN_FLAGS = [
                                                "all: also every one-step forecast inside it")),
     ("budget", "--epochs", dict(type=_positive_int, metavar="N", help="passes over the training windows")),
     MAX_MINUTES_FLAG,
-    ("budget", "--seed", dict(type=_non_negative_int, metavar="N")),
+    ("budget", "--seed", dict(type=_non_negative_int, metavar="N", help="seed of the initial weights and the data")),
 ]
 
 
@@ -228,6 +235,9 @@ def _add_run_flags(parser, default_out: str, resume: bool = True) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bar or per-eval lines")
 
 
+RUN_HELP = "run directory written by `train` (or `import`)"
+
+
 def _task_verbs(tasks, name: str, help_text: str, description: str):
     """The sub-parser group of one task's verbs (train, sample, eval, ...); a verb is required."""
     verbs = tasks.add_parser(name, help=help_text, description=description).add_subparsers(
@@ -237,15 +247,21 @@ def _task_verbs(tasks, name: str, help_text: str, description: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rnnlab", description="Train small recurrent networks (RNN, GRU, LSTM).")
+    parser = _Parser(prog="rnnlab", usage="rnnlab [-h] [--version] COMMAND ...",
+                     description="Train small recurrent networks (vanilla RNN, GRU, LSTM) on NumPy, JAX or\n"
+                                 "PyTorch, and measure them against honest baselines.",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
-    tasks = parser.add_subparsers(dest="task", metavar="TASK", parser_class=_Parser)
+    # The command list is printed grouped (see _command_groups), not as argparse's one flat list.
+    tasks = parser.add_subparsers(dest="task", metavar="COMMAND", parser_class=_Parser, help=argparse.SUPPRESS,
+                                  prog="rnnlab")
     tasks.required = True
     verbs = _task_verbs(tasks, "charlm", "character-level language model", "Character-level language model.")
 
-    tr = verbs.add_parser("train", help="train (or --resume) a model",
+    tr = verbs.add_parser("train", usage="%(prog)s [options]", help="train (or --resume) a model",
                           description="Train a character-level language model. Writes config.toml, "
-                                      "metrics.jsonl, checkpoint.* and best.* into --out.")
+                                      "metrics.jsonl, checkpoint.*, best.*, samples.jsonl, loss.png and report.html "
+                                      "into --out.")
     _add_config_flags(tr, CHARLM_TRAIN_FLAGS, CharLMConfig())
     tr.add_argument_group("preset").add_argument(
         "--preset", choices=sorted(PRESETS),
@@ -254,19 +270,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(tr, "runs/charlm")
 
     sa = verbs.add_parser("sample", help="generate text from a trained run")
-    sa.add_argument("--run", required=True, metavar="DIR")
+    sa.add_argument("--run", required=True, metavar="DIR", help=RUN_HELP)
     sa.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
-    sa.add_argument("--length", type=_non_negative_int, default=500, metavar="N")
+    sa.add_argument("--length", type=_non_negative_int, default=500, metavar="N",
+                    help="characters to generate (default 500)")
     sa.add_argument("--temperature", type=_non_negative_float, default=1.0, metavar="X",
                     help="divides the logits; lower = more conservative, 0 = argmax (default 1)")
     sa.add_argument("--top-k", type=_non_negative_int, default=0, metavar="N",
                     help="sample among the N most likely characters (0 = all)")
     sa.add_argument("--prime", default="", metavar="TEXT", help="text to start from")
-    sa.add_argument("--seed", type=_non_negative_int, default=0, metavar="N")
+    sa.add_argument("--seed", type=_non_negative_int, default=0, metavar="N", help="sampling seed (default 0)")
     sa.add_argument("--best", action="store_true", help="use the best-on-validation model")
 
     ev = verbs.add_parser("eval", help="validation loss in nats/char and bits/char")
-    ev.add_argument("--run", required=True, metavar="DIR")
+    ev.add_argument("--run", required=True, metavar="DIR", help=RUN_HELP)
     ev.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
     ev.add_argument("--text", metavar="FILE", help="evaluate on this file (default: the run's validation split)")
     ev.add_argument("--best", action="store_true", help="use the best-on-validation model")
@@ -275,14 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     dverbs = _task_verbs(tasks, "denoise", "denoise an Ornstein-Uhlenbeck signal, against Kalman",
                          "Recover a clean OU signal from noisy observations with a Dense-ReLU-GRU-Dense model, "
                          "measured against the exact Kalman estimate for the same process.")
-    dt = dverbs.add_parser("train", help="train (or --resume), then test against Kalman",
+    dt = dverbs.add_parser("train", usage="%(prog)s [options]", help="train (or --resume), then test against Kalman",
                            description="Train on fresh sequences every step, then compare with the Kalman "
                                        "estimate on --test-sequences fresh sequences. Writes config.toml, "
-                                       "metrics.jsonl, checkpoint.*, best.*, test.json, loss.png and traces.png.")
+                                       "metrics.jsonl, checkpoint.*, best.*, test.json, loss.png, traces.png and "
+                                       "report.html.")
     _add_config_flags(dt, DENOISE_TRAIN_FLAGS, DenoiseConfig())
     _add_run_flags(dt, "runs/denoise")
 
-    ds = dverbs.add_parser("search", help="learning-rate search: one run per rate, curves, table, best rate",
+    ds = dverbs.add_parser("search", usage="%(prog)s [options]", help="learning-rate search: one run per rate, curves, table, best rate",
                            description="Train one run per learning rate (same seed, same data), plot every "
                                        "training curve on one log-scale figure, print a table and name the "
                                        "rate with the lowest validation MSE.")
@@ -292,30 +310,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(ds, "runs/denoise-search", resume=False)
 
     de = dverbs.add_parser("eval", help="test a saved model against Kalman on fresh sequences")
-    de.add_argument("--run", required=True, metavar="DIR")
+    de.add_argument("--run", required=True, metavar="DIR", help=RUN_HELP)
     de.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
     de.add_argument("--best", action="store_true", help="use the best-on-validation model")
     de.add_argument("--sequences", type=_positive_int, default=100_000, metavar="N",
                     help="fresh test sequences (default 100000)")
-    de.add_argument("--seed", type=_non_negative_int, default=0, metavar="N")
+    de.add_argument("--seed", type=_non_negative_int, default=0, metavar="N",
+                    help="seed of the fresh test sequences (default 0)")
     de.add_argument("--json", action="store_true", help="print one JSON object")
 
     fverbs = _task_verbs(tasks, "forecast", "forecast the next price of a series, against persistence",
                          "Forecast the next value of a price series from a window of past values (BTCUSDT "
                          "20-hour opens in the classic exercise), tested in price units against the "
                          "persistence forecast (next = last).")
-    ft = fverbs.add_parser("train", help="train (or --resume), then test against persistence",
+    ft = fverbs.add_parser("train", usage="%(prog)s [options]", help="train (or --resume), then test against persistence",
                            description="Train for --epochs passes over the shuffled training windows, keep the "
                                        "best epoch on validation, then test it against persistence. Writes "
                                        "config.toml, metrics.jsonl (one row per epoch), checkpoint.*, best.*, "
-                                       "test.json, loss.png and forecast.png.")
+                                       "test.json, loss.png, forecast.png and report.html.")
     _add_config_flags(ft, FORECAST_TRAIN_FLAGS, ForecastConfig())
     _add_run_flags(ft, "runs/forecast")
 
     fp = fverbs.add_parser("predict", help="forecast the value after the last window of a CSV",
                            description="Forecast the next value after the last --window points of --csv "
                                        "(binned on the run's grid), or of the run's own series.")
-    fp.add_argument("--run", required=True, metavar="DIR")
+    fp.add_argument("--run", required=True, metavar="DIR", help=RUN_HELP)
     fp.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
     fp.add_argument("--csv", metavar="FILE", help="price CSV (default: the series the run was trained on)")
     fp.add_argument("--last", action="store_true", help="use the last checkpoint instead of the best epoch")
@@ -326,10 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(Wxh, Whh, Why, bh, by; a one-layer one-hot rnn) or the state_dict of "
                                       "nn.RNN/nn.GRU/nn.LSTM + nn.Linear. The file type follows --out: .npz, "
                                       ".pt/.pth (torch.save) or .safetensors.")
-    ex.add_argument("--run", required=True, metavar="DIR")
+    ex.add_argument("--run", required=True, metavar="DIR", help=RUN_HELP)
     ex.add_argument("--best", action="store_true", help="export the best-on-validation model")
-    ex.add_argument("--format", required=True, choices=("min-char-rnn", "torch"))
-    ex.add_argument("--out", required=True, metavar="FILE")
+    ex.add_argument("--format", required=True, choices=("min-char-rnn", "torch"), help="classic format to write")
+    ex.add_argument("--out", required=True, metavar="FILE", help="file to write: .npz, .pt/.pth or .safetensors")
     ex.add_argument("--rnn-name", default="rnn", metavar="NAME", help="attribute name of the recurrent module "
                                                                      "in the state_dict (default rnn)")
     ex.add_argument("--fc-name", default="fc", metavar="NAME", help="attribute name of the nn.Linear (default fc)")
@@ -346,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, flags, defaults in (("charlm", CHARLM_TRAIN_FLAGS, CharLMConfig()),
                                   ("denoise", DENOISE_TRAIN_FLAGS, DenoiseConfig()),
                                   ("forecast", FORECAST_TRAIN_FLAGS, ForecastConfig())):
-        st = sweep_tasks.add_parser(name, help=f"sweep {name} runs",
+        st = sweep_tasks.add_parser(name, usage="%(prog)s [options]", help=f"sweep {name} runs",
                                     description=f"Sweep {name} runs. Training flags fix what is not searched.")
         group = st.add_argument_group("sweep")
         group.add_argument("--trials", type=_positive_int, default=20, metavar="N",
@@ -376,18 +395,61 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Turn classic weights into a charlm run directory, so sample, eval, "
                                       "export and train --resume (fine-tuning) work on them. The file type "
                                       "follows --weights: .npz, .pt/.pth or .safetensors.")
-    im.add_argument("--weights", required=True, metavar="FILE")
-    im.add_argument("--format", required=True, choices=("min-char-rnn", "torch"))
+    im.add_argument("--weights", required=True, metavar="FILE", help="weights file: .npz, .pt/.pth or .safetensors")
+    im.add_argument("--format", required=True, choices=("min-char-rnn", "torch"), help="classic format of --weights")
     im.add_argument("--out", required=True, metavar="DIR", help="run directory to create")
     im.add_argument("--text", metavar="FILE", help="the corpus, for eval and fine-tuning (default: built-in)")
     im.add_argument("--chars", metavar="STRING", help="the vocabulary in the order of the model's one-hot rows "
                                                       "(default: the sorted characters of --text)")
     im.add_argument("--backend", choices=BACKEND_NAMES, default="numpy", help="backend of the run (default numpy)")
-    im.add_argument("--rnn-name", default="rnn", metavar="NAME")
-    im.add_argument("--fc-name", default="fc", metavar="NAME")
+    im.add_argument("--rnn-name", default="rnn", metavar="NAME",
+                    help="attribute name of the recurrent module in the state_dict (default rnn)")
+    im.add_argument("--fc-name", default="fc", metavar="NAME", help="attribute name of the nn.Linear (default fc)")
     im.add_argument("--force", action="store_true", help="replace a run already in --out")
     im.set_defaults(verb=None)
+
+    rp = tasks.add_parser("report", help="write report.html for one run, or several runs side by side",
+                          description="Rebuild a run's self-contained report.html (config, key metrics next to "
+                                      "their baselines, loss curves, task plots, timing), or compare several "
+                                      "runs on one page: a summary table, the settings that differ and their "
+                                      "validation curves on one plot.")
+    rp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by `TASK train`")
+    rp.add_argument("--out", metavar="FILE", help="where to write (default: RUN_DIR/report.html for one run, "
+                                                  "./report.html for several)")
+    rp.add_argument("--title", metavar="TEXT", help="page title (default: from the run names)")
+    rp.set_defaults(verb=None)
+
+    dm = tasks.add_parser("demo", help="train all three tasks on built-in data (~3 min) and write one report",
+                          description="A character model (with samples before and after training), the OU "
+                                      "denoiser next to the Kalman estimate and a forecaster next to "
+                                      "persistence, on built-in data, in about three minutes on a 2-core "
+                                      "laptop. Ends with a results table and OUT/report.html.")
+    dm.add_argument("--out", default="runs/demo", metavar="DIR", help="demo directory (default runs/demo); "
+                                                                     "its runs are replaced")
+    dm.add_argument("--quick", action="store_true", help="tiny sizes: seconds instead of minutes")
+    dm.add_argument("--quiet", action="store_true", help="no progress bars; only the table and the report path")
+    dm.set_defaults(verb=None)
+
+    parser.epilog = _command_groups(tasks)
     return parser
+
+
+COMMAND_GROUPS = {"tasks": ("charlm", "denoise", "forecast"),
+                  "tools": ("demo", "report", "sweep", "export", "import")}
+
+
+def _command_groups(tasks) -> str:
+    """The commands, grouped, with their one-line help."""
+    helps = {a.dest: a.help for a in tasks._choices_actions}
+    width = max(map(len, helps)) + 2
+    lines = []
+    for group, names in COMMAND_GROUPS.items():
+        lines.append(f"{group}:")
+        lines += [f"  {name.ljust(width)}{helps[name]}" for name in names]
+        lines.append("")
+    lines.append("`rnnlab COMMAND --help` explains a command; a task's verbs (train, eval, ...) each have their own "
+                 "--help.")
+    return "\n".join(lines)
 
 
 def _import(args) -> int:
@@ -473,6 +535,7 @@ def _charlm_train(args) -> int:
     print(f"{summary['stop_reason']} at step {summary['step']}{best_text}; run saved in {summary['run_dir']}")
     if summary["interrupted"]:
         return _resume_hint("charlm", summary)
+    print(f"report: {summary['run_dir']}/report.html")
     return 0
 
 
@@ -521,7 +584,7 @@ def _denoise_train(args) -> int:
     if summary["interrupted"]:
         return _resume_hint("denoise", summary)
     _print_denoise_test(summary["test"])
-    print(f"plots: {summary['run_dir']}/loss.png, {summary['run_dir']}/traces.png")
+    print(f"report: {summary['run_dir']}/report.html")
     return 0
 
 
@@ -562,7 +625,7 @@ def _forecast_train(args) -> int:
     print(test["comparison_text"])
     if test["target"] == "levels" and test["inputs_outside_training_range"] > 0.05:
         print("hint: prices left the training range; --target returns forecasts changes, which do not")
-    print(f"plots: {summary['run_dir']}/loss.png, {summary['run_dir']}/forecast.png")
+    print(f"report: {summary['run_dir']}/report.html")
     return 0
 
 
@@ -612,11 +675,29 @@ def _sweep(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from . import html_report
+
+    path = html_report.write_report(args.run_dirs, args.out, args.title)
+    print(f"wrote {path}")
+    return 0
+
+
+def _demo(args) -> int:
+    from . import demo
+
+    result = demo.run_demo(args.out, quick=args.quick, quiet=args.quiet)
+    if args.quiet:
+        print(demo.format_table(result["table"]))
+        print(f"report: {result['report']}")
+    return 0
+
+
 COMMANDS = {("charlm", "train"): _charlm_train, ("charlm", "sample"): _charlm_sample,
             ("charlm", "eval"): _charlm_eval, ("denoise", "train"): _denoise_train,
             ("denoise", "search"): _denoise_search, ("denoise", "eval"): _denoise_eval,
             ("forecast", "train"): _forecast_train, ("forecast", "predict"): _forecast_predict,
-            ("export", None): _export, ("import", None): _import,
+            ("export", None): _export, ("import", None): _import, ("report", None): _report, ("demo", None): _demo,
             **{("sweep", name): _sweep for name in ("charlm", "denoise", "forecast")}}
 
 

@@ -23,7 +23,7 @@ from .optim import Optimizer
 
 # Files a run writes; a directory holding any of them holds a run.
 RUN_FILES = ("config.toml", "metrics.jsonl", "checkpoint.safetensors", "checkpoint.json",
-             "best.safetensors", "best.json", "test.json")
+             "best.safetensors", "best.json", "test.json", "samples.jsonl", "report.html")
 
 
 @dataclass

@@ -104,9 +104,24 @@ class _StopFlag:
 
 
 def _model_meta(trainer, task, config: dict) -> dict:
-    """What sample/eval need to rebuild the model, shared by full and params-only checkpoints."""
+    """What sample/eval need to rebuild the model, shared by full and params-only checkpoints,
+    and where it was trained (so a report can say what its timings were measured on)."""
     return {"task": task.name, "backend": trainer.name, "spec": trainer.spec.to_dict(), "config": config,
-            **task.checkpoint_meta()}
+            "machine": machine_facts(trainer), **task.checkpoint_meta()}
+
+
+def machine_facts(trainer) -> dict:
+    import platform
+
+    from .threads import available_cpus
+
+    device = getattr(trainer, "device", None)
+    if trainer.name == "jax":  # JAX places arrays on its default device
+        import jax
+
+        device = jax.devices()[0]
+    return {"platform": platform.platform(terse=True), "arch": platform.machine(), "cpus": available_cpus(),
+            "python": platform.python_version(), "device": str(device) if device is not None else "cpu"}
 
 
 def save_checkpoint(run_dir: Path, trainer, task, state: LoopState, config: dict, stem="checkpoint"):

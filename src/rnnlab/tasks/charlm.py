@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint, report, runs, train
+from .. import checkpoint, html_report, report, runs, train
 from ..cells import ModelSpec
 from ..config import CharLMConfig, to_toml
 from ..data.text import BUILTIN_NAME, StreamBatcher, Vocab, eval_chunks, read_text, split_train_val
@@ -46,11 +47,15 @@ class CharLMTask:
                             "or lower --seq-len")
         self.vocab = vocab or Vocab.from_text(train_text)
         self.text_sha256 = text_sha256(text)
-        self.batcher = StreamBatcher(self.vocab.encode(train_text, "training text"), cfg.batch_size, cfg.seq_len)
+        train_ids = self.vocab.encode(train_text, "training text")
+        self.batcher = StreamBatcher(train_ids, cfg.batch_size, cfg.seq_len)
         val_ids, self.val_dropped = self.vocab.encode_known(val_text)
         if cfg.eval_max_chars:
             val_ids = val_ids[: cfg.eval_max_chars]
         self.val_ids = val_ids if len(val_ids) >= 2 else None
+        self.unigram_nats = unigram_nats_per_char(train_ids, self.val_ids, len(self.vocab)) \
+            if self.val_ids is not None else None
+        self.samples_path: Path | None = None  # samples.jsonl of the run, once train_run sets it
         self.batch_size = cfg.batch_size
         self.items_per_step = cfg.batch_size * cfg.seq_len
 
@@ -65,9 +70,11 @@ class CharLMTask:
         if self.val_ids is None:
             return {}
         nats = nats_per_char(trainer, self.val_ids, self.cfg.seq_len)
-        return {"val_loss": nats, "val_nats_per_char": nats, "val_bits_per_char": nats / LN2}
+        return {"val_loss": nats, "val_nats_per_char": nats, "val_bits_per_char": nats / LN2,
+                "val_unigram_nats_per_char": self.unigram_nats}
 
     def describe_eval(self, trainer, state, record, final) -> str:
+        """The evaluation's line and a sample (also appended to samples.jsonl, for the report)."""
         val = record.get("val_nats_per_char")
         val_text = f"val {val:.4f} nats/char ({val / LN2:.3f} bits)" if val is not None else "no validation text"
         speed = record.get("chars_per_s")
@@ -75,8 +82,14 @@ class CharLMTask:
         train_text = f"train {state.smoothed_loss:.4f}" if state.smoothed_loss is not None else "train -"
         sample = sample_text(trainer, self.vocab, min(self.cfg.sample_length, 120), temperature=0.8,
                              rng=state.sample_rng)
+        self.keep_sample(state.step, sample)
         shown = sample.replace("\n", " ⏎ ")
         return f"step {state.step} | {train_text} | {val_text}{speed_text}\n  sample: {shown}"
+
+    def keep_sample(self, step: int, text: str, temperature: float = 0.8) -> None:
+        if self.samples_path is not None:
+            with open(self.samples_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": step, "temperature": temperature, "text": text}) + "\n")
 
     def data_state(self) -> dict:
         return self.batcher.state()
@@ -86,6 +99,14 @@ class CharLMTask:
 
 
 # --------------------------------------------------------------------------- evaluation, sampling
+
+def unigram_nats_per_char(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int) -> float:
+    """Validation loss of the best model that ignores context: the training text's character
+    frequencies (add-one smoothed, so no character has probability 0).  A trained model
+    should beat it by far; log(vocab_size) is the loss of uniform guessing."""
+    counts = np.bincount(train_ids, minlength=vocab_size).astype(np.float64) + 1.0
+    log_p = np.log(counts / counts.sum())
+    return float(-log_p[val_ids[1:]].mean())  # the first character is never predicted
 
 def log_softmax_nll(logits: np.ndarray, targets: np.ndarray) -> float:
     """Sum of -log p(target) over all positions; logits [..., V], targets [...] (float64 math)."""
@@ -175,12 +196,18 @@ def train_run(cfg: CharLMConfig, out: str | os.PathLike, resume: bool = False, f
         params, optimizer, state = runs.fresh_start(cfg, spec)
     trainer = runs.make_trainer(cfg, spec, params, optimizer, "cross_entropy", cfg.loss_reduction)
     checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab charlm run configuration"))
+    task.samples_path = out / "samples.jsonl"
+    if state.step == 0:  # what the untrained model writes, for the report's before/after
+        task.keep_sample(0, sample_text(trainer, task.vocab, min(cfg.sample_length, 120), temperature=0.8,
+                                        rng=np.random.default_rng([cfg.seed, 2])))
     budget = train.Budget(cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every)
     summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, cfg.max_steps), out,
                         dataclasses.asdict(cfg), quiet)
     summary.update(run_dir=str(out), val_dropped_chars=task.val_dropped, vocab_size=len(task.vocab),
                    trainer=trainer, vocab=task.vocab)
-    report.plot_losses(out, "nats / char", "val_nats_per_char")
+    unigram = ("unigram (character frequencies)", task.unigram_nats) if task.unigram_nats is not None else None
+    report.plot_losses(out, "nats / char", "val_nats_per_char", baseline=unigram)
+    html_report.write_run_report(out)
     return summary
 
 
@@ -268,3 +295,47 @@ def import_run(weights_path: str | os.PathLike, fmt: str, out: str | os.PathLike
     train.save_params(out, "best", trainer, task, state, config, metrics)
     return {"run_dir": str(out), "spec": spec.to_dict(), "vocab_size": len(vocab),
             "val_nats_per_char": metrics.get("val_nats_per_char")}
+
+
+# --------------------------------------------------------------------------- report
+
+def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
+    """Key metrics (validation nats/char and bits/char against the unigram and uniform baselines),
+    the loss plot and samples before and after training, for ``rnnlab.html_report``."""
+    from ..html_report import Facts, Headline, read_json
+
+    facts = Facts(val_curve=("val_nats_per_char", "validation nats / char"))
+    best = read_json(Path(run_dir) / "best.json")
+    evaluated = [r for r in metrics if r.get("val_nats_per_char") is not None]
+    scores = (best or {}).get("metrics") or (evaluated[-1] if evaluated else None)
+    if scores and scores.get("val_nats_per_char") is not None:
+        nats = scores["val_nats_per_char"]
+        where = f"best at step {best['step']:,}" if best else "last evaluation"
+        model = f"{nats:.3f} nats/char ({nats / LN2:.3f} bits), {where}"
+        unigram = scores.get("val_unigram_nats_per_char")
+        if unigram:
+            facts.headline.append(Headline(
+                "validation loss", model,
+                f"unigram (character frequencies): {unigram:.3f} nats/char ({unigram / LN2:.3f} bits)",
+                _relative(nats, unigram, "unigram"), "better" if nats < unigram else "worse"))
+        vocab_size = len(meta.get("vocab", "")) or 1
+        uniform = math.log(vocab_size)
+        facts.headline.append(Headline(
+            "validation loss", f"{nats:.3f} nats/char" if unigram else model,
+            f"uniform over {vocab_size} characters: {uniform:.3f} nats/char",
+            _relative(nats, uniform, "uniform"), "better" if nats < uniform else "worse"))
+    facts.figures.append(("Training loss (smoothed) and validation loss in nats/char; the dashed line is "
+                          "the unigram baseline", "loss.png"))
+    samples_path = Path(run_dir) / "samples.jsonl"
+    if samples_path.exists():
+        samples = [json.loads(line) for line in samples_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        chosen = [samples[0]] + ([samples[-1]] if len(samples) > 1 else [])
+        for s in chosen:
+            when = "before training (step 0)" if s["step"] == 0 else f"after {s['step']:,} steps"
+            facts.texts.append((f"Sample {when}, temperature {s['temperature']:g}", s["text"]))
+    return facts
+
+
+def _relative(nats: float, baseline: float, name: str) -> str:
+    change = 100 * (nats - baseline) / baseline
+    return f"{abs(change):.1f}% {'lower' if change < 0 else 'higher'} than {name}"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint, report, runs, train
+from .. import checkpoint, html_report, report, runs, train
 from ..cells import ModelSpec
 from ..config import DenoiseConfig, to_toml
 from ..data.ou import OUProcess, generate_ou_process, kalman
@@ -294,6 +294,7 @@ def train_run(cfg: DenoiseConfig, out: str | os.PathLike, resume: bool = False, 
     report.plot_losses(out, "MSE", "val_mse", baseline=("Kalman (validation)", task.val_kalman_mse), log_y=True)
     summary.update(run_dir=str(out), val_kalman_mse=task.val_kalman_mse, trainer=trainer)
     if summary["interrupted"]:
+        html_report.write_run_report(out)
         return summary
     if checkpoint.exists(out, "best"):
         test_trainer, _, best_meta = load_run(out, "best")
@@ -305,6 +306,7 @@ def train_run(cfg: DenoiseConfig, out: str | os.PathLike, resume: bool = False, 
     plot_traces(out / "traces.png", result, cfg.dt)
     checkpoint.atomic_write_text(out / "test.json", json.dumps(_without_traces(result), indent=1) + "\n")
     summary["test"] = result
+    html_report.write_run_report(out)
     return summary
 
 
@@ -399,3 +401,43 @@ def search_table(result: dict) -> str:
     else:
         lines.append("\nNo learning rate finished: every run diverged or was interrupted.")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- report
+
+def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
+    """Test MSE against the Kalman estimate (and the raw noisy observation), the loss and trace
+    plots and the comparison in words, for ``rnnlab.html_report``."""
+    from ..html_report import Facts, Headline, read_json
+
+    facts = Facts(val_curve=("val_mse", "validation MSE"))
+    test = read_json(Path(run_dir) / "test.json")
+    if test is not None:
+        ratio = test["mse_ratio_to_kalman"]
+        what = "x[t+1] from y[0..t]" if test.get("target") == "predict" else "x[t] from y[0..t]"
+        facts.headline.append(Headline(
+            f"test MSE, {what} ({test['test_sequences']:,} fresh sequences)", f"MSE {test['model_mse']:.5f}",
+            f"Kalman: MSE {test['kalman_mse']:.5f}", f"MSE ratio to Kalman {ratio:.4f}", _standing(ratio)))
+        facts.headline.append(Headline(
+            "test MSE vs the noisy input", f"MSE {test['model_mse']:.5f}", f"latest noisy observation: "
+            f"MSE {test['noisy_mse']:.5f}", f"{test['noisy_mse'] / test['model_mse']:.2f}x lower",
+            "better" if test["model_mse"] < test["noisy_mse"] else "worse"))
+        if test.get("comparison_text"):
+            facts.texts.append(("Against Kalman, in words", test["comparison_text"]))
+    else:
+        rows = [r for r in metrics if r.get("val_mse_ratio_to_kalman") is not None]
+        if rows:
+            last = rows[-1]
+            facts.headline.append(Headline(
+                f"validation MSE at step {last['step']:,} (no test yet)", f"MSE {last['val_mse']:.5f}",
+                f"Kalman: MSE {last['val_kalman_mse']:.5f}", f"MSE ratio to Kalman {last['val_mse_ratio_to_kalman']:.4f}",
+                _standing(last["val_mse_ratio_to_kalman"])))
+    facts.figures += [("Training and validation MSE (log scale); the dashed line is the Kalman estimate's "
+                       "validation MSE", "loss.png"),
+                      ("Test sequences: clean signal, noisy observations, the model and Kalman", "traces.png")]
+    return facts
+
+
+def _standing(ratio: float) -> str:
+    """Within 2% of the optimal linear estimate counts as matching it."""
+    return "better" if ratio <= 1.0 else "close" if ratio <= 1.02 else "worse"

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import checkpoint, report, runs, train
+from .. import checkpoint, html_report, report, runs, train
 from ..cells import ModelSpec
 from ..config import ForecastConfig, to_toml
 from ..data.prices import load_prices, parse_every, parse_utc, resample_opens
@@ -477,6 +477,7 @@ def train_run(cfg: ForecastConfig, out: str | os.PathLike, resume: bool = False,
     plot_history(out, cfg.loss_steps)
     summary.update(run_dir=str(out), trainer=trainer, epochs=round(task.epoch, 3))
     if summary["interrupted"]:
+        html_report.write_run_report(out)
         return summary
     best_trainer, _, best_meta, _ = load_run(out, "best")
     result = _evaluate_parts(task, best_trainer)
@@ -487,6 +488,7 @@ def train_run(cfg: ForecastConfig, out: str | os.PathLike, resume: bool = False,
                   f"{Path(task.series.source).name} every {cfg.every}, {cfg.cell} on {cfg.target}")
     checkpoint.atomic_write_text(out / "test.json", json.dumps(test, indent=1) + "\n")
     summary["test"] = test
+    html_report.write_run_report(out)
     return summary
 
 
@@ -535,3 +537,43 @@ def predict_next(run_dir: str | os.PathLike, csv: str | None = None, which: str 
             "window_from": str(prices.index[-cfg.window]), "last_time": str(last_time), "last_price": last,
             "next_time": str(last_time + every), "forecast": predicted, "persistence": last,
             "change_percent": 100 * (predicted / last - 1), "notes": notes}
+
+
+# --------------------------------------------------------------------------- report
+
+def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
+    """Test RMSE, MAE and direction against persistence, the loss and forecast plots and the
+    comparison in words, for ``rnnlab.html_report``."""
+    from ..html_report import Facts, Headline, read_json
+
+    facts = Facts(val_curve=("val_rmse", "validation RMSE (price units)"))
+    test = read_json(Path(run_dir) / "test.json")
+    if test is not None:
+        low, high = test.get("skill_ci95") or (float("nan"), float("nan"))
+        skill = test["skill"]
+        facts.headline.append(Headline(
+            f"test RMSE ({test['points']:,} points, price units)", f"RMSE {test['rmse']:,.4g}",
+            f"persistence (next = last): RMSE {test['persistence_rmse']:,.4g}",
+            f"skill {skill:+.3f} (95% interval {low:+.3f} to {high:+.3f})",
+            "better" if low > 0 else "worse" if high < 0 else "close"))
+        facts.headline.append(Headline(
+            "test MAE", f"MAE {test['mae']:,.4g}", f"persistence: MAE {test['persistence_mae']:,.4g}",
+            f"MAE skill {test['mae_skill']:+.3f}", "better" if test["mae_skill"] > 0 else "worse"))
+        facts.headline.append(Headline(
+            "direction of the next move", f"{100 * test['direction_accuracy']:.1f}% right",
+            f"always 'up': {100 * test['up_share']:.1f}%",
+            f"{100 * (test['direction_accuracy'] - test['up_share']):+.1f} points",
+            "better" if test["direction_accuracy"] > max(test["up_share"], 1 - test["up_share"]) else "worse"))
+        if test.get("comparison_text"):
+            facts.texts.append(("Against persistence, in words", test["comparison_text"]))
+    else:
+        rows = [r for r in metrics if r.get("val_skill") is not None]
+        if rows:
+            last = rows[-1]
+            facts.headline.append(Headline(
+                f"validation RMSE at epoch {last.get('epoch', 0):g} (no test yet)", f"RMSE {last['val_rmse']:,.4g}",
+                f"persistence: RMSE {last['val_persistence_rmse']:,.4g}", f"skill {last['val_skill']:+.3f}",
+                "better" if last["val_skill"] > 0 else "worse"))
+    facts.figures += [("Training and validation loss per epoch; the best epoch on validation is kept", "loss.png"),
+                      ("Test period: actual prices, the model's forecasts and persistence", "forecast.png")]
+    return facts
