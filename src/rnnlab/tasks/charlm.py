@@ -80,10 +80,9 @@ class CharLMTask:
         speed = record.get("chars_per_s")
         speed_text = f" | {speed:,.0f} chars/s" if speed else ""
         train_text = f"train {state.smoothed_loss:.4f}" if state.smoothed_loss is not None else "train -"
-        sample = sample_text(trainer, self.vocab, min(self.cfg.sample_length, 120), temperature=0.8,
-                             rng=state.sample_rng)
+        sample = sample_text(trainer, self.vocab, self.cfg.sample_length, temperature=0.8, rng=state.sample_rng)
         self.keep_sample(state.step, sample)
-        shown = sample.replace("\n", " ⏎ ")
+        shown = sample[:120].replace("\n", " ⏎ ")  # one screen line; samples.jsonl has all of it
         return f"step {state.step} | {train_text} | {val_text}{speed_text}\n  sample: {shown}"
 
     def keep_sample(self, step: int, text: str, temperature: float = 0.8) -> None:
@@ -198,7 +197,7 @@ def train_run(cfg: CharLMConfig, out: str | os.PathLike, resume: bool = False, f
     checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab charlm run configuration"))
     task.samples_path = out / "samples.jsonl"
     if state.step == 0:  # what the untrained model writes, for the report's before/after
-        task.keep_sample(0, sample_text(trainer, task.vocab, min(cfg.sample_length, 120), temperature=0.8,
+        task.keep_sample(0, sample_text(trainer, task.vocab, cfg.sample_length, temperature=0.8,
                                         rng=np.random.default_rng([cfg.seed, 2])))
     budget = train.Budget(cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every)
     summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, cfg.max_steps), out,
@@ -310,22 +309,20 @@ def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
     scores = (best or {}).get("metrics") or (evaluated[-1] if evaluated else None)
     if scores and scores.get("val_nats_per_char") is not None:
         nats = scores["val_nats_per_char"]
-        where = f"best at step {best['step']:,}" if best else "last evaluation"
-        model = f"{nats:.3f} nats/char ({nats / LN2:.3f} bits), {where}"
+        where = f"best, step {best['step']:,}" if best else "last evaluation"
+        model = f"{nats:.3f} nats/char ({nats / LN2:.3f} bits)"
         unigram = scores.get("val_unigram_nats_per_char")
         if unigram:
             facts.headline.append(Headline(
-                "validation loss", model,
-                f"unigram (character frequencies): {unigram:.3f} nats/char ({unigram / LN2:.3f} bits)",
+                f"validation loss ({where})", model, f"unigram: {unigram:.3f} nats/char ({unigram / LN2:.3f} bits)",
                 _relative(nats, unigram, "unigram"), "better" if nats < unigram else "worse"))
         vocab_size = len(meta.get("vocab", "")) or 1
         uniform = math.log(vocab_size)
         facts.headline.append(Headline(
-            "validation loss", f"{nats:.3f} nats/char" if unigram else model,
-            f"uniform over {vocab_size} characters: {uniform:.3f} nats/char",
+            f"validation loss ({where})", model, f"uniform over {vocab_size} characters: {uniform:.3f} nats/char",
             _relative(nats, uniform, "uniform"), "better" if nats < uniform else "worse"))
     facts.figures.append(("Training loss (smoothed) and validation loss in nats/char; the dashed line is "
-                          "the unigram baseline", "loss.png"))
+                          "the unigram baseline (the training text's character frequencies)", "loss.png"))
     samples_path = Path(run_dir) / "samples.jsonl"
     if samples_path.exists():
         samples = [json.loads(line) for line in samples_path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -553,8 +553,8 @@ def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
         skill = test["skill"]
         facts.headline.append(Headline(
             f"test RMSE ({test['points']:,} points, price units)", f"RMSE {test['rmse']:,.4g}",
-            f"persistence (next = last): RMSE {test['persistence_rmse']:,.4g}",
-            f"skill {skill:+.3f} (95% interval {low:+.3f} to {high:+.3f})",
+            f"persistence: RMSE {test['persistence_rmse']:,.4g}",
+            f"skill {skill:+.3f} (95% CI {low:+.3f} to {high:+.3f})",
             "better" if low > 0 else "worse" if high < 0 else "close"))
         facts.headline.append(Headline(
             "test MAE", f"MAE {test['mae']:,.4g}", f"persistence: MAE {test['persistence_mae']:,.4g}",
