@@ -56,7 +56,11 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path, capsys):
     assert code == 0, err
     study = load(f"sqlite:///{out / 'study.db'}", "forecast-sweep")
     assert_complete_study(study, 5, out)
-    assert {t.user_attrs["status"] for t in study.get_trials()} <= {"complete", "pruned", "invalid"}
+    # Two workers may both start a trial when one is left; the later one is marked surplus (failed,
+    # nothing trained) and left out of the summary.
+    assert {t.user_attrs["status"] for t in study.get_trials()} <= {"complete", "pruned", "invalid", "surplus"}
+    assert all(t.state == optuna.trial.TrialState.FAIL for t in study.get_trials()
+               if t.user_attrs["status"] == "surplus")
     summary = json.loads((out / "sweep.json").read_text())
     assert len(summary["trials"]) == 5 and summary["best"]["value"] == min(
         t.value for t in study.get_trials() if t.value is not None)
@@ -65,6 +69,13 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path, capsys):
         assert f"{key} = " in best_toml
     assert (out / "history.png").stat().st_size > 0 and "| trial | state |" in (out / "trials.md").read_text()
     assert "best: trial" in stdout
+    # report.html compares the finished trials, best first.
+    page = (out / "report.html").read_text()
+    complete = sorted((t for t in study.get_trials() if t.user_attrs.get("status") == "complete"),
+                      key=lambda t: t.value)
+    names = [Path(t.user_attrs["run_dir"]).name for t in complete]
+    positions = [page.index(f'<p class="where">{Path(t.user_attrs["run_dir"])}</p>') for t in complete]
+    assert positions == sorted(positions) and len(names) == page.count('<section class="run">')
     # The same command again joins the finished study and runs nothing more.
     assert run_cli(capsys, "sweep", "forecast", "--trials", "5", "--out", out, *FORECAST_SMALL)[0] == 0
     assert len(load(f"sqlite:///{out / 'study.db'}", "forecast-sweep").get_trials()) == len(study.get_trials())

@@ -671,7 +671,8 @@ def _sweep(args) -> int:
         best = result["best"]
         print(f"best: trial {best['number']}, {best['value']:.5g} {result['objective']}, " + ", ".join(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items()))
-        print(f"files: {settings.out}/trials.md, best.toml, " + ", ".join(Path(p).name for p in result["plots"]))
+        print(f"files: {settings.out}/trials.md, best.toml, " + ", ".join(Path(p).name for p in result["plots"])
+              + (", report.html" if result.get("report") else ""))
     return 0
 
 

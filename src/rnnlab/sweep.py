@@ -481,7 +481,8 @@ def trials_table(rows: list[dict], objective: str) -> str:
 
 
 def summarize(settings: SweepSettings) -> dict:
-    """Write trials.md, best.toml, history.png, importance.png and sweep.json; return the summary."""
+    """Write trials.md, best.toml, history.png, importance.png, report.html and sweep.json; return
+    the summary."""
     task = TASKS[settings.task]
     study = open_study(settings)
     rows = trial_rows(study)
@@ -503,9 +504,27 @@ def summarize(settings: SweepSettings) -> dict:
     checkpoint.atomic_write_text(out / "trials.md", table + "\n")
     result["plots"] = [str(p) for p in (plot_history(out / "history.png", rows, task.objective),
                                         plot_importance(out / "importance.png", study)) if p]
+    result["report"] = _best_trials_report(out, settings.study, complete)
     checkpoint.atomic_write_text(out / "sweep.json", json.dumps(result, indent=1, default=str) + "\n")
     result["table"] = table
     return result
+
+
+REPORT_TRIALS = 8
+
+
+def _best_trials_report(out: Path, study: str, complete: list[dict]) -> str | None:
+    """report.html comparing the best finished trials whose run directories are on this machine
+    (workers elsewhere keep theirs)."""
+    from . import html_report
+
+    ranked = sorted(complete, key=lambda r: r["value"])
+    here = [r["run_dir"] for r in ranked if r["run_dir"] and (Path(r["run_dir"]) / "checkpoint.json").exists()]
+    if not here:
+        return None
+    shown = here[:REPORT_TRIALS]
+    return str(html_report.write_report(shown, out / "report.html",
+                                        title=f"study {study}: the best {len(shown)} trials"))
 
 
 def plot_history(path: Path, rows: list[dict], objective: str) -> Path | None:

@@ -116,15 +116,24 @@ def log_softmax_nll(logits: np.ndarray, targets: np.ndarray) -> float:
     return float(np.sum(logsum - picked))
 
 
-def nats_per_char(trainer, ids: np.ndarray, seq_len: int) -> float:
-    """Mean next-character loss over ``ids`` in nats, the state carried along each stream."""
+def nats_per_char(trainer, ids: np.ndarray, seq_len: int, progress: bool = False) -> float:
+    """Mean next-character loss over ``ids`` in nats, the state carried along each stream;
+    ``progress``: a bar on a terminal (a whole book takes a while)."""
+    import sys
+
+    from tqdm import tqdm
+
     carry, total, count = None, 0.0, 0
-    for inputs, targets in eval_chunks(ids, EVAL_STREAMS, seq_len):
-        if carry is None:
-            carry = trainer.init_carry(inputs.shape[0])
-        logits, carry = trainer.forward(carry, inputs)
-        total += log_softmax_nll(logits, targets)
-        count += targets.size
+    with tqdm(total=len(ids) - 1, unit="char", unit_scale=True, disable=not (progress and sys.stderr.isatty()),
+              desc="evaluating", leave=False) as bar:
+        for inputs, targets in eval_chunks(ids, EVAL_STREAMS, seq_len):
+            if carry is None:
+                carry = trainer.init_carry(inputs.shape[0])
+            logits, carry = trainer.forward(carry, inputs)
+            total += log_softmax_nll(logits, targets)
+            count += targets.size
+            bar.update(targets.size)
+            bar.set_postfix(nats_per_char=f"{total / count:.3f}")
     return total / count
 
 
@@ -235,7 +244,7 @@ def evaluate_run(run_dir, text_path: str | None = None, which: str = "checkpoint
     ids, dropped = vocab.encode_known(text)
     if len(ids) < 2:
         raise UserError(f"{source} has fewer than 2 characters the model knows; nothing to evaluate")
-    nats = nats_per_char(trainer, ids, cfg.seq_len)
+    nats = nats_per_char(trainer, ids, cfg.seq_len, progress=True)
     return {"text": source, "chars": int(len(ids)), "unknown_chars_skipped": int(dropped),
             "nats_per_char": nats, "bits_per_char": nats / LN2}
 
