@@ -262,3 +262,15 @@ def test_every_backend_trains_the_same_forecaster_in_float64(tmp_path, capsys, b
     a, b = params_of(tmp_path / "numpy"), params_of(tmp_path / backend)
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=1e-8, atol=1e-10, err_msg=k)
+
+
+def test_config_file_reproduces_run(tmp_path, capsys):
+    """config.toml holds every setting, so training from it repeats the run bit for bit."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_cli(capsys, "forecast", "train", "--out", a, "--epochs", "2", "--target", "returns", *SMALL)[0] == 0
+    assert run_cli(capsys, "forecast", "train", "--config", a / "config.toml", "--out", b, "--quiet")[0] == 0
+    from safetensors.numpy import load_file
+
+    pa, pb = load_file(str(a / "best.safetensors")), load_file(str(b / "best.safetensors"))
+    assert pa.keys() == pb.keys() and all(pa[k].tobytes() == pb[k].tobytes() for k in pa)
+    assert json.loads((a / "test.json").read_text())["rmse"] == json.loads((b / "test.json").read_text())["rmse"]
