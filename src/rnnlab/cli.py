@@ -419,10 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--title", metavar="TEXT", help="page title (default: from the run names)")
     rp.set_defaults(verb=None)
 
-    dm = tasks.add_parser("demo", help="train all three tasks on built-in data (~3 min) and write one report",
+    dm = tasks.add_parser("demo", help="train all three tasks on built-in data (~1.5 min) and write one report",
                           description="A character model (with samples before and after training), the OU "
                                       "denoiser next to the Kalman estimate and a forecaster next to "
-                                      "persistence, on built-in data, in about three minutes on a 2-core "
+                                      "persistence, on built-in data, in about 1.5 minutes on a 2-core "
                                       "laptop. Ends with a results table and OUT/report.html.")
     dm.add_argument("--out", default="runs/demo", metavar="DIR", help="demo directory (default runs/demo); "
                                                                      "its runs are replaced")
