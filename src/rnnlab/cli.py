@@ -491,7 +491,7 @@ def _train(train_run, config_cls, flags, args, preset: dict | None = None) -> di
     (``rnnlab.distributed``); returns the summary on the process that reports (None on the others)."""
     import shutil
 
-    from . import distributed
+    from . import distributed, runs
 
     cfg, overrides = _config_from_args(config_cls, args, flags, preset)
     if not distributed.launched_by_torchrun():
@@ -499,8 +499,9 @@ def _train(train_run, config_cls, flags, args, preset: dict | None = None) -> di
     backend, batch_size, device = cfg.backend, cfg.batch_size, cfg.device
     if args.resume:  # the saved config decides the batch, and the backend and device unless given now
         saved = _saved_config(config_cls, args.out)
-        backend, batch_size = overrides.get("backend", saved.backend), saved.batch_size
-        device = overrides.get("device", "auto" if "backend" in overrides else saved.device)
+        resumed = runs.device_follows_backend(overrides)
+        backend, batch_size = resumed.get("backend", saved.backend), saved.batch_size
+        device = resumed.get("device", saved.device)
     shard = distributed.setup(backend, batch_size, device)
     out = distributed.working_dir(args.out, args.resume)
     try:

@@ -97,10 +97,10 @@ def run_demo(out="runs/demo", quick: bool = False, quiet: bool = False) -> dict:
 
 def _finish(out: Path, run_dirs: dict, say) -> dict:
     views = [html_report.load_view(d) for d in run_dirs.values()]
-    report = html_report.write_report(list(run_dirs.values()), out / "report.html", title="rnnlab demo")
+    report = html_report.write_views(views, out / "report.html", title="rnnlab demo")
     table = []
     for v in views:
-        first = v.facts.headline[0] if v.facts.headline else html_report.Headline("-", "-", "-", "-")
+        first = v.key_metric
         table.append({"task": v.task, "run": str(v.run_dir), "metric": first.metric, "model": first.model,
                       "baseline": first.baseline, "verdict": first.verdict})
     say("\n" + format_table(table))

@@ -60,6 +60,11 @@ class RunView:
     metrics: list[dict]
     facts: Facts
 
+    @property
+    def key_metric(self) -> Headline:
+        """The task's first headline (what a summary row shows), or dashes before any evaluation."""
+        return self.facts.headline[0] if self.facts.headline else Headline("-", "-", "-", "-")
+
 
 def read_json(path: Path) -> dict | None:
     """A JSON file of the run, or None when absent; a damaged one is a UserError naming it."""
@@ -116,8 +121,7 @@ def timing(view: RunView) -> list[tuple[str, str]]:
     seconds = loop.get("train_seconds")
     if seconds is not None:
         rows.append(("training time", f"{seconds:,.1f} s" if seconds < 600 else f"{seconds / 60:,.1f} min"))
-    rates = {k: r[k] for r in view.metrics for k in r if k.endswith("_per_s") and r[k]}
-    for key in sorted(rates):
+    for key in sorted({k for r in view.metrics for k in r if k.endswith("_per_s") and r[k]}):
         values = [r[key] for r in view.metrics if r.get(key)]
         rows.append(("throughput", f"{statistics.median(values):,.0f} {key[:-6]}/s (median over evaluations)"))
     machine = view.meta.get("machine")
@@ -253,7 +257,7 @@ def render(views: list[RunView], title: str | None = None) -> str:
                   *[_esc(k) for k in differing]]
         rows = []
         for v in views:
-            first = v.facts.headline[0] if v.facts.headline else Headline("-", "-", "-", "-")
+            first = v.key_metric
             rows.append([_esc(v.run_dir.name), _esc(v.task), _esc(first.metric), _esc(first.model),
                          _esc(first.baseline), f'<span class="{_esc(first.standing)}">{_esc(first.verdict)}</span>',
                          *[f"<code>{_esc(v.config.get(k, '-'))}</code>" for k in differing]])
@@ -271,18 +275,19 @@ def render(views: list[RunView], title: str | None = None) -> str:
 
 def write_run_report(run_dir) -> Path:
     """Write ``<run_dir>/report.html`` (atomically) and return its path."""
-    run_dir = Path(run_dir)
-    path = run_dir / "report.html"
-    checkpoint.atomic_write_text(path, render([load_view(run_dir)]))
-    return path
+    return write_report([run_dir])
 
 
 def write_report(run_dirs: list, out=None, title: str | None = None) -> Path:
     """One report on several runs side by side (default ``out``: ``report.html`` in the only run,
     or ``report.html`` in the current directory)."""
-    views = [load_view(d) for d in run_dirs]
+    return write_views([load_view(d) for d in run_dirs], out, title)
+
+
+def write_views(views: list[RunView], out=None, title: str | None = None) -> Path:
+    """``write_report`` for runs already read with ``load_view``."""
     if out is None:
-        out = Path(run_dirs[0]) / "report.html" if len(run_dirs) == 1 else Path("report.html")
+        out = views[0].run_dir / "report.html" if len(views) == 1 else Path("report.html")
     out = Path(out)
     if out.is_dir():
         out = out / "report.html"

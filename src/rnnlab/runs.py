@@ -68,6 +68,14 @@ def _check_task(meta: dict, task_name: str, where: Path) -> None:
 ALWAYS_RESUMABLE = {"backend", "device"}
 
 
+def device_follows_backend(overrides: dict) -> dict:
+    """Resume overrides where a new backend without a device resets the device to auto: the
+    saved device may not exist on the new backend."""
+    if "backend" in overrides and "device" not in overrides:
+        return dict(overrides, device="auto")
+    return overrides
+
+
 def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable: set) -> Resumed:
     """Load the checkpoint in ``out``; ``overrides`` (flags given now) may change only ``resumable``
     fields (and the backend)."""
@@ -80,8 +88,7 @@ def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable
         names = ", ".join(f"--{flag(k)}" for k in sorted(changed))
         raise UserError(f"cannot change {names} when resuming {str(out)!r}; start a new run "
                         "(--force or another --out) to change the model or data")
-    if "backend" in overrides and "device" not in overrides:
-        overrides = dict(overrides, device="auto")  # the saved device may not exist on the new backend
+    overrides = device_follows_backend(overrides)
     cfg = dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in resumable})
     cfg.validate()
     horizon = next(name for name in ("max_steps", "steps", "epochs") if hasattr(cfg, name))

@@ -10,6 +10,7 @@ validation model, the stopping rules, Ctrl-C and non-finite losses.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import signal
@@ -111,17 +112,23 @@ def _model_meta(trainer, task, config: dict) -> dict:
 
 
 def machine_facts(trainer) -> dict:
-    import platform
-
-    from .threads import available_cpus
-
     device = getattr(trainer, "device", None)
     if trainer.name == "jax":  # JAX places arrays on its default device
         import jax
 
         device = jax.devices()[0]
+    return {**_host_facts(), "device": str(device) if device is not None else "cpu"}
+
+
+@functools.cache
+def _host_facts() -> dict:
+    """Facts of this machine, read once per process (every checkpoint carries them)."""
+    import platform
+
+    from .threads import available_cpus
+
     return {"platform": platform.platform(terse=True), "arch": platform.machine(), "cpus": available_cpus(),
-            "python": platform.python_version(), "device": str(device) if device is not None else "cpu"}
+            "python": platform.python_version()}
 
 
 def save_checkpoint(run_dir: Path, trainer, task, state: LoopState, config: dict, stem="checkpoint"):

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..cells import ModelSpec
+from ..distributed import launched_by_torchrun
 from ..errors import UserError
 from ..threads import torch_threads
 from .numpy_backend import check_targets
@@ -44,6 +45,8 @@ torch.set_num_threads(torch_threads(int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
 BUILTINS = {"rnn": lambda i, h, n: nn.RNN(i, h, n, nonlinearity="tanh", batch_first=True),
             "gru_reset_after": lambda i, h, n: nn.GRU(i, h, n, batch_first=True),
             "lstm": lambda i, h, n: nn.LSTM(i, h, n, batch_first=True)}
+
+
 def device_name(requested: str, cuda_devices: int, local_rank: int | None) -> str:
     """The torch device for ``--device requested`` when ``cuda_devices`` GPUs are visible;
     ``local_rank`` is this process's LOCAL_RANK under torchrun (None otherwise), whose GPU it takes."""
@@ -70,9 +73,9 @@ def resolve_device(requested: str | torch.device = "auto") -> torch.device:
     cuDNN's RNNs), so a GPU run computes what the other backends compute."""
     if isinstance(requested, torch.device):
         return requested
-    local_rank = os.environ.get("LOCAL_RANK") if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else None
+    local_rank = int(os.environ.get("LOCAL_RANK", "0")) if launched_by_torchrun() else None
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    device = torch.device(device_name(requested, count, None if local_rank is None else int(local_rank)))
+    device = torch.device(device_name(requested, count, local_rank))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False

@@ -21,6 +21,7 @@ from ..cells import ModelSpec
 from ..config import CharLMConfig, to_toml
 from ..data.text import BUILTIN_NAME, StreamBatcher, Vocab, eval_chunks, read_text, split_train_val
 from ..errors import UserError
+from ..html_report import Facts, Headline, read_json
 from ..optim import Optimizer
 
 # Fields that may change when a run is resumed: budgets and reporting, not the model or data.
@@ -310,8 +311,6 @@ def import_run(weights_path: str | os.PathLike, fmt: str, out: str | os.PathLike
 def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
     """Key metrics (validation nats/char and bits/char against the unigram and uniform baselines),
     the loss plot and samples before and after training, for ``rnnlab.html_report``."""
-    from ..html_report import Facts, Headline, read_json
-
     facts = Facts(val_curve=("val_nats_per_char", "validation nats / char"))
     best = read_json(Path(run_dir) / "best.json")
     evaluated = [r for r in metrics if r.get("val_nats_per_char") is not None]

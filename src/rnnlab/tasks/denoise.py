@@ -33,6 +33,7 @@ from ..cells import ModelSpec
 from ..config import DenoiseConfig, to_toml
 from ..data.ou import OUProcess, generate_ou_process, kalman
 from ..errors import UserError
+from ..html_report import Facts, Headline, read_json
 from ..optim import Optimizer
 
 RESUMABLE_OVERRIDES = {"steps", "max_minutes", "eval_every", "test_sequences"}
@@ -408,8 +409,6 @@ def search_table(result: dict) -> str:
 def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
     """Test MSE against the Kalman estimate (and the raw noisy observation), the loss and trace
     plots and the comparison in words, for ``rnnlab.html_report``."""
-    from ..html_report import Facts, Headline, read_json
-
     facts = Facts(val_curve=("val_mse", "validation MSE"))
     test = read_json(Path(run_dir) / "test.json")
     if test is not None:

@@ -40,6 +40,7 @@ from ..config import ForecastConfig, to_toml
 from ..data.prices import load_prices, parse_every, parse_utc, resample_opens
 from ..data.series import MinMaxScaler, ScaleScaler, check_points, generated_prices, scaler_from_dict, windows
 from ..errors import UserError
+from ..html_report import Facts, Headline, read_json
 from ..optim import Optimizer
 
 RESUMABLE_OVERRIDES = {"epochs", "max_minutes"}
@@ -544,8 +545,6 @@ def predict_next(run_dir: str | os.PathLike, csv: str | None = None, which: str 
 def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
     """Test RMSE, MAE and direction against persistence, the loss and forecast plots and the
     comparison in words, for ``rnnlab.html_report``."""
-    from ..html_report import Facts, Headline, read_json
-
     facts = Facts(val_curve=("val_rmse", "validation RMSE (price units)"))
     test = read_json(Path(run_dir) / "test.json")
     if test is not None:
