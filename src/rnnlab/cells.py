@@ -162,4 +162,42 @@ def check_params(spec: ModelSpec, params: dict[str, np.ndarray], where: str = "p
 
 
 def count_params(spec: ModelSpec) -> int:
-    return int(sum(np.prod(s) for s in param_shapes(spec).values()))
+    """Number of parameters of ``spec``, by formula (exact Python ints: no array is built, so an
+    absurd size is counted, not allocated)."""
+    H, G = int(spec.hidden_size), spec.gates
+    total = (int(spec.input_size) * H + H) if spec.input_kind == "dense_relu" else 0
+    first_in = H if spec.input_kind == "dense_relu" else int(spec.input_size)
+    per_layer_biases = G * H * (2 if spec.cell == "gru_reset_after" else 1)
+    total += (first_in + H) * G * H + per_layer_biases
+    total += (int(spec.num_layers) - 1) * (2 * H * G * H + per_layer_biases)
+    return total + H * int(spec.output_size) + int(spec.output_size)
+
+
+# Training holds the parameters, their gradients and up to two optimizer moments: four copies.
+TRAINING_COPIES = 4
+
+
+def memory_bytes() -> int:
+    """Memory this process may use: the machine's, or a smaller cgroup limit."""
+    import os
+
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as f:
+            limit = f.read().strip()
+        if limit.isdigit():
+            total = min(total, int(limit))
+    except OSError:
+        pass
+    return total
+
+
+def check_fits(spec: ModelSpec, dtype, where: str = "the model") -> None:
+    """Refuse, before anything is allocated, a model whose training state cannot fit in memory."""
+    count = count_params(spec)
+    need = count * np.dtype(dtype).itemsize * TRAINING_COPIES
+    have = memory_bytes()
+    if need > have:
+        raise UserError(f"{where} has {count:,} parameters: training it needs about {need / 2**30:,.1f} GiB for "
+                        f"parameters, gradients and optimizer state, but this machine has {have / 2**30:,.1f} GiB; "
+                        "lower --hidden-size or --layers")

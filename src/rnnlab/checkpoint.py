@@ -1,4 +1,4 @@
-"""Checkpoints: tensors in safetensors, everything else in JSON, both written atomically.
+"""Checkpoints: tensors in safetensors, everything else in JSON, saved as one unit.
 
 A checkpoint ``<dir>/<stem>`` is two files:
 
@@ -7,9 +7,19 @@ A checkpoint ``<dir>/<stem>`` is two files:
   optimizer counters, RNG states, data cursor, vocabulary, the SHA-256 of the
   tensor file (so a pair from different moments is detected).
 
-Neither format can execute code on load (no pickle anywhere).  Each file is
-written to a temporary name, fsynced and renamed, so a crash leaves the
-previous checkpoint intact.
+Neither format can execute code on load (no pickle anywhere).
+
+A crash at any instant leaves a loadable checkpoint, because the JSON decides
+which tensors belong to it (by their hash) and is replaced last.  ``save``:
+
+1. writes the tensors to ``<stem>.next.safetensors`` (temporary name, fsync, rename);
+2. writes ``<stem>.json`` naming their hash (temporary name, fsync, rename): the commit;
+3. renames ``<stem>.next.safetensors`` over ``<stem>.safetensors``.
+
+Killed before 2, the old JSON still names the old tensors; killed between 2 and
+3, the JSON names the ``.next`` file, where ``load`` finds them.  ``recover``
+(run by the directory's one writer before it writes) finishes step 3 or drops
+a stale ``.next`` file, and removes temporary files a crash left behind.
 """
 
 from __future__ import annotations
@@ -28,19 +38,50 @@ FORMAT = "rnnlab.checkpoint"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 VERSION = 1
+STEMS = ("checkpoint", "best")
+
+
+def _no_fault(point: str, path: Path) -> None:
+    pass
+
+
+# Called at each point of a save where a crash would leave a different set of files on disk
+# (after a write, an fsync, a rename).  Tests replace it to stop a save at every point in turn.
+fault_point = _no_fault
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make renames in ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part."""
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part.
+
+    The temporary file has a name of its own (``.<name>.<random>.tmp``), so two
+    processes never write into one; a full disk or any other failure leaves the old
+    file as it was and removes the temporary one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            fault_point("written", Path(tmp))
             os.fsync(f.fileno())
+        fault_point("synced", Path(tmp))
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; a run's files are ordinary files
         os.replace(tmp, path)
+        fault_point("renamed", path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -51,19 +92,98 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def append_line(path: Path, line: str) -> None:
+    """Append one line to a log (metrics.jsonl, samples.jsonl).  A crash may cut the last line
+    short; readers skip a last line without its newline, and a resumed run cuts the log back to
+    the length its checkpoint recorded."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line.rstrip("\n") + "\n")
+        f.flush()
+    fault_point("appended", Path(path))
+
+
+def log_sizes(run_dir: Path, names) -> dict[str, int]:
+    """Byte length of each log in ``names`` (0 when absent), recorded in a checkpoint."""
+    return {name: (Path(run_dir) / name).stat().st_size if (Path(run_dir) / name).exists() else 0
+            for name in names}
+
+
+def cut_logs(run_dir: Path, sizes: dict) -> None:
+    """Cut each log back to the length a checkpoint recorded: what was appended after the
+    checkpoint is written again, identically, when the run continues from it."""
+    for name, size in sizes.items():
+        path = Path(run_dir) / name
+        if path.exists() and path.stat().st_size > int(size):
+            with open(path, "r+b") as f:
+                f.truncate(int(size))
+
+
 def save(run_dir: Path, stem: str, tensors: dict[str, np.ndarray], meta: dict) -> None:
-    """Write ``<stem>.safetensors`` then ``<stem>.json`` (which names the tensor file's hash)."""
+    """Save the checkpoint ``<stem>``: tensors first, then the JSON that commits them (see above)."""
     from safetensors.numpy import save as st_save
 
+    run_dir = Path(run_dir)
     blob = st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
                    metadata={"format": FORMAT, "version": str(VERSION)})
-    atomic_write_bytes(Path(run_dir) / f"{stem}.safetensors", blob)
+    staged, final = run_dir / f"{stem}.next.safetensors", run_dir / f"{stem}.safetensors"
+    atomic_write_bytes(staged, blob)
     meta = dict(meta, format=FORMAT, version=VERSION, tensors_sha256=hashlib.sha256(blob).hexdigest())
-    atomic_write_text(Path(run_dir) / f"{stem}.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(run_dir / f"{stem}.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    os.replace(staged, final)
+    fault_point("renamed", final)
+    _fsync_dir(run_dir)
 
 
 def exists(run_dir: Path, stem: str = "checkpoint") -> bool:
     return (Path(run_dir) / f"{stem}.json").exists()
+
+
+def _sha256_of(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def recover(run_dir: Path) -> list[str]:
+    """Finish or undo a save a crash cut short, and remove temporary files it left; only the
+    directory's writer (holding its lock) may call this.  Returns what was done, for a note."""
+    run_dir = Path(run_dir)
+    done = []
+    for stem in STEMS:
+        staged, final, meta_path = (run_dir / f"{stem}.next.safetensors", run_dir / f"{stem}.safetensors",
+                                    run_dir / f"{stem}.json")
+        if not staged.exists():
+            continue
+        try:
+            wanted = json.loads(meta_path.read_text(encoding="utf-8")).get("tensors_sha256")
+        except (OSError, ValueError, AttributeError):
+            wanted = None
+        if wanted is not None and _sha256_of(staged) == wanted:
+            os.replace(staged, final)
+            done.append(f"completed the interrupted save of {final.name}")
+        else:
+            staged.unlink()
+            done.append(f"removed the unfinished {staged.name}")
+    for tmp in run_dir.glob(".*.tmp"):
+        tmp.unlink()
+        done.append(f"removed the temporary file {tmp.name}")
+    if done:
+        _fsync_dir(run_dir)
+    return done
+
+
+def _matching_tensors(run_dir: Path, stem: str, sha256) -> bytes | None:
+    """The tensor file the JSON names by hash: the committed one, or the staged one of a save cut
+    short between its commit and its last rename."""
+    for path in (run_dir / f"{stem}.safetensors", run_dir / f"{stem}.next.safetensors"):
+        try:
+            blob = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+        if hashlib.sha256(blob).hexdigest() == sha256:
+            return blob
+    return None
 
 
 def load(run_dir: Path, stem: str = "checkpoint") -> tuple[dict[str, np.ndarray], dict]:
@@ -87,12 +207,12 @@ def load(run_dir: Path, stem: str = "checkpoint") -> tuple[dict[str, np.ndarray]
     if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
         raise UserError(f"{meta_path} has format version {meta.get('version')!r}; this rnnlab reads "
                         f"version {VERSION} or older: upgrade rnnlab")
-    if not tensor_path.exists():
-        raise UserError(f"{tensor_path} is missing; the checkpoint is incomplete")
-    blob = tensor_path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != meta.get("tensors_sha256"):
+    blob = _matching_tensors(run_dir, stem, meta.get("tensors_sha256"))
+    if blob is None:
+        if not tensor_path.exists():
+            raise UserError(f"{tensor_path} is missing; the checkpoint is incomplete")
         raise UserError(f"{tensor_path} does not match {meta_path.name} (truncated, corrupt or from "
-                        "another run); restore both files together")
+                        "another run): damaged checkpoint; restore both files together")
     try:
         tensors = st_load(blob)
     except Exception as exc:  # safetensors raises its own error types for bad headers

@@ -515,13 +515,16 @@ def _train(train_run, config_cls, flags, args, preset: dict | None = None) -> di
 
 
 def _saved_config(config_cls, out: str):
-    from . import checkpoint
+    from . import checkpoint, runs
     from .config import from_dict
 
     if not checkpoint.exists(Path(out)):
         raise UserError(f"--resume: no checkpoint in {out!r}; start a new run without --resume")
     _, meta = checkpoint.load(Path(out))
-    return from_dict(config_cls, meta["config"], where=f"{out}/checkpoint.json")
+    try:
+        return from_dict(config_cls, meta["config"], where=f"{out}/checkpoint.json")
+    except KeyError as exc:
+        raise runs.damaged(f"{out}/checkpoint.json", exc) from exc
 
 
 def _charlm_train(args) -> int:
@@ -703,21 +706,77 @@ COMMANDS = {("charlm", "train"): _charlm_train, ("charlm", "sample"): _charlm_sa
             **{("sweep", name): _sweep for name in ("charlm", "denoise", "forecast")}}
 
 
+MAX_ERROR_CHARS = 600  # an error quoting a huge input (a 10 MB CSV line) shows its start
+
+
+def _one_line(message: str) -> str:
+    message = " ".join(str(message).split())
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[:MAX_ERROR_CHARS] + f"... ({len(message):,} characters in all)"
+    return message
+
+
+def _os_error_text(exc: OSError) -> str:
+    """One line for an operating-system error, naming the file and saying what to do."""
+    import errno
+
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"no space left to write{where}: {exc.strerror}; free some space (or lift the limit) and run the "
+                "command again. A training run keeps its last complete checkpoint: continue it with --resume")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write or read{where}: {exc.strerror}; choose a path you may write (e.g. another --out)"
+    return f"{exc.strerror or exc}{where}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every failure ends in one line on stderr and exit code 2 (130 after
+    Ctrl-C).  Set RNNLAB_TRACEBACK=1 to see the traceback of an unexpected error."""
+    import warnings
+
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # usage errors (2), --help and --version (0): a code, as from every path
         return exc.code if isinstance(exc.code, int) else 2
+    # Warnings from the libraries underneath are kept until the command ends: on success each
+    # is one line, on failure the error's one line is all the user sees.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        code, error = _run(args)
+    if error is not None:
+        print(f"rnnlab: {error}", file=sys.stderr)
+    else:
+        seen = set()
+        for w in caught:
+            text = _one_line(f"{w.category.__name__}: {w.message}")
+            if text not in seen:
+                seen.add(text)
+                print(f"rnnlab: warning: {text}", file=sys.stderr)
+    return code
+
+
+def _run(args) -> tuple[int, str | None]:
+    """(exit code, error line or None) of one parsed command."""
+    import os
+
     try:
-        return COMMANDS[(args.task, args.verb)](args)
+        return COMMANDS[(args.task, args.verb)](args), None
     except TrainingDiverged as exc:
-        print(f"rnnlab: training stopped: {exc}", file=sys.stderr)
-        return 2
+        return 2, f"training stopped: {_one_line(exc)}"
     except UserError as exc:
-        print(f"rnnlab: error: {exc}", file=sys.stderr)
-        return 2
+        return 2, f"error: {_one_line(exc)}"
     except KeyboardInterrupt:
-        print("rnnlab: interrupted", file=sys.stderr)
-        return 130
+        return 130, "interrupted"
     except BrokenPipeError:  # e.g. `rnnlab charlm sample ... | head`
-        return 0
+        return 0, None
+    except OSError as exc:
+        if os.environ.get("RNNLAB_TRACEBACK"):
+            raise
+        return 2, f"error: {_one_line(_os_error_text(exc))}"
+    except MemoryError:
+        return 2, "error: out of memory; lower --batch-size or --hidden-size, or use a smaller input"
+    except Exception as exc:  # a bug: still one line, with the way to see where
+        if os.environ.get("RNNLAB_TRACEBACK"):
+            raise
+        return 2, (f"internal error: {type(exc).__name__}: {_one_line(exc)} (a bug in rnnlab; please report it "
+                   "with the command; RNNLAB_TRACEBACK=1 shows where)")

@@ -273,10 +273,15 @@ def to_toml(cfg, header: str = "") -> str:
 
 def read_toml(path, what: str = "config file") -> dict:
     """A TOML file as a dict; a missing or malformed file is a ``UserError`` naming ``what``."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} {str(path)!r} is a directory; give a .toml file")
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise UserError(f"{what} {str(path)!r} does not exist") from exc
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {str(path)!r}: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{what} {str(path)!r} is not valid TOML: {exc}") from exc
 
@@ -287,14 +292,23 @@ def from_toml(cls, path: Path):
 
 
 def from_dict(cls, data: dict, where: str = "config"):
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
+    """A ``cls`` from a dict of field values (a TOML table, a checkpoint's config); unknown keys
+    and values of the wrong type are a ``UserError`` naming ``where``, the key and the value."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a table of settings, got {type(data).__name__}")
+    defaults = cls()
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}")
     values = {}
     for name, value in data.items():
-        default = getattr(cls(), name)
+        default = getattr(defaults, name)
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if type(value) is not type(default):
+            wanted = {bool: "true or false", int: "an integer", float: "a number", str: "a quoted string"}.get(
+                type(default), type(default).__name__)
+            raise UserError(f"{where}: {name} (--{flag(name)}) must be {wanted}, got {value!r}")
         values[name] = value
-    return dataclasses.replace(cls(), **values)
+    return dataclasses.replace(defaults, **values)

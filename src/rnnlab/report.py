@@ -7,16 +7,24 @@ importing this module costs nothing and no display is needed.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
     """The rows of ``<run_dir>/metrics.jsonl`` (empty when there is none yet)."""
-    path = Path(run_dir) / "metrics.jsonl"
+    return read_jsonl(Path(run_dir) / "metrics.jsonl")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines log (empty when absent).  A last line without its newline is a
+    write a crash cut short: it is left out (the run rewrites it when resumed)."""
+    path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    complete = lines[:-1]  # after the last newline: "" or an unfinished line
+    return [json.loads(line) for line in complete if line.strip()]
 
 
 def pyplot():
@@ -30,11 +38,14 @@ def pyplot():
 
 def save_figure(fig, path: Path) -> None:
     """Save ``fig`` to ``path`` so a reader never sees half a PNG, then close it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
+    import io
+
+    from .checkpoint import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
     pyplot().close(fig)
-    os.replace(tmp, path)
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def plot_losses(run_dir: Path, ylabel: str, val_key: str, baseline: tuple[str, float] | None = None,

@@ -8,6 +8,7 @@ are arguments), so what a task module adds is only its data and metrics.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +17,17 @@ import numpy as np
 
 from . import checkpoint, distributed, train
 from .backends import get_backend
-from .cells import ModelSpec, check_params, init_params
+from .cells import ModelSpec, check_fits, check_params, init_params
 from .config import flag, from_dict
 from .errors import UserError
 from .optim import Optimizer
 
 # Files a run writes; a directory holding any of them holds a run.
 RUN_FILES = ("config.toml", "metrics.jsonl", "checkpoint.safetensors", "checkpoint.json",
-             "best.safetensors", "best.json", "test.json", "samples.jsonl", "report.html")
+             "checkpoint.next.safetensors", "best.safetensors", "best.json", "best.next.safetensors",
+             "test.json", "samples.jsonl", "report.html")
+# Append-only logs: a checkpoint records their lengths, and a resumed run cuts them back to it.
+LOGS = ("metrics.jsonl", "samples.jsonl")
 
 
 @dataclass
@@ -38,24 +42,108 @@ class Resumed:
     state: train.LoopState
 
 
-def prepare_run_dir(out: Path, resume: bool, force: bool) -> bool:
-    """True when an existing run is to be resumed; refuses to mix two runs in one directory."""
-    holds_run = out.exists() and any((out / f).exists() for f in RUN_FILES)
-    if resume:
-        if not checkpoint.exists(out):
-            raise UserError(f"--resume: no checkpoint in {str(out)!r}; start a new run without --resume")
-        return True
-    if holds_run:
-        if not force:
-            raise UserError(f"{str(out)!r} already holds a run; pass --resume to continue it, --force to "
-                            "replace it, or choose another --out")
+def check_out_dir(out: Path, flag_name: str = "--out") -> None:
+    """Refuse an output directory that cannot be one (a file, or a path under a file), in one line."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{flag_name} {str(out)!r} is a file, not a directory; choose a directory")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{flag_name} {str(out)!r} lies under {str(parent)!r}, which is a file; "
+                                "choose a directory")
+            break
+
+
+def make_dir(out: Path, flag_name: str = "--out") -> bool:
+    """Create ``out`` (and its parents); True when it did not exist.  Failures are one line."""
+    out = Path(out)
+    check_out_dir(out, flag_name)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {flag_name} {str(out)!r}: {exc.strerror}; choose a directory "
+                        "you can write") from exc
+    return created
+
+
+class RunDir:
+    """A run directory held by this process while it writes (``with RunDir(out, resume, force)``).
+
+    Entering checks everything about the directory that can be checked without the
+    task's data: it is a directory (created if need be), no other process writes it
+    (``rnnlab.lock``), and it holds a run exactly when ``--resume`` says so (or
+    ``--force`` allows replacing it).  It then finishes or undoes a save that a crash
+    cut short.  Nothing of an old run is deleted here: the task checks its config and
+    data first and calls ``start_writing`` only when the new run is about to write,
+    so a bad input with ``--force`` leaves the old run as it was.
+
+    ``mode``: ``"fresh"``; ``"resume"`` (continue the checkpoint); ``"restart"`` (the
+    run was stopped before its first checkpoint: start again from its config.toml).
+    """
+
+    def __init__(self, out, resume: bool, force: bool):
+        self.out, self.resume, self.force = Path(out), resume, force
+        self.mode = "fresh"
+        self._created = False
+        self._lock = None
+        self._started = False
+
+    def __enter__(self) -> "RunDir":
+        from .lock import RunLock
+
+        self._created = make_dir(self.out)
+        try:
+            self._lock = RunLock(self.out).acquire()
+            out = self.out
+            holds_run = any((out / f).exists() for f in RUN_FILES)
+            if self.resume:
+                if checkpoint.exists(out):
+                    self.mode = "resume"
+                elif (out / "config.toml").exists():
+                    self.mode = "restart"
+                else:
+                    raise UserError(f"--resume: no checkpoint in {str(out)!r}; start a new run without --resume")
+                for note in checkpoint.recover(out):
+                    print(f"rnnlab: note: {note} in {out}", file=sys.stderr)
+            elif holds_run and not self.force:
+                raise UserError(f"{str(out)!r} already holds a run; pass --resume to continue it, --force to "
+                                "replace it, or choose another --out")
+        except BaseException:
+            self._undo()
+            raise
+        return self
+
+    def start_writing(self) -> None:
+        """The new run is about to write: remove what an old run (replaced by --force) or an
+        unfinished start (restarted) left."""
+        self._started = True
+        if self.mode == "resume":
+            return
         for f in RUN_FILES:
-            if (out / f).exists():
-                (out / f).unlink()
-        for extra in out.glob("*.png"):
+            if (self.out / f).exists():
+                (self.out / f).unlink()
+        for extra in self.out.glob("*.png"):
             extra.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return False
+        checkpoint.recover(self.out)
+
+    def _undo(self) -> None:
+        """Leave no trace of a run that never started in a directory this process created."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        if self._created and not self._started:
+            from .lock import LOCK_NAME
+
+            try:
+                (self.out / LOCK_NAME).unlink(missing_ok=True)
+                self.out.rmdir()
+            except OSError:
+                pass
+
+    def __exit__(self, *exc) -> None:
+        self._undo()
 
 
 def _check_task(meta: dict, task_name: str, where: Path) -> None:
@@ -76,37 +164,82 @@ def device_follows_backend(overrides: dict) -> dict:
     return overrides
 
 
-def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable: set) -> Resumed:
-    """Load the checkpoint in ``out``; ``overrides`` (flags given now) may change only ``resumable``
-    fields (and the backend)."""
+# Config fields that name files: given again on resume as any path to the same file.
+PATH_FIELDS = ("text", "csv")
+
+
+def _same_value(name: str, saved, given) -> bool:
+    if name in PATH_FIELDS and isinstance(saved, str) and isinstance(given, str) and saved and given:
+        return os.path.abspath(saved) == os.path.abspath(given)
+    return saved == given
+
+
+def _apply_overrides(saved, overrides: dict, resumable: set, out: Path):
+    """``saved`` with the flags given now, which may change only ``resumable`` fields."""
     resumable = set(resumable) | ALWAYS_RESUMABLE
-    tensors, meta = checkpoint.load(out)
-    _check_task(meta, task_name, out)
-    saved = from_dict(config_cls, meta["config"], where=f"{out}/checkpoint.json")
-    changed = {k for k, v in overrides.items() if k not in resumable and getattr(saved, k) != v}
+    changed = {k for k, v in overrides.items() if k not in resumable and not _same_value(k, getattr(saved, k), v)}
     if changed:
         names = ", ".join(f"--{flag(k)}" for k in sorted(changed))
         raise UserError(f"cannot change {names} when resuming {str(out)!r}; start a new run "
                         "(--force or another --out) to change the model or data")
     overrides = device_follows_backend(overrides)
     cfg = dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in resumable})
-    cfg.validate()
+    return cfg.validate()
+
+
+def damaged(where, exc: BaseException) -> UserError:
+    """The one-line error for a checkpoint whose JSON lacks a field or holds a wrong value."""
+    what = f"lacks field {exc}" if isinstance(exc, KeyError) else f"holds a bad value ({exc})"
+    return UserError(f"damaged checkpoint: {where} {what}; restore it from a copy or start a new run")
+
+
+def restart_config(out: Path, config_cls, overrides: dict, resumable: set):
+    """The config of a run stopped before its first checkpoint (``RunDir.mode == "restart"``):
+    its config.toml, with the flags given now; it starts again from step 0."""
+    from .config import from_toml
+
+    print(f"rnnlab: note: {out} was stopped before its first checkpoint; starting it again from its "
+          "config.toml", file=sys.stderr)
+    return _apply_overrides(from_toml(config_cls, out / "config.toml"), overrides, resumable, out)
+
+
+def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable: set) -> Resumed:
+    """Load the checkpoint in ``out``; ``overrides`` (flags given now) may change only ``resumable``
+    fields (and the backend).  The run's logs are cut back to the checkpoint (see ``LOGS``)."""
+    tensors, meta = checkpoint.load(out)
+    where = f"{out}/checkpoint.json"
+    _check_task(meta, task_name, out)
+    try:
+        saved = from_dict(config_cls, meta["config"], where=where).validate()
+        spec = ModelSpec.from_dict(meta["spec"])
+        state_meta, optimizer_meta, log_sizes = meta["loop"], meta["optimizer"], meta.get("logs", {})
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise damaged(where, exc) from exc
+    except UserError as exc:
+        raise UserError(f"damaged checkpoint: {where}: {exc}") from exc
+    cfg = _apply_overrides(saved, overrides, resumable, out)
     horizon = next(name for name in ("max_steps", "steps", "epochs") if hasattr(cfg, name))
     if cfg.schedule == "cosine" and getattr(cfg, horizon) != getattr(saved, horizon):
         unit = "epochs" if horizon == "epochs" else "steps"
         print(f"rnnlab: note: the cosine schedule's horizon moves from {getattr(saved, horizon)} to "
               f"{getattr(cfg, horizon)} {unit}, so this run will not match one trained straight to "
               f"{getattr(cfg, horizon)}", file=sys.stderr)
-    spec = ModelSpec.from_dict(meta["spec"])
+    check_fits(spec, np.float32, where)
     params = checkpoint.group(tensors, "params")
     check_params(spec, params, f"{out}/checkpoint.safetensors")
-    optimizer = Optimizer.restore(meta["optimizer"], checkpoint.group(tensors, "opt"))
-    carry = checkpoint.carry_from_tensors(tensors, spec.num_layers, spec.cell == "lstm")
-    return Resumed(cfg, meta, spec, params, optimizer, train.LoopState.restore(meta["loop"], carry))
+    try:
+        optimizer = Optimizer.restore(optimizer_meta, checkpoint.group(tensors, "opt"))
+        carry = checkpoint.carry_from_tensors(tensors, spec.num_layers, spec.cell == "lstm")
+        state = train.LoopState.restore(state_meta, carry)
+        checkpoint.cut_logs(out, {k: int(v) for k, v in log_sizes.items() if k in LOGS})
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise damaged(where, exc) from exc
+    return Resumed(cfg, meta, spec, params, optimizer, state)
 
 
 def fresh_start(cfg, spec: ModelSpec) -> tuple[dict, Optimizer, train.LoopState]:
     """Seeded initial parameters, a new optimizer and loop state for ``cfg``."""
+    check_fits(spec, cfg.dtype)
     params = init_params(spec, np.random.default_rng(cfg.seed), cfg.init, np.dtype(cfg.dtype))
     return params, Optimizer(cfg.optimizer), train.LoopState(sample_rng=np.random.default_rng([cfg.seed, 1]))
 
@@ -138,8 +271,9 @@ def load_model(run_dir, which: str = "checkpoint") -> tuple[ModelSpec, dict, dic
     tensors, meta = checkpoint.load(run_dir, which)
     try:
         spec = ModelSpec.from_dict(meta["spec"])
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"{run_dir}/{which}.json lacks field {exc}; the checkpoint is damaged") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise damaged(f"{run_dir}/{which}.json", exc) from exc
+    check_fits(spec, np.float32, f"{run_dir}/{which}.json")
     params = checkpoint.group(tensors, "params")
     check_params(spec, params, f"{run_dir}/{which}.safetensors")
     return spec, params, meta
@@ -155,9 +289,11 @@ def load_saved(run_dir, which: str, task_name: str, config_cls,
     spec, params, meta = load_model(run_dir, which)
     _check_task(meta, task_name, run_dir)
     try:
-        cfg = from_dict(config_cls, meta["config"], where=f"{run_dir}/{which}.json")
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"{run_dir}/{which}.json lacks field {exc}; the checkpoint is damaged") from exc
+        cfg = from_dict(config_cls, meta["config"], where=f"{run_dir}/{which}.json").validate()
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise damaged(f"{run_dir}/{which}.json", exc) from exc
+    except UserError as exc:
+        raise UserError(f"damaged checkpoint: {run_dir}/{which}.json: {exc}") from exc
     # A saved model is used on whatever machine loads it: the training run's device may not be here.
     cfg = dataclasses.replace(cfg, device="auto", **({"backend": backend} if backend is not None else {}))
     return params, meta, spec, cfg

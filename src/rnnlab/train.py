@@ -55,11 +55,16 @@ class LoopState:
     train_seconds: float = 0.0
     carry: list | None = None
     sample_rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    # Sum and count of the step losses since the last evaluation (its train_loss_mean): saved, so
+    # a run stopped between evaluations reports the same mean when it continues.
+    loss_sum_since_eval: float = 0.0
+    steps_since_eval: int = 0
 
     def meta(self) -> dict:
         return {"step": self.step, "smoothed_loss": self.smoothed_loss, "loss_ema": self.loss_ema,
                 "best_val_loss": self.best_val_loss, "train_seconds": self.train_seconds,
-                "sample_rng": self.sample_rng.bit_generator.state}
+                "sample_rng": self.sample_rng.bit_generator.state,
+                "loss_sum_since_eval": self.loss_sum_since_eval, "steps_since_eval": self.steps_since_eval}
 
     @classmethod
     def restore(cls, meta: dict, carry: list) -> "LoopState":
@@ -67,7 +72,8 @@ class LoopState:
         rng.bit_generator.state = meta["sample_rng"]
         return cls(step=int(meta["step"]), smoothed_loss=meta["smoothed_loss"], loss_ema=meta["loss_ema"],
                    best_val_loss=meta["best_val_loss"], train_seconds=float(meta["train_seconds"]),
-                   carry=carry, sample_rng=rng)
+                   carry=carry, sample_rng=rng, loss_sum_since_eval=float(meta.get("loss_sum_since_eval", 0.0)),
+                   steps_since_eval=int(meta.get("steps_since_eval", 0)))
 
 
 @dataclass
@@ -81,27 +87,34 @@ class Budget:
 
 
 class _StopFlag:
-    """Ctrl-C sets a flag checked between steps, so a step is never cut in half."""
+    """Ctrl-C (SIGINT) and SIGTERM, which schedulers send before they preempt a job, set a flag
+    checked between steps, so a step is never cut in half and the run stops with a checkpoint."""
+
+    SIGNALS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.reason = ""
+        self._previous = {}
 
     def __enter__(self):
         def handler(signum, frame):
-            if self.requested:  # a second Ctrl-C means: stop now
+            if self.requested:  # a second signal means: stop now
                 raise KeyboardInterrupt
             self.requested = True
+            self.reason = self.SIGNALS.get(signum, "interrupted")
 
-        try:
-            self._previous = signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread: no handler, Ctrl-C behaves as usual
-            self._previous = None
+        for signum in self.SIGNALS:
+            try:
+                self._previous[signum] = signal.signal(signum, handler)
+            except ValueError:  # not the main thread: no handler, signals behave as usual
+                pass
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
 
 def _model_meta(trainer, task, config: dict) -> dict:
@@ -132,10 +145,12 @@ def _host_facts() -> dict:
 
 
 def save_checkpoint(run_dir: Path, trainer, task, state: LoopState, config: dict, stem="checkpoint"):
+    from .runs import LOGS
+
     tensors = trainer.state_tensors()  # first: it brings the optimizer's counters up to date
     tensors.update(checkpoint.carry_to_tensors(state.carry))
     meta = {**_model_meta(trainer, task, config), "optimizer": trainer.optimizer.meta(),
-            "loop": state.meta(), "data": task.data_state()}
+            "loop": state.meta(), "data": task.data_state(), "logs": checkpoint.log_sizes(run_dir, LOGS)}
     checkpoint.save(run_dir, stem, tensors, meta)
 
 
@@ -182,30 +197,32 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
     invocation_seconds = 0.0
     stop_reason = None
     items_since, seconds_since = 0, 0.0
-    loss_sum_since, steps_since = 0.0, 0
 
     def evaluate_and_save(final: bool):
-        nonlocal last_saved_step, items_since, seconds_since, loss_sum_since, steps_since
+        # Order matters for a crash at any point: everything the evaluation draws (the sample's
+        # random numbers) and appends (metrics.jsonl, samples.jsonl) comes before the checkpoint,
+        # which records the logs' lengths; resuming from the previous checkpoint cuts them back.
+        nonlocal last_saved_step, items_since, seconds_since
         metrics = task.evaluate(trainer)
         val = metrics.get("val_loss")
         throughput = items_since / seconds_since if seconds_since > 0 else None
         # The plain mean of the step losses since the previous evaluation: per epoch, this is the
         # "training loss" of the classic epoch loop (the smoothed value weights recent steps more).
-        mean_since = loss_sum_since / steps_since if steps_since else None
+        mean_since = state.loss_sum_since_eval / state.steps_since_eval if state.steps_since_eval else None
         record = {"step": state.step, "train_loss": state.smoothed_loss, "train_loss_mean": mean_since, **metrics,
                   "lr": learning_rate(step=max(0, state.step - 1), **schedule),
                   "train_seconds": round(state.train_seconds, 3),
                   f"{task.item_name}_per_s": throughput and round(throughput, 1)}
-        with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        line = task.describe_eval(trainer, state, record, final)
+        checkpoint.append_line(metrics_path, json.dumps(record))
         items_since, seconds_since = 0, 0.0
-        loss_sum_since, steps_since = 0.0, 0
+        state.loss_sum_since_eval, state.steps_since_eval = 0.0, 0
         if val is not None and (state.best_val_loss is None or val < state.best_val_loss):
             state.best_val_loss = val
             save_params(run_dir, "best", trainer, task, state, config, metrics)
         save()
         last_saved_step = state.step
-        say(task.describe_eval(trainer, state, record, final))
+        say(line)
         return record
 
     def watcher_says_stop(record) -> str | None:
@@ -224,7 +241,7 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
                     and state.smoothed_loss < budget.target_loss:
                 stop_reason = f"smoothed loss {state.smoothed_loss:.4f} under --target-loss {budget.target_loss:g}"
             elif stop.requested:
-                stop_reason = "interrupted (Ctrl-C)"
+                stop_reason = stop.reason
             if shard.active and shard.any(stop_reason is not None):  # all processes stop together
                 stop_reason = stop_reason or "another process stopped"
             if stop_reason:
@@ -261,8 +278,8 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
             invocation_seconds += dt
             items_since += task.items_per_step
             seconds_since += dt
-            loss_sum_since += loss
-            steps_since += 1
+            state.loss_sum_since_eval += loss
+            state.steps_since_eval += 1
             bar.update(1)
             if state.step % 10 == 0 or state.step == 1:
                 bar.set_postfix(loss=f"{state.smoothed_loss:.3f}",
@@ -275,8 +292,14 @@ def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir
                     break
                 stop_reason = watcher_says_stop(record)
     bar.close()
-    if last_saved_step != state.step or (state.step == 0 and not budget.eval_at_start):
+    interrupted = shard.any(stop.requested) if shard.active else stop.requested
+    if interrupted:
+        # Stopped by a signal: keep the state without an evaluation, so the run continues on
+        # --resume exactly as if it had never stopped (same metrics rows, same samples).
+        if last_saved_step != state.step:
+            save()
+    elif state.steps_since_eval > 0 or (state.step == 0 and not budget.eval_at_start):
         evaluate_and_save(final=True)
     return {"stop_reason": stop_reason, "step": state.step, "smoothed_loss": state.smoothed_loss,
             "best_val_loss": state.best_val_loss, "train_seconds": state.train_seconds,
-            "wall_seconds": time.perf_counter() - started, "interrupted": stop.requested}
+            "wall_seconds": time.perf_counter() - started, "interrupted": interrupted}

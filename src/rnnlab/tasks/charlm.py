@@ -88,8 +88,8 @@ class CharLMTask:
 
     def keep_sample(self, step: int, text: str, temperature: float = 0.8) -> None:
         if self.samples_path is not None:
-            with open(self.samples_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": step, "temperature": temperature, "text": text}) + "\n")
+            checkpoint.append_line(self.samples_path,
+                                   json.dumps({"step": step, "temperature": temperature, "text": text}))
 
     def data_state(self) -> dict:
         return self.batcher.state()
@@ -186,37 +186,44 @@ def train_run(cfg: CharLMConfig, out: str | os.PathLike, resume: bool = False, f
     only budgets may change.
     """
     out = Path(out)
-    if runs.prepare_run_dir(out, resume, force):
-        r = runs.resume_run(out, "charlm", CharLMConfig, overrides or {}, RESUMABLE_OVERRIDES)
-        cfg = r.cfg
-        text = read_text(cfg.text or None)
-        if text_sha256(text) != r.meta.get("text_sha256"):
-            raise UserError(f"the text {cfg.text or BUILTIN_NAME!r} changed since {str(out)!r} was started; "
-                            "resume needs the same text")
-        task = CharLMTask(cfg, text, Vocab(r.meta["vocab"]))
-        task.batcher.load_state(r.meta["data"])
-        spec, params, optimizer, state = r.spec, r.params, r.optimizer, r.state
-    else:
-        cfg.validate()
-        if cfg.text:
-            cfg = dataclasses.replace(cfg, text=os.path.abspath(cfg.text))
-        task = CharLMTask(cfg, read_text(cfg.text or None))
-        spec = task.spec()
-        params, optimizer, state = runs.fresh_start(cfg, spec)
-    trainer = runs.make_trainer(cfg, spec, params, optimizer, "cross_entropy", cfg.loss_reduction)
-    checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab charlm run configuration"))
-    task.samples_path = out / "samples.jsonl"
-    if state.step == 0:  # what the untrained model writes, for the report's before/after
-        task.keep_sample(0, sample_text(trainer, task.vocab, cfg.sample_length, temperature=0.8,
-                                        rng=np.random.default_rng([cfg.seed, 2])))
-    budget = train.Budget(cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every)
-    summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, cfg.max_steps), out,
-                        dataclasses.asdict(cfg), quiet)
-    summary.update(run_dir=str(out), val_dropped_chars=task.val_dropped, vocab_size=len(task.vocab),
-                   trainer=trainer, vocab=task.vocab)
-    unigram = ("unigram (character frequencies)", task.unigram_nats) if task.unigram_nats is not None else None
-    report.plot_losses(out, "nats / char", "val_nats_per_char", baseline=unigram)
-    html_report.write_run_report(out)
+    with runs.RunDir(out, resume, force) as run_dir:
+        if run_dir.mode == "resume":
+            r = runs.resume_run(out, "charlm", CharLMConfig, overrides or {}, RESUMABLE_OVERRIDES)
+            cfg = r.cfg
+            text = read_text(cfg.text or None)
+            if text_sha256(text) != r.meta.get("text_sha256"):
+                raise UserError(f"the text {cfg.text or BUILTIN_NAME!r} changed since {str(out)!r} was started; "
+                                "resume needs the same text")
+            try:
+                task = CharLMTask(cfg, text, Vocab(r.meta["vocab"]))
+                task.batcher.load_state(r.meta["data"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise runs.damaged(f"{out}/checkpoint.json", exc) from exc
+            spec, params, optimizer, state = r.spec, r.params, r.optimizer, r.state
+        else:
+            if run_dir.mode == "restart":
+                cfg = runs.restart_config(out, CharLMConfig, overrides or {}, RESUMABLE_OVERRIDES)
+            cfg.validate()
+            if cfg.text:
+                cfg = dataclasses.replace(cfg, text=os.path.abspath(cfg.text))
+            task = CharLMTask(cfg, read_text(cfg.text or None))
+            spec = task.spec()
+            params, optimizer, state = runs.fresh_start(cfg, spec)
+        trainer = runs.make_trainer(cfg, spec, params, optimizer, "cross_entropy", cfg.loss_reduction)
+        run_dir.start_writing()
+        checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab charlm run configuration"))
+        task.samples_path = out / "samples.jsonl"
+        if run_dir.mode != "resume":  # what the untrained model writes, for the report's before/after
+            task.keep_sample(0, sample_text(trainer, task.vocab, cfg.sample_length, temperature=0.8,
+                                            rng=np.random.default_rng([cfg.seed, 2])))
+        budget = train.Budget(cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every)
+        summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, cfg.max_steps), out,
+                            dataclasses.asdict(cfg), quiet)
+        summary.update(run_dir=str(out), val_dropped_chars=task.val_dropped, vocab_size=len(task.vocab),
+                       trainer=trainer, vocab=task.vocab)
+        unigram = ("unigram (character frequencies)", task.unigram_nats) if task.unigram_nats is not None else None
+        report.plot_losses(out, "nats / char", "val_nats_per_char", baseline=unigram)
+        html_report.write_run_report(out)
     return summary
 
 
@@ -293,15 +300,17 @@ def import_run(weights_path: str | os.PathLike, fmt: str, out: str | os.PathLike
                         "''.join(chars)), or the --text it was trained on")
     task = CharLMTask(cfg, corpus, vocab)
     out = Path(out)
-    runs.prepare_run_dir(out, resume=False, force=force)
-    checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header=f"rnnlab charlm run imported from {path}"))
-    _, optimizer, state = runs.fresh_start(cfg, spec)  # the imported weights replace the initial ones
-    trainer = runs.make_trainer(cfg, spec, params, optimizer, "cross_entropy", cfg.loss_reduction)
-    state.carry = trainer.init_carry(cfg.batch_size)
-    metrics = task.evaluate(trainer)
-    config = dataclasses.asdict(cfg)
-    train.save_checkpoint(out, trainer, task, state, config)
-    train.save_params(out, "best", trainer, task, state, config, metrics)
+    with runs.RunDir(out, resume=False, force=force) as run_dir:
+        _, optimizer, state = runs.fresh_start(cfg, spec)  # the imported weights replace the initial ones
+        trainer = runs.make_trainer(cfg, spec, params, optimizer, "cross_entropy", cfg.loss_reduction)
+        state.carry = trainer.init_carry(cfg.batch_size)
+        metrics = task.evaluate(trainer)
+        run_dir.start_writing()
+        checkpoint.atomic_write_text(out / "config.toml",
+                                     to_toml(cfg, header=f"rnnlab charlm run imported from {path}"))
+        config = dataclasses.asdict(cfg)
+        train.save_checkpoint(out, trainer, task, state, config)
+        train.save_params(out, "best", trainer, task, state, config, metrics)
     return {"run_dir": str(out), "spec": spec.to_dict(), "vocab_size": len(vocab),
             "val_nats_per_char": metrics.get("val_nats_per_char")}
 
@@ -332,8 +341,8 @@ def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
     facts.figures.append(("Training loss (smoothed) and validation loss in nats/char; the dashed line is "
                           "the unigram baseline (the training text's character frequencies)", "loss.png"))
     samples_path = Path(run_dir) / "samples.jsonl"
-    if samples_path.exists():
-        samples = [json.loads(line) for line in samples_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    samples = report.read_jsonl(samples_path)
+    if samples:
         chosen = [samples[0]] + ([samples[-1]] if len(samples) > 1 else [])
         for s in chosen:
             when = "before training (step 0)" if s["step"] == 0 else f"after {s['step']:,} steps"

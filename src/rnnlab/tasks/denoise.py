@@ -277,37 +277,41 @@ def train_run(cfg: DenoiseConfig, out: str | os.PathLike, resume: bool = False, 
     fresh sequences and writes ``test.json``, ``loss.png`` and ``traces.png``.
     """
     out = Path(out)
-    if runs.prepare_run_dir(out, resume, force):
-        r = runs.resume_run(out, "denoise", DenoiseConfig, overrides or {}, RESUMABLE_OVERRIDES)
-        cfg, spec, params, optimizer, state = r.cfg, r.spec, r.params, r.optimizer, r.state
-        task = DenoiseTask(cfg)
-        task.load_data_state(r.meta["data"])
-    else:
-        cfg.validate()
-        task = DenoiseTask(cfg)
-        spec = spec_of(cfg)
-        params, optimizer, state = runs.fresh_start(cfg, spec)
-    trainer = runs.make_trainer(cfg, spec, params, optimizer, "mse")
-    checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab denoise run configuration"))
-    budget = train.Budget(max_steps=cfg.steps, max_minutes=cfg.max_minutes, eval_every=cfg.eval_every)
-    summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, cfg.steps), out,
-                        dataclasses.asdict(cfg), quiet, log_evals)
-    report.plot_losses(out, "MSE", "val_mse", baseline=("Kalman (validation)", task.val_kalman_mse), log_y=True)
-    summary.update(run_dir=str(out), val_kalman_mse=task.val_kalman_mse, trainer=trainer)
-    if summary["interrupted"]:
+    with runs.RunDir(out, resume, force) as run_dir:
+        if run_dir.mode == "resume":
+            r = runs.resume_run(out, "denoise", DenoiseConfig, overrides or {}, RESUMABLE_OVERRIDES)
+            cfg, spec, params, optimizer, state = r.cfg, r.spec, r.params, r.optimizer, r.state
+            task = DenoiseTask(cfg)
+            task.load_data_state(r.meta["data"])
+        else:
+            if run_dir.mode == "restart":
+                cfg = runs.restart_config(out, DenoiseConfig, overrides or {}, RESUMABLE_OVERRIDES)
+            cfg.validate()
+            task = DenoiseTask(cfg)
+            spec = spec_of(cfg)
+            params, optimizer, state = runs.fresh_start(cfg, spec)
+        trainer = runs.make_trainer(cfg, spec, params, optimizer, "mse")
+        run_dir.start_writing()
+        checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab denoise run configuration"))
+        budget = train.Budget(max_steps=cfg.steps, max_minutes=cfg.max_minutes, eval_every=cfg.eval_every)
+        summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, cfg.steps), out,
+                            dataclasses.asdict(cfg), quiet, log_evals)
+        report.plot_losses(out, "MSE", "val_mse", baseline=("Kalman (validation)", task.val_kalman_mse), log_y=True)
+        summary.update(run_dir=str(out), val_kalman_mse=task.val_kalman_mse, trainer=trainer)
+        if summary["interrupted"]:
+            html_report.write_run_report(out)
+            return summary
+        if checkpoint.exists(out, "best"):
+            test_trainer, _, best_meta = load_run(out, "best")
+            tested = dict(model="best", step=best_meta["step"])
+        else:
+            test_trainer, tested = trainer, dict(model="checkpoint", step=state.step)
+        result = test_model(test_trainer, cfg, cfg.test_sequences, np.random.default_rng([cfg.seed, 3]))
+        result.update(tested)
+        plot_traces(out / "traces.png", result, cfg.dt)
+        checkpoint.atomic_write_text(out / "test.json", json.dumps(_without_traces(result), indent=1) + "\n")
+        summary["test"] = result
         html_report.write_run_report(out)
-        return summary
-    if checkpoint.exists(out, "best"):
-        test_trainer, _, best_meta = load_run(out, "best")
-        tested = dict(model="best", step=best_meta["step"])
-    else:
-        test_trainer, tested = trainer, dict(model="checkpoint", step=state.step)
-    result = test_model(test_trainer, cfg, cfg.test_sequences, np.random.default_rng([cfg.seed, 3]))
-    result.update(tested)
-    plot_traces(out / "traces.png", result, cfg.dt)
-    checkpoint.atomic_write_text(out / "test.json", json.dumps(_without_traces(result), indent=1) + "\n")
-    summary["test"] = result
-    html_report.write_run_report(out)
     return summary
 
 

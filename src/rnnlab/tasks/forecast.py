@@ -451,45 +451,49 @@ def train_run(cfg: ForecastConfig, out: str | os.PathLike, resume: bool = False,
     ``loss.png`` and ``forecast.png``.
     """
     out = Path(out)
-    if runs.prepare_run_dir(out, resume, force):
-        r = runs.resume_run(out, "forecast", ForecastConfig, overrides or {}, RESUMABLE_OVERRIDES)
-        cfg, spec, params, optimizer, state = r.cfg, r.spec, r.params, r.optimizer, r.state
-        task = ForecastTask(cfg, load_series(cfg))
-        task.load_data_state(r.meta["data"])
-    else:
-        cfg.validate()
-        task = ForecastTask(cfg, load_series(cfg))
-        spec = spec_of(cfg)
-        params, optimizer, state = runs.fresh_start(cfg, spec)
-        if cfg.target == "returns":
-            # Start at persistence: a zero readout forecasts a zero return, i.e. the last price,
-            # so training moves away from the baseline only as far as the data pays for it.
-            params["readout.W"][...] = 0.0
-            params["readout.b"][...] = 0.0
-    if not quiet and log_evals:
-        print("\n".join(task.summary_lines()), flush=True)
-    trainer = runs.make_trainer(cfg, spec, params, optimizer, "mse")
-    checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab forecast run configuration"))
-    total_steps = cfg.epochs * task.steps_per_epoch
-    budget = train.Budget(max_steps=total_steps, max_minutes=cfg.max_minutes, eval_every=task.steps_per_epoch,
-                          eval_at_start=True)
-    summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, total_steps), out,
-                        dataclasses.asdict(cfg), quiet, log_evals)
-    plot_history(out, cfg.loss_steps)
-    summary.update(run_dir=str(out), trainer=trainer, epochs=round(task.epoch, 3))
-    if summary["interrupted"]:
+    with runs.RunDir(out, resume, force) as run_dir:
+        if run_dir.mode == "resume":
+            r = runs.resume_run(out, "forecast", ForecastConfig, overrides or {}, RESUMABLE_OVERRIDES)
+            cfg, spec, params, optimizer, state = r.cfg, r.spec, r.params, r.optimizer, r.state
+            task = ForecastTask(cfg, load_series(cfg))
+            task.load_data_state(r.meta["data"])
+        else:
+            if run_dir.mode == "restart":
+                cfg = runs.restart_config(out, ForecastConfig, overrides or {}, RESUMABLE_OVERRIDES)
+            cfg.validate()
+            task = ForecastTask(cfg, load_series(cfg))
+            spec = spec_of(cfg)
+            params, optimizer, state = runs.fresh_start(cfg, spec)
+            if cfg.target == "returns":
+                # Start at persistence: a zero readout forecasts a zero return, i.e. the last price,
+                # so training moves away from the baseline only as far as the data pays for it.
+                params["readout.W"][...] = 0.0
+                params["readout.b"][...] = 0.0
+        if not quiet and log_evals:
+            print("\n".join(task.summary_lines()), flush=True)
+        trainer = runs.make_trainer(cfg, spec, params, optimizer, "mse")
+        run_dir.start_writing()
+        checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab forecast run configuration"))
+        total_steps = cfg.epochs * task.steps_per_epoch
+        budget = train.Budget(max_steps=total_steps, max_minutes=cfg.max_minutes, eval_every=task.steps_per_epoch,
+                              eval_at_start=True)
+        summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, total_steps), out,
+                            dataclasses.asdict(cfg), quiet, log_evals)
+        plot_history(out, cfg.loss_steps)
+        summary.update(run_dir=str(out), trainer=trainer, epochs=round(task.epoch, 3))
+        if summary["interrupted"]:
+            html_report.write_run_report(out)
+            return summary
+        best_trainer, _, best_meta, _ = load_run(out, "best")
+        result = _evaluate_parts(task, best_trainer)
+        test = dict(result["test"], model="best", step=best_meta["step"], epoch=best_meta["metrics"]["epoch"],
+                    comparison_text=describe(result["test"]), val=result["val"], target=cfg.target,
+                    train_seconds=round(summary["train_seconds"], 3))
+        plot_forecast(out / "forecast.png", task.parts["test"], result["test_predicted"], result["test"],
+                      f"{Path(task.series.source).name} every {cfg.every}, {cfg.cell} on {cfg.target}")
+        checkpoint.atomic_write_text(out / "test.json", json.dumps(test, indent=1) + "\n")
+        summary["test"] = test
         html_report.write_run_report(out)
-        return summary
-    best_trainer, _, best_meta, _ = load_run(out, "best")
-    result = _evaluate_parts(task, best_trainer)
-    test = dict(result["test"], model="best", step=best_meta["step"], epoch=best_meta["metrics"]["epoch"],
-                comparison_text=describe(result["test"]), val=result["val"], target=cfg.target,
-                train_seconds=round(summary["train_seconds"], 3))
-    plot_forecast(out / "forecast.png", task.parts["test"], result["test_predicted"], result["test"],
-                  f"{Path(task.series.source).name} every {cfg.every}, {cfg.cell} on {cfg.target}")
-    checkpoint.atomic_write_text(out / "test.json", json.dumps(test, indent=1) + "\n")
-    summary["test"] = test
-    html_report.write_run_report(out)
     return summary
 
 

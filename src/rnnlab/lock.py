@@ -1,0 +1,98 @@
+"""One writer per run directory: an advisory lock that dies with its holder.
+
+The lock is a POSIX record lock (``fcntl.lockf``) on ``<run>/.rnnlab.lock``.  The
+kernel drops it when the holding process exits for any reason (``kill -9``
+included), so a crash never leaves a run stuck; on NFS the lock goes through the
+server's lock manager, so it also holds between machines sharing a filesystem.
+The file itself stays (deleting it would let two processes lock two different
+files of the same name); it names the holder, so a refused writer can say who.
+
+POSIX locks belong to a process, not to a file handle: a second lock taken by
+the same process would succeed, and closing either handle would drop both.  A
+per-process table refuses the second one instead.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from .errors import UserError
+
+LOCK_NAME = ".rnnlab.lock"
+
+_held: dict[tuple[int, int], "RunLock"] = {}  # (device, inode) of lock files this process holds
+
+
+def _holder_text(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return (f"process {info['pid']} on {info['host']} ({info['command']}, since "
+                f"{info['since']})")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+class RunLock:
+    """``with RunLock(run_dir):`` holds the run directory for this process, or raises
+    ``UserError`` naming the process that holds it."""
+
+    def __init__(self, run_dir):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_NAME
+        self._fd: int | None = None
+        self._key: tuple[int, int] | None = None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            st = os.fstat(fd)
+            key = (st.st_dev, st.st_ino)
+            if key in _held:
+                os.close(fd)  # closing drops nothing: this process's lock lives on the other handle
+                raise UserError(f"{str(self.run_dir)!r} is being written by this same process; "
+                                "one run directory takes one writer at a time")
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EACCES, errno.EAGAIN):
+                    raise UserError(f"{str(self.run_dir)!r} is being written by {_holder_text(self.path)}; "
+                                    "wait for it to finish (or stop it), or choose another --out") from None
+                raise
+            # Locked, but the file may have been replaced between open and lock: lock the current one.
+            try:
+                same = os.stat(self.path).st_ino == st.st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        self._fd, self._key = fd, key
+        _held[key] = self
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "command": " ".join(["rnnlab", *sys.argv[1:]])[:200] if sys.argv else "rnnlab",
+                "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        _held.pop(self._key, None)
+        os.close(self._fd)  # closing drops the lock
+        self._fd = self._key = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
