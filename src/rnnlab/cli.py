@@ -481,9 +481,10 @@ def _export(args) -> int:
 
 
 def _resume_hint(task: str, summary: dict) -> int:
-    """After Ctrl-C: how to continue, and the conventional exit code of an interrupted program."""
+    """After Ctrl-C or SIGTERM: how to continue, and the conventional exit code of a program
+    stopped by that signal (128 + its number)."""
     print(f"resume with: rnnlab {task} train --resume --out {summary['run_dir']}")
-    return 130
+    return 143 if "SIGTERM" in (summary.get("stop_reason") or "") else 130
 
 
 def _train(train_run, config_cls, flags, args, preset: dict | None = None) -> dict | None:
