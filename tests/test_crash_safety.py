@@ -111,10 +111,11 @@ def test_a_full_disk_while_saving_keeps_the_last_checkpoint(tmp_path, small_text
 
     def open_on_a_full_disk(file, mode="r", *a, **k):
         f = real_open(file, mode, *a, **k)
-        # Whatever file a checkpoint goes through (a temporary one, or the checkpoint itself if it
-        # were ever written in place), its first write fills the disk.
+        # Whatever file the checkpoint's JSON goes through (a temporary one, or checkpoint.json
+        # itself if it were ever written in place), its first write fills the disk; the staged
+        # tensors before it are written.
         name = os.readlink(f"/proc/self/fd/{file}") if isinstance(file, int) else os.fspath(file)
-        if "checkpoint" in os.path.basename(name) and ("w" in mode or "a" in mode):
+        if "checkpoint.json" in os.path.basename(name) and ("w" in mode or "a" in mode):
             return _DiskFull(f, name)
         return f
 
