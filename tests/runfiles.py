@@ -55,7 +55,9 @@ def saved_fields(run_dir) -> dict:
 def tree_bytes(directory) -> dict:
     """Every file under ``directory`` (relative path -> bytes), to prove nothing changed."""
     directory = Path(directory)
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+    # The lock file names the last process that held the run (a refused one included), not the run.
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != ".rnnlab.lock"}
 
 
 def differences(a, b, path: str = "") -> list[str]:

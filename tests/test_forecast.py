@@ -274,3 +274,56 @@ def test_config_file_reproduces_run(tmp_path, capsys):
     pa, pb = load_file(str(a / "best.safetensors")), load_file(str(b / "best.safetensors"))
     assert pa.keys() == pb.keys() and all(pa[k].tobytes() == pb[k].tobytes() for k in pa)
     assert json.loads((a / "test.json").read_text())["rmse"] == json.loads((b / "test.json").read_text())["rmse"]
+
+
+def test_the_returns_scaler_is_fitted_on_the_training_part_only():
+    values = generated_prices(200, seed=4).to_numpy()
+    n_train = 140  # 70% of 200
+    features, parts = forecast.build_parts(series_of(values), 5, (0.7, 0.15, 0.15), "returns")
+    train_returns = np.diff(np.log(values[:n_train]))
+    assert features.scaler.scale == pytest.approx(np.sqrt(np.mean(train_returns ** 2)), rel=1e-12)
+    # Wild validation and test prices (a crash, then a rally) change nothing fitted.
+    changed = values.copy()
+    changed[n_train:] *= np.exp(np.linspace(-1.0, 2.0, len(values) - n_train))
+    features2, parts2 = forecast.build_parts(series_of(changed), 5, (0.7, 0.15, 0.15), "returns")
+    assert features2.to_dict() == features.to_dict()
+    np.testing.assert_array_equal(parts2["train"].inputs, parts["train"].inputs)
+
+
+def test_mae_skill_and_rmse_skill_are_each_against_their_own_persistence_error():
+    prices = series_of(100 + np.cumsum(np.random.default_rng(5).normal(size=200)))
+    features, parts = forecast.build_parts(prices, 4, (0.7, 0.15, 0.15), "levels")
+    test = parts["test"]
+    predicted = test.last + 0.5 * (test.actual - test.last) + np.linspace(-0.8, 0.8, len(test.actual))
+    result = forecast.compare(test, predicted, features)
+    model_err, persistence_err = predicted - test.actual, test.last - test.actual
+    assert result["mae_skill"] == pytest.approx(1 - np.mean(np.abs(model_err)) / np.mean(np.abs(persistence_err)))
+    assert result["skill"] == pytest.approx(1 - np.sqrt(np.mean(model_err ** 2) / np.mean(persistence_err ** 2)))
+    assert result["mae_skill"] != pytest.approx(result["skill"], abs=1e-3)
+
+
+def _iid_bootstrap_interval(actual, predicted, last, draws=4000, seed=1):
+    """An independent 95% percentile interval from resampling single points."""
+    idx = np.random.default_rng(seed).integers(0, len(actual), (draws, len(actual)))
+    m, p = (predicted - actual) ** 2, (last - actual) ** 2
+    skills = 1 - np.sqrt(m[idx].mean(axis=1) / p[idx].mean(axis=1))
+    return np.percentile(skills, [2.5, 97.5])
+
+
+def test_the_skill_interval_is_a_95_percent_one_and_widens_for_correlated_errors():
+    rng = np.random.default_rng(6)
+    n = 2000
+    last = 100 + np.cumsum(rng.normal(size=n))
+    actual = last + rng.normal(size=n)
+    # Independent errors: with blocks of one, the interval is the plain 95% bootstrap one.
+    predicted = last + 0.4 * (actual - last) + rng.normal(0, 0.5, n)
+    lo, hi = forecast.skill_interval(actual, predicted, last, block=1, draws=4000)
+    ref_lo, ref_hi = _iid_bootstrap_interval(actual, predicted, last)
+    assert (hi - lo) == pytest.approx(ref_hi - ref_lo, rel=0.15)
+    # Errors that come in runs of 50: blocks keep the runs together, so the interval is wider
+    # than single-point resampling, which would understate the uncertainty.
+    runs = np.repeat(rng.normal(0, 1.5, n // 50), 50)
+    predicted = last + 0.4 * (actual - last) + runs
+    lo, hi = forecast.skill_interval(actual, predicted, last, block=50, draws=2000)
+    ref_lo, ref_hi = _iid_bootstrap_interval(actual, predicted, last)
+    assert hi - lo > 2 * (ref_hi - ref_lo)

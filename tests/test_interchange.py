@@ -1,6 +1,8 @@
 """Classic formats in and out: min-char-rnn weights and a plain PyTorch state_dict of
 nn.RNN/nn.GRU/nn.LSTM + nn.Linear, checked against the modules themselves."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,7 @@ from rnnlab import interchange
 from rnnlab.backends import numpy_backend as nb
 from rnnlab.cells import ModelSpec, init_params
 from rnnlab.errors import UserError
-from test_charlm_cli import assert_user_error, run_cli
+from test_charlm_cli import assert_user_error, params_of, run_cli
 
 
 def model(cell, layers=2, input_kind="onehot", V=7, H=5, seed=0):
@@ -90,10 +92,18 @@ def test_export_command(tmp_path, capsys, text_file):
                                 "--out", tmp_path / "w.npz")
     assert code == 0, err
     assert "Wxh (6," in stdout
+    saved = {k[len("params/"):]: v for k, v in params_of(out).items()}
     spec, params = interchange.from_min_char_rnn(interchange.load(tmp_path / "w.npz"))
     assert spec.hidden_size == 6
+    assert params.keys() == saved.keys()
+    for name in saved:  # the exported arrays are the run's parameters, exactly
+        np.testing.assert_array_equal(params[name], saved[name])
     assert run_cli(capsys, "export", "--run", out, "--format", "torch", "--out", tmp_path / "w.safetensors")[0] == 0
-    assert "rnn.weight_ih_l0" in interchange.load(tmp_path / "w.safetensors")
+    state = interchange.load(tmp_path / "w.safetensors")
+    np.testing.assert_array_equal(state["rnn.weight_hh_l0"], saved["layers.0.U"].T)
+    np.testing.assert_array_equal(state["rnn.weight_ih_l0"], saved["layers.0.W"].T)
+    np.testing.assert_array_equal(state["rnn.bias_ih_l0"] + state["rnn.bias_hh_l0"], saved["layers.0.b"])
+    np.testing.assert_array_equal(state["fc.weight"], saved["readout.W"].T)
     assert_user_error(capsys, "export", "--run", out, "--format", "torch", "--out", tmp_path / "w.h5",
                       match="format")
     assert_user_error(capsys, "export", "--run", tmp_path / "none", "--format", "torch",
@@ -115,9 +125,17 @@ def test_import_command_round_trips_an_exported_run(tmp_path, capsys, text_file)
     import json
     assert json.loads(imported)["nats_per_char"] == pytest.approx(json.loads(original)["nats_per_char"], rel=1e-6)
     assert run_cli(capsys, "charlm", "sample", "--run", tmp_path / "imported", "--length", "5")[0] == 0
-    code, _, err = run_cli(capsys, "charlm", "train", "--resume", "--max-steps", "2", "--out", tmp_path / "imported",
-                           "--quiet")
+    before = params_of(tmp_path / "imported")
+    code, _, err = run_cli(capsys, "charlm", "train", "--resume", "--max-steps", "20", "--eval-every", "20",
+                           "--out", tmp_path / "imported", "--quiet")
     assert code == 0, err
+    # Fine-tuning moves the imported weights and lowers their validation loss.
+    rows = [json.loads(line) for line in (tmp_path / "imported" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 20
+    after = params_of(tmp_path / "imported")
+    assert any(not np.array_equal(before[k], after[k]) for k in before)
+    tuned = json.loads(run_cli(capsys, "charlm", "eval", "--run", tmp_path / "imported", "--json")[1])
+    assert tuned["nats_per_char"] < json.loads(imported)["nats_per_char"]
 
 
 def test_import_min_char_rnn_with_its_own_character_order(tmp_path, capsys, text_file):

@@ -92,3 +92,25 @@ def test_mse_targets_longer_than_the_outputs_or_without_feature_axis_are_refused
     for bad in (too_long, targets[..., 0], targets[:, :0]):
         with pytest.raises(ValueError, match="targets must be"):
             nb.loss_and_grads(params, spec, carry, inputs, bad, loss="mse")
+
+
+@pytest.mark.parametrize("vocab_size", [50, 2100])  # both sides of the one-hot GEMM / sort-and-reduceat switch
+def test_one_hot_input_gradient_sums_repeated_characters(vocab_size):
+    """The gradient of the embedding gather equals the gradient of the same model fed one-hot
+    vectors densely, for small vocabularies and large ones (where each repeated id must be
+    summed, not kept once)."""
+    rng = np.random.default_rng(3)
+    B, T, H = 3, 7, 5
+    spec = ModelSpec("gru_reset_after", vocab_size, H, vocab_size, 1, "onehot")
+    dense = ModelSpec("gru_reset_after", vocab_size, H, vocab_size, 1, "dense")
+    params = init_params(spec, rng, dtype=np.float64)
+    inputs = rng.integers(0, 4, (B, T))  # four ids, each repeated several times
+    inputs[0, 0] = vocab_size - 1
+    targets = rng.integers(0, vocab_size, (B, T))
+    carry = nb.init_carry(spec, B, np.float64)
+    value, grads, _ = nb.loss_and_grads(params, spec, carry, inputs, targets, loss="cross_entropy")
+    one_hot = np.eye(vocab_size)[inputs]
+    dense_value, dense_grads, _ = nb.loss_and_grads(params, dense, carry, one_hot, targets, loss="cross_entropy")
+    assert value == pytest.approx(dense_value, rel=1e-12)
+    np.testing.assert_allclose(grads["layers.0.W"], dense_grads["layers.0.W"], rtol=1e-10, atol=1e-14)
+    assert np.abs(grads["layers.0.W"][:4]).sum() > 0

@@ -177,27 +177,14 @@ def count_params(spec: ModelSpec) -> int:
 TRAINING_COPIES = 4
 
 
-def memory_bytes() -> int:
-    """Memory this process may use: the machine's, or a smaller cgroup limit."""
-    import os
-
-    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    try:
-        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as f:
-            limit = f.read().strip()
-        if limit.isdigit():
-            total = min(total, int(limit))
-    except OSError:
-        pass
-    return total
-
-
 def check_fits(spec: ModelSpec, dtype, where: str = "the model") -> None:
     """Refuse, before anything is allocated, a model whose training state cannot fit in memory."""
+    from .memory import gib, memory_bytes
+
     count = count_params(spec)
     need = count * np.dtype(dtype).itemsize * TRAINING_COPIES
     have = memory_bytes()
     if need > have:
-        raise UserError(f"{where} has {count:,} parameters: training it needs about {need / 2**30:,.1f} GiB for "
-                        f"parameters, gradients and optimizer state, but this machine has {have / 2**30:,.1f} GiB; "
-                        "lower --hidden-size or --layers")
+        raise UserError(f"{where} has {count:,} parameters: training it needs about {gib(need)} for parameters, "
+                        f"gradients and optimizer state, but this machine has {gib(have)}; lower --hidden-size "
+                        "or --layers")

@@ -469,6 +469,7 @@ def _import(args) -> int:
 def _export(args) -> int:
     from . import interchange, runs
 
+    runs.check_out_dir(Path(args.out).parent, "--out's directory")
     spec, params, _ = runs.load_model(args.run, "best" if args.best else "checkpoint")
     if args.format == "min-char-rnn":
         arrays = interchange.to_min_char_rnn(spec, params)

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import html_report
 from .config import CharLMConfig, DenoiseConfig, ForecastConfig
 from .errors import UserError
-from .runs import RUN_FILES
+from .runs import RUN_FILES, make_dir
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def run_demo(out="runs/demo", quick: bool = False, quiet: bool = False) -> dict:
     if any((out / f).exists() for f in RUN_FILES if f != "report.html"):
         raise UserError(f"{str(out)!r} holds a training run; the demo writes its runs into subdirectories "
                         "of a directory of its own: choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
     plan = sizes(quick)
     run_dirs = {}

@@ -293,5 +293,7 @@ def write_views(views: list[RunView], out=None, title: str | None = None) -> Pat
         out = out / "report.html"
     if not out.parent.exists():
         raise UserError(f"cannot write {str(out)!r}: the directory {str(out.parent)!r} does not exist")
+    if not out.parent.is_dir():
+        raise UserError(f"cannot write {str(out)!r}: {str(out.parent)!r} is a file, not a directory")
     checkpoint.atomic_write_text(out, render(views, title))
     return out

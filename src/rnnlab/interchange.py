@@ -46,6 +46,7 @@ def from_min_char_rnn(weights: dict, where: str = "weights") -> tuple[ModelSpec,
     if missing:
         raise UserError(f"{where} lacks {', '.join(missing)}; min-char-rnn weights are {', '.join(MIN_CHAR_RNN_KEYS)}")
     w = {k: np.asarray(weights[k]) for k in MIN_CHAR_RNN_KEYS}
+    check_weights(w, where, matrices=("Wxh", "Whh", "Why"))
     H, V = w["Wxh"].shape
     spec = ModelSpec("rnn", V, H, V, 1, "onehot")
     params = {"layers.0.W": w["Wxh"].T, "layers.0.U": w["Whh"].T, "layers.0.b": w["bh"].reshape(-1),
@@ -90,6 +91,7 @@ def from_torch_state_dict(state: dict, input_kind: str = "onehot", rnn: str = "r
     if missing:
         raise UserError(f"{where} lacks {', '.join(missing)}; expected an nn.RNN/GRU/LSTM named {rnn!r} and an "
                         f"nn.Linear named {fc!r} (see --rnn-name/--fc-name)")
+    check_weights(arrays, where, matrices=[k for k in arrays if ".weight" in k])
     G_H, H = arrays[f"{rnn}.weight_hh_l0"].shape
     cells = {g: c for c, g in GATES.items() if c != "gru"}
     if G_H % H or G_H // H not in cells:
@@ -119,6 +121,21 @@ def from_torch_state_dict(state: dict, input_kind: str = "onehot", rnn: str = "r
     params = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in params.items()}
     check_params(spec, params, where)
     return spec, params
+
+
+def check_weights(arrays: dict[str, np.ndarray], where: str, matrices) -> None:
+    """Refuse weights no model can hold: not real floating-point numbers, empty, NaN or infinite,
+    or a matrix (``matrices``) that is not 2-D; one line naming the array."""
+    for name, a in arrays.items():
+        if np.iscomplexobj(a) or not np.issubdtype(a.dtype, np.floating):
+            raise UserError(f"{where}: {name} holds {a.dtype} values; weights are real floating-point numbers")
+        if a.size == 0:
+            raise UserError(f"{where}: {name} is empty (shape {a.shape}); the weights are incomplete")
+        if name in matrices and a.ndim != 2:
+            raise UserError(f"{where}: {name} has shape {a.shape}; a weight matrix has two axes")
+        if not np.isfinite(a).all():
+            raise UserError(f"{where}: {name} holds NaN or infinite values; export the weights of a model "
+                            "that trained without diverging")
 
 
 def _array(value) -> np.ndarray:

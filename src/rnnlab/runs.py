@@ -17,7 +17,7 @@ import numpy as np
 
 from . import checkpoint, distributed, train
 from .backends import get_backend
-from .cells import ModelSpec, check_fits, check_params, init_params
+from .cells import ModelSpec, check_fits, check_params, count_params, init_params
 from .config import flag, from_dict
 from .errors import UserError
 from .optim import Optimizer
@@ -26,8 +26,6 @@ from .optim import Optimizer
 RUN_FILES = ("config.toml", "metrics.jsonl", "checkpoint.safetensors", "checkpoint.json",
              "checkpoint.next.safetensors", "best.safetensors", "best.json", "best.next.safetensors",
              "test.json", "samples.jsonl", "report.html")
-# Append-only logs: a checkpoint records their lengths, and a resumed run cuts them back to it.
-LOGS = ("metrics.jsonl", "samples.jsonl")
 
 
 @dataclass
@@ -193,6 +191,22 @@ def damaged(where, exc: BaseException) -> UserError:
     return UserError(f"damaged checkpoint: {where} {what}; restore it from a copy or start a new run")
 
 
+def spec_of_checkpoint(meta: dict, tensors: dict, where: str) -> ModelSpec:
+    """The model spec a checkpoint's JSON names, checked against its tensor file's size first (a
+    hand-edited absurd size is refused without building anything of that size)."""
+    try:
+        spec = ModelSpec.from_dict(meta["spec"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise damaged(where, exc) from exc
+    except UserError as exc:
+        raise UserError(f"damaged checkpoint: {where}: {exc}") from exc
+    held = sum(int(v.size) for k, v in tensors.items() if k.startswith("params/"))
+    if count_params(spec) != held:
+        raise UserError(f"damaged checkpoint: {where} describes a model of {count_params(spec):,} parameters, but "
+                        f"its tensor file holds {held:,}; restore both files from a copy or start a new run")
+    return spec
+
+
 def restart_config(out: Path, config_cls, overrides: dict, resumable: set):
     """The config of a run stopped before its first checkpoint (``RunDir.mode == "restart"``):
     its config.toml, with the flags given now; it starts again from step 0."""
@@ -205,18 +219,18 @@ def restart_config(out: Path, config_cls, overrides: dict, resumable: set):
 
 def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable: set) -> Resumed:
     """Load the checkpoint in ``out``; ``overrides`` (flags given now) may change only ``resumable``
-    fields (and the backend).  The run's logs are cut back to the checkpoint (see ``LOGS``)."""
+    fields (and the backend).  The run's logs are cut back to the checkpoint (``train.LOGS``)."""
     tensors, meta = checkpoint.load(out)
     where = f"{out}/checkpoint.json"
     _check_task(meta, task_name, out)
     try:
         saved = from_dict(config_cls, meta["config"], where=where).validate()
-        spec = ModelSpec.from_dict(meta["spec"])
         state_meta, optimizer_meta, log_sizes = meta["loop"], meta["optimizer"], meta.get("logs", {})
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise damaged(where, exc) from exc
     except UserError as exc:
         raise UserError(f"damaged checkpoint: {where}: {exc}") from exc
+    spec = spec_of_checkpoint(meta, tensors, where)
     cfg = _apply_overrides(saved, overrides, resumable, out)
     horizon = next(name for name in ("max_steps", "steps", "epochs") if hasattr(cfg, name))
     if cfg.schedule == "cosine" and getattr(cfg, horizon) != getattr(saved, horizon):
@@ -224,14 +238,13 @@ def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable
         print(f"rnnlab: note: the cosine schedule's horizon moves from {getattr(saved, horizon)} to "
               f"{getattr(cfg, horizon)} {unit}, so this run will not match one trained straight to "
               f"{getattr(cfg, horizon)}", file=sys.stderr)
-    check_fits(spec, np.float32, where)
     params = checkpoint.group(tensors, "params")
     check_params(spec, params, f"{out}/checkpoint.safetensors")
     try:
         optimizer = Optimizer.restore(optimizer_meta, checkpoint.group(tensors, "opt"))
         carry = checkpoint.carry_from_tensors(tensors, spec.num_layers, spec.cell == "lstm")
         state = train.LoopState.restore(state_meta, carry)
-        checkpoint.cut_logs(out, {k: int(v) for k, v in log_sizes.items() if k in LOGS})
+        checkpoint.cut_logs(out, {k: int(v) for k, v in log_sizes.items() if k in train.LOGS})
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise damaged(where, exc) from exc
     return Resumed(cfg, meta, spec, params, optimizer, state)
@@ -269,11 +282,7 @@ def load_model(run_dir, which: str = "checkpoint") -> tuple[ModelSpec, dict, dic
     """(spec, params, meta) of ``<run_dir>/<which>`` for any task, checked against each other."""
     run_dir = Path(run_dir)
     tensors, meta = checkpoint.load(run_dir, which)
-    try:
-        spec = ModelSpec.from_dict(meta["spec"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise damaged(f"{run_dir}/{which}.json", exc) from exc
-    check_fits(spec, np.float32, f"{run_dir}/{which}.json")
+    spec = spec_of_checkpoint(meta, tensors, f"{run_dir}/{which}.json")
     params = checkpoint.group(tensors, "params")
     check_params(spec, params, f"{run_dir}/{which}.safetensors")
     return spec, params, meta

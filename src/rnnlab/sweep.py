@@ -34,6 +34,7 @@ from pathlib import Path
 from . import checkpoint, train
 from .config import CharLMConfig, DenoiseConfig, ForecastConfig, from_dict, read_toml, to_toml
 from .errors import TrainingDiverged, UserError
+from .runs import make_dir
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,22 @@ def check_space(space: dict, base_cfg, where: str = "search space") -> dict:
             is_int = isinstance(default, int) and isinstance(low, int) and isinstance(high, int)
             if isinstance(default, int) and not is_int:
                 raise UserError(f"{where}: [{name}] is an integer field; give integer low and high")
-            if spec.get("log") and low <= 0:
+            log = spec.get("log", False)
+            if not isinstance(log, bool):
+                raise UserError(f"{where}: [{name}] log must be true or false, got {log!r}")
+            if log and low <= 0:
                 raise UserError(f"{where}: [{name}] log = true needs low > 0, got {low!r}")
-            norm = {"low": low if is_int else float(low), "high": high if is_int else float(high),
-                    "log": bool(spec.get("log", False))}
+            norm = {"low": low if is_int else float(low), "high": high if is_int else float(high), "log": log}
             if "step" in spec:
-                norm["step"] = spec["step"]
+                step = spec["step"]
+                if not isinstance(step, (int, float)) or isinstance(step, bool) or not 0 < step <= high - low:
+                    raise UserError(f"{where}: [{name}] step must be a number > 0 and at most high - low "
+                                    f"({high - low:g}), got {step!r}")
+                if is_int and not isinstance(step, int):
+                    raise UserError(f"{where}: [{name}] is an integer field; give an integer step")
+                if log:
+                    raise UserError(f"{where}: [{name}] takes log = true or a step, not both")
+                norm["step"] = step
             checked[name] = norm
             values = [norm["low"], norm["high"]]
         for value in values:  # each bound or choice must make a valid run on its own
@@ -248,7 +259,7 @@ def open_study(settings: SweepSettings, create: bool = False):
     space is refused, so two machines never mix their trials by mistake."""
     optuna = _optuna()
     if create and not settings.storage:
-        Path(settings.out).mkdir(parents=True, exist_ok=True)
+        make_dir(Path(settings.out))
     storage = _storage(settings)
     identity = {"task": settings.task, "space": settings.space, "objective": TASKS[settings.task].objective}
     if create:
@@ -328,6 +339,15 @@ def _objective(settings: SweepSettings, task: SweepTask, module):
             _say(settings, f"trial {trial.number}: diverged ({str(exc).split(';')[0]})")
             raise TrialPruned(str(exc)) from exc
         except UserError as exc:
+            # The same error again, with no trial ever finished, is no combination's fault: the
+            # input every trial shares is bad, so the sweep stops with the reason.
+            others = [t for t in trial.study.get_trials(deepcopy=False) if t.number != trial.number]
+            if not any(t.state == TrialState.COMPLETE for t in others) \
+                    and any(t.user_attrs.get("error") == str(exc) for t in others):
+                trial.set_user_attr("status", "invalid")
+                trial.set_user_attr("error", str(exc))
+                objective.stop_error = f"every trial fails the same way: {exc}"
+                raise TrialPruned(str(exc)) from exc
             # A combination the data cannot take (say a window longer than the series allows).
             # It counts as finished and bad, so the sampler learns to avoid it and the sweep ends.
             trial.set_user_attr("status", "invalid")
@@ -352,6 +372,7 @@ def _objective(settings: SweepSettings, task: SweepTask, module):
         _say(settings, f"trial {trial.number}: {best:.5g} {task.objective} ({seconds:.0f} s)")
         return best
 
+    objective.stop_error = None  # set when the sweep must stop: raised by ``work``, outside Optuna
     return objective
 
 
@@ -393,6 +414,8 @@ def work(settings: SweepSettings) -> None:
         except _Interrupted:
             _say(settings, "interrupted; the trial under way is marked failed")
             return
+        if objective.stop_error:
+            raise UserError(objective.stop_error)
 
 
 def _work_in_child(settings: SweepSettings) -> None:
@@ -417,6 +440,20 @@ def _share_threads(workers: int) -> dict:
 
 # --------------------------------------------------------------------------- the whole sweep
 
+def check_shared_inputs(settings: SweepSettings) -> None:
+    """Read the files every trial reads, once, so a bad one stops the sweep at once with its reason
+    instead of failing every trial."""
+    cfg = from_dict(TASKS[settings.task].config_cls, settings.base_config)
+    if settings.task == "charlm" and cfg.text:
+        from .data.text import read_text
+
+        read_text(cfg.text)
+    elif settings.task == "forecast" and cfg.csv:
+        from .data.prices import load_prices
+
+        load_prices(cfg.csv)
+
+
 def run_sweep(settings: SweepSettings, workers: int = 1) -> dict:
     """Create (or join) the study, run ``workers`` local worker processes, then summarize."""
     import multiprocessing
@@ -425,6 +462,7 @@ def run_sweep(settings: SweepSettings, workers: int = 1) -> dict:
         raise UserError(f"--trials must be >= 1, got {settings.trials}")
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
+    check_shared_inputs(settings)
     open_study(settings, create=True)  # tables and study exist before any worker starts
     settings = dataclasses.replace(settings, workers=workers)
     if workers == 1:
@@ -488,7 +526,7 @@ def summarize(settings: SweepSettings) -> dict:
     rows = trial_rows(study)
     complete = [r for r in rows if r["state"] == "complete"]
     out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     best = min(complete, key=lambda r: r["value"]) if complete else None
     result = {"task": settings.task, "study": settings.study, "storage": _masked(settings.storage_url),
               "objective": task.objective, "trials_wanted": settings.trials, "space": settings.space,

@@ -28,6 +28,8 @@ from .errors import TrainingDiverged, UserError
 from .optim import learning_rate
 
 SMOOTHING = 0.99  # weight of the old value in the exponential moving average of the loss
+# Append-only logs of a run: a checkpoint records their lengths, and a resumed run cuts them back.
+LOGS = ("metrics.jsonl", "samples.jsonl")
 
 _after_evaluation: ContextVar = ContextVar("after_evaluation", default=None)
 
@@ -145,8 +147,6 @@ def _host_facts() -> dict:
 
 
 def save_checkpoint(run_dir: Path, trainer, task, state: LoopState, config: dict, stem="checkpoint"):
-    from .runs import LOGS
-
     tensors = trainer.state_tensors()  # first: it brings the optimizer's counters up to date
     tensors.update(checkpoint.carry_to_tensors(state.carry))
     meta = {**_model_meta(trainer, task, config), "optimizer": trainer.optimizer.meta(),

@@ -102,8 +102,10 @@ def _is_binance(first_line: str) -> bool:
 def load_prices(path: str | os.PathLike) -> PriceData:
     """Load a Binance kline CSV or a headered OHLCV CSV (see the module docstring)."""
     source = os.fspath(path)
-    if not os.path.isfile(source):
+    if not os.path.exists(source):
         raise UserError(f"price file {source!r} does not exist; pass --csv with a CSV of candles")
+    if not os.path.isfile(source):
+        raise UserError(f"price path {source!r} is not a regular file; pass --csv with a CSV of candles")
     try:
         with open(source, encoding="utf-8") as f:
             first = f.readline()
@@ -123,6 +125,9 @@ def load_prices(path: str | os.PathLike) -> PriceData:
             line_offset = 2  # 1-based lines, after the header
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise UserError(f"{source} is not a readable CSV ({str(exc).strip()})") from exc
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{source} is not a UTF-8 text CSV (an undecodable byte after the first line); "
+                        "convert it, e.g. iconv -f latin1 -t utf-8") from exc
     if raw.empty:
         raise UserError(f"{source} has a header but no rows")
     times = _parse_times(raw["timestamp"], source, line_offset)

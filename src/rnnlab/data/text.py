@@ -17,6 +17,9 @@ import numpy as np
 from ..errors import UserError
 
 BUILTIN_NAME = "<built-in: pydoc_data.topics>"
+# Memory a text costs while training: the decoded string (up to 4 bytes a character), its ids,
+# the streams and the validation part; measured at about 16 bytes a character, with headroom.
+BYTES_PER_CHAR = 20
 
 
 def builtin_corpus() -> str:
@@ -37,18 +40,39 @@ def read_text(path: str | os.PathLike | None) -> str:
     """The whole text of a UTF-8 file (or the built-in corpus for ``None``), validated."""
     if path is None:
         return builtin_corpus()
+    import stat
+
+    from ..memory import gib, memory_bytes
+
     path = os.fspath(path)
     if not os.path.exists(path):
         raise UserError(f"text file {path!r} does not exist; pass --text with a UTF-8 text file")
     if os.path.isdir(path):
         raise UserError(f"text path {path!r} is a directory; pass --text with a UTF-8 text file")
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        # Opened without blocking, so a FIFO nobody writes to is refused instead of waited on.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise UserError(f"cannot read text file {path!r}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"text path {path!r} is not a regular file (a pipe, device or socket); "
+                            "pass --text with a UTF-8 text file")
+        limit = memory_bytes() // BYTES_PER_CHAR
+        if info.st_size > limit:
+            raise UserError(f"text file {path!r} is {gib(info.st_size)}; training from a text holds about "
+                            f"{BYTES_PER_CHAR} bytes per character in memory, so this machine takes texts up to "
+                            f"{gib(limit)}: train on a part of it (e.g. head -c 100M FILE > part.txt)")
+        try:
+            raw = f.read()
+        except OSError as exc:
+            raise UserError(f"cannot read text file {path!r}: {exc.strerror}") from exc
     if not raw:
         raise UserError(f"text file {path!r} is empty; give a file with some text in it")
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") and _decodes(raw, "utf-16"):
+        raise UserError(f"text file {path!r} is UTF-16 (it starts with a UTF-16 byte-order mark); convert it "
+                        "to UTF-8, e.g. iconv -f utf-16 -t utf-8")
     nul_at = raw.find(b"\x00")
     if nul_at >= 0:
         raise UserError(f"text file {path!r} looks binary (NUL byte at offset {nul_at}); "
@@ -63,6 +87,14 @@ def read_text(path: str | os.PathLike | None) -> str:
     if not text:
         raise UserError(f"text file {path!r} is empty; give a file with some text in it")
     return text
+
+
+def _decodes(raw: bytes, encoding: str) -> bool:
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class Vocab:

@@ -47,6 +47,10 @@ class CharLMTask:
                             f"--seq-len {cfg.seq_len} needs at least {cfg.seq_len + 1}: give more text "
                             "or lower --seq-len")
         self.vocab = vocab or Vocab.from_text(train_text)
+        if len(self.vocab) < 2:
+            raise UserError(f"text {cfg.text or BUILTIN_NAME!r} has only one distinct character "
+                            f"({self.vocab.chars!r}) in its training part: there is nothing to predict; give a "
+                            "text with at least two different characters")
         self.text_sha256 = text_sha256(text)
         train_ids = self.vocab.encode(train_text, "training text")
         self.batcher = StreamBatcher(train_ids, cfg.batch_size, cfg.seq_len)
@@ -243,9 +247,13 @@ def load_run(run_dir: str | os.PathLike, which: str = "checkpoint", backend: str
 
 def evaluate_run(run_dir, text_path: str | None = None, which: str = "checkpoint", backend: str | None = None) -> dict:
     """nats/char and bits/char of a saved model on ``text_path`` (default: the run's validation split)."""
-    trainer, vocab, cfg, _ = load_run(run_dir, which, backend)
+    trainer, vocab, cfg, meta = load_run(run_dir, which, backend)
     if text_path is None:
-        _, val_text = split_train_val(read_text(cfg.text or None), cfg.val_fraction)
+        corpus = read_text(cfg.text or None)
+        if text_sha256(corpus) != meta.get("text_sha256"):
+            raise UserError(f"{cfg.text or BUILTIN_NAME!r} is not the text {run_dir} was trained on (it changed, or "
+                            "the checkpoint was edited); pass --text FILE to evaluate on a file")
+        _, val_text = split_train_val(corpus, cfg.val_fraction)
         text, source = val_text, f"validation split of {cfg.text or BUILTIN_NAME}"
     else:
         text, source = read_text(text_path), text_path
@@ -271,6 +279,7 @@ def import_run(weights_path: str | os.PathLike, fmt: str, out: str | os.PathLike
     """
     from .. import interchange
 
+    runs.check_out_dir(Path(out))
     path = Path(weights_path)
     if not path.exists():
         raise UserError(f"weights file {str(path)!r} does not exist")
@@ -351,5 +360,7 @@ def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
 
 
 def _relative(nats: float, baseline: float, name: str) -> str:
+    if baseline <= 0:  # a one-character vocabulary: nothing to predict, no relative change
+        return f"{nats - baseline:+.3f} nats/char against {name}"
     change = 100 * (nats - baseline) / baseline
     return f"{abs(change):.1f}% {'lower' if change < 0 else 'higher'} than {name}"

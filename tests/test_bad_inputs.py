@@ -1,0 +1,246 @@
+"""Every bad input is refused in one line, and none of them costs the user a run.
+
+``BAD_INPUTS`` is the one list of bad inputs the suite walks: add the next one here.  Each
+entry is a command (with ``{placeholders}`` for the files made below) and a phrase its
+one-line error must contain.  Entries marked ``replaces`` are also given with ``--force``
+over a finished run of that task, which must come out byte for byte as it was.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from conftest import make_text
+from runfiles import run_cli, tree_bytes
+from rnnlab.cli import main
+
+TINY_CHARLM = ["--backend", "numpy", "--hidden-size", "8", "--seq-len", "8", "--batch-size", "2",
+               "--max-steps", "2", "--eval-every", "2", "--sample-length", "8", "--quiet"]
+TINY_DENOISE = ["--backend", "numpy", "--hidden-size", "4", "--steps", "2", "--eval-every", "2",
+                "--val-sequences", "16", "--test-sequences", "16", "--batch-size", "8", "--quiet"]
+TINY_FORECAST = ["--backend", "numpy", "--builtin-points", "200", "--window", "6", "--hidden-size", "4",
+                 "--epochs", "1", "--quiet"]
+
+
+@dataclass
+class Bad:
+    name: str
+    argv: list          # the command; "{name}" is replaced by the path of file ``name`` below
+    match: str          # a phrase of the one-line error
+    replaces: str = ""  # the task whose finished run ``--force`` must leave untouched
+
+
+BAD_INPUTS = [
+    # text files
+    Bad("text-utf16", ["charlm", "train", "--text", "{utf16}", *TINY_CHARLM], "is UTF-16", "charlm"),
+    Bad("text-fifo", ["charlm", "train", "--text", "{fifo}", *TINY_CHARLM], "not a regular file", "charlm"),
+    Bad("text-dev-zero", ["charlm", "train", "--text", "/dev/zero", *TINY_CHARLM], "not a regular file"),
+    Bad("text-directory", ["charlm", "train", "--text", "{dir}", *TINY_CHARLM], "is a directory"),
+    Bad("text-one-character", ["charlm", "train", "--text", "{one_char}", *TINY_CHARLM], "one distinct character",
+        "charlm"),
+    # config files and values
+    Bad("config-wrong-type", ["charlm", "train", "--config", "{config_wrong_type}", *TINY_CHARLM],
+        "hidden_size (--hidden-size) must be an integer", "charlm"),
+    Bad("config-directory", ["charlm", "train", "--config", "{dir}", *TINY_CHARLM], "is a directory", "charlm"),
+    Bad("config-unknown-key", ["denoise", "train", "--config", "{config_unknown}", *TINY_DENOISE], "unknown key"),
+    Bad("denoise-dt-over-tau", ["denoise", "train", "--dt", "5", "--tau", "2", *TINY_DENOISE], "dt", "denoise"),
+    Bad("device-unavailable", ["denoise", "train", *TINY_DENOISE, "--backend", "torch", "--device", "cuda:99"],
+        "cuda", "denoise"),
+    Bad("hidden-size-too-big", ["charlm", "train", *TINY_CHARLM, "--hidden-size", "1000000000"],
+        "parameters: training it needs", "charlm"),
+    Bad("layers-too-many", ["forecast", "train", *TINY_FORECAST, "--layers", "100000000"],
+        "parameters: training it needs", "forecast"),
+    # price files
+    Bad("csv-header-only", ["forecast", "train", "--csv", "{csv_header_only}", *TINY_FORECAST], "no rows", "forecast"),
+    Bad("csv-bad-byte-later", ["forecast", "train", "--csv", "{csv_bad_byte}", *TINY_FORECAST], "UTF-8"),
+    Bad("csv-huge-header", ["forecast", "train", "--csv", "{csv_huge_header}", *TINY_FORECAST], "characters in all"),
+    Bad("csv-fifo", ["forecast", "train", "--csv", "{fifo}", *TINY_FORECAST], "not a regular file"),
+    # imported weights
+    Bad("weights-1d", ["import", "--weights", "{weights_1d}", "--format", "min-char-rnn", "--out", "{new}"],
+        "two axes"),
+    Bad("weights-empty", ["import", "--weights", "{weights_empty}", "--format", "min-char-rnn", "--out", "{new}"],
+        "is empty"),
+    Bad("weights-non-finite", ["import", "--weights", "{weights_nan}", "--format", "min-char-rnn", "--out", "{new}"],
+        "NaN or infinite"),
+    Bad("weights-complex", ["import", "--weights", "{weights_complex}", "--format", "min-char-rnn", "--out", "{new}"],
+        "complex"),
+    # damaged checkpoints
+    Bad("checkpoint-missing-field", ["charlm", "eval", "--run", "{ckpt_missing_field}"], "damaged checkpoint"),
+    Bad("checkpoint-wrong-type", ["charlm", "train", "--resume", "--out", "{ckpt_wrong_type}"], "damaged checkpoint"),
+    Bad("checkpoint-absurd-size", ["charlm", "sample", "--run", "{ckpt_absurd_size}"], "damaged checkpoint"),
+    Bad("checkpoint-edited-text", ["charlm", "eval", "--run", "{ckpt_edited_text}"], "not the text"),
+    # sweep spaces
+    Bad("space-step-zero", ["sweep", "denoise", "--space", "{space_step_zero}", "--out", "{new}", *TINY_DENOISE[:-1]],
+        "step must be a number > 0"),
+    Bad("space-log-yes", ["sweep", "denoise", "--space", "{space_log_yes}", "--out", "{new}", *TINY_DENOISE[:-1]],
+        "log must be true or false"),
+    Bad("sweep-every-trial-same-error", ["sweep", "charlm", "--text", "{utf16}", "--trials", "3", "--out", "{new}",
+                                         *TINY_CHARLM[:-1]], "is UTF-16"),
+    Bad("sweep-every-trial-too-short", ["sweep", "charlm", "--text", "{short_text}", "--space", "{space_lr}",
+                                        "--trials", "4", "--out", "{new}", *TINY_CHARLM[:-1]],
+        "every trial fails the same way"),
+]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Every file the bad inputs name, and a finished run of each task (made once)."""
+    d = tmp_path_factory.mktemp("bad")
+    paths = {"dir": d / "a_directory", "fifo": d / "fifo"}
+    paths["dir"].mkdir()
+    os.mkfifo(paths["fifo"])
+    text = make_text(3000)
+    (d / "good.txt").write_text(text, encoding="utf-8")
+    paths["good_text"] = d / "good.txt"
+    for name, content in {"utf16": text.encode("utf-16"), "one_char": b"a" * 500,
+                          "config_wrong_type": b'hidden_size = "big"\n', "config_unknown": b"hiden_size = 3\n",
+                          "csv_header_only": b"timestamp,open,high,low,close,volume\n",
+                          "csv_bad_byte": b"timestamp,open\n" + b"".join(
+                              f"2021-01-{i:02d},{i}\n".encode() for i in range(1, 28)) * 400 + b"2021-02-01,\xff\n",
+                          "csv_huge_header": b"x" * 10_000_000 + b"\n1,2\n",
+                          "space_step_zero": b"[hidden_size]\nlow = 4\nhigh = 8\nstep = 0\n",
+                          "space_log_yes": b'[lr]\nlow = 0.001\nhigh = 0.01\nlog = "yes"\n',
+                          "space_lr": b"[lr]\nlow = 0.001\nhigh = 0.01\n", "short_text": b"abcabcabcabcabc"}.items():
+        paths[name] = d / name
+        paths[name].write_bytes(content)
+    weights = {"Wxh": np.zeros((4, 3)), "Whh": np.zeros((4, 4)), "Why": np.zeros((3, 4)), "bh": np.zeros((4, 1)),
+               "by": np.zeros((3, 1))}
+    for name, change in {"weights_1d": {"Wxh": np.zeros(12)}, "weights_empty": {"Whh": np.zeros((0, 4))},
+                         "weights_nan": {"Why": np.full((3, 4), np.nan)},
+                         "weights_complex": {"bh": np.zeros((4, 1), dtype=complex)}}.items():
+        paths[name] = d / f"{name}.npz"
+        np.savez(paths[name], **{**weights, **change})
+    runs = {}
+    for task, argv in (("charlm", ["charlm", "train", "--text", paths["good_text"], *TINY_CHARLM]),
+                       ("denoise", ["denoise", "train", *TINY_DENOISE]),
+                       ("forecast", ["forecast", "train", *TINY_FORECAST])):
+        runs[task] = d / f"run_{task}"
+        assert main([str(a) for a in argv] + ["--out", str(runs[task])]) == 0
+    for name, edit in {"ckpt_missing_field": lambda m: m.pop("spec"),
+                       "ckpt_wrong_type": lambda m: m["loop"].update(step="twelve"),
+                       "ckpt_absurd_size": lambda m: m["spec"].update(num_layers=10**8),
+                       "ckpt_edited_text": lambda m: m["config"].update(text=str(paths["one_char"]))}.items():
+        paths[name] = d / name
+        shutil.copytree(runs["charlm"], paths[name])
+        meta_path = paths[name] / "checkpoint.json"
+        meta = json.loads(meta_path.read_text())
+        edit(meta)
+        meta_path.write_text(json.dumps(meta))
+    return d, paths, runs
+
+
+def _argv(bad: Bad, paths: dict, new) -> list[str]:
+    return [str(a).format(**{k: str(v) for k, v in paths.items()}, new=str(new)) for a in bad.argv]
+
+
+def assert_one_line_error(code: int, err: str, match: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("rnnlab: error: ") and "Traceback" not in err
+    assert len(lines[0]) < 1000, lines[0][:200]
+    assert match.lower() in lines[0].lower(), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("bad", BAD_INPUTS, ids=[b.name for b in BAD_INPUTS])
+def test_a_bad_input_is_one_line(bad, files, tmp_path, capsys):
+    _, paths, _ = files
+    code, _, err = run_cli(capsys, *_argv(bad, paths, tmp_path / "new"), *(
+        ["--out", tmp_path / "new"] if bad.argv[1] == "train" and "--out" not in bad.argv else []))
+    assert_one_line_error(code, err, bad.match)
+    assert not (tmp_path / "new").exists() or not any((tmp_path / "new").glob("*.safetensors"))
+
+
+FORCED = [b for b in BAD_INPUTS if b.replaces]
+
+
+@pytest.mark.parametrize("bad", FORCED, ids=[b.name for b in FORCED])
+def test_force_with_a_bad_input_leaves_the_old_run_byte_identical(bad, files, tmp_path, capsys):
+    _, paths, runs = files
+    run = tmp_path / "old_run"
+    shutil.copytree(runs[bad.replaces], run)
+    before = tree_bytes(run)
+    code, _, err = run_cli(capsys, *_argv(bad, paths, tmp_path / "new"), "--out", run, "--force")
+    assert_one_line_error(code, err, bad.match)
+    assert tree_bytes(run) == before
+
+
+def test_a_second_writer_is_refused_naming_the_first_and_a_dead_one_blocks_nothing(files, tmp_path, capsys):
+    _, paths, runs = files
+    run = tmp_path / "run"
+    shutil.copytree(runs["charlm"], run)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from rnnlab.lock import RunLock; "
+                               "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(120)", str(run)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = tree_bytes(run)
+        for extra in (["--resume", "--max-steps", "4"], ["--force", "--text", paths["good_text"], *TINY_CHARLM]):
+            code, _, err = run_cli(capsys, "charlm", "train", "--out", run, *extra)
+            line = assert_one_line_error(code, err, "is being written by")
+            assert f"process {holder.pid}" in line
+        assert tree_bytes(run) == before
+    finally:
+        holder.kill()  # a crashed writer: the kernel drops its lock
+        holder.wait()
+    code, _, err = run_cli(capsys, "charlm", "train", "--out", run, "--resume", "--max-steps", "4")
+    assert code == 0, err
+
+
+def test_one_process_cannot_take_a_run_twice(tmp_path):
+    from rnnlab.errors import UserError
+    from rnnlab.lock import RunLock
+
+    with RunLock(tmp_path):
+        with pytest.raises(UserError, match="this same process"):
+            RunLock(tmp_path).acquire()
+    with RunLock(tmp_path):  # released on leaving the block, and the refusal above dropped nothing
+        pass
+
+
+def test_two_trainings_started_together_on_one_out_one_trains(files, tmp_path):
+    _, paths, _ = files
+    run = tmp_path / "race"
+    cmd = [sys.executable, "-m", "rnnlab", "charlm", "train", "--text", str(paths["good_text"]), "--out", str(run),
+           *TINY_CHARLM[:-3], "--max-steps", "30", "--eval-every", "10", "--quiet"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    assert ("is being written by" in refused or "already holds a run" in refused), refused
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20, 30]  # one run's rows, once
+
+
+def test_out_that_cannot_be_a_directory_is_one_line_for_every_command(files, tmp_path, capsys):
+    _, paths, runs = files
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory")
+    under = a_file / "sub"
+    dir_commands = [
+        ["charlm", "train", "--text", paths["good_text"], *TINY_CHARLM],
+        ["denoise", "train", *TINY_DENOISE],
+        ["forecast", "train", *TINY_FORECAST],
+        ["denoise", "search", "--lrs", "0.01", *[a for a in TINY_DENOISE if a != "--quiet"]],
+        ["sweep", "denoise", "--trials", "1", *TINY_DENOISE[:-1]],
+        ["demo", "--quick", "--quiet"],
+        ["import", "--weights", paths["weights_1d"], "--format", "min-char-rnn"],
+    ]
+    for command in dir_commands:
+        for out in (a_file, under):
+            code, _, err = run_cli(capsys, *command, "--out", out)
+            line = assert_one_line_error(code, err, str(a_file))
+            assert "file" in line, (command, line)
+    file_commands = [["report", runs["charlm"]], ["export", "--run", runs["charlm"], "--format", "torch"]]
+    for command in file_commands:
+        code, _, err = run_cli(capsys, *command, "--out", under / "x.pt")
+        assert_one_line_error(code, err, str(a_file))
+    assert a_file.read_text() == "not a directory"
