@@ -244,3 +244,43 @@ def test_out_that_cannot_be_a_directory_is_one_line_for_every_command(files, tmp
         code, _, err = run_cli(capsys, *command, "--out", under / "x.pt")
         assert_one_line_error(code, err, str(a_file))
     assert a_file.read_text() == "not a directory"
+
+
+def test_a_text_too_large_for_memory_is_refused_with_the_limit(files, tmp_path, capsys, monkeypatch):
+    from rnnlab import memory
+
+    _, paths, _ = files
+    monkeypatch.setattr(memory, "memory_bytes", lambda: 20 * 1000)  # a machine that holds 1,000 characters
+    code, _, err = run_cli(capsys, "charlm", "train", "--text", paths["good_text"], *TINY_CHARLM,
+                           "--out", tmp_path / "run")
+    line = assert_one_line_error(code, err, "takes texts up to")
+    assert "head -c" in line
+
+
+def test_warnings_are_held_and_an_unexpected_error_is_one_line(tmp_path, capsys, monkeypatch):
+    import warnings
+
+    from rnnlab import cli
+    from rnnlab.errors import UserError
+
+    def warns_then(exc):
+        def command(args):
+            warnings.warn("a library complains", UserWarning)
+            warnings.warn("a library complains", UserWarning)
+            if exc is not None:
+                raise exc
+            return 0
+        return command
+
+    for exc, match in ((UserError("bad thing"), "rnnlab: error: bad thing"),
+                       (OSError(28, "No space left on device", "/x/y"), "no space left"),
+                       (ValueError("x" * 5000), "internal error: ValueError"),
+                       (MemoryError(), "out of memory")):
+        monkeypatch.setitem(cli.COMMANDS, ("report", None), warns_then(exc))
+        code, _, err = run_cli(capsys, "report", tmp_path)
+        assert code == 2
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and match in lines[0] and len(lines[0]) < 1000, err
+    monkeypatch.setitem(cli.COMMANDS, ("report", None), warns_then(None))
+    code, _, err = run_cli(capsys, "report", tmp_path)
+    assert code == 0 and err.strip().splitlines() == ["rnnlab: warning: UserWarning: a library complains"]

@@ -163,3 +163,30 @@ def test_sigterm_mid_epoch_saves_and_the_forecast_resumes_exactly(tmp_path, caps
     code, _, err = run_cli(capsys, "forecast", "train", "--resume", "--out", out, "--quiet")
     assert code == 0, err
     assert not differences(saved_fields(out), saved_fields(straight))
+
+
+def test_fifteen_plus_fifteen_steps_equal_thirty_in_every_saved_field(tmp_path, small_text, capsys):
+    """Resume restores everything, the sampling RNG included: the last sample and the RNG state
+    of a run stopped at step 15 and resumed equal those of a run trained straight to 30."""
+    args = ["charlm", "train", "--text", small_text, "--eval-every", "5", *TINY]
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    assert run_cli(capsys, *args, "--max-steps", "30", "--out", straight)[0] == 0
+    assert run_cli(capsys, *args, "--max-steps", "15", "--out", halves)[0] == 0
+    assert run_cli(capsys, "charlm", "train", "--resume", "--max-steps", "30", "--out", halves, "--quiet")[0] == 0
+    expected = saved_fields(straight)
+    assert len(expected["samples.jsonl"]) == 7 and len(expected["metrics.jsonl"]) == 6
+    assert not differences(saved_fields(halves), expected)
+
+
+def test_resume_accepts_the_same_text_by_another_path(tmp_path, small_text, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert run_cli(capsys, "charlm", "train", "--text", small_text, "--max-steps", "2", "--eval-every", "2", *TINY,
+                   "--out", out)[0] == 0
+    monkeypatch.chdir(small_text.parent)
+    code, _, err = run_cli(capsys, "charlm", "train", "--resume", "--text", small_text.name, "--max-steps", "4",
+                           "--out", out)
+    assert code == 0, err
+    other = tmp_path / "other.txt"
+    other.write_text("something else entirely", encoding="utf-8")
+    code, _, err = run_cli(capsys, "charlm", "train", "--resume", "--text", other, "--max-steps", "6", "--out", out)
+    assert code == 2 and "cannot change --text" in err
