@@ -9,11 +9,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .cells import CELLS, INITS
+
+try:  # the standard library's TOML reader from Python 3.11; the same code as the tomli package
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from .errors import UserError
 from .optim import CLIP_KINDS, OPTIMIZERS, SCHEDULES
 
@@ -255,20 +259,13 @@ def _is_number(value) -> bool:
 
 
 def to_toml(cfg, header: str = "") -> str:
-    """Flat dataclass -> TOML text (strings, ints, floats, bools only)."""
+    """Flat dataclass -> TOML text, written by ``tomli_w`` (any string, a path with a newline or a
+    control character included, reads back as it was)."""
+    import tomli_w
+
     lines = [f"# {line}" for line in header.splitlines()] if header else []
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, (int, float)):
-            text = repr(value)
-        elif isinstance(value, str):
-            text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        else:
-            raise TypeError(f"{f.name}: cannot write {type(value).__name__} to TOML")
-        lines.append(f"{f.name} = {text}")
-    return "\n".join(lines) + "\n"
+    body = tomli_w.dumps({f.name: getattr(cfg, f.name) for f in fields(cfg)})
+    return "\n".join(lines) + ("\n" if lines else "") + body
 
 
 def read_toml(path, what: str = "config file") -> dict:
