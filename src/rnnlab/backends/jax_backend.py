@@ -4,8 +4,9 @@ Public arrays are NumPy and batch-first, as on every backend; inside, inputs
 are time-major so ``lax.scan`` walks the leading axis.  A cell is a pure
 function ``step(p, carry, a) -> (carry, h)`` of the layer's parameters, the
 carry and the precomputed input projection ``a = x W + b`` of one time step.
-float64 works when the parameters are float64 (x64 is switched on at import;
-float32 parameters stay float32).
+float64 works when the parameters are float64 (JAX's process-wide 64-bit mode is
+switched on the first time float64 parameters arrive, see ``_allow_dtype``; float32
+parameters stay float32).
 
 ``Trainer`` does a whole update (forward, ``value_and_grad``, optax clipping
 and update) in one jitted function and keeps optimizer state convertible to
@@ -21,8 +22,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..cells import ModelSpec
+from . import common
+from .common import check_targets
 
-jax.config.update("jax_enable_x64", True)
+
+
+def _allow_dtype(dtype) -> None:
+    """JAX computes in float32 unless its 64-bit mode is on, and that mode is process-wide: it is
+    switched on the first time a float64 model is asked for (not on import), and float32 models
+    stay float32 either way."""
+    if np.dtype(dtype) == np.float64 and not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
 
 name = "jax"
 
@@ -256,8 +266,6 @@ def _inputs(spec: ModelSpec, inputs, dtype) -> np.ndarray:
 
 
 def _targets(spec: ModelSpec, loss: str, inputs, targets, dtype) -> np.ndarray:
-    from .numpy_backend import check_targets
-
     targets = check_targets(spec, loss, inputs, targets)
     return targets if loss == "cross_entropy" else np.asarray(targets, dtype)
 
@@ -267,9 +275,7 @@ def _carry_out(carry):
 
 
 def init_carry(spec: ModelSpec, batch_size: int, dtype=np.float32) -> list:
-    from .numpy_backend import init_carry as np_init_carry
-
-    return np_init_carry(spec, batch_size, dtype)
+    return common.init_carry(spec, batch_size, dtype)
 
 
 def _dtype(params: dict):
@@ -278,6 +284,7 @@ def _dtype(params: dict):
 
 def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray):
     """Outputs ``[B, T, O]`` (NumPy) and the carry after the last step."""
+    _allow_dtype(_dtype(params))
     Y, new_carry = _forward_jit(params, spec, carry, _inputs(spec, inputs, _dtype(params)))
     return np.asarray(Y), _carry_out(new_carry)
 
@@ -286,6 +293,7 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
                    loss: str = "cross_entropy", reduction: str = "mean"):
     """Same contract as ``numpy_backend.loss_and_grads`` (loss is the per-element mean)."""
     dtype = _dtype(params)
+    _allow_dtype(dtype)
     (value, new_carry), grads = _value_and_grad(params, spec, carry, _inputs(spec, inputs, dtype),
                                                 _targets(spec, loss, inputs, targets, dtype), loss)
     grads = {k: np.asarray(v) for k, v in grads.items()}
@@ -352,6 +360,7 @@ class Trainer:
                  clip_value: float):
         self.spec, self.optimizer, self.loss, self.reduction = spec, optimizer, loss, reduction
         self.dtype = np.asarray(params["readout.W"]).dtype
+        _allow_dtype(self.dtype)
         # Copies: the donated buffers must never alias the caller's arrays.
         self._params = {k: jnp.array(v) for k, v in params.items()}
         self._tx, self._train_step = _compiled_step(spec, loss, reduction, optimizer.name, clip, float(clip_value),
@@ -410,7 +419,5 @@ class Trainer:
         return new_carry, Y[:, 0]
 
     def state_tensors(self) -> dict[str, np.ndarray]:
-        from .numpy_backend import Trainer as NumpyTrainer
-
         self._sync_optimizer()
-        return NumpyTrainer.state_tensors(self)  # same layout once the optimizer state is synced
+        return common.state_tensors(self.params, self.optimizer)

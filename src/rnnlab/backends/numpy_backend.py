@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cells import ModelSpec
+from .common import LOSSES, check_targets, init_carry, state_tensors  # noqa: F401  (LOSSES: API)
 
 name = "numpy"
 
@@ -38,14 +39,6 @@ def _sigmoid_(x: np.ndarray) -> np.ndarray:
 def _layer_params(params: dict, k: int) -> dict:
     prefix = f"layers.{k}."
     return {key[len(prefix):]: v for key, v in params.items() if key.startswith(prefix)}
-
-
-def init_carry(spec: ModelSpec, batch_size: int, dtype=np.float32) -> list:
-    """Zero initial state: a list over layers of ``[B, H]`` arrays (``(h, c)`` for LSTM)."""
-    shape = (batch_size, spec.hidden_size)
-    if spec.cell == "lstm":
-        return [(np.zeros(shape, dtype), np.zeros(shape, dtype)) for _ in range(spec.num_layers)]
-    return [np.zeros(shape, dtype) for _ in range(spec.num_layers)]
 
 
 # --------------------------------------------------------------------------- cells
@@ -411,34 +404,6 @@ def _mse_(Y: np.ndarray, targets: np.ndarray, scale: float) -> float:
     return loss
 
 
-LOSSES = ("cross_entropy", "mse")
-
-
-def check_targets(spec: ModelSpec, loss: str, inputs, targets) -> np.ndarray:
-    """``targets`` as an array, after checking it against ``inputs`` [B, T, ...]: ``[B, T]`` ids for
-    cross_entropy; ``[B, T', O]`` values for mse, aligned with the *last* T' <= T outputs
-    (T' = 1: only the output after the whole window is scored, as a forecaster trained on
-    its final step).  Every backend calls this before its loss.
-
-    The exact mse shape matters: ``[B, T]`` targets against ``[B, T, 1]`` outputs
-    would broadcast to ``[B, T, T]`` and quietly train the model towards the mean.
-    """
-    B, T = np.shape(inputs)[:2]
-    targets = np.asarray(targets)
-    if loss == "cross_entropy":
-        if targets.shape != (B, T):
-            raise ValueError(f"targets must be [B, T] = {(B, T)} ids, got {targets.shape}")
-    elif loss == "mse":
-        ok = targets.ndim == 3 and targets.shape[0] == B and 1 <= targets.shape[1] <= T \
-            and targets.shape[2] == spec.output_size
-        if not ok:
-            raise ValueError(f"targets must be [B, T', O] with B = {B}, 1 <= T' <= T = {T}, O = {spec.output_size}, "
-                             f"got {targets.shape} (a [B,T] vs [B,T,1] mismatch would broadcast silently)")
-    else:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
-    return targets
-
-
 def _scatter_rows(ids: np.ndarray, rows: np.ndarray, vocab_size: int) -> np.ndarray:
     """sum of ``rows`` [N, G] grouped by ``ids`` [N] -> [V, G] (the gradient of a row gather).
 
@@ -556,6 +521,4 @@ class Trainer:
         return step(self.params, self.spec, carry, x)
 
     def state_tensors(self) -> dict[str, np.ndarray]:
-        out = {f"params/{k}": v for k, v in self.params.items()}
-        out.update({f"opt/{k}": v for k, v in self.optimizer.state_tensors().items()})
-        return out
+        return state_tensors(self.params, self.optimizer)

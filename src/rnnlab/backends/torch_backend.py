@@ -30,17 +30,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..cells import ModelSpec
-from ..distributed import launched_by_torchrun
+from ..launch import local_rank as launch_local_rank
 from ..errors import UserError
 from ..threads import torch_threads
-from .numpy_backend import check_targets
-from .numpy_backend import init_carry as _np_init_carry
+from . import common
+from .common import check_targets
 
 name = "torch"
-
-# One intra-op thread per CPU this process may use (not per CPU of the host), or what the
-# user asked for; under torchrun each local process gets its share.
-torch.set_num_threads(torch_threads(int(os.environ.get("LOCAL_WORLD_SIZE") or 1)))
 
 BUILTINS = {"rnn": lambda i, h, n: nn.RNN(i, h, n, nonlinearity="tanh", batch_first=True),
             "gru_reset_after": lambda i, h, n: nn.GRU(i, h, n, batch_first=True),
@@ -73,7 +69,7 @@ def resolve_device(requested: str | torch.device = "auto") -> torch.device:
     cuDNN's RNNs), so a GPU run computes what the other backends compute."""
     if isinstance(requested, torch.device):
         return requested
-    local_rank = int(os.environ.get("LOCAL_RANK", "0")) if launched_by_torchrun() else None
+    local_rank = launch_local_rank()
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     device = torch.device(device_name(requested, count, local_rank))
     if device.type == "cuda":
@@ -225,7 +221,7 @@ def _np_dtype(t: torch.Tensor):
 
 
 def init_carry(spec: ModelSpec, batch_size: int, dtype=np.float32) -> list:
-    return _np_init_carry(spec, batch_size, dtype)
+    return common.init_carry(spec, batch_size, dtype)
 
 
 def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray, device: str = "auto"):
@@ -283,6 +279,10 @@ class Trainer:
         self.spec, self.optimizer, self.loss, self.reduction = spec, optimizer, loss, reduction
         self.clip, self.clip_value = clip, clip_value
         self.dtype = np.asarray(params["readout.W"]).dtype
+        # One intra-op thread per CPU this process may use (not per CPU of the host), or what the
+        # user asked for; under torchrun each local process gets its share.  Set here, when a
+        # trainer is built, not on import: importing a backend changes nothing.
+        torch.set_num_threads(torch_threads(int(os.environ.get("LOCAL_WORLD_SIZE") or 1)))
         self.device = resolve_device(device)
         self.model = TorchModel(spec, params, self.device)
         self._run_model = self.model  # a DistributedDataParallel wrapper under torchrun
@@ -372,7 +372,5 @@ class Trainer:
         return new_carry, Y[:, 0]
 
     def state_tensors(self) -> dict[str, np.ndarray]:
-        from .numpy_backend import Trainer as NumpyTrainer
-
         self._sync_optimizer()
-        return NumpyTrainer.state_tensors(self)  # same layout once the optimizer state is synced
+        return common.state_tensors(self.params, self.optimizer)

@@ -1,0 +1,55 @@
+"""What every backend shares, and no backend owns: target checks, the zero carry, the tensors
+a checkpoint holds.  Backends are peers: each imports this module, none imports another.
+
+NumPy only; importing it changes no global state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..cells import ModelSpec
+
+
+def init_carry(spec: ModelSpec, batch_size: int, dtype=np.float32) -> list:
+    """Zero initial state: a list over layers of ``[B, H]`` arrays (``(h, c)`` for LSTM)."""
+    shape = (batch_size, spec.hidden_size)
+    if spec.cell == "lstm":
+        return [(np.zeros(shape, dtype), np.zeros(shape, dtype)) for _ in range(spec.num_layers)]
+    return [np.zeros(shape, dtype) for _ in range(spec.num_layers)]
+
+
+LOSSES = ("cross_entropy", "mse")
+
+
+def check_targets(spec: ModelSpec, loss: str, inputs, targets) -> np.ndarray:
+    """``targets`` as an array, after checking it against ``inputs`` [B, T, ...]: ``[B, T]`` ids for
+    cross_entropy; ``[B, T', O]`` values for mse, aligned with the *last* T' <= T outputs
+    (T' = 1: only the output after the whole window is scored, as a forecaster trained on
+    its final step).  Every backend calls this before its loss.
+
+    The exact mse shape matters: ``[B, T]`` targets against ``[B, T, 1]`` outputs
+    would broadcast to ``[B, T, T]`` and quietly train the model towards the mean.
+    """
+    B, T = np.shape(inputs)[:2]
+    targets = np.asarray(targets)
+    if loss == "cross_entropy":
+        if targets.shape != (B, T):
+            raise ValueError(f"targets must be [B, T] = {(B, T)} ids, got {targets.shape}")
+    elif loss == "mse":
+        ok = targets.ndim == 3 and targets.shape[0] == B and 1 <= targets.shape[1] <= T \
+            and targets.shape[2] == spec.output_size
+        if not ok:
+            raise ValueError(f"targets must be [B, T', O] with B = {B}, 1 <= T' <= T = {T}, O = {spec.output_size}, "
+                             f"got {targets.shape} (a [B,T] vs [B,T,1] mismatch would broadcast silently)")
+    else:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    return targets
+
+
+def state_tensors(params: dict, optimizer) -> dict[str, np.ndarray]:
+    """What a checkpoint holds of a trainer: ``params/<name>`` and ``opt/<name>`` arrays (the
+    optimizer in the backend-free form of ``rnnlab.optim``, brought up to date by the caller)."""
+    out = {f"params/{k}": np.asarray(v) for k, v in params.items()}
+    out.update({f"opt/{k}": v for k, v in optimizer.state_tensors().items()})
+    return out
