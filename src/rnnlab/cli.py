@@ -488,15 +488,17 @@ def _resume_hint(task: str, summary: dict) -> int:
     return 143 if "SIGTERM" in (summary.get("stop_reason") or "") else 130
 
 
-def _train(train_run, config_cls, flags, args, preset: dict | None = None) -> dict | None:
-    """The config from the flags, then ``train_run`` here or as one process of a torchrun job
+def _train(config_cls, flags, args, preset: dict | None = None) -> dict | None:
+    """The config from the flags, then ``runner.train_run`` here or as one process of a torchrun job
     (``rnnlab.distributed``); returns the summary on the process that reports (None on the others)."""
     import shutil
 
     from . import distributed, runs
+    from .launch import launched_by_torchrun
+    from .runner import train_run
 
     cfg, overrides = _config_from_args(config_cls, args, flags, preset)
-    if not distributed.launched_by_torchrun():
+    if not launched_by_torchrun():
         return train_run(cfg, args.out, resume=args.resume, force=args.force, overrides=overrides, quiet=args.quiet)
     backend, batch_size, device = cfg.backend, cfg.batch_size, cfg.device
     if args.resume:  # the saved config decides the batch, and the backend and device unless given now
@@ -505,7 +507,7 @@ def _train(train_run, config_cls, flags, args, preset: dict | None = None) -> di
         backend, batch_size = resumed.get("backend", saved.backend), saved.batch_size
         device = resumed.get("device", saved.device)
     shard = distributed.setup(backend, batch_size, device)
-    out = distributed.working_dir(args.out, args.resume)
+    out = distributed.working_dir(args.out, args.resume, runs.RUN_FILES)
     try:
         summary = train_run(cfg, out, resume=args.resume, force=args.force,
                             overrides=overrides, quiet=args.quiet or not shard.is_main)
@@ -530,9 +532,7 @@ def _saved_config(config_cls, out: str):
 
 
 def _charlm_train(args) -> int:
-    from .tasks import charlm
-
-    summary = _train(charlm.train_run, CharLMConfig, CHARLM_TRAIN_FLAGS, args,
+    summary = _train(CharLMConfig, CHARLM_TRAIN_FLAGS, args,
                      PRESETS[args.preset] if args.preset else None)
     if summary is None:
         return 0
@@ -581,9 +581,7 @@ def _print_denoise_test(result: dict) -> None:
 
 
 def _denoise_train(args) -> int:
-    from .tasks import denoise
-
-    summary = _train(denoise.train_run, DenoiseConfig, DENOISE_TRAIN_FLAGS, args)
+    summary = _train(DenoiseConfig, DENOISE_TRAIN_FLAGS, args)
     if summary is None:
         return 0
     print(f"{summary['stop_reason']} at step {summary['step']}; run saved in {summary['run_dir']}")
@@ -595,11 +593,11 @@ def _denoise_train(args) -> int:
 
 
 def _denoise_search(args) -> int:
-    from .tasks import denoise
+    from .lr_search import lr_search, search_table
 
     cfg, _ = _config_from_args(DenoiseConfig, args, DENOISE_TRAIN_FLAGS)
-    result = denoise.search(cfg, args.lrs, args.out, force=args.force, quiet=args.quiet)
-    print(denoise.search_table(result))
+    result = lr_search(cfg, args.lrs, args.out, force=args.force, quiet=args.quiet)
+    print(search_table(result))
     print(f"figure: {args.out}/lr_search.png; table: {args.out}/search.md")
     return 0
 
@@ -617,9 +615,7 @@ def _denoise_eval(args) -> int:
 
 
 def _forecast_train(args) -> int:
-    from .tasks import forecast
-
-    summary = _train(forecast.train_run, ForecastConfig, FORECAST_TRAIN_FLAGS, args)
+    summary = _train(ForecastConfig, FORECAST_TRAIN_FLAGS, args)
     if summary is None:
         return 0
     print(f"{summary['stop_reason']} after {summary['epochs']:g} epochs; run saved in {summary['run_dir']}")
@@ -652,8 +648,9 @@ def _forecast_predict(args) -> int:
 
 def _sweep(args) -> int:
     from . import sweep
+    from .tasks import TASKS
 
-    task = sweep.TASKS[args.verb]
+    task = TASKS[args.verb]
     base, _ = _config_from_args(task.config_cls, args, args.sweep_flags)
     space = sweep.load_space(args.space) if args.space else sweep.DEFAULT_SPACES[args.verb]
     space = sweep.check_space(space, base, where=args.space or "default search space")

@@ -13,7 +13,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import html_report
+from . import html_report, runner
 from .config import CharLMConfig, DenoiseConfig, ForecastConfig
 from .errors import UserError
 from .runs import RUN_FILES, make_dir
@@ -57,8 +57,6 @@ def _on_available_backend(cfg, say):
 def run_demo(out="runs/demo", quick: bool = False, quiet: bool = False) -> dict:
     """Train the three demo runs in ``out/{charlm,denoise,forecast}``, write ``out/report.html``;
     returns {"runs": {task: run_dir}, "report": path, "table": [row, ...]}."""
-    from .tasks import charlm, denoise, forecast
-
     out = Path(out)
     if any((out / f).exists() for f in RUN_FILES if f != "report.html"):
         raise UserError(f"{str(out)!r} holds a training run; the demo writes its runs into subdirectories "
@@ -71,7 +69,7 @@ def run_demo(out="runs/demo", quick: bool = False, quiet: bool = False) -> dict:
     c = _on_available_backend(plan.charlm, say)
     say(f"[1/3] charlm: a {c.cell} language model (H={c.hidden_size}) on the built-in corpus, "
         f"{c.max_steps} steps of {c.batch_size}x{c.seq_len} characters ({c.backend} backend)")
-    result = charlm.train_run(c, out / "charlm", force=True, quiet=quiet)
+    result = runner.train_run(c, out / "charlm", force=True, quiet=quiet)
     run_dirs["charlm"] = out / "charlm"
     if not quiet:
         for title, text in html_report.load_view(out / "charlm").facts.texts:
@@ -82,7 +80,7 @@ def run_demo(out="runs/demo", quick: bool = False, quiet: bool = False) -> dict:
     d = _on_available_backend(plan.denoise, say)
     say(f"\n[2/3] denoise: {d.cell} H={d.hidden_size} on a noisy Ornstein-Uhlenbeck signal, against the Kalman "
         f"estimate ({d.steps} steps, {d.backend} backend)")
-    result = denoise.train_run(d, out / "denoise", force=True, quiet=quiet)
+    result = runner.train_run(d, out / "denoise", force=True, quiet=quiet)
     run_dirs["denoise"] = out / "denoise"
     if result["interrupted"]:
         return _finish(out, run_dirs, say)
@@ -90,7 +88,7 @@ def run_demo(out="runs/demo", quick: bool = False, quiet: bool = False) -> dict:
     f = _on_available_backend(plan.forecast, say)
     say(f"\n[3/3] forecast: {f.cell} H={f.hidden_size} on the built-in price series ({f.builtin_points} points), "
         f"against persistence ({f.epochs} epochs, {f.backend} backend)")
-    forecast.train_run(f, out / "forecast", force=True, quiet=quiet)
+    runner.train_run(f, out / "forecast", force=True, quiet=quiet)
     run_dirs["forecast"] = out / "forecast"
     return _finish(out, run_dirs, say)
 

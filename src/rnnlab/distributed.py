@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .launch import launched_by_torchrun
 
 
 @dataclass(frozen=True)
@@ -124,10 +125,6 @@ def current() -> Shard:
     return _current
 
 
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
-
-
 def setup(backend: str, batch_size: int, device: str = "auto") -> Shard:
     """Join the torchrun job described by the environment: nccl when the torch backend runs on
     GPUs (``device``: see ``torch_backend.device_name``), gloo on CPUs."""
@@ -178,18 +175,16 @@ def teardown() -> None:
     _current = SINGLE
 
 
-def working_dir(out: str, resume: bool) -> str:
+def working_dir(out: str, resume: bool, run_files) -> str:
     """Where this rank writes: ``out`` for rank 0, a private scratch directory for the others
-    (holding a copy of the checkpoint when resuming, taken before rank 0 writes anything)."""
+    (holding a copy of ``run_files`` when resuming, taken before rank 0 writes anything)."""
     shard = current()
     if shard.is_main:
         shard.barrier()
         return out
     scratch = tempfile.mkdtemp(prefix=f"rnnlab-rank{shard.rank}-")
     if resume:
-        from .runs import RUN_FILES
-
-        for name in RUN_FILES:
+        for name in run_files:
             if (Path(out) / name).exists():
                 shutil.copy2(Path(out) / name, scratch)
     shard.barrier()

@@ -12,41 +12,19 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib
 import io
 import json
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import checkpoint
+from . import checkpoint, tasks
 from .config import read_toml
 from .errors import UserError
+from .facts import Facts, Headline, read_json  # noqa: F401  (Facts and Headline: part of this module's API)
 from .report import pyplot, read_metrics
 
-TASKS = ("charlm", "denoise", "forecast")
-
-
-@dataclass
-class Headline:
-    """One key metric next to its baseline. ``standing``: better, close or worse than the baseline."""
-
-    metric: str
-    model: str
-    baseline: str
-    verdict: str
-    standing: str = "close"
-
-
-@dataclass
-class Facts:
-    """What a task shows about one run; figures are (caption, PNG file name in the run directory)."""
-
-    headline: list[Headline] = field(default_factory=list)
-    figures: list[tuple[str, str]] = field(default_factory=list)
-    texts: list[tuple[str, str]] = field(default_factory=list)
-    val_curve: tuple[str, str] = ("val_loss", "validation loss")  # metrics key, axis label
 
 
 @dataclass
@@ -66,16 +44,6 @@ class RunView:
         return self.facts.headline[0] if self.facts.headline else Headline("-", "-", "-", "-")
 
 
-def read_json(path: Path) -> dict | None:
-    """A JSON file of the run, or None when absent; a damaged one is a UserError naming it."""
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); the run directory is damaged") from exc
-
-
 def load_view(run_dir) -> RunView:
     """Read one run directory for a report."""
     run_dir = Path(run_dir)
@@ -86,14 +54,14 @@ def load_view(run_dir) -> RunView:
         raise UserError(f"{str(run_dir)!r} holds no run (no checkpoint.json); give a directory that "
                         "`rnnlab TASK train --out` wrote")
     task = meta.get("task")
-    if task not in TASKS:
-        raise UserError(f"{run_dir}/checkpoint.json names task {task!r}, not one of {', '.join(TASKS)}")
+    if task not in tasks.TASKS:
+        raise UserError(f"{run_dir}/checkpoint.json names task {task!r}, not one of {', '.join(tasks.TASKS)}")
     config = read_toml(run_dir / "config.toml") if (run_dir / "config.toml").exists() else meta.get("config", {})
     try:
         metrics = read_metrics(run_dir)
     except json.JSONDecodeError as exc:
         raise UserError(f"{run_dir}/metrics.jsonl has a damaged line ({exc})") from exc
-    module = importlib.import_module(f"rnnlab.tasks.{task}")
+    module = tasks.module(task)
     return RunView(run_dir, task, meta, config, metrics, module.report_facts(run_dir, meta, metrics))
 
 

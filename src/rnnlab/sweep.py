@@ -20,7 +20,6 @@ best trial's full config, ready for ``train --config``), ``history.png``,
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
 import os
@@ -31,25 +30,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import checkpoint, train
-from .config import CharLMConfig, DenoiseConfig, ForecastConfig, from_dict, read_toml, to_toml
+from . import checkpoint, runner, train
+from .config import from_dict, read_toml, to_toml
 from .errors import TrainingDiverged, UserError
 from .runs import make_dir
+from .tasks import TASKS
 
-
-@dataclass(frozen=True)
-class SweepTask:
-    config_cls: type
-    module: str           # the task module with train_run(cfg, out, force=, quiet=)
-    objective: str        # what the study minimizes: the run's best validation loss, in these units
-    budget_fields: tuple  # at least one must be set so a trial ends
-
-
-TASKS = {
-    "charlm": SweepTask(CharLMConfig, "rnnlab.tasks.charlm", "val nats/char", ("max_steps", "max_minutes")),
-    "denoise": SweepTask(DenoiseConfig, "rnnlab.tasks.denoise", "val MSE", ("steps",)),
-    "forecast": SweepTask(ForecastConfig, "rnnlab.tasks.forecast", "val (RMSE / persistence RMSE)^2", ("epochs",)),
-}
 
 # A parameter is {low, high[, log][, step]} (ints when low and high are ints) or {choices = [...]}.
 _COMMON = {"lr": {"low": 1e-4, "high": 1e-2, "log": True},
@@ -71,14 +57,11 @@ TRIAL_PREFIX = "trial_"
 
 def space_to_toml(space: dict) -> str:
     """The space as the TOML a ``--space`` file holds (one table per parameter)."""
+    import tomli_w
+
     lines = ["# rnnlab sweep search space: one table per config field.",
              "# {low, high[, log][, step]} for numbers (integers when low and high are), {choices} for lists.", ""]
-    for name, spec in space.items():
-        lines.append(f"[{name}]")
-        for key, value in spec.items():
-            lines.append(f"{key} = {json.dumps(value)}")
-        lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines) + tomli_w.dumps(space)
 
 
 def load_space(path: str | os.PathLike) -> dict:
@@ -230,7 +213,7 @@ def _storage(settings: SweepSettings):
                 time.sleep(1.0 + settings.worker * 0.5)
     except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
         raise UserError(f"storage {_masked(url)!r} needs a database driver that is not installed "
-                        "(PostgreSQL: pip install 'psycopg[binary]'); " + str(exc).splitlines()[0]) from exc
+                        "(PostgreSQL: pip install 'rnnlab[postgres]'); " + str(exc).splitlines()[0]) from exc
     except Exception as exc:  # SQLAlchemy's many connection and URL errors
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot open sweep storage {_masked(url)!r}: {reason}") from exc
@@ -301,7 +284,7 @@ def _say(settings: SweepSettings, message: str) -> None:
         print(prefix + message, flush=True)
 
 
-def _objective(settings: SweepSettings, task: SweepTask, module):
+def _objective(settings: SweepSettings, task):
     from optuna import TrialPruned
     from optuna.trial import TrialState
 
@@ -333,7 +316,7 @@ def _objective(settings: SweepSettings, task: SweepTask, module):
         started = time.perf_counter()
         try:
             with train.after_evaluation(report):
-                summary = module.train_run(cfg, run_dir, force=True, quiet=True)
+                summary = runner.train_run(cfg, run_dir, force=True, quiet=True)
         except TrainingDiverged as exc:
             trial.set_user_attr("status", "diverged")
             _say(settings, f"trial {trial.number}: diverged ({str(exc).split(';')[0]})")
@@ -397,9 +380,8 @@ def work(settings: SweepSettings) -> None:
     passes, or Ctrl-C.  Safe to run in many processes and machines at once."""
     optuna = _optuna()
     task = TASKS[settings.task]
-    module = importlib.import_module(task.module)
     study = open_study(settings)
-    objective = _objective(settings, task, module)
+    objective = _objective(settings, task)
     deadline = time.monotonic() + settings.timeout_minutes * 60 if settings.timeout_minutes else None
     while deadline is None or time.monotonic() < deadline:
         optuna.storages.fail_stale_trials(study)

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint, html_report, report, runs, train
+from .. import checkpoint, report, runs, train
 from ..cells import ModelSpec
 from ..config import CharLMConfig, to_toml
 from ..data.text import BUILTIN_NAME, StreamBatcher, Vocab, eval_chunks, read_text, split_train_val
 from ..errors import UserError
-from ..html_report import Facts, Headline, read_json
+from ..facts import Facts, Headline, read_json
 from ..optim import Optimizer
 
 # Fields that may change when a run is resumed: budgets and reporting, not the model or data.
@@ -183,11 +183,15 @@ def sample_text(trainer, vocab: Vocab, length: int, temperature: float = 1.0, to
 # --------------------------------------------------------------------------- runs
 
 def train_run(cfg: CharLMConfig, out: str | os.PathLike, resume: bool = False, force: bool = False,
-              overrides: dict | None = None, quiet: bool = False) -> dict:
+              overrides: dict | None = None, quiet: bool = False, log_evals: bool = True,
+              write_report=None) -> dict:
     """Train (or resume) a charlm run in ``out``; returns the loop summary plus paths.
 
     ``overrides`` are the fields given explicitly on the command line; on resume
     only budgets may change.
+
+    ``write_report(out)`` is called at the end, while the run directory is still held
+    (``rnnlab.runner.train_run`` passes the HTML report's writer).
     """
     out = Path(out)
     with runs.RunDir(out, resume, force) as run_dir:
@@ -222,12 +226,13 @@ def train_run(cfg: CharLMConfig, out: str | os.PathLike, resume: bool = False, f
                                             rng=np.random.default_rng([cfg.seed, 2])))
         budget = train.Budget(cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every)
         summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, cfg.max_steps), out,
-                            dataclasses.asdict(cfg), quiet)
+                            dataclasses.asdict(cfg), quiet, log_evals)
         summary.update(run_dir=str(out), val_dropped_chars=task.val_dropped, vocab_size=len(task.vocab),
                        trainer=trainer, vocab=task.vocab)
         unigram = ("unigram (character frequencies)", task.unigram_nats) if task.unigram_nats is not None else None
         report.plot_losses(out, "nats / char", "val_nats_per_char", baseline=unigram)
-        html_report.write_run_report(out)
+        if write_report is not None:
+            write_report(out)
     return summary
 
 

@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint, html_report, report, runs, train
+from .. import checkpoint, report, runs, train
 from ..cells import ModelSpec
 from ..config import DenoiseConfig, to_toml
 from ..data.ou import OUProcess, generate_ou_process, kalman
 from ..errors import UserError
-from ..html_report import Facts, Headline, read_json
+from ..facts import Facts, Headline, read_json
 from ..optim import Optimizer
 
 RESUMABLE_OVERRIDES = {"steps", "max_minutes", "eval_every", "test_sequences"}
@@ -270,11 +270,15 @@ def _without_traces(result: dict) -> dict:
 # --------------------------------------------------------------------------- runs
 
 def train_run(cfg: DenoiseConfig, out: str | os.PathLike, resume: bool = False, force: bool = False,
-              overrides: dict | None = None, quiet: bool = False, log_evals: bool = True) -> dict:
+              overrides: dict | None = None, quiet: bool = False, log_evals: bool = True,
+              write_report=None) -> dict:
     """Train (or resume) a denoise run in ``out``, then test it against Kalman; returns a summary.
 
     The test uses the best-on-validation parameters on ``cfg.test_sequences``
     fresh sequences and writes ``test.json``, ``loss.png`` and ``traces.png``.
+
+    ``write_report(out)`` is called at the end, while the run directory is still held
+    (``rnnlab.runner.train_run`` passes the HTML report's writer).
     """
     out = Path(out)
     with runs.RunDir(out, resume, force) as run_dir:
@@ -299,7 +303,8 @@ def train_run(cfg: DenoiseConfig, out: str | os.PathLike, resume: bool = False, 
         report.plot_losses(out, "MSE", "val_mse", baseline=("Kalman (validation)", task.val_kalman_mse), log_y=True)
         summary.update(run_dir=str(out), val_kalman_mse=task.val_kalman_mse, trainer=trainer)
         if summary["interrupted"]:
-            html_report.write_run_report(out)
+            if write_report is not None:
+                write_report(out)
             return summary
         if checkpoint.exists(out, "best"):
             test_trainer, _, best_meta = load_run(out, "best")
@@ -311,7 +316,8 @@ def train_run(cfg: DenoiseConfig, out: str | os.PathLike, resume: bool = False, 
         plot_traces(out / "traces.png", result, cfg.dt)
         checkpoint.atomic_write_text(out / "test.json", json.dumps(_without_traces(result), indent=1) + "\n")
         summary["test"] = result
-        html_report.write_run_report(out)
+        if write_report is not None:
+            write_report(out)
     return summary
 
 
@@ -332,83 +338,6 @@ def evaluate_run(run_dir, which: str = "checkpoint", sequences: int = 100_000, s
     step = meta["step"] if which == "best" else meta["loop"]["step"]
     return dict(_without_traces(result), run=str(run_dir), model=which, step=step)
 
-
-# --------------------------------------------------------------------------- learning-rate search
-
-def search(cfg: DenoiseConfig, lrs: list[float], out: str | os.PathLike, force: bool = False,
-           quiet: bool = False) -> dict:
-    """One run per learning rate in ``out/lr_<rate>``; the best rate is the one with the
-    lowest validation MSE.  Writes ``search.json``, ``search.md`` and ``lr_search.png``.
-
-    This is a sweep (``rnnlab.sweep``) over a grid of one parameter, without pruning; its
-    Optuna study is ``out/study.db``.  A rate whose loss becomes non-finite is reported as
-    diverged; the search goes on.
-    """
-    from .. import sweep
-
-    if not lrs:
-        raise UserError("--lrs needs at least one learning rate")
-    out = Path(out)
-    cfg.validate()
-    for lr in lrs:
-        dataclasses.replace(cfg, lr=lr).validate()
-    if (out / "search.json").exists() and not force:
-        raise UserError(f"{str(out)!r} already holds a search; pass --force to replace it or choose another --out")
-    if (out / "study.db").exists():
-        (out / "study.db").unlink()  # --force: a new study, not the old one continued
-    rates = sorted(set(lrs))
-    settings = sweep.SweepSettings(task="denoise", base_config=dataclasses.asdict(cfg),
-                                   space={"lr": {"choices": rates}}, trials=len(rates), study="lr-search",
-                                   out=str(out), pruner="none", sampler="grid", quiet=quiet, trial_dir="lr_{lr:g}")
-    trials = {t["params"]["lr"]: t for t in sweep.run_sweep(settings)["trials"] if "lr" in t["params"]}
-    rows, curves, kalman_val = [], {}, None
-    for lr in rates:
-        trial = trials.get(lr)
-        if trial is None:  # not reached: the search was interrupted
-            continue
-        results, status = trial["results"], trial["status"]
-        row = {"lr": lr, "run_dir": trial["run_dir"],
-               "status": {"complete": "ok", "diverged": "diverged"}.get(status, status or trial["state"])}
-        if status == "complete":
-            kalman_val = results["val_kalman_mse"]
-            row.update(steps=results["step"], best_val_mse=results["best_val_loss"],
-                       train_seconds=round(results["train_seconds"], 2),
-                       best_val_ratio_to_kalman=results["best_val_loss"] / kalman_val,
-                       test_mse_ratio_to_kalman=results.get("test", {}).get("mse_ratio_to_kalman"))
-        metrics = report.read_metrics(trial["run_dir"])
-        curves[f"lr {lr:g}"] = [(m["step"], m["train_loss"]) for m in metrics if m.get("train_loss") is not None]
-        rows.append(row)
-    finished = [r for r in rows if r["status"] == "ok"]
-    best = min(finished, key=lambda r: r["best_val_mse"]) if finished else None
-    baseline = ("Kalman (validation)", kalman_val) if kalman_val is not None else None
-    report.plot_curves(out / "lr_search.png", curves, "training MSE (smoothed)",
-                       "Learning-rate search: training loss", baseline)
-    result = {"lrs": lrs, "runs": rows, "best_lr": best and best["lr"], "val_kalman_mse": kalman_val,
-              "config": dataclasses.asdict(cfg)}
-    checkpoint.atomic_write_text(out / "search.json", json.dumps(result, indent=1) + "\n")
-    checkpoint.atomic_write_text(out / "search.md", search_table(result) + "\n")
-    return result
-
-
-def search_table(result: dict) -> str:
-    """A markdown table of the search, and the best rate named."""
-    lines = ["| lr | status | steps | best val MSE | val ratio to Kalman | test ratio to Kalman | train s |",
-             "|---|---|---|---|---|---|---|"]
-    for r in result["runs"]:
-        def num(key, fmt):
-            value = r.get(key)
-            return format(value, fmt) if value is not None else "-"
-        lines.append(f"| {r['lr']:g} | {r['status']} | {r.get('steps', '-')} | {num('best_val_mse', '.5f')} | "
-                     f"{num('best_val_ratio_to_kalman', '.4f')} | {num('test_mse_ratio_to_kalman', '.4f')} | "
-                     f"{num('train_seconds', '.1f')} |")
-    if result["best_lr"] is not None:
-        lines.append(f"\nBest learning rate: {result['best_lr']:g} (lowest validation MSE).")
-    else:
-        lines.append("\nNo learning rate finished: every run diverged or was interrupted.")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- report
 
 def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
     """Test MSE against the Kalman estimate (and the raw noisy observation), the loss and trace

@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import checkpoint, html_report, report, runs, train
+from .. import checkpoint, report, runs, train
 from ..cells import ModelSpec
 from ..config import ForecastConfig, to_toml
 from ..data.prices import load_prices, parse_every, parse_utc, resample_opens
 from ..data.series import MinMaxScaler, ScaleScaler, check_points, generated_prices, scaler_from_dict, windows
 from ..errors import UserError
-from ..html_report import Facts, Headline, read_json
+from ..facts import Facts, Headline, read_json
 from ..optim import Optimizer
 
 RESUMABLE_OVERRIDES = {"epochs", "max_minutes"}
@@ -443,12 +443,16 @@ def _evaluate_parts(task: ForecastTask, trainer) -> dict:
 
 
 def train_run(cfg: ForecastConfig, out: str | os.PathLike, resume: bool = False, force: bool = False,
-              overrides: dict | None = None, quiet: bool = False, log_evals: bool = True) -> dict:
+              overrides: dict | None = None, quiet: bool = False, log_evals: bool = True,
+              write_report=None) -> dict:
     """Train (or resume) a forecast run in ``out``, then test the best-on-validation model.
 
     Writes ``config.toml``, ``metrics.jsonl`` (one row per epoch), ``checkpoint.*``,
     ``best.*``, ``test.json`` (test and validation metrics next to persistence),
     ``loss.png`` and ``forecast.png``.
+
+    ``write_report(out)`` is called at the end, while the run directory is still held
+    (``rnnlab.runner.train_run`` passes the HTML report's writer).
     """
     out = Path(out)
     with runs.RunDir(out, resume, force) as run_dir:
@@ -482,7 +486,8 @@ def train_run(cfg: ForecastConfig, out: str | os.PathLike, resume: bool = False,
         plot_history(out, cfg.loss_steps)
         summary.update(run_dir=str(out), trainer=trainer, epochs=round(task.epoch, 3))
         if summary["interrupted"]:
-            html_report.write_run_report(out)
+            if write_report is not None:
+                write_report(out)
             return summary
         best_trainer, _, best_meta, _ = load_run(out, "best")
         result = _evaluate_parts(task, best_trainer)
@@ -493,7 +498,8 @@ def train_run(cfg: ForecastConfig, out: str | os.PathLike, resume: bool = False,
                       f"{Path(task.series.source).name} every {cfg.every}, {cfg.cell} on {cfg.target}")
         checkpoint.atomic_write_text(out / "test.json", json.dumps(test, indent=1) + "\n")
         summary["test"] = test
-        html_report.write_run_report(out)
+        if write_report is not None:
+            write_report(out)
     return summary
 
 
