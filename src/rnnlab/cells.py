@@ -1,4 +1,8 @@
-"""Backend-free model description: parameter names, shapes and seeded init.
+"""Backend-free model description: the cell table, parameter names, shapes and seeded init.
+
+``CELL_TABLE`` has one row per cell (gate order, carry parts, the parameters of a layer,
+the PyTorch module it maps to, the export formats that hold it); everything outside the
+backends' step functions reads the row instead of comparing cell names.
 
 Every backend reads and writes parameters as a flat ``dict[str, np.ndarray]``
 whose names and shapes come from this module, so a checkpoint written by one
@@ -45,8 +49,51 @@ import numpy as np
 
 from .errors import UserError
 
-GATES = {"rnn": 1, "gru": 3, "gru_reset_after": 3, "lstm": 4}
-CELLS = tuple(GATES)
+@dataclass(frozen=True)
+class Cell:
+    """One row of the cell table: everything outside a backend's step functions knows of a cell."""
+
+    name: str
+    gate_order: tuple[str, ...]     # gate blocks along the G*H axis of W, U and b
+    carry: tuple[str, ...]          # the parts of the state each layer carries: ("h",) or ("h", "c")
+    layer_params: tuple[str, ...]   # per layer: W (in, G*H), U (H, G*H), b and b_U (G*H,); no U = no recurrence
+    torch_module: str | None        # the PyTorch module with the same equations and gate order
+    no_torch_reason: str = ""       # why there is none
+    exports: tuple[str, ...] = ()   # interchange formats that can hold it
+    bias_init: tuple[tuple[str, float], ...] = ()  # gate -> initial bias under the default init
+
+    @property
+    def gates(self) -> int:
+        return len(self.gate_order)
+
+
+CELL_TABLE = {c.name: c for c in (
+    Cell("rnn", ("h",), ("h",), ("W", "U", "b"), "nn.RNN", exports=("min-char-rnn", "torch")),
+    Cell("gru", ("r", "z", "n"), ("h",), ("W", "U", "b"), None,
+         "Cho's GRU applies the reset gate before U_n; PyTorch's nn.GRU applies it after (use gru_reset_after)"),
+    Cell("gru_reset_after", ("r", "z", "n"), ("h",), ("W", "U", "b", "b_U"), "nn.GRU", exports=("torch",)),
+    Cell("lstm", ("i", "f", "g", "o"), ("h", "c"), ("W", "U", "b"), "nn.LSTM", exports=("torch",),
+         bias_init=(("f", 1.0),)),  # forget gate open at the start
+)}
+CELLS = tuple(CELL_TABLE)
+GATES = {name: c.gates for name, c in CELL_TABLE.items()}
+
+
+def cell_info(name: str) -> Cell:
+    """The table row of cell ``name``."""
+    if name not in CELL_TABLE:
+        raise UserError(f"unknown cell {name!r}; choose one of {', '.join(CELLS)}")
+    return CELL_TABLE[name]
+
+
+def cell_of_torch_module(module: str) -> str:
+    """The cell the table maps a PyTorch module (``nn.GRU``) to."""
+    for c in CELL_TABLE.values():
+        if c.torch_module == module:
+            return c.name
+    raise UserError(f"no rnnlab cell maps to {module}")
+
+
 INPUT_KINDS = ("onehot", "dense", "dense_relu")
 READOUTS = ("linear",)
 INITS = ("default", "classic")
@@ -80,6 +127,10 @@ class ModelSpec:
     def gates(self) -> int:
         return GATES[self.cell]
 
+    @property
+    def cell_info(self) -> Cell:
+        return CELL_TABLE[self.cell]
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -97,11 +148,9 @@ def param_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
         shapes["input.b"] = (H,)
     for k in range(spec.num_layers):
         fan_in = spec.input_size if k == 0 and spec.input_kind != "dense_relu" else H
-        shapes[f"layers.{k}.W"] = (fan_in, G * H)
-        shapes[f"layers.{k}.U"] = (H, G * H)
-        shapes[f"layers.{k}.b"] = (G * H,)
-        if spec.cell == "gru_reset_after":
-            shapes[f"layers.{k}.b_U"] = (G * H,)
+        per_param = {"W": (fan_in, G * H), "U": (H, G * H), "b": (G * H,), "b_U": (G * H,)}
+        for name in spec.cell_info.layer_params:
+            shapes[f"layers.{k}.{name}"] = per_param[name]
     shapes["readout.W"] = (H, spec.output_size)
     shapes["readout.b"] = (spec.output_size,)
     return shapes
@@ -132,8 +181,10 @@ def init_params(spec: ModelSpec, rng: np.random.Generator, init: str = "default"
         is_bias = name.endswith(".b") or name.endswith(".b_U")  # includes input.b
         if is_bias:
             value = np.zeros(shape)
-            if spec.cell == "lstm" and init == "default" and name.endswith(".b"):
-                value[H:2 * H] = 1.0  # forget gate open at the start
+            if init == "default" and name.startswith("layers.") and name.endswith(".b"):
+                order = spec.cell_info.gate_order
+                for gate, bias in spec.cell_info.bias_init:
+                    value[order.index(gate) * H:(order.index(gate) + 1) * H] = bias
         elif init == "classic":
             value = rng.standard_normal(shape) * 0.01
         elif name.endswith(".U"):
@@ -165,11 +216,13 @@ def count_params(spec: ModelSpec) -> int:
     """Number of parameters of ``spec``, by formula (exact Python ints: no array is built, so an
     absurd size is counted, not allocated)."""
     H, G = int(spec.hidden_size), spec.gates
+    layer = spec.cell_info.layer_params
     total = (int(spec.input_size) * H + H) if spec.input_kind == "dense_relu" else 0
     first_in = H if spec.input_kind == "dense_relu" else int(spec.input_size)
-    per_layer_biases = G * H * (2 if spec.cell == "gru_reset_after" else 1)
-    total += (first_in + H) * G * H + per_layer_biases
-    total += (int(spec.num_layers) - 1) * (2 * H * G * H + per_layer_biases)
+    biases = G * H * sum(name in layer for name in ("b", "b_U"))
+    recurrent = H * G * H if "U" in layer else 0
+    total += first_in * G * H + recurrent + biases
+    total += (int(spec.num_layers) - 1) * (H * G * H + recurrent + biases)
     return total + H * int(spec.output_size) + int(spec.output_size)
 
 

@@ -226,18 +226,18 @@ def group(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     return {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}
 
 
-def carry_to_tensors(carry: list) -> dict[str, np.ndarray]:
+def carry_to_tensors(carry: list, parts: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``carry/<layer>/<part>`` arrays of a carry whose layers hold ``parts`` (the cell table's
+    ``carry``: ``("h",)`` or ``("h", "c")``; a one-part layer is a bare array)."""
     out = {}
     for k, c in enumerate(carry):
-        if isinstance(c, tuple):
-            out[f"carry/{k}/h"], out[f"carry/{k}/c"] = c
-        else:
-            out[f"carry/{k}/h"] = c
+        for part, array in zip(parts, c if len(parts) > 1 else (c,)):
+            out[f"carry/{k}/{part}"] = array
     return out
 
 
-def carry_from_tensors(tensors: dict[str, np.ndarray], num_layers: int, lstm: bool) -> list:
+def carry_from_tensors(tensors: dict[str, np.ndarray], num_layers: int, parts: tuple[str, ...]) -> list:
     c = group(tensors, "carry")
-    if lstm:
-        return [(c[f"{k}/h"], c[f"{k}/c"]) for k in range(num_layers)]
-    return [c[f"{k}/h"] for k in range(num_layers)]
+    if len(parts) > 1:
+        return [tuple(c[f"{k}/{part}"] for part in parts) for k in range(num_layers)]
+    return [c[f"{k}/{parts[0]}"] for k in range(num_layers)]

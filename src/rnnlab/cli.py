@@ -405,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--rnn-name", default="rnn", metavar="NAME",
                     help="attribute name of the recurrent module in the state_dict (default rnn)")
     im.add_argument("--fc-name", default="fc", metavar="NAME", help="attribute name of the nn.Linear (default fc)")
+    im.add_argument("--cell", choices=CELLS, help="the cell of a torch state_dict (default: the cell the file names, "
+                                                  "else the one mapped to the module its shapes show)")
     im.add_argument("--force", action="store_true", help="replace a run already in --out")
     im.set_defaults(verb=None)
 
@@ -456,7 +458,7 @@ def _import(args) -> int:
     from .tasks import charlm
 
     result = charlm.import_run(args.weights, args.format, args.out, args.text, args.chars, args.rnn_name,
-                               args.fc_name, args.backend, args.force)
+                               args.fc_name, args.backend, args.force, cell=args.cell)
     spec = result["spec"]
     val = result["val_nats_per_char"]
     val_text = f"; validation {val:.4f} nats/char" if val is not None else ""
@@ -475,7 +477,7 @@ def _export(args) -> int:
         arrays = interchange.to_min_char_rnn(spec, params)
     else:
         arrays = interchange.to_torch_state_dict(spec, params, args.rnn_name, args.fc_name)
-    path = interchange.save(args.out, arrays)
+    path = interchange.save(args.out, arrays, cell=spec.cell)
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
     print(f"wrote {path} ({args.format}): {shapes}")
     return 0

@@ -23,16 +23,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .cells import GATES, ModelSpec, check_params
+from .cells import CELLS, ModelSpec, cell_info, cell_of_torch_module, check_params
 from .errors import UserError
 
-TORCH_CELLS = {"rnn": "nn.RNN", "gru_reset_after": "nn.GRU", "lstm": "nn.LSTM"}
+# PyTorch's recurrent modules, told apart by the gate count of weight_hh (a fact of PyTorch,
+# not of rnnlab: which cell each is, is the cell table's to say).
+TORCH_MODULE_BY_GATES = {1: "nn.RNN", 3: "nn.GRU", 4: "nn.LSTM"}
+# safetensors metadata key naming the cell of exported weights, read back on import
+CELL_METADATA = "rnnlab.cell"
 MIN_CHAR_RNN_KEYS = ("Wxh", "Whh", "Why", "bh", "by")
 
 
 def to_min_char_rnn(spec: ModelSpec, params: dict) -> dict[str, np.ndarray]:
     """Canonical parameters of a one-layer one-hot rnn -> the min-char-rnn weights."""
-    if spec.cell != "rnn" or spec.num_layers != 1 or spec.input_kind != "onehot":
+    if "min-char-rnn" not in spec.cell_info.exports or spec.num_layers != 1 or spec.input_kind != "onehot":
         raise UserError(f"min-char-rnn holds one tanh rnn layer over one-hot characters; this model is "
                         f"{spec.num_layers} {spec.cell} layer(s) over {spec.input_kind} input (use --format torch)")
     return {"Wxh": params["layers.0.W"].T.copy(), "Whh": params["layers.0.U"].T.copy(),
@@ -62,9 +66,9 @@ def to_torch_state_dict(spec: ModelSpec, params: dict, rnn: str = "rnn", fc: str
     The recurrent module takes ``input_size = spec.input_size`` (one-hot vectors for a
     char model), ``batch_first`` as the user likes; the Linear reads its output.
     """
-    if spec.cell not in TORCH_CELLS:
-        raise UserError(f"cell {spec.cell!r} (Cho's GRU, reset before the recurrent matmul) has no built-in "
-                        f"PyTorch module; nn.GRU is gru_reset_after. Export it in rnnlab's own format instead")
+    if spec.cell_info.torch_module is None:
+        raise UserError(f"cell {spec.cell!r} has no PyTorch module: {spec.cell_info.no_torch_reason}. "
+                        "Export it in rnnlab's own format instead")
     if spec.input_kind == "dense_relu":
         raise UserError("the dense_relu input layer (Dense-ReLU before the recurrent layer) is not part of "
                         "nn.RNN/nn.GRU/nn.LSTM + nn.Linear")
@@ -74,7 +78,7 @@ def to_torch_state_dict(spec: ModelSpec, params: dict, rnn: str = "rnn", fc: str
         out[f"{rnn}.weight_ih_l{k}"] = params[f"layers.{k}.W"].T.copy()
         out[f"{rnn}.weight_hh_l{k}"] = params[f"layers.{k}.U"].T.copy()
         out[f"{rnn}.bias_ih_l{k}"] = b.copy()
-        out[f"{rnn}.bias_hh_l{k}"] = params[f"layers.{k}.b_U"].copy() if spec.cell == "gru_reset_after" \
+        out[f"{rnn}.bias_hh_l{k}"] = params[f"layers.{k}.b_U"].copy() if "b_U" in spec.cell_info.layer_params \
             else np.zeros_like(b)
     out[f"{fc}.weight"] = params["readout.W"].T.copy()
     out[f"{fc}.bias"] = params["readout.b"].copy()
@@ -82,9 +86,12 @@ def to_torch_state_dict(spec: ModelSpec, params: dict, rnn: str = "rnn", fc: str
 
 
 def from_torch_state_dict(state: dict, input_kind: str = "onehot", rnn: str = "rnn", fc: str = "fc",
-                          where: str = "state_dict") -> tuple[ModelSpec, dict]:
-    """A state_dict of ``{rnn}`` + ``{fc}`` -> (spec, canonical parameters); the cell is read off the
-    gate count (1 rnn, 3 gru_reset_after, 4 lstm)."""
+                          where: str = "state_dict", cell: str | None = None) -> tuple[ModelSpec, dict]:
+    """A state_dict of ``{rnn}`` + ``{fc}`` -> (spec, canonical parameters).
+
+    A state_dict names no module: its shapes say nn.RNN, nn.GRU or nn.LSTM, and the cell is
+    the one the cell table maps that module to.  ``cell`` (from the file's metadata or
+    ``--cell``) must be a cell of that same module."""
     arrays = {k: _array(v) for k, v in state.items()}
     need = [f"{rnn}.weight_ih_l0", f"{rnn}.weight_hh_l0", f"{fc}.weight", f"{fc}.bias"]
     missing = [k for k in need if k not in arrays]
@@ -93,10 +100,15 @@ def from_torch_state_dict(state: dict, input_kind: str = "onehot", rnn: str = "r
                         f"nn.Linear named {fc!r} (see --rnn-name/--fc-name)")
     check_weights(arrays, where, matrices=[k for k in arrays if ".weight" in k])
     G_H, H = arrays[f"{rnn}.weight_hh_l0"].shape
-    cells = {g: c for c, g in GATES.items() if c != "gru"}
-    if G_H % H or G_H // H not in cells:
+    if G_H % H or G_H // H not in TORCH_MODULE_BY_GATES:
         raise UserError(f"{where}: {rnn}.weight_hh_l0 is {G_H}x{H}; not an RNN, GRU or LSTM")
-    cell = cells[G_H // H]
+    module = TORCH_MODULE_BY_GATES[G_H // H]
+    if cell is None:
+        cell = cell_of_torch_module(module)
+    elif cell not in CELLS or cell_info(cell).torch_module != module:
+        raise UserError(f"{where} holds an {module}, which is not cell {cell!r}"
+                        + (f" (that is {cell_of_torch_module(module)})" if cell in CELLS else
+                           f"; cells are {', '.join(CELLS)}"))
     layers = 0
     while f"{rnn}.weight_ih_l{layers}" in arrays:
         layers += 1
@@ -111,7 +123,7 @@ def from_torch_state_dict(state: dict, input_kind: str = "onehot", rnn: str = "r
         bias_hh = arrays.get(f"{rnn}.bias_hh_l{k}", np.zeros(G_H))
         params[f"layers.{k}.W"] = arrays[f"{rnn}.weight_ih_l{k}"].T
         params[f"layers.{k}.U"] = arrays[f"{rnn}.weight_hh_l{k}"].T
-        if cell == "gru_reset_after":
+        if "b_U" in cell_info(cell).layer_params:
             params[f"layers.{k}.b"], params[f"layers.{k}.b_U"] = bias_ih, bias_hh
         else:
             params[f"layers.{k}.b"] = bias_ih + bias_hh  # they are only ever added
@@ -144,8 +156,9 @@ def _array(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def save(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
-    """``.npz`` (NumPy), ``.pt``/``.pth`` (``torch.save`` of tensors) or ``.safetensors``, by extension."""
+def save(path: str | os.PathLike, arrays: dict[str, np.ndarray], cell: str | None = None) -> Path:
+    """``.npz`` (NumPy), ``.pt``/``.pth`` (``torch.save`` of tensors) or ``.safetensors``, by extension;
+    a safetensors file also names its ``cell`` in its metadata, so importing it needs no ``--cell``."""
     path = Path(path)
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +171,8 @@ def save(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     elif suffix == ".safetensors":
         from safetensors.numpy import save_file
 
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path))
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path),
+                  metadata={CELL_METADATA: cell} if cell else None)
     else:
         raise UserError(f"cannot tell the format of {str(path)!r}: use .npz, .pt/.pth or .safetensors")
     return path
@@ -190,3 +204,16 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except Exception as exc:  # damaged or foreign files: say which, never a traceback
         raise UserError(f"cannot read {path}: {exc}") from exc
     raise UserError(f"cannot tell the format of {str(path)!r}: use .npz, .pt/.pth or .safetensors")
+
+
+def cell_named_in(path: str | os.PathLike) -> str | None:
+    """The cell a weights file names in its own metadata (safetensors files rnnlab exported), else None."""
+    if Path(path).suffix.lower() != ".safetensors":
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            return (f.metadata() or {}).get(CELL_METADATA)
+    except Exception:  # a damaged header is reported by load()
+        return None

@@ -242,7 +242,7 @@ def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable
     check_params(spec, params, f"{out}/checkpoint.safetensors")
     try:
         optimizer = Optimizer.restore(optimizer_meta, checkpoint.group(tensors, "opt"))
-        carry = checkpoint.carry_from_tensors(tensors, spec.num_layers, spec.cell == "lstm")
+        carry = checkpoint.carry_from_tensors(tensors, spec.num_layers, spec.cell_info.carry)
         state = train.LoopState.restore(state_meta, carry)
         checkpoint.cut_logs(out, {k: int(v) for k, v in log_sizes.items() if k in train.LOGS})
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

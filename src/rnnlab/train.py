@@ -148,7 +148,7 @@ def _host_facts() -> dict:
 
 def save_checkpoint(run_dir: Path, trainer, task, state: LoopState, config: dict, stem="checkpoint"):
     tensors = trainer.state_tensors()  # first: it brings the optimizer's counters up to date
-    tensors.update(checkpoint.carry_to_tensors(state.carry))
+    tensors.update(checkpoint.carry_to_tensors(state.carry, trainer.spec.cell_info.carry))
     meta = {**_model_meta(trainer, task, config), "optimizer": trainer.optimizer.meta(),
             "loop": state.meta(), "data": task.data_state(), "logs": checkpoint.log_sizes(run_dir, LOGS)}
     checkpoint.save(run_dir, stem, tensors, meta)

@@ -13,9 +13,9 @@ from ..cells import ModelSpec
 
 def init_carry(spec: ModelSpec, batch_size: int, dtype=np.float32) -> list:
     """Zero initial state: a list over layers of ``[B, H]`` arrays (``(h, c)`` for LSTM)."""
-    shape = (batch_size, spec.hidden_size)
-    if spec.cell == "lstm":
-        return [(np.zeros(shape, dtype), np.zeros(shape, dtype)) for _ in range(spec.num_layers)]
+    shape, parts = (batch_size, spec.hidden_size), len(spec.cell_info.carry)
+    if parts > 1:
+        return [tuple(np.zeros(shape, dtype) for _ in range(parts)) for _ in range(spec.num_layers)]
     return [np.zeros(shape, dtype) for _ in range(spec.num_layers)]
 
 

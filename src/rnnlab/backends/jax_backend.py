@@ -205,10 +205,15 @@ def _scan_layer_bwd(cell, residuals, cotangents):
 _scan_layer.defvjp(_scan_layer_fwd, _scan_layer_bwd)
 
 
+# Cells whose step does not split into one recurrent matmul and a pointwise part (Cho's GRU has a
+# second matmul behind its reset gate): scanned as a plain step function, gradients by autodiff.
+AUTODIFF_CELLS = {"gru": _gru}
+
+
 def _run_layer(cell: str, p, carry0, A):
     """(carry_T, outputs [T, B, H]) of one layer of any cell."""
-    if cell == "gru":
-        return jax.lax.scan(partial(_gru, p), carry0, A)
+    if cell in AUTODIFF_CELLS:
+        return jax.lax.scan(partial(AUTODIFF_CELLS[cell], p), carry0, A)
     return _scan_layer(cell, p["U"], {k: v for k, v in p.items() if k == "b_U"}, carry0, A)
 
 

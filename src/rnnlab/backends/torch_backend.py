@@ -38,9 +38,11 @@ from .common import check_targets
 
 name = "torch"
 
-BUILTINS = {"rnn": lambda i, h, n: nn.RNN(i, h, n, nonlinearity="tanh", batch_first=True),
-            "gru_reset_after": lambda i, h, n: nn.GRU(i, h, n, batch_first=True),
-            "lstm": lambda i, h, n: nn.LSTM(i, h, n, batch_first=True)}
+# The fused modules, by the name the cell table maps a cell to; cells with no PyTorch module
+# run as this backend's own modules (CUSTOM), which hold the canonical W, U, b directly.
+BUILTINS = {"nn.RNN": lambda i, h, n: nn.RNN(i, h, n, nonlinearity="tanh", batch_first=True),
+            "nn.GRU": lambda i, h, n: nn.GRU(i, h, n, batch_first=True),
+            "nn.LSTM": lambda i, h, n: nn.LSTM(i, h, n, batch_first=True)}
 
 
 def device_name(requested: str, cuda_devices: int, local_rank: int | None) -> str:
@@ -115,6 +117,10 @@ class ChoGRU(nn.Module):
         return x, torch.stack(finals)
 
 
+# Cells with no PyTorch module (see the cell table), as modules of this backend.
+CUSTOM = {"gru": ChoGRU}
+
+
 class TorchModel(nn.Module):
     """Input stage (one-hot or Dense-ReLU), the recurrent stack, a linear readout."""
 
@@ -125,7 +131,9 @@ class TorchModel(nn.Module):
         first_in = H if spec.input_kind == "dense_relu" else spec.input_size
         if spec.input_kind == "dense_relu":
             self.input = nn.Linear(spec.input_size, H)
-        self.rnn = ChoGRU(first_in, H, L) if spec.cell == "gru" else BUILTINS[spec.cell](first_in, H, L)
+        self.custom = spec.cell in CUSTOM
+        self.rnn = CUSTOM[spec.cell](first_in, H, L) if self.custom else \
+            BUILTINS[spec.cell_info.torch_module](first_in, H, L)
         self.readout = nn.Linear(H, spec.output_size)
         self.to(device=torch.device(device), dtype=TORCH_DTYPES[np.asarray(params["readout.W"]).dtype])
         self.load_canonical(params)
@@ -136,16 +144,15 @@ class TorchModel(nn.Module):
         spec, out = self.spec, []
         if spec.input_kind == "dense_relu":
             out += [("input.W", self.input.weight, True), ("input.b", self.input.bias, False)]
+        torch_names = {"W": ("weight_ih", True), "U": ("weight_hh", True), "b": ("bias_ih", False),
+                       "b_U": ("bias_hh", False)}
         for k in range(spec.num_layers):
-            if spec.cell == "gru":
-                out += [(f"layers.{k}.W", self.rnn.W[k], False), (f"layers.{k}.U", self.rnn.U[k], False),
-                        (f"layers.{k}.b", self.rnn.b[k], False)]
-                continue
-            out += [(f"layers.{k}.W", getattr(self.rnn, f"weight_ih_l{k}"), True),
-                    (f"layers.{k}.U", getattr(self.rnn, f"weight_hh_l{k}"), True),
-                    (f"layers.{k}.b", getattr(self.rnn, f"bias_ih_l{k}"), False)]
-            if spec.cell == "gru_reset_after":
-                out.append((f"layers.{k}.b_U", getattr(self.rnn, f"bias_hh_l{k}"), False))
+            for name in spec.cell_info.layer_params:
+                if self.custom:
+                    out.append((f"layers.{k}.{name}", getattr(self.rnn, name)[k], False))
+                else:
+                    attr, transposed = torch_names[name]
+                    out.append((f"layers.{k}.{name}", getattr(self.rnn, f"{attr}_l{k}"), transposed))
         out += [("readout.W", self.readout.weight, True), ("readout.b", self.readout.bias, False)]
         return out
 
@@ -154,7 +161,7 @@ class TorchModel(nn.Module):
         for key, tensor, transposed in self._pairs():
             value = torch.as_tensor(np.asarray(params[key]))
             tensor.copy_(value.T if transposed else value)
-        if self.spec.cell in ("rnn", "lstm"):
+        if not self.custom and "b_U" not in self.spec.cell_info.layer_params:
             for k in range(self.spec.num_layers):  # one canonical bias: the built-in's second one stays 0
                 bias_hh = getattr(self.rnn, f"bias_hh_l{k}")
                 bias_hh.zero_()
@@ -177,7 +184,7 @@ class TorchModel(nn.Module):
             x = F.one_hot(x, spec.input_size).to(self.readout.weight.dtype)
         elif spec.input_kind == "dense_relu":
             x = torch.relu(self.input(x))
-        if spec.cell == "lstm":
+        if len(spec.cell_info.carry) == 2:  # (h, c), as nn.LSTM takes it
             state = (torch.stack([c[0] for c in carry]), torch.stack([c[1] for c in carry]))
             out, (h_n, c_n) = self.rnn(x, state)
             new_carry = [(h_n[k], c_n[k]) for k in range(spec.num_layers)]

@@ -274,7 +274,7 @@ def evaluate_run(run_dir, text_path: str | None = None, which: str = "checkpoint
 
 def import_run(weights_path: str | os.PathLike, fmt: str, out: str | os.PathLike, text: str | None = None,
                chars: str | None = None, rnn_name: str = "rnn", fc_name: str = "fc", backend: str = "numpy",
-               force: bool = False) -> dict:
+               force: bool = False, cell: str | None = None) -> dict:
     """Make a charlm run in ``out`` from classic weights (``fmt``: ``min-char-rnn`` or ``torch``),
     so ``sample``, ``eval``, ``export`` and ``train --resume`` (fine-tuning) work on it.
 
@@ -292,7 +292,8 @@ def import_run(weights_path: str | os.PathLike, fmt: str, out: str | os.PathLike
     if fmt == "min-char-rnn":
         spec, params = interchange.from_min_char_rnn(arrays, where=str(path))
     elif fmt == "torch":
-        spec, params = interchange.from_torch_state_dict(arrays, "onehot", rnn_name, fc_name, where=str(path))
+        spec, params = interchange.from_torch_state_dict(arrays, "onehot", rnn_name, fc_name, where=str(path),
+                                                         cell=cell or interchange.cell_named_in(path))
     else:
         raise UserError(f"unknown format {fmt!r}; choose min-char-rnn or torch")
     if spec.input_size != spec.output_size:
