@@ -57,3 +57,31 @@ def test_usage_mistakes_are_one_line(capsys, argv):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+
+
+def test_every_config_flag_shows_the_config_default_and_the_registry_choices():
+    """Walk every flag of every command that takes a task's settings: the default its help shows
+    is the config class's, and its choices are the registry's (config.choices_of)."""
+    from rnnlab.config import CharLMConfig, DenoiseConfig, ForecastConfig, choices_of
+
+    configs = {"charlm": CharLMConfig, "denoise": DenoiseConfig, "forecast": ForecastConfig}
+    checked = 0
+    for path, parser in _parsers(build_parser()):
+        task = next((p for p in path if p in configs), None)
+        if task is None or not ({"train", "search", "sweep"} & set(path)):
+            continue  # sample, eval, predict: their flags are not run settings
+        cls = configs[task]
+        defaults, choices = cls(), choices_of(cls)
+        for action in parser._actions:
+            if not action.option_strings or not hasattr(defaults, action.dest):
+                continue
+            shown = re.search(r"\(default ([^)]*)\)\s*$", action.help or "")
+            value = getattr(defaults, action.dest)
+            if value != "":
+                assert shown and shown.group(1) == str(value), (path, action.dest, action.help)
+            if action.dest in choices:
+                assert tuple(action.choices) == tuple(choices[action.dest]), (path, action.dest)
+            elif action.choices is not None:
+                raise AssertionError(f"{path} --{action.dest}: choices typed outside the registry")
+            checked += 1
+    assert checked > 100  # train, search and sweep verbs of three tasks

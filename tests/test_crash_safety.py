@@ -190,3 +190,21 @@ def test_resume_accepts_the_same_text_by_another_path(tmp_path, small_text, caps
     other.write_text("something else entirely", encoding="utf-8")
     code, _, err = run_cli(capsys, "charlm", "train", "--resume", "--text", other, "--max-steps", "6", "--out", out)
     assert code == 2 and "cannot change --text" in err
+
+
+def test_a_checkpoint_from_before_the_log_lengths_and_loss_sums_still_loads_and_resumes(tmp_path, small_text,
+                                                                                          capsys):
+    """Checkpoints written before this version lack ``logs`` and the loop's loss sums since the last
+    evaluation: they still evaluate, sample and resume."""
+    out = tmp_path / "run"
+    assert run_cli(capsys, "charlm", "train", "--text", small_text, "--max-steps", "4", "--eval-every", "2", *TINY,
+                   "--out", out)[0] == 0
+    meta_path = out / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["logs"], meta["loop"]["loss_sum_since_eval"], meta["loop"]["steps_since_eval"]
+    meta_path.write_text(json.dumps(meta))
+    assert run_cli(capsys, "charlm", "eval", "--run", out, "--json")[0] == 0
+    assert run_cli(capsys, "charlm", "sample", "--run", out, "--length", "5")[0] == 0
+    code, _, err = run_cli(capsys, "charlm", "train", "--resume", "--out", out, "--max-steps", "6")
+    assert code == 0, err
+    assert json.loads(meta_path.read_text())["loop"]["step"] == 6

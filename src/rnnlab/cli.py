@@ -8,14 +8,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
 from . import __version__
 from .cells import CELLS
-from .config import BACKEND_NAMES, PRESETS, CharLMConfig, DenoiseConfig, ForecastConfig, from_toml
+from .config import (BACKEND_NAMES, PRESETS, PRUNERS, CharLMConfig, DenoiseConfig, ForecastConfig, describe_range,
+                     flag, from_toml, in_range, settings_of)
 from .errors import TrainingDiverged, UserError
-from .optim import OPTIMIZERS, SCHEDULES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,62 +49,6 @@ _positive_float = _number(float, 0, inclusive=False)
 _non_negative_float = _number(float, 0, inclusive=True)
 
 
-# Flags every task's `train` shares, one-to-one with config fields of the same name.
-MODEL_SIZE_FLAGS = [
-    ("model", "--hidden-size", dict(type=_positive_int, metavar="N", help="units in each recurrent layer")),
-    ("model", "--layers", dict(type=_positive_int, metavar="N", help="stacked recurrent layers")),
-    ("model", "--init", dict(choices=("default", "classic"),
-                            help="default: uniform +-1/sqrt(H) as PyTorch; classic: N(0,1)*0.01 as min-char-rnn")),
-    ("model", "--dtype", dict(choices=("float32", "float64"), help="floating-point type of parameters and math")),
-]
-OPTIMIZER_FLAGS = [
-    ("optimization", "--optimizer", dict(choices=OPTIMIZERS, help="update rule")),
-    ("optimization", "--lr", dict(type=_positive_float, metavar="X", help="learning rate (peak rate with a schedule)")),
-    ("optimization", "--schedule", dict(choices=SCHEDULES, help="learning-rate schedule over the run")),
-    ("optimization", "--warmup-steps", dict(type=_non_negative_int, metavar="N",
-                                             help="linear warm-up from 0 to --lr over N steps")),
-    ("optimization", "--clip", dict(choices=("norm", "value", "none"), help="global-norm or element clip")),
-    ("optimization", "--clip-value", dict(type=_positive_float, metavar="X",
-                                           help="largest gradient norm (--clip norm) or element (--clip value)")),
-]
-MAX_MINUTES_FLAG = ("budget", "--max-minutes", dict(type=_non_negative_float, metavar="X",
-                                                    help="training minutes of this invocation (0 = no limit)"))
-
-
-DEVICE_FLAG = ("model", "--device", dict(metavar="WHERE", help="torch backend: auto (a GPU when present, "
-                                                          "else the CPU), cpu, cuda or cuda:N"))
-
-
-# Flags of `charlm train` that map one-to-one onto CharLMConfig fields.
-CHARLM_TRAIN_FLAGS = [
-    ("data", "--text", dict(metavar="FILE", help="UTF-8 text to train on (default: built-in corpus, "
-                                                  "Python's pydoc topics)")),
-    ("data", "--val-fraction", dict(type=float, metavar="X", help="tail of the text held out for validation")),
-    ("model", "--cell", dict(choices=CELLS, help="recurrent cell")),
-    *MODEL_SIZE_FLAGS,
-    ("model", "--backend", dict(choices=BACKEND_NAMES, help="engine that computes the model")),
-    DEVICE_FLAG,
-    ("optimization", "--seq-len", dict(type=_positive_int, metavar="T", help="truncated-BPTT length")),
-    ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="parallel text streams")),
-    *OPTIMIZER_FLAGS,
-    ("optimization", "--loss-reduction", dict(choices=("mean", "sum"),
-                                             help="mean per character, or summed over the sequence (min-char-rnn)")),
-    ("budget", "--max-steps", dict(type=_non_negative_int, metavar="N", help="total steps (0 = no limit)")),
-    MAX_MINUTES_FLAG,
-    ("budget", "--target-loss", dict(type=_non_negative_float, metavar="X",
-                                     help="stop when the smoothed train loss (nats/char) is below X")),
-    ("budget", "--target-val-loss", dict(type=_non_negative_float, metavar="X",
-                                         help="stop at the first evaluation with validation loss <= X")),
-    ("reporting", "--eval-every", dict(type=_positive_int, metavar="N",
-                                       help="steps between validation, sample and checkpoint")),
-    ("reporting", "--eval-max-chars", dict(type=_non_negative_int, metavar="N",
-                                          help="validation characters per evaluation (0 = all)")),
-    ("reporting", "--sample-length", dict(type=_non_negative_int, metavar="N",
-                                         help="characters of the sample at each evaluation")),
-    ("budget", "--seed", dict(type=_non_negative_int, metavar="N", help="seed of the initial weights and the data")),
-]
-
-
 def _finite_float(text):
     try:
         value = float(text)
@@ -122,106 +67,53 @@ def _float_list(text):
     return [_positive_float(p) for p in parts]
 
 
-# Flags of `denoise train` (and `denoise search`) that map one-to-one onto DenoiseConfig fields.
-DENOISE_TRAIN_FLAGS = [
-    ("process", "--mu", dict(type=_finite_float, metavar="X", help="long-run mean")),
-    ("process", "--tau", dict(type=_positive_float, metavar="X", help="relaxation time")),
-    ("process", "--sigma", dict(type=_positive_float, metavar="X", help="stationary standard deviation")),
-    ("process", "--dt", dict(type=_positive_float, metavar="X", help="time step (must be < tau)")),
-    ("process", "--noise-var", dict(type=_positive_float, metavar="X",
-                                    help="variance (not std) of the observation noise")),
-    ("process", "--seq-len", dict(type=_number(int, 2, inclusive=True), metavar="T",
-                                  help="OU steps per sequence")),
-    ("model", "--target", dict(choices=("predict", "filter"),
-                               help="predict: x[t+1] from y[0..t] (the exercise); filter: x[t] from y[0..t]")),
-    ("model", "--cell", dict(choices=CELLS, help="recurrent cell (gru = Cho 2014, as in the exercise)")),
-    *MODEL_SIZE_FLAGS,
-    ("model", "--backend", dict(choices=BACKEND_NAMES, help="engine that computes the model")),
-    DEVICE_FLAG,
-    ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="fresh sequences per step")),
-    *OPTIMIZER_FLAGS,
-    ("budget", "--steps", dict(type=_positive_int, metavar="N", aliases=("--max-steps",),
-                               help="total training steps")),
-    MAX_MINUTES_FLAG,
-    ("budget", "--seed", dict(type=_non_negative_int, metavar="N", help="seed of the initial weights and the data")),
-    ("reporting", "--eval-every", dict(type=_positive_int, metavar="N",
-                                       help="steps between validation and checkpoint")),
-    ("reporting", "--val-sequences", dict(type=_positive_int, metavar="N",
-                                        help="fixed validation sequences, drawn once from the seed")),
-    ("reporting", "--test-sequences", dict(type=_positive_int, metavar="N",
-                                           help="fresh sequences for the final comparison with Kalman")),
-]
+def _flag_type(spec, default):
+    """The argparse type of a setting: numbers checked against its range as they are parsed."""
+    if spec.choices is not None or isinstance(default, str):
+        return None
+    kind = int if isinstance(default, int) and not isinstance(default, bool) else float
+    wanted = describe_range(spec, kind)
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        if kind is float and not math.isfinite(value) or not in_range(spec, value):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
+        return value
+
+    return parse
 
 
-def _fraction(text):
-    value = _finite_float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text}")
-    return value
-
-
-# Flags of `forecast train` that map one-to-one onto ForecastConfig fields.
-FORECAST_TRAIN_FLAGS = [
-    ("data", "--csv", dict(metavar="FILE", help="Binance kline or OHLCV CSV (default: the built-in generated "
-                                                 "series, a random walk with two cycles)")),
-    ("data", "--every", dict(metavar="DURATION", help="one point per bin: the first open (e.g. 20h, 90min, 1d)")),
-    ("data", "--start", dict(metavar="DATE", help="first date of the range (default: the file's first row)")),
-    ("data", "--end", dict(metavar="DATE", help="end of the range, exclusive (default: the file's last row)")),
-    ("data", "--builtin-points", dict(type=_number(int, 10, inclusive=True), metavar="N",
-                                      help="length of the built-in series")),
-    ("data", "--window", dict(type=_number(int, 1, inclusive=True), metavar="N",
-                              help="past prices seen per forecast")),
-    ("data", "--target", dict(choices=("levels", "returns"),
-                              help="levels: the next price scaled to [-1, 1] (the exercise); returns: the next "
-                                   "log-return, turned into a price")),
-    ("data", "--val-fraction", dict(type=_fraction, metavar="X", help="share of the points for validation")),
-    ("data", "--test-fraction", dict(type=_fraction, metavar="X", help="share of the points for the test")),
-    ("model", "--cell", dict(choices=CELLS, help="recurrent cell (rnn = nn.RNN, as in the exercise)")),
-    *MODEL_SIZE_FLAGS,
-    ("model", "--backend", dict(choices=BACKEND_NAMES, help="engine that computes the model")),
-    DEVICE_FLAG,
-    ("optimization", "--batch-size", dict(type=_positive_int, metavar="B", help="windows per step")),
-    *OPTIMIZER_FLAGS,
-    ("optimization", "--loss-steps", dict(choices=("last", "all"),
-                                          help="last: score the forecast after the window (the exercise); "
-                                               "all: also every one-step forecast inside it")),
-    ("budget", "--epochs", dict(type=_positive_int, metavar="N", help="passes over the training windows")),
-    MAX_MINUTES_FLAG,
-    ("budget", "--seed", dict(type=_non_negative_int, metavar="N", help="seed of the initial weights and the data")),
-]
-
-
-def _field(flag_name: str) -> str:
-    return flag_name[2:].replace("-", "_")
-
-
-def _add_config_flags(parser, flags, defaults, skip=()) -> None:
-    """One argument per (group, flag, kwargs); the default shown in --help comes from the config class."""
+def _add_config_flags(parser, config_cls, skip=()) -> None:
+    """One flag per setting of ``config_cls`` (``--hidden-size`` for ``hidden_size``), in argument
+    groups, with the config's default shown in --help and the registry's choices."""
     groups = {}
-    for group, name, kwargs in flags:
+    for name, (spec, default) in settings_of(config_cls).items():
         if name in skip:
             continue
-        if group not in groups:
-            groups[group] = parser.add_argument_group(group)
-        kwargs = dict(kwargs)
-        aliases = kwargs.pop("aliases", ())
-        default = getattr(defaults, _field(name))
-        help_text = kwargs.get("help", "")
-        if "default" not in help_text and default != "":
-            help_text = f"{help_text} (default {default})".strip()
-        groups[group].add_argument(name, *aliases, dest=_field(name), default=None, **dict(kwargs, help=help_text))
+        if spec.group not in groups:
+            groups[spec.group] = parser.add_argument_group(spec.group)
+        help_text = spec.help if default == "" else f"{spec.help} (default {default})"
+        kwargs = dict(help=help_text, dest=name, default=None)
+        if spec.choices is not None:
+            kwargs["choices"] = spec.choices
+        else:
+            kwargs.update(type=_flag_type(spec, default), metavar=spec.metavar)
+        groups[spec.group].add_argument(f"--{flag(name)}", *spec.aliases, **kwargs)
 
 
-def _config_from_args(config_cls, args, flags, preset: dict | None = None):
+def _config_from_args(config_cls, args, preset: dict | None = None):
     """(config, overrides): the --config file (or defaults), then the preset, then explicit flags."""
     import dataclasses
 
     cfg = from_toml(config_cls, args.config) if args.config else config_cls()
     overrides = dict(preset or {})
-    for _, name, _ in flags:
-        value = getattr(args, _field(name), None)
+    for name in settings_of(config_cls):
+        value = getattr(args, name, None)
         if value is not None:
-            overrides[_field(name)] = value
+            overrides[name] = value
     return dataclasses.replace(cfg, **overrides), overrides
 
 
@@ -262,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Train a character-level language model. Writes config.toml, "
                                       "metrics.jsonl, checkpoint.*, best.*, samples.jsonl, loss.png and report.html "
                                       "into --out.")
-    _add_config_flags(tr, CHARLM_TRAIN_FLAGS, CharLMConfig())
+    _add_config_flags(tr, CharLMConfig)
     tr.add_argument_group("preset").add_argument(
         "--preset", choices=sorted(PRESETS),
         help="min-char-rnn: the classic from-scratch exercise exactly (H=100, T=25, B=1, Adagrad 0.1, clip 5, "
@@ -297,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "estimate on --test-sequences fresh sequences. Writes config.toml, "
                                        "metrics.jsonl, checkpoint.*, best.*, test.json, loss.png, traces.png and "
                                        "report.html.")
-    _add_config_flags(dt, DENOISE_TRAIN_FLAGS, DenoiseConfig())
+    _add_config_flags(dt, DenoiseConfig)
     _add_run_flags(dt, "runs/denoise")
 
     ds = dverbs.add_parser("search", usage="%(prog)s [options]", help="learning-rate search: one run per rate, curves, table, best rate",
@@ -306,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "rate with the lowest validation MSE.")
     ds.add_argument("--lrs", type=_float_list, default=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2], metavar="LIST",
                     help="comma-separated learning rates (default 1e-4,3e-4,1e-3,3e-3,1e-2)")
-    _add_config_flags(ds, DENOISE_TRAIN_FLAGS, DenoiseConfig(), skip=("--lr",))
+    _add_config_flags(ds, DenoiseConfig, skip=("lr",))
     _add_run_flags(ds, "runs/denoise-search", resume=False)
 
     de = dverbs.add_parser("eval", help="test a saved model against Kalman on fresh sequences")
@@ -328,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "best epoch on validation, then test it against persistence. Writes "
                                        "config.toml, metrics.jsonl (one row per epoch), checkpoint.*, best.*, "
                                        "test.json, loss.png, forecast.png and report.html.")
-    _add_config_flags(ft, FORECAST_TRAIN_FLAGS, ForecastConfig())
+    _add_config_flags(ft, ForecastConfig)
     _add_run_flags(ft, "runs/forecast")
 
     fp = fverbs.add_parser("predict", help="forecast the value after the last window of a CSV",
@@ -362,9 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "share the study.")
     sweep_tasks = sw.add_subparsers(dest="verb", metavar="TASK", parser_class=_Parser)
     sweep_tasks.required = True
-    for name, flags, defaults in (("charlm", CHARLM_TRAIN_FLAGS, CharLMConfig()),
-                                  ("denoise", DENOISE_TRAIN_FLAGS, DenoiseConfig()),
-                                  ("forecast", FORECAST_TRAIN_FLAGS, ForecastConfig())):
+    for name, config_cls in (("charlm", CharLMConfig), ("denoise", DenoiseConfig), ("forecast", ForecastConfig)):
         st = sweep_tasks.add_parser(name, usage="%(prog)s [options]", help=f"sweep {name} runs",
                                     description=f"Sweep {name} runs. Training flags fix what is not searched.")
         group = st.add_argument_group("sweep")
@@ -379,17 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
                            help="start no new trial after X minutes (0 = no limit)")
         group.add_argument("--space", metavar="FILE.toml", help="search space, replacing the default "
                                                                 "(see --print-space)")
-        group.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median",
+        group.add_argument("--pruner", choices=PRUNERS, default="median",
                            help="stop bad trials early from their validation losses (default median)")
         group.add_argument("--print-space", action="store_true", help="print the search space as TOML and exit")
         group.add_argument("--heartbeat-seconds", type=_positive_int, default=10, metavar="S",
                            help="a worker silent for 3 S seconds has its trial failed and re-queued (default 10)")
-        _add_config_flags(st, flags, defaults)
+        _add_config_flags(st, config_cls)
         run = st.add_argument_group("run")
         run.add_argument("--config", metavar="FILE.toml", help="base config of every trial; flags override it")
         run.add_argument("--out", metavar="DIR", help="sweep directory (default runs/<study>)")
         run.add_argument("--quiet", action="store_true", help="no per-trial lines")
-        st.set_defaults(sweep_flags=flags)
+        st.set_defaults(sweep_config=config_cls)
 
     im = tasks.add_parser("import", help="make a charlm run from min-char-rnn weights or a PyTorch state_dict",
                           description="Turn classic weights into a charlm run directory, so sample, eval, "
@@ -490,7 +380,7 @@ def _resume_hint(task: str, summary: dict) -> int:
     return 143 if "SIGTERM" in (summary.get("stop_reason") or "") else 130
 
 
-def _train(config_cls, flags, args, preset: dict | None = None) -> dict | None:
+def _train(config_cls, args, preset: dict | None = None) -> dict | None:
     """The config from the flags, then ``runner.train_run`` here or as one process of a torchrun job
     (``rnnlab.distributed``); returns the summary on the process that reports (None on the others)."""
     import shutil
@@ -499,7 +389,7 @@ def _train(config_cls, flags, args, preset: dict | None = None) -> dict | None:
     from .launch import launched_by_torchrun
     from .runner import train_run
 
-    cfg, overrides = _config_from_args(config_cls, args, flags, preset)
+    cfg, overrides = _config_from_args(config_cls, args, preset)
     if not launched_by_torchrun():
         return train_run(cfg, args.out, resume=args.resume, force=args.force, overrides=overrides, quiet=args.quiet)
     backend, batch_size, device = cfg.backend, cfg.batch_size, cfg.device
@@ -534,7 +424,7 @@ def _saved_config(config_cls, out: str):
 
 
 def _charlm_train(args) -> int:
-    summary = _train(CharLMConfig, CHARLM_TRAIN_FLAGS, args,
+    summary = _train(CharLMConfig, args,
                      PRESETS[args.preset] if args.preset else None)
     if summary is None:
         return 0
@@ -583,7 +473,7 @@ def _print_denoise_test(result: dict) -> None:
 
 
 def _denoise_train(args) -> int:
-    summary = _train(DenoiseConfig, DENOISE_TRAIN_FLAGS, args)
+    summary = _train(DenoiseConfig, args)
     if summary is None:
         return 0
     print(f"{summary['stop_reason']} at step {summary['step']}; run saved in {summary['run_dir']}")
@@ -597,7 +487,7 @@ def _denoise_train(args) -> int:
 def _denoise_search(args) -> int:
     from .lr_search import lr_search, search_table
 
-    cfg, _ = _config_from_args(DenoiseConfig, args, DENOISE_TRAIN_FLAGS)
+    cfg, _ = _config_from_args(DenoiseConfig, args)
     result = lr_search(cfg, args.lrs, args.out, force=args.force, quiet=args.quiet)
     print(search_table(result))
     print(f"figure: {args.out}/lr_search.png; table: {args.out}/search.md")
@@ -617,7 +507,7 @@ def _denoise_eval(args) -> int:
 
 
 def _forecast_train(args) -> int:
-    summary = _train(ForecastConfig, FORECAST_TRAIN_FLAGS, args)
+    summary = _train(ForecastConfig, args)
     if summary is None:
         return 0
     print(f"{summary['stop_reason']} after {summary['epochs']:g} epochs; run saved in {summary['run_dir']}")
@@ -653,7 +543,7 @@ def _sweep(args) -> int:
     from .tasks import TASKS
 
     task = TASKS[args.verb]
-    base, _ = _config_from_args(task.config_cls, args, args.sweep_flags)
+    base, _ = _config_from_args(task.config_cls, args)
     space = sweep.load_space(args.space) if args.space else sweep.DEFAULT_SPACES[args.verb]
     space = sweep.check_space(space, base, where=args.space or "default search space")
     if args.print_space:

@@ -22,46 +22,114 @@ from .errors import UserError
 from .optim import CLIP_KINDS, OPTIMIZERS, SCHEDULES
 
 
+BACKEND_NAMES = ("numpy", "jax", "torch")
+DTYPES = ("float32", "float64")
+PRUNERS = ("median", "hyperband", "none")  # sweeps: how bad trials are stopped early
+GROUPS = ("data", "process", "model", "optimization", "budget", "reporting")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Everything about one setting except its default: its help, its group in ``--help``, the
+    values it takes, and whether ``--resume`` may change it.  The command line's flags, the
+    TOML keys and the checks in ``validate`` are all made from these."""
+
+    help: str
+    group: str
+    choices: tuple | None = None   # the registry of allowed values
+    minimum: float | None = None   # numbers: the smallest allowed value ...
+    above: bool = False            # ... which is itself excluded
+    maximum: float | None = None   # numbers: the largest allowed value ...
+    below: bool = False            # ... which is itself excluded
+    resumable: bool = False        # --resume may change it (budgets and reporting, never model or data)
+    metavar: str | None = None
+    aliases: tuple = ()            # further flag names (old spellings stay accepted)
+
+    def __post_init__(self):
+        assert self.group in GROUPS, self.group
+
+
+def setting(default, spec: Setting):
+    """A config field with its ``Setting``."""
+    return dataclasses.field(default=default, metadata={"setting": spec})
+
+
+# Settings every task shares: each is described here once; a task gives only its default
+# (and, where it says more, its own help).
+SHARED = {
+    "cell": Setting("recurrent cell", "model", choices=CELLS),
+    "hidden_size": Setting("units in each recurrent layer", "model", minimum=1, metavar="N"),
+    "layers": Setting("stacked recurrent layers", "model", minimum=1, metavar="N"),
+    "init": Setting("default: one-hot rows N(0, 0.5^2), dense inputs N(0, 1/fan_in), orthogonal recurrent "
+                    "blocks, readout N(0, 1/H), LSTM forget bias 1; classic: every weight N(0,1)*0.01, as "
+                    "min-char-rnn", "model", choices=INITS),
+    "dtype": Setting("floating-point type of parameters and math", "model", choices=DTYPES),
+    "backend": Setting("engine that computes the model", "model", choices=BACKEND_NAMES),
+    "device": Setting("torch backend: auto (a GPU when present, else the CPU), cpu, cuda or cuda:N", "model",
+                      metavar="WHERE"),
+    "optimizer": Setting("update rule", "optimization", choices=OPTIMIZERS),
+    "lr": Setting("learning rate (peak rate with a schedule)", "optimization", minimum=0, above=True, metavar="X"),
+    "schedule": Setting("learning-rate schedule over the run", "optimization", choices=SCHEDULES),
+    "warmup_steps": Setting("linear warm-up from 0 to --lr over N steps", "optimization", minimum=0, metavar="N"),
+    "clip": Setting("global-norm or element clip", "optimization", choices=CLIP_KINDS),
+    "clip_value": Setting("largest gradient norm (--clip norm) or element (--clip value)", "optimization",
+                          minimum=0, above=True, metavar="X"),
+    "batch_size": Setting("rows per step", "optimization", minimum=1, metavar="B"),
+    "max_minutes": Setting("training minutes of this invocation (0 = no limit)", "budget", minimum=0,
+                           resumable=True, metavar="X"),
+    "seed": Setting("seed of the initial weights and the data", "budget", minimum=0, metavar="N"),
+}
+
+
+def shared(name: str, default, **changes):
+    """The shared setting ``name`` with this task's default (and any of its own wording)."""
+    return setting(default, dataclasses.replace(SHARED[name], **changes))
+
+
 @dataclass
 class CharLMConfig:
     """Everything that defines a charlm run (data, model, optimizer, budget)."""
 
-    text: str = ""                 # UTF-8 file; "" = the built-in corpus
-    val_fraction: float = 0.1
-    cell: str = "gru_reset_after"
-    hidden_size: int = 256
-    layers: int = 1
-    seq_len: int = 64
-    batch_size: int = 32
-    init: str = "default"
-    dtype: str = "float32"
-    backend: str = "numpy"
-    device: str = "auto"           # torch backend: auto (a GPU when present), cpu, cuda, cuda:N
-    optimizer: str = "adam"
-    lr: float = 3e-3
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    clip: str = "norm"
-    clip_value: float = 5.0
-    loss_reduction: str = "mean"   # "sum" over the sequence is the min-char-rnn objective
-    max_steps: int = 1000          # 0 = no step limit
-    max_minutes: float = 0.0       # wall-clock training budget of one invocation; 0 = none
-    target_loss: float = 0.0       # stop once the smoothed train loss (nats/char) is below; 0 = off
-    target_val_loss: float = 0.0   # stop at the first eval with validation loss at or below; 0 = off
-    eval_every: int = 100
-    eval_max_chars: int = 0        # cap on validation characters per eval; 0 = all
-    sample_length: int = 200
-    seed: int = 0
+    LENGTH = "max_steps"  # the setting that says how long the run trains
+
+    text: str = setting("", Setting("UTF-8 text to train on (default: built-in corpus, Python's pydoc topics)",
+                                    "data", metavar="FILE"))
+    val_fraction: float = setting(0.1, Setting("tail of the text held out for validation", "data", minimum=0,
+                                               maximum=1, below=True, metavar="X"))
+    cell: str = shared("cell", "gru_reset_after")
+    hidden_size: int = shared("hidden_size", 256)
+    layers: int = shared("layers", 1)
+    seq_len: int = setting(64, Setting("truncated-BPTT length", "optimization", minimum=1, metavar="T"))
+    batch_size: int = shared("batch_size", 32, help="parallel text streams")
+    init: str = shared("init", "default")
+    dtype: str = shared("dtype", "float32")
+    backend: str = shared("backend", "numpy")
+    device: str = shared("device", "auto")
+    optimizer: str = shared("optimizer", "adam")
+    lr: float = shared("lr", 3e-3)
+    schedule: str = shared("schedule", "constant")
+    warmup_steps: int = shared("warmup_steps", 0)
+    clip: str = shared("clip", "norm")
+    clip_value: float = shared("clip_value", 5.0)
+    loss_reduction: str = setting("mean", Setting("mean per character, or summed over the sequence (min-char-rnn)",
+                                                  "optimization", choices=("mean", "sum")))
+    max_steps: int = setting(1000, Setting("total steps (0 = no limit)", "budget", minimum=0, resumable=True,
+                                           metavar="N"))
+    max_minutes: float = shared("max_minutes", 0.0)
+    target_loss: float = setting(0.0, Setting("stop when the smoothed train loss (nats/char) is below X (0 = off)",
+                                              "budget", minimum=0, resumable=True, metavar="X"))
+    target_val_loss: float = setting(0.0, Setting("stop at the first evaluation with validation loss <= X (0 = off)",
+                                                  "budget", minimum=0, resumable=True, metavar="X"))
+    eval_every: int = setting(100, Setting("steps between validation, sample and checkpoint", "reporting",
+                                           minimum=1, resumable=True, metavar="N"))
+    eval_max_chars: int = setting(0, Setting("validation characters per evaluation (0 = all)", "reporting",
+                                             minimum=0, resumable=True, metavar="N"))
+    sample_length: int = setting(200, Setting("characters of the sample at each evaluation", "reporting",
+                                              minimum=0, resumable=True, metavar="N"))
+    seed: int = shared("seed", 0)
 
     def validate(self) -> "CharLMConfig":
-        check_ints(self, ("hidden_size", "layers", "seq_len", "batch_size", "eval_every"), minimum=1)
-        check_ints(self, ("max_steps", "warmup_steps", "eval_max_chars", "sample_length", "seed"), minimum=0)
-        check_positive(self, ("lr", "clip_value"))
-        check_off_or_positive(self, ("max_minutes", "target_loss", "target_val_loss"))
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise UserError(f"--val-fraction must be in [0, 1), got {self.val_fraction!r}")
-        check_device(self)
-        check_choices(self, {**TRAINING_CHOICES, "backend": BACKEND_NAMES, "loss_reduction": ("mean", "sum")})
+        check_settings(self)
         if not (self.max_steps or self.max_minutes or self.target_loss or self.target_val_loss):
             raise UserError("no stopping rule: set --max-steps, --max-minutes, --target-loss or "
                             "--target-val-loss")
@@ -79,45 +147,47 @@ class DenoiseConfig:
     reaches the Kalman predictor's MSE within 1% in seconds (see benchmarks/denoise.py).
     """
 
-    mu: float = 1.0
-    tau: float = 2.0
-    sigma: float = 0.5
-    dt: float = 0.1
-    noise_var: float = 0.1         # variance of the observation noise (not a standard deviation)
-    seq_len: int = 10              # OU steps per sequence; the predictor sees seq_len - 1 of them
-    target: str = "predict"        # predict: x[t+1] from y[0..t];  filter: x[t] from y[0..t]
-    cell: str = "gru"
-    hidden_size: int = 12
-    layers: int = 1
-    init: str = "default"
-    dtype: str = "float32"
-    backend: str = "jax"
-    device: str = "auto"           # torch backend: auto (a GPU when present), cpu, cuda, cuda:N
-    optimizer: str = "adam"
-    lr: float = 3e-3
-    schedule: str = "cosine"
-    warmup_steps: int = 0
-    clip: str = "norm"
-    clip_value: float = 1.0
-    batch_size: int = 256          # fresh sequences per step
-    steps: int = 4000
-    max_minutes: float = 0.0       # wall-clock training budget of one invocation; 0 = none
-    eval_every: int = 200
-    val_sequences: int = 10_000    # fixed validation set, drawn once from the seed
-    test_sequences: int = 100_000  # fresh test set for the final model-vs-Kalman comparison
-    seed: int = 0
+    LENGTH = "steps"
+
+    mu: float = setting(1.0, Setting("long-run mean", "process", metavar="X"))
+    tau: float = setting(2.0, Setting("relaxation time", "process", minimum=0, above=True, metavar="X"))
+    sigma: float = setting(0.5, Setting("stationary standard deviation", "process", minimum=0, above=True,
+                                        metavar="X"))
+    dt: float = setting(0.1, Setting("time step (must be < tau)", "process", minimum=0, above=True, metavar="X"))
+    noise_var: float = setting(0.1, Setting("variance (not std) of the observation noise", "process", minimum=0,
+                                            above=True, metavar="X"))
+    seq_len: int = setting(10, Setting("OU steps per sequence (an input and a later target at least)", "process",
+                                       minimum=2, metavar="T"))
+    target: str = setting("predict", Setting("predict: x[t+1] from y[0..t] (the exercise); filter: x[t] from "
+                                             "y[0..t]", "model", choices=("predict", "filter")))
+    cell: str = shared("cell", "gru", help="recurrent cell (gru = Cho 2014, as in the exercise)")
+    hidden_size: int = shared("hidden_size", 12)
+    layers: int = shared("layers", 1)
+    init: str = shared("init", "default")
+    dtype: str = shared("dtype", "float32")
+    backend: str = shared("backend", "jax")
+    device: str = shared("device", "auto")
+    optimizer: str = shared("optimizer", "adam")
+    lr: float = shared("lr", 3e-3)
+    schedule: str = shared("schedule", "cosine")
+    warmup_steps: int = shared("warmup_steps", 0)
+    clip: str = shared("clip", "norm")
+    clip_value: float = shared("clip_value", 1.0)
+    batch_size: int = shared("batch_size", 256, help="fresh sequences per step")
+    steps: int = setting(4000, Setting("total training steps", "budget", minimum=1, resumable=True, metavar="N",
+                                       aliases=("--max-steps",)))
+    max_minutes: float = shared("max_minutes", 0.0)
+    eval_every: int = setting(200, Setting("steps between validation and checkpoint", "reporting", minimum=1,
+                                           resumable=True, metavar="N"))
+    val_sequences: int = setting(10_000, Setting("fixed validation sequences, drawn once from the seed",
+                                                 "reporting", minimum=1, metavar="N"))
+    test_sequences: int = setting(100_000, Setting("fresh sequences for the final comparison with Kalman",
+                                                   "reporting", minimum=1, resumable=True, metavar="N"))
+    seed: int = shared("seed", 0)
 
     def validate(self) -> "DenoiseConfig":
-        check_ints(self, ("hidden_size", "layers", "batch_size", "steps", "eval_every", "val_sequences",
-                          "test_sequences"), minimum=1)
-        check_ints(self, ("warmup_steps", "seed"), minimum=0)
-        if not isinstance(self.seq_len, int) or isinstance(self.seq_len, bool) or self.seq_len < 2:
-            raise UserError(f"--seq-len must be an integer >= 2 (an input and a later target), got {self.seq_len!r}")
-        check_positive(self, ("lr", "clip_value"))
-        check_off_or_positive(self, ("max_minutes",))
-        check_device(self)
-        check_choices(self, {**TRAINING_CHOICES, "backend": BACKEND_NAMES, "target": ("predict", "filter")})
-        self.process()  # tau, sigma, dt, noise_var > 0 and dt < tau
+        check_settings(self)
+        self.process()  # dt < tau
         return self
 
     def process(self):
@@ -139,50 +209,49 @@ class ForecastConfig:
     state trained with MSE and Adam, the best epoch on validation kept.
     """
 
-    csv: str = ""                  # OHLCV or Binance kline CSV; "" = the built-in generated series
-    every: str = "20h"             # one point per bin: the first open in each bin
-    start: str = ""                # first date of the selected range ("" = the file's first row)
-    end: str = ""                  # end of the range, exclusive ("" = the file's last row)
-    builtin_points: int = 3000     # length of the built-in series (used when csv = "")
-    window: int = 20               # past prices seen per forecast
-    target: str = "levels"         # levels: the next scaled price; returns: the next log-return
-    loss_steps: str = "last"       # last: score only the forecast after the window; all: every step
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    cell: str = "rnn"
-    hidden_size: int = 32
-    layers: int = 1
-    init: str = "default"
-    dtype: str = "float32"
-    backend: str = "torch"
-    device: str = "auto"           # torch backend: auto (a GPU when present), cpu, cuda, cuda:N
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    clip: str = "norm"
-    clip_value: float = 1.0
-    batch_size: int = 32
-    epochs: int = 50
-    max_minutes: float = 0.0       # wall-clock training budget of one invocation; 0 = none
-    seed: int = 0
+    LENGTH = "epochs"
+
+    csv: str = setting("", Setting("Binance kline or OHLCV CSV (default: the built-in generated series, a random "
+                                   "walk with two cycles)", "data", metavar="FILE"))
+    every: str = setting("20h", Setting("one point per bin: the first open (e.g. 20h, 90min, 1d)", "data",
+                                        metavar="DURATION"))
+    start: str = setting("", Setting("first date of the range (default: the file's first row)", "data",
+                                     metavar="DATE"))
+    end: str = setting("", Setting("end of the range, exclusive (default: the file's last row)", "data",
+                                   metavar="DATE"))
+    builtin_points: int = setting(3000, Setting("length of the built-in series", "data", minimum=10, metavar="N"))
+    window: int = setting(20, Setting("past prices seen per forecast", "data", minimum=1, metavar="N"))
+    target: str = setting("levels", Setting("levels: the next price scaled to [-1, 1] (the exercise); returns: the "
+                                            "next log-return, turned into a price", "data",
+                                            choices=("levels", "returns")))
+    loss_steps: str = setting("last", Setting("last: score the forecast after the window (the exercise); all: also "
+                                              "every one-step forecast inside it", "optimization",
+                                              choices=("last", "all")))
+    val_fraction: float = setting(0.15, Setting("share of the points for validation", "data", minimum=0, above=True,
+                                                maximum=1, below=True, metavar="X"))
+    test_fraction: float = setting(0.15, Setting("share of the points for the test", "data", minimum=0, above=True,
+                                                 maximum=1, below=True, metavar="X"))
+    cell: str = shared("cell", "rnn", help="recurrent cell (rnn = nn.RNN, as in the exercise)")
+    hidden_size: int = shared("hidden_size", 32)
+    layers: int = shared("layers", 1)
+    init: str = shared("init", "default")
+    dtype: str = shared("dtype", "float32")
+    backend: str = shared("backend", "torch")
+    device: str = shared("device", "auto")
+    optimizer: str = shared("optimizer", "adam")
+    lr: float = shared("lr", 1e-3)
+    schedule: str = shared("schedule", "constant")
+    warmup_steps: int = shared("warmup_steps", 0)
+    clip: str = shared("clip", "norm")
+    clip_value: float = shared("clip_value", 1.0)
+    batch_size: int = shared("batch_size", 32, help="windows per step")
+    epochs: int = setting(50, Setting("passes over the training windows", "budget", minimum=1, resumable=True,
+                                      metavar="N"))
+    max_minutes: float = shared("max_minutes", 0.0)
+    seed: int = shared("seed", 0)
 
     def validate(self) -> "ForecastConfig":
-        check_ints(self, ("hidden_size", "layers", "batch_size", "epochs", "window"), minimum=1)
-        check_ints(self, ("warmup_steps", "seed"), minimum=0)
-        check_ints(self, ("builtin_points",), minimum=10)
-        check_positive(self, ("lr", "clip_value"))
-        check_off_or_positive(self, ("max_minutes",))
-        check_device(self)
-        check_choices(self, {**TRAINING_CHOICES, "backend": BACKEND_NAMES, "target": ("levels", "returns"),
-                             "loss_steps": ("last", "all")})
-        for name in ("csv", "every", "start", "end"):
-            if not isinstance(getattr(self, name), str):
-                raise UserError(f"--{flag(name)} must be text, got {getattr(self, name)!r}")
-        for name in ("val_fraction", "test_fraction"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 < value < 1:
-                raise UserError(f"--{flag(name)} must be a number between 0 and 1, got {value!r}")
+        check_settings(self)
         if self.val_fraction + self.test_fraction >= 0.9:
             raise UserError(f"--val-fraction {self.val_fraction:g} + --test-fraction {self.test_fraction:g} "
                             "leave less than 10% of the points to train on")
@@ -196,31 +265,71 @@ class ForecastConfig:
         return (1.0 - self.val_fraction - self.test_fraction, self.val_fraction, self.test_fraction)
 
 
-BACKEND_NAMES = ("numpy", "jax", "torch")
-TRAINING_CHOICES = {"cell": CELLS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "clip": CLIP_KINDS,
-                    "init": INITS, "dtype": ("float32", "float64")}
+CONFIGS = (CharLMConfig, DenoiseConfig, ForecastConfig)
 
 
-def check_ints(cfg, names, minimum: int) -> None:
-    kind = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
-    for name in names:
+def settings_of(config_cls) -> dict[str, tuple[Setting, object]]:
+    """field name -> (its Setting, its default), in the config's field order."""
+    return {f.name: (f.metadata["setting"], f.default) for f in fields(config_cls)}
+
+
+def choices_of(config_cls) -> dict[str, tuple]:
+    """Every field of ``config_cls`` with a fixed set of values, and those values."""
+    return {name: spec.choices for name, (spec, _) in settings_of(config_cls).items() if spec.choices is not None}
+
+
+def resumable_fields(config_cls) -> set[str]:
+    """The fields ``--resume`` may change."""
+    return {name for name, (spec, _) in settings_of(config_cls).items() if spec.resumable}
+
+
+def training_length(cfg) -> int:
+    """How long ``cfg``'s run trains, in its own unit (``type(cfg).LENGTH``: steps or epochs)."""
+    return getattr(cfg, type(cfg).LENGTH)
+
+
+def describe_range(spec: Setting, kind: type) -> str:
+    """'a positive integer', 'a number between 0 and 1', ... for messages and flag errors."""
+    noun = "an integer" if kind is int else "a number"
+    if kind is int and spec.minimum == 0 and spec.maximum is None:
+        return "a non-negative integer"
+    if kind is int and spec.minimum == 1 and spec.maximum is None:
+        return "a positive integer"
+    if kind is float and spec.minimum == 0 and spec.maximum is None:
+        return "a positive number" if spec.above else "zero (off) or a positive number"
+    if spec.minimum is not None and spec.maximum is not None:
+        return f"{noun} between {spec.minimum:g} and {spec.maximum:g}"
+    if spec.minimum is not None:
+        return f"{noun} {'>' if spec.above else '>='} {spec.minimum:g}"
+    return f"{'an integer' if kind is int else 'a finite number'}"
+
+
+def in_range(spec: Setting, value) -> bool:
+    if spec.minimum is not None and not (value > spec.minimum if spec.above else value >= spec.minimum):
+        return False
+    if spec.maximum is not None and not (value < spec.maximum if spec.below else value <= spec.maximum):
+        return False
+    return True
+
+
+def check_settings(cfg) -> None:
+    """Each field's own rule (type, range, choices), from its ``Setting``; then the device."""
+    for name, (spec, default) in settings_of(type(cfg)).items():
         value = getattr(cfg, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise UserError(f"--{flag(name)} must be {kind}, got {value!r}")
-
-
-def check_positive(cfg, names) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        if not _is_number(value) or not value > 0 or not math.isfinite(value):
-            raise UserError(f"--{flag(name)} must be a positive number, got {value!r}")
-
-
-def check_off_or_positive(cfg, names) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        if not _is_number(value) or value < 0 or not math.isfinite(value):
-            raise UserError(f"--{flag(name)} must be zero (off) or a positive number, got {value!r}")
+        if spec.choices is not None:
+            if value not in spec.choices:
+                raise UserError(f"--{flag(name)} must be one of {', '.join(map(str, spec.choices))}, got {value!r}")
+        elif isinstance(default, bool) or isinstance(default, str):
+            if type(value) is not type(default):
+                raise UserError(f"--{flag(name)} must be {'true or false' if isinstance(default, bool) else 'text'}, "
+                                f"got {value!r}")
+        elif isinstance(default, int):
+            if not isinstance(value, int) or isinstance(value, bool) or not in_range(spec, value):
+                raise UserError(f"--{flag(name)} must be {describe_range(spec, int)}, got {value!r}")
+        elif isinstance(default, float):
+            if not _is_number(value) or not math.isfinite(value) or not in_range(spec, value):
+                raise UserError(f"--{flag(name)} must be {describe_range(spec, float)}, got {value!r}")
+    check_device(cfg)
 
 
 def check_device(cfg) -> None:
@@ -232,12 +341,6 @@ def check_device(cfg) -> None:
         hint = ("the numpy backend runs on the CPU" if cfg.backend == "numpy" else
                 "JAX picks its own device: install jax with CUDA support and leave --device at auto")
         raise UserError(f"--device {device} is for --backend torch; {hint}")
-
-
-def check_choices(cfg, choices: dict) -> None:
-    for name, allowed in choices.items():
-        if getattr(cfg, name) not in allowed:
-            raise UserError(f"--{flag(name)} must be one of {', '.join(allowed)}, got {getattr(cfg, name)!r}")
 
 
 PRESETS = {

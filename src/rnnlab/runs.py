@@ -18,7 +18,7 @@ import numpy as np
 from . import checkpoint, distributed, train
 from .backends import get_backend
 from .cells import ModelSpec, check_fits, check_params, count_params, init_params
-from .config import flag, from_dict
+from .config import flag, from_dict, training_length
 from .errors import UserError
 from .optim import Optimizer
 
@@ -232,12 +232,11 @@ def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable
         raise UserError(f"damaged checkpoint: {where}: {exc}") from exc
     spec = spec_of_checkpoint(meta, tensors, where)
     cfg = _apply_overrides(saved, overrides, resumable, out)
-    horizon = next(name for name in ("max_steps", "steps", "epochs") if hasattr(cfg, name))
-    if cfg.schedule == "cosine" and getattr(cfg, horizon) != getattr(saved, horizon):
-        unit = "epochs" if horizon == "epochs" else "steps"
-        print(f"rnnlab: note: the cosine schedule's horizon moves from {getattr(saved, horizon)} to "
-              f"{getattr(cfg, horizon)} {unit}, so this run will not match one trained straight to "
-              f"{getattr(cfg, horizon)}", file=sys.stderr)
+    if cfg.schedule == "cosine" and training_length(cfg) != training_length(saved):
+        unit = "epochs" if type(cfg).LENGTH == "epochs" else "steps"
+        print(f"rnnlab: note: the cosine schedule's horizon moves from {training_length(saved)} to "
+              f"{training_length(cfg)} {unit}, so this run will not match one trained straight to "
+              f"{training_length(cfg)}", file=sys.stderr)
     params = checkpoint.group(tensors, "params")
     check_params(spec, params, f"{out}/checkpoint.safetensors")
     try:

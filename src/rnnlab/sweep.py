@@ -49,7 +49,6 @@ DEFAULT_SPACES = {
     "forecast": {**_COMMON, "hidden_size": {"choices": [16, 32, 64]},
                  "window": {"low": 10, "high": 60, "step": 5}},
 }
-PRUNERS = ("median", "hyperband", "none")
 TRIAL_PREFIX = "trial_"
 
 

@@ -19,6 +19,7 @@ import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Protocol
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,35 @@ def after_evaluation(callback):
         yield
     finally:
         _after_evaluation.reset(token)
+
+
+class Task(Protocol):
+    """What the loop needs of a task's data side (``CharLMTask``, ``DenoiseTask``, ``ForecastTask``).
+
+    Batches are NumPy, batch-first: inputs ``[B, T]`` ids or ``[B, T, F]`` values, targets as
+    the backend's ``check_targets`` describes; ``reset`` says the carry starts from zero.
+    """
+
+    name: str              # the task's registry name, saved in every checkpoint
+    item_name: str         # what throughput counts: "chars", "sequences", "windows"
+    batch_size: int        # rows of every batch (the carry's batch size)
+    items_per_step: int    # items in the last batch, for throughput
+
+    def next_batch(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(inputs, targets, reset) of the next training step."""
+
+    def evaluate(self, trainer) -> dict:
+        """Metrics of the current model; ``val_loss`` (lower is better) picks the best model."""
+
+    def describe_eval(self, trainer, state: "LoopState", record: dict, final: bool) -> str:
+        """The evaluation's line for the console; may draw from ``state.sample_rng`` and append
+        to the run's logs (it runs before the checkpoint that records them)."""
+
+    def data_state(self) -> dict:
+        """The data cursor and random state, saved in checkpoints, so a resumed run continues exactly."""
+
+    def checkpoint_meta(self) -> dict:
+        """What loading the model needs besides its parameters (vocabulary, scaler, text hash)."""
 
 
 @dataclass
@@ -161,7 +191,7 @@ def save_params(run_dir: Path, stem: str, trainer, task, state: LoopState, confi
     checkpoint.save(run_dir, stem, tensors, meta)
 
 
-def run(task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir: Path,
+def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir: Path,
         config: dict, quiet: bool = False, log_evals: bool = True) -> dict:
     """Train until a stopping rule fires; returns a summary dict.
 

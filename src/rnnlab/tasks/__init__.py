@@ -2,6 +2,17 @@
 the demo.  A task module says only what is specific to it (data, loss, metrics, baselines,
 plots, report facts); the loop (``rnnlab.train``) and the run skeleton (``rnnlab.runner``)
 are shared.  Modules are imported when first used, so naming the tasks costs nothing.
+
+A task module provides:
+
+* a data class following ``rnnlab.train.Task`` (batches, evaluation, data cursor);
+* ``train_run(cfg, out, resume, force, overrides, quiet, log_evals, write_report) -> summary``;
+* ``load_run(run_dir, which, backend)``: a saved model, for eval/sample/predict;
+* ``report_facts(run_dir, meta, metrics) -> rnnlab.facts.Facts``: key metrics next to their
+  baselines, figures and texts for ``report.html``;
+* ``RESUMABLE_OVERRIDES``: the config fields ``--resume`` may change (budgets, reporting).
+
+It imports nothing above it (not the reports, sweeps or command line).
 """
 
 from __future__ import annotations

@@ -18,15 +18,14 @@ import numpy as np
 
 from .. import checkpoint, report, runs, train
 from ..cells import ModelSpec
-from ..config import CharLMConfig, to_toml
+from ..config import CharLMConfig, resumable_fields, to_toml
 from ..data.text import BUILTIN_NAME, StreamBatcher, Vocab, eval_chunks, read_text, split_train_val
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
 from ..optim import Optimizer
 
-# Fields that may change when a run is resumed: budgets and reporting, not the model or data.
-RESUMABLE_OVERRIDES = {"max_steps", "max_minutes", "target_loss", "target_val_loss", "eval_every", "eval_max_chars",
-                       "sample_length"}
+# Fields --resume may change (budgets and reporting, never the model or data): from their settings.
+RESUMABLE_OVERRIDES = resumable_fields(CharLMConfig)
 EVAL_STREAMS = 64
 LN2 = math.log(2.0)
 

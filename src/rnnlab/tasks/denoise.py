@@ -30,13 +30,14 @@ import numpy as np
 
 from .. import checkpoint, report, runs, train
 from ..cells import ModelSpec
-from ..config import DenoiseConfig, to_toml
+from ..config import DenoiseConfig, resumable_fields, to_toml
 from ..data.ou import OUProcess, generate_ou_process, kalman
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
 from ..optim import Optimizer
 
-RESUMABLE_OVERRIDES = {"steps", "max_minutes", "eval_every", "test_sequences"}
+# Fields --resume may change (budgets and reporting, never the model or data): from their settings.
+RESUMABLE_OVERRIDES = resumable_fields(DenoiseConfig)
 PREDICT_CHUNK = 10_000  # sequences per forward pass at evaluation (bounds memory for long sequences)
 TRACES_SHOWN = 4
 ESTIMATOR_NAMES = {"predict": "predictor", "filter": "filter"}

@@ -36,14 +36,15 @@ import pandas as pd
 
 from .. import checkpoint, report, runs, train
 from ..cells import ModelSpec
-from ..config import ForecastConfig, to_toml
+from ..config import ForecastConfig, resumable_fields, to_toml
 from ..data.prices import load_prices, parse_every, parse_utc, resample_opens
 from ..data.series import MinMaxScaler, ScaleScaler, check_points, generated_prices, scaler_from_dict, windows
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
 from ..optim import Optimizer
 
-RESUMABLE_OVERRIDES = {"epochs", "max_minutes"}
+# Fields --resume may change (budgets and reporting, never the model or data): from their settings.
+RESUMABLE_OVERRIDES = resumable_fields(ForecastConfig)
 BUILTIN_SEED = 0
 ZOOM_POINTS = 60  # points in the close-up panel of the forecast plot
 
