@@ -26,7 +26,7 @@ from rnnlab.cells import ModelSpec, init_params
 from rnnlab.config import PRESETS, CharLMConfig
 from rnnlab.data.text import Vocab, read_text
 from rnnlab.optim import Optimizer
-from rnnlab.tasks.charlm import train_run
+from rnnlab.runner import train_run
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 TARGET_VAL = 2.10

@@ -34,6 +34,7 @@ from rnnlab import runs
 from rnnlab.config import DenoiseConfig
 from rnnlab.optim import Optimizer
 from rnnlab.tasks import denoise
+from rnnlab.runner import train_run
 
 SECOND_PROCESS = dict(tau=5.0, sigma=1.0, noise_var=0.5, seq_len=50)
 CLASSIC_RECIPE = dict(batch_size=64, lr=1e-4, schedule="constant", steps=1000, clip="none")
@@ -41,7 +42,7 @@ CLASSIC_RECIPE = dict(batch_size=64, lr=1e-4, schedule="constant", steps=1000, c
 
 def train_and_test(cfg: DenoiseConfig, workdir: Path, name: str) -> dict:
     started = time.perf_counter()
-    summary = denoise.train_run(cfg, workdir / name, quiet=True)
+    summary = train_run(cfg, workdir / name, quiet=True)
     test = summary["test"]
     return {"mse_ratio_to_kalman": round(test["mse_ratio_to_kalman"], 4), "model_mse": round(test["model_mse"], 6),
             "kalman_mse": round(test["kalman_mse"], 6), "test_sequences": test["test_sequences"],

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from rnnlab.config import ForecastConfig
-from rnnlab.tasks import forecast
+from rnnlab.runner import train_run
 
 DEFAULT_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "btcusdt_2h_2017_2025.csv"
 CANDIDATE_CELLS = ("rnn", "gru_reset_after", "lstm")
@@ -45,7 +45,7 @@ SKILL_TARGETS = {"exercise_range": 0.0, "whole_file": 0.0, "builtin": 0.3}
 
 def run(cfg: ForecastConfig, workdir: Path, name: str) -> dict:
     started = time.perf_counter()
-    summary = forecast.train_run(cfg, workdir / name, quiet=True)
+    summary = train_run(cfg, workdir / name, quiet=True)
     test = summary["test"]
     keys = ("rmse", "persistence_rmse", "mae", "persistence_mae", "mape_percent", "persistence_mape_percent",
             "direction_accuracy", "up_share", "skill", "inputs_outside_training_range")

@@ -14,6 +14,7 @@ from rnnlab.backends import get_backend
 from rnnlab.cells import CELLS
 from rnnlab.config import CharLMConfig, DenoiseConfig, ForecastConfig
 from rnnlab.tasks import charlm, denoise, forecast
+from rnnlab.runner import train_run
 
 OTHER_BACKENDS = ["jax", "torch"]
 TASKS = ["charlm", "denoise", "forecast"]
@@ -43,7 +44,6 @@ def config_of(task: str, cell: str, corpus: str):
                           loss_steps="all", **common)
 
 
-MODULES = {"charlm": charlm, "denoise": denoise, "forecast": forecast}
 LONGER = {"charlm": {"max_steps": 4}, "denoise": {"steps": 8}, "forecast": {"epochs": 2}}
 
 
@@ -69,7 +69,7 @@ def numpy_runs(tmp_path_factory, corpus):
     for task in TASKS:
         for cell in CELLS:
             out = root / f"{task}-{cell}"
-            MODULES[task].train_run(config_of(task, cell, corpus), out, quiet=True)
+            train_run(config_of(task, cell, corpus), out, quiet=True)
             made[task, cell] = out
     return made
 
@@ -122,7 +122,7 @@ def test_resume_on_another_backend_ends_where_numpy_does(numpy_runs, tmp_path, c
     for name in ("numpy", backend):
         copy = tmp_path / name
         shutil.copytree(numpy_runs[task, "lstm"], copy)
-        MODULES[task].train_run(config_of(task, "lstm", corpus), copy, resume=True, quiet=True,
+        train_run(config_of(task, "lstm", corpus), copy, resume=True, quiet=True,
                                 overrides={"backend": name, **LONGER[task]})
         tensors, meta = checkpoint.load(copy)
         assert meta["backend"] == name

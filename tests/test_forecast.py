@@ -10,6 +10,7 @@ import pytest
 from rnnlab.config import ForecastConfig
 from rnnlab.data.series import generated_prices
 from rnnlab.tasks import forecast
+from rnnlab.runner import train_run
 from test_charlm_cli import assert_user_error, params_of, run_cli
 from test_prices import candles, write_binance, write_headered
 
@@ -144,7 +145,7 @@ def test_resume_continues_exactly(tmp_path, capsys, target):
 def test_returns_model_starts_at_persistence(tmp_path):
     cfg = ForecastConfig(backend="numpy", builtin_points=300, window=6, hidden_size=4, target="returns", lr=1e-12,
                          epochs=1)
-    summary = forecast.train_run(cfg, tmp_path / "r", quiet=True)
+    summary = train_run(cfg, tmp_path / "r", quiet=True)
     assert summary["test"]["skill"] == pytest.approx(0.0, abs=1e-6)  # a zero readout forecasts the last price
     first = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[0])
     assert first["epoch"] == 0 and first["val_skill"] == 0.0  # epoch 0 is persistence exactly
@@ -179,7 +180,8 @@ def test_csv_run_and_predict_on_a_newer_file(tmp_path, capsys):
     result = json.loads(pred)
     # The new file is binned on the run's 2-hour grid: its last bin starts at an even hour.
     assert pd.Timestamp(result["last_time"]) == times[398] and result["last_price"] == pytest.approx(opens[398])
-    trainer, cfg, _, features = forecast.load_run(out)
+    loaded = forecast.load_run(out)
+    trainer, features = loaded.trainer, loaded.extras["features"]
     window = opens[250::2][-8:][None]  # hours 384, 386, ..., 398
     expected = features.to_prices(window, forecast.forecast_outputs(trainer, features.inputs(window).astype(np.float32)))
     assert result["forecast"] == pytest.approx(expected[0], rel=1e-6)

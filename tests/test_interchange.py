@@ -122,7 +122,6 @@ def test_import_command_round_trips_an_exported_run(tmp_path, capsys, text_file)
     assert "imported a lstm model (H=6" in stdout
     original = run_cli(capsys, "charlm", "eval", "--run", out, "--json")[1]
     imported = run_cli(capsys, "charlm", "eval", "--run", tmp_path / "imported", "--json")[1]
-    import json
     assert json.loads(imported)["nats_per_char"] == pytest.approx(json.loads(original)["nats_per_char"], rel=1e-6)
     assert run_cli(capsys, "charlm", "sample", "--run", tmp_path / "imported", "--length", "5")[0] == 0
     before = params_of(tmp_path / "imported")
@@ -152,7 +151,8 @@ def test_import_min_char_rnn_with_its_own_character_order(tmp_path, capsys, text
     assert run_cli(capsys, "import", "--weights", tmp_path / "classic.npz", "--format", "min-char-rnn",
                    "--text", text_file, "--chars", chars, "--out", tmp_path / "mcr")[0] == 0
     from rnnlab.tasks import charlm
-    trainer, vocab, cfg, _ = charlm.load_run(tmp_path / "mcr")
+    loaded = charlm.load_run(tmp_path / "mcr")
+    trainer, vocab, cfg = loaded.trainer, loaded.extras["vocab"], loaded.cfg
     assert vocab.chars == chars and cfg.dtype == "float64"
     h, loss = np.zeros((H, 1)), 0.0
     for a, b in zip(text[:40], text[1:41]):  # the classic loss, one character at a time

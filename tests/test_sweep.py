@@ -19,6 +19,7 @@ optuna = pytest.importorskip("optuna")
 
 from rnnlab import sweep, train  # noqa: E402
 from rnnlab.config import DenoiseConfig  # noqa: E402
+from rnnlab.runner import train_run
 from test_charlm_cli import assert_user_error, run_cli  # noqa: E402
 
 # Tiny forecast trials (about a second each on numpy).
@@ -102,8 +103,6 @@ def test_pruner_stops_a_bad_trial_at_an_evaluation(tmp_path):
 
 
 def test_after_evaluation_hook_stops_a_run(tmp_path):
-    from rnnlab.tasks import denoise
-
     seen = []
 
     def hook(step, record):
@@ -112,10 +111,10 @@ def test_after_evaluation_hook_stops_a_run(tmp_path):
 
     cfg = DenoiseConfig(steps=50, eval_every=5, val_sequences=32, test_sequences=32, backend="numpy")
     with train.after_evaluation(hook):
-        summary = denoise.train_run(cfg, tmp_path / "run", quiet=True)
+        summary = train_run(cfg, tmp_path / "run", quiet=True)
     assert summary["stop_reason"] == "stop here" and summary["step"] == 10
     assert [s for s, _ in seen] == [5, 10]
-    summary = denoise.train_run(cfg, tmp_path / "run2", quiet=True)  # no hook outside the block
+    summary = train_run(cfg, tmp_path / "run2", quiet=True)  # no hook outside the block
     assert summary["step"] == 50
 
 

@@ -442,7 +442,8 @@ def _charlm_sample(args) -> int:
 
     from .tasks import charlm
 
-    trainer, vocab, _, _ = charlm.load_run(args.run, "best" if args.best else "checkpoint", args.backend)
+    loaded = charlm.load_run(args.run, "best" if args.best else "checkpoint", args.backend)
+    trainer, vocab = loaded.trainer, loaded.extras["vocab"]
     text = charlm.sample_text(trainer, vocab, args.length, args.temperature, args.top_k, args.prime,
                               np.random.default_rng(args.seed))
     print(args.prime + text)

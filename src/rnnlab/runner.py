@@ -1,27 +1,65 @@
-"""Training a run of any task, start to finish: the task's ``train_run`` (which opens the run
-directory, builds data and model, trains with the one loop and tests), then ``report.html``.
+"""The one run skeleton: train (or resume) a run of any task, start to finish, and write its report.
 
-This is the entry point above the task modules, for the command line, sweeps, the demo and
-Python callers::
+For the command line, sweeps, the demo and Python callers::
 
     from rnnlab.config import CharLMConfig
     from rnnlab.runner import train_run
 
     summary = train_run(CharLMConfig(max_steps=500), "runs/api", force=True)
+
+The skeleton does what every task does the same way: hold the run directory, resume its
+checkpoint or start fresh (or start again from config.toml), build the trainer, replace an
+old run only now that everything is checked, write config.toml, run the one loop, write
+report.html.  The task module says what is its own, through ``open_task(cfg, meta, where)``
+and its task object (see ``rnnlab.tasks``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from pathlib import Path
 
-from . import html_report, tasks
+from . import checkpoint, html_report, runs, tasks, train
+from .config import resumable_fields, to_toml
 
 
 def train_run(cfg, out: str | os.PathLike, resume: bool = False, force: bool = False,
               overrides: dict | None = None, quiet: bool = False, log_evals: bool = True) -> dict:
-    """Train (or resume) a run of the task ``cfg`` belongs to in ``out``, write its report, and
-    return the task's summary (``summary["run_dir"]``, losses, test results, the trainer)."""
-    task = tasks.of_config(cfg)
-    # The report is written inside the task's run, while it still holds the run directory.
-    return task.load().train_run(cfg, out, resume=resume, force=force, overrides=overrides, quiet=quiet,
-                                 log_evals=log_evals, write_report=html_report.write_run_report)
+    """Train (or resume) a run of the task ``cfg`` belongs to in ``out``; returns the loop's
+    summary (stop reason, steps, losses, ``run_dir``, ``trainer``) and what the task adds
+    (its test results, ``vocab``, ...).
+
+    ``overrides`` are the fields given explicitly on the command line; on resume only the
+    resumable ones (budgets, reporting, the backend) may differ from the saved config.
+    """
+    entry = tasks.of_config(cfg)
+    module, config_cls, out = entry.load(), type(cfg), Path(out)
+    resumable = resumable_fields(config_cls)
+    with runs.RunDir(out, resume, force) as run_dir:
+        if run_dir.mode == "resume":
+            r = runs.resume_run(out, entry.name, config_cls, overrides or {}, resumable)
+            task = module.open_task(r.cfg, r.meta, f"{out}/checkpoint.json")
+            spec, params, optimizer, state = r.spec, r.params, r.optimizer, r.state
+        else:
+            if run_dir.mode == "restart":
+                cfg = runs.restart_config(out, config_cls, overrides or {}, resumable)
+            task = module.open_task(cfg.validate(), None, str(out))
+            spec = task.spec()
+            params, optimizer, state = runs.fresh_start(task.cfg, spec)
+            task.initial_params(params)
+        cfg = task.cfg
+        if not quiet and log_evals:
+            for line in task.console_lines():
+                print(line, flush=True)
+        trainer = runs.make_trainer(cfg, spec, params, optimizer, task.loss, task.reduction)
+        run_dir.start_writing()
+        checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header=f"rnnlab {entry.name} run configuration"))
+        task.before_training(trainer, out, fresh=run_dir.mode != "resume")
+        budget, total_steps = task.budget()
+        summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, total_steps), out,
+                            dataclasses.asdict(cfg), quiet, log_evals)
+        summary.update(run_dir=str(out), trainer=trainer)
+        summary.update(task.after_training(trainer, summary, out))
+        html_report.write_run_report(out)
+    return summary

@@ -40,6 +40,19 @@ class Resumed:
     state: train.LoopState
 
 
+@dataclass
+class LoadedRun:
+    """A saved model ready to use (``TASK.load_run``): its trainer on the chosen backend, the
+    run's config, the checkpoint's meta and spec, and what its task adds to them (charlm:
+    ``extras["vocab"]``; forecast: ``extras["features"]``)."""
+
+    trainer: object
+    cfg: object
+    meta: dict
+    spec: ModelSpec
+    extras: dict = dataclasses.field(default_factory=dict)
+
+
 def check_out_dir(out: Path, flag_name: str = "--out") -> None:
     """Refuse an output directory that cannot be one (a file, or a path under a file), in one line."""
     out = Path(out)

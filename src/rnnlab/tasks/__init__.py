@@ -1,16 +1,21 @@
 """The task registry: every task rnnlab knows, read by the command line, sweeps, reports and
 the demo.  A task module says only what is specific to it (data, loss, metrics, baselines,
-plots, report facts); the loop (``rnnlab.train``) and the run skeleton (``rnnlab.runner``)
+plots, report facts); the loop (``rnnlab.train``) and the run skeleton (``rnnlab.runner.train_run``)
 are shared.  Modules are imported when first used, so naming the tasks costs nothing.
 
 A task module provides:
 
-* a data class following ``rnnlab.train.Task`` (batches, evaluation, data cursor);
-* ``train_run(cfg, out, resume, force, overrides, quiet, log_evals, write_report) -> summary``;
-* ``load_run(run_dir, which, backend)``: a saved model, for eval/sample/predict;
+* ``open_task(cfg, meta, where)``: the run's data, fresh (``meta`` None) or at a checkpoint's
+  place; a task object following ``rnnlab.train.Task`` (batches, evaluation, data cursor) with
+  the run skeleton's hooks: ``cfg``, ``loss``, ``reduction``, ``spec()``, ``initial_params(params)``,
+  ``console_lines()``, ``budget() -> (Budget, total steps)``, ``before_training(trainer, out,
+  fresh)`` and ``after_training(trainer, summary, out) -> dict`` (plots, the test, what it adds
+  to the summary);
+* ``load_run(run_dir, which, backend) -> rnnlab.runs.LoadedRun``: a saved model, for eval/sample/predict;
 * ``report_facts(run_dir, meta, metrics) -> rnnlab.facts.Facts``: key metrics next to their
-  baselines, figures and texts for ``report.html``;
-* ``RESUMABLE_OVERRIDES``: the config fields ``--resume`` may change (budgets, reporting).
+  baselines, figures and texts for ``report.html``.
+
+Which settings ``--resume`` may change is said by the settings themselves (``config.Setting``).
 
 It imports nothing above it (not the reports, sweeps or command line).
 """

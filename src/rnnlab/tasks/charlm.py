@@ -18,14 +18,12 @@ import numpy as np
 
 from .. import checkpoint, report, runs, train
 from ..cells import ModelSpec
-from ..config import CharLMConfig, resumable_fields, to_toml
+from ..config import CharLMConfig, to_toml
 from ..data.text import BUILTIN_NAME, StreamBatcher, Vocab, eval_chunks, read_text, split_train_val
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
 from ..optim import Optimizer
 
-# Fields --resume may change (budgets and reporting, never the model or data): from their settings.
-RESUMABLE_OVERRIDES = resumable_fields(CharLMConfig)
 EVAL_STREAMS = 64
 LN2 = math.log(2.0)
 
@@ -59,7 +57,7 @@ class CharLMTask:
         self.val_ids = val_ids if len(val_ids) >= 2 else None
         self.unigram_nats = unigram_nats_per_char(train_ids, self.val_ids, len(self.vocab)) \
             if self.val_ids is not None else None
-        self.samples_path: Path | None = None  # samples.jsonl of the run, once train_run sets it
+        self.samples_path: Path | None = None  # samples.jsonl of the run, once before_training sets it
         self.batch_size = cfg.batch_size
         self.items_per_step = cfg.batch_size * cfg.seq_len
 
@@ -99,6 +97,35 @@ class CharLMTask:
 
     def checkpoint_meta(self) -> dict:
         return {"vocab": self.vocab.chars, "text_sha256": self.text_sha256}
+
+    # ----- the run skeleton's hooks (rnnlab.runner)
+    loss = "cross_entropy"
+
+    @property
+    def reduction(self) -> str:
+        return self.cfg.loss_reduction
+
+    def initial_params(self, params: dict) -> None:
+        pass
+
+    def console_lines(self) -> list[str]:
+        return []
+
+    def budget(self) -> tuple[train.Budget, int]:
+        cfg = self.cfg
+        return train.Budget(cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss,
+                            cfg.eval_every), cfg.max_steps
+
+    def before_training(self, trainer, out: Path, fresh: bool) -> None:
+        self.samples_path = out / "samples.jsonl"
+        if fresh:  # what the untrained model writes, for the report's before/after
+            self.keep_sample(0, sample_text(trainer, self.vocab, self.cfg.sample_length, temperature=0.8,
+                                            rng=np.random.default_rng([self.cfg.seed, 2])))
+
+    def after_training(self, trainer, summary: dict, out: Path) -> dict:
+        unigram = ("unigram (character frequencies)", self.unigram_nats) if self.unigram_nats is not None else None
+        report.plot_losses(out, "nats / char", "val_nats_per_char", baseline=unigram)
+        return {"val_dropped_chars": self.val_dropped, "vocab_size": len(self.vocab), "vocab": self.vocab}
 
 
 # --------------------------------------------------------------------------- evaluation, sampling
@@ -181,62 +208,27 @@ def sample_text(trainer, vocab: Vocab, length: int, temperature: float = 1.0, to
 
 # --------------------------------------------------------------------------- runs
 
-def train_run(cfg: CharLMConfig, out: str | os.PathLike, resume: bool = False, force: bool = False,
-              overrides: dict | None = None, quiet: bool = False, log_evals: bool = True,
-              write_report=None) -> dict:
-    """Train (or resume) a charlm run in ``out``; returns the loop summary plus paths.
-
-    ``overrides`` are the fields given explicitly on the command line; on resume
-    only budgets may change.
-
-    ``write_report(out)`` is called at the end, while the run directory is still held
-    (``rnnlab.runner.train_run`` passes the HTML report's writer).
-    """
-    out = Path(out)
-    with runs.RunDir(out, resume, force) as run_dir:
-        if run_dir.mode == "resume":
-            r = runs.resume_run(out, "charlm", CharLMConfig, overrides or {}, RESUMABLE_OVERRIDES)
-            cfg = r.cfg
-            text = read_text(cfg.text or None)
-            if text_sha256(text) != r.meta.get("text_sha256"):
-                raise UserError(f"the text {cfg.text or BUILTIN_NAME!r} changed since {str(out)!r} was started; "
-                                "resume needs the same text")
-            try:
-                task = CharLMTask(cfg, text, Vocab(r.meta["vocab"]))
-                task.batcher.load_state(r.meta["data"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise runs.damaged(f"{out}/checkpoint.json", exc) from exc
-            spec, params, optimizer, state = r.spec, r.params, r.optimizer, r.state
-        else:
-            if run_dir.mode == "restart":
-                cfg = runs.restart_config(out, CharLMConfig, overrides or {}, RESUMABLE_OVERRIDES)
-            cfg.validate()
-            if cfg.text:
-                cfg = dataclasses.replace(cfg, text=os.path.abspath(cfg.text))
-            task = CharLMTask(cfg, read_text(cfg.text or None))
-            spec = task.spec()
-            params, optimizer, state = runs.fresh_start(cfg, spec)
-        trainer = runs.make_trainer(cfg, spec, params, optimizer, "cross_entropy", cfg.loss_reduction)
-        run_dir.start_writing()
-        checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab charlm run configuration"))
-        task.samples_path = out / "samples.jsonl"
-        if run_dir.mode != "resume":  # what the untrained model writes, for the report's before/after
-            task.keep_sample(0, sample_text(trainer, task.vocab, cfg.sample_length, temperature=0.8,
-                                            rng=np.random.default_rng([cfg.seed, 2])))
-        budget = train.Budget(cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every)
-        summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, cfg.max_steps), out,
-                            dataclasses.asdict(cfg), quiet, log_evals)
-        summary.update(run_dir=str(out), val_dropped_chars=task.val_dropped, vocab_size=len(task.vocab),
-                       trainer=trainer, vocab=task.vocab)
-        unigram = ("unigram (character frequencies)", task.unigram_nats) if task.unigram_nats is not None else None
-        report.plot_losses(out, "nats / char", "val_nats_per_char", baseline=unigram)
-        if write_report is not None:
-            write_report(out)
-    return summary
+def open_task(cfg: CharLMConfig, meta: dict | None, where: str) -> "CharLMTask":
+    """The data of a run: fresh (``meta`` None: the text read, the vocabulary built from its training
+    part) or a checkpoint's (its vocabulary and stream positions; the text must be unchanged)."""
+    if meta is None:
+        if cfg.text:
+            cfg = dataclasses.replace(cfg, text=os.path.abspath(cfg.text))
+        return CharLMTask(cfg, read_text(cfg.text or None))
+    text = read_text(cfg.text or None)
+    if text_sha256(text) != meta.get("text_sha256"):
+        raise UserError(f"the text {cfg.text or BUILTIN_NAME!r} changed since the run in {where} was started; "
+                        "resume needs the same text")
+    try:
+        task = CharLMTask(cfg, text, Vocab(meta["vocab"]))
+        task.batcher.load_state(meta["data"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise runs.damaged(where, exc) from exc
+    return task
 
 
 def load_run(run_dir: str | os.PathLike, which: str = "checkpoint", backend: str | None = None):
-    """(trainer, vocab, config, meta) of a saved run, for sampling and evaluation."""
+    """A saved charlm model (``extras["vocab"]``: its vocabulary), for sampling and evaluation."""
     params, meta, spec, cfg = runs.load_saved(run_dir, which, "charlm", CharLMConfig, backend)
     try:
         vocab = Vocab(meta["vocab"])
@@ -246,12 +238,13 @@ def load_run(run_dir: str | os.PathLike, which: str = "checkpoint", backend: str
         raise UserError(f"{run_dir}/{which}.json: vocabulary size {len(vocab)} does not match the model "
                         f"({spec.input_size}); the checkpoint is damaged")
     trainer = runs.make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), "cross_entropy", cfg.loss_reduction)
-    return trainer, vocab, cfg, meta
+    return runs.LoadedRun(trainer, cfg, meta, spec, {"vocab": vocab})
 
 
 def evaluate_run(run_dir, text_path: str | None = None, which: str = "checkpoint", backend: str | None = None) -> dict:
     """nats/char and bits/char of a saved model on ``text_path`` (default: the run's validation split)."""
-    trainer, vocab, cfg, meta = load_run(run_dir, which, backend)
+    loaded = load_run(run_dir, which, backend)
+    trainer, vocab, cfg, meta = loaded.trainer, loaded.extras["vocab"], loaded.cfg, loaded.meta
     if text_path is None:
         corpus = read_text(cfg.text or None)
         if text_sha256(corpus) != meta.get("text_sha256"):

@@ -20,7 +20,6 @@ batches, ``[seed, 2]`` validation, ``[seed, 3]`` test (parameters use ``seed``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -30,14 +29,12 @@ import numpy as np
 
 from .. import checkpoint, report, runs, train
 from ..cells import ModelSpec
-from ..config import DenoiseConfig, resumable_fields, to_toml
+from ..config import DenoiseConfig
 from ..data.ou import OUProcess, generate_ou_process, kalman
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
 from ..optim import Optimizer
 
-# Fields --resume may change (budgets and reporting, never the model or data): from their settings.
-RESUMABLE_OVERRIDES = resumable_fields(DenoiseConfig)
 PREDICT_CHUNK = 10_000  # sequences per forward pass at evaluation (bounds memory for long sequences)
 TRACES_SHOWN = 4
 ESTIMATOR_NAMES = {"predict": "predictor", "filter": "filter"}
@@ -132,6 +129,44 @@ class DenoiseTask:
 
     def checkpoint_meta(self) -> dict:
         return {}
+
+    # ----- the run skeleton's hooks (rnnlab.runner)
+    loss, reduction = "mse", "mean"
+
+    def spec(self) -> ModelSpec:
+        return spec_of(self.cfg)
+
+    def initial_params(self, params: dict) -> None:
+        pass
+
+    def console_lines(self) -> list[str]:
+        return []
+
+    def budget(self) -> tuple[train.Budget, int]:
+        cfg = self.cfg
+        return train.Budget(max_steps=cfg.steps, max_minutes=cfg.max_minutes, eval_every=cfg.eval_every), cfg.steps
+
+    def before_training(self, trainer, out: Path, fresh: bool) -> None:
+        pass
+
+    def after_training(self, trainer, summary: dict, out: Path) -> dict:
+        """The loss plot; unless interrupted, the best model against Kalman on fresh test sequences
+        (``test.json``, ``traces.png``)."""
+        cfg = self.cfg
+        report.plot_losses(out, "MSE", "val_mse", baseline=("Kalman (validation)", self.val_kalman_mse), log_y=True)
+        extra = {"val_kalman_mse": self.val_kalman_mse}
+        if summary["interrupted"]:
+            return extra
+        if checkpoint.exists(out, "best"):
+            best = load_run(out, "best")
+            test_trainer, tested = best.trainer, dict(model="best", step=best.meta["step"])
+        else:
+            test_trainer, tested = trainer, dict(model="checkpoint", step=summary["step"])
+        result = test_model(test_trainer, cfg, cfg.test_sequences, np.random.default_rng([cfg.seed, 3]))
+        result.update(tested)
+        plot_traces(out / "traces.png", result, cfg.dt)
+        checkpoint.atomic_write_text(out / "test.json", json.dumps(_without_traces(result), indent=1) + "\n")
+        return dict(extra, test=result)
 
 
 # --------------------------------------------------------------------------- test and comparison
@@ -270,62 +305,22 @@ def _without_traces(result: dict) -> dict:
 
 # --------------------------------------------------------------------------- runs
 
-def train_run(cfg: DenoiseConfig, out: str | os.PathLike, resume: bool = False, force: bool = False,
-              overrides: dict | None = None, quiet: bool = False, log_evals: bool = True,
-              write_report=None) -> dict:
-    """Train (or resume) a denoise run in ``out``, then test it against Kalman; returns a summary.
-
-    The test uses the best-on-validation parameters on ``cfg.test_sequences``
-    fresh sequences and writes ``test.json``, ``loss.png`` and ``traces.png``.
-
-    ``write_report(out)`` is called at the end, while the run directory is still held
-    (``rnnlab.runner.train_run`` passes the HTML report's writer).
-    """
-    out = Path(out)
-    with runs.RunDir(out, resume, force) as run_dir:
-        if run_dir.mode == "resume":
-            r = runs.resume_run(out, "denoise", DenoiseConfig, overrides or {}, RESUMABLE_OVERRIDES)
-            cfg, spec, params, optimizer, state = r.cfg, r.spec, r.params, r.optimizer, r.state
-            task = DenoiseTask(cfg)
-            task.load_data_state(r.meta["data"])
-        else:
-            if run_dir.mode == "restart":
-                cfg = runs.restart_config(out, DenoiseConfig, overrides or {}, RESUMABLE_OVERRIDES)
-            cfg.validate()
-            task = DenoiseTask(cfg)
-            spec = spec_of(cfg)
-            params, optimizer, state = runs.fresh_start(cfg, spec)
-        trainer = runs.make_trainer(cfg, spec, params, optimizer, "mse")
-        run_dir.start_writing()
-        checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab denoise run configuration"))
-        budget = train.Budget(max_steps=cfg.steps, max_minutes=cfg.max_minutes, eval_every=cfg.eval_every)
-        summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, cfg.steps), out,
-                            dataclasses.asdict(cfg), quiet, log_evals)
-        report.plot_losses(out, "MSE", "val_mse", baseline=("Kalman (validation)", task.val_kalman_mse), log_y=True)
-        summary.update(run_dir=str(out), val_kalman_mse=task.val_kalman_mse, trainer=trainer)
-        if summary["interrupted"]:
-            if write_report is not None:
-                write_report(out)
-            return summary
-        if checkpoint.exists(out, "best"):
-            test_trainer, _, best_meta = load_run(out, "best")
-            tested = dict(model="best", step=best_meta["step"])
-        else:
-            test_trainer, tested = trainer, dict(model="checkpoint", step=state.step)
-        result = test_model(test_trainer, cfg, cfg.test_sequences, np.random.default_rng([cfg.seed, 3]))
-        result.update(tested)
-        plot_traces(out / "traces.png", result, cfg.dt)
-        checkpoint.atomic_write_text(out / "test.json", json.dumps(_without_traces(result), indent=1) + "\n")
-        summary["test"] = result
-        if write_report is not None:
-            write_report(out)
-    return summary
+def open_task(cfg: DenoiseConfig, meta: dict | None, where: str) -> "DenoiseTask":
+    """The data of a run: the fixed validation set and the training stream, at the checkpoint's
+    place in the stream when ``meta`` is a checkpoint's."""
+    task = DenoiseTask(cfg)
+    if meta is not None:
+        try:
+            task.load_data_state(meta["data"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise runs.damaged(where, exc) from exc
+    return task
 
 
 def load_run(run_dir: str | os.PathLike, which: str = "checkpoint", backend: str | None = None):
-    """(trainer, config, meta) of a saved denoise run."""
+    """A saved denoise model."""
     params, meta, spec, cfg = runs.load_saved(run_dir, which, "denoise", DenoiseConfig, backend)
-    return runs.make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), "mse"), cfg, meta
+    return runs.LoadedRun(runs.make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), "mse"), cfg, meta, spec)
 
 
 def evaluate_run(run_dir, which: str = "checkpoint", sequences: int = 100_000, seed: int = 0,
@@ -334,7 +329,8 @@ def evaluate_run(run_dir, which: str = "checkpoint", sequences: int = 100_000, s
     (drawn from ``[seed, 4]``, never the training, validation or test streams of a run)."""
     if sequences < 1:
         raise UserError(f"--sequences must be a positive integer, got {sequences}")
-    trainer, cfg, meta = load_run(run_dir, which, backend)
+    loaded = load_run(run_dir, which, backend)
+    trainer, cfg, meta = loaded.trainer, loaded.cfg, loaded.meta
     result = test_model(trainer, cfg, sequences, np.random.default_rng([seed, 4]))
     step = meta["step"] if which == "best" else meta["loop"]["step"]
     return dict(_without_traces(result), run=str(run_dir), model=which, step=step)

@@ -36,15 +36,13 @@ import pandas as pd
 
 from .. import checkpoint, report, runs, train
 from ..cells import ModelSpec
-from ..config import ForecastConfig, resumable_fields, to_toml
+from ..config import ForecastConfig
 from ..data.prices import load_prices, parse_every, parse_utc, resample_opens
 from ..data.series import MinMaxScaler, ScaleScaler, check_points, generated_prices, scaler_from_dict, windows
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
 from ..optim import Optimizer
 
-# Fields --resume may change (budgets and reporting, never the model or data): from their settings.
-RESUMABLE_OVERRIDES = resumable_fields(ForecastConfig)
 BUILTIN_SEED = 0
 ZOOM_POINTS = 60  # points in the close-up panel of the forecast plot
 
@@ -356,6 +354,48 @@ class ForecastTask:
                            "first": str(prices.index[0]), "last": str(prices.index[-1]),
                            "windows": {name: len(p.actual) for name, p in self.parts.items()}}}
 
+    # ----- the run skeleton's hooks (rnnlab.runner)
+    loss, reduction = "mse", "mean"
+
+    def spec(self) -> ModelSpec:
+        return spec_of(self.cfg)
+
+    def initial_params(self, params: dict) -> None:
+        if self.cfg.target == "returns":
+            # Start at persistence: a zero readout forecasts a zero return, i.e. the last price,
+            # so training moves away from the baseline only as far as the data pays for it.
+            params["readout.W"][...] = 0.0
+            params["readout.b"][...] = 0.0
+
+    def console_lines(self) -> list[str]:
+        return self.summary_lines()
+
+    def budget(self) -> tuple[train.Budget, int]:
+        total_steps = self.cfg.epochs * self.steps_per_epoch
+        return train.Budget(max_steps=total_steps, max_minutes=self.cfg.max_minutes, eval_every=self.steps_per_epoch,
+                            eval_at_start=True), total_steps
+
+    def before_training(self, trainer, out: Path, fresh: bool) -> None:
+        pass
+
+    def after_training(self, trainer, summary: dict, out: Path) -> dict:
+        """The loss plot; unless interrupted, the best epoch's model against persistence on the test
+        part (``test.json``, ``forecast.png``)."""
+        cfg = self.cfg
+        plot_history(out, cfg.loss_steps)
+        extra = {"epochs": round(self.epoch, 3)}
+        if summary["interrupted"]:
+            return extra
+        best = load_run(out, "best")
+        result = _evaluate_parts(self, best.trainer)
+        test = dict(result["test"], model="best", step=best.meta["step"], epoch=best.meta["metrics"]["epoch"],
+                    comparison_text=describe(result["test"]), val=result["val"], target=cfg.target,
+                    train_seconds=round(summary["train_seconds"], 3))
+        plot_forecast(out / "forecast.png", self.parts["test"], result["test_predicted"], result["test"],
+                      f"{Path(self.series.source).name} every {cfg.every}, {cfg.cell} on {cfg.target}")
+        checkpoint.atomic_write_text(out / "test.json", json.dumps(test, indent=1) + "\n")
+        return dict(extra, test=test)
+
     def summary_lines(self) -> list[str]:
         """What the run trains on, for the console."""
         p = self.series.prices
@@ -443,75 +483,27 @@ def _evaluate_parts(task: ForecastTask, trainer) -> dict:
     return out
 
 
-def train_run(cfg: ForecastConfig, out: str | os.PathLike, resume: bool = False, force: bool = False,
-              overrides: dict | None = None, quiet: bool = False, log_evals: bool = True,
-              write_report=None) -> dict:
-    """Train (or resume) a forecast run in ``out``, then test the best-on-validation model.
-
-    Writes ``config.toml``, ``metrics.jsonl`` (one row per epoch), ``checkpoint.*``,
-    ``best.*``, ``test.json`` (test and validation metrics next to persistence),
-    ``loss.png`` and ``forecast.png``.
-
-    ``write_report(out)`` is called at the end, while the run directory is still held
-    (``rnnlab.runner.train_run`` passes the HTML report's writer).
-    """
-    out = Path(out)
-    with runs.RunDir(out, resume, force) as run_dir:
-        if run_dir.mode == "resume":
-            r = runs.resume_run(out, "forecast", ForecastConfig, overrides or {}, RESUMABLE_OVERRIDES)
-            cfg, spec, params, optimizer, state = r.cfg, r.spec, r.params, r.optimizer, r.state
-            task = ForecastTask(cfg, load_series(cfg))
-            task.load_data_state(r.meta["data"])
-        else:
-            if run_dir.mode == "restart":
-                cfg = runs.restart_config(out, ForecastConfig, overrides or {}, RESUMABLE_OVERRIDES)
-            cfg.validate()
-            task = ForecastTask(cfg, load_series(cfg))
-            spec = spec_of(cfg)
-            params, optimizer, state = runs.fresh_start(cfg, spec)
-            if cfg.target == "returns":
-                # Start at persistence: a zero readout forecasts a zero return, i.e. the last price,
-                # so training moves away from the baseline only as far as the data pays for it.
-                params["readout.W"][...] = 0.0
-                params["readout.b"][...] = 0.0
-        if not quiet and log_evals:
-            print("\n".join(task.summary_lines()), flush=True)
-        trainer = runs.make_trainer(cfg, spec, params, optimizer, "mse")
-        run_dir.start_writing()
-        checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header="rnnlab forecast run configuration"))
-        total_steps = cfg.epochs * task.steps_per_epoch
-        budget = train.Budget(max_steps=total_steps, max_minutes=cfg.max_minutes, eval_every=task.steps_per_epoch,
-                              eval_at_start=True)
-        summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, total_steps), out,
-                            dataclasses.asdict(cfg), quiet, log_evals)
-        plot_history(out, cfg.loss_steps)
-        summary.update(run_dir=str(out), trainer=trainer, epochs=round(task.epoch, 3))
-        if summary["interrupted"]:
-            if write_report is not None:
-                write_report(out)
-            return summary
-        best_trainer, _, best_meta, _ = load_run(out, "best")
-        result = _evaluate_parts(task, best_trainer)
-        test = dict(result["test"], model="best", step=best_meta["step"], epoch=best_meta["metrics"]["epoch"],
-                    comparison_text=describe(result["test"]), val=result["val"], target=cfg.target,
-                    train_seconds=round(summary["train_seconds"], 3))
-        plot_forecast(out / "forecast.png", task.parts["test"], result["test_predicted"], result["test"],
-                      f"{Path(task.series.source).name} every {cfg.every}, {cfg.cell} on {cfg.target}")
-        checkpoint.atomic_write_text(out / "test.json", json.dumps(test, indent=1) + "\n")
-        summary["test"] = test
-        if write_report is not None:
-            write_report(out)
-    return summary
+def open_task(cfg: ForecastConfig, meta: dict | None, where: str) -> "ForecastTask":
+    """The data of a run: the series, its windows and scaler fitted on the training part, and the
+    shuffled order, at the checkpoint's place in it when ``meta`` is a checkpoint's."""
+    task = ForecastTask(cfg, load_series(cfg))
+    if meta is not None:
+        try:
+            task.load_data_state(meta["data"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise runs.damaged(where, exc) from exc
+    return task
 
 
 def load_run(run_dir: str | os.PathLike, which: str = "best", backend: str | None = None):
-    """(trainer, config, meta, features) of a saved forecast run."""
+    """A saved forecast model (``extras["features"]``: its scaler and target)."""
     params, meta, spec, cfg = runs.load_saved(run_dir, which, "forecast", ForecastConfig, backend)
     try:
         features = Features.from_dict(meta["features"])
     except (KeyError, TypeError) as exc:
         raise UserError(f"{run_dir}/{which}.json lacks the scaler ({exc}); the checkpoint is damaged") from exc
-    return runs.make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), "mse"), cfg, meta, features
+    trainer = runs.make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), "mse")
+    return runs.LoadedRun(trainer, cfg, meta, spec, {"features": features})
 
 
 def predict_next(run_dir: str | os.PathLike, csv: str | None = None, which: str = "best",
@@ -521,7 +513,8 @@ def predict_next(run_dir: str | os.PathLike, csv: str | None = None, which: str 
     The CSV is binned on the run's grid (same ``--every``, same anchor), so its
     points line up with the ones the model was trained on.
     """
-    trainer, cfg, meta, features = load_run(run_dir, which, backend)
+    loaded = load_run(run_dir, which, backend)
+    trainer, cfg, meta, features = loaded.trainer, loaded.cfg, loaded.meta, loaded.extras["features"]
     if csv:
         data = load_prices(csv)
         notes = data.notes()
