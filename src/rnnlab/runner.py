@@ -63,3 +63,48 @@ def train_run(cfg, out: str | os.PathLike, resume: bool = False, force: bool = F
         summary.update(task.after_training(trainer, summary, out))
         html_report.write_run_report(out)
     return summary
+
+
+def train_job(cfg, out: str | os.PathLike, resume: bool = False, force: bool = False,
+              overrides: dict | None = None, quiet: bool = False) -> dict | None:
+    """``train_run`` here, or, when ``torchrun`` started this process, as one process of its
+    data-parallel job (``rnnlab.distributed``): rank 0 writes ``out``, the others a scratch
+    directory.  Returns the summary on the process that reports (None on the others)."""
+    import shutil
+
+    from . import distributed
+    from .launch import launched_by_torchrun
+
+    if not launched_by_torchrun():
+        return train_run(cfg, out, resume=resume, force=force, overrides=overrides, quiet=quiet)
+    backend, batch_size, device = cfg.backend, cfg.batch_size, cfg.device
+    overrides = overrides or {}
+    if resume:  # the saved config decides the batch, and the backend and device unless given now
+        saved = _saved_config(type(cfg), out)
+        resumed = runs.device_follows_backend(overrides)
+        backend, batch_size = resumed.get("backend", saved.backend), saved.batch_size
+        device = resumed.get("device", saved.device)
+    shard = distributed.setup(backend, batch_size, device)
+    where = distributed.working_dir(str(out), resume, runs.RUN_FILES)
+    try:
+        summary = train_run(cfg, where, resume=resume, force=force, overrides=overrides,
+                            quiet=quiet or not shard.is_main)
+    finally:
+        distributed.teardown()
+        if not shard.is_main:
+            shutil.rmtree(where, ignore_errors=True)
+    return summary if shard.is_main else None
+
+
+def _saved_config(config_cls, out):
+    """The config in ``out``'s checkpoint (what a torchrun job resumes with)."""
+    from .config import from_dict
+    from .errors import UserError
+
+    if not checkpoint.exists(Path(out)):
+        raise UserError(f"--resume: no checkpoint in {str(out)!r}; start a new run without --resume")
+    _, meta = checkpoint.load(Path(out))
+    try:
+        return from_dict(config_cls, meta["config"], where=f"{out}/checkpoint.json")
+    except KeyError as exc:
+        raise runs.damaged(f"{out}/checkpoint.json", exc) from exc

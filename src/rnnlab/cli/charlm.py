@@ -1,0 +1,90 @@
+"""``rnnlab charlm ...``: the character-level language model's verbs (train, sample, eval)."""
+
+from __future__ import annotations
+
+import json
+
+from ..config import BACKEND_NAMES, PRESETS, CharLMConfig
+from ..tasks import TASKS
+from .common import (RUN_HELP, add_config_flags, add_run_flags, non_negative_float, non_negative_int, resume_hint,
+                     task_verbs, train_from_args)
+
+
+def add_verbs(tasks) -> None:
+    """The ``charlm`` command and its verbs."""
+    verbs = task_verbs(tasks, "charlm", TASKS["charlm"].help, "Character-level language model.")
+
+    tr = verbs.add_parser("train", usage="%(prog)s [options]", help="train (or --resume) a model",
+                          description="Train a character-level language model. Writes config.toml, "
+                                      "metrics.jsonl, checkpoint.*, best.*, samples.jsonl, loss.png and report.html "
+                                      "into --out.")
+    add_config_flags(tr, CharLMConfig)
+    tr.add_argument_group("preset").add_argument(
+        "--preset", choices=sorted(PRESETS),
+        help="min-char-rnn: the classic from-scratch exercise exactly (H=100, T=25, B=1, Adagrad 0.1, clip 5, "
+             "summed loss, N(0,1)*0.01 weights)")
+    add_run_flags(tr, "runs/charlm")
+
+    sa = verbs.add_parser("sample", help="generate text from a trained run")
+    sa.add_argument("--run", required=True, metavar="DIR", help=RUN_HELP)
+    sa.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
+    sa.add_argument("--length", type=non_negative_int, default=500, metavar="N",
+                    help="characters to generate (default 500)")
+    sa.add_argument("--temperature", type=non_negative_float, default=1.0, metavar="X",
+                    help="divides the logits; lower = more conservative, 0 = argmax (default 1)")
+    sa.add_argument("--top-k", type=non_negative_int, default=0, metavar="N",
+                    help="sample among the N most likely characters (0 = all)")
+    sa.add_argument("--prime", default="", metavar="TEXT", help="text to start from")
+    sa.add_argument("--seed", type=non_negative_int, default=0, metavar="N", help="sampling seed (default 0)")
+    sa.add_argument("--best", action="store_true", help="use the best-on-validation model")
+
+    ev = verbs.add_parser("eval", help="validation loss in nats/char and bits/char")
+    ev.add_argument("--run", required=True, metavar="DIR", help=RUN_HELP)
+    ev.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
+    ev.add_argument("--text", metavar="FILE", help="evaluate on this file (default: the run's validation split)")
+    ev.add_argument("--best", action="store_true", help="use the best-on-validation model")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _charlm_train(args) -> int:
+    summary = train_from_args(CharLMConfig, args,
+                     PRESETS[args.preset] if args.preset else None)
+    if summary is None:
+        return 0
+    best = summary["best_val_loss"]
+    best_text = f"; best validation {best:.4f} nats/char" if best is not None else ""
+    print(f"{summary['stop_reason']} at step {summary['step']}{best_text}; run saved in {summary['run_dir']}")
+    if summary["interrupted"]:
+        return resume_hint("charlm", summary)
+    print(f"report: {summary['run_dir']}/report.html")
+    return 0
+
+
+def _charlm_sample(args) -> int:
+    import numpy as np
+
+    from ..tasks import charlm
+
+    loaded = charlm.load_run(args.run, "best" if args.best else "checkpoint", args.backend)
+    trainer, vocab = loaded.trainer, loaded.extras["vocab"]
+    text = charlm.sample_text(trainer, vocab, args.length, args.temperature, args.top_k, args.prime,
+                              np.random.default_rng(args.seed))
+    print(args.prime + text)
+    return 0
+
+
+def _charlm_eval(args) -> int:
+    from ..tasks import charlm
+
+    result = charlm.evaluate_run(args.run, args.text, "best" if args.best else "checkpoint", args.backend)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        skipped = result["unknown_chars_skipped"]
+        note = f" ({skipped} characters outside the vocabulary skipped)" if skipped else ""
+        print(f"{result['nats_per_char']:.4f} nats/char, {result['bits_per_char']:.4f} bits/char "
+              f"on {result['chars']} characters of {result['text']}{note}")
+    return 0
+
+
+COMMANDS = {("charlm", "train"): _charlm_train, ("charlm", "sample"): _charlm_sample, ("charlm", "eval"): _charlm_eval}
