@@ -111,3 +111,34 @@ def test_bad_files_name_the_problem(tmp_path, content, match):
 def test_missing_file(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         load_prices(tmp_path / "nope.csv")
+
+
+def _reference_opens(frame, every, t0):
+    """The first open of each bin by integer bin numbers, written out: the definition the
+    library's pandas resampling must match."""
+    bins = np.floor((frame.index - t0) / every).astype(np.int64)
+    firsts = frame["open"].groupby(bins).first()
+    starts = [t0 + every * int(k) for k in firsts.index]
+    empty = [t0 + every * int(k) for k in np.setdiff1d(np.arange(bins.min(), bins.max() + 1), firsts.index)]
+    return starts, firsts.to_numpy(), empty
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_resampling_matches_integer_bins_on_gappy_series(seed):
+    from rnnlab.data.prices import resample_opens
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    times = pd.Timestamp("2021-01-01 00:37", tz="UTC") + pd.to_timedelta(np.cumsum(rng.integers(1, 6, n)) * 30,
+                                                                          unit="min")
+    keep = rng.random(n) > 0.25  # gaps of every length ...
+    keep[150:230] = False  # ... and one of days
+    frame = pd.DataFrame({"open": rng.random(int(keep.sum())) + 1.0},
+                         index=pd.DatetimeIndex(times[keep], name="timestamp"))
+    every = pd.Timedelta(minutes=int(rng.integers(30, 1500)))
+    anchor = None if seed % 2 else frame.index[0] + pd.Timedelta(minutes=int(rng.integers(-5000, 5000)))
+    result = resample_opens(frame, every, anchor=anchor)
+    starts, opens, empty = _reference_opens(frame, every, frame.index[0] if anchor is None else anchor)
+    assert list(result.opens.index) == starts
+    np.testing.assert_array_equal(result.opens.to_numpy(), opens)
+    assert list(result.empty_bins) == empty and len(empty) > 0

@@ -223,11 +223,10 @@ def resample_opens(frame: pd.DataFrame, every: pd.Timedelta, start: str | None =
     if selected.empty:
         raise UserError(f"no rows between --start {start or 'the beginning'} and --end {end or 'the end'}")
     t0 = selected.index[0] if anchor is None else pd.Timestamp(anchor)
-    bins = np.floor((selected.index - t0) / every).astype(np.int64)
-    firsts = selected["open"].groupby(bins).first()
-    starts = t0 + every * firsts.index.to_numpy()
-    opens = pd.Series(firsts.to_numpy(), index=pd.DatetimeIndex(starts, name="timestamp"), name="open")
-    all_bins = np.arange(int(bins.min()), int(bins.max()) + 1)
-    empty = [t0 + every * int(k) for k in np.setdiff1d(all_bins, firsts.index.to_numpy())]
+    # Bins [t0 + k every, t0 + (k+1) every) for every integer k, t0 before or after the data.
+    binned = selected["open"].resample(every, origin=t0, label="left", closed="left").first()
+    empty = list(binned.index[binned.isna()])
+    opens = binned.dropna().rename("open")
+    opens.index.name = "timestamp"
     return Resampled(opens, empty, every)
 
