@@ -284,3 +284,22 @@ def test_warnings_are_held_and_an_unexpected_error_is_one_line(tmp_path, capsys,
     monkeypatch.setitem(cli.COMMANDS, ("report", None), warns_then(None))
     code, _, err = run_cli(capsys, "report", tmp_path)
     assert code == 0 and err.strip().splitlines() == ["rnnlab: warning: UserWarning: a library complains"]
+
+
+@pytest.mark.parametrize("task,backend", [("denoise", "jax"), ("forecast", "torch")])
+def test_a_default_backend_that_is_not_installed_names_the_extra(task, backend, tmp_path, capsys, monkeypatch):
+    """On a core install (NumPy only) each task's default backend either works or says what to install."""
+    from rnnlab import backends
+
+    def missing(name):
+        if name == backend:
+            raise ModuleNotFoundError(f"No module named {backend!r}", name=backend)
+        return original(name)
+
+    original = backends.get_backend
+    monkeypatch.setattr(backends, "get_backend", missing)
+    monkeypatch.setattr("rnnlab.runs.get_backend", missing)
+    argv = {"denoise": ["denoise", "train", *[a for a in TINY_DENOISE if a not in ("--backend", "numpy")]],
+            "forecast": ["forecast", "train", *[a for a in TINY_FORECAST if a not in ("--backend", "numpy")]]}[task]
+    code, _, err = run_cli(capsys, *argv, "--out", tmp_path / "run")
+    assert_one_line_error(code, err, f"pip install 'rnnlab[{backend}]'")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cells import CELLS, ModelSpec, cell_info, cell_of_torch_module, check_params
+from .cells import CELL_TABLE, CELLS, ModelSpec, cell_info, cell_of_torch_module, check_params
 from .errors import UserError
 
 # PyTorch's recurrent modules, told apart by the gate count of weight_hh (a fact of PyTorch,
@@ -32,6 +32,8 @@ TORCH_MODULE_BY_GATES = {1: "nn.RNN", 3: "nn.GRU", 4: "nn.LSTM"}
 # safetensors metadata key naming the cell of exported weights, read back on import
 CELL_METADATA = "rnnlab.cell"
 MIN_CHAR_RNN_KEYS = ("Wxh", "Whh", "Why", "bh", "by")
+# the one cell the min-char-rnn format holds (the table's row that names the format)
+MIN_CHAR_RNN_CELL = next(c.name for c in CELL_TABLE.values() if "min-char-rnn" in c.exports)
 
 
 def to_min_char_rnn(spec: ModelSpec, params: dict) -> dict[str, np.ndarray]:
@@ -52,7 +54,7 @@ def from_min_char_rnn(weights: dict, where: str = "weights") -> tuple[ModelSpec,
     w = {k: np.asarray(weights[k]) for k in MIN_CHAR_RNN_KEYS}
     check_weights(w, where, matrices=("Wxh", "Whh", "Why"))
     H, V = w["Wxh"].shape
-    spec = ModelSpec("rnn", V, H, V, 1, "onehot")
+    spec = ModelSpec(MIN_CHAR_RNN_CELL, V, H, V, 1, "onehot")
     params = {"layers.0.W": w["Wxh"].T, "layers.0.U": w["Whh"].T, "layers.0.b": w["bh"].reshape(-1),
               "readout.W": w["Why"].T, "readout.b": w["by"].reshape(-1)}
     params = {k: np.ascontiguousarray(v) for k, v in params.items()}

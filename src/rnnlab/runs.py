@@ -318,3 +318,20 @@ def load_saved(run_dir, which: str, task_name: str, config_cls,
     # A saved model is used on whatever machine loads it: the training run's device may not be here.
     cfg = dataclasses.replace(cfg, device="auto", **({"backend": backend} if backend is not None else {}))
     return params, meta, spec, cfg
+
+
+def load_run(run_dir, which: str, task_name: str, config_cls, backend: str | None, loss: str,
+             extras: dict | None = None) -> LoadedRun:
+    """The saved model ``<run_dir>/<which>`` of task ``task_name`` on ``backend`` (default: the
+    run's own), with ``extras``: name -> (key of the checkpoint's JSON, parser), each read in one
+    place so a damaged field is one line."""
+    params, meta, spec, cfg = load_saved(run_dir, which, task_name, config_cls, backend)
+    found = {}
+    for name, (key, parse) in (extras or {}).items():
+        try:
+            found[name] = parse(meta[key])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise damaged(f"{run_dir}/{which}.json", exc) from exc
+    reduction = getattr(cfg, "loss_reduction", "mean")
+    trainer = make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), loss, reduction)
+    return LoadedRun(trainer, cfg, meta, spec, found)

@@ -76,6 +76,34 @@ class Task(Protocol):
         """What loading the model needs besides its parameters (vocabulary, scaler, text hash)."""
 
 
+class TaskBase:
+    """The run skeleton's optional hooks as no-ops, for a task class to override where it has
+    something to do (``rnnlab.runner.train_run`` calls them; ``rnnlab.tasks`` lists them all)."""
+
+    reduction = "mean"
+
+    def initial_params(self, params: dict) -> None:
+        """Change the seeded initial parameters of a fresh run in place."""
+
+    def console_lines(self) -> list[str]:
+        """Lines shown before training (what the run trains on)."""
+        return []
+
+    def before_training(self, trainer, out: Path, fresh: bool) -> None:
+        """Anything to write before the first step (``fresh``: not a resumed run)."""
+
+    def restore(self, meta: dict, where: str) -> None:
+        """Continue from a checkpoint's data cursor (``meta["data"]``); a damaged one is one line."""
+        try:
+            self.load_data_state(meta["data"])
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"lacks field {exc}" if isinstance(exc, KeyError) else f"holds a bad value ({exc})"
+            raise UserError(f"damaged checkpoint: {where} {what}; restore it from a copy or start a new "
+                            "run") from exc
+
+    def load_data_state(self, state: dict) -> None:
+        raise NotImplementedError
+
 @dataclass
 class LoopState:
     """What changes during training, besides parameters and optimizer state."""

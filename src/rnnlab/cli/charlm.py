@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from ..config import BACKEND_NAMES, PRESETS, CharLMConfig
+from ..config import PRESETS, CharLMConfig
 from ..tasks import TASKS
-from .common import (RUN_HELP, add_config_flags, add_run_flags, non_negative_float, non_negative_int, resume_hint,
-                     task_verbs, train_from_args)
+from .common import (add_config_flags, add_run_flags, add_saved_run_flags, non_negative_float, non_negative_int,
+                     resume_hint, task_verbs, train_from_args)
 
 
 def add_verbs(tasks) -> None:
@@ -26,8 +26,7 @@ def add_verbs(tasks) -> None:
     add_run_flags(tr, "runs/charlm")
 
     sa = verbs.add_parser("sample", help="generate text from a trained run")
-    sa.add_argument("--run", required=True, metavar="DIR", help=RUN_HELP)
-    sa.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
+    add_saved_run_flags(sa)
     sa.add_argument("--length", type=non_negative_int, default=500, metavar="N",
                     help="characters to generate (default 500)")
     sa.add_argument("--temperature", type=non_negative_float, default=1.0, metavar="X",
@@ -39,8 +38,7 @@ def add_verbs(tasks) -> None:
     sa.add_argument("--best", action="store_true", help="use the best-on-validation model")
 
     ev = verbs.add_parser("eval", help="validation loss in nats/char and bits/char")
-    ev.add_argument("--run", required=True, metavar="DIR", help=RUN_HELP)
-    ev.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
+    add_saved_run_flags(ev)
     ev.add_argument("--text", metavar="FILE", help="evaluate on this file (default: the run's validation split)")
     ev.add_argument("--best", action="store_true", help="use the best-on-validation model")
     ev.add_argument("--json", action="store_true", help="print one JSON object")

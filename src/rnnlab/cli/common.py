@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..config import describe_range, flag, from_toml, in_range, settings_of
+from ..config import BACKEND_NAMES, describe_range, flag, from_toml, in_range, settings_of
 
 RUN_HELP = "run directory written by `train` (or `import`)"
 
@@ -123,6 +123,12 @@ def add_run_flags(parser, default_out: str, resume: bool = True) -> None:
         run.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     run.add_argument("--force", action="store_true", help="replace a run already in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar or per-eval lines")
+
+
+def add_saved_run_flags(parser) -> None:
+    """--run and --backend of the verbs that use a saved model (sample, eval, predict)."""
+    parser.add_argument("--run", required=True, metavar="DIR", help=RUN_HELP)
+    parser.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
 
 
 def task_verbs(tasks, name: str, help_text: str, description: str):

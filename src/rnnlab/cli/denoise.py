@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from ..config import BACKEND_NAMES, DenoiseConfig
+from ..config import DenoiseConfig
 from ..tasks import TASKS
-from .common import (RUN_HELP, add_config_flags, add_run_flags, config_from_args, float_list, non_negative_int,
-                     positive_int, resume_hint, task_verbs, train_from_args)
+from .common import (add_config_flags, add_run_flags, add_saved_run_flags, config_from_args, float_list,
+                     non_negative_int, positive_int, resume_hint, task_verbs, train_from_args)
 
 
 def add_verbs(tasks) -> None:
@@ -33,8 +33,7 @@ def add_verbs(tasks) -> None:
     add_run_flags(ds, "runs/denoise-search", resume=False)
 
     de = dverbs.add_parser("eval", help="test a saved model against Kalman on fresh sequences")
-    de.add_argument("--run", required=True, metavar="DIR", help=RUN_HELP)
-    de.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
+    add_saved_run_flags(de)
     de.add_argument("--best", action="store_true", help="use the best-on-validation model")
     de.add_argument("--sequences", type=positive_int, default=100_000, metavar="N",
                     help="fresh test sequences (default 100000)")

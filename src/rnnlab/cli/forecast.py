@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from ..config import BACKEND_NAMES, ForecastConfig
+from ..config import ForecastConfig
 from ..tasks import TASKS
-from .common import RUN_HELP, add_config_flags, add_run_flags, resume_hint, task_verbs, train_from_args
+from .common import add_config_flags, add_run_flags, add_saved_run_flags, resume_hint, task_verbs, train_from_args
 
 
 def add_verbs(tasks) -> None:
@@ -27,8 +27,7 @@ def add_verbs(tasks) -> None:
     fp = fverbs.add_parser("predict", help="forecast the value after the last window of a CSV",
                            description="Forecast the next value after the last --window points of --csv "
                                        "(binned on the run's grid), or of the run's own series.")
-    fp.add_argument("--run", required=True, metavar="DIR", help=RUN_HELP)
-    fp.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
+    add_saved_run_flags(fp)
     fp.add_argument("--csv", metavar="FILE", help="price CSV (default: the series the run was trained on)")
     fp.add_argument("--last", action="store_true", help="use the last checkpoint instead of the best epoch")
     fp.add_argument("--json", action="store_true", help="print one JSON object")

@@ -7,7 +7,7 @@ A task module provides:
 
 * ``open_task(cfg, meta, where)``: the run's data, fresh (``meta`` None) or at a checkpoint's
   place; a task object following ``rnnlab.train.Task`` (batches, evaluation, data cursor) with
-  the run skeleton's hooks: ``cfg``, ``loss``, ``reduction``, ``spec()``, ``initial_params(params)``,
+  the run skeleton's hooks (``rnnlab.train.TaskBase`` has no-op defaults for the optional ones): ``cfg``, ``loss``, ``reduction``, ``spec()``, ``initial_params(params)``,
   ``console_lines()``, ``budget() -> (Budget, total steps)``, ``before_training(trainer, out,
   fresh)`` and ``after_training(trainer, summary, out) -> dict`` (plots, the test, what it adds
   to the summary);

@@ -22,7 +22,6 @@ from ..config import CharLMConfig, to_toml
 from ..data.text import BUILTIN_NAME, StreamBatcher, Vocab, eval_chunks, read_text, split_train_val
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
-from ..optim import Optimizer
 
 EVAL_STREAMS = 64
 LN2 = math.log(2.0)
@@ -32,7 +31,7 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class CharLMTask:
+class CharLMTask(train.TaskBase):
     name = "charlm"
     item_name = "chars"
 
@@ -95,6 +94,9 @@ class CharLMTask:
     def data_state(self) -> dict:
         return self.batcher.state()
 
+    def load_data_state(self, state: dict) -> None:
+        self.batcher.load_state(state)
+
     def checkpoint_meta(self) -> dict:
         return {"vocab": self.vocab.chars, "text_sha256": self.text_sha256}
 
@@ -104,12 +106,6 @@ class CharLMTask:
     @property
     def reduction(self) -> str:
         return self.cfg.loss_reduction
-
-    def initial_params(self, params: dict) -> None:
-        pass
-
-    def console_lines(self) -> list[str]:
-        return []
 
     def budget(self) -> tuple[train.Budget, int]:
         cfg = self.cfg
@@ -220,25 +216,22 @@ def open_task(cfg: CharLMConfig, meta: dict | None, where: str) -> "CharLMTask":
         raise UserError(f"the text {cfg.text or BUILTIN_NAME!r} changed since the run in {where} was started; "
                         "resume needs the same text")
     try:
-        task = CharLMTask(cfg, text, Vocab(meta["vocab"]))
-        task.batcher.load_state(meta["data"])
-    except (KeyError, TypeError, ValueError) as exc:
+        vocab = Vocab(meta["vocab"])
+    except (KeyError, TypeError) as exc:
         raise runs.damaged(where, exc) from exc
+    task = CharLMTask(cfg, text, vocab)
+    task.restore(meta, where)
     return task
 
 
 def load_run(run_dir: str | os.PathLike, which: str = "checkpoint", backend: str | None = None):
     """A saved charlm model (``extras["vocab"]``: its vocabulary), for sampling and evaluation."""
-    params, meta, spec, cfg = runs.load_saved(run_dir, which, "charlm", CharLMConfig, backend)
-    try:
-        vocab = Vocab(meta["vocab"])
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"{run_dir}/{which}.json lacks field {exc}; the checkpoint is damaged") from exc
-    if len(vocab) != spec.input_size:
-        raise UserError(f"{run_dir}/{which}.json: vocabulary size {len(vocab)} does not match the model "
-                        f"({spec.input_size}); the checkpoint is damaged")
-    trainer = runs.make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), "cross_entropy", cfg.loss_reduction)
-    return runs.LoadedRun(trainer, cfg, meta, spec, {"vocab": vocab})
+    loaded = runs.load_run(run_dir, which, "charlm", CharLMConfig, backend, "cross_entropy",
+                           {"vocab": ("vocab", Vocab)})
+    if len(loaded.extras["vocab"]) != loaded.spec.input_size:
+        raise UserError(f"damaged checkpoint: {run_dir}/{which}.json: vocabulary size {len(loaded.extras['vocab'])} "
+                        f"does not match the model ({loaded.spec.input_size})")
+    return loaded
 
 
 def evaluate_run(run_dir, text_path: str | None = None, which: str = "checkpoint", backend: str | None = None) -> dict:

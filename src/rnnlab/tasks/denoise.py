@@ -33,7 +33,6 @@ from ..config import DenoiseConfig
 from ..data.ou import OUProcess, generate_ou_process, kalman
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
-from ..optim import Optimizer
 
 PREDICT_CHUNK = 10_000  # sequences per forward pass at evaluation (bounds memory for long sequences)
 TRACES_SHOWN = 4
@@ -85,7 +84,7 @@ def mse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.square(np.asarray(a, np.float64) - b)))
 
 
-class DenoiseTask:
+class DenoiseTask(train.TaskBase):
     """The task side of the training loop (see ``rnnlab.train.run``)."""
 
     name = "denoise"
@@ -131,23 +130,14 @@ class DenoiseTask:
         return {}
 
     # ----- the run skeleton's hooks (rnnlab.runner)
-    loss, reduction = "mse", "mean"
+    loss = "mse"
 
     def spec(self) -> ModelSpec:
         return spec_of(self.cfg)
 
-    def initial_params(self, params: dict) -> None:
-        pass
-
-    def console_lines(self) -> list[str]:
-        return []
-
     def budget(self) -> tuple[train.Budget, int]:
         cfg = self.cfg
         return train.Budget(max_steps=cfg.steps, max_minutes=cfg.max_minutes, eval_every=cfg.eval_every), cfg.steps
-
-    def before_training(self, trainer, out: Path, fresh: bool) -> None:
-        pass
 
     def after_training(self, trainer, summary: dict, out: Path) -> dict:
         """The loss plot; unless interrupted, the best model against Kalman on fresh test sequences
@@ -310,17 +300,13 @@ def open_task(cfg: DenoiseConfig, meta: dict | None, where: str) -> "DenoiseTask
     place in the stream when ``meta`` is a checkpoint's."""
     task = DenoiseTask(cfg)
     if meta is not None:
-        try:
-            task.load_data_state(meta["data"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise runs.damaged(where, exc) from exc
+        task.restore(meta, where)
     return task
 
 
 def load_run(run_dir: str | os.PathLike, which: str = "checkpoint", backend: str | None = None):
     """A saved denoise model."""
-    params, meta, spec, cfg = runs.load_saved(run_dir, which, "denoise", DenoiseConfig, backend)
-    return runs.LoadedRun(runs.make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), "mse"), cfg, meta, spec)
+    return runs.load_run(run_dir, which, "denoise", DenoiseConfig, backend, "mse")
 
 
 def evaluate_run(run_dir, which: str = "checkpoint", sequences: int = 100_000, seed: int = 0,

@@ -41,7 +41,6 @@ from ..data.prices import load_prices, parse_every, parse_utc, resample_opens
 from ..data.series import MinMaxScaler, ScaleScaler, check_points, generated_prices, scaler_from_dict, windows
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
-from ..optim import Optimizer
 
 BUILTIN_SEED = 0
 ZOOM_POINTS = 60  # points in the close-up panel of the forecast plot
@@ -266,7 +265,7 @@ def describe(result: dict, what: str = "test") -> str:
 
 # --------------------------------------------------------------------------- the task
 
-class ForecastTask:
+class ForecastTask(train.TaskBase):
     """The task side of the training loop (see ``rnnlab.train.run``): one step = one
     batch of shuffled training windows, one evaluation = one epoch."""
 
@@ -355,7 +354,7 @@ class ForecastTask:
                            "windows": {name: len(p.actual) for name, p in self.parts.items()}}}
 
     # ----- the run skeleton's hooks (rnnlab.runner)
-    loss, reduction = "mse", "mean"
+    loss = "mse"
 
     def spec(self) -> ModelSpec:
         return spec_of(self.cfg)
@@ -374,9 +373,6 @@ class ForecastTask:
         total_steps = self.cfg.epochs * self.steps_per_epoch
         return train.Budget(max_steps=total_steps, max_minutes=self.cfg.max_minutes, eval_every=self.steps_per_epoch,
                             eval_at_start=True), total_steps
-
-    def before_training(self, trainer, out: Path, fresh: bool) -> None:
-        pass
 
     def after_training(self, trainer, summary: dict, out: Path) -> dict:
         """The loss plot; unless interrupted, the best epoch's model against persistence on the test
@@ -488,22 +484,14 @@ def open_task(cfg: ForecastConfig, meta: dict | None, where: str) -> "ForecastTa
     shuffled order, at the checkpoint's place in it when ``meta`` is a checkpoint's."""
     task = ForecastTask(cfg, load_series(cfg))
     if meta is not None:
-        try:
-            task.load_data_state(meta["data"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise runs.damaged(where, exc) from exc
+        task.restore(meta, where)
     return task
 
 
 def load_run(run_dir: str | os.PathLike, which: str = "best", backend: str | None = None):
     """A saved forecast model (``extras["features"]``: its scaler and target)."""
-    params, meta, spec, cfg = runs.load_saved(run_dir, which, "forecast", ForecastConfig, backend)
-    try:
-        features = Features.from_dict(meta["features"])
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"{run_dir}/{which}.json lacks the scaler ({exc}); the checkpoint is damaged") from exc
-    trainer = runs.make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), "mse")
-    return runs.LoadedRun(trainer, cfg, meta, spec, {"features": features})
+    return runs.load_run(run_dir, which, "forecast", ForecastConfig, backend, "mse",
+                         {"features": ("features", Features.from_dict)})
 
 
 def predict_next(run_dir: str | os.PathLike, csv: str | None = None, which: str = "best",
