@@ -303,3 +303,27 @@ def test_a_default_backend_that_is_not_installed_names_the_extra(task, backend, 
             "forecast": ["forecast", "train", *[a for a in TINY_FORECAST if a not in ("--backend", "numpy")]]}[task]
     code, _, err = run_cli(capsys, *argv, "--out", tmp_path / "run")
     assert_one_line_error(code, err, f"pip install 'rnnlab[{backend}]'")
+
+
+def test_a_refused_writer_removes_nothing_even_where_it_thinks_it_made_the_directory(tmp_path, monkeypatch):
+    """Two processes starting on one new --out: the one that loses the lock leaves the directory and
+    its lock file to the winner, even if its own mkdir seemed to create the directory."""
+    from rnnlab import runs
+    from rnnlab.errors import UserError
+    from rnnlab.lock import LOCK_NAME
+
+    out = tmp_path / "new_run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from rnnlab.lock import RunLock; "
+                               "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)", str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(runs, "make_dir", lambda path, flag_name="--out": True)
+        with pytest.raises(UserError, match="is being written by"):
+            with runs.RunDir(out, resume=False, force=False):
+                pass
+        assert (out / LOCK_NAME).exists()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -67,12 +67,18 @@ def check_out_dir(out: Path, flag_name: str = "--out") -> None:
 
 
 def make_dir(out: Path, flag_name: str = "--out") -> bool:
-    """Create ``out`` (and its parents); True when it did not exist.  Failures are one line."""
+    """Create ``out`` (and its parents); True when this call created it (of two processes creating
+    one directory at once, exactly one is told so).  Failures are one line."""
     out = Path(out)
     check_out_dir(out, flag_name)
-    created = not out.exists()
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir()
+            created = True
+        except FileExistsError:
+            created = False
+            check_out_dir(out, flag_name)
     except OSError as exc:
         raise UserError(f"cannot create {flag_name} {str(out)!r}: {exc.strerror}; choose a directory "
                         "you can write") from exc
@@ -140,18 +146,20 @@ class RunDir:
         checkpoint.recover(self.out)
 
     def _undo(self) -> None:
-        """Leave no trace of a run that never started in a directory this process created."""
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        """Leave no trace of a run that never started in a directory this process created and held.
+        A process that did not get the lock touches nothing: the directory is another's."""
+        if self._lock is None:
+            return
         if self._created and not self._started:
             from .lock import LOCK_NAME
 
-            try:
+            try:  # still holding the lock, so no other writer is inside
                 (self.out / LOCK_NAME).unlink(missing_ok=True)
                 self.out.rmdir()
             except OSError:
                 pass
+        self._lock.release()
+        self._lock = None
 
     def __exit__(self, *exc) -> None:
         self._undo()
