@@ -88,3 +88,20 @@ def test_learning_rate_schedules():
     with pytest.raises(UserError):
         learning_rate(0.1, "linear", 5, 10)
     assert not math.isnan(learning_rate(0.1, "cosine", 500, 100))
+
+
+@pytest.mark.parametrize("name", ["sgd", "adagrad", "adam"])
+def test_decoupled_weight_decay_scales_matrices_not_biases(name):
+    rng = np.random.default_rng(7)
+    params = {"W": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
+    grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    plain, decayed = Optimizer(name), Optimizer(name, weight_decay=0.5)
+    p_plain = {k: v.copy() for k, v in params.items()}
+    p_decayed = {k: v.copy() for k, v in params.items()}
+    lr = 0.1
+    plain.update_(p_plain, {k: g.copy() for k, g in grads.items()}, lr)
+    decayed.update_(p_decayed, {k: g.copy() for k, g in grads.items()}, lr)
+    # p * (1 - lr wd) - lr d, with the same direction d as without decay
+    np.testing.assert_allclose(p_decayed["W"], p_plain["W"] - lr * 0.5 * params["W"], rtol=1e-12)
+    np.testing.assert_array_equal(p_decayed["b"], p_plain["b"])
+    assert Optimizer.restore(decayed.meta(), decayed.state_tensors()).weight_decay == 0.5

@@ -74,6 +74,8 @@ SHARED = {
     "clip": Setting("global-norm or element clip", "optimization", choices=CLIP_KINDS),
     "clip_value": Setting("largest gradient norm (--clip norm) or element (--clip value)", "optimization",
                           minimum=0, above=True, metavar="X"),
+    "weight_decay": Setting("decoupled weight decay, as AdamW: each step scales the weight matrices (not the "
+                            "biases) by 1 - lr * X (0 = off)", "optimization", minimum=0, metavar="X"),
     "batch_size": Setting("rows per step", "optimization", minimum=1, metavar="B"),
     "max_minutes": Setting("training minutes of this invocation (0 = no limit)", "budget", minimum=0,
                            resumable=True, metavar="X"),
@@ -111,6 +113,7 @@ class CharLMConfig:
     warmup_steps: int = shared("warmup_steps", 0)
     clip: str = shared("clip", "norm")
     clip_value: float = shared("clip_value", 5.0)
+    weight_decay: float = shared("weight_decay", 0.0)
     loss_reduction: str = setting("mean", Setting("mean per character, or summed over the sequence (min-char-rnn)",
                                                   "optimization", choices=("mean", "sum")))
     max_steps: int = setting(1000, Setting("total steps (0 = no limit)", "budget", minimum=0, resumable=True,
@@ -173,6 +176,7 @@ class DenoiseConfig:
     warmup_steps: int = shared("warmup_steps", 0)
     clip: str = shared("clip", "norm")
     clip_value: float = shared("clip_value", 1.0)
+    weight_decay: float = shared("weight_decay", 0.0)
     batch_size: int = shared("batch_size", 256, help="fresh sequences per step")
     steps: int = setting(4000, Setting("total training steps", "budget", minimum=1, resumable=True, metavar="N",
                                        aliases=("--max-steps",)))
@@ -244,6 +248,7 @@ class ForecastConfig:
     warmup_steps: int = shared("warmup_steps", 0)
     clip: str = shared("clip", "norm")
     clip_value: float = shared("clip_value", 1.0)
+    weight_decay: float = shared("weight_decay", 0.0)
     batch_size: int = shared("batch_size", 32, help="windows per step")
     epochs: int = setting(50, Setting("passes over the training windows", "budget", minimum=1, resumable=True,
                                       metavar="N"))

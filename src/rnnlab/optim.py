@@ -10,6 +10,9 @@ Formulas (same meaning as torch.optim / optax, so backends agree):
 * ``adagrad``:  s += g^2;  p -= lr * g / sqrt(s + eps)   (min-char-rnn form, eps=1e-8)
 * ``adam``:     m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
                 p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+
+Decoupled weight decay (``weight_decay`` = wd, as AdamW, with any update rule): before the
+update every weight matrix (2-D parameter; not the biases) is scaled, p *= 1 - lr * wd.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class Optimizer:
     eps: float = 1e-8
     step: int = 0
     state: dict[str, np.ndarray] = field(default_factory=dict)
+    weight_decay: float = 0.0
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
@@ -87,6 +91,11 @@ class Optimizer:
 
     def update_(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
         self.step += 1
+        if self.weight_decay:
+            shrink = 1.0 - lr * self.weight_decay
+            for p in params.values():
+                if p.ndim == 2:
+                    p *= shrink
         if self.name == "sgd":
             for k, p in params.items():
                 p -= lr * grads[k]
@@ -119,11 +128,11 @@ class Optimizer:
 
     def meta(self) -> dict:
         return {"name": self.name, "step": self.step, "beta1": self.beta1, "beta2": self.beta2,
-                "eps": self.eps}
+                "eps": self.eps, "weight_decay": self.weight_decay}
 
     @classmethod
     def restore(cls, meta: dict, tensors: dict[str, np.ndarray]) -> "Optimizer":
         opt = cls(meta["name"], beta1=meta["beta1"], beta2=meta["beta2"], eps=meta["eps"],
-                  step=int(meta["step"]))
+                  step=int(meta["step"]), weight_decay=float(meta.get("weight_decay", 0.0)))
         opt.state = {k: np.array(v) for k, v in tensors.items()}
         return opt

@@ -274,7 +274,7 @@ def fresh_start(cfg, spec: ModelSpec) -> tuple[dict, Optimizer, train.LoopState]
     """Seeded initial parameters, a new optimizer and loop state for ``cfg``."""
     check_fits(spec, cfg.dtype)
     params = init_params(spec, np.random.default_rng(cfg.seed), cfg.init, np.dtype(cfg.dtype))
-    return params, Optimizer(cfg.optimizer), train.LoopState(sample_rng=np.random.default_rng([cfg.seed, 1]))
+    return params, Optimizer(cfg.optimizer, weight_decay=cfg.weight_decay), train.LoopState(sample_rng=np.random.default_rng([cfg.seed, 1]))
 
 
 def make_trainer(cfg, spec: ModelSpec, params: dict, optimizer: Optimizer, loss: str, reduction: str = "mean"):

@@ -326,7 +326,7 @@ def _optax_transform(optimizer_name: str, clip: str, clip_value: float, beta1: f
 
 @lru_cache(maxsize=64)
 def _compiled_step(spec: ModelSpec, loss: str, reduction: str, optimizer_name: str, clip: str, clip_value: float,
-                   beta1: float, beta2: float, eps: float):
+                   beta1: float, beta2: float, eps: float, weight_decay: float = 0.0):
     """(optax transform, jitted update) for one configuration, built once per process.
 
     The learning rate is an argument, so runs that differ only in it (a
@@ -344,7 +344,9 @@ def _compiled_step(spec: ModelSpec, loss: str, reduction: str, optimizer_name: s
             grads = jax.tree.map(lambda g: g * targets.size, grads)
         norm = optax.tree.norm(grads)
         direction, new_state = tx.update(grads, opt_state, params)
-        new_params = jax.tree.map(lambda p, d: p - lr * d, params, direction)
+        # Decoupled weight decay on the weight matrices (rnnlab.optim): p * (1 - lr wd) - lr d.
+        new_params = jax.tree.map(lambda p, d: (p * (1.0 - lr * weight_decay) if weight_decay and p.ndim == 2 else p)
+                                  - lr * d, params, direction)
         ok = jnp.isfinite(value) & jnp.isfinite(norm)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
         # One array for the two scalars the host needs: a single transfer per step.
@@ -369,7 +371,8 @@ class Trainer:
         # Copies: the donated buffers must never alias the caller's arrays.
         self._params = {k: jnp.array(v) for k, v in params.items()}
         self._tx, self._train_step = _compiled_step(spec, loss, reduction, optimizer.name, clip, float(clip_value),
-                                                    optimizer.beta1, optimizer.beta2, optimizer.eps)
+                                                    optimizer.beta1, optimizer.beta2, optimizer.eps,
+                                                    float(optimizer.weight_decay))
         self._opt_state = self._state_from(optimizer)
 
     # Optimizer state <-> the backend-free form of rnnlab.optim.Optimizer.

@@ -355,6 +355,11 @@ class Trainer:
             torch.nn.utils.clip_grad_value_(tensors, self.clip_value)
         for group in self._torch_opt.param_groups:
             group["lr"] = lr
+        if self.optimizer.weight_decay:  # decoupled, on weight matrices only (rnnlab.optim)
+            with torch.no_grad():
+                for t in tensors:
+                    if t.ndim == 2:
+                        t.mul_(1.0 - lr * self.optimizer.weight_decay)
         self._torch_opt.step()
         self.optimizer.step += 1
         return loss_value, norm, _carry_out(new_carry)
