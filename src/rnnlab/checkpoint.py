@@ -220,6 +220,12 @@ def load(run_dir: Path, stem: str = "checkpoint") -> tuple[dict[str, np.ndarray]
     return tensors, meta
 
 
+def damaged(where, exc: BaseException) -> UserError:
+    """The one-line error for a checkpoint whose JSON lacks a field or holds a wrong value."""
+    what = f"lacks field {exc}" if isinstance(exc, KeyError) else f"holds a bad value ({exc})"
+    return UserError(f"damaged checkpoint: {where} {what}; restore it from a copy or start a new run")
+
+
 def group(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     """The tensors under ``prefix/``, with the prefix removed."""
     p = prefix + "/"

@@ -107,4 +107,4 @@ def _saved_config(config_cls, out):
     try:
         return from_dict(config_cls, meta["config"], where=f"{out}/checkpoint.json")
     except KeyError as exc:
-        raise runs.damaged(f"{out}/checkpoint.json", exc) from exc
+        raise checkpoint.damaged(f"{out}/checkpoint.json", exc) from exc

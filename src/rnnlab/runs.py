@@ -206,19 +206,13 @@ def _apply_overrides(saved, overrides: dict, resumable: set, out: Path):
     return cfg.validate()
 
 
-def damaged(where, exc: BaseException) -> UserError:
-    """The one-line error for a checkpoint whose JSON lacks a field or holds a wrong value."""
-    what = f"lacks field {exc}" if isinstance(exc, KeyError) else f"holds a bad value ({exc})"
-    return UserError(f"damaged checkpoint: {where} {what}; restore it from a copy or start a new run")
-
-
 def spec_of_checkpoint(meta: dict, tensors: dict, where: str) -> ModelSpec:
     """The model spec a checkpoint's JSON names, checked against its tensor file's size first (a
     hand-edited absurd size is refused without building anything of that size)."""
     try:
         spec = ModelSpec.from_dict(meta["spec"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise damaged(where, exc) from exc
+        raise checkpoint.damaged(where, exc) from exc
     except UserError as exc:
         raise UserError(f"damaged checkpoint: {where}: {exc}") from exc
     held = sum(int(v.size) for k, v in tensors.items() if k.startswith("params/"))
@@ -248,7 +242,7 @@ def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable
         saved = from_dict(config_cls, meta["config"], where=where).validate()
         state_meta, optimizer_meta, log_sizes = meta["loop"], meta["optimizer"], meta.get("logs", {})
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise damaged(where, exc) from exc
+        raise checkpoint.damaged(where, exc) from exc
     except UserError as exc:
         raise UserError(f"damaged checkpoint: {where}: {exc}") from exc
     spec = spec_of_checkpoint(meta, tensors, where)
@@ -266,7 +260,7 @@ def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable
         state = train.LoopState.restore(state_meta, carry)
         checkpoint.cut_logs(out, {k: int(v) for k, v in log_sizes.items() if k in train.LOGS})
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise damaged(where, exc) from exc
+        raise checkpoint.damaged(where, exc) from exc
     return Resumed(cfg, meta, spec, params, optimizer, state)
 
 
@@ -320,7 +314,7 @@ def load_saved(run_dir, which: str, task_name: str, config_cls,
     try:
         cfg = from_dict(config_cls, meta["config"], where=f"{run_dir}/{which}.json").validate()
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise damaged(f"{run_dir}/{which}.json", exc) from exc
+        raise checkpoint.damaged(f"{run_dir}/{which}.json", exc) from exc
     except UserError as exc:
         raise UserError(f"damaged checkpoint: {run_dir}/{which}.json: {exc}") from exc
     # A saved model is used on whatever machine loads it: the training run's device may not be here.
@@ -339,7 +333,7 @@ def load_run(run_dir, which: str, task_name: str, config_cls, backend: str | Non
         try:
             found[name] = parse(meta[key])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise damaged(f"{run_dir}/{which}.json", exc) from exc
+            raise checkpoint.damaged(f"{run_dir}/{which}.json", exc) from exc
     reduction = getattr(cfg, "loss_reduction", "mean")
     trainer = make_trainer(cfg, spec, params, Optimizer(cfg.optimizer), loss, reduction)
     return LoadedRun(trainer, cfg, meta, spec, found)

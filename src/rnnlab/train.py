@@ -97,9 +97,7 @@ class TaskBase:
         try:
             self.load_data_state(meta["data"])
         except (KeyError, TypeError, ValueError) as exc:
-            what = f"lacks field {exc}" if isinstance(exc, KeyError) else f"holds a bad value ({exc})"
-            raise UserError(f"damaged checkpoint: {where} {what}; restore it from a copy or start a new "
-                            "run") from exc
+            raise checkpoint.damaged(where, exc) from exc
 
     def load_data_state(self, state: dict) -> None:
         raise NotImplementedError

@@ -218,7 +218,7 @@ def open_task(cfg: CharLMConfig, meta: dict | None, where: str) -> "CharLMTask":
     try:
         vocab = Vocab(meta["vocab"])
     except (KeyError, TypeError) as exc:
-        raise runs.damaged(where, exc) from exc
+        raise checkpoint.damaged(where, exc) from exc
     task = CharLMTask(cfg, text, vocab)
     task.restore(meta, where)
     return task
