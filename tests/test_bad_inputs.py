@@ -50,6 +50,12 @@ BAD_INPUTS = [
     Bad("config-directory", ["charlm", "train", "--config", "{dir}", *TINY_CHARLM], "is a directory", "charlm"),
     Bad("config-negative-weight-decay", ["charlm", "train", "--config", "{config_negative_wd}", *TINY_CHARLM],
         "--weight-decay must be zero (off) or a positive number", "charlm"),
+    Bad("config-dropout-one", ["charlm", "train", "--config", "{config_dropout_one}", *TINY_CHARLM],
+        "--dropout must be a number >= 0 and < 1, got 1.0", "charlm"),
+    Bad("tie-weights-sizes", ["charlm", "train", *TINY_CHARLM, "--embed-size", "4", "--tie-weights"],
+        "--tie-weights needs --embed-size equal to --hidden-size", "charlm"),
+    Bad("config-embedding-for-values", ["denoise", "train", "--config", "{config_embed_denoise}", *TINY_DENOISE],
+        "embed_size: denoise reads real values", "denoise"),
     Bad("config-unknown-key", ["denoise", "train", "--config", "{config_unknown}", *TINY_DENOISE], "unknown key"),
     Bad("denoise-dt-over-tau", ["denoise", "train", "--dt", "5", "--tau", "2", *TINY_DENOISE], "dt", "denoise"),
     Bad("device-unavailable", ["denoise", "train", *TINY_DENOISE, "--backend", "torch", "--device", "cuda:99"],
@@ -102,7 +108,8 @@ def files(tmp_path_factory):
     paths["good_text"] = d / "good.txt"
     for name, content in {"utf16": text.encode("utf-16"), "one_char": b"a" * 500,
                           "config_wrong_type": b'hidden_size = "big"\n', "config_unknown": b"hiden_size = 3\n",
-                          "config_negative_wd": b"weight_decay = -0.1\n",
+                          "config_negative_wd": b"weight_decay = -0.1\n", "config_dropout_one": b"dropout = 1.0\n",
+                          "config_embed_denoise": b"embed_size = 16\n",
                           "csv_header_only": b"timestamp,open,high,low,close,volume\n",
                           "csv_bad_byte": b"timestamp,open\n" + b"".join(
                               f"2021-01-{i:02d},{i}\n".encode() for i in range(1, 28)) * 400 + b"2021-02-01,\xff\n",

@@ -12,13 +12,15 @@ from rnnlab.errors import UserError
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("input_kind", ["onehot", "dense_relu"])
-def test_counts_shapes_init_and_carry_agree_for_every_cell(cell, input_kind):
-    spec = ModelSpec(cell, 7, 5, 3, num_layers=2, input_kind=input_kind)
+@pytest.mark.parametrize("input_kind,embed_size,tied", [("onehot", 0, False), ("dense_relu", 0, False),
+                                                        ("embedding", 4, False), ("embedding", 5, True)])
+def test_counts_shapes_init_and_carry_agree_for_every_cell(cell, input_kind, embed_size, tied):
+    spec = ModelSpec(cell, 7, 5, 7, num_layers=2, input_kind=input_kind, embed_size=embed_size, tie_weights=tied)
     shapes = param_shapes(spec)
     assert count_params(spec) == sum(int(np.prod(s)) for s in shapes.values())
     params = init_params(spec, np.random.default_rng(0))
     assert {k: v.shape for k, v in params.items()} == shapes
+    assert ("readout.W" in shapes) == (not tied) and ("embed.W" in shapes) == (input_kind == "embedding")
     carry = common.init_carry(spec, 2)
     parts = CELL_TABLE[cell].carry
     tensors = checkpoint.carry_to_tensors(carry, parts)

@@ -5,6 +5,7 @@ import pytest
 
 from rnnlab.backends import numpy_backend as nb
 from rnnlab.cells import CELLS, ModelSpec, init_params, param_shapes
+from rnnlab.optim import Optimizer
 
 
 def sigmoid(x):
@@ -13,6 +14,16 @@ def sigmoid(x):
 
 def naive_cell(cell, p, x, h, c):
     """One step for one example, straight from the documented equations."""
+    if cell.startswith("min"):  # Feng et al. 2024: gates from x only; g keeps the candidate positive
+        g = (lambda v: v) if cell.endswith("_linear") else (lambda v: np.where(v >= 0, v + 0.5, sigmoid(v)))
+        a = x @ p["W"] + p["b"]
+        if cell.startswith("mingru"):
+            H = a.size // 2
+            z = sigmoid(a[:H])
+            return (1 - z) * h + z * g(a[H:]), None
+        H = a.size // 3
+        f, i = sigmoid(a[:H]), sigmoid(a[H:2 * H])
+        return f / (f + i) * h + i / (f + i) * g(a[2 * H:]), None
     W, U, b = p["W"], p["U"], p["b"]
     H = U.shape[0]
     if cell == "rnn":
@@ -65,17 +76,31 @@ def test_forward_matches_naive_loop(cell, input_kind):
         np.testing.assert_allclose(last[bi], hs[L - 1], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "jax", "torch"])
 @pytest.mark.parametrize("cell", CELLS)
-def test_step_equals_forward(cell):
+def test_step_equals_forward_from_a_carried_state(backend, cell):
+    """Sampling runs one step at a time from the state carried so far; it must equal the sequence
+    form from the same non-zero state (a parallel-scan cell that forgot h_0 would pass from zeros)."""
+    module = pytest.importorskip(f"rnnlab.backends.{backend}_backend")
     rng = np.random.default_rng(2)
     spec = ModelSpec(cell, 6, 4, 6, 2)
     params = init_params(spec, rng, dtype=np.float64)
+    for k, v in params.items():
+        if v.ndim == 1:
+            params[k] = rng.standard_normal(v.shape) * 0.3
+    trainer = module.Trainer(spec, params, Optimizer("sgd"), "cross_entropy", "mean", "none", 1.0)
+    start = [tuple(rng.standard_normal(a.shape) for a in c) if isinstance(c, tuple) else rng.standard_normal(c.shape)
+             for c in nb.init_carry(spec, 3, np.float64)]
     ids = rng.integers(0, 6, (3, 5))
-    Y, _ = nb.forward(params, spec, nb.init_carry(spec, 3, np.float64), ids)
-    carry = nb.init_carry(spec, 3, np.float64)
+    Y, final = trainer.forward(start, ids)
+    carry = start
     for t in range(5):
-        carry, y = nb.step(params, spec, carry, ids[:, t])
-        np.testing.assert_allclose(y, Y[:, t], rtol=1e-12)
+        carry, y = trainer.step(carry, ids[:, t])
+        assert np.abs(y - Y[:, t]).max() < 1e-9 * max(1.0, np.abs(Y).max()), t
+    for a, b in zip(carry, final):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    Y0, _ = trainer.forward(nb.init_carry(spec, 3, np.float64), ids)
+    assert np.abs(Y0 - Y).max() > 1e-3  # the carried state matters
 
 
 def test_float32_is_float32_throughout():

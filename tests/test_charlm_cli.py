@@ -68,9 +68,11 @@ def test_train_sample_eval(tmp_path, text_file, capsys):
     assert result["bits_per_char"] == pytest.approx(result["nats_per_char"] / np.log(2))
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_resume_is_bit_exact(tmp_path, text_file, capsys, cell):
-    common = ["charlm", "train", "--text", text_file, "--cell", cell, "--layers", "2", *SMALL]
+@pytest.mark.parametrize("cell,extra", [("rnn", []), ("lstm", ["--dropout", "0.3", "--embed-size", "6"]),
+                                        ("gru", ["--dropout", "0.2", "--embed-size", "16", "--tie-weights"])])
+def test_resume_is_bit_exact(tmp_path, text_file, capsys, cell, extra):
+    """With dropout too: the masks' generator is saved, so the resumed run draws the same masks."""
+    common = ["charlm", "train", "--text", text_file, "--cell", cell, "--layers", "2", *SMALL, *extra]
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert run_cli(capsys, *common, "--out", straight, "--max-steps", "30")[0] == 0
     assert run_cli(capsys, *common, "--out", split, "--max-steps", "15")[0] == 0
@@ -124,9 +126,18 @@ def test_bad_text(tmp_path, capsys, content, match):
 
 @pytest.mark.parametrize("flag,value", [("--hidden-size", "0"), ("--layers", "-1"), ("--seq-len", "0"),
                                         ("--batch-size", "0"), ("--lr", "0"), ("--lr", "-0.1"),
-                                        ("--lr", "nan"), ("--max-steps", "-5")])
+                                        ("--lr", "nan"), ("--max-steps", "-5"), ("--dropout", "1"),
+                                        ("--dropout", "-0.1"), ("--weight-decay", "-1"), ("--embed-size", "-2")])
 def test_non_positive_numbers(tmp_path, capsys, flag, value):
     assert_user_error(capsys, "charlm", "train", "--out", tmp_path / "r", flag, value, match=flag)
+
+
+@pytest.mark.parametrize("task,args,match", [
+    ("denoise", ["--embed-size", "16"], "--embed-size 16: denoise reads real values"),
+    ("forecast", ["--tie-weights"], "--tie-weights: forecast has no embedding table")])
+def test_a_charlm_only_flag_elsewhere_says_why(tmp_path, capsys, task, args, match):
+    assert_user_error(capsys, task, "train", "--out", tmp_path / "r", *args, match=match)
+    assert not (tmp_path / "r").exists()
 
 
 def test_too_big_batch_for_text(tmp_path, text_file, capsys):
@@ -255,7 +266,9 @@ def test_target_val_loss_and_eval_on_other_text(tmp_path, text_file, capsys):
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_other_backends_run_resume_and_match_numpy(tmp_path, text_file, capsys, backend):
-    common = ["charlm", "train", "--text", text_file, "--cell", "lstm", "--dtype", "float64", *SMALL]
+    """Dropout and an embedding on: the host-drawn masks make every backend train the same model."""
+    common = ["charlm", "train", "--text", text_file, "--cell", "lstm", "--dtype", "float64", *SMALL,
+              "--dropout", "0.25", "--embed-size", "6"]
     straight, split, numpy_run = tmp_path / "js", tmp_path / "jr", tmp_path / "np"
     assert run_cli(capsys, *common, "--backend", backend, "--out", straight, "--max-steps", "20")[0] == 0
     assert run_cli(capsys, *common, "--backend", backend, "--out", split, "--max-steps", "10")[0] == 0

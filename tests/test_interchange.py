@@ -71,9 +71,28 @@ def test_state_dict_loads_into_plain_torch_modules_and_agrees(tmp_path, cell, mo
     np.testing.assert_allclose(y_back, y_ours, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("tied", [False, True])
+def test_an_embedding_model_loads_into_embedding_gru_linear(tied):
+    torch = pytest.importorskip("torch")
+    spec = ModelSpec("gru_reset_after", 7, 5, 7, 2, "embedding", embed_size=5 if tied else 3, tie_weights=tied)
+    params = init_params(spec, np.random.default_rng(0), dtype=np.float64)
+    net = torch.nn.ModuleDict({"embed": torch.nn.Embedding(7, spec.embed_size),
+                               "rnn": torch.nn.GRU(spec.embed_size, 5, num_layers=2, batch_first=True),
+                               "fc": torch.nn.Linear(5, 7)}).double()
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in interchange.to_torch_state_dict(spec, params).items()})
+    ids = np.random.default_rng(1).integers(0, 7, (3, 4))
+    with torch.no_grad():
+        y_torch = net["fc"](net["rnn"](net["embed"](torch.from_numpy(ids)))[0]).numpy()
+    y_ours, _ = nb.forward(params, spec, nb.init_carry(spec, 3, np.float64), ids)
+    np.testing.assert_allclose(y_torch, y_ours, rtol=1e-10, atol=1e-12)
+
+
 def test_refusals_say_why():
     with pytest.raises(UserError, match="Cho"):
         interchange.to_torch_state_dict(*model("gru"))
+    for cell in ("mingru", "minlstm_linear"):
+        with pytest.raises(UserError, match="no PyTorch module has its equations"):
+            interchange.to_torch_state_dict(*model(cell))
     with pytest.raises(UserError, match="one tanh rnn layer"):
         interchange.to_min_char_rnn(*model("lstm"))
     with pytest.raises(UserError, match="lacks Why"):

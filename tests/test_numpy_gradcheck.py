@@ -7,11 +7,15 @@ from rnnlab.backends import numpy_backend as nb
 from rnnlab.cells import CELLS, ModelSpec, init_params
 
 
-def _problem(cell, input_kind, loss, num_layers=2, B=3, T=5, H=4, V=6, seed=0):
+def _problem(cell, input_kind, loss, num_layers=2, B=3, T=5, H=4, V=6, seed=0, tie_weights=False):
+    """A small float64 problem; ``input_kind`` "embedding" has 3-wide rows, or H-wide when tied."""
     rng = np.random.default_rng(seed)
-    in_size = V if input_kind == "onehot" else 3
+    ids = input_kind in ("onehot", "embedding")
+    in_size = V if ids else 3
     out_size = V if loss == "cross_entropy" else 2
-    spec = ModelSpec(cell, in_size, H, out_size, num_layers=num_layers, input_kind=input_kind)
+    embed_size = (H if tie_weights else 3) if input_kind == "embedding" else 0
+    spec = ModelSpec(cell, in_size, H, out_size, num_layers=num_layers, input_kind=input_kind,
+                     embed_size=embed_size, tie_weights=tie_weights)
     params = init_params(spec, rng, dtype=np.float64)
     for k, v in params.items():  # non-zero biases so every term of every gradient is exercised
         if v.ndim == 1:
@@ -19,14 +23,15 @@ def _problem(cell, input_kind, loss, num_layers=2, B=3, T=5, H=4, V=6, seed=0):
     carry = nb.init_carry(spec, B, np.float64)
     carry = [tuple(rng.standard_normal(a.shape) * 0.5 for a in c) if isinstance(c, tuple)
              else rng.standard_normal(c.shape) * 0.5 for c in carry]
-    inputs = rng.integers(0, V, (B, T)) if input_kind == "onehot" else rng.standard_normal((B, T, in_size))
+    inputs = rng.integers(0, V, (B, T)) if ids else rng.standard_normal((B, T, in_size))
     targets = rng.integers(0, V, (B, T)) if loss == "cross_entropy" else rng.standard_normal((B, T, out_size))
     return spec, params, carry, inputs, targets
 
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("input_kind,loss", [("onehot", "cross_entropy"), ("dense", "mse"),
-                                             ("dense", "cross_entropy"), ("dense_relu", "mse")])
+                                             ("dense", "cross_entropy"), ("dense_relu", "mse"),
+                                             ("embedding", "cross_entropy")])
 def test_gradients_match_central_differences(cell, input_kind, loss):
     spec, params, carry, inputs, targets = _problem(cell, input_kind, loss)
     value, grads, _ = nb.loss_and_grads(params, spec, carry, inputs, targets, loss=loss)

@@ -17,13 +17,14 @@ tb = pytest.importorskip("rnnlab.backends.torch_backend")
 def test_builtin_cells_use_the_fused_module_and_round_trip(cell, module):
     spec, params, *_ = _problem(cell, "onehot", "cross_entropy", B=2, T=3, H=4)
     model = tb.TorchModel(spec, params)
-    assert type(model.rnn) is getattr(torch.nn, module)
+    assert all(type(layer) is getattr(torch.nn, module) for layer in model.layers)
     back = model.canonical()
     assert back.keys() == params.keys()
     for k, v in params.items():
         np.testing.assert_array_equal(back[k], v)
     if cell != "gru_reset_after":  # the single canonical bias: the built-in's second bias is frozen at 0
-        assert not model.rnn.bias_hh_l0.requires_grad and not model.rnn.bias_hh_l0.any()
+        for layer in model.layers:
+            assert not layer.bias_hh_l0.requires_grad and not layer.bias_hh_l0.any()
 
 
 def test_float32_agrees_within_1e4():

@@ -19,7 +19,14 @@ rnn                1      (tanh)                                         nn.RNN(
 gru                3      r, z, n   (Cho 2014: reset *before* U_n)       none built in
 gru_reset_after    3      r, z, n   (reset applied *after* h @ U_n)      nn.GRU; Keras reset_after
 lstm               4      i, f, g, o                                     nn.LSTM (same order)
+mingru             2      z, h~     (no U: gates from x_t only)          none (a scan)
+minlstm            3      f, i, h~  (no U)                               none (a scan)
 =================  =====  ===========================================  =========================
+
+The parallel-scan cells (Feng et al. 2024, "Were RNNs All We Needed?") read x_t only, so
+their state is a linear recurrence h_t = a_t * h_{t-1} + b_t: minGRU a = 1 - z, b = z * h~;
+minLSTM a = f / (f + i), b = i / (f + i) * h~.  ``mingru``/``minlstm`` pass the candidate
+through the paper's g (x + 0.5 for x >= 0, sigmoid(x) below); ``*_linear`` leave it linear.
 
 PyTorch stores ``weight_ih_l{k}`` as (G*H, in) with the same gate order, so
 ``W = weight_ih.T`` and ``U = weight_hh.T``.  ``gru_reset_after`` keeps the
@@ -28,17 +35,25 @@ inside the reset product; the other cells need only one bias.
 
 Parameter names, per layer ``k`` (0-based) and for the readout::
 
+    embed.W          (input_size, E)  embedding only: ids -> rows of embed.W (E = embed_size)
     input.W          (input_size, H)  dense_relu only: x -> relu(x @ input.W + input.b)
     input.b          (H,)             dense_relu only
-    layers.{k}.W     (in_k, G*H)   in_0 = input_size (vocabulary size for one-hot), H for dense_relu
+    layers.{k}.W     (in_k, G*H)   in_0 = input_size (vocabulary size for one-hot), E for an
+                                   embedding, H for dense_relu; in_k = H above
     layers.{k}.U     (H, G*H)
     layers.{k}.b     (G*H,)
     layers.{k}.b_U   (G*H,)        gru_reset_after only
-    readout.W        (H, output_size)
+    layers.{k}.norm  (in_k,)       norm "rms" only: the gain of the RMS norm of layer k's input
+                                   (none on raw input: one-hot or dense)
+    readout.norm     (H,)          norm "rms" only: the gain of the RMS norm before the readout
+    readout.W        (H, output_size)   absent with tie_weights: the readout is embed.W.T
     readout.b        (output_size,)
 
 With one-hot input, ``layers.0.W`` doubles as an embedding table: the
-backends gather its rows instead of multiplying by one-hot vectors.
+backends gather its rows instead of multiplying by one-hot vectors.  An
+``embedding`` input puts a learned table of E-dimensional rows in front, which
+dropout can act on (a one-hot row is not dropped) and the readout can share
+(``tie_weights``, Press & Wolf 2017) when E = H.
 """
 
 from __future__ import annotations
@@ -67,6 +82,10 @@ class Cell:
         return len(self.gate_order)
 
 
+PARALLEL = (("mingru", ("z", "h")), ("minlstm", ("f", "i", "h")))
+PARALLEL_REASON = ("no PyTorch module has its equations (the gates read x_t only and the state is a linear "
+                   "recurrence); rnnlab computes it as a scan")
+
 CELL_TABLE = {c.name: c for c in (
     Cell("rnn", ("h",), ("h",), ("W", "U", "b"), "nn.RNN", exports=("min-char-rnn", "torch")),
     Cell("gru", ("r", "z", "n"), ("h",), ("W", "U", "b"), None,
@@ -74,6 +93,9 @@ CELL_TABLE = {c.name: c for c in (
     Cell("gru_reset_after", ("r", "z", "n"), ("h",), ("W", "U", "b", "b_U"), "nn.GRU", exports=("torch",)),
     Cell("lstm", ("i", "f", "g", "o"), ("h", "c"), ("W", "U", "b"), "nn.LSTM", exports=("torch",),
          bias_init=(("f", 1.0),)),  # forget gate open at the start
+    # Parallel-scan cells (Feng et al. 2024): gates from x_t only, so no U; "_linear" = no g on the candidate.
+    *(Cell(name, gates, ("h",), ("W", "b"), None, PARALLEL_REASON) for base, gates in PARALLEL
+      for name in (base, f"{base}_linear")),
 )}
 CELLS = tuple(CELL_TABLE)
 GATES = {name: c.gates for name, c in CELL_TABLE.items()}
@@ -94,9 +116,12 @@ def cell_of_torch_module(module: str) -> str:
     raise UserError(f"no rnnlab cell maps to {module}")
 
 
-INPUT_KINDS = ("onehot", "dense", "dense_relu")
+INPUT_KINDS = ("onehot", "embedding", "dense", "dense_relu")
+ID_INPUTS = ("onehot", "embedding")  # inputs that are token ids [B, T], not values [B, T, F]
 READOUTS = ("linear",)
 INITS = ("default", "classic")
+NORMS = ("none", "rms")
+RMS_EPS = 1e-6  # inside the square root of every RMS norm, on every backend
 
 
 @dataclass(frozen=True)
@@ -110,6 +135,10 @@ class ModelSpec:
     num_layers: int = 1
     input_kind: str = "onehot"
     readout: str = "linear"
+    embed_size: int = 0         # rows of the embedding table (input_kind "embedding" only)
+    tie_weights: bool = False   # the readout is the embedding table transposed (needs E = H)
+    residual: bool = False      # a layer whose input is H wide adds its input to its output
+    norm: str = "none"          # "rms": RMS-normalise what each layer (and the readout) reads
 
     def __post_init__(self):
         if self.cell not in GATES:
@@ -122,6 +151,21 @@ class ModelSpec:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise UserError(f"{name} must be a positive integer, got {value!r}")
+        if self.norm not in NORMS:
+            raise UserError(f"unknown norm {self.norm!r}; choose one of {', '.join(NORMS)}")
+        if self.input_kind == "embedding":
+            if not isinstance(self.embed_size, (int, np.integer)) or self.embed_size < 1:
+                raise UserError(f"an embedding input needs --embed-size of at least 1, got {self.embed_size!r}")
+        elif self.embed_size:
+            raise UserError(f"--embed-size {self.embed_size}: a {self.input_kind} input has no embedding table "
+                            "(it reads values, not ids); leave --embed-size at 0")
+        if self.tie_weights:
+            if self.input_kind != "embedding":
+                raise UserError("--tie-weights shares the embedding table with the readout: it needs --embed-size")
+            if self.embed_size != self.hidden_size or self.input_size != self.output_size:
+                raise UserError(f"--tie-weights needs --embed-size equal to --hidden-size (the readout reads the "
+                                f"{self.hidden_size}-wide hidden state), got --embed-size {self.embed_size}; set "
+                                f"--embed-size {self.hidden_size} or drop --tie-weights")
 
     @property
     def gates(self) -> int:
@@ -143,17 +187,54 @@ def param_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
     """Names and shapes of every parameter of ``spec``, in a fixed order."""
     H, G = spec.hidden_size, spec.gates
     shapes: dict[str, tuple[int, ...]] = {}
+    if spec.input_kind == "embedding":
+        shapes["embed.W"] = (spec.input_size, spec.embed_size)
     if spec.input_kind == "dense_relu":
         shapes["input.W"] = (spec.input_size, H)
         shapes["input.b"] = (H,)
     for k in range(spec.num_layers):
-        fan_in = spec.input_size if k == 0 and spec.input_kind != "dense_relu" else H
-        per_param = {"W": (fan_in, G * H), "U": (H, G * H), "b": (G * H,), "b_U": (G * H,)}
+        per_param = {"W": (layer_input_size(spec, k), G * H), "U": (H, G * H), "b": (G * H,), "b_U": (G * H,)}
         for name in spec.cell_info.layer_params:
             shapes[f"layers.{k}.{name}"] = per_param[name]
-    shapes["readout.W"] = (H, spec.output_size)
+        if has_norm(spec, k):
+            shapes[f"layers.{k}.norm"] = (layer_input_size(spec, k),)
+    if spec.norm != "none":
+        shapes["readout.norm"] = (H,)
+    if not spec.tie_weights:
+        shapes["readout.W"] = (H, spec.output_size)
     shapes["readout.b"] = (spec.output_size,)
     return shapes
+
+
+def has_norm(spec: ModelSpec, k: int) -> bool:
+    """Whether layer ``k`` normalises what it reads: only what the model computed (an embedding, a
+    dense layer, a hidden state), never raw inputs (a one-hot row, or values whose scale is data)."""
+    return spec.norm != "none" and not (k == 0 and spec.input_kind in ("onehot", "dense"))
+
+
+def has_residual(spec: ModelSpec, k: int) -> bool:
+    """Whether layer ``k`` adds its input to its output: only where both are H wide and the input
+    is features (layer 0 over one-hot ids or a narrower embedding has none)."""
+    return spec.residual and layer_input_size(spec, k) == spec.hidden_size \
+        and not (k == 0 and spec.input_kind == "onehot")
+
+
+def layer_input_size(spec: ModelSpec, k: int) -> int:
+    """Width of what recurrent layer ``k`` reads: the input (or its embedding, or its dense layer)
+    for layer 0, the hidden state of the layer below for the others."""
+    if k > 0 or spec.input_kind == "dense_relu":
+        return spec.hidden_size
+    return spec.embed_size if spec.input_kind == "embedding" else spec.input_size
+
+
+def readout_weight(params: dict, spec: ModelSpec):
+    """The readout matrix (H, O): ``readout.W``, or with tied weights the embedding table transposed."""
+    return params["embed.W"].T if spec.tie_weights else params["readout.W"]
+
+
+def params_dtype(params: dict):
+    """The floating-point type of a parameter set (every parameter has the same)."""
+    return np.asarray(params["readout.b"]).dtype
 
 
 def _orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -179,7 +260,9 @@ def init_params(spec: ModelSpec, rng: np.random.Generator, init: str = "default"
     params: dict[str, np.ndarray] = {}
     for name, shape in param_shapes(spec).items():
         is_bias = name.endswith(".b") or name.endswith(".b_U")  # includes input.b
-        if is_bias:
+        if name.endswith(".norm"):
+            value = np.ones(shape)
+        elif is_bias:
             value = np.zeros(shape)
             if init == "default" and name.startswith("layers.") and name.endswith(".b"):
                 order = spec.cell_info.gate_order
@@ -191,6 +274,8 @@ def init_params(spec: ModelSpec, rng: np.random.Generator, init: str = "default"
             value = np.concatenate([_orthogonal(rng, H) for _ in range(G)], axis=1)
         elif name == "layers.0.W" and spec.input_kind == "onehot":
             value = rng.standard_normal(shape) * 0.5
+        elif name == "embed.W":  # tied: it is also the readout, whose init is N(0, 1/H)
+            value = rng.standard_normal(shape) / (np.sqrt(shape[1]) if spec.tie_weights else 1.0)
         elif name == "input.W":  # He init: the ReLU halves the variance
             value = rng.standard_normal(shape) * np.sqrt(2.0 / shape[0])
         else:
@@ -218,12 +303,17 @@ def count_params(spec: ModelSpec) -> int:
     H, G = int(spec.hidden_size), spec.gates
     layer = spec.cell_info.layer_params
     total = (int(spec.input_size) * H + H) if spec.input_kind == "dense_relu" else 0
-    first_in = H if spec.input_kind == "dense_relu" else int(spec.input_size)
+    if spec.input_kind == "embedding":
+        total += int(spec.input_size) * int(spec.embed_size)
     biases = G * H * sum(name in layer for name in ("b", "b_U"))
     recurrent = H * G * H if "U" in layer else 0
-    total += first_in * G * H + recurrent + biases
+    total += int(layer_input_size(spec, 0)) * G * H + recurrent + biases
     total += (int(spec.num_layers) - 1) * (H * G * H + recurrent + biases)
-    return total + H * int(spec.output_size) + int(spec.output_size)
+    readout = 0 if spec.tie_weights else H * int(spec.output_size)
+    norms = 0
+    if spec.norm != "none":  # layers above the first, the readout, and the first unless one-hot
+        norms = int(spec.num_layers) * H + (int(layer_input_size(spec, 0)) - H if has_norm(spec, 0) else -H) + H
+    return total + readout + int(spec.output_size) + norms
 
 
 # Training holds the parameters, their gradients and up to two optimizer moments: four copies.

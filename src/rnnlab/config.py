@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from .cells import CELLS, INITS
+from .cells import CELLS, INITS, NORMS
 
 try:  # the standard library's TOML reader from Python 3.11; the same code as the tomli package
     import tomllib
@@ -60,6 +60,10 @@ SHARED = {
     "cell": Setting("recurrent cell", "model", choices=CELLS),
     "hidden_size": Setting("units in each recurrent layer", "model", minimum=1, metavar="N"),
     "layers": Setting("stacked recurrent layers", "model", minimum=1, metavar="N"),
+    "residual": Setting("each layer adds its input to its output where both are --hidden-size wide (deep stacks "
+                        "train better)", "model"),
+    "norm": Setting("rms: RMS-normalise what each layer and the readout read (never the raw input)", "model",
+                    choices=NORMS),
     "init": Setting("default: one-hot rows N(0, 0.5^2), dense inputs N(0, 1/fan_in), orthogonal recurrent "
                     "blocks, readout N(0, 1/H), LSTM forget bias 1; classic: every weight N(0,1)*0.01, as "
                     "min-char-rnn", "model", choices=INITS),
@@ -76,6 +80,9 @@ SHARED = {
                           minimum=0, above=True, metavar="X"),
     "weight_decay": Setting("decoupled weight decay, as AdamW: each step scales the weight matrices (not the "
                             "biases) by 1 - lr * X (0 = off)", "optimization", minimum=0, metavar="X"),
+    "dropout": Setting("dropout rate on the input of each recurrent layer (not a one-hot input) and on the "
+                       "readout's input, a fresh mask per element and step; off at evaluation (0 = off)",
+                       "optimization", minimum=0, maximum=1, below=True, metavar="P"),
     "batch_size": Setting("rows per step", "optimization", minimum=1, metavar="B"),
     "max_minutes": Setting("training minutes of this invocation (0 = no limit)", "budget", minimum=0,
                            resumable=True, metavar="X"),
@@ -101,6 +108,12 @@ class CharLMConfig:
     cell: str = shared("cell", "gru_reset_after")
     hidden_size: int = shared("hidden_size", 256)
     layers: int = shared("layers", 1)
+    residual: bool = shared("residual", False)
+    norm: str = shared("norm", "none")
+    embed_size: int = setting(0, Setting("a learned embedding of N dimensions in front of the first layer "
+                                         "(0 = one-hot input)", "model", minimum=0, metavar="N"))
+    tie_weights: bool = setting(False, Setting("the readout shares the embedding table (needs --embed-size equal "
+                                               "to --hidden-size)", "model"))
     seq_len: int = setting(64, Setting("truncated-BPTT length", "optimization", minimum=1, metavar="T"))
     batch_size: int = shared("batch_size", 32, help="parallel text streams")
     init: str = shared("init", "default")
@@ -114,6 +127,7 @@ class CharLMConfig:
     clip: str = shared("clip", "norm")
     clip_value: float = shared("clip_value", 5.0)
     weight_decay: float = shared("weight_decay", 0.0)
+    dropout: float = shared("dropout", 0.0)
     loss_reduction: str = setting("mean", Setting("mean per character, or summed over the sequence (min-char-rnn)",
                                                   "optimization", choices=("mean", "sum")))
     max_steps: int = setting(1000, Setting("total steps (0 = no limit)", "budget", minimum=0, resumable=True,
@@ -138,6 +152,10 @@ class CharLMConfig:
                             "--target-val-loss")
         if self.schedule == "cosine" and self.max_steps == 0:
             raise UserError("--schedule cosine needs --max-steps (the decay horizon)")
+        if self.tie_weights and self.embed_size != self.hidden_size:
+            raise UserError(f"--tie-weights needs --embed-size equal to --hidden-size (the readout reads the "
+                            f"{self.hidden_size}-wide hidden state), got --embed-size {self.embed_size}; set "
+                            f"--embed-size {self.hidden_size} or drop --tie-weights")
         return self
 
 
@@ -151,6 +169,10 @@ class DenoiseConfig:
     """
 
     LENGTH = "steps"
+    # Settings of other tasks that make no sense here: a flag or key for them is refused with the reason.
+    REFUSED = {"embed_size": "denoise reads real values, not character ids, so there is no embedding table; "
+                             "drop it (--layers and --hidden-size shape the model)",
+               "tie_weights": "denoise has no embedding table to share with the readout; drop it"}
 
     mu: float = setting(1.0, Setting("long-run mean", "process", metavar="X"))
     tau: float = setting(2.0, Setting("relaxation time", "process", minimum=0, above=True, metavar="X"))
@@ -166,6 +188,8 @@ class DenoiseConfig:
     cell: str = shared("cell", "gru", help="recurrent cell (gru = Cho 2014, as in the exercise)")
     hidden_size: int = shared("hidden_size", 12)
     layers: int = shared("layers", 1)
+    residual: bool = shared("residual", False)
+    norm: str = shared("norm", "none")
     init: str = shared("init", "default")
     dtype: str = shared("dtype", "float32")
     backend: str = shared("backend", "jax")
@@ -177,6 +201,7 @@ class DenoiseConfig:
     clip: str = shared("clip", "norm")
     clip_value: float = shared("clip_value", 1.0)
     weight_decay: float = shared("weight_decay", 0.0)
+    dropout: float = shared("dropout", 0.0)
     batch_size: int = shared("batch_size", 256, help="fresh sequences per step")
     steps: int = setting(4000, Setting("total training steps", "budget", minimum=1, resumable=True, metavar="N",
                                        aliases=("--max-steps",)))
@@ -214,6 +239,10 @@ class ForecastConfig:
     """
 
     LENGTH = "epochs"
+    # Settings of other tasks that make no sense here: a flag or key for them is refused with the reason.
+    REFUSED = {"embed_size": "forecast reads real values, not character ids, so there is no embedding table; "
+                             "drop it (--layers and --hidden-size shape the model)",
+               "tie_weights": "forecast has no embedding table to share with the readout; drop it"}
 
     csv: str = setting("", Setting("Binance kline or OHLCV CSV (default: the built-in generated series, a random "
                                    "walk with two cycles)", "data", metavar="FILE"))
@@ -238,6 +267,8 @@ class ForecastConfig:
     cell: str = shared("cell", "rnn", help="recurrent cell (rnn = nn.RNN, as in the exercise)")
     hidden_size: int = shared("hidden_size", 32)
     layers: int = shared("layers", 1)
+    residual: bool = shared("residual", False)
+    norm: str = shared("norm", "none")
     init: str = shared("init", "default")
     dtype: str = shared("dtype", "float32")
     backend: str = shared("backend", "torch")
@@ -249,6 +280,7 @@ class ForecastConfig:
     clip: str = shared("clip", "norm")
     clip_value: float = shared("clip_value", 1.0)
     weight_decay: float = shared("weight_decay", 0.0)
+    dropout: float = shared("dropout", 0.0)
     batch_size: int = shared("batch_size", 32, help="windows per step")
     epochs: int = setting(50, Setting("passes over the training windows", "budget", minimum=1, resumable=True,
                                       metavar="N"))
@@ -303,6 +335,9 @@ def describe_range(spec: Setting, kind: type) -> str:
     if kind is float and spec.minimum == 0 and spec.maximum is None:
         return "a positive number" if spec.above else "zero (off) or a positive number"
     if spec.minimum is not None and spec.maximum is not None:
+        if spec.above or spec.below:
+            return (f"{noun} {'>' if spec.above else '>='} {spec.minimum:g} and "
+                    f"{'<' if spec.below else '<='} {spec.maximum:g}")
         return f"{noun} between {spec.minimum:g} and {spec.maximum:g}"
     if spec.minimum is not None:
         return f"{noun} {'>' if spec.above else '>='} {spec.minimum:g}"
@@ -404,6 +439,9 @@ def from_dict(cls, data: dict, where: str = "config"):
     defaults = cls()
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
+    for name in unknown:
+        if name in getattr(cls, "REFUSED", {}):
+            raise UserError(f"{where}: {name}: {cls.REFUSED[name]}")
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}")
     values = {}

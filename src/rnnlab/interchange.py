@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cells import CELL_TABLE, CELLS, ModelSpec, cell_info, cell_of_torch_module, check_params
+from .cells import CELL_TABLE, CELLS, ModelSpec, cell_info, cell_of_torch_module, check_params, readout_weight
 from .errors import UserError
 
 # PyTorch's recurrent modules, told apart by the gate count of weight_hh (a fact of PyTorch,
@@ -66,7 +66,9 @@ def to_torch_state_dict(spec: ModelSpec, params: dict, rnn: str = "rnn", fc: str
     """Canonical parameters -> the state_dict (as arrays) of ``{rnn}: nn.RNN/GRU/LSTM`` + ``{fc}: nn.Linear``.
 
     The recurrent module takes ``input_size = spec.input_size`` (one-hot vectors for a
-    char model), ``batch_first`` as the user likes; the Linear reads its output.
+    char model), ``batch_first`` as the user likes; the Linear reads its output.  A model with
+    an embedding adds ``embed.weight`` (an ``nn.Embedding`` in front); with tied weights
+    ``{fc}.weight`` holds the same table.
     """
     if spec.cell_info.torch_module is None:
         raise UserError(f"cell {spec.cell!r} has no PyTorch module: {spec.cell_info.no_torch_reason}. "
@@ -74,7 +76,7 @@ def to_torch_state_dict(spec: ModelSpec, params: dict, rnn: str = "rnn", fc: str
     if spec.input_kind == "dense_relu":
         raise UserError("the dense_relu input layer (Dense-ReLU before the recurrent layer) is not part of "
                         "nn.RNN/nn.GRU/nn.LSTM + nn.Linear")
-    out = {}
+    out = {"embed.weight": params["embed.W"].copy()} if spec.input_kind == "embedding" else {}
     for k in range(spec.num_layers):
         b = params[f"layers.{k}.b"]
         out[f"{rnn}.weight_ih_l{k}"] = params[f"layers.{k}.W"].T.copy()
@@ -82,7 +84,7 @@ def to_torch_state_dict(spec: ModelSpec, params: dict, rnn: str = "rnn", fc: str
         out[f"{rnn}.bias_ih_l{k}"] = b.copy()
         out[f"{rnn}.bias_hh_l{k}"] = params[f"layers.{k}.b_U"].copy() if "b_U" in spec.cell_info.layer_params \
             else np.zeros_like(b)
-    out[f"{fc}.weight"] = params["readout.W"].T.copy()
+    out[f"{fc}.weight"] = readout_weight(params, spec).T.copy()
     out[f"{fc}.bias"] = params["readout.b"].copy()
     return out
 

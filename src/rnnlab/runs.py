@@ -268,7 +268,9 @@ def fresh_start(cfg, spec: ModelSpec) -> tuple[dict, Optimizer, train.LoopState]
     """Seeded initial parameters, a new optimizer and loop state for ``cfg``."""
     check_fits(spec, cfg.dtype)
     params = init_params(spec, np.random.default_rng(cfg.seed), cfg.init, np.dtype(cfg.dtype))
-    return params, Optimizer(cfg.optimizer, weight_decay=cfg.weight_decay), train.LoopState(sample_rng=np.random.default_rng([cfg.seed, 1]))
+    state = train.LoopState(sample_rng=np.random.default_rng([cfg.seed, 1]),
+                            dropout_rng=np.random.default_rng([cfg.seed, 3]))
+    return params, Optimizer(cfg.optimizer, weight_decay=cfg.weight_decay), state
 
 
 def make_trainer(cfg, spec: ModelSpec, params: dict, optimizer: Optimizer, loss: str, reduction: str = "mean"):
@@ -280,7 +282,8 @@ def make_trainer(cfg, spec: ModelSpec, params: dict, optimizer: Optimizer, loss:
                         f"pip install 'rnnlab[{cfg.backend}]' or choose --backend numpy") from exc
     # Only torch takes a device: NumPy runs on the CPU and JAX places arrays on its default device.
     where = {"device": cfg.device} if cfg.backend == "torch" else {}
-    trainer = backend.Trainer(spec, params, optimizer, loss, reduction, cfg.clip, cfg.clip_value, **where)
+    trainer = backend.Trainer(spec, params, optimizer, loss, reduction, cfg.clip, cfg.clip_value, cfg.dropout,
+                              **where)
     if distributed.current().active:
         trainer.distribute()
     return trainer

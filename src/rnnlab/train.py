@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, distributed
+from .dropout import dropout_masks, rows as mask_rows
 from .errors import TrainingDiverged, UserError
 from .optim import learning_rate
 
@@ -113,6 +114,8 @@ class LoopState:
     train_seconds: float = 0.0
     carry: list | None = None
     sample_rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    # Draws the dropout masks of every step (rnnlab.dropout): saved, so a resumed run draws the same.
+    dropout_rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(3))
     # Sum and count of the step losses since the last evaluation (its train_loss_mean): saved, so
     # a run stopped between evaluations reports the same mean when it continues.
     loss_sum_since_eval: float = 0.0
@@ -122,15 +125,19 @@ class LoopState:
         return {"step": self.step, "smoothed_loss": self.smoothed_loss, "loss_ema": self.loss_ema,
                 "best_val_loss": self.best_val_loss, "train_seconds": self.train_seconds,
                 "sample_rng": self.sample_rng.bit_generator.state,
+                "dropout_rng": self.dropout_rng.bit_generator.state,
                 "loss_sum_since_eval": self.loss_sum_since_eval, "steps_since_eval": self.steps_since_eval}
 
     @classmethod
     def restore(cls, meta: dict, carry: list) -> "LoopState":
-        rng = np.random.default_rng()
+        rng, dropout_rng = np.random.default_rng(), np.random.default_rng(3)
         rng.bit_generator.state = meta["sample_rng"]
+        if "dropout_rng" in meta:  # checkpoints from before dropout have none (and used none)
+            dropout_rng.bit_generator.state = meta["dropout_rng"]
         return cls(step=int(meta["step"]), smoothed_loss=meta["smoothed_loss"], loss_ema=meta["loss_ema"],
                    best_val_loss=meta["best_val_loss"], train_seconds=float(meta["train_seconds"]),
-                   carry=carry, sample_rng=rng, loss_sum_since_eval=float(meta.get("loss_sum_since_eval", 0.0)),
+                   carry=carry, sample_rng=rng, dropout_rng=dropout_rng,
+                   loss_sum_since_eval=float(meta.get("loss_sum_since_eval", 0.0)),
                    steps_since_eval=int(meta.get("steps_since_eval", 0)))
 
 
@@ -305,7 +312,11 @@ def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, r
             t0 = time.perf_counter()
             inputs, targets, reset = task.next_batch()
             rows = len(inputs)
+            # Drawn for the whole batch on every process (the same generator everywhere), then split.
+            masks = dropout_masks(trainer.spec, trainer.dropout, state.dropout_rng, rows, inputs.shape[1],
+                                  trainer.dtype)
             if shard.active:
+                masks = mask_rows(masks, shard.rows)
                 if rows < shard.world:
                     raise UserError(f"a batch of {rows} rows cannot be split over {shard.world} processes; "
                                     "choose a --batch-size whose last batch keeps at least one row per process")
@@ -314,7 +325,7 @@ def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, r
             if reset:
                 state.carry = trainer.init_carry(inputs.shape[0])
             lr = learning_rate(step=state.step, **schedule)
-            loss, grad_norm, state.carry = trainer.train_step(state.carry, inputs, targets, lr)
+            loss, grad_norm, state.carry = trainer.train_step(state.carry, inputs, targets, lr, masks)
             if shard.active:  # the mean over the whole batch, as one process would report it
                 loss = shard.sum(loss * len(inputs) / rows)
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):

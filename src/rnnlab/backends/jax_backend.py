@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..cells import ModelSpec
+from ..cells import ID_INPUTS, RMS_EPS, ModelSpec, has_norm, has_residual, params_dtype, readout_weight
 from . import common
 from .common import check_targets
 
@@ -210,8 +210,45 @@ _scan_layer.defvjp(_scan_layer_fwd, _scan_layer_bwd)
 AUTODIFF_CELLS = {"gru": _gru}
 
 
+def _candidate(x, linear: bool):
+    """The paper's g (x + 0.5 for x >= 0, sigmoid(x) below), or x itself for the ``_linear`` cells."""
+    return x if linear else jnp.where(x >= 0, x + 0.5, _sigmoid(x))
+
+
+def _scan_coefficients(cell: str, A):
+    """(a, b) of the parallel cell's recurrence h_t = a_t * h_{t-1} + b_t, for every step at once."""
+    linear = cell.endswith("_linear")
+    if cell.startswith("mingru"):
+        H = A.shape[-1] // 2
+        z = _sigmoid(A[..., :H])
+        return 1.0 - z, z * _candidate(A[..., H:], linear)
+    H = A.shape[-1] // 3
+    f, i = _sigmoid(A[..., :H]), _sigmoid(A[..., H:2 * H])
+    total = f + i
+    return f / total, i / total * _candidate(A[..., 2 * H:], linear)
+
+
+def _combine(first, second):
+    """Two steps of h -> a h + b, composed (first, then second): associative, so it scans in parallel."""
+    return first[0] * second[0], second[0] * first[1] + second[1]
+
+
+def _parallel_layer(cell: str, carry0, A):
+    """A parallel cell over time: its gates for all steps, then the linear recurrence by
+    ``lax.associative_scan`` (log-depth) with the carried state folded in at the end."""
+    a, b = _scan_coefficients(cell, A)
+    a_cum, b_cum = jax.lax.associative_scan(_combine, (a, b), axis=0)
+    Hout = a_cum * carry0 + b_cum
+    return Hout[-1], Hout
+
+
+PARALLEL_CELLS = ("mingru", "mingru_linear", "minlstm", "minlstm_linear")
+
+
 def _run_layer(cell: str, p, carry0, A):
     """(carry_T, outputs [T, B, H]) of one layer of any cell."""
+    if cell in PARALLEL_CELLS:
+        return _parallel_layer(cell, carry0, A)
     if cell in AUTODIFF_CELLS:
         return jax.lax.scan(partial(AUTODIFF_CELLS[cell], p), carry0, A)
     return _scan_layer(cell, p["U"], {k: v for k, v in p.items() if k == "b_U"}, carry0, A)
@@ -222,17 +259,33 @@ def _layer(params, k):
     return {key[len(prefix):]: v for key, v in params.items() if key.startswith(prefix)}
 
 
-def _forward_tm(params, spec: ModelSpec, carry, x):
-    """x: [T, B] ids or [T, B, F]; returns outputs [T, B, O] and the new carry."""
+def _forward_tm(params, spec: ModelSpec, carry, x, masks=None):
+    """x: [T, B] ids or [T, B, F]; masks: time-major dropout masks (``rnnlab.dropout``) or None;
+    returns outputs [T, B, O] and the new carry."""
+    masks = masks or {}
     if spec.input_kind == "dense_relu":
         x = jax.nn.relu(x @ params["input.W"] + params["input.b"])
+    elif spec.input_kind == "embedding":
+        x = params["embed.W"][x]
     new_carry = []
     for k in range(spec.num_layers):
         p = _layer(params, k)
-        A = (p["W"][x] if k == 0 and spec.input_kind == "onehot" else x @ p["W"]) + p["b"]
-        c_k, x = _run_layer(spec.cell, p, carry[k], A)
+        read = _rms_norm(x, p["norm"]) if has_norm(spec, k) else x
+        if f"layers.{k}" in masks:
+            read = read * masks[f"layers.{k}"]
+        A = (p["W"][read] if k == 0 and spec.input_kind == "onehot" else read @ p["W"]) + p["b"]
+        c_k, out = _run_layer(spec.cell, p, carry[k], A)
         new_carry.append(c_k)
-    return x @ params["readout.W"] + params["readout.b"], new_carry
+        x = out + x if has_residual(spec, k) else out
+    if spec.norm != "none":
+        x = _rms_norm(x, params["readout.norm"])
+    if "readout" in masks:
+        x = x * masks["readout"]
+    return x @ readout_weight(params, spec) + params["readout.b"], new_carry
+
+
+def _rms_norm(x, gain):
+    return x / jnp.sqrt(jnp.mean(x * x, axis=-1, keepdims=True) + RMS_EPS) * gain
 
 
 def _swap_bt(a):
@@ -240,9 +293,11 @@ def _swap_bt(a):
     return jnp.swapaxes(a, 0, 1)
 
 
-def _loss(params, spec, carry, x, targets, loss):
-    """Mean loss of batch-first ``x`` against batch-first ``targets`` (checked by ``check_targets``)."""
-    Y, new_carry = _forward_tm(params, spec, carry, _swap_bt(x))
+def _loss(params, spec, carry, x, targets, loss, masks=None):
+    """Mean loss of batch-first ``x`` against batch-first ``targets`` (checked by ``check_targets``);
+    ``masks``: batch-first dropout masks or None."""
+    masks = None if masks is None else {k: _swap_bt(m) for k, m in masks.items()}
+    Y, new_carry = _forward_tm(params, spec, carry, _swap_bt(x), masks)
     targets = _swap_bt(targets)
     if loss == "cross_entropy":
         logp = jax.nn.log_softmax(Y, axis=-1)
@@ -253,8 +308,8 @@ def _loss(params, spec, carry, x, targets, loss):
 
 
 @partial(jax.jit, static_argnums=(1, 5))
-def _value_and_grad(params, spec, carry, x, targets, loss):
-    return jax.value_and_grad(_loss, has_aux=True)(params, spec, carry, x, targets, loss)
+def _value_and_grad(params, spec, carry, x, targets, loss, masks):
+    return jax.value_and_grad(_loss, has_aux=True)(params, spec, carry, x, targets, loss, masks)
 
 
 @partial(jax.jit, static_argnums=(1,))
@@ -267,7 +322,7 @@ def _inputs(spec: ModelSpec, inputs, dtype) -> np.ndarray:
     """Batch-first inputs as NumPy: ids stay integers, features take the parameters' dtype.
     NumPy arrays go straight into the jitted functions, whose dispatch converts them
     faster than separate ``jnp.asarray`` calls would."""
-    return np.asarray(inputs) if spec.input_kind == "onehot" else np.asarray(inputs, dtype)
+    return np.asarray(inputs) if spec.input_kind in ID_INPUTS else np.asarray(inputs, dtype)
 
 
 def _targets(spec: ModelSpec, loss: str, inputs, targets, dtype) -> np.ndarray:
@@ -284,7 +339,7 @@ def init_carry(spec: ModelSpec, batch_size: int, dtype=np.float32) -> list:
 
 
 def _dtype(params: dict):
-    return np.asarray(params["readout.W"]).dtype
+    return params_dtype(params)
 
 
 def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray):
@@ -295,12 +350,12 @@ def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray):
 
 
 def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray, targets: np.ndarray,
-                   loss: str = "cross_entropy", reduction: str = "mean"):
+                   loss: str = "cross_entropy", reduction: str = "mean", masks: dict | None = None):
     """Same contract as ``numpy_backend.loss_and_grads`` (loss is the per-element mean)."""
     dtype = _dtype(params)
     _allow_dtype(dtype)
     (value, new_carry), grads = _value_and_grad(params, spec, carry, _inputs(spec, inputs, dtype),
-                                                _targets(spec, loss, inputs, targets, dtype), loss)
+                                                _targets(spec, loss, inputs, targets, dtype), loss, masks)
     grads = {k: np.asarray(v) for k, v in grads.items()}
     if reduction == "sum":
         count = np.asarray(targets).size
@@ -338,8 +393,9 @@ def _compiled_step(spec: ModelSpec, loss: str, reduction: str, optimizer_name: s
 
     tx = _optax_transform(optimizer_name, clip, clip_value, beta1, beta2, eps)
 
-    def train_step(params, opt_state, carry, x, targets, lr):
-        (value, new_carry), grads = jax.value_and_grad(_loss, has_aux=True)(params, spec, carry, x, targets, loss)
+    def train_step(params, opt_state, carry, x, targets, lr, masks):
+        (value, new_carry), grads = jax.value_and_grad(_loss, has_aux=True)(params, spec, carry, x, targets, loss,
+                                                                            masks)
         if reduction == "sum":
             grads = jax.tree.map(lambda g: g * targets.size, grads)
         norm = optax.tree.norm(grads)
@@ -364,9 +420,10 @@ class Trainer:
     name = name
 
     def __init__(self, spec: ModelSpec, params: dict, optimizer, loss: str, reduction: str, clip: str,
-                 clip_value: float):
+                 clip_value: float, dropout: float = 0.0):
         self.spec, self.optimizer, self.loss, self.reduction = spec, optimizer, loss, reduction
-        self.dtype = np.asarray(params["readout.W"]).dtype
+        self.dropout = dropout  # the loop draws each step's masks at this rate (rnnlab.dropout)
+        self.dtype = params_dtype(params)
         _allow_dtype(self.dtype)
         # Copies: the donated buffers must never alias the caller's arrays.
         self._params = {k: jnp.array(v) for k, v in params.items()}
@@ -408,11 +465,11 @@ class Trainer:
     def init_carry(self, batch_size: int) -> list:
         return init_carry(self.spec, batch_size, self.dtype)
 
-    def train_step(self, carry, inputs, targets, lr: float):
+    def train_step(self, carry, inputs, targets, lr: float, masks: dict | None = None):
         """(loss, grad_norm, new_carry), as the NumPy Trainer."""
         self._params, self._opt_state, new_carry, scalars = self._train_step(
             self._params, self._opt_state, carry, _inputs(self.spec, inputs, self.dtype),
-            _targets(self.spec, self.loss, inputs, targets, self.dtype), np.asarray(lr, self.dtype))
+            _targets(self.spec, self.loss, inputs, targets, self.dtype), np.asarray(lr, self.dtype), masks)
         value, norm = (float(v) for v in np.asarray(scalars))
         if np.isfinite(value) and np.isfinite(norm):
             self.optimizer.step += 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cells import ModelSpec
+from ..cells import ID_INPUTS, RMS_EPS, ModelSpec, has_norm, has_residual, params_dtype, readout_weight
 from .common import LOSSES, check_targets, init_carry, state_tensors  # noqa: F401  (LOSSES: API)
 
 name = "numpy"
@@ -307,14 +307,116 @@ class LSTMCell:
         return dA, {"U": dU}
 
 
+# --------------------------------------------------------------------------- parallel-scan cells
+# Gates from x_t alone, so the whole sequence's gates come from the one GEMM in ``_project``;
+# what is left is the linear recurrence h_t = a_t * h_{t-1} + b_t, elementwise.
+
+
+def candidate_(x: np.ndarray, kind: str) -> np.ndarray:
+    """The candidate state from its pre-activation, in place: the paper's g (x + 0.5 for x >= 0,
+    sigmoid(x) below; positive and continuous with a continuous first derivative) or, for
+    ``linear``, x itself.  Returns g'(x) (for backward)."""
+    if kind == "linear":
+        return np.ones_like(x)
+    negative = x < 0
+    s = _sigmoid_(np.where(negative, x, 0.0))
+    deriv = np.where(negative, s * (1.0 - s), 1.0)
+    np.add(x, 0.5, out=x, where=~negative)
+    np.copyto(x, s, where=negative)
+    return deriv
+
+
+def linear_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:
+    """h_t = a_t * h_{t-1} + b_t for t = 1..T from h_0: ``a``, ``b`` [T, B, H] -> [T+1, B, H] (h_0 first)."""
+    T = a.shape[0]
+    Hs = np.empty((T + 1,) + a.shape[1:], a.dtype)
+    Hs[0] = h0
+    for t in range(T):
+        np.multiply(a[t], Hs[t], out=Hs[t + 1])
+        Hs[t + 1] += b[t]
+    return Hs
+
+
+def linear_scan_backward(a: np.ndarray, dHout: np.ndarray) -> np.ndarray:
+    """Gradient reaching each h_t of ``linear_scan``: the reverse recurrence dh_t = g_t + a_{t+1} dh_{t+1}
+    (g_t arriving from above, ``dHout``).  It is also the gradient of b_t; a_t's is dh_t * h_{t-1}."""
+    T = a.shape[0]
+    dh = np.empty_like(dHout)
+    dh[T - 1] = dHout[T - 1]
+    for t in range(T - 2, -1, -1):
+        np.multiply(a[t + 1], dh[t + 1], out=dh[t])
+        dh[t] += dHout[t]
+    return dh
+
+
+class MinGRUCell:
+    """minGRU (Feng et al. 2024): z = sigmoid(x W_z + b_z), h~ = g(x W_h + b_h); h' = (1 - z) h + z h~."""
+
+    def __init__(self, candidate: str):
+        self.candidate = candidate
+
+    def forward(self, p, A, h0):
+        H = A.shape[2] // 2
+        z = _sigmoid_(A[..., :H].copy())
+        cand = A[..., H:].copy()
+        dcand = candidate_(cand, self.candidate)
+        Hs = linear_scan(1.0 - z, z * cand, h0)
+        return Hs[1:], Hs[-1].copy(), (Hs, z, cand, dcand)
+
+    def backward(self, p, cache, dHout):
+        Hs, z, cand, dcand = cache
+        dh = linear_scan_backward(1.0 - z, dHout)
+        dz = dh * (cand - Hs[:-1])                 # d/dz of (1 - z) h + z h~
+        dz *= z * (1.0 - z)
+        return np.concatenate([dz, dh * z * dcand], axis=2), {}
+
+
+class MinLSTMCell:
+    """minLSTM (Feng et al. 2024): f, i = sigmoid(x W + b), h~ = g(x W_h + b_h); with f' = f / (f + i)
+    and i' = i / (f + i), h' = f' h + i' h~."""
+
+    def __init__(self, candidate: str):
+        self.candidate = candidate
+
+    def forward(self, p, A, h0):
+        H = A.shape[2] // 3
+        fi = _sigmoid_(A[..., :2 * H].copy())
+        f, i = fi[..., :H], fi[..., H:]
+        cand = A[..., 2 * H:].copy()
+        dcand = candidate_(cand, self.candidate)
+        total = f + i
+        Hs = linear_scan(f / total, i / total * cand, h0)
+        return Hs[1:], Hs[-1].copy(), (Hs, f, i, total, cand, dcand)
+
+    def backward(self, p, cache, dHout):
+        Hs, f, i, total, cand, dcand = cache
+        f_norm = f / total
+        dh = linear_scan_backward(f_norm, dHout)
+        # h' = f' h + (1 - f') h~ with f' = f / (f + i): d/df' = h - h~, df'/df = i/(f+i)^2, df'/di = -f/(f+i)^2
+        d_fnorm = dh * (Hs[:-1] - cand)
+        d_fnorm /= np.square(total)
+        d_f = d_fnorm * i * f * (1.0 - f)
+        d_i = -d_fnorm * f * i * (1.0 - i)
+        return np.concatenate([d_f, d_i, dh * (1.0 - f_norm) * dcand], axis=2), {}
+
+
 CELLS = {"rnn": RNNCell, "gru": GRUCell, "gru_reset_after": GRUResetAfterCell, "lstm": LSTMCell}
+PARALLEL_CELLS = {"mingru": MinGRUCell, "minlstm": MinLSTMCell}  # built per candidate (``_cell``)
+
+
+def _cell(spec: ModelSpec):
+    """The cell object of ``spec``: a class of static methods, or a parallel cell built for its candidate."""
+    name = spec.cell.removesuffix("_linear")
+    if name in PARALLEL_CELLS:
+        return PARALLEL_CELLS[name]("linear" if spec.cell.endswith("_linear") else "g")
+    return CELLS[spec.cell]
 
 
 # --------------------------------------------------------------------------- model
 
 def _time_major_inputs(spec: ModelSpec, inputs: np.ndarray, dtype) -> np.ndarray:
     inputs = np.asarray(inputs)
-    if spec.input_kind == "onehot":
+    if spec.input_kind in ID_INPUTS:
         if inputs.ndim != 2 or not np.issubdtype(inputs.dtype, np.integer):
             raise ValueError(f"one-hot input must be integer ids [B, T], got {inputs.dtype} {inputs.shape}")
         return np.ascontiguousarray(inputs.T)
@@ -327,7 +429,7 @@ def _project(spec: ModelSpec, k: int, p: dict, x: np.ndarray) -> np.ndarray:
     """x @ W + b for every step at once: [T, B, G*H], times the cell's ``input_scale``
     where it has one (folded into the small W and b, not the large result)."""
     W, b = p["W"], p["b"]
-    scale_fn = getattr(CELLS[spec.cell], "input_scale", None)
+    scale_fn = getattr(_cell(spec), "input_scale", None)
     if scale_fn is not None:
         scale = scale_fn(spec.hidden_size, W.dtype)
         W, b = W * scale, b * scale
@@ -341,9 +443,30 @@ def _project(spec: ModelSpec, k: int, p: dict, x: np.ndarray) -> np.ndarray:
     return A.reshape(T, B, -1)
 
 
-def _forward(params, spec, carry, inputs):
-    dtype = params["readout.W"].dtype
-    cell = CELLS[spec.cell]
+def _time_major_masks(masks: dict | None) -> dict:
+    """Batch-first dropout masks [B, T, F] (``rnnlab.dropout``) as time-major arrays."""
+    return {} if masks is None else {k: np.ascontiguousarray(np.swapaxes(m, 0, 1)) for k, m in masks.items()}
+
+
+def _rms_norm(x: np.ndarray, gain: np.ndarray):
+    """x / rms(x) * gain over the last axis; returns it and 1 / rms(x) [..., 1] (for backward)."""
+    inv = 1.0 / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + RMS_EPS)
+    return x * inv * gain, inv
+
+
+def _rms_norm_backward(dy, x, inv, gain):
+    """(dx, d gain) of ``_rms_norm``: with u = dy * gain, dx = inv * u - x * inv^3 * mean(u * x)."""
+    d_gain = (dy * x * inv).reshape(-1, x.shape[-1]).sum(axis=0)
+    u = dy * gain
+    dx = inv * u - x * inv ** 3 * np.mean(u * x, axis=-1, keepdims=True)
+    return dx, d_gain
+
+
+def _forward(params, spec, carry, inputs, masks=None):
+    """Time-major forward pass; returns (Y [T, B, O], new carry, what backward needs)."""
+    dtype = params_dtype(params)
+    cell = _cell(spec)
+    masks = _time_major_masks(masks)
     x = _time_major_inputs(spec, inputs, dtype)
     raw = x
     if spec.input_kind == "dense_relu":  # Dense(H) -> ReLU in front of the first recurrent layer
@@ -351,22 +474,37 @@ def _forward(params, spec, carry, inputs):
         x = (x.reshape(T * B, F) @ params["input.W"]).reshape(T, B, -1)
         x += params["input.b"]
         np.maximum(x, 0.0, out=x)
-    xs, caches, new_carry = [], [], []
+    elif spec.input_kind == "embedding":
+        x = params["embed.W"][x]
+    # streams[k]: what enters layer k (the residual stream); reads[k]: what its W multiplies
+    # (normalised, then dropout applied), which its W's gradient needs.
+    streams, reads, inv_rms, caches, new_carry = [], [], [], [], []
     for k in range(spec.num_layers):
         p = _layer_params(params, k)
-        xs.append(x)
-        Hout, carry_k, cache = cell.forward(p, _project(spec, k, p, x), carry[k])
+        streams.append(x)
+        read, inv = _rms_norm(x, p["norm"]) if has_norm(spec, k) else (x, None)
+        inv_rms.append(inv)
+        if f"layers.{k}" in masks:
+            read = read * masks[f"layers.{k}"]
+        reads.append(read)
+        Hout, carry_k, cache = cell.forward(p, _project(spec, k, p, read), carry[k])
         caches.append(cache)
         new_carry.append(carry_k)
-        x = Hout
-    T, B, H = x.shape
-    Y = x.reshape(T * B, H) @ params["readout.W"]
+        x = Hout + x if has_residual(spec, k) else Hout
+    streams.append(x)
+    top, inv = _rms_norm(x, params["readout.norm"]) if spec.norm != "none" else (x, None)
+    inv_rms.append(inv)
+    if "readout" in masks:
+        top = top * masks["readout"]
+    T, B, H = top.shape
+    Y = top.reshape(T * B, H) @ readout_weight(params, spec)
     Y += params["readout.b"]
-    return Y.reshape(T, B, -1), new_carry, (xs, x, caches, raw)
+    return Y.reshape(T, B, -1), new_carry, (streams, reads, inv_rms, top, caches, raw, masks)
 
 
 def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray):
-    """Outputs ``[B, T, O]`` (logits or values) and the carry after the last step."""
+    """Outputs ``[B, T, O]`` (logits or values) and the carry after the last step (no dropout:
+    evaluation and sampling)."""
     Y, new_carry, _ = _forward(params, spec, carry, inputs)
     return Y.transpose(1, 0, 2), new_carry
 
@@ -423,17 +561,18 @@ def _scatter_rows(ids: np.ndarray, rows: np.ndarray, vocab_size: int) -> np.ndar
 
 
 def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray,
-                   targets: np.ndarray, loss: str = "cross_entropy", reduction: str = "mean"):
+                   targets: np.ndarray, loss: str = "cross_entropy", reduction: str = "mean",
+                   masks: dict | None = None):
     """Loss, gradients and final carry for one batch.
 
     inputs: ``[B, T]`` ids or ``[B, T, F]``; targets: ``[B, T]`` ids (cross_entropy) or
     ``[B, T', O]`` values for the last T' outputs (mse).  The returned loss is always
     the mean per scored element (nats/char for cross_entropy); ``reduction`` says
     whether the gradients are of that mean or of the sum over every scored element
-    (the min-char-rnn objective).
+    (the min-char-rnn objective).  ``masks``: this step's dropout masks (``rnnlab.dropout``).
     """
     targets = check_targets(spec, loss, inputs, targets)
-    Y, new_carry, (xs, Htop, caches, raw) = _forward(params, spec, carry, inputs)
+    Y, new_carry, (streams, reads, inv_rms, Htop, caches, raw, masks) = _forward(params, spec, carry, inputs, masks)
     T, B, O = Y.shape
     N = T * B
     Yf = Y.reshape(N, O)
@@ -452,27 +591,44 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
         raise ValueError(f"unknown reduction {reduction!r}; choose mean or sum")
     dY = Yf
     H = Htop.shape[2]
-    grads = {"readout.W": Htop.reshape(N, H).T @ dY, "readout.b": dY.sum(axis=0)}
-    dH = (dY @ params["readout.W"].T).reshape(T, B, H)
-    cell = CELLS[spec.cell]
+    d_readout = Htop.reshape(N, H).T @ dY
+    grads = {"readout.b": dY.sum(axis=0)}
+    if not spec.tie_weights:
+        grads["readout.W"] = d_readout
+    dH = (dY @ readout_weight(params, spec).T).reshape(T, B, H)
+    if "readout" in masks:
+        dH *= masks["readout"]
+    if spec.norm != "none":
+        dH, grads["readout.norm"] = _rms_norm_backward(dH, streams[-1], inv_rms[-1], params["readout.norm"])
+    cell = _cell(spec)
+    # dH: the gradient reaching the stream above layer k (its output, plus its input if residual).
     for k in range(spec.num_layers - 1, -1, -1):
         p = _layer_params(params, k)
         dA, g = cell.backward(p, caches[k], dH)
         G = dA.shape[2]
         dAf = dA.reshape(N, G)
-        x = xs[k]
+        read = reads[k]
         if k == 0 and spec.input_kind == "onehot":
-            dW = _scatter_rows(x.reshape(N), dAf, p["W"].shape[0])
+            dW = _scatter_rows(read.reshape(N), dAf, p["W"].shape[0])
         else:
-            dW = x.reshape(N, -1).T @ dAf
+            dW = read.reshape(N, -1).T @ dAf
         grads[f"layers.{k}.W"] = dW
         grads[f"layers.{k}.b"] = dAf.sum(axis=0)
         for key, v in g.items():
             grads[f"layers.{k}.{key}"] = v
-        if k > 0 or spec.input_kind == "dense_relu":
-            dH = (dAf @ p["W"].T).reshape(T, B, -1)
+        if k > 0 or spec.input_kind in ("dense_relu", "embedding") or has_norm(spec, k):
+            d_read = (dAf @ p["W"].T).reshape(T, B, -1)
+            if f"layers.{k}" in masks:
+                d_read *= masks[f"layers.{k}"]
+            if has_norm(spec, k):
+                d_read, grads[f"layers.{k}.norm"] = _rms_norm_backward(d_read, streams[k], inv_rms[k], p["norm"])
+            dH = d_read + dH if has_residual(spec, k) else d_read
+    if spec.input_kind == "embedding":
+        d_embed = _scatter_rows(raw.reshape(N), dH.reshape(N, -1), spec.input_size)
+        grads["embed.W"] = d_embed + d_readout.T if spec.tie_weights else d_embed
     if spec.input_kind == "dense_relu":
-        dZ = dH.reshape(N, -1) * (xs[0].reshape(N, -1) > 0)  # ReLU passes gradient where it was active
+        # ReLU passes gradient where it was active
+        dZ = dH.reshape(N, -1) * (streams[0].reshape(N, -1) > 0)
         grads["input.W"] = raw.reshape(N, -1).T @ dZ
         grads["input.b"] = dZ.sum(axis=0)
     return value, grads, new_carry
@@ -490,22 +646,24 @@ class Trainer:
     name = name
 
     def __init__(self, spec: ModelSpec, params: dict, optimizer, loss: str, reduction: str,
-                 clip: str, clip_value: float):
+                 clip: str, clip_value: float, dropout: float = 0.0):
         from ..optim import clip_gradients_
 
         self._clip = clip_gradients_
         self.spec, self.params, self.optimizer = spec, params, optimizer
         self.loss, self.reduction, self.clip, self.clip_value = loss, reduction, clip, clip_value
-        self.dtype = params["readout.W"].dtype
+        self.dropout = dropout  # the loop draws each step's masks at this rate (rnnlab.dropout)
+        self.dtype = params_dtype(params)
 
     def init_carry(self, batch_size: int) -> list:
         return init_carry(self.spec, batch_size, self.dtype)
 
-    def train_step(self, carry, inputs, targets, lr: float):
-        """(loss, grad_norm, new_carry); parameters are left untouched if either is non-finite."""
+    def train_step(self, carry, inputs, targets, lr: float, masks: dict | None = None):
+        """(loss, grad_norm, new_carry); parameters are left untouched if either is non-finite.
+        ``masks``: this step's dropout masks (``rnnlab.dropout``), None for none."""
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are reported below
             value, grads, new_carry = loss_and_grads(self.params, self.spec, carry, inputs, targets,
-                                                     self.loss, self.reduction)
+                                                     self.loss, self.reduction, masks)
         if not np.isfinite(value):
             return value, float("nan"), carry
         norm = self._clip(grads, self.clip, self.clip_value)

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..cells import ModelSpec
+from ..cells import ID_INPUTS, RMS_EPS, ModelSpec, has_norm, has_residual, layer_input_size, params_dtype
 from ..launch import local_rank as launch_local_rank
 from ..errors import UserError
 from ..threads import torch_threads
@@ -84,76 +84,142 @@ TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch
 
 
 class ChoGRU(nn.Module):
-    """Stacked Cho GRU (reset before the recurrent matmul), parameters in the canonical layout."""
+    """One Cho GRU layer (reset before the recurrent matmul), parameters in the canonical layout."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int):
+    def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
-        self.W = nn.ParameterList()
-        self.U = nn.ParameterList()
-        self.b = nn.ParameterList()
-        for k in range(num_layers):
-            fan_in = input_size if k == 0 else hidden_size
-            self.W.append(nn.Parameter(torch.empty(fan_in, 3 * hidden_size)))
-            self.U.append(nn.Parameter(torch.empty(hidden_size, 3 * hidden_size)))
-            self.b.append(nn.Parameter(torch.empty(3 * hidden_size)))
+        self.W = nn.Parameter(torch.empty(input_size, 3 * hidden_size))
+        self.U = nn.Parameter(torch.empty(hidden_size, 3 * hidden_size))
+        self.b = nn.Parameter(torch.empty(3 * hidden_size))
 
-    def forward(self, x: torch.Tensor, h0: torch.Tensor):
-        """x ``[B, T, in]``, h0 ``[L, B, H]`` -> (outputs ``[B, T, H]``, h_n ``[L, B, H]``)."""
-        finals = []
-        for k, (W, U, b) in enumerate(zip(self.W, self.U, self.b)):
-            H = U.shape[0]
-            A = x @ W + b                       # [B, T, 3H]: the input side of every step at once
-            U_rz, U_n = U[:, :2 * H], U[:, 2 * H:]
-            h, outs = h0[k], []
-            for t in range(A.shape[1]):
-                a = A[:, t]
-                rz = torch.sigmoid(a[:, :2 * H] + h @ U_rz)
-                r, z = rz[:, :H], rz[:, H:]
-                n = torch.tanh(a[:, 2 * H:] + (r * h) @ U_n)
-                h = n + z * (h - n)
-                outs.append(h)
-            x = torch.stack(outs, dim=1)
-            finals.append(h)
-        return x, torch.stack(finals)
+    def forward(self, x: torch.Tensor, h: torch.Tensor):
+        """x ``[B, T, in]``, h ``[B, H]`` -> (outputs ``[B, T, H]``, final h ``[B, H]``)."""
+        H = self.U.shape[0]
+        A = x @ self.W + self.b                 # [B, T, 3H]: the input side of every step at once
+        U_rz, U_n = self.U[:, :2 * H], self.U[:, 2 * H:]
+        outs = []
+        for t in range(A.shape[1]):
+            a = A[:, t]
+            rz = torch.sigmoid(a[:, :2 * H] + h @ U_rz)
+            r, z = rz[:, :H], rz[:, H:]
+            n = torch.tanh(a[:, 2 * H:] + (r * h) @ U_n)
+            h = n + z * (h - n)
+            outs.append(h)
+        return torch.stack(outs, dim=1), h
 
 
-# Cells with no PyTorch module (see the cell table), as modules of this backend.
-CUSTOM = {"gru": ChoGRU}
+class _LinearScan(torch.autograd.Function):
+    """h_t = a_t * h_{t-1} + b_t over dim 1 of ``a``, ``b`` [B, T, H] from ``h0`` [B, H], with the
+    backward pass written out (the reverse recurrence dh_t = g_t + a_{t+1} dh_{t+1}), so autograd
+    records two tensors instead of a graph node per step."""
+
+    @staticmethod
+    def forward(ctx, a, b, h0):
+        out = torch.empty_like(b)
+        h = h0
+        for t in range(a.shape[1]):
+            h = torch.addcmul(b[:, t], a[:, t], h)
+            out[:, t] = h
+        ctx.save_for_backward(a, h0, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        a, h0, out = ctx.saved_tensors
+        dh = torch.empty_like(grad_out)
+        acc = grad_out[:, -1]
+        dh[:, -1] = acc
+        for t in range(a.shape[1] - 2, -1, -1):
+            acc = torch.addcmul(grad_out[:, t], a[:, t + 1], acc)
+            dh[:, t] = acc
+        h_prev = torch.cat([h0[:, None], out[:, :-1]], dim=1)
+        return dh * h_prev, dh, a[:, 0] * dh[:, 0]
+
+
+class ParallelCell(nn.Module):
+    """One layer of a parallel-scan cell (minGRU / minLSTM, Feng et al. 2024), canonical W and b:
+    every gate of the sequence from one GEMM, then the linear recurrence as a scan."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int):
+        super().__init__()
+        self.cell, self.linear = cell, cell.endswith("_linear")
+        gates = 2 if cell.startswith("mingru") else 3
+        self.W = nn.Parameter(torch.empty(input_size, gates * hidden_size))
+        self.b = nn.Parameter(torch.empty(gates * hidden_size))
+
+    def _candidate(self, x):
+        return x if self.linear else torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor):
+        """x ``[B, T, in]``, h ``[B, H]`` -> (outputs ``[B, T, H]``, final h ``[B, H]``)."""
+        A = x @ self.W + self.b
+        H = h.shape[-1]
+        if self.cell.startswith("mingru"):
+            z = torch.sigmoid(A[..., :H])
+            a, b = 1.0 - z, z * self._candidate(A[..., H:])
+        else:
+            f, i = torch.sigmoid(A[..., :H]), torch.sigmoid(A[..., H:2 * H])
+            total = f + i
+            a, b = f / total, i / total * self._candidate(A[..., 2 * H:])
+        out = _LinearScan.apply(a, b, h)
+        return out, out[:, -1]
+
+
+# Cells with no PyTorch module (see the cell table), as modules of this backend: one layer each.
+CUSTOM = {"gru": ChoGRU, **{name: (lambda name: lambda i, h: ParallelCell(name, i, h))(name)
+                            for name in ("mingru", "mingru_linear", "minlstm", "minlstm_linear")}}
 
 
 class TorchModel(nn.Module):
-    """Input stage (one-hot or Dense-ReLU), the recurrent stack, a linear readout."""
+    """Input stage (one-hot, embedding or Dense-ReLU), the recurrent layers, a linear readout.
+
+    Each recurrent layer is its own module (a one-layer fused built-in where the cell has one),
+    so dropout masks drawn by ``rnnlab.dropout`` can act between layers."""
 
     def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray], device: torch.device | str = "cpu"):
         super().__init__()
         self.spec = spec
-        H, L = spec.hidden_size, spec.num_layers
-        first_in = H if spec.input_kind == "dense_relu" else spec.input_size
+        H = spec.hidden_size
         if spec.input_kind == "dense_relu":
             self.input = nn.Linear(spec.input_size, H)
+        if spec.input_kind == "embedding":
+            self.embed = nn.Embedding(spec.input_size, spec.embed_size)
         self.custom = spec.cell in CUSTOM
-        self.rnn = CUSTOM[spec.cell](first_in, H, L) if self.custom else \
-            BUILTINS[spec.cell_info.torch_module](first_in, H, L)
+        make = CUSTOM[spec.cell] if self.custom else \
+            (lambda i, h: BUILTINS[spec.cell_info.torch_module](i, h, 1))
+        self.layers = nn.ModuleList([make(layer_input_size(spec, k), H) for k in range(spec.num_layers)])
+        # RMS norm gains: what layer k reads, and what the readout reads (``rnnlab.cells``)
+        self.norms = nn.ParameterDict({str(k): nn.Parameter(torch.empty(layer_input_size(spec, k)))
+                                       for k in range(spec.num_layers) if has_norm(spec, k)})
+        if spec.norm != "none":
+            self.norms["readout"] = nn.Parameter(torch.empty(H))
         self.readout = nn.Linear(H, spec.output_size)
-        self.to(device=torch.device(device), dtype=TORCH_DTYPES[np.asarray(params["readout.W"]).dtype])
+        if spec.tie_weights:  # one tensor: the embedding table is the readout's (O, H) weight
+            self.readout.weight = self.embed.weight
+        self.to(device=torch.device(device), dtype=TORCH_DTYPES[params_dtype(params)])
         self.load_canonical(params)
 
     # ------------------------------------------------------------------ canonical <-> torch layout
     def _pairs(self):
         """(canonical name, torch tensor, transposed?) for every canonical parameter."""
         spec, out = self.spec, []
+        if spec.input_kind == "embedding":
+            out.append(("embed.W", self.embed.weight, False))
         if spec.input_kind == "dense_relu":
             out += [("input.W", self.input.weight, True), ("input.b", self.input.bias, False)]
-        torch_names = {"W": ("weight_ih", True), "U": ("weight_hh", True), "b": ("bias_ih", False),
-                       "b_U": ("bias_hh", False)}
-        for k in range(spec.num_layers):
+        torch_names = {"W": ("weight_ih_l0", True), "U": ("weight_hh_l0", True), "b": ("bias_ih_l0", False),
+                       "b_U": ("bias_hh_l0", False)}
+        for k, layer in enumerate(self.layers):
             for name in spec.cell_info.layer_params:
-                if self.custom:
-                    out.append((f"layers.{k}.{name}", getattr(self.rnn, name)[k], False))
-                else:
-                    attr, transposed = torch_names[name]
-                    out.append((f"layers.{k}.{name}", getattr(self.rnn, f"{attr}_l{k}"), transposed))
-        out += [("readout.W", self.readout.weight, True), ("readout.b", self.readout.bias, False)]
+                attr, transposed = (name, False) if self.custom else torch_names[name]
+                out.append((f"layers.{k}.{name}", getattr(layer, attr), transposed))
+            if str(k) in self.norms:
+                out.append((f"layers.{k}.norm", self.norms[str(k)], False))
+        if "readout" in self.norms:
+            out.append(("readout.norm", self.norms["readout"], False))
+        if not spec.tie_weights:
+            out.append(("readout.W", self.readout.weight, True))
+        out.append(("readout.b", self.readout.bias, False))
         return out
 
     @torch.no_grad()
@@ -162,10 +228,9 @@ class TorchModel(nn.Module):
             value = torch.as_tensor(np.asarray(params[key]))
             tensor.copy_(value.T if transposed else value)
         if not self.custom and "b_U" not in self.spec.cell_info.layer_params:
-            for k in range(self.spec.num_layers):  # one canonical bias: the built-in's second one stays 0
-                bias_hh = getattr(self.rnn, f"bias_hh_l{k}")
-                bias_hh.zero_()
-                bias_hh.requires_grad_(False)
+            for layer in self.layers:  # one canonical bias: the built-in's second one stays 0
+                layer.bias_hh_l0.zero_()
+                layer.bias_hh_l0.requires_grad_(False)
 
     def canonical(self) -> dict[str, np.ndarray]:
         return {key: _numpy(t.T if tr else t) for key, t, tr in self._pairs()}
@@ -174,24 +239,43 @@ class TorchModel(nn.Module):
         return {key: _numpy(t.grad.T if tr else t.grad) for key, t, tr in self._pairs()}
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor, carry: list):
-        """x: ``[B, T]`` ids or ``[B, T, F]``; carry: per layer ``[B, H]`` (``(h, c)`` for LSTM).
+    def forward(self, x: torch.Tensor, carry: list, masks: dict | None = None):
+        """x: ``[B, T]`` ids or ``[B, T, F]``; carry: per layer ``[B, H]`` (``(h, c)`` for LSTM);
+        masks: batch-first dropout masks (``rnnlab.dropout``) or None.
         Returns outputs ``[B, T, O]`` and the new carry in the same form."""
-        spec = self.spec
+        spec, masks = self.spec, masks or {}
         if spec.input_kind == "onehot":
             # The built-ins multiply by their input weights, so ids enter as one-hot rows
             # (the same product as the NumPy backend's row gather).
-            x = F.one_hot(x, spec.input_size).to(self.readout.weight.dtype)
+            x = F.one_hot(x, spec.input_size).to(self.readout.bias.dtype)
+        elif spec.input_kind == "embedding":
+            x = self.embed(x)
         elif spec.input_kind == "dense_relu":
             x = torch.relu(self.input(x))
-        if len(spec.cell_info.carry) == 2:  # (h, c), as nn.LSTM takes it
-            state = (torch.stack([c[0] for c in carry]), torch.stack([c[1] for c in carry]))
-            out, (h_n, c_n) = self.rnn(x, state)
-            new_carry = [(h_n[k], c_n[k]) for k in range(spec.num_layers)]
-        else:
-            out, h_n = self.rnn(x, torch.stack(list(carry)))
-            new_carry = [h_n[k] for k in range(spec.num_layers)]
-        return self.readout(out), new_carry
+        new_carry = []
+        for k, layer in enumerate(self.layers):
+            read = _rms_norm(x, self.norms[str(k)]) if str(k) in self.norms else x
+            if f"layers.{k}" in masks:
+                read = read * masks[f"layers.{k}"]
+            if self.custom:
+                out, c = layer(read, carry[k])
+            elif len(spec.cell_info.carry) == 2:  # (h, c), as nn.LSTM takes it
+                out, (h_n, c_n) = layer(read, (carry[k][0][None], carry[k][1][None]))
+                c = (h_n[0], c_n[0])
+            else:
+                out, h_n = layer(read, carry[k][None])
+                c = h_n[0]
+            new_carry.append(c)
+            x = out + x if has_residual(spec, k) else out
+        if "readout" in self.norms:
+            x = _rms_norm(x, self.norms["readout"])
+        if "readout" in masks:
+            x = x * masks["readout"]
+        return self.readout(x), new_carry
+
+
+def _rms_norm(x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    return x * torch.rsqrt(torch.mean(x * x, dim=-1, keepdim=True) + RMS_EPS) * gain
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -209,8 +293,12 @@ def _carry_out(carry: list) -> list:
 
 def _inputs(spec: ModelSpec, inputs, dtype, device) -> torch.Tensor:
     inputs = np.asarray(inputs)
-    return torch.as_tensor(inputs.astype(np.int64) if spec.input_kind == "onehot" else inputs.astype(dtype),
+    return torch.as_tensor(inputs.astype(np.int64) if spec.input_kind in ID_INPUTS else inputs.astype(dtype),
                            device=device)
+
+
+def _masks_in(masks: dict | None, device) -> dict | None:
+    return None if masks is None else {k: torch.as_tensor(m, device=device) for k, m in masks.items()}
 
 
 def _loss(Y: torch.Tensor, targets: np.ndarray, loss: str) -> torch.Tensor:
@@ -235,20 +323,21 @@ def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray, devi
     """Outputs ``[B, T, O]`` (NumPy) and the carry after the last step."""
     device = resolve_device(device)
     model = TorchModel(spec, params, device)
-    dtype = np.asarray(params["readout.W"]).dtype
+    dtype = params_dtype(params)
     with torch.no_grad():
         Y, new_carry = model(_inputs(spec, inputs, dtype, device), _carry_in(carry, device))
     return _numpy(Y), _carry_out(new_carry)
 
 
 def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray, targets: np.ndarray,
-                   loss: str = "cross_entropy", reduction: str = "mean", device: str = "auto"):
+                   loss: str = "cross_entropy", reduction: str = "mean", masks: dict | None = None,
+                   device: str = "auto"):
     """Same contract as ``numpy_backend.loss_and_grads`` (loss is the per-element mean)."""
     targets = check_targets(spec, loss, inputs, targets)
     device = resolve_device(device)
     model = TorchModel(spec, params, device)
-    dtype = np.asarray(params["readout.W"]).dtype
-    Y, new_carry = model(_inputs(spec, inputs, dtype, device), _carry_in(carry, device))
+    dtype = params_dtype(params)
+    Y, new_carry = model(_inputs(spec, inputs, dtype, device), _carry_in(carry, device), _masks_in(masks, device))
     value = _loss(Y, targets, loss)
     value.backward()
     grads = model.canonical_grads()
@@ -282,10 +371,11 @@ class Trainer:
     name = name
 
     def __init__(self, spec: ModelSpec, params: dict, optimizer, loss: str, reduction: str, clip: str,
-                 clip_value: float, device: str = "auto"):
+                 clip_value: float, dropout: float = 0.0, device: str = "auto"):
         self.spec, self.optimizer, self.loss, self.reduction = spec, optimizer, loss, reduction
         self.clip, self.clip_value = clip, clip_value
-        self.dtype = np.asarray(params["readout.W"]).dtype
+        self.dropout = dropout  # the loop draws each step's masks at this rate (rnnlab.dropout)
+        self.dtype = params_dtype(params)
         # One intra-op thread per CPU this process may use (not per CPU of the host), or what the
         # user asked for; under torchrun each local process gets its share.  Set here, when a
         # trainer is built, not on import: importing a backend changes nothing.
@@ -332,12 +422,12 @@ class Trainer:
     def init_carry(self, batch_size: int) -> list:
         return init_carry(self.spec, batch_size, self.dtype)
 
-    def train_step(self, carry, inputs, targets, lr: float):
+    def train_step(self, carry, inputs, targets, lr: float, masks: dict | None = None):
         """(loss, grad_norm, new_carry), as the NumPy Trainer."""
         targets = check_targets(self.spec, self.loss, inputs, targets)
         self._torch_opt.zero_grad(set_to_none=False)
         Y, new_carry = self._run_model(_inputs(self.spec, inputs, self.dtype, self.device),
-                                       _carry_in(carry, self.device))
+                                       _carry_in(carry, self.device), _masks_in(masks, self.device))
         value = _loss(Y, targets, self.loss)
         objective = value * targets.size if self.reduction == "sum" else value
         (objective * self.loss_weight if self.loss_weight != 1.0 else objective).backward()

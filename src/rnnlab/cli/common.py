@@ -41,12 +41,6 @@ positive_float = number(float, 0, inclusive=False)
 non_negative_float = number(float, 0, inclusive=True)
 
 
-positive_int = number(int, 1, inclusive=True)
-non_negative_int = number(int, 0, inclusive=True)
-positive_float = number(float, 0, inclusive=False)
-non_negative_float = number(float, 0, inclusive=True)
-
-
 def finite_float(text):
     try:
         value = float(text)
@@ -97,9 +91,25 @@ def add_config_flags(parser, config_cls, skip=()) -> None:
         kwargs = dict(help=help_text, dest=name, default=None)
         if spec.choices is not None:
             kwargs["choices"] = spec.choices
+        elif isinstance(default, bool):  # --tie-weights / --no-tie-weights; None = not given
+            kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs.update(type=flag_type(spec, default), metavar=spec.metavar)
         groups[spec.group].add_argument(f"--{flag(name)}", *spec.aliases, **kwargs)
+    for name, reason in getattr(config_cls, "REFUSED", {}).items():
+        parser.add_argument(f"--{flag(name)}", action=_Refused, reason=reason)
+
+
+class _Refused(argparse.Action):
+    """A flag of another task: not in --help; given anyway, it is a one-line error with the reason."""
+
+    def __init__(self, option_strings, dest, reason: str, **kwargs):
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS, **kwargs)
+        self.reason = reason
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = f"{option_string} {values}" if values is not None else option_string
+        parser.error(f"{given}: {self.reason}")
 
 
 def config_from_args(config_cls, args, preset: dict | None = None):

@@ -61,8 +61,10 @@ class CharLMTask(train.TaskBase):
         self.items_per_step = cfg.batch_size * cfg.seq_len
 
     def spec(self) -> ModelSpec:
-        V = len(self.vocab)
-        return ModelSpec(self.cfg.cell, V, self.cfg.hidden_size, V, self.cfg.layers, "onehot")
+        V, cfg = len(self.vocab), self.cfg
+        return ModelSpec(cfg.cell, V, cfg.hidden_size, V, cfg.layers, "embedding" if cfg.embed_size else "onehot",
+                         embed_size=cfg.embed_size, tie_weights=cfg.tie_weights, residual=cfg.residual,
+                         norm=cfg.norm)
 
     def next_batch(self):
         return self.batcher.next()

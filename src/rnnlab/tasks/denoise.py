@@ -40,7 +40,7 @@ ESTIMATOR_NAMES = {"predict": "predictor", "filter": "filter"}
 
 
 def spec_of(cfg: DenoiseConfig) -> ModelSpec:
-    return ModelSpec(cfg.cell, 1, cfg.hidden_size, 1, cfg.layers, "dense_relu")
+    return ModelSpec(cfg.cell, 1, cfg.hidden_size, 1, cfg.layers, "dense_relu", residual=cfg.residual, norm=cfg.norm)
 
 
 def draw(cfg: DenoiseConfig, proc: OUProcess, count: int, rng: np.random.Generator):

@@ -47,7 +47,7 @@ ZOOM_POINTS = 60  # points in the close-up panel of the forecast plot
 
 
 def spec_of(cfg: ForecastConfig) -> ModelSpec:
-    return ModelSpec(cfg.cell, 1, cfg.hidden_size, 1, cfg.layers, "dense")
+    return ModelSpec(cfg.cell, 1, cfg.hidden_size, 1, cfg.layers, "dense", residual=cfg.residual, norm=cfg.norm)
 
 
 # --------------------------------------------------------------------------- data

@@ -1,0 +1,47 @@
+"""Dropout masks, drawn on the host from the run's own random generator.
+
+Why not each backend's own dropout: masks drawn here are the same whichever backend trains, so
+the three backends can be proven equal with dropout on, and the generator's state is saved in
+every checkpoint, so a resumed run draws exactly the masks it would have drawn.
+
+A mask is a keep-mask already scaled by 1 / (1 - rate) ("inverted" dropout: nothing changes
+at evaluation), batch-first ``[B, T, F]`` with a fresh value for every element and time step.
+Masks act on the input of each recurrent layer (except a one-hot input, which has no
+features to drop) and on the readout's input.  NumPy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cells import ModelSpec, layer_input_size
+
+
+def mask_sites(spec: ModelSpec) -> dict[str, int]:
+    """Where dropout acts, and the width of each site: ``layers.{k}`` (the input of recurrent
+    layer k) and ``readout`` (the top layer's output, before the readout)."""
+    sites = {f"layers.{k}": layer_input_size(spec, k) for k in range(spec.num_layers)
+             if k > 0 or spec.input_kind != "onehot"}
+    sites["readout"] = spec.hidden_size
+    return sites
+
+
+def dropout_masks(spec: ModelSpec, rate: float, rng: np.random.Generator, batch_size: int, seq_len: int,
+                  dtype=np.float32) -> dict[str, np.ndarray] | None:
+    """One training step's masks: site -> ``[B, T, F]`` array of 0 and 1 / (1 - rate); None when
+    ``rate`` is 0 (no dropout, and nothing drawn from ``rng``)."""
+    if rate == 0:
+        return None
+    if not 0 < rate < 1:
+        raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+    scale = np.asarray(1.0 / (1.0 - rate), dtype)
+    masks = {}
+    for site, width in mask_sites(spec).items():
+        keep = rng.random((batch_size, seq_len, width), dtype=np.float32) >= np.float32(rate)
+        masks[site] = keep * scale  # bool * scalar: the dtype of ``scale``
+    return masks
+
+
+def rows(masks: dict | None, take) -> dict | None:
+    """``take`` (a function of one array, e.g. this process's rows of a batch) applied to every mask."""
+    return None if masks is None else {site: take(m) for site, m in masks.items()}

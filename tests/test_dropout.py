@@ -1,0 +1,104 @@
+"""Dropout: masks drawn from the run's generator, gradients through them checked by finite
+differences, every backend equal with the same masks, and nothing dropped at evaluation."""
+
+import numpy as np
+import pytest
+
+from test_backends_equal import DISTINCT_CELLS, OTHER_BACKENDS, backend_module, flat, rel
+from test_numpy_gradcheck import _problem
+
+from rnnlab.backends import numpy_backend as nb
+from rnnlab.cells import CELLS, ModelSpec
+from rnnlab.dropout import dropout_masks, mask_sites
+from rnnlab.optim import Optimizer
+
+# (input kind, loss, tied): one-hot has no layer-0 mask; an embedding and a dense layer have one.
+KINDS = [("onehot", "cross_entropy", False), ("embedding", "cross_entropy", False),
+         ("embedding", "cross_entropy", True), ("dense_relu", "mse", False)]
+
+
+def _with_masks(cell, input_kind, loss, tied, rate=0.3, **sizes):
+    spec, params, carry, inputs, targets = _problem(cell, input_kind, loss, tie_weights=tied, **sizes)
+    masks = dropout_masks(spec, rate, np.random.default_rng(7), inputs.shape[0], inputs.shape[1], np.float64)
+    return spec, params, carry, inputs, targets, masks
+
+
+def test_sites_widths_and_values():
+    spec = ModelSpec("lstm", 10, 8, 10, num_layers=3, input_kind="onehot")
+    assert mask_sites(spec) == {"layers.1": 8, "layers.2": 8, "readout": 8}  # a one-hot row is not dropped
+    spec = ModelSpec("gru", 10, 8, 10, num_layers=2, input_kind="embedding", embed_size=5)
+    assert mask_sites(spec) == {"layers.0": 5, "layers.1": 8, "readout": 8}
+    rng = np.random.default_rng(0)
+    masks = dropout_masks(spec, 0.25, rng, 64, 50, np.float32)
+    assert masks["layers.0"].shape == (64, 50, 5) and masks["readout"].dtype == np.float32
+    for m in masks.values():
+        assert set(np.unique(m)) <= {0.0, np.float32(1 / 0.75)}
+        assert abs((m == 0).mean() - 0.25) < 0.02       # about a quarter dropped
+        assert not (m[:, 0] == m[:, 1]).all()           # a fresh mask at every time step
+    before = rng.bit_generator.state
+    assert dropout_masks(spec, 0.0, rng, 4, 3) is None and rng.bit_generator.state == before
+    with pytest.raises(ValueError):
+        dropout_masks(spec, 1.0, rng, 4, 3)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("input_kind,loss,tied", KINDS)
+def test_gradients_through_masks_match_central_differences(cell, input_kind, loss, tied):
+    spec, params, carry, inputs, targets, masks = _with_masks(cell, input_kind, loss, tied)
+    value, grads, _ = nb.loss_and_grads(params, spec, carry, inputs, targets, loss, masks=masks)
+    assert set(grads) == set(params)
+    assert value != nb.loss_and_grads(params, spec, carry, inputs, targets, loss)[0]  # the masks act
+    eps = 1e-6
+    for name, p in params.items():
+        numeric = np.zeros_like(p)
+        for i in np.ndindex(p.shape):
+            old = p[i]
+            p[i] = old + eps
+            plus = nb.loss_and_grads(params, spec, carry, inputs, targets, loss, masks=masks)[0]
+            p[i] = old - eps
+            minus = nb.loss_and_grads(params, spec, carry, inputs, targets, loss, masks=masks)[0]
+            p[i] = old
+            numeric[i] = (plus - minus) / (2 * eps)
+        err = np.linalg.norm(grads[name] - numeric) / max(np.linalg.norm(numeric), 1e-12)
+        assert err < 1e-6, f"{cell}/{input_kind}: {name} relative error {err:.2e}"
+
+
+# Every input kind for a classic and a parallel cell, the embedding for every other cell.
+BACKEND_CASES = [(cell, *kind) for cell in DISTINCT_CELLS for kind in (KINDS if cell in ("lstm", "mingru") else KINDS[1:2])]
+
+
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+@pytest.mark.parametrize("cell,input_kind,loss,tied", BACKEND_CASES)
+def test_backends_equal_numpy_with_the_same_masks(backend, cell, input_kind, loss, tied):
+    other = backend_module(backend)
+    spec, params, carry, inputs, targets, masks = _with_masks(cell, input_kind, loss, tied, B=4, T=7, H=5)
+    v_np, g_np, c_np = nb.loss_and_grads(params, spec, carry, inputs, targets, loss, masks=masks)
+    v_o, g_o, c_o = other.loss_and_grads(params, spec, carry, inputs, targets, loss, masks=masks)
+    assert v_o == pytest.approx(v_np, rel=1e-12)
+    assert g_o.keys() == g_np.keys()
+    for k in g_np:
+        assert rel(g_o[k], g_np[k]) < 1e-9, k
+    for u, v in zip(flat(c_o), flat(c_np)):
+        assert rel(u, v) < 1e-9
+    # Trainers: two steps with masks, then evaluation without any.
+    trainers = [m.Trainer(spec, {k: v.copy() for k, v in params.items()}, Optimizer("adam", weight_decay=0.1),
+                          loss, "mean", "norm", 1.0, 0.3) for m in (nb, other)]
+    for t in trainers:
+        c = carry
+        for _ in range(2):
+            _, _, c = t.train_step(c, inputs, targets, 0.01, masks)
+    for k in params:
+        assert rel(trainers[1].params[k], trainers[0].params[k]) < 1e-9, k
+    y_np, _ = trainers[0].forward(carry, inputs)
+    y_o, _ = trainers[1].forward(carry, inputs)
+    assert rel(y_o, y_np) < 1e-9
+
+
+def test_evaluation_and_sampling_use_no_dropout():
+    spec, params, carry, inputs, targets, masks = _with_masks("lstm", "embedding", "cross_entropy", False)
+    trainer = nb.Trainer(spec, params, Optimizer("adam"), "cross_entropy", "mean", "norm", 1.0, dropout=0.5)
+    y, _ = trainer.forward(carry, inputs)
+    y_plain, _ = nb.forward(params, spec, carry, inputs)
+    np.testing.assert_array_equal(y, y_plain)
+    _, y_step = trainer.step(carry, inputs[:, 0])
+    np.testing.assert_allclose(y_step, y_plain[:, 0], rtol=1e-12)
