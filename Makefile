@@ -27,6 +27,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/denoise.py
 	$(PY) benchmarks/forecast.py
 	$(PY) benchmarks/backends.py
+	$(PY) benchmarks/scan.py
+	$(PY) benchmarks/frontier.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

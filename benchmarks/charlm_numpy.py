@@ -128,7 +128,7 @@ def main() -> None:
     gflops = 6 * (H * H + H * V) * cps / 1e9
     result.update(chars_per_s=round(cps), gflops=round(gflops, 1),
                   gemm_fraction=round(gflops / result["gemm_gflops"], 3))
-    classic = dict(PRESETS["min-char-rnn"])
+    classic = dict(PRESETS["min-char-rnn"].settings)
     result["classic_chars_per_s"] = round(training_chars_per_s(ids, V, classic, steps=400, dtype=np.float64))
 
     # 2. Time to the same validation loss: the classic recipe vs the fastest configuration.

@@ -54,6 +54,8 @@ BAD_INPUTS = [
         "--dropout must be a number >= 0 and < 1, got 1.0", "charlm"),
     Bad("tie-weights-sizes", ["charlm", "train", *TINY_CHARLM, "--embed-size", "4", "--tie-weights"],
         "--tie-weights needs --embed-size equal to --hidden-size", "charlm"),
+    Bad("residual-with-nothing-to-add", ["charlm", "train", *TINY_CHARLM, "--residual"],
+        "no layer here has such an input", "charlm"),
     Bad("config-embedding-for-values", ["denoise", "train", "--config", "{config_embed_denoise}", *TINY_DENOISE],
         "embed_size: denoise reads real values", "denoise"),
     Bad("config-unknown-key", ["denoise", "train", "--config", "{config_unknown}", *TINY_DENOISE], "unknown key"),

@@ -29,3 +29,33 @@ def test_a_value_of_the_wrong_type_names_key_flag_and_value(tmp_path):
     path.write_text('seq_len = 2.5\n', encoding="utf-8")
     with pytest.raises(UserError, match=r"seq_len \(--seq-len\) must be an integer, got 2.5"):
         from_toml(CharLMConfig, path)
+
+
+def test_every_preset_is_a_valid_config_and_a_budget_preset_fixes_its_horizon():
+    from rnnlab.config import PRESETS
+
+    for name, preset in PRESETS.items():
+        cfg = dataclasses.replace(CharLMConfig(), **preset.settings).validate()
+        if name.startswith(("fast-", "best-")):
+            # A cosine horizon in steps, measured for the budget the name gives, and the about line says so.
+            assert cfg.schedule == "cosine" and cfg.max_steps > 0, name
+            assert f"{cfg.max_steps:,} steps" in preset.measured, name
+            assert cfg.max_minutes == 0, name  # the step count, not a clock, ends the run: resume stays exact
+
+
+def test_a_preset_trains_and_flags_beside_it_win(tmp_path, capsys):
+    from conftest import make_text
+    from runfiles import run_cli
+
+    text = tmp_path / "t.txt"
+    text.write_text(make_text(4000), encoding="utf-8")
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "charlm", "train", "--preset", "fast-60s", "--text", text, "--out", out,
+                           "--max-steps", "3", "--hidden-size", "16", "--eval-every", "3", "--sample-length", "5",
+                           "--seq-len", "8", "--batch-size", "2", "--quiet")
+    assert code == 0, err
+    cfg = from_toml(CharLMConfig, out / "config.toml")
+    from rnnlab.config import PRESETS
+
+    assert cfg.max_steps == 3 and cfg.hidden_size == 16          # the flags
+    assert cfg.embed_size == PRESETS["fast-60s"].settings["embed_size"]  # the preset

@@ -159,6 +159,10 @@ class ModelSpec:
         elif self.embed_size:
             raise UserError(f"--embed-size {self.embed_size}: a {self.input_kind} input has no embedding table "
                             "(it reads values, not ids); leave --embed-size at 0")
+        if self.residual and not any(has_residual(self, k) for k in range(min(int(self.num_layers), 2))):
+            raise UserError(f"--residual adds a layer's input to its output where both are {self.hidden_size} wide, "
+                            f"and no layer here has such an input (one layer over {self.input_kind} input of width "
+                            f"{layer_input_size(self, 0)}); use --layers 2 or more, or drop --residual")
         if self.tie_weights:
             if self.input_kind != "embedding":
                 raise UserError("--tie-weights shares the embedding table with the readout: it needs --embed-size")

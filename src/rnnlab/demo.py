@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import html_report, runner
-from .config import CharLMConfig, DenoiseConfig, ForecastConfig
+from .config import PRESETS, CharLMConfig, DenoiseConfig, ForecastConfig
 from .errors import UserError
 from .runs import RUN_FILES, make_dir
 
@@ -35,8 +35,8 @@ def sizes(quick: bool = False) -> DemoSizes:
             DenoiseConfig(steps=300, eval_every=100, val_sequences=1000, test_sequences=5000),
             ForecastConfig(cell="lstm", target="returns", epochs=4, builtin_points=1000))
     return DemoSizes(
-        CharLMConfig(hidden_size=256, seq_len=64, batch_size=32, max_steps=1500, eval_every=250, schedule="cosine",
-                     sample_length=300),
+        # The best charlm settings found for about a minute of training (the demo's budget for it).
+        CharLMConfig(**PRESETS["fast-60s"].settings, eval_every=250, sample_length=300),
         DenoiseConfig(),
         ForecastConfig(cell="lstm", target="returns"))
 

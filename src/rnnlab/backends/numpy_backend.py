@@ -312,18 +312,22 @@ class LSTMCell:
 # what is left is the linear recurrence h_t = a_t * h_{t-1} + b_t, elementwise.
 
 
-def candidate_(x: np.ndarray, kind: str) -> np.ndarray:
-    """The candidate state from its pre-activation, in place: the paper's g (x + 0.5 for x >= 0,
-    sigmoid(x) below; positive and continuous with a continuous first derivative) or, for
-    ``linear``, x itself.  Returns g'(x) (for backward)."""
+def candidate(x: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(h~, dh~/dx) from the candidate's pre-activation ``x``: the paper's g (x + 0.5 for x >= 0,
+    sigmoid(x) below: positive, continuous) or, for ``linear``, x itself.
+
+    g(x) = max(x, 0) + sigmoid(min(x, 0)) with derivative sigmoid'(min(x, 0)) + 3/4 [x >= 0]
+    (sigmoid' is 1/4 at 0): plain arithmetic, ten times faster here than masked selects."""
     if kind == "linear":
-        return np.ones_like(x)
-    negative = x < 0
-    s = _sigmoid_(np.where(negative, x, 0.0))
-    deriv = np.where(negative, s * (1.0 - s), 1.0)
-    np.add(x, 0.5, out=x, where=~negative)
-    np.copyto(x, s, where=negative)
-    return deriv
+        return x, np.ones_like(x)
+    zero = x.dtype.type(0)
+    s = _sigmoid_(np.minimum(x, zero))
+    deriv = 1.0 - s
+    deriv *= s
+    deriv += (x >= zero) * x.dtype.type(0.75)
+    g = np.maximum(x, zero)
+    g += s
+    return g, deriv
 
 
 def linear_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:
@@ -358,8 +362,7 @@ class MinGRUCell:
     def forward(self, p, A, h0):
         H = A.shape[2] // 2
         z = _sigmoid_(A[..., :H].copy())
-        cand = A[..., H:].copy()
-        dcand = candidate_(cand, self.candidate)
+        cand, dcand = candidate(A[..., H:], self.candidate)
         Hs = linear_scan(1.0 - z, z * cand, h0)
         return Hs[1:], Hs[-1].copy(), (Hs, z, cand, dcand)
 
@@ -382,8 +385,7 @@ class MinLSTMCell:
         H = A.shape[2] // 3
         fi = _sigmoid_(A[..., :2 * H].copy())
         f, i = fi[..., :H], fi[..., H:]
-        cand = A[..., 2 * H:].copy()
-        dcand = candidate_(cand, self.candidate)
+        cand, dcand = candidate(A[..., 2 * H:], self.candidate)
         total = f + i
         Hs = linear_scan(f / total, i / total * cand, h0)
         return Hs[1:], Hs[-1].copy(), (Hs, f, i, total, cand, dcand)

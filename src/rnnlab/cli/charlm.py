@@ -20,9 +20,9 @@ def add_verbs(tasks) -> None:
                                       "into --out.")
     add_config_flags(tr, CharLMConfig)
     tr.add_argument_group("preset").add_argument(
-        "--preset", choices=sorted(PRESETS),
-        help="min-char-rnn: the classic from-scratch exercise exactly (H=100, T=25, B=1, Adagrad 0.1, clip 5, "
-             "summed loss, N(0,1)*0.01 weights)")
+        "--preset", choices=sorted(PRESETS), metavar="NAME",
+        help="start from named settings, flags given beside it win (the README lists each preset's settings "
+             "and measured results): " + "; ".join(f"{name}: {preset.about}" for name, preset in PRESETS.items()))
     add_run_flags(tr, "runs/charlm")
 
     sa = verbs.add_parser("sample", help="generate text from a trained run")
@@ -46,7 +46,7 @@ def add_verbs(tasks) -> None:
 
 def _charlm_train(args) -> int:
     summary = train_from_args(CharLMConfig, args,
-                     PRESETS[args.preset] if args.preset else None)
+                     PRESETS[args.preset].settings if args.preset else None)
     if summary is None:
         return 0
     best = summary["best_val_loss"]
