@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backends import gemm_gflops  # benchmarks/backends.py: numpy's own float32 GEMM rate
 from rnnlab.cells import ModelSpec, count_params, layer_input_size
 from rnnlab.config import PRESETS, CharLMConfig
 from rnnlab.data.text import Vocab, read_text, split_train_val
@@ -48,23 +49,6 @@ CONTENDERS = {"classic": {60: "fast-60s", 300: "best-300s"},
 # embedding output and before the Linear, Adam 3e-3 with cosine to 0.1x, B=32, T=64, clip 5;
 # 3,100 steps is what this machine does in 300 s, and the step count scales with the budget.
 PLAIN = dict(embed=64, hidden=384, dropout=0.2, lr=3e-3, batch=32, seq=64, clip=5.0, steps_per_300s=3100)
-
-
-def gemm_gflops(m: int, k: int, n: int, seconds: float = 1.5) -> float:
-    """Best of 3 rounds of numpy's float32 (m, k) @ (k, n), after a warm-up."""
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((k, n), dtype=np.float32)
-    out = np.empty((m, n), np.float32)
-    for _ in range(20):
-        np.matmul(a, b, out=out)
-    best = 0.0
-    for _ in range(3):
-        count, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds / 3:
-            np.matmul(a, b, out=out)
-            count += 1
-        best = max(best, 2 * m * k * n * count / (time.perf_counter() - t0) / 1e9)
-    return best
 
 
 def model_flops_per_char(spec: ModelSpec) -> float:

@@ -228,18 +228,19 @@ def _scan_coefficients(cell: str, A):
     return f / total, i / total * _candidate(A[..., 2 * H:], linear)
 
 
-def _combine(first, second):
-    """Two steps of h -> a h + b, composed (first, then second): associative, so it scans in parallel."""
-    return first[0] * second[0], second[0] * first[1] + second[1]
-
-
 def _parallel_layer(cell: str, carry0, A):
-    """A parallel cell over time: its gates for all steps, then the linear recurrence by
-    ``lax.associative_scan`` (log-depth) with the carried state folded in at the end."""
+    """A parallel cell over time: its gates for all steps at once, then the linear recurrence.
+
+    ``lax.scan`` rather than ``lax.associative_scan``: on a CPU the log-depth scan's extra
+    arithmetic costs more than the sequential steps it saves (benchmarks/scan.py: 2.9 ms
+    against 10.7 ms for forward and backward at B=32, T=64, H=512 on 2 cores)."""
     a, b = _scan_coefficients(cell, A)
-    a_cum, b_cum = jax.lax.associative_scan(_combine, (a, b), axis=0)
-    Hout = a_cum * carry0 + b_cum
-    return Hout[-1], Hout
+
+    def body(h, ab):
+        h = ab[0] * h + ab[1]
+        return h, h
+
+    return jax.lax.scan(body, carry0, (a, b))
 
 
 PARALLEL_CELLS = ("mingru", "mingru_linear", "minlstm", "minlstm_linear")
