@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from test_backends_equal import DISTINCT_CELLS, OTHER_BACKENDS, backend_module, flat, rel
-from test_numpy_gradcheck import _problem
+from test_numpy_gradcheck import _problem, central_differences
 
 from rnnlab.backends import numpy_backend as nb
 from rnnlab.cells import CELLS, ModelSpec
@@ -48,17 +48,9 @@ def test_gradients_through_masks_match_central_differences(cell, input_kind, los
     value, grads, _ = nb.loss_and_grads(params, spec, carry, inputs, targets, loss, masks=masks)
     assert set(grads) == set(params)
     assert value != nb.loss_and_grads(params, spec, carry, inputs, targets, loss)[0]  # the masks act
-    eps = 1e-6
     for name, p in params.items():
-        numeric = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + eps
-            plus = nb.loss_and_grads(params, spec, carry, inputs, targets, loss, masks=masks)[0]
-            p[i] = old - eps
-            minus = nb.loss_and_grads(params, spec, carry, inputs, targets, loss, masks=masks)[0]
-            p[i] = old
-            numeric[i] = (plus - minus) / (2 * eps)
+        numeric = central_differences(
+            lambda: nb.loss_and_grads(params, spec, carry, inputs, targets, loss, masks=masks)[0], p)
         err = np.linalg.norm(grads[name] - numeric) / max(np.linalg.norm(numeric), 1e-12)
         assert err < 1e-6, f"{cell}/{input_kind}: {name} relative error {err:.2e}"
 

@@ -28,6 +28,20 @@ def _problem(cell, input_kind, loss, num_layers=2, B=3, T=5, H=4, V=6, seed=0, t
     return spec, params, carry, inputs, targets
 
 
+def central_differences(loss, p: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """d loss() / d p by central differences, ``p`` perturbed in place element by element."""
+    numeric = np.zeros_like(p)
+    for i in np.ndindex(p.shape):
+        old = p[i]
+        p[i] = old + eps
+        plus = loss()
+        p[i] = old - eps
+        minus = loss()
+        p[i] = old
+        numeric[i] = (plus - minus) / (2 * eps)
+    return numeric
+
+
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("input_kind,loss", [("onehot", "cross_entropy"), ("dense", "mse"),
                                              ("dense", "cross_entropy"), ("dense_relu", "mse"),
@@ -36,21 +50,8 @@ def test_gradients_match_central_differences(cell, input_kind, loss):
     spec, params, carry, inputs, targets = _problem(cell, input_kind, loss)
     value, grads, _ = nb.loss_and_grads(params, spec, carry, inputs, targets, loss=loss)
     assert set(grads) == set(params)
-    eps = 1e-6
-
-    def f(p):
-        return nb.loss_and_grads(p, spec, carry, inputs, targets, loss=loss)[0]
-
     for name, p in params.items():
-        numeric = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + eps
-            plus = f(params)
-            p[i] = old - eps
-            minus = f(params)
-            p[i] = old
-            numeric[i] = (plus - minus) / (2 * eps)
+        numeric = central_differences(lambda: nb.loss_and_grads(params, spec, carry, inputs, targets, loss=loss)[0], p)
         analytic = grads[name]
         assert analytic.shape == p.shape
         rel = np.linalg.norm(analytic - numeric) / max(np.linalg.norm(analytic), np.linalg.norm(numeric), 1e-12)
@@ -76,17 +77,8 @@ def test_tail_targets_gradients_match_central_differences(cell, scored):
     value, grads, _ = nb.loss_and_grads(params, spec, carry, inputs, tail, loss="mse")
     outputs, _ = nb.forward(params, spec, carry, inputs)
     assert value == pytest.approx(np.mean((outputs[:, -scored:] - tail) ** 2), rel=1e-12)
-    eps = 1e-6
     for name, p in params.items():
-        numeric = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + eps
-            plus = nb.loss_and_grads(params, spec, carry, inputs, tail, loss="mse")[0]
-            p[i] = old - eps
-            minus = nb.loss_and_grads(params, spec, carry, inputs, tail, loss="mse")[0]
-            p[i] = old
-            numeric[i] = (plus - minus) / (2 * eps)
+        numeric = central_differences(lambda: nb.loss_and_grads(params, spec, carry, inputs, tail, loss="mse")[0], p)
         rel = np.linalg.norm(grads[name] - numeric) / max(np.linalg.norm(numeric), 1e-12)
         assert rel < 1e-6, f"{cell}/last {scored}: {name} relative error {rel:.2e}"
 

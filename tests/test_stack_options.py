@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from test_backends_equal import OTHER_BACKENDS, backend_module, rel
+from test_numpy_gradcheck import central_differences
 
 from rnnlab.backends import numpy_backend as nb
 from rnnlab.cells import ModelSpec, count_params, has_norm, has_residual, init_params, param_shapes
@@ -48,15 +49,7 @@ def test_gradients_match_central_differences(cell, input_kind, residual, norm):
     value, grads, _ = nb.loss_and_grads(params, spec, carry, inputs, targets, masks=masks)
     assert set(grads) == set(params)
     for name, p in params.items():
-        numeric = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + 1e-6
-            plus = nb.loss_and_grads(params, spec, carry, inputs, targets, masks=masks)[0]
-            p[i] = old - 1e-6
-            minus = nb.loss_and_grads(params, spec, carry, inputs, targets, masks=masks)[0]
-            p[i] = old
-            numeric[i] = (plus - minus) / 2e-6
+        numeric = central_differences(lambda: nb.loss_and_grads(params, spec, carry, inputs, targets, masks=masks)[0], p)
         err = np.linalg.norm(grads[name] - numeric) / max(np.linalg.norm(numeric), 1e-12)
         assert err < 1e-6, f"{name}: relative error {err:.2e}"
 
