@@ -23,6 +23,7 @@ this backend is chosen.
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import numpy as np
 import torch
@@ -166,7 +167,7 @@ class ParallelCell(nn.Module):
 
 
 # Cells with no PyTorch module (see the cell table), as modules of this backend: one layer each.
-CUSTOM = {"gru": ChoGRU, **{name: (lambda name: lambda i, h: ParallelCell(name, i, h))(name)
+CUSTOM = {"gru": ChoGRU, **{name: partial(ParallelCell, name)
                             for name in ("mingru", "mingru_linear", "minlstm", "minlstm_linear")}}
 
 
