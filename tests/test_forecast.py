@@ -234,8 +234,23 @@ def test_bad_config_file_is_one_line(tmp_path, capsys, key, value, match):
 def test_predict_needs_a_whole_window_and_a_forecast_run(tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(capsys, "forecast", "train", "--out", out, "--epochs", "1", *SMALL)[0] == 0
-    short = _csv(tmp_path, "timestamp,open\n" + "".join(f"2021-01-0{d} 00:00:00,{d}\n" for d in range(1, 4)))
-    assert_user_error(capsys, "forecast", "predict", "--run", out, "--csv", short, match="window of 8")
+    def rows(name, hours, count, offset_hours=0):
+        times = pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(count) * hours + offset_hours, unit="h")
+        return _csv(tmp_path, "timestamp,open\n" + "".join(f"{t},{100 + i}\n" for i, t in enumerate(times)), name)
+
+    assert_user_error(capsys, "forecast", "predict", "--run", out, "--csv", rows("short.csv", 20, 3),
+                      match="window of 8")
+    # Files that cannot be put on the run's 20-hour grid, anchored at 2020-01-01 00:00.
+    assert_user_error(capsys, "forecast", "predict", "--run", out, "--csv", rows("daily.csv", 24, 30),
+                      match="24-hour candles, longer than the run's --every 20h")
+    assert_user_error(capsys, "forecast", "predict", "--run", out, "--csv", rows("3h.csv", 3, 300),
+                      match="--every 20h is not a whole number of")
+    assert_user_error(capsys, "forecast", "predict", "--run", out, "--csv", rows("off.csv", 2, 300, 1),
+                      match="1-hour off the run's bin grid")
+    # --start/--end pick the window: the forecast is of the bin after the last one before --end.
+    code, text, _ = run_cli(capsys, "forecast", "predict", "--run", out, "--csv", rows("ok.csv", 2, 600),
+                            "--end", "2020-01-30", "--json")
+    assert code == 0 and json.loads(text)["next_time"] == "2020-01-30 04:00:00+00:00", text
     assert_user_error(capsys, "charlm", "sample", "--run", out, match="not charlm")
     assert_user_error(capsys, "forecast", "predict", "--run", tmp_path / "nothing", match="nothing")
 

@@ -254,6 +254,11 @@ class ForecastConfig:
                                    metavar="DATE"))
     builtin_points: int = setting(3000, Setting("length of the built-in series", "data", minimum=10, metavar="N"))
     window: int = setting(20, Setting("past prices seen per forecast", "data", minimum=1, metavar="N"))
+    features: str = setting("open", Setting("open: the window's opens; ohlc: also each completed bin's high, low "
+                                            "and close (log-returns against its open); ohlcv: and the log change of "
+                                            "its volume. A forecast is made when a bin opens, so a step sees its own "
+                                            "open and the candle of the bin before", "data",
+                                            choices=("open", "ohlc", "ohlcv")))
     target: str = setting("levels", Setting("levels: the next price scaled to [-1, 1] (the exercise); returns: the "
                                             "next log-return, turned into a price", "data",
                                             choices=("levels", "returns")))
@@ -262,8 +267,12 @@ class ForecastConfig:
                                               choices=("last", "all")))
     val_fraction: float = setting(0.15, Setting("share of the points for validation", "data", minimum=0, above=True,
                                                 maximum=1, below=True, metavar="X"))
-    test_fraction: float = setting(0.15, Setting("share of the points for the test", "data", minimum=0, above=True,
+    test_fraction: float = setting(0.15, Setting("share of the points for the test (0 = none: train and validate "
+                                                 "only; a backtest's origins fit this way)", "data", minimum=0,
                                                  maximum=1, below=True, metavar="X"))
+    train_length: int = setting(0, Setting("keep only the last N points of the range before splitting (0 = all); "
+                                           "in a backtest, a sliding window of N points before each origin",
+                                           "data", minimum=0, metavar="N"))
     cell: str = shared("cell", "rnn", help="recurrent cell (rnn = nn.RNN, as in the exercise)")
     hidden_size: int = shared("hidden_size", 32)
     layers: int = shared("layers", 1)

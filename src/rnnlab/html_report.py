@@ -117,13 +117,7 @@ def _section(view: RunView, heading_level: int = 2) -> str:
     parts = [f'<section class="run"><{h}>{_esc(_title(view))}</{h}>',
              f'<p class="where">{_esc(view.run_dir)}</p>']
     if view.facts.headline:
-        # Cards rather than a table: they reflow on a phone instead of scrolling sideways.
-        parts.append('<div class="metrics">')
-        for x in view.facts.headline:
-            parts.append(f'<div class="metric"><div class="name">{_esc(x.metric)}</div>'
-                         f'<div>model: <b>{_esc(x.model)}</b></div><div>baseline: {_esc(x.baseline)}</div>'
-                         f'<div class="{_esc(x.standing)}">{_esc(x.verdict)}</div></div>')
-        parts.append("</div>")
+        parts.append(_headline_cards(view.facts.headline))
     else:
         parts.append("<p>No evaluation yet.</p>")
     for caption, name in view.facts.figures:
@@ -213,11 +207,7 @@ def render(views: list[RunView], title: str | None = None) -> str:
         raise UserError("a report needs at least one run directory")
     title = title or (f"rnnlab report: {views[0].run_dir.name}" if len(views) == 1
                       else f"rnnlab report: {len(views)} runs")
-    made = time.strftime("%Y-%m-%d %H:%M")
-    parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>",
-             f"<h1>{_esc(title)}</h1>", f'<p class="muted">Written by rnnlab on {made}.</p>']
+    parts = []
     if len(views) > 1:
         # Settings that differ, when the runs are of one task (other tasks have other settings).
         differing = _differences(views) if len({v.task for v in views}) == 1 else []
@@ -237,8 +227,46 @@ def render(views: list[RunView], title: str | None = None) -> str:
             parts.append(f"<figure>{_img(figure, caption)}<figcaption>{_esc(caption)}</figcaption></figure>")
     parts.append('<div class="runs">')
     parts += [_section(v, 2) for v in views]
-    parts.append("</div></body></html>")
+    parts.append("</div>")
+    return page(title, parts)
+
+
+def page(title: str, body: list[str]) -> str:
+    """A whole self-contained HTML page: the title, when it was written, then ``body``'s parts."""
+    made = time.strftime("%Y-%m-%d %H:%M")
+    parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>",
+             f"<h1>{_esc(title)}</h1>", f'<p class="muted">Written by rnnlab on {made}.</p>', *body,
+             "</body></html>"]
     return "\n".join(parts) + "\n"
+
+
+def _headline_cards(headline: list[Headline]) -> str:
+    # Cards rather than a table: they reflow on a phone instead of scrolling sideways.
+    cards = "".join(f'<div class="metric"><div class="name">{_esc(x.metric)}</div>'
+                    f'<div>model: <b>{_esc(x.model)}</b></div><div>baseline: {_esc(x.baseline)}</div>'
+                    f'<div class="{_esc(x.standing)}">{_esc(x.verdict)}</div></div>' for x in headline)
+    return f'<div class="metrics">{cards}</div>'
+
+
+def page_section(title: str, where: str, headline: list[Headline], figures: list[tuple[str, Path]],
+                 texts: list[tuple[str, str]], tables: list[tuple[str, list[str], list[list[str]]]]) -> str:
+    """A section of anything that is not one run (a backtest): key metrics as cards, figures
+    (caption, PNG path; absent files are left out), texts and tables of plain strings."""
+    parts = [f'<section class="run"><h2>{_esc(title)}</h2>', f'<p class="where">{_esc(where)}</p>',
+             _headline_cards(headline)]
+    for caption, path in figures:
+        if Path(path).exists():
+            parts.append(f"<figure>{_img(Path(path).read_bytes(), caption)}<figcaption>{_esc(caption)}"
+                         "</figcaption></figure>")
+    for heading, text in texts:
+        parts.append(f"<h3>{_esc(heading)}</h3><pre>{_esc(text)}</pre>")
+    for heading, header, rows in tables:
+        parts.append(f"<h3>{_esc(heading)}</h3>")
+        parts.append(_table([_esc(h) for h in header], [[_esc(c) for c in row] for row in rows]))
+    parts.append("</section>")
+    return "\n".join(parts)
 
 
 def write_run_report(run_dir) -> Path:

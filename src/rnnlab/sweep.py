@@ -431,8 +431,9 @@ def check_shared_inputs(settings: SweepSettings) -> None:
         read_text(cfg.text)
     elif settings.task == "forecast" and cfg.csv:
         from .data.prices import load_prices
+        from .tasks.forecast import columns_of
 
-        load_prices(cfg.csv)
+        load_prices(cfg.csv, columns_of(cfg.features))
 
 
 def run_sweep(settings: SweepSettings, workers: int = 1) -> dict:

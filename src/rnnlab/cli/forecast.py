@@ -7,7 +7,8 @@ import sys
 
 from ..config import ForecastConfig
 from ..tasks import TASKS
-from .common import add_config_flags, add_run_flags, add_saved_run_flags, resume_hint, task_verbs, train_from_args
+from .common import (add_config_flags, add_run_flags, add_saved_run_flags, config_from_args, positive_int, resume_hint,
+                     task_verbs, train_from_args)
 
 
 def add_verbs(tasks) -> None:
@@ -24,11 +25,35 @@ def add_verbs(tasks) -> None:
     add_config_flags(ft, ForecastConfig)
     add_run_flags(ft, "runs/forecast")
 
+    fb = fverbs.add_parser("backtest", usage="%(prog)s [options]",
+                           help="rolling-origin evaluation: many forecast origins, each fitted on its past only",
+                           description="Fit the model at --origins forecast origins --stride points apart (each "
+                                       "on the points before it only: scaler, model and best epoch), forecast "
+                                       "one step ahead every point up to the next origin, and judge the pooled "
+                                       "forecasts against persistence (skill with a block-bootstrap interval, "
+                                       "Diebold-Mariano test, MASE). Writes plan.json, origin-*/, "
+                                       "backtest.json, backtest.png and report.html; run the same command "
+                                       "again to continue a stopped backtest.")
+    add_config_flags(fb, ForecastConfig)
+    add_run_flags(fb, "runs/backtest", resume=False)
+    bt = fb.add_argument_group("backtest")
+    bt.add_argument("--origins", type=positive_int, default=10, metavar="N", help="forecast origins (default 10)")
+    bt.add_argument("--stride", type=positive_int, default=None, metavar="S",
+                    help="points between origins (default: the origins share the last --test-fraction of the "
+                         "points)")
+    bt.add_argument("--retrain-every", type=positive_int, default=1, metavar="K",
+                    help="fit at every K-th origin and reuse that fit (scaler included) in between (default 1)")
+    bt.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                    help="processes fitting origins at once (default 1)")
+
     fp = fverbs.add_parser("predict", help="forecast the value after the last window of a CSV",
                            description="Forecast the next value after the last --window points of --csv "
                                        "(binned on the run's grid), or of the run's own series.")
     add_saved_run_flags(fp)
     fp.add_argument("--csv", metavar="FILE", help="price CSV (default: the series the run was trained on)")
+    fp.add_argument("--start", metavar="DATE", help="first date of the CSV's range (default: its first row)")
+    fp.add_argument("--end", metavar="DATE", help="end of the range, exclusive: forecast the bin after the last "
+                                                  "one before it (default: the CSV's last row)")
     fp.add_argument("--last", action="store_true", help="use the last checkpoint instead of the best epoch")
     fp.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -41,6 +66,11 @@ def _forecast_train(args) -> int:
     if summary["interrupted"]:
         return resume_hint("forecast", summary)
     test = summary["test"]
+    if test is None:
+        skill = 1.0 - summary["best_val_loss"] ** 0.5  # val_loss is (RMSE / persistence RMSE)^2
+        print(f"no test part (--test-fraction 0); best validation skill {skill:+.4f} against persistence")
+        print(f"report: {summary['run_dir']}/report.html")
+        return 0
     print(f"test ({test['model']} model, epoch {test['epoch']:g}): RMSE {test['rmse']:,.2f} vs persistence "
           f"{test['persistence_rmse']:,.2f}, skill {test['skill']:+.4f}")
     print(test["comparison_text"])
@@ -50,10 +80,25 @@ def _forecast_train(args) -> int:
     return 0
 
 
+def _forecast_backtest(args) -> int:
+    from ..tasks import backtest
+
+    cfg, _ = config_from_args(ForecastConfig, args)
+    settings = backtest.Settings(args.origins, args.stride or 0, args.retrain_every, args.workers)
+    result = backtest.run_backtest(cfg, settings, args.out, force=args.force, quiet=args.quiet)
+    if result["interrupted"]:
+        print(f"stopped with {result['origins_left']} origin(s) left; run the same command again to continue "
+              f"(finished origins in {result['backtest_dir']} are kept)")
+        return 130
+    backtest.print_summary(result)
+    return 0
+
+
 def _forecast_predict(args) -> int:
     from ..tasks import forecast
 
-    result = forecast.predict_next(args.run, args.csv, "checkpoint" if args.last else "best", args.backend)
+    result = forecast.predict_next(args.run, args.csv, "checkpoint" if args.last else "best", args.backend,
+                                   args.start, args.end)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -65,4 +110,5 @@ def _forecast_predict(args) -> int:
     return 0
 
 
-COMMANDS = {("forecast", "train"): _forecast_train, ("forecast", "predict"): _forecast_predict}
+COMMANDS = {("forecast", "train"): _forecast_train, ("forecast", "backtest"): _forecast_backtest,
+            ("forecast", "predict"): _forecast_predict}

@@ -99,8 +99,13 @@ def _is_binance(first_line: str) -> bool:
     return len(fields) == 12 and re.fullmatch(r"\d{10,17}", fields[0].strip()) is not None
 
 
-def load_prices(path: str | os.PathLike) -> PriceData:
-    """Load a Binance kline CSV or a headered OHLCV CSV (see the module docstring)."""
+def load_prices(path: str | os.PathLike, columns: tuple = ("open",)) -> PriceData:
+    """Load a Binance kline CSV or a headered OHLCV CSV (see the module docstring).
+
+    Only ``columns`` are read and checked (prices finite and positive, volume finite and
+    not negative, each bad cell named by its line): a run that uses only opens is not
+    refused for a damaged volume it never reads.
+    """
     source = os.fspath(path)
     if not os.path.exists(source):
         raise UserError(f"price file {source!r} does not exist; pass --csv with a CSV of candles")
@@ -133,9 +138,12 @@ def load_prices(path: str | os.PathLike) -> PriceData:
     times = _parse_times(raw["timestamp"], source, line_offset)
     frame = pd.DataFrame(index=times)
     frame.index.name = "timestamp"
-    for col in ("open", "high", "low", "close", "volume"):
-        if col not in raw:
-            continue
+    missing = [col for col in columns if col not in raw]
+    if missing:
+        raise UserError(f"{source} has no {' or '.join(missing)} column (it has {', '.join(raw.columns)}); "
+                        f"--features {'ohlcv' if 'volume' in missing else 'ohlc'} needs it: use a file with "
+                        f"{', '.join(columns)} or --features {'ohlc' if missing == ['volume'] else 'open'}")
+    for col in columns:
         values = pd.to_numeric(raw[col], errors="coerce").to_numpy(dtype=np.float64)
         bad = ~np.isfinite(values)
         if bad.any():
@@ -148,6 +156,10 @@ def load_prices(path: str | os.PathLike) -> PriceData:
             i = int(np.flatnonzero(values <= 0)[0])
             raise UserError(f"{source}, line {i + line_offset}: {col} price is {values[i]:g}; prices must be "
                             "positive")
+        if col == "volume" and (values < 0).any():
+            i = int(np.flatnonzero(values < 0)[0])
+            raise UserError(f"{source}, line {i + line_offset}: volume is {values[i]:g}; a volume cannot be "
+                            "negative")
         frame[col] = values
     frame = frame.sort_index(kind="stable")
     duplicated = frame.index.duplicated(keep="first")
@@ -206,6 +218,7 @@ class Resampled:
     opens: pd.Series          # first open in each non-empty bin, indexed by the bin's start (UTC)
     empty_bins: list          # starts of bins with no row (left out, never filled)
     every: pd.Timedelta
+    candles: pd.DataFrame | None = None  # the bins' own high (max), low (min), close (last), volume (sum)
 
 
 def resample_opens(frame: pd.DataFrame, every: pd.Timedelta, start: str | None = None,
@@ -224,9 +237,16 @@ def resample_opens(frame: pd.DataFrame, every: pd.Timedelta, start: str | None =
         raise UserError(f"no rows between --start {start or 'the beginning'} and --end {end or 'the end'}")
     t0 = selected.index[0] if anchor is None else pd.Timestamp(anchor)
     # Bins [t0 + k every, t0 + (k+1) every) for every integer k, t0 before or after the data.
-    binned = selected["open"].resample(every, origin=t0, label="left", closed="left").first()
+    bins = selected.resample(every, origin=t0, label="left", closed="left")
+    binned = bins["open"].first()
     empty = list(binned.index[binned.isna()])
     opens = binned.dropna().rename("open")
     opens.index.name = "timestamp"
-    return Resampled(opens, empty, every)
+    candles = None
+    if {"high", "low", "close"} <= set(selected.columns):
+        how = {"open": "first", "high": "max", "low": "min", "close": "last"}
+        if "volume" in selected.columns:
+            how["volume"] = "sum"
+        candles = bins.agg(how).loc[opens.index]
+    return Resampled(opens, empty, every, candles)
 

@@ -41,13 +41,48 @@ from ..data.prices import load_prices, parse_every, parse_utc, resample_opens
 from ..data.series import MinMaxScaler, ScaleScaler, check_points, generated_prices, scaler_from_dict, windows
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
+from .forecast_stats import price_metrics, skill_interval
 
 BUILTIN_SEED = 0
 ZOOM_POINTS = 60  # points in the close-up panel of the forecast plot
 
 
+# What each feature set adds to the open: the completed bin's candle, as log-returns against its open.
+CANDLE_CHANNELS = {"open": (), "ohlc": ("high", "low", "close"), "ohlcv": ("high", "low", "close", "volume")}
+
+
 def spec_of(cfg: ForecastConfig) -> ModelSpec:
-    return ModelSpec(cfg.cell, 1, cfg.hidden_size, 1, cfg.layers, "dense", residual=cfg.residual, norm=cfg.norm)
+    inputs = 1 + len(CANDLE_CHANNELS[cfg.features])
+    return ModelSpec(cfg.cell, inputs, cfg.hidden_size, 1, cfg.layers, "dense", residual=cfg.residual, norm=cfg.norm)
+
+
+def columns_of(feature_set: str) -> tuple:
+    """The CSV columns a feature set reads."""
+    return ("open",) + tuple(c for c in CANDLE_CHANNELS[feature_set] if c != "open")
+
+
+def candle_channels(candles: pd.DataFrame | None, feature_set: str, source: str) -> np.ndarray | None:
+    """``[N, C]`` unscaled candle inputs of each point, or None for ``open``.
+
+    The forecast of point k+1 is made when bin k opens, so bin k's own high, low, close
+    and volume are not known yet: row k holds bin k-1's log(high/open), log(low/open),
+    log(close/open) and, for ``ohlcv``, log(1+volume) of bin k-1 minus that of bin k-2.
+    Row 0 (and row 1's volume change) have no completed bin before them: zeros.
+    """
+    if feature_set == "open":
+        return None
+    if candles is None:
+        raise UserError(f"--features {feature_set} needs candles (high, low, close) and {source} has only opens; "
+                        "pass --csv with a Binance kline or OHLCV file, or use --features open")
+    o = candles["open"].to_numpy(dtype=np.float64)
+    own = [np.log(candles[c].to_numpy(dtype=np.float64) / o) for c in ("high", "low", "close")]
+    if feature_set == "ohlcv":
+        log_volume = np.log1p(candles["volume"].to_numpy(dtype=np.float64))
+        own.append(np.diff(log_volume, prepend=log_volume[:1]))
+    rows = np.stack(own, axis=1)
+    out = np.zeros_like(rows)
+    out[1:] = rows[:-1]
+    return out
 
 
 # --------------------------------------------------------------------------- data
@@ -60,6 +95,7 @@ class Series:
     source: str                # the CSV path, or "built-in"
     every: pd.Timedelta
     notes: list
+    channels: np.ndarray | None = None  # [N, C] candle inputs of each point (``candle_channels``)
 
     @property
     def anchor(self) -> pd.Timestamp:
@@ -78,7 +114,7 @@ def load_series(cfg: ForecastConfig) -> Series:
     every = parse_every(cfg.every)
     notes = []
     if cfg.csv:
-        data = load_prices(cfg.csv)
+        data = load_prices(cfg.csv, columns_of(cfg.features))
         data = dataclasses.replace(data, gaps=_selected_gaps(data, cfg.start, cfg.end))
         notes += data.notes()
         frame, source = data.frame, cfg.csv
@@ -91,7 +127,11 @@ def load_series(cfg: ForecastConfig) -> Series:
         notes.append(f"{len(resampled.empty_bins)} {cfg.every} bin(s) hold no row (first at {first:%Y-%m-%d %H:%M}); "
                      "left out, so a window may span them")
     prices = resampled.opens.astype(np.float64)
-    return Series(prices, source, every, notes)
+    channels = candle_channels(resampled.candles, cfg.features, source)
+    if cfg.train_length:
+        prices = prices.iloc[-cfg.train_length:]
+        channels = None if channels is None else channels[-cfg.train_length:]
+    return Series(prices, source, every, notes, channels)
 
 
 class Features:
@@ -103,28 +143,41 @@ class Features:
     training part's RMS return (zero stays zero, so an output of 0 is exactly the
     persistence forecast); the forecast is ``last price * exp(return)``.  Scalers
     are fitted on the training part only.  ``input_range`` is the (min, max) of the
-    training inputs, to tell when later inputs leave it.
+    training inputs, to tell when later inputs leave it.  Candle inputs (``--features
+    ohlc``/``ohlcv``, see ``candle_channels``) follow the price input, each divided by
+    its RMS over the training part.
     """
 
-    def __init__(self, target: str, scaler, input_range: tuple[float, float] = (-1.0, 1.0)):
+    def __init__(self, target: str, scaler, input_range: tuple[float, float] = (-1.0, 1.0),
+                 channel_scales: tuple = ()):
         self.target, self.scaler, self.input_range = target, scaler, tuple(input_range)
+        self.channel_scales = tuple(float(x) for x in channel_scales)
 
     @classmethod
-    def fit(cls, target: str, train_prices: np.ndarray) -> "Features":
+    def fit(cls, target: str, train_prices: np.ndarray, train_channels: np.ndarray | None = None) -> "Features":
         if target == "returns":
             features = cls(target, ScaleScaler.fit(np.log(train_prices[1:] / train_prices[:-1])))
         else:
             features = cls(target, MinMaxScaler.fit(train_prices))
         scaled = features.scaler.transform(features._values(train_prices))
         features.input_range = (float(scaled.min()), float(scaled.max()))
+        if train_channels is not None:
+            rms = np.sqrt(np.mean(np.square(train_channels), axis=0))
+            features.channel_scales = tuple(float(x) if x > 0 else 1.0 for x in rms)  # a flat channel stays 0
         return features
 
     def _values(self, prices: np.ndarray) -> np.ndarray:
         return np.diff(np.log(prices), axis=-1) if self.target == "returns" else prices
 
-    def inputs(self, price_windows: np.ndarray) -> np.ndarray:
-        """``[n, L]`` prices -> ``[n, L', 1]`` model inputs (L' = L, or L-1 for returns)."""
-        return self.scaler.transform(self._values(np.asarray(price_windows, dtype=np.float64)))[..., None]
+    def inputs(self, price_windows: np.ndarray, channel_windows: np.ndarray | None = None) -> np.ndarray:
+        """``[n, L]`` prices (and ``[n, L, C]`` candle rows of the same points) -> ``[n, L', 1 + C]``
+        model inputs (L' = L, or L-1 for returns: the step of each return is its later point)."""
+        x = self.scaler.transform(self._values(np.asarray(price_windows, dtype=np.float64)))[..., None]
+        if not self.channel_scales:
+            return x
+        steps = x.shape[1]
+        candles = np.asarray(channel_windows, dtype=np.float64)[:, -steps:, :] / np.asarray(self.channel_scales)
+        return np.concatenate([x, candles], axis=-1)
 
     def targets(self, price_windows: np.ndarray, next_prices: np.ndarray) -> np.ndarray:
         """``[n]`` scaled targets of the forecasts after the windows."""
@@ -142,14 +195,16 @@ class Features:
         """Share of ``inputs`` outside the range the training inputs covered."""
         lo, hi = self.input_range
         tol = 1e-6 * max(1.0, abs(lo), abs(hi))  # float32 inputs round
-        return float(np.mean((inputs < lo - tol) | (inputs > hi + tol)))
+        prices = inputs[..., 0]
+        return float(np.mean((prices < lo - tol) | (prices > hi + tol)))
 
     def to_dict(self) -> dict:
-        return {"target": self.target, "scaler": self.scaler.to_dict(), "input_range": list(self.input_range)}
+        return {"target": self.target, "scaler": self.scaler.to_dict(), "input_range": list(self.input_range),
+                "channel_scales": list(self.channel_scales)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Features":
-        return cls(d["target"], scaler_from_dict(d["scaler"]), d["input_range"])
+        return cls(d["target"], scaler_from_dict(d["scaler"]), d["input_range"], d.get("channel_scales", ()))
 
 
 @dataclass
@@ -174,17 +229,41 @@ class Part:
         return np.concatenate([self.inputs[:, 1:, 0], self.targets[:, None]], axis=1)[..., None]
 
 
-def build_parts(prices: pd.Series, window: int, fractions, target: str) -> tuple[Features, dict]:
-    """(features fitted on the training part, ``{"train", "val", "test": Part}``)."""
+def channel_windows(channels: np.ndarray | None, points: np.ndarray, window: int) -> np.ndarray | None:
+    """``[n, L, C]``: the candle rows of the window before each of ``points`` (None without candles)."""
+    if channels is None:
+        return None
+    return np.stack([channels[t - window:t] for t in points]) if len(points) else np.empty((0, window,
+                                                                                         channels.shape[1]))
+
+
+def build_parts(prices: pd.Series, window: int, fractions, target: str,
+                channels: np.ndarray | None = None) -> tuple[Features, dict]:
+    """(features fitted on the training part, ``{"train", "val", "test": Part}``); ``channels``:
+    the series' candle inputs (``candle_channels``), or None for opens only."""
     values = prices.to_numpy(dtype=np.float64)
     n_train, n_val, _ = check_points(len(values), window, fractions)
-    features = Features.fit(target, values[:n_train])
+    if fractions[2] == 0:  # no test part: validation takes the points rounding left over
+        n_val = len(values) - n_train
+    features = Features.fit(target, values[:n_train], None if channels is None else channels[:n_train])
     bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, len(values))}
     parts = {}
     for name, (a, b) in bounds.items():
         w, nxt = windows(values[a:b], window)
-        parts[name] = Part(w, nxt, prices.index[a + window:b], features.inputs(w), features.targets(w, nxt))
+        candles = channel_windows(channels, np.arange(a + window, b), window)
+        parts[name] = Part(w, nxt, prices.index[a + window:b], features.inputs(w, candles), features.targets(w, nxt))
     return features, parts
+
+
+def forecast_points(loaded, series: Series, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(price windows ``[n, L]``, forecast prices ``[n]``) of a saved model (``load_run``) for the
+    points ``points`` of ``series``, each from the window of actual prices right before it."""
+    cfg, features = loaded.cfg, loaded.extras["features"]
+    values = series.prices.to_numpy(dtype=np.float64)
+    price_windows = np.stack([values[t - cfg.window:t] for t in points])
+    inputs = features.inputs(price_windows, channel_windows(series.channels, points, cfg.window))
+    outputs = forecast_outputs(loaded.trainer, inputs.astype(np.dtype(cfg.dtype)))
+    return price_windows, features.to_prices(price_windows, outputs)
 
 
 def forecast_outputs(trainer, inputs: np.ndarray) -> np.ndarray:
@@ -194,36 +273,6 @@ def forecast_outputs(trainer, inputs: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- metrics
-
-def price_metrics(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray) -> dict:
-    """MAE, RMSE, MAPE (%) and direction accuracy (share of steps whose sign of change is right)."""
-    err = predicted - actual
-    return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err ** 2))),
-            "mape_percent": float(100 * np.mean(np.abs(err) / actual)),
-            "direction_accuracy": float(np.mean(np.sign(predicted - last) == np.sign(actual - last)))}
-
-
-def skill_interval(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray, draws: int = 2000,
-                   block: int = 10, seed: int = 0) -> tuple[float, float]:
-    """95% moving-block bootstrap interval of the skill.
-
-    Resamples blocks of ``block`` consecutive points (errors of neighbouring
-    forecasts are correlated, so single points would understate the spread) and
-    recomputes 1 - RMSE_model / RMSE_persistence ``draws`` times.
-    """
-    n = len(actual)
-    block = max(1, min(block, n))
-    model_sq, persistence_sq = (predicted - actual) ** 2, (last - actual) ** 2
-    starts = np.random.default_rng(seed).integers(0, n - block + 1, (draws, math.ceil(n / block)))
-    idx = (starts[..., None] + np.arange(block)).reshape(draws, -1)[:, :n]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        skills = 1.0 - np.sqrt(model_sq[idx].mean(axis=1) / persistence_sq[idx].mean(axis=1))
-    skills = skills[np.isfinite(skills)]
-    if skills.size == 0:
-        return float("nan"), float("nan")
-    lo, hi = np.percentile(skills, [2.5, 97.5])
-    return float(lo), float(hi)
-
 
 def compare(part: Part, predicted: np.ndarray, features: Features) -> dict:
     """The model's price metrics next to persistence's on one part, and the skill."""
@@ -274,7 +323,7 @@ class ForecastTask(train.TaskBase):
 
     def __init__(self, cfg: ForecastConfig, series: Series):
         self.cfg, self.series = cfg, series
-        self.features, self.parts = build_parts(series.prices, cfg.window, cfg.fractions, cfg.target)
+        self.features, self.parts = build_parts(series.prices, cfg.window, cfg.fractions, cfg.target, series.channels)
         dtype = np.dtype(cfg.dtype)
         train_part = self.parts["train"]
         self.train_inputs = train_part.inputs.astype(dtype)
@@ -379,8 +428,8 @@ class ForecastTask(train.TaskBase):
         part (``test.json``, ``forecast.png``)."""
         cfg = self.cfg
         plot_history(out, cfg.loss_steps)
-        extra = {"epochs": round(self.epoch, 3)}
-        if summary["interrupted"]:
+        extra = {"epochs": round(self.epoch, 3), "test": None}
+        if summary["interrupted"] or len(self.parts["test"].actual) == 0:  # no test part: --test-fraction 0
             return extra
         best = load_run(out, "best")
         result = _evaluate_parts(self, best.trainer)
@@ -394,12 +443,16 @@ class ForecastTask(train.TaskBase):
 
     def summary_lines(self) -> list[str]:
         """What the run trains on, for the console."""
-        p = self.series.prices
         counts = ", ".join(f"{name} {len(part.actual)}" for name, part in self.parts.items())
-        return [f"data: {self.series.source}, {len(p)} points every {self.cfg.every} from {p.index[0]:%Y-%m-%d %H:%M} "
-                f"to {p.index[-1]:%Y-%m-%d %H:%M} ({p.min():,.2f} to {p.max():,.2f}); windows of "
-                f"{self.cfg.window}: {counts}; target {self.cfg.target}",
-                *(f"note: {n}" for n in self.series.notes)]
+        return describe_series(self.cfg, self.series, f"; windows of {self.cfg.window}: {counts}")
+
+
+def describe_series(cfg: ForecastConfig, series: Series, windows_text: str = "") -> list[str]:
+    """The data line (and notes) a run or backtest prints first."""
+    p = series.prices
+    return [f"data: {series.source}, {len(p)} points every {cfg.every} from {p.index[0]:%Y-%m-%d %H:%M} "
+            f"to {p.index[-1]:%Y-%m-%d %H:%M} ({p.min():,.2f} to {p.max():,.2f}){windows_text}; target {cfg.target}",
+            *(f"note: {n}" for n in series.notes)]
 
 
 # --------------------------------------------------------------------------- plots
@@ -494,33 +547,64 @@ def load_run(run_dir: str | os.PathLike, which: str = "best", backend: str | Non
                          {"features": ("features", Features.from_dict)})
 
 
+def check_grid(data, every: pd.Timedelta, anchor: pd.Timestamp, every_text: str) -> None:
+    """Refuse a price file whose rows cannot be put on a run's bins (``every`` long from ``anchor``):
+    candles longer than a bin, a bin that is not a whole number of candles, or rows off the grid."""
+    step = data.step
+    if step is None:
+        return
+    if step > every:
+        raise UserError(f"{data.source} has {_duration(step)} candles, longer than the run's --every {every_text}: "
+                        "its bins cannot be made from them; use a file of shorter candles")
+    if every % step != pd.Timedelta(0):
+        raise UserError(f"the run's --every {every_text} is not a whole number of {data.source}'s "
+                        f"{_duration(step)} candles; use a file whose candles divide {every_text}")
+    offset = (data.frame.index[0] - anchor) % step
+    if offset != pd.Timedelta(0):
+        raise UserError(f"{data.source}'s rows fall {_duration(offset)} off the run's bin grid (bins start at "
+                        f"{anchor:%Y-%m-%d %H:%M} plus multiples of {every_text}); use candles aligned to it")
+
+
+def _duration(delta: pd.Timedelta) -> str:
+    minutes = delta / pd.Timedelta(minutes=1)
+    return f"{minutes / 60:g}-hour" if minutes >= 60 else f"{minutes:g}-minute"
+
+
 def predict_next(run_dir: str | os.PathLike, csv: str | None = None, which: str = "best",
-                 backend: str | None = None) -> dict:
-    """Forecast the value after the last window of ``csv`` (default: the run's own series).
+                 backend: str | None = None, start: str | None = None, end: str | None = None) -> dict:
+    """Forecast the value after the last window of ``csv`` (default: the run's own series),
+    within ``[start, end)`` when given.
 
     The CSV is binned on the run's grid (same ``--every``, same anchor), so its
-    points line up with the ones the model was trained on.
+    points line up with the ones the model was trained on; a file that cannot be put
+    on that grid is refused with the reason.
     """
     loaded = load_run(run_dir, which, backend)
     trainer, cfg, meta, features = loaded.trainer, loaded.cfg, loaded.meta, loaded.extras["features"]
     if csv:
-        data = load_prices(csv)
+        data = load_prices(csv, columns_of(cfg.features))
         notes = data.notes()
         every = parse_every(cfg.every)
-        resampled = resample_opens(data.frame, every, anchor=pd.Timestamp(meta["series"]["anchor"]))
+        anchor = pd.Timestamp(meta["series"]["anchor"])
+        check_grid(data, every, anchor, cfg.every)
+        resampled = resample_opens(data.frame, every, start, end, anchor=anchor)
         prices, source = resampled.opens, csv
+        channels = candle_channels(resampled.candles, cfg.features, source)
         empty = [t for t in resampled.empty_bins if t >= prices.index[-1] - every * cfg.window]
         if empty:
             notes.append(f"{len(empty)} empty {cfg.every} bin(s) inside the last window (first "
                          f"{empty[0]:%Y-%m-%d %H:%M}): the window spans them")
     else:
-        series = load_series(cfg)
-        prices, source, every, notes = series.prices, series.source, series.every, series.notes
+        series = load_series(dataclasses.replace(cfg, train_length=0, **({"start": start} if start else {}),
+                                                 **({"end": end} if end else {})))
+        prices, source, every, notes, channels = (series.prices, series.source, series.every, series.notes,
+                                                  series.channels)
     if len(prices) < cfg.window:
         raise UserError(f"{source} gives {len(prices)} point(s) every {cfg.every}; the model needs a window of "
                         f"{cfg.window}")
     w = prices.to_numpy(dtype=np.float64)[-cfg.window:][None]
-    model_inputs = features.inputs(w).astype(np.dtype(cfg.dtype))
+    model_inputs = features.inputs(w, channel_windows(channels, np.array([len(prices)]), cfg.window))
+    model_inputs = model_inputs.astype(np.dtype(cfg.dtype))
     predicted = float(features.to_prices(w, forecast_outputs(trainer, model_inputs))[0])
     last = float(w[0, -1])
     if features.outside_share(model_inputs) > 0:

@@ -1,0 +1,427 @@
+"""Rolling-origin backtests of the forecaster: many forecast origins, each fitted on its past only.
+
+A backtest of K origins ``stride`` points apart ends at the last point of the series:
+origin k forecasts the points ``[first_k, first_k + stride)``, one step ahead each
+(the window before a point holds actual prices, all known when the forecast is made).
+Everything the forecasts use is fitted on the points before ``first_k`` only: the
+origin's model is an ordinary ``forecast train`` run with ``--end`` at the origin's
+first point, ``--test-fraction 0`` (its validation part picks the best epoch) and,
+with ``--train-length L``, only the last L points (a sliding window; else the window
+expands).  With ``--retrain-every R`` origins reuse the last fit, scaler included,
+for R origins.
+
+The backtest directory has one writer, this process: ``plan.json`` (the settings and
+the origins), then ``backtest.json``, ``backtest.png`` and ``report.html``.  Origin k
+lives in ``origin-<k>/`` (a run directory for the origins that fit, and
+``forecasts.json`` once its forecasts are made); fits run in worker processes with
+``--workers``.  Run again with the same settings, a stopped backtest keeps every
+origin that has its forecasts and continues the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import checkpoint, runs
+from ..config import ForecastConfig, flag
+from ..data.series import points_needed, split_sizes
+from ..errors import UserError
+from . import forecast_stats as stats
+
+PLAN_VERSION = 1
+BACKTEST_FILES = ("plan.json", "backtest.json", "backtest.png", "report.html")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How origins are laid out and fitted (the flags ``forecast backtest`` adds to ``train``'s)."""
+
+    origins: int = 10
+    stride: int = 0          # points between origins; 0 = the origins share the last --test-fraction
+    retrain_every: int = 1   # fit at every R-th origin, reuse that fit in between
+    workers: int = 1         # processes fitting origins at once
+
+    def check(self) -> "Settings":
+        for name in ("origins", "retrain_every", "workers"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{flag(name)} must be at least 1, got {getattr(self, name)}")
+        if self.stride < 0:
+            raise UserError(f"--stride must be at least 1 (or 0 for automatic), got {self.stride}")
+        return self
+
+
+@dataclass(frozen=True)
+class Origin:
+    index: int   # k, 0-based
+    first: int   # the first point it forecasts (index into the series); it is fitted on points before it
+    end: int     # one past the last point it forecasts
+    fit: int     # the origin whose fit it uses (itself, or an earlier one with --retrain-every)
+
+    @property
+    def name(self) -> str:
+        return f"origin-{self.index:03d}"
+
+
+def fit_config(cfg: ForecastConfig) -> ForecastConfig:
+    """The settings every origin's fit shares: no test part (the origins are the test)."""
+    return dataclasses.replace(cfg, test_fraction=0.0)
+
+
+def plan_origins(n_points: int, cfg: ForecastConfig, settings: Settings, source: str = "the series") -> list[Origin]:
+    """The origins of a backtest over ``n_points`` points, or a ``UserError`` saying how many
+    points they need."""
+    settings.check()
+    fractions = fit_config(cfg).fractions
+    first_fit = points_needed(cfg.window, fractions)
+    if cfg.train_length and cfg.train_length < first_fit:
+        raise UserError(f"--train-length {cfg.train_length} is too short for --window {cfg.window} with "
+                        f"--val-fraction {cfg.val_fraction:g}: each fit needs at least {first_fit} points")
+    stride = settings.stride or max(1, int(n_points * cfg.test_fraction) // settings.origins)
+    needed = first_fit + settings.origins * stride
+    if n_points < needed:
+        raise UserError(f"{source} has {n_points} points; need at least {needed} points for {settings.origins} "
+                        f"origins {stride} apart after a first fit of {first_fit} (window {cfg.window}); use "
+                        "fewer --origins, a smaller --stride or --window, or a longer range")
+    start = n_points - settings.origins * stride
+    return [Origin(k, start + k * stride, start + (k + 1) * stride if k + 1 < settings.origins else n_points,
+                   k - k % settings.retrain_every)
+            for k in range(settings.origins)]
+
+
+# --------------------------------------------------------------------------- one fit and its origins
+
+def _origin_config(cfg: ForecastConfig, prices, origin: Origin) -> ForecastConfig:
+    """The ``forecast train`` settings of the fit at ``origin``: the series up to its first point."""
+    return dataclasses.replace(fit_config(cfg), end=str(prices.index[origin.first]))
+
+
+def _whole_series(cfg: ForecastConfig):
+    """The backtest's series: all of --start..--end (--train-length limits each fit, not this)."""
+    from . import forecast
+
+    return forecast.load_series(dataclasses.replace(cfg, train_length=0))
+
+
+def _forecasts_path(out: Path, origin: Origin) -> Path:
+    return out / origin.name / "forecasts.json"
+
+
+def fit_group(cfg_dict: dict, out: str, group: list[dict], quiet: bool = True) -> list[dict]:
+    """Fit the model of ``group[0]``'s origin (resuming a fit that was stopped) and write the
+    forecasts of every origin in ``group`` that has none yet; returns their records.  Runs in a
+    worker process, so it takes and returns plain data.  An interrupted fit returns []."""
+    from . import forecast
+
+    cfg, out = ForecastConfig(**cfg_dict), Path(out)
+    origins = [Origin(**o) for o in group]
+    series = _whole_series(cfg)
+    prices = series.prices
+    fit_origin = origins[0]
+    run_dir = out / fit_origin.name
+    fit_cfg = _origin_config(cfg, prices, fit_origin)
+    fit_seconds = 0.0
+    if not (run_dir / "fit.json").exists():
+        from ..runner import train_run
+
+        started = time.perf_counter()
+        summary = train_run(fit_cfg, run_dir, resume=checkpoint.exists(run_dir), force=True, quiet=quiet,
+                            log_evals=not quiet)
+        if summary["interrupted"]:
+            return []
+        fit_seconds = time.perf_counter() - started
+        past = _fit_points(fit_cfg, prices, fit_origin)
+        n_train = split_sizes(len(past), fit_cfg.fractions)[0]
+        facts = {"first_point": fit_origin.first, "fit_from": str(past.index[0]), "fit_to": str(past.index[-1]),
+                 "fit_points": int(len(past)), "best_val_loss": summary["best_val_loss"],
+                 "mase_scale": stats.persistence_scale(past.to_numpy()[:n_train]),
+                 "fit_seconds": round(fit_seconds, 3)}
+        checkpoint.atomic_write_text(run_dir / "fit.json", json.dumps(facts, indent=1) + "\n")
+    facts = json.loads((run_dir / "fit.json").read_text(encoding="utf-8"))
+    loaded = forecast.load_run(run_dir, "best")
+    if loaded.meta["series"]["points"] != facts["fit_points"]:  # the fit saw other points than planned
+        raise UserError(f"{run_dir} was fitted on {loaded.meta['series']['points']} points, not the "
+                        f"{facts['fit_points']} before its origin; the data changed: rerun with --force")
+    records = []
+    for origin in origins:
+        path = _forecasts_path(out, origin)
+        if path.exists():
+            records.append(json.loads(path.read_text(encoding="utf-8")))
+            continue
+        points = np.arange(origin.first, origin.end)
+        price_windows, predicted = forecast.forecast_points(loaded, series, points)
+        record = {"origin": origin.index, "fit_origin": fit_origin.index, "first": origin.first, "end": origin.end,
+                  "times": [str(t) for t in prices.index[points]],
+                  "actual": prices.to_numpy()[points].tolist(), "predicted": predicted.tolist(),
+                  "persistence": price_windows[:, -1].tolist(), "mase_scale": facts["mase_scale"],
+                  "fit_from": facts["fit_from"], "fit_to": facts["fit_to"], "fit_points": facts["fit_points"],
+                  "fit_seconds": facts["fit_seconds"] if origin is fit_origin else 0.0}
+        path.parent.mkdir(exist_ok=True)
+        checkpoint.atomic_write_text(path, json.dumps(record) + "\n")
+        records.append(record)
+    return records
+
+
+def _fit_points(fit_cfg: ForecastConfig, prices, origin: Origin):
+    """The points the fit at ``origin`` sees (the same as its own ``load_series`` gives)."""
+    past = prices.iloc[:origin.first]
+    return past.iloc[-fit_cfg.train_length:] if fit_cfg.train_length else past
+
+
+def _set_worker_threads(threads: int) -> None:
+    # Before torch or BLAS start their pools in this worker: each gets its share of the CPUs.
+    os.environ["RNNLAB_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+# --------------------------------------------------------------------------- the directory
+
+def _plan_dict(cfg: ForecastConfig, settings: Settings, origins: list[Origin]) -> dict:
+    return {"version": PLAN_VERSION, "config": dataclasses.asdict(cfg),
+            "settings": dataclasses.asdict(dataclasses.replace(settings, workers=0)),
+            "origins": [dataclasses.asdict(o) for o in origins]}
+
+
+def _prepare_dir(out: Path, plan: dict, force: bool) -> str:
+    """``"fresh"``, ``"resume"`` (same plan: keep finished origins) or a UserError; with
+    ``force`` an old backtest or run in ``out`` is replaced (only now that the new one is checked)."""
+    saved_path = out / "plan.json"
+    holds = [p.name for p in out.iterdir() if p.name in runs.RUN_FILES + BACKTEST_FILES
+             or p.name.startswith("origin-")]
+    if not holds:
+        return "fresh"
+    if saved_path.exists() and not force:
+        try:
+            saved = json.loads(saved_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{saved_path} is damaged ({exc}); pass --force to start the backtest again") from exc
+        if saved == plan:
+            return "resume"
+        changed = sorted(k for k in plan["config"] if saved.get("config", {}).get(k) != plan["config"][k])
+        changed += sorted(k for k in plan["settings"] if saved.get("settings", {}).get(k) != plan["settings"][k])
+        what = ", ".join(f"--{flag(k)}" for k in changed) or "the origins (the data changed)"
+        raise UserError(f"{str(out)!r} holds a backtest with other settings ({what}); run it again as it was to "
+                        "continue it, or pass --force to replace it, or choose another --out")
+    if not force:
+        raise UserError(f"{str(out)!r} already holds a run ({', '.join(sorted(holds)[:3])}); pass --force to "
+                        "replace it or choose another --out")
+    for name in holds:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return "fresh"
+
+
+def run_backtest(cfg: ForecastConfig, settings: Settings, out, force: bool = False, quiet: bool = False) -> dict:
+    """Run (or continue) the backtest of ``cfg`` in ``out``; returns ``backtest.json``'s content
+    (with ``interrupted`` true and no results when it was stopped)."""
+    from tqdm import tqdm
+
+    from ..lock import RunLock
+    from . import forecast
+
+    cfg = cfg.validate()
+    settings = settings.check()
+    series = _whole_series(cfg)
+    prices = series.prices
+    origins = plan_origins(len(prices), cfg, settings, series.source)
+    _origin_config(cfg, prices, origins[0]).validate()
+    out = Path(out)
+    created = runs.make_dir(out)
+    plan = _plan_dict(cfg, settings, origins)
+    with RunLock(out):
+        try:
+            mode = _prepare_dir(out, plan, force)
+        except UserError:
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        checkpoint.atomic_write_text(out / "plan.json", json.dumps(plan, indent=1) + "\n")
+        groups = {}
+        for o in origins:
+            groups.setdefault(o.fit, []).append(o)
+        todo = [g for g in groups.values() if not all(_forecasts_path(out, o).exists() for o in g)]
+        done = len(origins) - sum(len(g) for g in todo)
+        if not quiet:
+            for line in forecast.describe_series(cfg, series):
+                print(line, flush=True)
+            print(f"backtest: {len(origins)} origins {origins[0].end - origins[0].first} points apart from "
+                  f"{prices.index[origins[0].first]:%Y-%m-%d %H:%M}, {len(groups)} fits"
+                  + (f"; resuming, {done} origins done" if mode == "resume" else ""), flush=True)
+        bar = tqdm(total=len(origins), initial=done, unit="origin", dynamic_ncols=True,
+                   disable=quiet or not sys.stderr.isatty())
+        records = _run_groups(cfg, out, todo, settings.workers, quiet, bar)
+        finished = all(_forecasts_path(out, o).exists() for o in origins)
+        if not finished:
+            left = sum(not _forecasts_path(out, o).exists() for o in origins)
+            return {"interrupted": True, "origins_left": left, "backtest_dir": str(out)}
+        del records  # every origin's record is read back from its file, in order
+        records = [json.loads(_forecasts_path(out, o).read_text(encoding="utf-8")) for o in origins]
+        result = summarize(records, series.source, cfg, settings)
+        checkpoint.atomic_write_text(out / "backtest.json", json.dumps(result, indent=1) + "\n")
+        plot_backtest(out / "backtest.png", records, result)
+        write_report(out, result)
+    return dict(result, interrupted=False, backtest_dir=str(out))
+
+
+def _run_groups(cfg: ForecastConfig, out: Path, groups: list, workers: int, quiet: bool, bar) -> list[dict]:
+    """Fit every group, here (one worker) or in ``workers`` processes; stops early on Ctrl-C."""
+    cfg_dict = dataclasses.asdict(cfg)
+    records = []
+    try:
+        if workers <= 1 or len(groups) <= 1:
+            for group in groups:
+                got = fit_group(cfg_dict, str(out), [dataclasses.asdict(o) for o in group])
+                bar.update(len(got))
+                records += got
+                if len(got) < len(group):
+                    break
+            return records
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        from ..threads import available_cpus
+
+        threads = max(1, available_cpus() // workers)
+        # spawn, not fork: a forked child would inherit torch's and JAX's threads half-made.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_set_worker_threads, initargs=(threads,)) as pool:
+            futures = [pool.submit(fit_group, cfg_dict, str(out), [dataclasses.asdict(o) for o in g])
+                       for g in groups]
+            for future in as_completed(futures):
+                got = future.result()
+                bar.update(len(got))
+                records += got
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bar.close()
+    return records
+
+
+# --------------------------------------------------------------------------- the verdict
+
+def summarize(records: list[dict], source: str, cfg: ForecastConfig, settings: Settings) -> dict:
+    """Per-origin and pooled RMSE, MAE, MASE and direction against persistence; the pooled skill
+    with its block-bootstrap interval and the Diebold-Mariano test."""
+    per_origin = []
+    for r in records:
+        actual, predicted, last = (np.asarray(r[k]) for k in ("actual", "predicted", "persistence"))
+        row = stats.compare_with_persistence(actual, predicted, last, r["mase_scale"])
+        per_origin.append({"origin": r["origin"], "fit_origin": r["fit_origin"], "from": r["times"][0],
+                           "to": r["times"][-1], "fit_points": r["fit_points"], **row})
+    actual, predicted, last = (np.concatenate([r[k] for r in records]) for k in ("actual", "predicted", "persistence"))
+    scale = np.concatenate([np.full(len(r["actual"]), r["mase_scale"]) for r in records])
+    pooled = stats.compare_with_persistence(actual, predicted, last, scale)
+    block = stats.bootstrap_block(len(actual))
+    pooled["skill_ci95"] = list(stats.skill_interval(actual, predicted, last, block=block))
+    pooled["bootstrap_block"] = block
+    pooled["diebold_mariano"] = stats.diebold_mariano(actual, predicted, last)
+    pooled["origins_beating_persistence"] = sum(row["skill"] > 0 for row in per_origin)
+    return {"source": source, "every": cfg.every, "window": cfg.window, "target": cfg.target, "cell": cfg.cell,
+            "hidden_size": cfg.hidden_size, "origins": len(records),
+            "stride": records[0]["end"] - records[0]["first"], "retrain_every": settings.retrain_every,
+            "train_length": cfg.train_length, "first_forecast": records[0]["times"][0],
+            "last_forecast": records[-1]["times"][-1], "fit_seconds": round(sum(r["fit_seconds"] for r in records), 3),
+            "pooled": pooled, "per_origin": per_origin, "verdict": verdict(pooled)}
+
+
+def verdict(pooled: dict) -> str:
+    """The pooled result in words, persistence first-class."""
+    lo, hi = pooled["skill_ci95"]
+    dm = pooled["diebold_mariano"]
+    skill = pooled["skill"]
+    text = (f"Over {pooled['points']} one-step forecasts the model's RMSE is {pooled['rmse']:,.2f} against "
+            f"{pooled['persistence_rmse']:,.2f} for persistence: pooled skill {skill:+.4f} (95% block-bootstrap "
+            f"interval {lo:+.4f} to {hi:+.4f}); MASE {pooled['mase']:.3f} against {pooled['persistence_mase']:.3f}; "
+            f"direction right {100 * pooled['direction_accuracy']:.1f}% of the time. Diebold-Mariano test of equal "
+            f"squared error: statistic {dm['statistic']:+.2f}, p = {dm['p_value']:.3g}.")
+    if lo <= 0 <= hi or dm["p_value"] >= 0.05:
+        text += (" The model cannot be told apart from persistence here: it has shown nothing that "
+                 "'the next value is the last one' does not already know.")
+    elif skill > 0:
+        text += " The model beats persistence, and the difference is larger than the noise."
+    else:
+        text += " Persistence beats the model, and the difference is larger than the noise."
+    return text
+
+
+def plot_backtest(path: Path, records: list[dict], result: dict) -> Path:
+    """Skill per origin, and the cumulative squared-error difference against persistence over time."""
+    import pandas as pd
+
+    from .. import report
+
+    plt = report.pyplot()
+    fig, axes = plt.subplots(2, 1, figsize=(10, 7), dpi=100, gridspec_kw={"hspace": 0.4})
+    rows = result["per_origin"]
+    starts = pd.to_datetime([row["from"] for row in rows])
+    skills = np.array([row["skill"] for row in rows])
+    axes[0].bar(range(len(rows)), skills, color=np.where(skills > 0, "tab:green", "tab:red"))
+    axes[0].axhline(0, color="k", linewidth=0.8)
+    pooled = result["pooled"]
+    axes[0].axhline(pooled["skill"], color="tab:blue", linestyle="--", linewidth=1,
+                    label=f"pooled {pooled['skill']:+.4f}")
+    axes[0].set_xticks(range(len(rows)), [f"{t:%Y-%m-%d}" for t in starts], rotation=45, ha="right",
+                       fontsize="x-small")
+    axes[0].set_ylabel("skill vs persistence")
+    axes[0].set_title("skill of each origin's forecasts (above 0: lower RMSE than persistence)", fontsize="medium")
+    axes[0].legend(fontsize="small")
+    times = pd.to_datetime(np.concatenate([r["times"] for r in records]))
+    actual, predicted, last = (np.concatenate([r[k] for r in records]) for k in ("actual", "predicted", "persistence"))
+    gain = np.cumsum((last - actual) ** 2 - (predicted - actual) ** 2) / np.sum((last - actual) ** 2)
+    axes[1].plot(times, gain, color="tab:blue")
+    axes[1].axhline(0, color="k", linewidth=0.8)
+    for t in starts:
+        axes[1].axvline(t, color="0.85", linewidth=0.6, zorder=0)
+    axes[1].set_ylabel("cumulative (SE persistence - SE model)\n/ total SE persistence")
+    axes[1].set_title("rises where the model's squared errors are smaller than persistence's; ends at "
+                      "1 - MSE ratio", fontsize="medium")
+    axes[1].grid(alpha=0.3)
+    axes[1].tick_params(axis="x", labelrotation=20)
+    report.save_figure(fig, path)
+    return Path(path)
+
+
+def write_report(out: Path, result: dict) -> Path:
+    """``report.html`` of the backtest: the verdict, the plot and the per-origin table."""
+    from .. import html_report
+
+    pooled = result["pooled"]
+    lo, hi = pooled["skill_ci95"]
+    headline = [html_report.Headline(
+        f"pooled skill, {pooled['points']} forecasts at {result['origins']} origins", f"RMSE {pooled['rmse']:,.4g}",
+        f"persistence: RMSE {pooled['persistence_rmse']:,.4g}", f"skill {pooled['skill']:+.4f} ({lo:+.4f} to {hi:+.4f})",
+        "better" if lo > 0 else "worse" if hi < 0 else "close"),
+        html_report.Headline("MASE (in-sample persistence MAE = 1)", f"{pooled['mase']:.3f}",
+                             f"persistence: {pooled['persistence_mase']:.3f}",
+                             f"Diebold-Mariano p = {pooled['diebold_mariano']['p_value']:.3g}",
+                             "better" if pooled["mase"] < pooled["persistence_mase"] else "worse")]
+    header = ["origin", "forecasts", "from", "to", "fit points", "RMSE", "persistence RMSE", "skill", "MASE",
+              "direction"]
+    rows = [[str(r["origin"]), str(r["points"]), r["from"][:16], r["to"][:16], str(r["fit_points"]),
+             f"{r['rmse']:,.2f}", f"{r['persistence_rmse']:,.2f}", f"{r['skill']:+.4f}", f"{r['mase']:.3f}",
+             f"{100 * r['direction_accuracy']:.1f}%"] for r in result["per_origin"]]
+    body = html_report.page_section(
+        f"Backtest: {result['cell']} H={result['hidden_size']} on {Path(result['source']).name} every "
+        f"{result['every']}", str(out), headline,
+        [("Skill per origin and cumulative squared-error difference", out / "backtest.png")],
+        [("Against persistence, in words", result["verdict"])],
+        [("Per origin", header, rows)])
+    path = out / "report.html"
+    checkpoint.atomic_write_text(path, html_report.page(f"rnnlab backtest: {out.name}", [body]))
+    return path
+
+
+def print_summary(result: dict, file=None) -> None:
+    """The verdict and where the files are, for the command line."""
+    file = file or sys.stdout
+    print(result["verdict"], file=file)
+    print(f"report: {result['backtest_dir']}/report.html", file=file)
+
