@@ -75,6 +75,28 @@ def test_tail_targets_equal_numpy(backend, cell):
             assert rel(trainers[1].params[k], trainers[0].params[k]) < 1e-9, k
 
 
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+@pytest.mark.parametrize("cell", DISTINCT_CELLS)
+def test_gaussian_nll_equals_numpy(backend, cell):
+    """The Gaussian head's loss (mean and log-variance outputs): value, gradients, a trainer step."""
+    from test_numpy_gradcheck import _gaussian_problem
+
+    other = backend_module(backend)
+    spec, params, carry, inputs, targets = _gaussian_problem(cell)
+    for tail in (targets[:, -1:], targets[:, -3:]):
+        v_np, g_np, _ = nb.loss_and_grads(params, spec, carry, inputs, tail, "gaussian_nll")
+        v_o, g_o, _ = other.loss_and_grads(params, spec, carry, inputs, tail, "gaussian_nll")
+        assert v_o == pytest.approx(v_np, rel=1e-12)
+        for k in g_np:
+            assert rel(g_o[k], g_np[k]) < 1e-9, k
+    trainers = [module.Trainer(spec, {k: v.copy() for k, v in params.items()}, Optimizer("adam"),
+                               "gaussian_nll", "mean", "norm", 1.0) for module in (nb, other)]
+    for t in trainers:
+        t.train_step(carry, inputs, targets[:, -1:], 0.01)
+    for k in params:
+        assert rel(trainers[1].params[k], trainers[0].params[k]) < 1e-9, k
+
+
 OPTIMIZER_CASES = [("adam", "norm", "mean"), ("adagrad", "value", "sum"), ("sgd", "none", "mean"),
                    ("adam", "value", "sum"), ("adagrad", "norm", "mean")]
 # Every optimizer case for a classic and a parallel cell; the first case for every cell (the

@@ -83,6 +83,35 @@ def test_tail_targets_gradients_match_central_differences(cell, scored):
         assert rel < 1e-6, f"{cell}/last {scored}: {name} relative error {rel:.2e}"
 
 
+def _gaussian_problem(cell, seed=0):
+    """A forecaster with a Gaussian head: outputs (mean, log-variance), one target column."""
+    spec, params, carry, inputs, targets = _problem(cell, "dense", "mse", num_layers=1, seed=seed)
+    return spec, params, carry, inputs, targets[..., :1]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("scored", [1, 3])
+def test_gaussian_nll_gradients_match_central_differences(cell, scored):
+    spec, params, carry, inputs, targets = _gaussian_problem(cell)
+    tail = targets[:, -scored:]
+    value, grads, _ = nb.loss_and_grads(params, spec, carry, inputs, tail, loss="gaussian_nll")
+    outputs, _ = nb.forward(params, spec, carry, inputs)
+    mean, log_var = outputs[:, -scored:, 0], outputs[:, -scored:, 1]
+    expected = np.mean(0.5 * np.log(2 * np.pi * np.exp(log_var)) + 0.5 * (tail[..., 0] - mean) ** 2 / np.exp(log_var))
+    assert value == pytest.approx(expected, rel=1e-12)
+    for name, p in params.items():
+        numeric = central_differences(
+            lambda: nb.loss_and_grads(params, spec, carry, inputs, tail, loss="gaussian_nll")[0], p)
+        rel = np.linalg.norm(grads[name] - numeric) / max(np.linalg.norm(numeric), 1e-12)
+        assert rel < 1e-6, f"{cell}/last {scored}: {name} relative error {rel:.2e}"
+
+
+def test_gaussian_nll_needs_two_outputs_and_one_target_column():
+    spec, params, carry, inputs, targets = _gaussian_problem("rnn")
+    with pytest.raises(ValueError, match="gaussian_nll needs"):
+        nb.loss_and_grads(params, spec, carry, inputs, np.concatenate([targets, targets], -1), loss="gaussian_nll")
+
+
 def test_mse_targets_longer_than_the_outputs_or_without_feature_axis_are_refused():
     spec, params, carry, inputs, targets = _problem("rnn", "dense", "mse", num_layers=1)
     too_long = np.concatenate([targets, targets[:, :1]], axis=1)

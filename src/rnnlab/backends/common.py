@@ -19,14 +19,16 @@ def init_carry(spec: ModelSpec, batch_size: int, dtype=np.float32) -> list:
     return [np.zeros(shape, dtype) for _ in range(spec.num_layers)]
 
 
-LOSSES = ("cross_entropy", "mse")
+LOSSES = ("cross_entropy", "mse", "gaussian_nll")
+HALF_LOG_2PI = 0.5 * float(np.log(2 * np.pi))  # the Gaussian NLL's constant, so it is a true NLL in nats
 
 
 def check_targets(spec: ModelSpec, loss: str, inputs, targets) -> np.ndarray:
     """``targets`` as an array, after checking it against ``inputs`` [B, T, ...]: ``[B, T]`` ids for
     cross_entropy; ``[B, T', O]`` values for mse, aligned with the *last* T' <= T outputs
     (T' = 1: only the output after the whole window is scored, as a forecaster trained on
-    its final step).  Every backend calls this before its loss.
+    its final step).  gaussian_nll: ``[B, T', 1]`` values against outputs of two columns, the
+    mean and the log-variance.  Every backend calls this before its loss.
 
     The exact mse shape matters: ``[B, T]`` targets against ``[B, T, 1]`` outputs
     would broadcast to ``[B, T, T]`` and quietly train the model towards the mean.
@@ -42,6 +44,11 @@ def check_targets(spec: ModelSpec, loss: str, inputs, targets) -> np.ndarray:
         if not ok:
             raise ValueError(f"targets must be [B, T', O] with B = {B}, 1 <= T' <= T = {T}, O = {spec.output_size}, "
                              f"got {targets.shape} (a [B,T] vs [B,T,1] mismatch would broadcast silently)")
+    elif loss == "gaussian_nll":
+        ok = targets.ndim == 3 and targets.shape[0] == B and 1 <= targets.shape[1] <= T and targets.shape[2] == 1
+        if not ok or spec.output_size != 2:
+            raise ValueError(f"gaussian_nll needs outputs of 2 columns (mean, log-variance), got {spec.output_size}, "
+                             f"and targets [B, T', 1] with B = {B}, 1 <= T' <= T = {T}, got {targets.shape}")
     else:
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
     return targets

@@ -303,6 +303,10 @@ def _loss(params, spec, carry, x, targets, loss, masks=None):
     if loss == "cross_entropy":
         logp = jax.nn.log_softmax(Y, axis=-1)
         value = -jnp.mean(jnp.take_along_axis(logp, targets[..., None], axis=-1))
+    elif loss == "gaussian_nll":  # outputs (mean, log-variance) of the last T' steps
+        tail = Y[Y.shape[0] - targets.shape[0]:]
+        residual, log_var = targets[..., 0] - tail[..., 0], tail[..., 1]
+        value = jnp.mean(0.5 * (log_var + residual ** 2 * jnp.exp(-log_var))) + common.HALF_LOG_2PI
     else:  # targets cover the last T' outputs (see check_targets)
         value = jnp.mean((Y[Y.shape[0] - targets.shape[0]:] - targets) ** 2)
     return value, new_carry

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cells import ID_INPUTS, RMS_EPS, ModelSpec, has_norm, has_residual, params_dtype, readout_weight
-from .common import LOSSES, check_targets, init_carry, state_tensors  # noqa: F401  (LOSSES: API)
+from .common import HALF_LOG_2PI, LOSSES, check_targets, init_carry, state_tensors  # noqa: F401  (LOSSES: API)
 
 name = "numpy"
 
@@ -544,6 +544,18 @@ def _mse_(Y: np.ndarray, targets: np.ndarray, scale: float) -> float:
     return loss
 
 
+def _gaussian_nll_(Y: np.ndarray, targets: np.ndarray, scale: float) -> float:
+    """Mean Gaussian negative log-likelihood in nats of ``targets`` [N, 1] under N(mean, exp(log_var))
+    with ``Y`` [N, 2] = (mean, log_var); overwrites ``Y`` with d(loss*scale*N)/dY."""
+    mean, log_var = Y[:, 0].astype(np.float64), Y[:, 1].astype(np.float64)
+    residual = targets[:, 0] - mean
+    weighted = residual * np.exp(-log_var)  # (y - mean) / variance
+    loss = float(np.mean(0.5 * (log_var + residual * weighted)) + HALF_LOG_2PI)
+    Y[:, 0] = -weighted * scale
+    Y[:, 1] = 0.5 * (1.0 - residual * weighted) * scale
+    return loss
+
+
 def _scatter_rows(ids: np.ndarray, rows: np.ndarray, vocab_size: int) -> np.ndarray:
     """sum of ``rows`` [N, G] grouped by ``ids`` [N] -> [V, G] (the gradient of a row gather).
 
@@ -583,9 +595,14 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
         value = _cross_entropy_(Yf, np.ascontiguousarray(targets.T).reshape(N), 1.0)
     else:
         scored = targets.shape[1]
-        count = scored * B * O
         tail = Y[T - scored:].reshape(scored * B, O)  # a view: the gradient is written into Y
-        value = _mse_(tail, np.ascontiguousarray(targets.transpose(1, 0, 2)).reshape(scored * B, O), 1.0)
+        wanted = np.ascontiguousarray(targets.transpose(1, 0, 2)).reshape(scored * B, targets.shape[2])
+        if loss == "gaussian_nll":
+            count = scored * B
+            value = _gaussian_nll_(tail, wanted, 1.0)
+        else:
+            count = scored * B * O
+            value = _mse_(tail, wanted, 1.0)
         Y[:T - scored] = 0.0  # unscored outputs contribute no gradient
     if reduction == "mean":
         Yf *= 1.0 / count

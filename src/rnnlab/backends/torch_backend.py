@@ -309,7 +309,11 @@ def _loss(Y: torch.Tensor, targets: np.ndarray, loss: str) -> torch.Tensor:
         return F.cross_entropy(Y.reshape(-1, Y.shape[-1]), ids.reshape(-1))
     scored = targets.shape[1]  # targets cover the last T' outputs (see check_targets)
     wanted = torch.as_tensor(targets.astype(_np_dtype(Y)), device=Y.device)
-    return torch.mean((Y[:, Y.shape[1] - scored:] - wanted) ** 2)
+    tail = Y[:, Y.shape[1] - scored:]
+    if loss == "gaussian_nll":  # outputs (mean, log-variance)
+        residual, log_var = wanted[..., 0] - tail[..., 0], tail[..., 1]
+        return torch.mean(0.5 * (log_var + residual ** 2 * torch.exp(-log_var))) + common.HALF_LOG_2PI
+    return torch.mean((tail - wanted) ** 2)
 
 
 def _np_dtype(t: torch.Tensor):
