@@ -10,7 +10,8 @@ import pytest
 
 from rnnlab.config import ForecastConfig
 from rnnlab.errors import UserError
-from rnnlab.tasks import backtest, forecast
+from rnnlab import backtest
+from rnnlab.tasks import forecast
 from rnnlab.tasks import forecast_stats as stats
 from test_charlm_cli import assert_user_error, params_of, run_cli
 
@@ -257,3 +258,17 @@ def test_feature_sets_that_the_data_cannot_supply(tmp_path, capsys):
                       match="built-in has only opens")
     assert_user_error(capsys, "forecast", "train", "--features", "hlc", "--out", tmp_path / "c",
                       match="--features")
+
+
+def test_backtest_with_intervals_and_shrinking(tmp_path, capsys):
+    out = tmp_path / "bt"
+    code, text, err = run_cli(capsys, *_backtest_args(out, "--head", "gaussian", "--shrink", "auto", "--target",
+                                                      "returns"))
+    assert code == 0, err
+    pooled = json.loads((out / "backtest.json").read_text())["pooled"]
+    for key in ("coverage_80", "coverage_95", "crps_skill", "alpha_mean", "alpha_zero_share"):
+        assert key in pooled, key
+    assert 0 <= pooled["alpha_mean"] <= 1 and "skill_ci95" in pooled["unshrunk"]
+    assert "80% interval" in text and "unshrunk, the pooled skill" in text
+    record = json.loads((out / "origin-001" / "forecasts.json").read_text())
+    assert all(lo < p < hi for lo, p, hi in zip(record["low_80"], record["predicted"], record["high_80"]))

@@ -72,19 +72,25 @@ def test_returns_scale_keeps_zero_so_a_zero_output_is_persistence():
     np.testing.assert_allclose(features.to_prices(test.price_windows, np.zeros(len(test.actual))), test.last)
 
 
+def point_forecasts(part, prices, features):
+    """``Forecasts`` whose point forecasts are ``prices``."""
+    mean = features.targets(part.price_windows, prices)
+    return forecast.Forecasts(part.price_windows, mean, mean, None, features)
+
+
 def test_metrics_against_persistence():
     prices = series_of([10.0, 11, 10, 12, 12, 13, 11, 14, 15, 13] * 10)
     features, parts = forecast.build_parts(prices, 3, (0.7, 0.15, 0.15), "levels")
     test = parts["test"]
-    perfect = forecast.compare(test, test.actual.copy(), features)
+    perfect = forecast.compare(test, point_forecasts(test, test.actual.copy(), features), features)
     assert perfect["rmse"] == 0 and perfect["skill"] == 1 and perfect["direction_accuracy"] == 1
-    same = forecast.compare(test, test.last.copy(), features)
+    same = forecast.compare(test, point_forecasts(test, test.last.copy(), features), features)
     assert same["skill"] == 0 and same["rmse"] == same["persistence_rmse"] > 0
     err = test.actual - test.last
     assert same["persistence_mae"] == pytest.approx(np.mean(np.abs(err)))
     assert same["persistence_mape_percent"] == pytest.approx(100 * np.mean(np.abs(err) / test.actual))
     assert same["persistence_direction_accuracy"] == pytest.approx(np.mean(err == 0))
-    worse = forecast.compare(test, test.last - (test.actual - test.last), features)
+    worse = forecast.compare(test, point_forecasts(test, test.last - (test.actual - test.last), features), features)
     assert worse["skill"] == pytest.approx(-1.0)  # twice the error of persistence
     assert "higher RMSE than persistence" in forecast.describe(worse)
 
@@ -270,10 +276,12 @@ def test_stock_dataset_is_what_the_task_trains_on():
         np.testing.assert_allclose(y.numpy()[:, 0], parts[name].targets, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_every_backend_trains_the_same_forecaster_in_float64(tmp_path, capsys, backend):
+@pytest.mark.parametrize("backend, head", [("jax", "point"), ("torch", "point"), ("jax", "gaussian"),
+                                           ("torch", "gaussian")])
+def test_every_backend_trains_the_same_forecaster_in_float64(tmp_path, capsys, backend, head):
     pytest.importorskip(backend)
-    common = ["forecast", "train", *SMALL, "--epochs", "2", "--dtype", "float64", "--cell", "gru_reset_after"]
+    common = ["forecast", "train", *SMALL, "--epochs", "2", "--dtype", "float64", "--cell", "gru_reset_after",
+              "--head", head, "--target", "returns"]
     assert run_cli(capsys, *common, "--out", tmp_path / "numpy")[0] == 0
     assert run_cli(capsys, *common, "--backend", backend, "--out", tmp_path / backend)[0] == 0
     a, b = params_of(tmp_path / "numpy"), params_of(tmp_path / backend)
@@ -312,7 +320,7 @@ def test_mae_skill_and_rmse_skill_are_each_against_their_own_persistence_error()
     features, parts = forecast.build_parts(prices, 4, (0.7, 0.15, 0.15), "levels")
     test = parts["test"]
     predicted = test.last + 0.5 * (test.actual - test.last) + np.linspace(-0.8, 0.8, len(test.actual))
-    result = forecast.compare(test, predicted, features)
+    result = forecast.compare(test, point_forecasts(test, predicted, features), features)
     model_err, persistence_err = predicted - test.actual, test.last - test.actual
     assert result["mae_skill"] == pytest.approx(1 - np.mean(np.abs(model_err)) / np.mean(np.abs(persistence_err)))
     assert result["skill"] == pytest.approx(1 - np.sqrt(np.mean(model_err ** 2) / np.mean(persistence_err ** 2)))
@@ -344,3 +352,67 @@ def test_the_skill_interval_is_a_95_percent_one_and_widens_for_correlated_errors
     lo, hi = forecast.skill_interval(actual, predicted, last, block=50, draws=2000)
     ref_lo, ref_hi = _iid_bootstrap_interval(actual, predicted, last)
     assert hi - lo > 2 * (ref_hi - ref_lo)
+
+
+# --------------------------------------------------------------------------- intervals and shrinking
+
+def test_gaussian_forecasts_cover_as_stated_when_the_model_is_right():
+    """Forecasts whose distribution is the one the data came from: 80% and 95% intervals cover
+    80% and 95%, and CRPS equals the normal distribution's closed form (levels and returns)."""
+    from statistics import NormalDist
+
+    rng = np.random.default_rng(0)
+    n, sigma = 20000, 0.3
+    prices = series_of(100 + np.cumsum(rng.normal(0, 1, 400)) * 0.1 + 50)
+    for target in ("levels", "returns"):
+        features, parts = forecast.build_parts(prices, 4, (0.7, 0.15, 0.15), target)
+        w = np.repeat(parts["test"].price_windows[:1], n, axis=0)
+        mean = rng.normal(0, 0.2, n)
+        actual = features.to_prices(w, mean + sigma * rng.standard_normal(n))
+        f = forecast.Forecasts(w, mean, mean, np.full(n, np.log(sigma ** 2)), features)
+        metrics = f.probabilistic_metrics(actual)
+        assert metrics["coverage_80"] == pytest.approx(0.8, abs=0.01)
+        assert metrics["coverage_95"] == pytest.approx(0.95, abs=0.006)
+        low, high = f.interval(0.8)
+        assert (low < f.point).all() and (f.point < high).all()
+        if target == "levels":  # prices are a linear map of the model's units: CRPS scales with it
+            scale = (features.scaler.high - features.scaler.low) / 2
+            z = (features.targets(w, actual) - mean) / sigma
+            unit = NormalDist()
+            exact = sigma * scale * np.mean([zz * (2 * unit.cdf(zz) - 1) + 2 * unit.pdf(zz) - 1 / np.sqrt(np.pi)
+                                             for zz in z])
+            assert metrics["crps"] == pytest.approx(exact, rel=2e-3)
+
+
+def test_the_shrink_weight_is_the_least_squares_one_clipped_to_0_and_1():
+    rng = np.random.default_rng(1)
+    persistence, targets = rng.normal(size=500), rng.normal(size=500)
+    half = persistence + 2 * (targets - persistence)  # moves twice as far as it should
+    assert forecast.fit_shrink(half, targets, persistence) == pytest.approx(0.5)
+    assert forecast.fit_shrink(targets, targets, persistence) == pytest.approx(1.0)
+    assert forecast.fit_shrink(persistence - (targets - persistence), targets, persistence) == 0.0
+    assert forecast.fit_shrink(persistence, targets, persistence) == 0.0
+    text = forecast.describe_shrink_and_intervals({"alpha": 0.0})
+    assert "found nothing that persistence does not already know" in text[0]
+
+
+def test_gaussian_head_with_shrinking_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, text, err = run_cli(capsys, "forecast", "train", *SMALL, "--epochs", "3", "--head", "gaussian",
+                              "--shrink", "auto", "--target", "returns", "--out", out)
+    assert code == 0, err
+    test = json.loads((out / "test.json").read_text())
+    for key in ("coverage_80", "coverage_95", "crps", "random_walk_crps", "crps_skill", "alpha", "unshrunk_skill"):
+        assert key in test, key
+    assert 0 <= test["alpha"] <= 1 and test["head"] == "gaussian"
+    assert json.loads((out / "shrink.json").read_text())["alpha"] == test["alpha"]
+    assert "80% interval" in test["comparison_text"] and "alpha" in test["comparison_text"]
+    code, pred, err = run_cli(capsys, "forecast", "predict", "--run", out, "--json")
+    result = json.loads(pred)
+    low, high = result["interval_80"]
+    assert low < result["forecast"] < high and result["alpha"] == test["alpha"]
+    assert result["interval_95"][0] < low and high < result["interval_95"][1]
+    # The shrunk forecast lies between persistence and the model's own.
+    lo, hi = sorted([result["persistence"], result["unshrunk_forecast"]])
+    assert lo - 1e-9 <= result["forecast"] <= hi + 1e-9
+    assert "interval coverage" in (out / "report.html").read_text()

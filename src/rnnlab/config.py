@@ -273,6 +273,12 @@ class ForecastConfig:
     train_length: int = setting(0, Setting("keep only the last N points of the range before splitting (0 = all); "
                                            "in a backtest, a sliding window of N points before each origin",
                                            "data", minimum=0, metavar="N"))
+    head: str = setting("point", Setting("point: one forecast, trained with MSE (the exercise); gaussian: a mean "
+                                         "and a log-variance, trained with the Gaussian negative log-likelihood, "
+                                         "giving 80 and 95 percent intervals", "model", choices=("point", "gaussian")))
+    shrink: str = setting("off", Setting("auto: fit one weight alpha in [0, 1] on validation and forecast "
+                                         "persistence + alpha x (model - persistence); off: the model's own "
+                                         "forecast", "model", choices=("off", "auto")))
     cell: str = shared("cell", "rnn", help="recurrent cell (rnn = nn.RNN, as in the exercise)")
     hidden_size: int = shared("hidden_size", 32)
     layers: int = shared("layers", 1)

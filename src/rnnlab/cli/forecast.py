@@ -1,4 +1,4 @@
-"""``rnnlab forecast ...``: the price forecaster's verbs (train, predict)."""
+"""``rnnlab forecast ...``: the price forecaster's verbs (train, backtest, predict)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def _forecast_train(args) -> int:
 
 
 def _forecast_backtest(args) -> int:
-    from ..tasks import backtest
+    from .. import backtest
 
     cfg, _ = config_from_args(ForecastConfig, args)
     settings = backtest.Settings(args.origins, args.stride or 0, args.retrain_every, args.workers)

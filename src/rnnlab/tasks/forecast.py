@@ -41,6 +41,7 @@ from ..data.prices import load_prices, parse_every, parse_utc, resample_opens
 from ..data.series import MinMaxScaler, ScaleScaler, check_points, generated_prices, scaler_from_dict, windows
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
+from . import forecast_stats as stats
 from .forecast_stats import price_metrics, skill_interval
 
 BUILTIN_SEED = 0
@@ -51,9 +52,18 @@ ZOOM_POINTS = 60  # points in the close-up panel of the forecast plot
 CANDLE_CHANNELS = {"open": (), "ohlc": ("high", "low", "close"), "ohlcv": ("high", "low", "close", "volume")}
 
 
+SHRINK_FILE = "shrink.json"  # the weight toward persistence fitted on validation (--shrink auto)
+
+
 def spec_of(cfg: ForecastConfig) -> ModelSpec:
     inputs = 1 + len(CANDLE_CHANNELS[cfg.features])
-    return ModelSpec(cfg.cell, inputs, cfg.hidden_size, 1, cfg.layers, "dense", residual=cfg.residual, norm=cfg.norm)
+    outputs = 2 if cfg.head == "gaussian" else 1  # (mean, log-variance) or the point forecast
+    return ModelSpec(cfg.cell, inputs, cfg.hidden_size, outputs, cfg.layers, "dense", residual=cfg.residual,
+                     norm=cfg.norm)
+
+
+def loss_of(cfg: ForecastConfig) -> str:
+    return "gaussian_nll" if cfg.head == "gaussian" else "mse"
 
 
 def columns_of(feature_set: str) -> tuple:
@@ -149,9 +159,10 @@ class Features:
     """
 
     def __init__(self, target: str, scaler, input_range: tuple[float, float] = (-1.0, 1.0),
-                 channel_scales: tuple = ()):
+                 channel_scales: tuple = (), volatility: float = float("nan")):
         self.target, self.scaler, self.input_range = target, scaler, tuple(input_range)
         self.channel_scales = tuple(float(x) for x in channel_scales)
+        self.volatility = float(volatility)  # RMS one-step log-return of the training part
 
     @classmethod
     def fit(cls, target: str, train_prices: np.ndarray, train_channels: np.ndarray | None = None) -> "Features":
@@ -161,6 +172,7 @@ class Features:
             features = cls(target, MinMaxScaler.fit(train_prices))
         scaled = features.scaler.transform(features._values(train_prices))
         features.input_range = (float(scaled.min()), float(scaled.max()))
+        features.volatility = float(np.sqrt(np.mean(np.diff(np.log(train_prices)) ** 2)))
         if train_channels is not None:
             rms = np.sqrt(np.mean(np.square(train_channels), axis=0))
             features.channel_scales = tuple(float(x) if x > 0 else 1.0 for x in rms)  # a flat channel stays 0
@@ -185,6 +197,10 @@ class Features:
             return self.scaler.transform(np.log(next_prices / price_windows[:, -1]))
         return self.scaler.transform(next_prices)
 
+    def persistence(self, price_windows: np.ndarray) -> np.ndarray:
+        """``[n]`` the output that means "the next price is the last one" (0 for returns)."""
+        return self.targets(price_windows, price_windows[:, -1])
+
     def to_prices(self, price_windows: np.ndarray, outputs: np.ndarray) -> np.ndarray:
         """Model outputs ``[n]`` -> forecast prices ``[n]``."""
         if self.target == "returns":
@@ -200,11 +216,12 @@ class Features:
 
     def to_dict(self) -> dict:
         return {"target": self.target, "scaler": self.scaler.to_dict(), "input_range": list(self.input_range),
-                "channel_scales": list(self.channel_scales)}
+                "channel_scales": list(self.channel_scales), "volatility": self.volatility}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Features":
-        return cls(d["target"], scaler_from_dict(d["scaler"]), d["input_range"], d.get("channel_scales", ()))
+        return cls(d["target"], scaler_from_dict(d["scaler"]), d["input_range"], d.get("channel_scales", ()),
+                   d.get("volatility", float("nan")))
 
 
 @dataclass
@@ -255,27 +272,120 @@ def build_parts(prices: pd.Series, window: int, fractions, target: str,
     return features, parts
 
 
-def forecast_points(loaded, series: Series, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(price windows ``[n, L]``, forecast prices ``[n]``) of a saved model (``load_run``) for the
-    points ``points`` of ``series``, each from the window of actual prices right before it."""
+@dataclass
+class Forecasts:
+    """One-step forecasts after some price windows, in the model's units and in prices.
+
+    ``mean`` is the model's output shrunk toward persistence by ``alpha`` (``--shrink auto``:
+    persistence + alpha * (model - persistence), in the model's units: scaled prices for
+    levels, scaled log-returns for returns); ``log_var`` the Gaussian head's log-variance in
+    the same units, or None for a point forecast.  Quantiles map to prices through the
+    same monotone map as the mean, so an interval in prices holds the probability it had.
+    """
+
+    price_windows: np.ndarray        # [n, L]
+    mean: np.ndarray                 # [n]
+    unshrunk_mean: np.ndarray        # [n]
+    log_var: np.ndarray | None       # [n]
+    features: Features
+    alpha: float | None = None
+
+    @property
+    def last(self) -> np.ndarray:
+        """The persistence forecast: the last price of each window."""
+        return self.price_windows[:, -1]
+
+    @property
+    def point(self) -> np.ndarray:
+        """``[n]`` forecast prices (shrunk when ``alpha`` is set)."""
+        return self.features.to_prices(self.price_windows, self.mean)
+
+    @property
+    def unshrunk(self) -> np.ndarray:
+        """``[n]`` the model's own forecast prices."""
+        return self.features.to_prices(self.price_windows, self.unshrunk_mean)
+
+    def quantiles(self, levels) -> np.ndarray:
+        """``[n, K]`` price quantiles at probability ``levels`` (Gaussian head only)."""
+        z = stats.normal_quantiles(levels)
+        moved = self.mean[:, None] + np.exp(0.5 * self.log_var)[:, None] * z[None, :]
+        return np.stack([self.features.to_prices(self.price_windows, moved[:, k]) for k in range(len(z))], axis=1)
+
+    def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """The central ``level`` interval in prices: (low ``[n]``, high ``[n]``)."""
+        q = self.quantiles(stats.interval_levels(level))
+        return q[:, 0], q[:, 1]
+
+    def random_walk_quantiles(self, levels) -> np.ndarray:
+        """``[n, K]`` quantiles of the reference forecast: a random walk in log-price with the
+        training part's volatility, centred on the last price."""
+        z = stats.normal_quantiles(levels)
+        return self.last[:, None] * np.exp(self.features.volatility * z[None, :])
+
+    def probabilistic_metrics(self, actual: np.ndarray) -> dict:
+        """80% and 95% interval coverage, CRPS and its skill against the random walk (price units)."""
+        if self.log_var is None:
+            return {}
+        crps = stats.crps_from_quantiles(actual, self.quantiles(stats.CRPS_LEVELS))
+        reference = stats.crps_from_quantiles(actual, self.random_walk_quantiles(stats.CRPS_LEVELS))
+        out = {f"coverage_{round(100 * level)}": stats.coverage(actual, *self.interval(level))
+               for level in (0.8, 0.95)}
+        out.update(crps=float(crps.mean()), random_walk_crps=float(reference.mean()),
+                   crps_skill=float(1.0 - crps.mean() / reference.mean()))
+        return out
+
+
+def model_outputs(trainer, inputs: np.ndarray) -> np.ndarray:
+    """The model's outputs after each whole window: ``[n, O]`` (float64) for inputs ``[n, L', F]``."""
+    y, _ = trainer.forward(trainer.init_carry(inputs.shape[0]), inputs)
+    return np.asarray(y[:, -1, :], dtype=np.float64)
+
+
+def forecast_outputs(trainer, inputs: np.ndarray) -> np.ndarray:
+    """The model's point forecast (the mean, for a Gaussian head) after each whole window: ``[n]``."""
+    return model_outputs(trainer, inputs)[:, 0]
+
+
+def make_forecasts(trainer, features: Features, price_windows: np.ndarray, inputs: np.ndarray,
+                   alpha: float | None = None) -> Forecasts:
+    """The ``Forecasts`` of a model after ``price_windows`` ``[n, L]`` (model ``inputs`` ``[n, L', F]``)."""
+    outputs = model_outputs(trainer, inputs)
+    raw = outputs[:, 0]
+    mean = raw if alpha is None else shrink_toward_persistence(raw, features.persistence(price_windows), alpha)
+    return Forecasts(price_windows, mean, raw, outputs[:, 1] if outputs.shape[1] > 1 else None, features, alpha)
+
+
+def shrink_toward_persistence(outputs: np.ndarray, persistence: np.ndarray, alpha: float) -> np.ndarray:
+    return persistence + alpha * (outputs - persistence)
+
+
+def fit_shrink(outputs: np.ndarray, targets: np.ndarray, persistence: np.ndarray) -> float:
+    """The weight alpha in [0, 1] of persistence + alpha * (model - persistence) with the least
+    squared error against ``targets`` (all ``[n]``, in the model's units)."""
+    move = outputs - persistence
+    denominator = float(move @ move)
+    if denominator == 0:
+        return 0.0
+    return float(np.clip(move @ (targets - persistence) / denominator, 0.0, 1.0))
+
+
+def forecast_points(loaded, series: Series, points: np.ndarray) -> Forecasts:
+    """The forecasts of a saved model (``load_run``, with its shrink weight) for the points
+    ``points`` of ``series``, each from the window of actual prices right before it."""
     cfg, features = loaded.cfg, loaded.extras["features"]
     values = series.prices.to_numpy(dtype=np.float64)
     price_windows = np.stack([values[t - cfg.window:t] for t in points])
     inputs = features.inputs(price_windows, channel_windows(series.channels, points, cfg.window))
-    outputs = forecast_outputs(loaded.trainer, inputs.astype(np.dtype(cfg.dtype)))
-    return price_windows, features.to_prices(price_windows, outputs)
-
-
-def forecast_outputs(trainer, inputs: np.ndarray) -> np.ndarray:
-    """The model's output after each whole window: ``[n]`` (float64) for inputs ``[n, L', 1]``."""
-    y, _ = trainer.forward(trainer.init_carry(inputs.shape[0]), inputs)
-    return np.asarray(y[:, -1, 0], dtype=np.float64)
+    return make_forecasts(loaded.trainer, features, price_windows, inputs.astype(np.dtype(cfg.dtype)),
+                          loaded.extras.get("alpha"))
 
 
 # --------------------------------------------------------------------------- metrics
 
-def compare(part: Part, predicted: np.ndarray, features: Features) -> dict:
-    """The model's price metrics next to persistence's on one part, and the skill."""
+def compare(part: Part, forecasts: Forecasts, features: Features) -> dict:
+    """The model's price metrics next to persistence's on one part, the skill, and with a
+    Gaussian head its intervals' coverage and CRPS; with a shrink weight, the unshrunk skill too."""
+    predicted = forecasts.point
     model = price_metrics(part.actual, predicted, part.last)
     persistence = price_metrics(part.actual, part.last, part.last)
     out = {"points": int(len(part.actual)), "from": str(part.times[0]), "to": str(part.times[-1])}
@@ -287,6 +397,11 @@ def compare(part: Part, predicted: np.ndarray, features: Features) -> dict:
     out["mae_skill"] = 1.0 - model["mae"] / persistence["mae"] if persistence["mae"] > 0 else float("nan")
     out["up_share"] = float(np.mean(part.actual > part.last))
     out["inputs_outside_training_range"] = features.outside_share(part.inputs)
+    if forecasts.alpha is not None:
+        out["alpha"] = forecasts.alpha
+        out["unshrunk_skill"] = stats.skill(part.actual, forecasts.unshrunk, part.last)
+        out["unshrunk_skill_ci95"] = list(skill_interval(part.actual, forecasts.unshrunk, part.last))
+    out.update(forecasts.probabilistic_metrics(part.actual))
     return out
 
 
@@ -309,7 +424,27 @@ def describe(result: dict, what: str = "test") -> str:
     if outside > 0:
         text.append(f"{outside * 100:.0f}% of the inputs lie outside the range seen in training: there the "
                     "model extrapolates.")
+    text += describe_shrink_and_intervals(result)
     return " ".join(text)
+
+
+def describe_shrink_and_intervals(result: dict) -> list[str]:
+    """Sentences on the shrink weight and the Gaussian head's intervals, where a result has them."""
+    text = []
+    alpha = result.get("alpha")
+    if alpha == 0:
+        text.append("The shrink weight fitted on validation is 0: the model found nothing that persistence "
+                    "does not already know, so the forecast is persistence itself.")
+    elif alpha is not None:
+        text.append(f"Forecasts are shrunk toward persistence with weight alpha = {alpha:.3f} fitted on validation "
+                    f"(persistence + alpha x (model - persistence)); unshrunk, the skill is "
+                    f"{result['unshrunk_skill']:+.4f}.")
+    if "coverage_80" in result:
+        text.append(f"Intervals: {100 * result['coverage_80']:.1f}% of actual values fell inside the 80% interval "
+                    f"and {100 * result['coverage_95']:.1f}% inside the 95% one; CRPS {result['crps']:,.2f} against "
+                    f"{result['random_walk_crps']:,.2f} for a random walk with the training period's volatility "
+                    f"(CRPS skill {result['crps_skill']:+.4f}).")
+    return text
 
 
 # --------------------------------------------------------------------------- the task
@@ -356,19 +491,22 @@ class ForecastTask(train.TaskBase):
     def epoch(self) -> float:
         return self.batches / self.steps_per_epoch
 
-    def predictions(self, trainer, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(scaled outputs, forecast prices) for every window of part ``name``."""
-        outputs = forecast_outputs(trainer, self.eval_inputs[name])
-        return outputs, self.features.to_prices(self.parts[name].price_windows, outputs)
+    def forecasts(self, trainer, name: str, alpha: float | None = None) -> Forecasts:
+        """The forecasts after every window of part ``name``."""
+        part = self.parts[name]
+        return make_forecasts(trainer, self.features, part.price_windows, self.eval_inputs[name], alpha)
 
     def evaluate(self, trainer) -> dict:
         out = {"epoch": round(self.epoch, 3)}
         for name in ("train", "val"):
-            outputs, prices = self.predictions(trainer, name)
+            f = self.forecasts(trainer, name)
             part = self.parts[name]
-            out[f"{name}_mse"] = float(np.mean((outputs - part.targets) ** 2))
-            err = prices - part.actual
+            out[f"{name}_mse"] = float(np.mean((f.mean - part.targets) ** 2))
+            err = f.point - part.actual
             out[f"{name}_rmse"] = float(np.sqrt(np.mean(err ** 2)))
+            if f.log_var is not None:  # the Gaussian head's own loss, in nats per forecast (model units)
+                out[f"{name}_nll"] = float(np.mean(0.5 * (f.log_var + (part.targets - f.mean) ** 2
+                                                          * np.exp(-f.log_var))) + 0.5 * math.log(2 * math.pi))
         out["val_persistence_rmse"] = self.val_persistence_rmse
         out["val_skill"] = 1.0 - out["val_rmse"] / out["val_persistence_rmse"]
         out["val_persistence_mse"] = self.val_persistence_mse
@@ -403,7 +541,9 @@ class ForecastTask(train.TaskBase):
                            "windows": {name: len(p.actual) for name, p in self.parts.items()}}}
 
     # ----- the run skeleton's hooks (rnnlab.runner)
-    loss = "mse"
+    @property
+    def loss(self) -> str:
+        return loss_of(self.cfg)
 
     def spec(self) -> ModelSpec:
         return spec_of(self.cfg)
@@ -424,22 +564,33 @@ class ForecastTask(train.TaskBase):
                             eval_at_start=True), total_steps
 
     def after_training(self, trainer, summary: dict, out: Path) -> dict:
-        """The loss plot; unless interrupted, the best epoch's model against persistence on the test
+        """The loss plot; unless interrupted, the shrink weight (``--shrink auto``, fitted on
+        validation, ``shrink.json``) and the best epoch's model against persistence on the test
         part (``test.json``, ``forecast.png``)."""
         cfg = self.cfg
         plot_history(out, cfg.loss_steps)
-        extra = {"epochs": round(self.epoch, 3), "test": None}
-        if summary["interrupted"] or len(self.parts["test"].actual) == 0:  # no test part: --test-fraction 0
+        extra = {"epochs": round(self.epoch, 3), "test": None, "alpha": None}
+        if summary["interrupted"]:
             return extra
-        best = load_run(out, "best")
-        result = _evaluate_parts(self, best.trainer)
+        best = load_run(out, "best", shrunk=False)
+        alpha = None
+        if cfg.shrink == "auto":
+            val, f = self.parts["val"], self.forecasts(best.trainer, "val")
+            alpha = fit_shrink(f.unshrunk_mean, val.targets, self.features.persistence(val.price_windows))
+            checkpoint.atomic_write_text(out / SHRINK_FILE, json.dumps(
+                {"alpha": alpha, "fitted_on": "validation", "points": len(val.actual),
+                 "step": best.meta["step"]}, indent=1) + "\n")
+        if len(self.parts["test"].actual) == 0:  # no test part: --test-fraction 0
+            return dict(extra, alpha=alpha)
+        result = {name: compare(self.parts[name], self.forecasts(best.trainer, name, alpha), self.features)
+                  for name in ("val", "test")}
         test = dict(result["test"], model="best", step=best.meta["step"], epoch=best.meta["metrics"]["epoch"],
-                    comparison_text=describe(result["test"]), val=result["val"], target=cfg.target,
+                    comparison_text=describe(result["test"]), val=result["val"], target=cfg.target, head=cfg.head,
                     train_seconds=round(summary["train_seconds"], 3))
-        plot_forecast(out / "forecast.png", self.parts["test"], result["test_predicted"], result["test"],
-                      f"{Path(self.series.source).name} every {cfg.every}, {cfg.cell} on {cfg.target}")
+        plot_forecast(out / "forecast.png", self.parts["test"], self.forecasts(best.trainer, "test", alpha),
+                      result["test"], f"{Path(self.series.source).name} every {cfg.every}, {cfg.cell} on {cfg.target}")
         checkpoint.atomic_write_text(out / "test.json", json.dumps(test, indent=1) + "\n")
-        return dict(extra, test=test)
+        return dict(extra, test=test, alpha=alpha)
 
     def summary_lines(self) -> list[str]:
         """What the run trains on, for the console."""
@@ -489,9 +640,14 @@ def plot_history(run_dir: Path, loss_steps: str) -> Path | None:
     return path
 
 
-def plot_forecast(path: Path, part: Part, predicted: np.ndarray, result: dict, title: str) -> Path:
-    """Test actual vs model vs persistence: the whole test period and a close-up of its end."""
+def plot_forecast(path: Path, part: Part, forecasts: Forecasts, result: dict, title: str) -> Path:
+    """Test actual vs model vs persistence, with the 80% and 95% intervals of a Gaussian head:
+    the whole test period and a close-up of its end."""
     import textwrap
+
+    predicted = forecasts.point
+    bands = ([(level, *forecasts.interval(level)) for level in (0.95, 0.8)] if forecasts.log_var is not None
+             else [])
 
     plt = report.pyplot()
     wrapped = textwrap.fill(describe(result), 120)
@@ -502,6 +658,9 @@ def plot_forecast(path: Path, part: Part, predicted: np.ndarray, result: dict, t
     for ax, sl, subtitle in ((axes[0], slice(None), "test period"),
                              (axes[1], zoom, f"last {min(ZOOM_POINTS, len(part.actual))} test points")):
         t = part.times[sl]
+        for (level, low, high), shade in zip(bands, (0.15, 0.3)):
+            ax.fill_between(t, low[sl], high[sl], color="tab:blue", alpha=shade, linewidth=0,
+                            label=f"{100 * level:g}% interval")
         ax.plot(t, part.actual[sl], "-", color="k", linewidth=1.4, label="actual")
         ax.plot(t, part.last[sl], "--", color="tab:orange", linewidth=1, label="persistence (last value)")
         ax.plot(t, predicted[sl], "-", color="tab:blue", linewidth=1, label="model")
@@ -522,16 +681,6 @@ def plot_forecast(path: Path, part: Part, predicted: np.ndarray, result: dict, t
 
 # --------------------------------------------------------------------------- runs
 
-def _evaluate_parts(task: ForecastTask, trainer) -> dict:
-    """``{"val": ..., "test": ...}`` comparisons with persistence, plus the test forecasts."""
-    out = {}
-    for name in ("val", "test"):
-        _, prices = task.predictions(trainer, name)
-        out[name] = compare(task.parts[name], prices, task.features)
-        out[f"{name}_predicted"] = prices
-    return out
-
-
 def open_task(cfg: ForecastConfig, meta: dict | None, where: str) -> "ForecastTask":
     """The data of a run: the series, its windows and scaler fitted on the training part, and the
     shuffled order, at the checkpoint's place in it when ``meta`` is a checkpoint's."""
@@ -541,10 +690,15 @@ def open_task(cfg: ForecastConfig, meta: dict | None, where: str) -> "ForecastTa
     return task
 
 
-def load_run(run_dir: str | os.PathLike, which: str = "best", backend: str | None = None):
-    """A saved forecast model (``extras["features"]``: its scaler and target)."""
-    return runs.load_run(run_dir, which, "forecast", ForecastConfig, backend, "mse",
-                         {"features": ("features", Features.from_dict)})
+def load_run(run_dir: str | os.PathLike, which: str = "best", backend: str | None = None, shrunk: bool = True):
+    """A saved forecast model: ``extras["features"]`` (its scaler and target) and ``extras["alpha"]``,
+    the shrink weight fitted for the best epoch (None without ``--shrink auto``, for the last
+    checkpoint, or with ``shrunk=False``)."""
+    loaded = runs.load_run(run_dir, which, "forecast", ForecastConfig, backend, "mse",
+                           {"features": ("features", Features.from_dict)})
+    shrink = read_json(Path(run_dir) / SHRINK_FILE) if shrunk and which == "best" else None
+    loaded.extras["alpha"] = None if shrink is None or loaded.cfg.shrink != "auto" else float(shrink["alpha"])
+    return loaded
 
 
 def check_grid(data, every: pd.Timedelta, anchor: pd.Timestamp, every_text: str) -> None:
@@ -605,15 +759,22 @@ def predict_next(run_dir: str | os.PathLike, csv: str | None = None, which: str 
     w = prices.to_numpy(dtype=np.float64)[-cfg.window:][None]
     model_inputs = features.inputs(w, channel_windows(channels, np.array([len(prices)]), cfg.window))
     model_inputs = model_inputs.astype(np.dtype(cfg.dtype))
-    predicted = float(features.to_prices(w, forecast_outputs(trainer, model_inputs))[0])
-    last = float(w[0, -1])
+    f = make_forecasts(trainer, features, w, model_inputs, loaded.extras["alpha"])
+    predicted, last = float(f.point[0]), float(w[0, -1])
     if features.outside_share(model_inputs) > 0:
         notes.append("the last window lies partly outside the range of the training inputs: the model extrapolates")
     last_time = prices.index[-1]
-    return {"run": str(run_dir), "model": which, "source": source, "every": cfg.every,
-            "window_from": str(prices.index[-cfg.window]), "last_time": str(last_time), "last_price": last,
-            "next_time": str(last_time + every), "forecast": predicted, "persistence": last,
-            "change_percent": 100 * (predicted / last - 1), "notes": notes}
+    result = {"run": str(run_dir), "model": which, "source": source, "every": cfg.every,
+              "window_from": str(prices.index[-cfg.window]), "last_time": str(last_time), "last_price": last,
+              "next_time": str(last_time + every), "forecast": predicted, "persistence": last,
+              "change_percent": 100 * (predicted / last - 1), "notes": notes}
+    if f.alpha is not None:
+        result.update(alpha=f.alpha, unshrunk_forecast=float(f.unshrunk[0]))
+    if f.log_var is not None:
+        for level in (0.8, 0.95):
+            low, high = f.interval(level)
+            result[f"interval_{round(100 * level)}"] = [float(low[0]), float(high[0])]
+    return result
 
 
 # --------------------------------------------------------------------------- report
@@ -639,6 +800,17 @@ def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
             f"always 'up': {100 * test['up_share']:.1f}%",
             f"{100 * (test['direction_accuracy'] - test['up_share']):+.1f} points",
             "better" if test["direction_accuracy"] > max(test["up_share"], 1 - test["up_share"]) else "worse"))
+        if "coverage_80" in test:
+            facts.headline.append(Headline(
+                "interval coverage (80% / 95%)", f"{100 * test['coverage_80']:.1f}% / {100 * test['coverage_95']:.1f}%",
+                "nominal: 80% / 95%", f"CRPS {test['crps']:,.4g} vs random walk {test['random_walk_crps']:,.4g} "
+                f"(skill {test['crps_skill']:+.3f})", "better" if test["crps_skill"] > 0 else "worse"))
+        if test.get("alpha") is not None:
+            facts.headline.append(Headline(
+                "shrink weight toward persistence (fitted on validation)", f"alpha {test['alpha']:.3f}",
+                f"unshrunk skill {test['unshrunk_skill']:+.3f}",
+                "the model adds nothing to persistence" if test["alpha"] == 0 else f"skill {test['skill']:+.3f} shrunk",
+                "worse" if test["alpha"] == 0 else "close"))
         if test.get("comparison_text"):
             facts.texts.append(("Against persistence, in words", test["comparison_text"]))
     else:

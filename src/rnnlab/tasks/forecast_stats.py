@@ -121,3 +121,41 @@ def compare_with_persistence(actual: np.ndarray, predicted: np.ndarray, last: np
     out["persistence_mase"] = float(np.mean(np.abs(last - actual) / scale))
     out["skill"] = skill(actual, predicted, last)
     return out
+
+
+# --------------------------------------------------------------------------- forecast distributions
+
+# Probability levels at which a forecast distribution is read: the midpoints of 200 equal slices
+# of (0, 1), so the mean over them is the midpoint rule for an integral over the levels.
+CRPS_LEVELS = (np.arange(200) + 0.5) / 200
+
+
+def normal_quantiles(levels) -> np.ndarray:
+    """Standard normal quantiles at ``levels`` (each in (0, 1))."""
+    from statistics import NormalDist
+
+    unit = NormalDist()
+    return np.array([unit.inv_cdf(float(p)) for p in np.atleast_1d(levels)])
+
+
+def crps_from_quantiles(actual: np.ndarray, quantiles: np.ndarray, levels: np.ndarray = CRPS_LEVELS) -> np.ndarray:
+    """``[n]`` continuous ranked probability scores, in the units of ``actual``, of forecast
+    distributions given by their ``quantiles`` ``[n, K]`` at ``levels`` ``[K]``.
+
+    CRPS is twice the integral over levels p of the pinball loss of the p-quantile; the mean
+    over evenly spread levels is the midpoint rule for it (with 200 levels, within 0.1% of the
+    closed form for a normal distribution).  Lower is better; for a point forecast it is the
+    absolute error, so it compares with MAE.
+    """
+    diff = np.asarray(actual, dtype=np.float64)[:, None] - quantiles
+    return 2.0 * np.mean(np.maximum(levels * diff, (levels - 1.0) * diff), axis=1)
+
+
+def coverage(actual: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
+    """Share of ``actual`` inside [low, high]."""
+    return float(np.mean((actual >= low) & (actual <= high)))
+
+
+def interval_levels(level: float) -> tuple[float, float]:
+    """The probability levels of a central interval: 0.8 -> (0.1, 0.9)."""
+    return (1 - level) / 2, (1 + level) / 2

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint, runs
-from ..config import ForecastConfig, flag
-from ..data.series import points_needed, split_sizes
-from ..errors import UserError
-from . import forecast_stats as stats
+from . import checkpoint, runs
+from .config import ForecastConfig, flag
+from .data.series import points_needed, split_sizes
+from .errors import UserError
+from .tasks import forecast_stats as stats
 
 PLAN_VERSION = 1
 BACKTEST_FILES = ("plan.json", "backtest.json", "backtest.png", "report.html")
@@ -106,7 +106,7 @@ def _origin_config(cfg: ForecastConfig, prices, origin: Origin) -> ForecastConfi
 
 def _whole_series(cfg: ForecastConfig):
     """The backtest's series: all of --start..--end (--train-length limits each fit, not this)."""
-    from . import forecast
+    from .tasks import forecast
 
     return forecast.load_series(dataclasses.replace(cfg, train_length=0))
 
@@ -119,7 +119,7 @@ def fit_group(cfg_dict: dict, out: str, group: list[dict], quiet: bool = True) -
     """Fit the model of ``group[0]``'s origin (resuming a fit that was stopped) and write the
     forecasts of every origin in ``group`` that has none yet; returns their records.  Runs in a
     worker process, so it takes and returns plain data.  An interrupted fit returns []."""
-    from . import forecast
+    from .tasks import forecast
 
     cfg, out = ForecastConfig(**cfg_dict), Path(out)
     origins = [Origin(**o) for o in group]
@@ -130,7 +130,7 @@ def fit_group(cfg_dict: dict, out: str, group: list[dict], quiet: bool = True) -
     fit_cfg = _origin_config(cfg, prices, fit_origin)
     fit_seconds = 0.0
     if not (run_dir / "fit.json").exists():
-        from ..runner import train_run
+        from .runner import train_run
 
         started = time.perf_counter()
         summary = train_run(fit_cfg, run_dir, resume=checkpoint.exists(run_dir), force=True, quiet=quiet,
@@ -157,13 +157,21 @@ def fit_group(cfg_dict: dict, out: str, group: list[dict], quiet: bool = True) -
             records.append(json.loads(path.read_text(encoding="utf-8")))
             continue
         points = np.arange(origin.first, origin.end)
-        price_windows, predicted = forecast.forecast_points(loaded, series, points)
+        f = forecast.forecast_points(loaded, series, points)
+        actual = prices.to_numpy()[points]
         record = {"origin": origin.index, "fit_origin": fit_origin.index, "first": origin.first, "end": origin.end,
-                  "times": [str(t) for t in prices.index[points]],
-                  "actual": prices.to_numpy()[points].tolist(), "predicted": predicted.tolist(),
-                  "persistence": price_windows[:, -1].tolist(), "mase_scale": facts["mase_scale"],
+                  "times": [str(t) for t in prices.index[points]], "actual": actual.tolist(),
+                  "predicted": f.point.tolist(), "unshrunk": f.unshrunk.tolist(), "alpha": f.alpha,
+                  "persistence": f.last.tolist(), "mase_scale": facts["mase_scale"],
                   "fit_from": facts["fit_from"], "fit_to": facts["fit_to"], "fit_points": facts["fit_points"],
                   "fit_seconds": facts["fit_seconds"] if origin is fit_origin else 0.0}
+        if f.log_var is not None:
+            for level in (0.8, 0.95):
+                low, high = f.interval(level)
+                record[f"low_{round(100 * level)}"], record[f"high_{round(100 * level)}"] = low.tolist(), high.tolist()
+            record["crps"] = stats.crps_from_quantiles(actual, f.quantiles(stats.CRPS_LEVELS)).tolist()
+            record["random_walk_crps"] = stats.crps_from_quantiles(
+                actual, f.random_walk_quantiles(stats.CRPS_LEVELS)).tolist()
         path.parent.mkdir(exist_ok=True)
         checkpoint.atomic_write_text(path, json.dumps(record) + "\n")
         records.append(record)
@@ -223,8 +231,8 @@ def run_backtest(cfg: ForecastConfig, settings: Settings, out, force: bool = Fal
     (with ``interrupted`` true and no results when it was stopped)."""
     from tqdm import tqdm
 
-    from ..lock import RunLock
-    from . import forecast
+    from .lock import RunLock
+    from .tasks import forecast
 
     cfg = cfg.validate()
     settings = settings.check()
@@ -286,7 +294,7 @@ def _run_groups(cfg: ForecastConfig, out: Path, groups: list, workers: int, quie
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        from ..threads import available_cpus
+        from .threads import available_cpus
 
         threads = max(1, available_cpus() // workers)
         # spawn, not fork: a forked child would inherit torch's and JAX's threads half-made.
@@ -314,22 +322,42 @@ def summarize(records: list[dict], source: str, cfg: ForecastConfig, settings: S
     for r in records:
         actual, predicted, last = (np.asarray(r[k]) for k in ("actual", "predicted", "persistence"))
         row = stats.compare_with_persistence(actual, predicted, last, r["mase_scale"])
+        if r.get("alpha") is not None:
+            row["alpha"] = r["alpha"]
         per_origin.append({"origin": r["origin"], "fit_origin": r["fit_origin"], "from": r["times"][0],
                            "to": r["times"][-1], "fit_points": r["fit_points"], **row})
-    actual, predicted, last = (np.concatenate([r[k] for r in records]) for k in ("actual", "predicted", "persistence"))
-    scale = np.concatenate([np.full(len(r["actual"]), r["mase_scale"]) for r in records])
-    pooled = stats.compare_with_persistence(actual, predicted, last, scale)
-    block = stats.bootstrap_block(len(actual))
-    pooled["skill_ci95"] = list(stats.skill_interval(actual, predicted, last, block=block))
-    pooled["bootstrap_block"] = block
-    pooled["diebold_mariano"] = stats.diebold_mariano(actual, predicted, last)
+    pooled = pool(records, "predicted")
     pooled["origins_beating_persistence"] = sum(row["skill"] > 0 for row in per_origin)
+    alphas = [r["alpha"] for r in records if r.get("alpha") is not None]
+    if alphas:
+        pooled["alpha_mean"], pooled["alpha_zero_share"] = float(np.mean(alphas)), float(np.mean(np.equal(alphas, 0)))
+        pooled["unshrunk"] = pool(records, "unshrunk")
     return {"source": source, "every": cfg.every, "window": cfg.window, "target": cfg.target, "cell": cfg.cell,
             "hidden_size": cfg.hidden_size, "origins": len(records),
             "stride": records[0]["end"] - records[0]["first"], "retrain_every": settings.retrain_every,
             "train_length": cfg.train_length, "first_forecast": records[0]["times"][0],
             "last_forecast": records[-1]["times"][-1], "fit_seconds": round(sum(r["fit_seconds"] for r in records), 3),
             "pooled": pooled, "per_origin": per_origin, "verdict": verdict(pooled)}
+
+
+def pool(records: list[dict], key: str) -> dict:
+    """The pooled comparison with persistence of the forecasts ``records[i][key]``: errors, skill
+    with its block-bootstrap interval, Diebold-Mariano, and coverage and CRPS where there are intervals."""
+    actual, predicted, last = (np.concatenate([r[k] for r in records]) for k in ("actual", key, "persistence"))
+    scale = np.concatenate([np.full(len(r["actual"]), r["mase_scale"]) for r in records])
+    pooled = stats.compare_with_persistence(actual, predicted, last, scale)
+    block = stats.bootstrap_block(len(actual))
+    pooled["skill_ci95"] = list(stats.skill_interval(actual, predicted, last, block=block))
+    pooled["bootstrap_block"] = block
+    pooled["diebold_mariano"] = stats.diebold_mariano(actual, predicted, last)
+    if key == "predicted" and "crps" in records[0]:
+        for level in (80, 95):
+            low, high = (np.concatenate([r[f"{side}_{level}"] for r in records]) for side in ("low", "high"))
+            pooled[f"coverage_{level}"] = stats.coverage(actual, low, high)
+        crps, reference = (np.concatenate([r[k] for r in records]) for k in ("crps", "random_walk_crps"))
+        pooled.update(crps=float(crps.mean()), random_walk_crps=float(reference.mean()),
+                      crps_skill=float(1.0 - crps.mean() / reference.mean()))
+    return pooled
 
 
 def verdict(pooled: dict) -> str:
@@ -349,6 +377,16 @@ def verdict(pooled: dict) -> str:
         text += " The model beats persistence, and the difference is larger than the noise."
     else:
         text += " Persistence beats the model, and the difference is larger than the noise."
+    if "alpha_mean" in pooled:
+        unshrunk = pooled["unshrunk"]
+        text += (f" Each origin shrank its forecasts toward persistence with a weight fitted on its own validation "
+                 f"part (mean alpha {pooled['alpha_mean']:.3f}; 0 at {100 * pooled['alpha_zero_share']:.0f}% of the "
+                 f"fits, where the model found nothing persistence does not know); unshrunk, the pooled skill is "
+                 f"{unshrunk['skill']:+.4f} ({unshrunk['skill_ci95'][0]:+.4f} to {unshrunk['skill_ci95'][1]:+.4f}).")
+    if "coverage_80" in pooled:
+        text += (f" Intervals: {100 * pooled['coverage_80']:.1f}% of actual values inside the 80% interval and "
+                 f"{100 * pooled['coverage_95']:.1f}% inside the 95% one; CRPS skill {pooled['crps_skill']:+.4f} "
+                 "against a random walk with each fit's training volatility.")
     return text
 
 
@@ -356,7 +394,7 @@ def plot_backtest(path: Path, records: list[dict], result: dict) -> Path:
     """Skill per origin, and the cumulative squared-error difference against persistence over time."""
     import pandas as pd
 
-    from .. import report
+    from . import report
 
     plt = report.pyplot()
     fig, axes = plt.subplots(2, 1, figsize=(10, 7), dpi=100, gridspec_kw={"hspace": 0.4})
@@ -391,7 +429,7 @@ def plot_backtest(path: Path, records: list[dict], result: dict) -> Path:
 
 def write_report(out: Path, result: dict) -> Path:
     """``report.html`` of the backtest: the verdict, the plot and the per-origin table."""
-    from .. import html_report
+    from . import html_report
 
     pooled = result["pooled"]
     lo, hi = pooled["skill_ci95"]
@@ -403,6 +441,11 @@ def write_report(out: Path, result: dict) -> Path:
                              f"persistence: {pooled['persistence_mase']:.3f}",
                              f"Diebold-Mariano p = {pooled['diebold_mariano']['p_value']:.3g}",
                              "better" if pooled["mase"] < pooled["persistence_mase"] else "worse")]
+    if "coverage_80" in pooled:
+        headline.append(html_report.Headline(
+            "interval coverage (80% / 95%)", f"{100 * pooled['coverage_80']:.1f}% / {100 * pooled['coverage_95']:.1f}%",
+            "nominal: 80% / 95%", f"CRPS skill {pooled['crps_skill']:+.4f} vs random walk",
+            "better" if pooled["crps_skill"] > 0 else "worse"))
     header = ["origin", "forecasts", "from", "to", "fit points", "RMSE", "persistence RMSE", "skill", "MASE",
               "direction"]
     rows = [[str(r["origin"]), str(r["points"]), r["from"][:16], r["to"][:16], str(r["fit_points"]),
