@@ -384,6 +384,27 @@ def test_gaussian_forecasts_cover_as_stated_when_the_model_is_right():
             assert metrics["crps"] == pytest.approx(exact, rel=2e-3)
 
 
+def test_calibrated_intervals_keep_heavy_tails_that_normal_ones_miss():
+    """Errors from a Student-t with 3 degrees of freedom, scaled to unit variance: normal 80%
+    intervals of the right variance cover too much; intervals from the quantiles of residuals
+    seen before (another sample) cover 80%."""
+    rng = np.random.default_rng(2)
+    n = 40000
+    prices = series_of(np.linspace(100, 120, 200))
+    features, parts = forecast.build_parts(prices, 4, (0.7, 0.15, 0.15), "levels")
+    w = np.repeat(parts["test"].price_windows[:1], n, axis=0)
+    t3 = rng.standard_t(3, size=(2, n)) / np.sqrt(3.0)  # variance 1
+    mean, log_var = np.zeros(n), np.zeros(n)
+    actual = features.to_prices(w, t3[0])
+    normal = forecast.Forecasts(w, mean, mean, log_var, features).probabilistic_metrics(actual)
+    calibration = forecast.Calibration(None, np.sort(t3[1]), n)
+    calibrated = forecast.Forecasts(w, mean, mean, log_var, features, calibration).probabilistic_metrics(actual)
+    assert normal["coverage_80"] > 0.85
+    assert calibrated["coverage_80"] == pytest.approx(0.8, abs=0.01)
+    assert calibrated["coverage_95"] == pytest.approx(0.95, abs=0.006)
+    assert calibrated["crps"] < normal["crps"]  # the calibrated distribution is the closer one
+
+
 def test_the_shrink_weight_is_the_least_squares_one_clipped_to_0_and_1():
     rng = np.random.default_rng(1)
     persistence, targets = rng.normal(size=500), rng.normal(size=500)
@@ -405,7 +426,8 @@ def test_gaussian_head_with_shrinking_end_to_end(tmp_path, capsys):
     for key in ("coverage_80", "coverage_95", "crps", "random_walk_crps", "crps_skill", "alpha", "unshrunk_skill"):
         assert key in test, key
     assert 0 <= test["alpha"] <= 1 and test["head"] == "gaussian"
-    assert json.loads((out / "shrink.json").read_text())["alpha"] == test["alpha"]
+    calibration = json.loads((out / "calibration.json").read_text())
+    assert calibration["alpha"] == test["alpha"] and len(calibration["residuals"]) == test["val"]["points"]
     assert "80% interval" in test["comparison_text"] and "alpha" in test["comparison_text"]
     code, pred, err = run_cli(capsys, "forecast", "predict", "--run", out, "--json")
     result = json.loads(pred)

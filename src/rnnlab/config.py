@@ -276,6 +276,10 @@ class ForecastConfig:
     head: str = setting("point", Setting("point: one forecast, trained with MSE (the exercise); gaussian: a mean "
                                          "and a log-variance, trained with the Gaussian negative log-likelihood, "
                                          "giving 80 and 95 percent intervals", "model", choices=("point", "gaussian")))
+    intervals: str = setting("calibrated", Setting("with --head gaussian: calibrated: intervals from the quantiles "
+                                                   "of the standardized validation residuals (they keep heavy tails); "
+                                                   "normal: the Gaussian's own quantiles", "model",
+                                                   choices=("calibrated", "normal")))
     shrink: str = setting("off", Setting("auto: fit one weight alpha in [0, 1] on validation and forecast "
                                          "persistence + alpha x (model - persistence); off: the model's own "
                                          "forecast", "model", choices=("off", "auto")))

@@ -25,7 +25,7 @@ from .optim import Optimizer
 # Files a run writes; a directory holding any of them holds a run.
 RUN_FILES = ("config.toml", "metrics.jsonl", "checkpoint.safetensors", "checkpoint.json",
              "checkpoint.next.safetensors", "best.safetensors", "best.json", "best.next.safetensors",
-             "test.json", "shrink.json", "samples.jsonl", "report.html")
+             "test.json", "calibration.json", "samples.jsonl", "report.html")
 
 
 @dataclass

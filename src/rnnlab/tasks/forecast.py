@@ -52,7 +52,7 @@ ZOOM_POINTS = 60  # points in the close-up panel of the forecast plot
 CANDLE_CHANNELS = {"open": (), "ohlc": ("high", "low", "close"), "ohlcv": ("high", "low", "close", "volume")}
 
 
-SHRINK_FILE = "shrink.json"  # the weight toward persistence fitted on validation (--shrink auto)
+CALIBRATION_FILE = "calibration.json"  # what is fitted on validation after training (``Calibration``)
 
 
 def spec_of(cfg: ForecastConfig) -> ModelSpec:
@@ -273,6 +273,37 @@ def build_parts(prices: pd.Series, window: int, fractions, target: str,
 
 
 @dataclass
+class Calibration:
+    """What a run fits on its validation part after training, for its best epoch.
+
+    ``alpha``: the shrink weight toward persistence (``--shrink auto``), else None.
+    ``residuals``: the sorted standardized residuals (actual - mean) / sd of the Gaussian head
+    on validation (``--intervals calibrated``), else None; their empirical quantiles replace the
+    normal ones, so intervals keep the tails the data has.
+    """
+
+    alpha: float | None = None
+    residuals: np.ndarray | None = None
+    points: int = 0
+
+    def to_dict(self) -> dict:
+        return {"alpha": self.alpha, "fitted_on": "validation", "points": self.points,
+                "residuals": None if self.residuals is None else [round(float(z), 6) for z in self.residuals]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Calibration":
+        residuals = d.get("residuals")
+        return cls(None if d.get("alpha") is None else float(d["alpha"]),
+                   None if residuals is None else np.asarray(residuals, dtype=np.float64), int(d.get("points", 0)))
+
+    def unit_quantiles(self, levels) -> np.ndarray:
+        """Quantiles of the standardized forecast error at ``levels``: empirical or standard normal."""
+        if self.residuals is None:
+            return stats.normal_quantiles(levels)
+        return np.quantile(self.residuals, np.atleast_1d(levels))
+
+
+@dataclass
 class Forecasts:
     """One-step forecasts after some price windows, in the model's units and in prices.
 
@@ -288,7 +319,11 @@ class Forecasts:
     unshrunk_mean: np.ndarray        # [n]
     log_var: np.ndarray | None       # [n]
     features: Features
-    alpha: float | None = None
+    calibration: Calibration = dataclasses.field(default_factory=Calibration)
+
+    @property
+    def alpha(self) -> float | None:
+        return self.calibration.alpha
 
     @property
     def last(self) -> np.ndarray:
@@ -307,7 +342,7 @@ class Forecasts:
 
     def quantiles(self, levels) -> np.ndarray:
         """``[n, K]`` price quantiles at probability ``levels`` (Gaussian head only)."""
-        z = stats.normal_quantiles(levels)
+        z = self.calibration.unit_quantiles(levels)
         moved = self.mean[:, None] + np.exp(0.5 * self.log_var)[:, None] * z[None, :]
         return np.stack([self.features.to_prices(self.price_windows, moved[:, k]) for k in range(len(z))], axis=1)
 
@@ -347,12 +382,29 @@ def forecast_outputs(trainer, inputs: np.ndarray) -> np.ndarray:
 
 
 def make_forecasts(trainer, features: Features, price_windows: np.ndarray, inputs: np.ndarray,
-                   alpha: float | None = None) -> Forecasts:
+                   calibration: Calibration | None = None) -> Forecasts:
     """The ``Forecasts`` of a model after ``price_windows`` ``[n, L]`` (model ``inputs`` ``[n, L', F]``)."""
+    calibration = calibration or Calibration()
     outputs = model_outputs(trainer, inputs)
     raw = outputs[:, 0]
+    alpha = calibration.alpha
     mean = raw if alpha is None else shrink_toward_persistence(raw, features.persistence(price_windows), alpha)
-    return Forecasts(price_windows, mean, raw, outputs[:, 1] if outputs.shape[1] > 1 else None, features, alpha)
+    return Forecasts(price_windows, mean, raw, outputs[:, 1] if outputs.shape[1] > 1 else None, features,
+                     calibration)
+
+
+def fit_calibration(cfg: ForecastConfig, trainer, features: Features, part: "Part", inputs: np.ndarray) -> Calibration:
+    """The shrink weight and interval residuals of ``cfg`` (``--shrink``, ``--intervals``) fitted
+    on the validation ``part``."""
+    raw = make_forecasts(trainer, features, part.price_windows, inputs)
+    alpha = None
+    if cfg.shrink == "auto":
+        alpha = fit_shrink(raw.unshrunk_mean, part.targets, features.persistence(part.price_windows))
+    residuals = None
+    if cfg.head == "gaussian" and cfg.intervals == "calibrated":
+        mean = make_forecasts(trainer, features, part.price_windows, inputs, Calibration(alpha)).mean
+        residuals = np.sort((part.targets - mean) * np.exp(-0.5 * raw.log_var))
+    return Calibration(alpha, residuals, len(part.actual))
 
 
 def shrink_toward_persistence(outputs: np.ndarray, persistence: np.ndarray, alpha: float) -> np.ndarray:
@@ -377,7 +429,7 @@ def forecast_points(loaded, series: Series, points: np.ndarray) -> Forecasts:
     price_windows = np.stack([values[t - cfg.window:t] for t in points])
     inputs = features.inputs(price_windows, channel_windows(series.channels, points, cfg.window))
     return make_forecasts(loaded.trainer, features, price_windows, inputs.astype(np.dtype(cfg.dtype)),
-                          loaded.extras.get("alpha"))
+                          loaded.extras.get("calibration"))
 
 
 # --------------------------------------------------------------------------- metrics
@@ -491,10 +543,10 @@ class ForecastTask(train.TaskBase):
     def epoch(self) -> float:
         return self.batches / self.steps_per_epoch
 
-    def forecasts(self, trainer, name: str, alpha: float | None = None) -> Forecasts:
+    def forecasts(self, trainer, name: str, calibration: Calibration | None = None) -> Forecasts:
         """The forecasts after every window of part ``name``."""
         part = self.parts[name]
-        return make_forecasts(trainer, self.features, part.price_windows, self.eval_inputs[name], alpha)
+        return make_forecasts(trainer, self.features, part.price_windows, self.eval_inputs[name], calibration)
 
     def evaluate(self, trainer) -> dict:
         out = {"epoch": round(self.epoch, 3)}
@@ -565,29 +617,26 @@ class ForecastTask(train.TaskBase):
 
     def after_training(self, trainer, summary: dict, out: Path) -> dict:
         """The loss plot; unless interrupted, the shrink weight (``--shrink auto``, fitted on
-        validation, ``shrink.json``) and the best epoch's model against persistence on the test
+        validation, ``calibration.json``) and the best epoch's model against persistence on the test
         part (``test.json``, ``forecast.png``)."""
         cfg = self.cfg
         plot_history(out, cfg.loss_steps)
         extra = {"epochs": round(self.epoch, 3), "test": None, "alpha": None}
         if summary["interrupted"]:
             return extra
-        best = load_run(out, "best", shrunk=False)
-        alpha = None
-        if cfg.shrink == "auto":
-            val, f = self.parts["val"], self.forecasts(best.trainer, "val")
-            alpha = fit_shrink(f.unshrunk_mean, val.targets, self.features.persistence(val.price_windows))
-            checkpoint.atomic_write_text(out / SHRINK_FILE, json.dumps(
-                {"alpha": alpha, "fitted_on": "validation", "points": len(val.actual),
-                 "step": best.meta["step"]}, indent=1) + "\n")
+        best = load_run(out, "best", calibrated=False)
+        calibration = fit_calibration(cfg, best.trainer, self.features, self.parts["val"], self.eval_inputs["val"])
+        checkpoint.atomic_write_text(out / CALIBRATION_FILE, json.dumps(
+            dict(calibration.to_dict(), step=best.meta["step"])) + "\n")
+        alpha = calibration.alpha
         if len(self.parts["test"].actual) == 0:  # no test part: --test-fraction 0
             return dict(extra, alpha=alpha)
-        result = {name: compare(self.parts[name], self.forecasts(best.trainer, name, alpha), self.features)
+        result = {name: compare(self.parts[name], self.forecasts(best.trainer, name, calibration), self.features)
                   for name in ("val", "test")}
         test = dict(result["test"], model="best", step=best.meta["step"], epoch=best.meta["metrics"]["epoch"],
                     comparison_text=describe(result["test"]), val=result["val"], target=cfg.target, head=cfg.head,
                     train_seconds=round(summary["train_seconds"], 3))
-        plot_forecast(out / "forecast.png", self.parts["test"], self.forecasts(best.trainer, "test", alpha),
+        plot_forecast(out / "forecast.png", self.parts["test"], self.forecasts(best.trainer, "test", calibration),
                       result["test"], f"{Path(self.series.source).name} every {cfg.every}, {cfg.cell} on {cfg.target}")
         checkpoint.atomic_write_text(out / "test.json", json.dumps(test, indent=1) + "\n")
         return dict(extra, test=test, alpha=alpha)
@@ -690,14 +739,19 @@ def open_task(cfg: ForecastConfig, meta: dict | None, where: str) -> "ForecastTa
     return task
 
 
-def load_run(run_dir: str | os.PathLike, which: str = "best", backend: str | None = None, shrunk: bool = True):
-    """A saved forecast model: ``extras["features"]`` (its scaler and target) and ``extras["alpha"]``,
-    the shrink weight fitted for the best epoch (None without ``--shrink auto``, for the last
-    checkpoint, or with ``shrunk=False``)."""
+def load_run(run_dir: str | os.PathLike, which: str = "best", backend: str | None = None,
+             calibrated: bool = True):
+    """A saved forecast model: ``extras["features"]`` (its scaler and target) and
+    ``extras["calibration"]``, what was fitted on validation for the best epoch (shrink weight,
+    interval residuals; empty for the last checkpoint or with ``calibrated=False``)."""
     loaded = runs.load_run(run_dir, which, "forecast", ForecastConfig, backend, "mse",
                            {"features": ("features", Features.from_dict)})
-    shrink = read_json(Path(run_dir) / SHRINK_FILE) if shrunk and which == "best" else None
-    loaded.extras["alpha"] = None if shrink is None or loaded.cfg.shrink != "auto" else float(shrink["alpha"])
+    saved = read_json(Path(run_dir) / CALIBRATION_FILE) if calibrated and which == "best" else None
+    try:
+        loaded.extras["calibration"] = Calibration() if saved is None else Calibration.from_dict(saved)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{run_dir}/{CALIBRATION_FILE} is damaged ({exc}); run `forecast train --resume` on the "
+                        "finished run to fit it again") from exc
     return loaded
 
 
@@ -759,7 +813,7 @@ def predict_next(run_dir: str | os.PathLike, csv: str | None = None, which: str 
     w = prices.to_numpy(dtype=np.float64)[-cfg.window:][None]
     model_inputs = features.inputs(w, channel_windows(channels, np.array([len(prices)]), cfg.window))
     model_inputs = model_inputs.astype(np.dtype(cfg.dtype))
-    f = make_forecasts(trainer, features, w, model_inputs, loaded.extras["alpha"])
+    f = make_forecasts(trainer, features, w, model_inputs, loaded.extras["calibration"])
     predicted, last = float(f.point[0]), float(w[0, -1])
     if features.outside_share(model_inputs) > 0:
         notes.append("the last window lies partly outside the range of the training inputs: the model extrapolates")
