@@ -18,7 +18,7 @@ was trained on, and both BTC test periods lie far above their training range
 
 Data sets: (a) 2019-05-01 to 2021-01-10, the exercise's range (744 points);
 (b) the whole file; (c) the built-in generated series (3,000 points).
-Targets: skill >= 0 on (a) and (b), skill >= 0.6 on (c), for the chosen setup.
+Target: skill >= 0.6 on (c) for the chosen setup; on (a) and (b) the skill is reported, not targeted.
 
 ``backtest``: a rolling-origin backtest of the whole file at 20 h (``rnnlab forecast
 backtest``): ``--origins`` origins (default 30) spread over 2019 to the file's end, each fit
@@ -50,7 +50,9 @@ from rnnlab.runner import train_run
 DEFAULT_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "btcusdt_2h_2017_2025.csv"
 CANDIDATE_CELLS = ("rnn", "gru_reset_after", "lstm")
 CANDIDATE_LOSS_STEPS = ("last", "all")
-SKILL_TARGETS = {"exercise_range": 0.0, "whole_file": 0.0, "builtin": 0.6}
+# The built-in series must keep its skill on its single split; on real prices the skill has no target
+# (it is reported, with the backtest's verdict).
+SKILL_TARGETS = {"builtin": 0.6}
 BACKTEST_FROM = "2019-01-01"
 BACKTEST_CANDIDATES = [{"cell": cell, "features": features} for cell in ("rnn", "gru_reset_after")
                        for features in ("open", "ohlcv")]
@@ -112,8 +114,7 @@ def backtest_candidate(base: ForecastConfig, origins: int, workers: int, workdir
             "first_forecast": result["first_forecast"][:16], "last_forecast": result["last_forecast"][:16],
             "points": pooled["points"],
             "mean_val_loss": round(sum(f["best_val_loss"] for f in fits) / len(fits), 5),
-            "shrunk": numbers(pooled), "unshrunk": numbers(pooled["unshrunk"]) | {
-                k: round(pooled[k], 4) for k in ("coverage_80", "coverage_95", "crps_skill")},
+            "shrunk": numbers(pooled), "unshrunk": numbers(pooled["unshrunk"]),
             "alpha_mean": round(pooled["alpha_mean"], 4), "alpha_zero_share": round(pooled["alpha_zero_share"], 4),
             "wall_seconds": round(time.perf_counter() - started, 1)}
 
@@ -167,7 +168,8 @@ def main() -> None:
         if Path(args.csv).exists() and args.origins:
             result["backtest"] = backtest_benchmark(args.csv, args.epochs, args.origins, args.workers, args.backend,
                                                     Path(tmp))
-    result["targets_met"] = all(result[label]["best"]["test"]["skill"] >= SKILL_TARGETS[label] for label in datasets)
+    result["targets_met"] = all(result[label]["best"]["test"]["skill"] >= target
+                                for label, target in SKILL_TARGETS.items() if label in datasets)
     if "backtest" in result:
         result["targets_met"] = result["targets_met"] and all(result["backtest"]["targets"].values())
     print(json.dumps(result))

@@ -272,3 +272,48 @@ def test_backtest_with_intervals_and_shrinking(tmp_path, capsys):
     assert "80% interval" in text and "unshrunk, the pooled skill" in text
     record = json.loads((out / "origin-001" / "forecasts.json").read_text())
     assert all(lo < p < hi for lo, p, hi in zip(record["low_80"], record["predicted"], record["high_80"]))
+
+
+def test_binance_klines_and_headered_files_give_the_same_candle_inputs(tmp_path):
+    frame = candle_frame(300)
+    lines = []
+    for t, row in frame.iterrows():
+        ms = int(t.timestamp() * 1000)
+        o, h, lo, c, v = (repr(float(x)) for x in (row.open, row.high, row.low, row.close, row.volume))
+        lines.append(f"{ms},{o},{h},{lo},{c},{v},{ms + 7199999},"
+                     "1.0,5,0.5,0.5,0")
+    binance = tmp_path / "klines.csv"
+    binance.write_text("\n".join(lines) + "\n")
+    headered = write_frame(tmp_path / "h.csv", frame)
+    a, b = (forecast.load_series(ForecastConfig(csv=str(p), every="10h", features="ohlcv"))
+            for p in (binance, headered))
+    np.testing.assert_array_equal(a.channels, b.channels)
+    assert a.channels.shape == (60, 4) and np.abs(a.channels[2:]).min() > 0
+
+
+def test_unshrunk_intervals_are_their_own(tmp_path, capsys):
+    """With a shrink weight, the unshrunk forecasts' coverage and CRPS are computed around the
+    unshrunk mean with their own residuals, not copied from the shrunk ones."""
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "forecast", "train", "--backend", "numpy", "--builtin-points", "400", "--window",
+                           "6", "--hidden-size", "4", "--epochs", "3", "--head", "gaussian", "--shrink", "auto",
+                           "--target", "returns", "--out", out, "--quiet")
+    assert code == 0, err
+    calibration = json.loads((out / "calibration.json").read_text())
+    test = json.loads((out / "test.json").read_text())
+    assert "unshrunk_coverage_80" in test and "unshrunk_crps" in test
+    shrunk = test["alpha"] < 1
+    assert (calibration["unshrunk_residuals"] != calibration["residuals"]) == shrunk
+    assert (test["unshrunk_crps"] != test["crps"]) == shrunk
+
+
+def test_without_shrinking_uses_the_unshrunk_mean_and_residuals():
+    features, parts = forecast.build_parts(forecast.load_series(ForecastConfig(builtin_points=300)).prices, 5,
+                                           (0.7, 0.15, 0.15), "returns")
+    w = parts["test"].price_windows[:3]
+    calibration = forecast.Calibration(0.5, np.array([-1.0, 0.0, 1.0]), 3, np.array([-2.0, 0.0, 2.0]))
+    f = forecast.Forecasts(w, np.full(3, 0.1), np.full(3, 0.2), np.zeros(3), features, calibration)
+    raw = f.without_shrinking()
+    assert raw.alpha is None and (raw.mean == 0.2).all()
+    np.testing.assert_array_equal(raw.calibration.residuals, [-2.0, 0.0, 2.0])
+    assert (raw.interval(0.8)[1] - raw.interval(0.8)[0] > f.interval(0.8)[1] - f.interval(0.8)[0]).all()

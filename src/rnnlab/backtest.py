@@ -166,16 +166,25 @@ def fit_group(cfg_dict: dict, out: str, group: list[dict], quiet: bool = True) -
                   "fit_from": facts["fit_from"], "fit_to": facts["fit_to"], "fit_points": facts["fit_points"],
                   "fit_seconds": facts["fit_seconds"] if origin is fit_origin else 0.0}
         if f.log_var is not None:
-            for level in (0.8, 0.95):
-                low, high = f.interval(level)
-                record[f"low_{round(100 * level)}"], record[f"high_{round(100 * level)}"] = low.tolist(), high.tolist()
-            record["crps"] = stats.crps_from_quantiles(actual, f.quantiles(stats.CRPS_LEVELS)).tolist()
+            record.update(_interval_record(f, actual, ""))
+            if f.alpha is not None:
+                record.update(_interval_record(f.without_shrinking(), actual, "unshrunk_"))
             record["random_walk_crps"] = stats.crps_from_quantiles(
                 actual, f.random_walk_quantiles(stats.CRPS_LEVELS)).tolist()
         path.parent.mkdir(exist_ok=True)
         checkpoint.atomic_write_text(path, json.dumps(record) + "\n")
         records.append(record)
     return records
+
+
+def _interval_record(f, actual: np.ndarray, prefix: str) -> dict:
+    """Each point's 80% and 95% interval and CRPS, under names starting with ``prefix``."""
+    out = {}
+    for level in (80, 95):
+        low, high = f.interval(level / 100)
+        out[f"{prefix}low_{level}"], out[f"{prefix}high_{level}"] = low.tolist(), high.tolist()
+    out[f"{prefix}crps"] = stats.crps_from_quantiles(actual, f.quantiles(stats.CRPS_LEVELS)).tolist()
+    return out
 
 
 def _fit_points(fit_cfg: ForecastConfig, prices, origin: Origin):
@@ -350,11 +359,12 @@ def pool(records: list[dict], key: str) -> dict:
     pooled["skill_ci95"] = list(stats.skill_interval(actual, predicted, last, block=block))
     pooled["bootstrap_block"] = block
     pooled["diebold_mariano"] = stats.diebold_mariano(actual, predicted, last)
-    if key == "predicted" and "crps" in records[0]:
+    prefix = "" if key == "predicted" else f"{key}_"
+    if f"{prefix}crps" in records[0]:
         for level in (80, 95):
-            low, high = (np.concatenate([r[f"{side}_{level}"] for r in records]) for side in ("low", "high"))
+            low, high = (np.concatenate([r[f"{prefix}{side}_{level}"] for r in records]) for side in ("low", "high"))
             pooled[f"coverage_{level}"] = stats.coverage(actual, low, high)
-        crps, reference = (np.concatenate([r[k] for r in records]) for k in ("crps", "random_walk_crps"))
+        crps, reference = (np.concatenate([r[k] for r in records]) for k in (f"{prefix}crps", "random_walk_crps"))
         pooled.update(crps=float(crps.mean()), random_walk_crps=float(reference.mean()),
                       crps_skill=float(1.0 - crps.mean() / reference.mean()))
     return pooled

@@ -279,22 +279,33 @@ class Calibration:
     ``alpha``: the shrink weight toward persistence (``--shrink auto``), else None.
     ``residuals``: the sorted standardized residuals (actual - mean) / sd of the Gaussian head
     on validation (``--intervals calibrated``), else None; their empirical quantiles replace the
-    normal ones, so intervals keep the tails the data has.
+    normal ones, so intervals keep the tails the data has.  ``unshrunk_residuals``: the same for
+    the unshrunk mean, when there is a shrink weight (to report the model without shrinking).
     """
 
     alpha: float | None = None
     residuals: np.ndarray | None = None
     points: int = 0
+    unshrunk_residuals: np.ndarray | None = None
 
     def to_dict(self) -> dict:
+        def listed(z):
+            return None if z is None else [round(float(v), 6) for v in z]
+
         return {"alpha": self.alpha, "fitted_on": "validation", "points": self.points,
-                "residuals": None if self.residuals is None else [round(float(z), 6) for z in self.residuals]}
+                "residuals": listed(self.residuals), "unshrunk_residuals": listed(self.unshrunk_residuals)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Calibration":
-        residuals = d.get("residuals")
-        return cls(None if d.get("alpha") is None else float(d["alpha"]),
-                   None if residuals is None else np.asarray(residuals, dtype=np.float64), int(d.get("points", 0)))
+        def array(z):
+            return None if z is None else np.asarray(z, dtype=np.float64)
+
+        return cls(None if d.get("alpha") is None else float(d["alpha"]), array(d.get("residuals")),
+                   int(d.get("points", 0)), array(d.get("unshrunk_residuals")))
+
+    def without_shrinking(self) -> "Calibration":
+        residuals = self.unshrunk_residuals if self.alpha is not None else self.residuals
+        return Calibration(None, residuals, self.points)
 
     def unit_quantiles(self, levels) -> np.ndarray:
         """Quantiles of the standardized forecast error at ``levels``: empirical or standard normal."""
@@ -351,6 +362,11 @@ class Forecasts:
         q = self.quantiles(stats.interval_levels(level))
         return q[:, 0], q[:, 1]
 
+    def without_shrinking(self) -> "Forecasts":
+        """The model's own forecasts (and intervals around them)."""
+        return Forecasts(self.price_windows, self.unshrunk_mean, self.unshrunk_mean, self.log_var, self.features,
+                         self.calibration.without_shrinking())
+
     def random_walk_quantiles(self, levels) -> np.ndarray:
         """``[n, K]`` quantiles of the reference forecast: a random walk in log-price with the
         training part's volatility, centred on the last price."""
@@ -400,11 +416,13 @@ def fit_calibration(cfg: ForecastConfig, trainer, features: Features, part: "Par
     alpha = None
     if cfg.shrink == "auto":
         alpha = fit_shrink(raw.unshrunk_mean, part.targets, features.persistence(part.price_windows))
-    residuals = None
+    residuals = unshrunk = None
     if cfg.head == "gaussian" and cfg.intervals == "calibrated":
         mean = make_forecasts(trainer, features, part.price_windows, inputs, Calibration(alpha)).mean
         residuals = np.sort((part.targets - mean) * np.exp(-0.5 * raw.log_var))
-    return Calibration(alpha, residuals, len(part.actual))
+        if alpha is not None:
+            unshrunk = np.sort((part.targets - raw.mean) * np.exp(-0.5 * raw.log_var))
+    return Calibration(alpha, residuals, len(part.actual), unshrunk)
 
 
 def shrink_toward_persistence(outputs: np.ndarray, persistence: np.ndarray, alpha: float) -> np.ndarray:
@@ -449,11 +467,13 @@ def compare(part: Part, forecasts: Forecasts, features: Features) -> dict:
     out["mae_skill"] = 1.0 - model["mae"] / persistence["mae"] if persistence["mae"] > 0 else float("nan")
     out["up_share"] = float(np.mean(part.actual > part.last))
     out["inputs_outside_training_range"] = features.outside_share(part.inputs)
+    out.update(forecasts.probabilistic_metrics(part.actual))
     if forecasts.alpha is not None:
         out["alpha"] = forecasts.alpha
         out["unshrunk_skill"] = stats.skill(part.actual, forecasts.unshrunk, part.last)
         out["unshrunk_skill_ci95"] = list(skill_interval(part.actual, forecasts.unshrunk, part.last))
-    out.update(forecasts.probabilistic_metrics(part.actual))
+        out.update({f"unshrunk_{k}": v for k, v in forecasts.without_shrinking().probabilistic_metrics(
+            part.actual).items()})
     return out
 
 
