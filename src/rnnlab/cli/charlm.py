@@ -59,15 +59,11 @@ def _charlm_train(args) -> int:
 
 
 def _charlm_sample(args) -> int:
-    import numpy as np
+    from ..model import load
 
-    from ..tasks import charlm
-
-    loaded = charlm.load_run(args.run, "best" if args.best else "checkpoint", args.backend)
-    trainer, vocab = loaded.trainer, loaded.extras["vocab"]
-    text = charlm.sample_text(trainer, vocab, args.length, args.temperature, args.top_k, args.prime,
-                              np.random.default_rng(args.seed))
-    print(args.prime + text)
+    model = load(args.run, "best" if args.best else "checkpoint", args.backend)
+    model.expect_task("charlm", "charlm sample")
+    print(args.prime + model.sample(args.length, args.prime, args.temperature, args.top_k, args.seed))
     return 0
 
 

@@ -95,10 +95,11 @@ def _forecast_backtest(args) -> int:
 
 
 def _forecast_predict(args) -> int:
-    from ..tasks import forecast
+    from ..model import load
 
-    result = forecast.predict_next(args.run, args.csv, "checkpoint" if args.last else "best", args.backend,
-                                   args.start, args.end)
+    model = load(args.run, "checkpoint" if args.last else "best", args.backend)
+    model.expect_task("forecast", "forecast predict")
+    result = model.predict(args.csv, args.start, args.end)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -807,7 +807,12 @@ def predict_next(run_dir: str | os.PathLike, csv: str | None = None, which: str 
     points line up with the ones the model was trained on; a file that cannot be put
     on that grid is refused with the reason.
     """
-    loaded = load_run(run_dir, which, backend)
+    return predict_from(load_run(run_dir, which, backend), run_dir, which, csv, start, end)
+
+
+def predict_from(loaded, run_dir, which: str, csv: str | None = None, start: str | None = None,
+                 end: str | None = None) -> dict:
+    """``predict_next`` for a model already loaded (``load_run``; ``rnnlab.Model.predict``)."""
     trainer, cfg, meta, features = loaded.trainer, loaded.cfg, loaded.meta, loaded.extras["features"]
     if csv:
         data = load_prices(csv, columns_of(cfg.features))
