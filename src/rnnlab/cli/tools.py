@@ -14,15 +14,23 @@ from .common import RUN_HELP, Parser, add_config_flags, config_from_args, non_ne
 
 def add_commands(tasks) -> None:
     """The tool commands."""
-    ex = tasks.add_parser("export", help="write a run's model as min-char-rnn weights or a PyTorch state_dict",
-                          description="Write the parameters of any run in a classic format: min-char-rnn "
-                                      "(Wxh, Whh, Why, bh, by; a one-layer one-hot rnn) or the state_dict of "
-                                      "nn.RNN/nn.GRU/nn.LSTM + nn.Linear. The file type follows --out: .npz, "
-                                      ".pt/.pth (torch.save) or .safetensors.")
+    ex = tasks.add_parser("export", help="write a run's model as ONNX, min-char-rnn weights or a PyTorch "
+                                         "state_dict",
+                          description="Write any run's model as an ONNX graph (every cell and task; opset 17; "
+                                      "state in and out, batch and time dynamic; a forecast graph takes raw "
+                                      "prices and returns the next price), or its parameters in a classic "
+                                      "format: min-char-rnn (Wxh, Whh, Why, bh, by; a one-layer one-hot rnn) or "
+                                      "the state_dict of nn.RNN/nn.GRU/nn.LSTM + nn.Linear. For the classic "
+                                      "formats the file type follows --out: .npz, .pt/.pth (torch.save) or "
+                                      ".safetensors.")
     ex.add_argument("--run", required=True, metavar="DIR", help=RUN_HELP)
     ex.add_argument("--best", action="store_true", help="export the best-on-validation model")
-    ex.add_argument("--format", required=True, choices=("min-char-rnn", "torch"), help="classic format to write")
-    ex.add_argument("--out", required=True, metavar="FILE", help="file to write: .npz, .pt/.pth or .safetensors")
+    ex.add_argument("--format", required=True, choices=("onnx", "min-char-rnn", "torch"), help="format to write")
+    ex.add_argument("--out", required=True, metavar="FILE", help="file to write: .onnx, .npz, .pt/.pth or "
+                                                                 ".safetensors")
+    ex.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                    help="onnx: the graph's float type (default float32; onnxruntime runs RNN, GRU and LSTM "
+                         "operators in float32 only)")
     ex.add_argument("--rnn-name", default="rnn", metavar="NAME", help="attribute name of the recurrent module "
                                                                      "in the state_dict (default rnn)")
     ex.add_argument("--fc-name", default="fc", metavar="NAME", help="attribute name of the nn.Linear (default fc)")
@@ -124,6 +132,12 @@ def _export(args) -> int:
     from .. import interchange, runs
 
     runs.check_out_dir(Path(args.out).parent, "--out's directory")
+    if args.format == "onnx":
+        from .. import onnx_export
+
+        path = onnx_export.export_run(args.run, args.out, "best" if args.best else "checkpoint", args.dtype)
+        print(f"wrote {path} (onnx, opset {onnx_export.OPSET}, {args.dtype})")
+        return 0
     spec, params, _ = runs.load_model(args.run, "best" if args.best else "checkpoint")
     if args.format == "min-char-rnn":
         arrays = interchange.to_min_char_rnn(spec, params)

@@ -1,0 +1,289 @@
+"""``rnnlab export --format onnx``: any run's model as an ONNX graph, built with ``onnx.helper``.
+
+The graph is written directly rather than traced from a framework, so it is the same for a
+run trained on any backend, its time axis stays dynamic, and each piece is a standard
+operator (opset ``OPSET``):
+
+* classic cells use ONNX's own recurrent operators: ``rnn`` is ``RNN`` (tanh), ``gru`` is
+  ``GRU`` with ``linear_before_reset=0`` (Cho's reset before U), ``gru_reset_after`` is
+  ``GRU`` with ``linear_before_reset=1`` (PyTorch's), ``lstm`` is ``LSTM``; rnnlab's gate
+  blocks are reordered to ONNX's (z r h; i o f c) and its row-vector matrices transposed;
+* the parallel-scan cells compute their gates for the whole sequence with one ``MatMul``
+  and the recurrence h_t = a_t h_{t-1} + b_t with a ``Scan``;
+* embedding tables and one-hot inputs are ``Gather``s, RMS norm and residual adds plain
+  arithmetic, dropout absent (it is off at inference).
+
+Inputs and outputs (batch-first; B and T dynamic): the task's input (``ids`` int64 ``[B, T]``
+for charlm, ``noisy`` ``[B, T, 1]`` for denoise, ``prices`` ``[B, L]`` for forecast, plus
+``candles`` ``[B, L, C]`` with candle features), ``state_h`` ``[layers, B, H]`` (and
+``state_c`` for LSTM) in, the task's output and ``state_h_out`` (``state_c_out``) out, so a
+stream can be fed in pieces.  A forecast graph does its scaling inside: raw prices in, the
+next price out.  The run's task, vocabulary, settings and spec are in the model's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .cells import RMS_EPS, ModelSpec, has_norm, has_residual, readout_weight
+from .errors import UserError
+
+OPSET = 17
+CLASSIC_OPS = {"rnn": "RNN", "gru": "GRU", "gru_reset_after": "GRU", "lstm": "LSTM"}
+# ONNX's gate order as blocks of rnnlab's: GRU z r h from r z n; LSTM i o f c from i f g o.
+ONNX_GATE_ORDER = {"rnn": (0,), "gru": (1, 0, 2), "gru_reset_after": (1, 0, 2), "lstm": (0, 3, 1, 2)}
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as exc:
+        raise UserError("--format onnx needs the onnx package: pip install 'rnnlab[onnx]'") from exc
+    return onnx
+
+
+class _Graph:
+    """Nodes and constants of one graph, with fresh names."""
+
+    def __init__(self, dtype):
+        onnx = _onnx()
+        self.helper, self.numpy_helper = onnx.helper, onnx.numpy_helper
+        self.dtype = np.dtype(dtype)
+        self.elem = onnx.helper.np_dtype_to_tensor_dtype(self.dtype)
+        self.nodes, self.initializers, self._count = [], [], 0
+
+    def name(self, base: str) -> str:
+        self._count += 1
+        return f"{base}_{self._count}"
+
+    def const(self, array, base: str = "const", dtype=None) -> str:
+        name = self.name(base)
+        value = np.asarray(array, dtype=dtype or self.dtype)
+        self.initializers.append(self.numpy_helper.from_array(value, name))
+        return name
+
+    def ints(self, values, base: str = "ints") -> str:
+        return self.const(np.asarray(values, dtype=np.int64), base, np.int64)
+
+    def op(self, op_type: str, inputs: list, outputs: int | list = 1, **attrs):
+        names = [self.name(op_type.lower()) for _ in range(outputs)] if isinstance(outputs, int) else outputs
+        self.nodes.append(self.helper.make_node(op_type, list(inputs), names, **attrs))
+        return names[0] if len(names) == 1 else names
+
+
+# --------------------------------------------------------------------------- the model in model units
+
+def _rms_norm(g: _Graph, x: str, gain: np.ndarray) -> str:
+    mean_square = g.op("ReduceMean", [g.op("Mul", [x, x])], axes=[-1], keepdims=1)
+    rms = g.op("Sqrt", [g.op("Add", [mean_square, g.const(RMS_EPS)])])
+    return g.op("Mul", [g.op("Div", [x, rms]), g.const(gain, "norm_gain")])
+
+
+def _gate_blocks(matrix: np.ndarray, cell: str, H: int) -> np.ndarray:
+    """The last axis's G blocks of H, in ONNX's gate order."""
+    blocks = [matrix[..., i * H:(i + 1) * H] for i in ONNX_GATE_ORDER[cell]]
+    return np.concatenate(blocks, axis=-1)
+
+
+def _classic_layer(g: _Graph, spec: ModelSpec, p: dict, x: str, h0: str, c0: str | None):
+    """One classic layer on time-major ``x`` [T, B, F]: (outputs [T, B, H], h_T [1, B, H], c_T)."""
+    H, cell = spec.hidden_size, spec.cell
+    W = g.const(_gate_blocks(p["W"], cell, H).T[None], "W")            # [1, G*H, F]
+    R = g.const(_gate_blocks(p["U"], cell, H).T[None], "R")            # [1, G*H, H]
+    b_u = p.get("b_U", np.zeros_like(p["b"]))
+    B = g.const(np.concatenate([_gate_blocks(p["b"], cell, H), _gate_blocks(b_u, cell, H)])[None], "B")
+    op = CLASSIC_OPS[cell]
+    attrs = {"hidden_size": H}
+    if op == "GRU":
+        attrs["linear_before_reset"] = 1 if cell == "gru_reset_after" else 0
+    inputs = [x, W, R, B, "", h0] + ([c0] if op == "LSTM" else [])
+    outs = g.op(op, inputs, 3 if op == "LSTM" else 2, **attrs)
+    y = g.op("Squeeze", [outs[0], g.ints([1])])                        # [T, 1, B, H] -> [T, B, H]
+    return y, outs[1], (outs[2] if op == "LSTM" else None)
+
+
+def _scan_body(g: _Graph):
+    """The body of the linear recurrence: (h, a_t, b_t) -> (h', h')."""
+    helper = g.helper
+    nodes = [helper.make_node("Mul", ["a_t", "h_prev"], ["ah"]), helper.make_node("Add", ["ah", "b_t"], ["h_next"]),
+             helper.make_node("Identity", ["h_next"], ["h_out"])]
+    value = [helper.make_tensor_value_info(n, g.elem, None) for n in ("h_prev", "a_t", "b_t")]
+    outs = [helper.make_tensor_value_info(n, g.elem, None) for n in ("h_next", "h_out")]
+    return helper.make_graph(nodes, "linear_recurrence", value, outs)
+
+
+def _candidate(g: _Graph, x: str, cell: str) -> str:
+    if cell.endswith("_linear"):
+        return x
+    # g(x) = max(x, 0) + sigmoid(min(x, 0)): x + 1/2 above zero, sigmoid(x) below (as every backend).
+    return g.op("Add", [g.op("Relu", [x]), g.op("Sigmoid", [g.op("Min", [x, g.const(0.0)])])])
+
+
+def _parallel_layer(g: _Graph, spec: ModelSpec, p: dict, x: str, h0: str):
+    """A mingru/minlstm layer on time-major ``x``: gates in one MatMul, the recurrence in a Scan."""
+    H = spec.hidden_size
+    A = g.op("Add", [g.op("MatMul", [x, g.const(p["W"], "W")]), g.const(p["b"], "b")])
+    if spec.cell.startswith("mingru"):
+        pre_z, pre_h = g.op("Split", [A, g.ints([H, H])], 2, axis=2)
+        z = g.op("Sigmoid", [pre_z])
+        a, b = g.op("Sub", [g.const(1.0), z]), g.op("Mul", [z, _candidate(g, pre_h, spec.cell)])
+    else:
+        pre_f, pre_i, pre_h = g.op("Split", [A, g.ints([H, H, H])], 3, axis=2)
+        f, i = g.op("Sigmoid", [pre_f]), g.op("Sigmoid", [pre_i])
+        total = g.op("Add", [f, i])
+        a = g.op("Div", [f, total])
+        b = g.op("Mul", [g.op("Div", [i, total]), _candidate(g, pre_h, spec.cell)])
+    h_start = g.op("Squeeze", [h0, g.ints([0])])                        # [1, B, H] -> [B, H]
+    h_last, y = g.op("Scan", [h_start, a, b], 2, num_scan_inputs=2, body=_scan_body(g))
+    return y, g.op("Unsqueeze", [h_last, g.ints([0])]), None
+
+
+def model_graph(g: _Graph, spec: ModelSpec, params: dict, inputs: str, state_h: str, state_c: str | None):
+    """The model on batch-first ``inputs`` (ids [B, T] or values [B, T, F]): (outputs [B, T, O],
+    state_h_out, state_c_out)."""
+    params = {k: np.asarray(v, dtype=g.dtype) for k, v in params.items()}
+    if spec.input_kind in ("onehot", "embedding"):
+        ids = g.op("Transpose", [inputs], perm=[1, 0])                   # [T, B]
+        table = np.eye(spec.input_size, dtype=g.dtype) if spec.input_kind == "onehot" else params["embed.W"]
+        x = g.op("Gather", [g.const(table, "table"), ids], axis=0)        # [T, B, V or E]
+    else:
+        x = g.op("Transpose", [inputs], perm=[1, 0, 2])
+        if spec.input_kind == "dense_relu":
+            x = g.op("Relu", [g.op("Add", [g.op("MatMul", [x, g.const(params["input.W"])]),
+                                           g.const(params["input.b"])])])
+    last_h, last_c = [], []
+    for k in range(spec.num_layers):
+        p = {key[len(f"layers.{k}."):]: v for key, v in params.items() if key.startswith(f"layers.{k}.")}
+        read = _rms_norm(g, x, p["norm"]) if has_norm(spec, k) else x
+        where = [g.ints([k]), g.ints([k + 1]), g.ints([0])]
+        h0 = g.op("Slice", [state_h, *where])                             # [1, B, H]
+        c0 = g.op("Slice", [state_c, *where]) if state_c else None
+        if spec.cell in CLASSIC_OPS:
+            y, h, c = _classic_layer(g, spec, p, read, h0, c0)
+        else:
+            y, h, c = _parallel_layer(g, spec, p, read, h0)
+        last_h.append(h)
+        last_c.append(c)
+        x = g.op("Add", [y, x]) if has_residual(spec, k) else y
+    top = _rms_norm(g, x, params["readout.norm"]) if spec.norm != "none" else x
+    y = g.op("Add", [g.op("MatMul", [top, g.const(readout_weight(params, spec), "readout_W")]),
+                     g.const(params["readout.b"], "readout_b")])
+    outputs = g.op("Transpose", [y], perm=[1, 0, 2])
+    h_out = g.op("Concat", last_h, axis=0) if len(last_h) > 1 else g.op("Identity", last_h)
+    c_out = None
+    if state_c:
+        c_out = g.op("Concat", last_c, axis=0) if len(last_c) > 1 else g.op("Identity", last_c)
+    return outputs, h_out, c_out
+
+
+# --------------------------------------------------------------------------- tasks around it
+
+def _forecast_wrap(g: _Graph, spec: ModelSpec, params: dict, meta: dict, calibration: dict | None,
+                   state_h: str, state_c: str | None) -> tuple[list, list]:
+    """Raw price windows (and candle rows) in, the next price out, scaling inside."""
+    features = meta["features"]
+    target, scaler = features["target"], features["scaler"]
+    window = int(meta["config"]["window"])
+    prices_in = "prices"
+    inputs = [g.helper.make_tensor_value_info(prices_in, g.elem, ["B", window])]
+    if target == "returns":
+        logs = g.op("Log", [prices_in])
+        later = g.op("Slice", [logs, g.ints([1]), g.ints([window]), g.ints([1])])
+        earlier = g.op("Slice", [logs, g.ints([0]), g.ints([window - 1]), g.ints([1])])
+        values = g.op("Div", [g.op("Sub", [later, earlier]), g.const(scaler["scale"])])
+    else:
+        low, high = scaler["low"], scaler["high"]
+        values = g.op("Sub", [g.op("Mul", [g.op("Sub", [prices_in, g.const(low)]), g.const(2.0 / (high - low))]),
+                              g.const(1.0)])
+    x = g.op("Unsqueeze", [values, g.ints([2])])                         # [B, L', 1]
+    scales = features.get("channel_scales") or []
+    if scales:
+        inputs.append(g.helper.make_tensor_value_info("candles", g.elem, ["B", window, len(scales)]))
+        steps = window - 1 if target == "returns" else window
+        rows = g.op("Slice", ["candles", g.ints([window - steps]), g.ints([window]), g.ints([1])])
+        x = g.op("Concat", [x, g.op("Div", [rows, g.const(scales)])], axis=2)
+    outputs, h_out, c_out = model_graph(g, spec, params, x, state_h, state_c)
+    last = g.op("Gather", [outputs, g.ints(-1)], axis=1)                 # [B, O] after the whole window
+    mean = g.op("Gather", [last, g.ints(0)], axis=1)                      # [B]
+    last_price = g.op("Gather", [prices_in, g.ints(window - 1)], axis=1)  # [B]
+    alpha = (calibration or {}).get("alpha")
+    if target == "returns":
+        if alpha is not None:                                             # persistence is a return of 0
+            mean = g.op("Mul", [mean, g.const(alpha)])
+        price = g.op("Mul", [last_price, g.op("Exp", [g.op("Mul", [mean, g.const(scaler["scale"])])])])
+    else:
+        low, high = scaler["low"], scaler["high"]
+        if alpha is not None:
+            persistence = g.op("Sub", [g.op("Mul", [g.op("Sub", [last_price, g.const(low)]),
+                                                    g.const(2.0 / (high - low))]), g.const(1.0)])
+            mean = g.op("Add", [persistence, g.op("Mul", [g.op("Sub", [mean, persistence]), g.const(alpha)])])
+        price = g.op("Add", [g.op("Mul", [g.op("Add", [mean, g.const(1.0)]), g.const(0.5 * (high - low))]),
+                             g.const(low)])
+    g.op("Identity", [price], ["next_price"])
+    g.op("Identity", [outputs], ["outputs"])
+    out_info = [g.helper.make_tensor_value_info("next_price", g.elem, ["B"]),
+                g.helper.make_tensor_value_info("outputs", g.elem, ["B", "T", spec.output_size])]
+    return inputs, out_info, h_out, c_out
+
+
+def build(spec: ModelSpec, params: dict, meta: dict, dtype="float32", calibration: dict | None = None):
+    """The ``onnx.ModelProto`` of a run's model (``meta``: its checkpoint JSON)."""
+    onnx = _onnx()
+    g = _Graph(dtype)
+    helper = g.helper
+    task = meta.get("task")
+    layers, H = spec.num_layers, spec.hidden_size
+    states = [helper.make_tensor_value_info("state_h", g.elem, [layers, "B", H])]
+    state_c = None
+    if spec.cell == "lstm":
+        states.append(helper.make_tensor_value_info("state_c", g.elem, [layers, "B", H]))
+        state_c = "state_c"
+    if task == "forecast":
+        inputs, outputs, h_out, c_out = _forecast_wrap(g, spec, params, meta, calibration, "state_h", state_c)
+    else:
+        if task == "charlm":
+            inputs = [helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, ["B", "T"])]
+            name, out_name = "ids", "logits"
+        else:
+            inputs = [helper.make_tensor_value_info("noisy", g.elem, ["B", "T", spec.input_size])]
+            name, out_name = "noisy", "estimate"
+        y, h_out, c_out = model_graph(g, spec, params, name, "state_h", state_c)
+        g.op("Identity", [y], [out_name])
+        outputs = [helper.make_tensor_value_info(out_name, g.elem, ["B", "T", spec.output_size])]
+    g.op("Identity", [h_out], ["state_h_out"])
+    outputs.append(helper.make_tensor_value_info("state_h_out", g.elem, [layers, "B", H]))
+    if c_out:
+        g.op("Identity", [c_out], ["state_c_out"])
+        outputs.append(helper.make_tensor_value_info("state_c_out", g.elem, [layers, "B", H]))
+    graph = helper.make_graph(g.nodes, f"rnnlab_{task}", inputs + states, outputs, g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="rnnlab")
+    model.ir_version = min(model.ir_version, 10)  # runtimes of 2024 on read IR 10
+    info = {"rnnlab.task": task, "rnnlab.spec": json.dumps(meta.get("spec")),
+            "rnnlab.config": json.dumps(meta.get("config")), "rnnlab.opset": str(OPSET)}
+    if task == "charlm":
+        info["rnnlab.vocab"] = json.dumps(meta.get("vocab"))
+    if task == "forecast":
+        info["rnnlab.features"] = json.dumps(meta.get("features"))
+        info["rnnlab.calibration_alpha"] = json.dumps((calibration or {}).get("alpha"))
+    helper.set_model_props(model, info)
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_run(run_dir, out, which: str = "checkpoint", dtype: str = "float32") -> Path:
+    """Write ``run_dir``'s model (``which``) as ONNX to ``out``; returns the path."""
+    from . import checkpoint, runs
+    from .facts import read_json
+
+    spec, params, meta = runs.load_model(run_dir, which)
+    calibration = read_json(Path(run_dir) / "calibration.json") if which == "best" else None
+    if meta.get("task") == "forecast" and calibration is not None and meta["config"].get("shrink") != "auto":
+        calibration = None
+    model = build(spec, params, meta, dtype, calibration)
+    out = Path(out)
+    checkpoint.atomic_write_bytes(out, model.SerializeToString())
+    return out
+
