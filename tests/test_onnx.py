@@ -151,3 +151,15 @@ def test_charlm_export_from_the_command_line_carries_the_vocabulary(tmp_path, ca
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     meta = json.loads((out / "checkpoint.json").read_text())
     assert json.loads(props["rnnlab.vocab"]) == meta["vocab"]
+    # The README's recipe, word for word, against rnnlab's own model.
+    import rnnlab
+
+    sess = ort.InferenceSession(str(path))
+    info = sess.get_modelmeta().custom_metadata_map
+    vocab, spec = json.loads(info["rnnlab.vocab"]), json.loads(info["rnnlab.spec"])
+    text = "".join(vocab[i % len(vocab)] for i in (3, 1, 4, 1, 5))
+    ids = np.array([[vocab.index(c) for c in text]], np.int64)
+    state = np.zeros((spec["num_layers"], 1, spec["hidden_size"]), np.float32)
+    logits, state = sess.run(None, {"ids": ids, "state_h": state})
+    _, expected = rnnlab.load(out, which="checkpoint")(ids)
+    assert rel(logits, np.asarray(expected)) < 1e-4
