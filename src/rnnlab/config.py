@@ -103,7 +103,11 @@ class CharLMConfig:
 
     text: str = setting("", Setting("UTF-8 text to train on (default: built-in corpus, Python's pydoc topics)",
                                     "data", metavar="FILE"))
-    val_fraction: float = setting(0.1, Setting("tail of the text held out for validation", "data", minimum=0,
+    data_dir: str = setting("", Setting("a directory written by `rnnlab charlm prepare`: memory-mapped "
+                                        "character ids, for corpora of any size (instead of --text)", "data",
+                                        metavar="DIR", aliases=("--data",)))
+    val_fraction: float = setting(0.1, Setting("tail of the text held out for validation (with --data: fixed "
+                                               "when the data was prepared)", "data", minimum=0,
                                                maximum=1, below=True, metavar="X"))
     cell: str = shared("cell", "gru_reset_after")
     hidden_size: int = shared("hidden_size", 256)
@@ -139,8 +143,10 @@ class CharLMConfig:
                                                   "budget", minimum=0, resumable=True, metavar="X"))
     eval_every: int = setting(100, Setting("steps between validation, sample and checkpoint", "reporting",
                                            minimum=1, resumable=True, metavar="N"))
-    eval_max_chars: int = setting(0, Setting("validation characters per evaluation (0 = all)", "reporting",
-                                             minimum=0, resumable=True, metavar="N"))
+    eval_max_chars: int = setting(1_000_000, Setting("validation characters per evaluation: the first N of the "
+                                                     "validation part (0 = all)", "reporting",
+                                                     minimum=0, resumable=True, metavar="N",
+                                                     aliases=("--val-chars",)))
     sample_length: int = setting(200, Setting("characters of the sample at each evaluation", "reporting",
                                               minimum=0, resumable=True, metavar="N"))
     seed: int = shared("seed", 0)
@@ -152,6 +158,8 @@ class CharLMConfig:
                             "--target-val-loss")
         if self.schedule == "cosine" and self.max_steps == 0:
             raise UserError("--schedule cosine needs --max-steps (the decay horizon)")
+        if self.text and self.data_dir:
+            raise UserError(f"give --text or --data, not both (got --text {self.text} and --data {self.data_dir})")
         if self.tie_weights and self.embed_size != self.hidden_size:
             raise UserError(f"--tie-weights needs --embed-size equal to --hidden-size (the readout reads the "
                             f"{self.hidden_size}-wide hidden state), got --embed-size {self.embed_size}; set "

@@ -1,4 +1,4 @@
-"""``rnnlab charlm ...``: the character-level language model's verbs (train, sample, eval)."""
+"""``rnnlab charlm ...``: the character-level language model's verbs (prepare, train, sample, eval)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 from ..config import PRESETS, CharLMConfig
 from ..tasks import TASKS
-from .common import (add_config_flags, add_run_flags, add_saved_run_flags, non_negative_float, non_negative_int,
-                     resume_hint, task_verbs, train_from_args)
+from .common import (add_config_flags, add_run_flags, add_saved_run_flags, flag_type, non_negative_float,
+                     non_negative_int, resume_hint, task_verbs, train_from_args)
 
 
 def add_verbs(tasks) -> None:
@@ -24,6 +24,21 @@ def add_verbs(tasks) -> None:
         help="start from named settings, flags given beside it win (the README lists each preset's settings "
              "and measured results): " + "; ".join(f"{name}: {preset.about}" for name, preset in PRESETS.items()))
     add_run_flags(tr, "runs/charlm")
+
+    pr = verbs.add_parser("prepare", help="turn a text of any size into memory-mapped ids for --data",
+                          description="Read --text (a UTF-8 file, a directory of them joined in sorted path order, "
+                                      ".gz/.xz files, or - for standard input) in chunks with bounded memory, and "
+                                      "write train.bin and val.bin (character ids of the smallest unsigned type "
+                                      "that holds the training part's vocabulary) and manifest.json into --out. "
+                                      "Train on it with `charlm train --data DIR`. --verify DIR re-hashes a "
+                                      "prepared directory against its manifest.")
+    pr.add_argument("--text", metavar="FILE_OR_DIR", help="the corpus: a file, a directory, or - (standard input)")
+    pr.add_argument("--out", metavar="DIR", help="a new (or empty) directory for the prepared data")
+    spec, default = CharLMConfig.__dataclass_fields__["val_fraction"].metadata["setting"], 0.1
+    pr.add_argument("--val-fraction", type=flag_type(spec, default), default=default, metavar="X",
+                    help="tail of the text held out for validation (default 0.1)")
+    pr.add_argument("--verify", metavar="DIR", help="instead: re-hash DIR's files against its manifest")
+    pr.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sa = verbs.add_parser("sample", help="generate text from a trained run")
     add_saved_run_flags(sa)
@@ -81,4 +96,25 @@ def _charlm_eval(args) -> int:
     return 0
 
 
-COMMANDS = {("charlm", "train"): _charlm_train, ("charlm", "sample"): _charlm_sample, ("charlm", "eval"): _charlm_eval}
+def _charlm_prepare(args) -> int:
+    from ..data import corpus
+    from ..errors import UserError
+
+    if args.verify:
+        counts = corpus.verify(args.verify)
+        print(f"{args.verify}: train.bin ({counts['train']:,} ids) and val.bin ({counts['val']:,} ids) match "
+              "their checksums")
+        return 0
+    if not args.text or not args.out:
+        raise UserError("charlm prepare needs --text FILE_OR_DIR and --out DIR (or --verify DIR)")
+    m = corpus.prepare(args.text, args.out, args.val_fraction, progress=not args.quiet)
+    skipped = m["files_skipped_not_text"]
+    note = f"; {skipped} file(s) skipped: not UTF-8 text" if skipped else ""
+    print(f"prepared {m['chars']:,} characters from {m['files']} file(s){note}: {m['train']['ids']:,} training and "
+          f"{m['val']['ids']:,} validation ids ({m['dtype']}, {len(m['vocab'])} characters) in {args.out}")
+    print(f"train with: rnnlab charlm train --data {args.out}")
+    return 0
+
+
+COMMANDS = {("charlm", "prepare"): _charlm_prepare, ("charlm", "train"): _charlm_train,
+            ("charlm", "sample"): _charlm_sample, ("charlm", "eval"): _charlm_eval}

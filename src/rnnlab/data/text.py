@@ -168,7 +168,8 @@ class StreamBatcher:
             self.position = 0
             self.passes += 1
         reset = self.position == 0
-        chunk = self.streams[:, self.position: self.position + T + 1]
+        # int32 ids whatever the storage (a prepared corpus maps uint8/16/32 ids from disk)
+        chunk = np.asarray(self.streams[:, self.position: self.position + T + 1], dtype=np.int32)
         self.position += T
         return chunk[:, :-1], chunk[:, 1:], reset
 
@@ -186,7 +187,7 @@ def eval_chunks(ids: np.ndarray, num_streams: int, seq_len: int):
     L = (len(ids) - 1) // S  # each stream needs L inputs plus one trailing target
     if L < 1:
         return
-    streams = np.stack([ids[s * L: s * L + L + 1] for s in range(S)])
+    streams = np.stack([ids[s * L: s * L + L + 1] for s in range(S)]).astype(np.int32, copy=False)
     for start in range(0, L, seq_len):
         stop = min(L, start + seq_len)
         yield streams[:, start:stop], streams[:, start + 1: stop + 1]

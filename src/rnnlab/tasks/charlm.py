@@ -35,26 +35,37 @@ class CharLMTask(train.TaskBase):
     name = "charlm"
     item_name = "chars"
 
-    def __init__(self, cfg: CharLMConfig, text: str, vocab: Vocab | None = None):
+    def __init__(self, cfg: CharLMConfig, text: str | None, vocab: Vocab | None = None, prepared=None):
+        """The run's data from ``text``, or from ``prepared`` (``rnnlab.data.corpus.Prepared``:
+        memory-mapped ids; the same ids ``text`` would give)."""
         self.cfg = cfg
-        train_text, val_text = split_train_val(text, cfg.val_fraction)
-        if len(train_text) < cfg.seq_len + 1:
-            raise UserError(f"text {cfg.text or BUILTIN_NAME!r} has {len(train_text)} training characters; "
-                            f"--seq-len {cfg.seq_len} needs at least {cfg.seq_len + 1}: give more text "
-                            "or lower --seq-len")
-        self.vocab = vocab or Vocab.from_text(train_text)
+        source = cfg.data_dir or cfg.text or BUILTIN_NAME
+        if prepared is not None:
+            train_ids, all_val_ids = prepared.train, prepared.val
+            self.vocab = vocab or Vocab(prepared.vocab_chars)
+            self.text_sha256, self.val_dropped = prepared.manifest["text_sha256"], prepared.manifest["val"][
+                "dropped_unknown"]
+            train_counts = np.asarray(prepared.manifest["train_counts"], dtype=np.int64)
+        else:
+            train_text, val_text = split_train_val(text, cfg.val_fraction)
+            self.vocab = vocab or Vocab.from_text(train_text)
+            self.text_sha256 = text_sha256(text)
+            train_ids = self.vocab.encode(train_text, "training text") if len(self.vocab) >= 2 else np.zeros(0)
+            all_val_ids, self.val_dropped = self.vocab.encode_known(val_text)
+            train_counts = None
         if len(self.vocab) < 2:
-            raise UserError(f"text {cfg.text or BUILTIN_NAME!r} has only one distinct character "
+            raise UserError(f"text {source!r} has only one distinct character "
                             f"({self.vocab.chars!r}) in its training part: there is nothing to predict; give a "
                             "text with at least two different characters")
-        self.text_sha256 = text_sha256(text)
-        train_ids = self.vocab.encode(train_text, "training text")
+        if len(train_ids) < cfg.seq_len + 1:
+            raise UserError(f"text {source!r} has {len(train_ids)} training characters; "
+                            f"--seq-len {cfg.seq_len} needs at least {cfg.seq_len + 1}: give more text "
+                            "or lower --seq-len")
         self.batcher = StreamBatcher(train_ids, cfg.batch_size, cfg.seq_len)
-        val_ids, self.val_dropped = self.vocab.encode_known(val_text)
-        if cfg.eval_max_chars:
-            val_ids = val_ids[: cfg.eval_max_chars]
-        self.val_ids = val_ids if len(val_ids) >= 2 else None
-        self.unigram_nats = unigram_nats_per_char(train_ids, self.val_ids, len(self.vocab)) \
+        val_ids = all_val_ids[: cfg.eval_max_chars] if cfg.eval_max_chars else all_val_ids
+        self.val_chars_total = len(all_val_ids)
+        self.val_ids = np.asarray(val_ids, dtype=np.int32) if len(val_ids) >= 2 else None
+        self.unigram_nats = unigram_nats_per_char(train_ids, self.val_ids, len(self.vocab), train_counts) \
             if self.val_ids is not None else None
         self.samples_path: Path | None = None  # samples.jsonl of the run, once before_training sets it
         self.batch_size = cfg.batch_size
@@ -128,11 +139,15 @@ class CharLMTask(train.TaskBase):
 
 # --------------------------------------------------------------------------- evaluation, sampling
 
-def unigram_nats_per_char(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int) -> float:
+def unigram_nats_per_char(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int,
+                          train_counts: np.ndarray | None = None) -> float:
     """Validation loss of the best model that ignores context: the training text's character
     frequencies (add-one smoothed, so no character has probability 0).  A trained model
-    should beat it by far; log(vocab_size) is the loss of uniform guessing."""
-    counts = np.bincount(train_ids, minlength=vocab_size).astype(np.float64) + 1.0
+    should beat it by far; log(vocab_size) is the loss of uniform guessing.  ``train_counts``:
+    the frequencies already counted (a prepared corpus has them), so the ids are not read."""
+    if train_counts is None:
+        train_counts = np.bincount(train_ids, minlength=vocab_size)
+    counts = np.asarray(train_counts, dtype=np.float64) + 1.0
     log_p = np.log(counts / counts.sum())
     return float(-log_p[val_ids[1:]].mean())  # the first character is never predicted
 
@@ -209,6 +224,20 @@ def sample_text(trainer, vocab: Vocab, length: int, temperature: float = 1.0, to
 def open_task(cfg: CharLMConfig, meta: dict | None, where: str) -> "CharLMTask":
     """The data of a run: fresh (``meta`` None: the text read, the vocabulary built from its training
     part) or a checkpoint's (its vocabulary and stream positions; the text must be unchanged)."""
+    if cfg.data_dir:
+        from ..data.corpus import open_prepared
+
+        prepared = open_prepared(cfg.data_dir)
+        if meta is None:  # the split is the prepared data's
+            cfg = dataclasses.replace(cfg, data_dir=os.path.abspath(cfg.data_dir),
+                                      val_fraction=float(prepared.manifest["val_fraction"]))
+            return CharLMTask(cfg, None, prepared=prepared)
+        if prepared.manifest["text_sha256"] != meta.get("text_sha256"):
+            raise UserError(f"the prepared data {cfg.data_dir!r} is not the data the run in {where} was started "
+                            "on; resume needs the same data")
+        task = CharLMTask(cfg, None, Vocab(prepared.vocab_chars), prepared=prepared)
+        task.restore(meta, where)
+        return task
     if meta is None:
         if cfg.text:
             cfg = dataclasses.replace(cfg, text=os.path.abspath(cfg.text))
@@ -240,6 +269,18 @@ def evaluate_run(run_dir, text_path: str | None = None, which: str = "checkpoint
     """nats/char and bits/char of a saved model on ``text_path`` (default: the run's validation split)."""
     loaded = load_run(run_dir, which, backend)
     trainer, vocab, cfg, meta = loaded.trainer, loaded.extras["vocab"], loaded.cfg, loaded.meta
+    if text_path is None and cfg.data_dir:
+        from ..data.corpus import open_prepared
+
+        prepared = open_prepared(cfg.data_dir)
+        if prepared.manifest["text_sha256"] != meta.get("text_sha256"):
+            raise UserError(f"{cfg.data_dir!r} is not the prepared data {run_dir} was trained on; pass --text FILE "
+                            "to evaluate on a file")
+        ids, dropped, source = prepared.val, prepared.manifest["val"]["dropped_unknown"], \
+            f"validation part of {cfg.data_dir}"
+        nats = nats_per_char(trainer, ids, cfg.seq_len, progress=True)
+        return {"text": source, "chars": int(len(ids)), "unknown_chars_skipped": int(dropped),
+                "nats_per_char": nats, "bits_per_char": nats / LN2}
     if text_path is None:
         corpus = read_text(cfg.text or None)
         if text_sha256(corpus) != meta.get("text_sha256"):
