@@ -140,3 +140,19 @@ def test_bad_corpora_are_one_line(tmp_path, capsys, content, match):
 def test_text_and_data_together_are_refused(tmp_path, capsys, text_path):
     assert_user_error(capsys, "charlm", "train", "--text", text_path, "--data", tmp_path, "--out", tmp_path / "r",
                       match="give --text or --data, not both")
+
+
+def test_ranks_with_different_prepared_data_stop_with_one_line(tmp_path, capsys, text_path, monkeypatch):
+    """Under torchrun each rank compares its manifest with the others' (here a stand-in shard
+    whose other rank reports another manifest)."""
+    from rnnlab import distributed
+
+    prepare(capsys, text_path, tmp_path / "data")
+
+    class TwoRanks(distributed.Shard):
+        def all_values(self, value):
+            return [value, ("another text",) + tuple(value[1:])]
+
+    monkeypatch.setattr(distributed, "current", lambda: TwoRanks())
+    assert_user_error(capsys, "charlm", "train", "--data", tmp_path / "data", "--out", tmp_path / "r", *TRAIN,
+                      match="rank 1 has other prepared data than rank 0")

@@ -85,6 +85,16 @@ class Shard:
         dist.all_reduce(t)
         return float(t.item())
 
+    def all_values(self, value) -> list:
+        """A small picklable ``value`` from every rank, in rank order (``[value]`` in one process)."""
+        if not self.active:
+            return [value]
+        import torch.distributed as dist
+
+        parts = [None] * self.world
+        dist.all_gather_object(parts, value)
+        return parts
+
     def gather_rows(self, carry: list) -> list:
         """The recurrent state of every row of the global batch, on every rank (rank order)."""
         if not self.active:

@@ -228,6 +228,7 @@ def open_task(cfg: CharLMConfig, meta: dict | None, where: str) -> "CharLMTask":
         from ..data.corpus import open_prepared
 
         prepared = open_prepared(cfg.data_dir)
+        _same_data_on_every_rank(prepared, cfg.data_dir)
         if meta is None:  # the split is the prepared data's
             cfg = dataclasses.replace(cfg, data_dir=os.path.abspath(cfg.data_dir),
                                       val_fraction=float(prepared.manifest["val_fraction"]))
@@ -253,6 +254,20 @@ def open_task(cfg: CharLMConfig, meta: dict | None, where: str) -> "CharLMTask":
     task = CharLMTask(cfg, text, vocab)
     task.restore(meta, where)
     return task
+
+
+def _same_data_on_every_rank(prepared, where: str) -> None:
+    """Under torchrun every rank maps its own copy of the prepared data (on its machine): their
+    manifests must agree, or the ranks would train on different texts."""
+    from .. import distributed
+
+    m = prepared.manifest
+    mine = (m["text_sha256"], m["train"]["sha256"], m["val"]["sha256"], m["vocab"])
+    every = distributed.current().all_values(mine)
+    differing = [rank for rank, theirs in enumerate(every) if theirs != every[0]]
+    if differing:
+        raise UserError(f"--data {where}: rank {differing[0]} has other prepared data than rank 0 (another "
+                        "manifest); give every process the same prepared directory")
 
 
 def load_run(run_dir: str | os.PathLike, which: str = "checkpoint", backend: str | None = None):
