@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/forecast.py
 	$(PY) benchmarks/backends.py
 	$(PY) benchmarks/scan.py
+	$(PY) benchmarks/corpus_scale.py
 	$(PY) benchmarks/frontier.py
 
 clean:

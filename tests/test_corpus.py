@@ -88,7 +88,7 @@ def test_standard_input_and_a_large_vocabulary(tmp_path, capsys, monkeypatch):
     manifest = prepare(capsys, "-", tmp_path / "d")
     assert manifest["dtype"] == "uint16" and len(manifest["vocab"]) == 400
     prepared = corpus.open_prepared(tmp_path / "d")
-    assert prepared.train.dtype == np.uint16 and prepared.train.size == 4500
+    assert prepared.train.dtype == np.uint16 and len(prepared.train) == 4500
     assert "".join(manifest["vocab"][i] for i in prepared.train[:10]) == text[:10]
 
 

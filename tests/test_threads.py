@@ -69,3 +69,14 @@ def test_importing_the_jax_backend_leaves_64_bit_mode_off_until_a_float64_model(
             "print(off, still_off, jax.config.jax_enable_x64, y.dtype)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "True", "float64"]
+
+
+def test_freed_blocks_are_kept_for_reuse_unless_the_user_tuned_malloc(monkeypatch):
+    import sys
+
+    from rnnlab.memory import keep_freed_blocks
+
+    if sys.platform.startswith("linux"):
+        assert keep_freed_blocks() is True
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert keep_freed_blocks() is False

@@ -235,6 +235,9 @@ def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, r
     """
     from tqdm import tqdm
 
+    from .memory import keep_freed_blocks
+
+    keep_freed_blocks()  # steps allocate the same large temporaries again and again
     run_dir = Path(run_dir)
     metrics_path = run_dir / "metrics.jsonl"
     # Under torchrun (see rnnlab.distributed) this process trains on its rows of each batch;

@@ -160,7 +160,9 @@ class StreamBatcher:
             raise UserError(f"training text has {len(self.ids)} characters, but batch_size "
                             f"{self.batch_size} x (seq_len {self.seq_len} + 1) = {need} are needed; "
                             "lower --batch-size or --seq-len, or give more text")
-        self.streams = self.ids[: self.batch_size * self.stream_len].reshape(self.batch_size, self.stream_len)
+        # A prepared corpus (rnnlab.data.corpus.IdFile) is read row by row; text ids are an array.
+        self.streams = None if hasattr(self.ids, "read") else \
+            self.ids[: self.batch_size * self.stream_len].reshape(self.batch_size, self.stream_len)
 
     def next(self) -> tuple[np.ndarray, np.ndarray, bool]:
         T = self.seq_len
@@ -168,8 +170,11 @@ class StreamBatcher:
             self.position = 0
             self.passes += 1
         reset = self.position == 0
-        # int32 ids whatever the storage (a prepared corpus maps uint8/16/32 ids from disk)
-        chunk = np.asarray(self.streams[:, self.position: self.position + T + 1], dtype=np.int32)
+        if self.streams is None:
+            chunk = np.stack([self.ids.read(b * self.stream_len + self.position, T + 1)
+                              for b in range(self.batch_size)])
+        else:
+            chunk = self.streams[:, self.position: self.position + T + 1]
         self.position += T
         return chunk[:, :-1], chunk[:, 1:], reset
 
