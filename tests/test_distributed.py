@@ -82,3 +82,15 @@ def test_refusals_under_torchrun(tmp_path, text_file):
     assert done.returncode != 0 and "needs --backend torch" in done.stderr and "]: Traceback" not in done.stderr
     done = torchrun(*args, "--batch-size", "1", "--max-steps", "2", "--out", tmp_path / "b")
     assert done.returncode != 0 and "smaller than the 2 torchrun processes" in done.stderr
+
+
+def test_two_processes_on_prepared_data_equal_one_process_on_the_text(tmp_path, capsys, text_file):
+    """Each rank reads its own rows' streams from the prepared files; together they train what
+    one process trains from the text."""
+    assert run_cli(capsys, "charlm", "prepare", "--text", text_file, "--out", tmp_path / "data", "--quiet")[0] == 0
+    args = task_args("charlm", text_file)
+    from_data = ["--data", tmp_path / "data", *args[4:]]
+    done = torchrun(*args[:2], *from_data, "--max-steps", "4", "--out", tmp_path / "two")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert run_cli(capsys, *args, "--max-steps", "4", "--out", tmp_path / "one")[0] == 0
+    assert_same_state(tmp_path / "two", tmp_path / "one")

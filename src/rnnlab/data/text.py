@@ -152,6 +152,7 @@ class StreamBatcher:
     seq_len: int
     position: int = 0
     passes: int = 0
+    rows: tuple | None = None  # (start, stop): the only rows read from a prepared corpus (a torchrun rank's)
 
     def __post_init__(self):
         self.stream_len = len(self.ids) // self.batch_size
@@ -171,8 +172,10 @@ class StreamBatcher:
             self.passes += 1
         reset = self.position == 0
         if self.streams is None:
-            chunk = np.stack([self.ids.read(b * self.stream_len + self.position, T + 1)
-                              for b in range(self.batch_size)])
+            start, stop = self.rows or (0, self.batch_size)
+            chunk = np.zeros((self.batch_size, T + 1), np.int32)  # rows of other ranks stay unread
+            for b in range(start, stop):
+                chunk[b] = self.ids.read(b * self.stream_len + self.position, T + 1)
         else:
             chunk = self.streams[:, self.position: self.position + T + 1]
         self.position += T

@@ -62,6 +62,12 @@ class CharLMTask(train.TaskBase):
                             f"--seq-len {cfg.seq_len} needs at least {cfg.seq_len + 1}: give more text "
                             "or lower --seq-len")
         self.batcher = StreamBatcher(train_ids, cfg.batch_size, cfg.seq_len)
+        if prepared is not None:
+            from .. import distributed
+
+            shard = distributed.current()
+            if shard.active:  # under torchrun each rank reads its own rows' streams
+                self.batcher.rows = shard.bounds(cfg.batch_size)
         val_ids = all_val_ids[: cfg.eval_max_chars] if cfg.eval_max_chars else all_val_ids
         self.val_chars_total = len(all_val_ids)
         self.val_ids = np.asarray(val_ids, dtype=np.int32) if len(val_ids) >= 2 else None
