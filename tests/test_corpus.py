@@ -156,3 +156,11 @@ def test_ranks_with_different_prepared_data_stop_with_one_line(tmp_path, capsys,
     monkeypatch.setattr(distributed, "current", lambda: TwoRanks())
     assert_user_error(capsys, "charlm", "train", "--data", tmp_path / "data", "--out", tmp_path / "r", *TRAIN,
                       match="rank 1 has other prepared data than rank 0")
+
+
+def test_the_report_says_how_much_validation_text_each_evaluation_reads(tmp_path, capsys, text_path):
+    prepare(capsys, text_path, tmp_path / "data")
+    args = [a if a != "--quiet" else "--val-chars" for a in TRAIN] + ["100", "--quiet"]
+    assert run_cli(capsys, "charlm", "train", "--data", tmp_path / "data", "--out", tmp_path / "r", *args)[0] == 0
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "Each evaluation reads the first 100 (--val-chars) of the 598 characters" in page

@@ -117,7 +117,10 @@ class CharLMTask(train.TaskBase):
         self.batcher.load_state(state)
 
     def checkpoint_meta(self) -> dict:
-        return {"vocab": self.vocab.chars, "text_sha256": self.text_sha256}
+        used = 0 if self.val_ids is None else len(self.val_ids)
+        return {"vocab": self.vocab.chars, "text_sha256": self.text_sha256,
+                "validation": {"chars": used, "of": int(self.val_chars_total),
+                               "source": self.cfg.data_dir or self.cfg.text or BUILTIN_NAME}}
 
     # ----- the run skeleton's hooks (rnnlab.runner)
     loss = "cross_entropy"
@@ -404,6 +407,12 @@ def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
             _relative(nats, uniform, "uniform"), "better" if nats < uniform else "worse"))
     facts.figures.append(("Training loss (smoothed) and validation loss in nats/char; the dashed line is "
                           "the unigram baseline (the training text's character frequencies)", "loss.png"))
+    validation = meta.get("validation")
+    if validation:
+        part = ("all" if validation["chars"] >= validation["of"] else
+                f"the first {validation['chars']:,} (--val-chars)")
+        facts.texts.append(("Validation", f"Each evaluation reads {part} of the {validation['of']:,} characters of "
+                                          f"the validation part of {validation['source']}."))
     samples_path = Path(run_dir) / "samples.jsonl"
     samples = report.read_jsonl(samples_path)
     if samples:
