@@ -273,12 +273,12 @@ def run_backtest(cfg: ForecastConfig, settings: Settings, out, force: bool = Fal
                   + (f"; resuming, {done} origins done" if mode == "resume" else ""), flush=True)
         bar = tqdm(total=len(origins), initial=done, unit="origin", dynamic_ncols=True,
                    disable=quiet or not sys.stderr.isatty())
-        records = _run_groups(cfg, out, todo, settings.workers, quiet, bar)
+        _run_groups(cfg, out, todo, settings.workers, bar)
         finished = all(_forecasts_path(out, o).exists() for o in origins)
         if not finished:
             left = sum(not _forecasts_path(out, o).exists() for o in origins)
             return {"interrupted": True, "origins_left": left, "backtest_dir": str(out)}
-        del records  # every origin's record is read back from its file, in order
+        # every origin's record, read back from its file, in order
         records = [json.loads(_forecasts_path(out, o).read_text(encoding="utf-8")) for o in origins]
         result = summarize(records, series.source, cfg, settings)
         checkpoint.atomic_write_text(out / "backtest.json", json.dumps(result, indent=1) + "\n")
@@ -287,19 +287,18 @@ def run_backtest(cfg: ForecastConfig, settings: Settings, out, force: bool = Fal
     return dict(result, interrupted=False, backtest_dir=str(out))
 
 
-def _run_groups(cfg: ForecastConfig, out: Path, groups: list, workers: int, quiet: bool, bar) -> list[dict]:
-    """Fit every group, here (one worker) or in ``workers`` processes; stops early on Ctrl-C."""
+def _run_groups(cfg: ForecastConfig, out: Path, groups: list, workers: int, bar) -> None:
+    """Fit every group, here (one worker) or in ``workers`` processes (each writes its origins'
+    files); stops early on Ctrl-C."""
     cfg_dict = dataclasses.asdict(cfg)
-    records = []
     try:
         if workers <= 1 or len(groups) <= 1:
             for group in groups:
                 got = fit_group(cfg_dict, str(out), [dataclasses.asdict(o) for o in group])
                 bar.update(len(got))
-                records += got
                 if len(got) < len(group):
                     break
-            return records
+            return
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -312,14 +311,11 @@ def _run_groups(cfg: ForecastConfig, out: Path, groups: list, workers: int, quie
             futures = [pool.submit(fit_group, cfg_dict, str(out), [dataclasses.asdict(o) for o in g])
                        for g in groups]
             for future in as_completed(futures):
-                got = future.result()
-                bar.update(len(got))
-                records += got
+                bar.update(len(future.result()))
     except KeyboardInterrupt:
         pass
     finally:
         bar.close()
-    return records
 
 
 # --------------------------------------------------------------------------- the verdict

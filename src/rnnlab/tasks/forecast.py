@@ -413,12 +413,11 @@ def fit_calibration(cfg: ForecastConfig, trainer, features: Features, part: "Par
     """The shrink weight and interval residuals of ``cfg`` (``--shrink``, ``--intervals``) fitted
     on the validation ``part``."""
     raw = make_forecasts(trainer, features, part.price_windows, inputs)
-    alpha = None
-    if cfg.shrink == "auto":
-        alpha = fit_shrink(raw.unshrunk_mean, part.targets, features.persistence(part.price_windows))
+    persistence = features.persistence(part.price_windows)
+    alpha = fit_shrink(raw.unshrunk_mean, part.targets, persistence) if cfg.shrink == "auto" else None
     residuals = unshrunk = None
     if cfg.head == "gaussian" and cfg.intervals == "calibrated":
-        mean = make_forecasts(trainer, features, part.price_windows, inputs, Calibration(alpha)).mean
+        mean = raw.mean if alpha is None else shrink_toward_persistence(raw.mean, persistence, alpha)
         residuals = np.sort((part.targets - mean) * np.exp(-0.5 * raw.log_var))
         if alpha is not None:
             unshrunk = np.sort((part.targets - raw.mean) * np.exp(-0.5 * raw.log_var))
@@ -651,12 +650,12 @@ class ForecastTask(train.TaskBase):
         alpha = calibration.alpha
         if len(self.parts["test"].actual) == 0:  # no test part: --test-fraction 0
             return dict(extra, alpha=alpha)
-        result = {name: compare(self.parts[name], self.forecasts(best.trainer, name, calibration), self.features)
-                  for name in ("val", "test")}
+        forecasts = {name: self.forecasts(best.trainer, name, calibration) for name in ("val", "test")}
+        result = {name: compare(self.parts[name], f, self.features) for name, f in forecasts.items()}
         test = dict(result["test"], model="best", step=best.meta["step"], epoch=best.meta["metrics"]["epoch"],
                     comparison_text=describe(result["test"]), val=result["val"], target=cfg.target, head=cfg.head,
                     train_seconds=round(summary["train_seconds"], 3))
-        plot_forecast(out / "forecast.png", self.parts["test"], self.forecasts(best.trainer, "test", calibration),
+        plot_forecast(out / "forecast.png", self.parts["test"], forecasts["test"],
                       result["test"], f"{Path(self.series.source).name} every {cfg.every}, {cfg.cell} on {cfg.target}")
         checkpoint.atomic_write_text(out / "test.json", json.dumps(test, indent=1) + "\n")
         return dict(extra, test=test, alpha=alpha)
