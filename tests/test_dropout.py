@@ -94,3 +94,15 @@ def test_evaluation_and_sampling_use_no_dropout():
     np.testing.assert_array_equal(y, y_plain)
     _, y_step = trainer.step(carry, inputs[:, 0])
     np.testing.assert_allclose(y_step, y_plain[:, 0], rtol=1e-12)
+
+
+def test_mask_mean_is_one_for_a_rate_that_does_not_divide_65536():
+    """The drop probability is rounded to 1/65536; the scale follows the rounded keep probability,
+    so a mask's expected value is exactly 1 (unbiased inverted dropout)."""
+    spec = ModelSpec("gru", 10, 8, 10, num_layers=1, input_kind="embedding", embed_size=5)
+    masks = dropout_masks(spec, 0.1, np.random.default_rng(3), 256, 64, np.float64)
+    kept = masks["readout"][masks["readout"] > 0]
+    assert np.allclose(kept, 65536 / (65536 - 6554))
+    assert abs(masks["readout"].mean() - 1.0) < 0.01
+    tiny = dropout_masks(spec, 1e-7, np.random.default_rng(3), 4, 3, np.float64)  # clamped to 1/65536
+    assert np.all((tiny["readout"] == 0) | np.isclose(tiny["readout"], 65536 / 65535))
