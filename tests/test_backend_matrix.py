@@ -33,8 +33,10 @@ def corpus(tmp_path_factory):
 
 
 def config_of(task: str, cell: str, corpus: str):
-    # weight_decay > 0: every backend's step must decay the weight matrices alike (and resume it).
-    common = dict(cell=cell, hidden_size=5, layers=2, dtype="float64", backend="numpy", seed=3, weight_decay=0.05)
+    # weight_decay > 0 and adam_beta2 != 0.999: every backend's step must decay the weight matrices alike
+    # and use the same Adam (and resume both).
+    common = dict(cell=cell, hidden_size=5, layers=2, dtype="float64", backend="numpy", seed=3, weight_decay=0.05,
+                  adam_beta2=0.99)
     if task == "charlm":
         return CharLMConfig(text=corpus, seq_len=6, batch_size=3, max_steps=2, eval_every=2, eval_max_chars=300,
                             sample_length=5, optimizer="adagrad", clip="value", loss_reduction="sum", **common)

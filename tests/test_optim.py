@@ -105,3 +105,15 @@ def test_decoupled_weight_decay_scales_matrices_not_biases(name):
     np.testing.assert_allclose(p_decayed["W"], p_plain["W"] - lr * 0.5 * params["W"], rtol=1e-12)
     np.testing.assert_array_equal(p_decayed["b"], p_plain["b"])
     assert Optimizer.restore(decayed.meta(), decayed.state_tensors()).weight_decay == 0.5
+
+
+def test_a_run_starts_its_adam_with_the_configured_beta2():
+    """--adam-beta2 reaches the optimizer every backend reads (and its checkpoint meta)."""
+    from rnnlab.cells import ModelSpec
+    from rnnlab.config import DenoiseConfig
+    from rnnlab.runs import fresh_start
+
+    spec = ModelSpec("gru", 1, 4, 1)
+    _, opt, _ = fresh_start(DenoiseConfig(adam_beta2=0.99, weight_decay=0.01), spec)
+    assert (opt.beta2, opt.weight_decay) == (0.99, 0.01)
+    assert Optimizer.restore(opt.meta(), opt.state_tensors()).beta2 == 0.99

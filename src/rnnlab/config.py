@@ -80,6 +80,8 @@ SHARED = {
                           minimum=0, above=True, metavar="X"),
     "weight_decay": Setting("decoupled weight decay, as AdamW: each step scales the weight matrices (not the "
                             "biases) by 1 - lr * X (0 = off)", "optimization", minimum=0, metavar="X"),
+    "adam_beta2": Setting("Adam's decay of its squared-gradient average (0.99 adapts faster, for short runs at "
+                          "a high rate)", "optimization", minimum=0, maximum=1, below=True, metavar="X"),
     "dropout": Setting("dropout rate on the input of each recurrent layer (not a one-hot input) and on the "
                        "readout's input, a fresh mask per element and step; off at evaluation (0 = off)",
                        "optimization", minimum=0, maximum=1, below=True, metavar="P"),
@@ -131,6 +133,7 @@ class CharLMConfig:
     clip: str = shared("clip", "norm")
     clip_value: float = shared("clip_value", 5.0)
     weight_decay: float = shared("weight_decay", 0.0)
+    adam_beta2: float = shared("adam_beta2", 0.999)
     dropout: float = shared("dropout", 0.0)
     loss_reduction: str = setting("mean", Setting("mean per character, or summed over the sequence (min-char-rnn)",
                                                   "optimization", choices=("mean", "sum")))
@@ -209,6 +212,7 @@ class DenoiseConfig:
     clip: str = shared("clip", "norm")
     clip_value: float = shared("clip_value", 1.0)
     weight_decay: float = shared("weight_decay", 0.0)
+    adam_beta2: float = shared("adam_beta2", 0.999)
     dropout: float = shared("dropout", 0.0)
     batch_size: int = shared("batch_size", 256, help="fresh sequences per step")
     steps: int = setting(4000, Setting("total training steps", "budget", minimum=1, resumable=True, metavar="N",
@@ -307,6 +311,7 @@ class ForecastConfig:
     clip: str = shared("clip", "norm")
     clip_value: float = shared("clip_value", 1.0)
     weight_decay: float = shared("weight_decay", 0.0)
+    adam_beta2: float = shared("adam_beta2", 0.999)
     dropout: float = shared("dropout", 0.0)
     batch_size: int = shared("batch_size", 32, help="windows per step")
     epochs: int = setting(50, Setting("passes over the training windows", "budget", minimum=1, resumable=True,

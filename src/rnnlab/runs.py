@@ -270,7 +270,7 @@ def fresh_start(cfg, spec: ModelSpec) -> tuple[dict, Optimizer, train.LoopState]
     params = init_params(spec, np.random.default_rng(cfg.seed), cfg.init, np.dtype(cfg.dtype))
     state = train.LoopState(sample_rng=np.random.default_rng([cfg.seed, 1]),
                             dropout_rng=np.random.default_rng([cfg.seed, 3]))
-    return params, Optimizer(cfg.optimizer, weight_decay=cfg.weight_decay), state
+    return params, Optimizer(cfg.optimizer, beta2=cfg.adam_beta2, weight_decay=cfg.weight_decay), state
 
 
 def make_trainer(cfg, spec: ModelSpec, params: dict, optimizer: Optimizer, loss: str, reduction: str = "mean"):
