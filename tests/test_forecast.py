@@ -438,3 +438,26 @@ def test_gaussian_head_with_shrinking_end_to_end(tmp_path, capsys):
     lo, hi = sorted([result["persistence"], result["unshrunk_forecast"]])
     assert lo - 1e-9 <= result["forecast"] <= hi + 1e-9
     assert "interval coverage" in (out / "report.html").read_text()
+
+
+def test_calibrated_residuals_are_taken_around_the_shrunk_mean(monkeypatch):
+    """With --shrink auto fitting alpha < 1, the interval residuals are those of the forecast the
+    user gets (persistence + alpha * (model - persistence)); the unshrunk ones are kept beside."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(5)
+    n = 400
+    persistence = rng.standard_normal(n)
+    targets = persistence + 0.3 * rng.standard_normal(n)
+    model = persistence + rng.standard_normal(n)  # mostly noise: the least-squares alpha is small
+    log_var = np.log(rng.uniform(0.5, 2.0, n))
+    monkeypatch.setattr(forecast, "make_forecasts",
+                        lambda *a: SimpleNamespace(mean=model, unshrunk_mean=model, log_var=log_var))
+    features = SimpleNamespace(persistence=lambda windows: persistence)
+    part = SimpleNamespace(price_windows=None, targets=targets, actual=np.zeros(n))
+    cfg = ForecastConfig(head="gaussian", intervals="calibrated", shrink="auto")
+    got = forecast.fit_calibration(cfg, None, features, part, None)
+    assert 0 < got.alpha < 0.5
+    shrunk = persistence + got.alpha * (model - persistence)
+    np.testing.assert_allclose(got.residuals, np.sort((targets - shrunk) * np.exp(-0.5 * log_var)))
+    np.testing.assert_allclose(got.unshrunk_residuals, np.sort((targets - model) * np.exp(-0.5 * log_var)))
