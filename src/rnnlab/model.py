@@ -139,7 +139,8 @@ def load(run_dir: str | os.PathLike, which: str = "best", backend: str | None = 
     (default: the run's own) and, for torch, ``device`` (default: auto)."""
     import dataclasses
 
-    from . import checkpoint, runs, tasks
+    from . import runs, tasks
+    from .facts import read_json
 
     run_dir = Path(run_dir)
     if which not in WHICH:
@@ -148,8 +149,11 @@ def load(run_dir: str | os.PathLike, which: str = "best", backend: str | None = 
         raise UserError(f"{str(run_dir)!r} holds no {which} model ({which}.json); give a run directory that "
                         "`rnnlab TASK train --out` wrote" + ("" if which == "checkpoint" else
                                                              ", or which='checkpoint'"))
-    _, meta = checkpoint.load(run_dir, which)  # a damaged file is reported here, naming it
-    task = tasks.entry(meta.get("task", "?")).name
+    meta = read_json(run_dir / f"{which}.json")  # only the task's name: load_run reads the weights
+    task = meta.get("task") if isinstance(meta, dict) else None
+    if task not in tasks.TASKS:
+        raise UserError(f"{run_dir / f'{which}.json'} names no rnnlab task (task: {task!r}); the run directory "
+                        "is damaged or was not written by rnnlab")
     loaded = tasks.module(task).load_run(run_dir, which, backend)
     if device is not None:
         if loaded.cfg.backend != "torch":
@@ -158,4 +162,4 @@ def load(run_dir: str | os.PathLike, which: str = "best", backend: str | None = 
         trainer = loaded.trainer
         loaded = dataclasses.replace(loaded, cfg=cfg, trainer=runs.make_trainer(
             cfg, loaded.spec, trainer.params, trainer.optimizer, trainer.loss, trainer.reduction))
-    return Model(task, loaded, run_dir, which)
+    return Model(tasks.entry(task).name, loaded, run_dir, which)
