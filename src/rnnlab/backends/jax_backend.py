@@ -40,7 +40,7 @@ name = "jax"
 # Cells with one recurrent matmul (rnn, gru_reset_after, lstm) are split at it.  Each
 # step computes ``z = h @ U`` and folds it into the step's input projection ``a`` as
 # ``s = a + z`` (the gate pre-activations; gru_reset_after keeps the candidate's
-# ``a_n`` in ``s`` and its ``h U_n + b_U_n`` apart as ``e``), then a pointwise part
+# ``a_n`` in ``s`` and its ``h U_n + b_U_n`` apart as ``e``), then a pointwise ``step``
 # maps ``(s, e, carry)`` to the next carry.  The pointwise parts' vjps are written by
 # hand (checked against the NumPy backend's BPTT in the tests), so ``_scan_layer``
 # can give the scan its own backward pass.  Cho's GRU has a second matmul behind its
@@ -60,19 +60,22 @@ def _with_h(carry, h):
 
 
 class _RNN:
+    """Each split cell: ``fold`` adds the recurrent product; ``step`` gives the new carry and what
+    the backward pass keeps of the step (activated gates, so ``vjp`` evaluates no tanh again);
+    ``vjp`` -> (ds, de, d_carry) with d_carry the gradient reaching the previous carry other than
+    through the recurrent product."""
+
     @staticmethod
     def fold(q, a, z):
         return a + z, None
 
     @staticmethod
-    def pointwise(s, e, h):
-        return jnp.tanh(s)
+    def step(s, e, h):
+        h_new = jnp.tanh(s)
+        return h_new, h_new
 
     @staticmethod
-    def vjp(s, e, h, dh):
-        """-> (ds, de, d_carry) with d_carry the gradient reaching the previous carry
-        other than through ``z``."""
-        h_new = jnp.tanh(s)
+    def vjp(h_new, e, h, dh):
         return dh * (1.0 - h_new * h_new), None, jnp.zeros_like(h)
 
 
@@ -84,19 +87,15 @@ class _GRUResetAfter:
         return jnp.concatenate([a[:, :2 * H] + hu[:, :2 * H], a[:, 2 * H:]], axis=1), hu[:, 2 * H:]
 
     @staticmethod
-    def _gates(s, e):
+    def step(s, e, h):
         H = e.shape[-1]
         r, zg = _sigmoid(s[:, :H]), _sigmoid(s[:, H:2 * H])
-        return r, zg, jnp.tanh(s[:, 2 * H:] + r * e)
+        n = jnp.tanh(s[:, 2 * H:] + r * e)
+        return n + zg * (h - n), (r, zg, n)
 
-    @classmethod
-    def pointwise(cls, s, e, h):
-        r, zg, n = cls._gates(s, e)
-        return n + zg * (h - n)
-
-    @classmethod
-    def vjp(cls, s, e, h, dh):
-        r, zg, n = cls._gates(s, e)
+    @staticmethod
+    def vjp(gates, e, h, dh):
+        r, zg, n = gates
         d_pre_n = dh * (1.0 - zg) * (1.0 - n * n)
         ds = jnp.concatenate([d_pre_n * e * r * (1.0 - r), dh * (h - n) * zg * (1.0 - zg), d_pre_n], axis=1)
         return ds, d_pre_n * r, dh * zg
@@ -108,22 +107,18 @@ class _LSTM:
         return a + z, None
 
     @staticmethod
-    def _gates(s):
+    def step(s, e, carry):
         H = s.shape[-1] // 4
-        return (_sigmoid(s[:, :H]), _sigmoid(s[:, H:2 * H]), jnp.tanh(s[:, 2 * H:3 * H]),
-                _sigmoid(s[:, 3 * H:]))
-
-    @classmethod
-    def pointwise(cls, s, e, carry):
-        i, f, n, o = cls._gates(s)
+        i, f, n, o = (_sigmoid(s[:, :H]), _sigmoid(s[:, H:2 * H]), jnp.tanh(s[:, 2 * H:3 * H]),
+                      _sigmoid(s[:, 3 * H:]))
         c = f * carry[1] + i * n
-        return o * jnp.tanh(c), c
+        tc = jnp.tanh(c)
+        return (o * tc, c), (i, f, n, o, tc)
 
-    @classmethod
-    def vjp(cls, s, e, carry, d_new):
+    @staticmethod
+    def vjp(gates, e, carry, d_new):
         (h, c), (dh, dc) = carry, d_new
-        i, f, n, o = cls._gates(s)
-        tc = jnp.tanh(f * c + i * n)
+        i, f, n, o, tc = gates
         dc = dc + dh * o * (1.0 - tc * tc)
         ds = jnp.concatenate([dc * n * i * (1.0 - i), dc * c * f * (1.0 - f), dc * i * (1.0 - n * n),
                               dh * tc * o * (1.0 - o)], axis=1)
@@ -158,7 +153,7 @@ def _scan_layer(cell: str, U, q, carry0, A):
     kind = SPLIT_CELLS[cell]
 
     def body(carry, a):  # without gradients nothing is stored for the backward pass
-        new = kind.pointwise(*kind.fold(q, a, _h(carry) @ U), carry)
+        new, _ = kind.step(*kind.fold(q, a, _h(carry) @ U), carry)
         return new, _h(new)
 
     return jax.lax.scan(body, carry0, A)
@@ -169,29 +164,29 @@ def _scan_layer_fwd(cell, U, q, carry0, A):
 
     def body(carry, a):
         s, e = kind.fold(q, a, _h(carry) @ U)
-        new = kind.pointwise(s, e, carry)
+        new, kept = kind.step(s, e, carry)
         c_prev = carry[1] if isinstance(carry, tuple) else None
-        return new, (s, e, c_prev, _h(new))
+        return new, (kept, e, c_prev, _h(new))
 
-    carry_T, (S, E, C_prev, Hout) = jax.lax.scan(body, carry0, A)
-    return (carry_T, Hout), (U, _h(carry0), S, E, C_prev, Hout)
+    carry_T, (Kept, E, C_prev, Hout) = jax.lax.scan(body, carry0, A)
+    return (carry_T, Hout), (U, _h(carry0), Kept, E, C_prev, Hout)
 
 
 def _scan_layer_bwd(cell, residuals, cotangents):
-    U, h0, S, E, C_prev, Hout = residuals
+    U, h0, Kept, E, C_prev, Hout = residuals
     d_carry_T, dHout = cotangents
     kind = SPLIT_CELLS[cell]
     H_prev = jnp.concatenate([h0[None], Hout[:-1]], axis=0)
     UT = U.T
 
     def body(d_carry, step):
-        s, e, h, c, dh_out = step
+        kept, e, h, c, dh_out = step
         carry = h if c is None else (h, c)
-        ds, de, d_prev = kind.vjp(s, e, carry, _with_h(d_carry, _h(d_carry) + dh_out))
+        ds, de, d_prev = kind.vjp(kept, e, carry, _with_h(d_carry, _h(d_carry) + dh_out))
         dz = ds if de is None else jnp.concatenate([ds[:, :ds.shape[1] - de.shape[1]], de], axis=1)
         return _with_h(d_prev, _h(d_prev) + dz @ UT), (ds, de)
 
-    d_carry0, (dA, dE) = jax.lax.scan(body, d_carry_T, (S, E, H_prev, C_prev, dHout), reverse=True)
+    d_carry0, (dA, dE) = jax.lax.scan(body, d_carry_T, (Kept, E, H_prev, C_prev, dHout), reverse=True)
     dq = {}
     if dE is None:
         dU = jnp.einsum("tbh,tbg->hg", H_prev, dA)
