@@ -186,12 +186,10 @@ def _matching_tensors(run_dir: Path, stem: str, sha256) -> bytes | None:
     return None
 
 
-def load(run_dir: Path, stem: str = "checkpoint") -> tuple[dict[str, np.ndarray], dict]:
-    """(tensors, meta) of a checkpoint; any damage is a ``UserError`` that says which file."""
-    from safetensors.numpy import load as st_load
-
+def load_meta(run_dir: Path, stem: str = "checkpoint") -> dict:
+    """The meta JSON of a checkpoint, checked (its tensors not read); damage is a ``UserError``."""
     run_dir = Path(run_dir)
-    meta_path, tensor_path = run_dir / f"{stem}.json", run_dir / f"{stem}.safetensors"
+    meta_path = run_dir / f"{stem}.json"
     if not run_dir.is_dir():
         raise UserError(f"run directory {str(run_dir)!r} does not exist; pass --run with a directory "
                         "made by 'rnnlab ... train'")
@@ -207,6 +205,16 @@ def load(run_dir: Path, stem: str = "checkpoint") -> tuple[dict[str, np.ndarray]
     if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
         raise UserError(f"{meta_path} has format version {meta.get('version')!r}; this rnnlab reads "
                         f"version {VERSION} or older: upgrade rnnlab")
+    return meta
+
+
+def load(run_dir: Path, stem: str = "checkpoint") -> tuple[dict[str, np.ndarray], dict]:
+    """(tensors, meta) of a checkpoint; any damage is a ``UserError`` that says which file."""
+    from safetensors.numpy import load as st_load
+
+    meta = load_meta(run_dir, stem)
+    run_dir = Path(run_dir)
+    meta_path, tensor_path = run_dir / f"{stem}.json", run_dir / f"{stem}.safetensors"
     blob = _matching_tensors(run_dir, stem, meta.get("tensors_sha256"))
     if blob is None:
         if not tensor_path.exists():

@@ -139,8 +139,7 @@ def load(run_dir: str | os.PathLike, which: str = "best", backend: str | None = 
     (default: the run's own) and, for torch, ``device`` (default: auto)."""
     import dataclasses
 
-    from . import runs, tasks
-    from .facts import read_json
+    from . import checkpoint, runs, tasks
 
     run_dir = Path(run_dir)
     if which not in WHICH:
@@ -149,8 +148,7 @@ def load(run_dir: str | os.PathLike, which: str = "best", backend: str | None = 
         raise UserError(f"{str(run_dir)!r} holds no {which} model ({which}.json); give a run directory that "
                         "`rnnlab TASK train --out` wrote" + ("" if which == "checkpoint" else
                                                              ", or which='checkpoint'"))
-    meta = read_json(run_dir / f"{which}.json")  # only the task's name: load_run reads the weights
-    task = meta.get("task") if isinstance(meta, dict) else None
+    task = checkpoint.load_meta(run_dir, which).get("task")  # the task alone: load_run reads the weights
     if task not in tasks.TASKS:
         raise UserError(f"{run_dir / f'{which}.json'} names no rnnlab task (task: {task!r}); the run directory "
                         "is damaged or was not written by rnnlab")
