@@ -160,4 +160,4 @@ def load(run_dir: str | os.PathLike, which: str = "best", backend: str | None = 
         trainer = loaded.trainer
         loaded = dataclasses.replace(loaded, cfg=cfg, trainer=runs.make_trainer(
             cfg, loaded.spec, trainer.params, trainer.optimizer, trainer.loss, trainer.reduction))
-    return Model(tasks.entry(task).name, loaded, run_dir, which)
+    return Model(task, loaded, run_dir, which)
