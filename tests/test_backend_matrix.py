@@ -34,9 +34,9 @@ def corpus(tmp_path_factory):
 
 def config_of(task: str, cell: str, corpus: str):
     # weight_decay > 0 and adam_beta2 != 0.999: every backend's step must decay the weight matrices alike
-    # and use the same Adam (and resume both).
+    # and use the same Adam (and resume both); ema_decay: every backend continues the saved average.
     common = dict(cell=cell, hidden_size=5, layers=2, dtype="float64", backend="numpy", seed=3, weight_decay=0.05,
-                  adam_beta2=0.99)
+                  adam_beta2=0.99, ema_decay=0.7)
     if task == "charlm":
         return CharLMConfig(text=corpus, seq_len=6, batch_size=3, max_steps=2, eval_every=2, eval_max_chars=300,
                             sample_length=5, optimizer="adagrad", clip="value", loss_reduction="sum", **common)
@@ -129,7 +129,9 @@ def test_resume_on_another_backend_ends_where_numpy_does(numpy_runs, tmp_path, c
                                 overrides={"backend": name, **LONGER[task]})
         tensors, meta = checkpoint.load(copy)
         assert meta["backend"] == name
-        ends[name] = checkpoint.group(tensors, "params")
+        ends[name] = {f"params/{k}": v for k, v in checkpoint.group(tensors, "params").items()}
+        ends[name].update({f"average/{k}": v for k, v in checkpoint.group(tensors, "average").items()})
+    assert len(ends["numpy"]) == 2 * len(checkpoint.group(tensors, "params"))
     for k in ends["numpy"]:
         assert rel(ends[backend][k], ends["numpy"][k]) < 1e-8, k
 

@@ -52,6 +52,8 @@ BAD_INPUTS = [
         "--weight-decay must be zero (off) or a positive number", "charlm"),
     Bad("config-dropout-one", ["charlm", "train", "--config", "{config_dropout_one}", *TINY_CHARLM],
         "--dropout must be a number >= 0 and < 1, got 1.0", "charlm"),
+    Bad("config-ema-decay-one", ["forecast", "train", "--config", "{config_ema_one}", *TINY_FORECAST],
+        "--ema-decay must be a number >= 0 and < 1, got 1.0", "forecast"),
     Bad("tie-weights-sizes", ["charlm", "train", *TINY_CHARLM, "--embed-size", "4", "--tie-weights"],
         "--tie-weights needs --embed-size equal to --hidden-size", "charlm"),
     Bad("residual-with-nothing-to-add", ["charlm", "train", *TINY_CHARLM, "--residual"],
@@ -111,6 +113,7 @@ def files(tmp_path_factory):
     for name, content in {"utf16": text.encode("utf-16"), "one_char": b"a" * 500,
                           "config_wrong_type": b'hidden_size = "big"\n', "config_unknown": b"hiden_size = 3\n",
                           "config_negative_wd": b"weight_decay = -0.1\n", "config_dropout_one": b"dropout = 1.0\n",
+                          "config_ema_one": b"ema_decay = 1.0\n",
                           "config_embed_denoise": b"embed_size = 16\n",
                           "csv_header_only": b"timestamp,open,high,low,close,volume\n",
                           "csv_bad_byte": b"timestamp,open\n" + b"".join(

@@ -82,6 +82,10 @@ SHARED = {
                             "biases) by 1 - lr * X (0 = off)", "optimization", minimum=0, metavar="X"),
     "adam_beta2": Setting("Adam's decay of its squared-gradient average (0.99 adapts faster, for short runs at "
                           "a high rate)", "optimization", minimum=0, maximum=1, below=True, metavar="X"),
+    "ema_decay": Setting("evaluate, sample and save an exponential moving average of the weights, updated every "
+                         "step with this decay (0 = off; 0.998 averages over about the last 500 steps); "
+                         "training itself continues on the raw weights", "optimization", minimum=0, maximum=1,
+                         below=True, resumable=True, metavar="D"),
     "dropout": Setting("dropout rate on the input of each recurrent layer (not a one-hot input) and on the "
                        "readout's input, a fresh mask per element and step; off at evaluation (0 = off)",
                        "optimization", minimum=0, maximum=1, below=True, metavar="P"),
@@ -135,6 +139,7 @@ class CharLMConfig:
     weight_decay: float = shared("weight_decay", 0.0)
     adam_beta2: float = shared("adam_beta2", 0.999)
     dropout: float = shared("dropout", 0.0)
+    ema_decay: float = shared("ema_decay", 0.0)
     loss_reduction: str = setting("mean", Setting("mean per character, or summed over the sequence (min-char-rnn)",
                                                   "optimization", choices=("mean", "sum")))
     max_steps: int = setting(1000, Setting("total steps (0 = no limit)", "budget", minimum=0, resumable=True,
@@ -214,6 +219,7 @@ class DenoiseConfig:
     weight_decay: float = shared("weight_decay", 0.0)
     adam_beta2: float = shared("adam_beta2", 0.999)
     dropout: float = shared("dropout", 0.0)
+    ema_decay: float = shared("ema_decay", 0.0)
     batch_size: int = shared("batch_size", 256, help="fresh sequences per step")
     steps: int = setting(4000, Setting("total training steps", "budget", minimum=1, resumable=True, metavar="N",
                                        aliases=("--max-steps",)))
@@ -313,6 +319,7 @@ class ForecastConfig:
     weight_decay: float = shared("weight_decay", 0.0)
     adam_beta2: float = shared("adam_beta2", 0.999)
     dropout: float = shared("dropout", 0.0)
+    ema_decay: float = shared("ema_decay", 0.0)
     batch_size: int = shared("batch_size", 32, help="windows per step")
     epochs: int = setting(50, Setting("passes over the training windows", "budget", minimum=1, resumable=True,
                                       metavar="N"))

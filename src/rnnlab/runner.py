@@ -58,7 +58,9 @@ def train_run(cfg, out: str | os.PathLike, resume: bool = False, force: bool = F
         task.before_training(trainer, out, fresh=run_dir.mode != "resume")
         budget, total_steps = task.budget()
         summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, total_steps), out,
-                            dataclasses.asdict(cfg), quiet, log_evals)
+                            dataclasses.asdict(cfg), quiet, log_evals, cfg.ema_decay)
+        if state.average is not None:  # the model the run leaves behind is the one it evaluated
+            trainer.load_params(state.average)
         summary.update(run_dir=str(out), trainer=trainer)
         summary.update(task.after_training(trainer, summary, out))
         html_report.write_run_report(out)

@@ -257,7 +257,10 @@ def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable
     try:
         optimizer = Optimizer.restore(optimizer_meta, checkpoint.group(tensors, "opt"))
         carry = checkpoint.carry_from_tensors(tensors, spec.num_layers, spec.cell_info.carry)
-        state = train.LoopState.restore(state_meta, carry)
+        average = checkpoint.group(tensors, "average")
+        if average:
+            check_params(spec, average, f"{out}/checkpoint.safetensors (the weights' average)")
+        state = train.LoopState.restore(state_meta, carry, average)
         checkpoint.cut_logs(out, {k: int(v) for k, v in log_sizes.items() if k in train.LOGS})
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise checkpoint.damaged(where, exc) from exc
@@ -296,11 +299,13 @@ def schedule_of(cfg, total_steps: int) -> dict:
 
 
 def load_model(run_dir, which: str = "checkpoint") -> tuple[ModelSpec, dict, dict]:
-    """(spec, params, meta) of ``<run_dir>/<which>`` for any task, checked against each other."""
+    """(spec, params, meta) of ``<run_dir>/<which>`` for any task, checked against each other.
+    A run trained with ``--ema-decay`` is used with its weights' average (what it was evaluated
+    with): ``best`` holds only that, ``checkpoint`` holds it beside the raw weights it trains on."""
     run_dir = Path(run_dir)
     tensors, meta = checkpoint.load(run_dir, which)
     spec = spec_of_checkpoint(meta, tensors, f"{run_dir}/{which}.json")
-    params = checkpoint.group(tensors, "params")
+    params = checkpoint.group(tensors, "average") or checkpoint.group(tensors, "params")
     check_params(spec, params, f"{run_dir}/{which}.safetensors")
     return spec, params, meta
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, distributed
+from . import averaging, checkpoint, distributed
 from .dropout import dropout_masks, rows as mask_rows
 from .errors import TrainingDiverged, UserError
 from .optim import learning_rate
@@ -120,6 +120,9 @@ class LoopState:
     # a run stopped between evaluations reports the same mean when it continues.
     loss_sum_since_eval: float = 0.0
     steps_since_eval: int = 0
+    # The weights' moving average under --ema-decay (rnnlab.averaging), None when off; saved as
+    # tensors (average/<name>) beside the parameters, not in the JSON.
+    average: dict | None = None
 
     def meta(self) -> dict:
         return {"step": self.step, "smoothed_loss": self.smoothed_loss, "loss_ema": self.loss_ema,
@@ -129,7 +132,7 @@ class LoopState:
                 "loss_sum_since_eval": self.loss_sum_since_eval, "steps_since_eval": self.steps_since_eval}
 
     @classmethod
-    def restore(cls, meta: dict, carry: list) -> "LoopState":
+    def restore(cls, meta: dict, carry: list, average: dict | None = None) -> "LoopState":
         rng, dropout_rng = np.random.default_rng(), np.random.default_rng(3)
         rng.bit_generator.state = meta["sample_rng"]
         if "dropout_rng" in meta:  # checkpoints from before dropout have none (and used none)
@@ -138,7 +141,7 @@ class LoopState:
                    best_val_loss=meta["best_val_loss"], train_seconds=float(meta["train_seconds"]),
                    carry=carry, sample_rng=rng, dropout_rng=dropout_rng,
                    loss_sum_since_eval=float(meta.get("loss_sum_since_eval", 0.0)),
-                   steps_since_eval=int(meta.get("steps_since_eval", 0)))
+                   steps_since_eval=int(meta.get("steps_since_eval", 0)), average=average or None)
 
 
 @dataclass
@@ -212,6 +215,8 @@ def _host_facts() -> dict:
 def save_checkpoint(run_dir: Path, trainer, task, state: LoopState, config: dict, stem="checkpoint"):
     tensors = trainer.state_tensors()  # first: it brings the optimizer's counters up to date
     tensors.update(checkpoint.carry_to_tensors(state.carry, trainer.spec.cell_info.carry))
+    if state.average is not None:
+        tensors.update({f"average/{k}": v for k, v in state.average.items()})
     meta = {**_model_meta(trainer, task, config), "optimizer": trainer.optimizer.meta(),
             "loop": state.meta(), "data": task.data_state(), "logs": checkpoint.log_sizes(run_dir, LOGS)}
     checkpoint.save(run_dir, stem, tensors, meta)
@@ -225,10 +230,12 @@ def save_params(run_dir: Path, stem: str, trainer, task, state: LoopState, confi
 
 
 def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir: Path,
-        config: dict, quiet: bool = False, log_evals: bool = True) -> dict:
+        config: dict, quiet: bool = False, log_evals: bool = True, ema_decay: float = 0.0) -> dict:
     """Train until a stopping rule fires; returns a summary dict.
 
     ``schedule``: keyword arguments of ``optim.learning_rate`` except ``step``.
+    ``ema_decay``: keep the weights' moving average in ``state.average`` (rnnlab.averaging) and
+    evaluate, sample and save ``best`` with it; 0 = off.
     ``quiet``: no bar and no lines; ``log_evals=False``: the bar only (e.g. inside a search).
     Raises ``TrainingDiverged`` (after keeping the last good checkpoint) on a
     non-finite loss or gradient.
@@ -250,6 +257,10 @@ def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, r
                unit="step", dynamic_ncols=True, smoothing=0.1)
     if state.carry is None:
         state.carry = trainer.init_carry(task.batch_size)
+    if not ema_decay:
+        state.average = None
+    elif state.average is None:  # a new run, or --ema-decay turned on at --resume: start from here
+        state.average = averaging.start(trainer.params)
     state.carry = shard.own_rows(state.carry)  # checkpoints hold every row of the global batch
 
     def save(stem="checkpoint"):
@@ -268,7 +279,16 @@ def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, r
         # Order matters for a crash at any point: everything the evaluation draws (the sample's
         # random numbers) and appends (metrics.jsonl, samples.jsonl) comes before the checkpoint,
         # which records the logs' lengths; resuming from the previous checkpoint cuts them back.
-        nonlocal last_saved_step, items_since, seconds_since
+        nonlocal last_saved_step
+        with averaging.holding(trainer, state.average):
+            record, line = evaluate_and_keep_best(final)
+        save()
+        last_saved_step = state.step
+        say(line)
+        return record
+
+    def evaluate_and_keep_best(final: bool) -> tuple[dict, str]:
+        nonlocal items_since, seconds_since
         metrics = task.evaluate(trainer)
         val = metrics.get("val_loss")
         throughput = items_since / seconds_since if seconds_since > 0 else None
@@ -286,10 +306,7 @@ def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, r
         if val is not None and (state.best_val_loss is None or val < state.best_val_loss):
             state.best_val_loss = val
             save_params(run_dir, "best", trainer, task, state, config, metrics)
-        save()
-        last_saved_step = state.step
-        say(line)
-        return record
+        return record, line
 
     def watcher_says_stop(record) -> str | None:
         hook = _after_evaluation.get()
@@ -339,6 +356,8 @@ def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, r
                     f"stopped and kept the last good checkpoint (step {last_saved_step}) in {run_dir}; "
                     "lower --lr or use gradient clipping, then --resume")
             state.step += 1
+            if state.average is not None:
+                averaging.update_(state.average, trainer.params, ema_decay)
             # Debiased moving average (as Adam's moments): early values are not dragged
             # towards an arbitrary start, so --target-loss means the same at step 10 and 10,000.
             state.loss_ema = SMOOTHING * state.loss_ema + (1 - SMOOTHING) * loss

@@ -476,6 +476,10 @@ class Trainer:
             return value, norm, _carry_out(new_carry)
         return value, norm, carry
 
+    def load_params(self, params: dict[str, np.ndarray]) -> None:
+        """Replace the weights' values (same names and shapes); the optimizer state stays."""
+        self._params = {k: jnp.array(v, dtype=self._params[k].dtype) for k, v in params.items()}
+
     def forward(self, carry, inputs):
         return forward(self._params, self.spec, carry, inputs)
 

@@ -691,6 +691,11 @@ class Trainer:
         self.optimizer.update_(self.params, grads, lr)
         return value, norm, new_carry
 
+    def load_params(self, params: dict[str, np.ndarray]) -> None:
+        """Replace the weights' values (same names and shapes); the optimizer state stays."""
+        for k, v in params.items():
+            self.params[k][...] = v
+
     def forward(self, carry, inputs):
         return forward(self.params, self.spec, carry, inputs)
 

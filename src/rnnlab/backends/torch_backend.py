@@ -468,6 +468,10 @@ class Trainer:
         on_gpu = self.device.type == "cuda"
         self._run_model = DistributedDataParallel(self.model, device_ids=[self.device] if on_gpu else None)
 
+    def load_params(self, params: dict[str, np.ndarray]) -> None:
+        """Replace the weights' values (same names and shapes); the optimizer state stays."""
+        self.model.load_canonical(params)
+
     def forward(self, carry, inputs):
         with torch.no_grad():
             Y, new_carry = self.model(_inputs(self.spec, inputs, self.dtype, self.device),
