@@ -89,7 +89,11 @@ def test_metrics_against_persistence():
     err = test.actual - test.last
     assert same["persistence_mae"] == pytest.approx(np.mean(np.abs(err)))
     assert same["persistence_mape_percent"] == pytest.approx(100 * np.mean(np.abs(err) / test.actual))
-    assert same["persistence_direction_accuracy"] == pytest.approx(np.mean(err == 0))
+    # Direction is scored on the steps that moved: predicting no move calls none of them right,
+    # and a step without a move (12 -> 12 here) counts neither way.
+    assert np.any(err == 0) and same["persistence_direction_accuracy"] == 0
+    no_move_wrong = test.actual + (err == 0) * 1.0
+    assert forecast.compare(test, point_forecasts(test, no_move_wrong, features), features)["direction_accuracy"] == 1
     worse = forecast.compare(test, point_forecasts(test, test.last - (test.actual - test.last), features), features)
     assert worse["skill"] == pytest.approx(-1.0)  # twice the error of persistence
     assert "higher RMSE than persistence" in forecast.describe(worse)
