@@ -130,6 +130,8 @@ def test_forecast_graph_takes_raw_prices_and_gives_rnnlabs_next_price(tmp_path, 
     props = {p.key: p.value for p in model.metadata_props}
     assert props["rnnlab.task"] == "forecast" and json.loads(props["rnnlab.features"])["target"] in flags
     loaded = forecast.load_run(out, "best")
+    alpha = loaded.extras["calibration"].alpha
+    assert (alpha is not None) == ("auto" in flags) and json.loads(props["rnnlab.calibration_alpha"]) == alpha
     series = forecast.load_series(loaded.cfg)
     sess = session(model)
     for points in (np.arange(300, 301), np.arange(350, 357)):

@@ -181,7 +181,7 @@ def model_graph(g: _Graph, spec: ModelSpec, params: dict, inputs: str, state_h: 
 
 # --------------------------------------------------------------------------- tasks around it
 
-def _forecast_wrap(g: _Graph, spec: ModelSpec, params: dict, meta: dict, calibration: dict | None,
+def _forecast_wrap(g: _Graph, spec: ModelSpec, params: dict, meta: dict, alpha: float | None,
                    state_h: str, state_c: str | None) -> tuple[list, list]:
     """Raw price windows (and candle rows) in, the next price out, scaling inside."""
     features = meta["features"]
@@ -209,7 +209,6 @@ def _forecast_wrap(g: _Graph, spec: ModelSpec, params: dict, meta: dict, calibra
     last = g.op("Gather", [outputs, g.ints(-1)], axis=1)                 # [B, O] after the whole window
     mean = g.op("Gather", [last, g.ints(0)], axis=1)                      # [B]
     last_price = g.op("Gather", [prices_in, g.ints(window - 1)], axis=1)  # [B]
-    alpha = (calibration or {}).get("alpha")
     if target == "returns":
         if alpha is not None:                                             # persistence is a return of 0
             mean = g.op("Mul", [mean, g.const(alpha)])
@@ -229,8 +228,9 @@ def _forecast_wrap(g: _Graph, spec: ModelSpec, params: dict, meta: dict, calibra
     return inputs, out_info, h_out, c_out
 
 
-def build(spec: ModelSpec, params: dict, meta: dict, dtype="float32", calibration: dict | None = None):
-    """The ``onnx.ModelProto`` of a run's model (``meta``: its checkpoint JSON)."""
+def build(spec: ModelSpec, params: dict, meta: dict, dtype="float32", shrink_alpha: float | None = None):
+    """The ``onnx.ModelProto`` of a run's model (``meta``: its checkpoint JSON); for a forecast
+    model, ``shrink_alpha`` is its weight on the model against persistence (``--shrink auto``)."""
     onnx = _onnx()
     g = _Graph(dtype)
     helper = g.helper
@@ -242,7 +242,7 @@ def build(spec: ModelSpec, params: dict, meta: dict, dtype="float32", calibratio
         states.append(helper.make_tensor_value_info("state_c", g.elem, [layers, "B", H]))
         state_c = "state_c"
     if task == "forecast":
-        inputs, outputs, h_out, c_out = _forecast_wrap(g, spec, params, meta, calibration, "state_h", state_c)
+        inputs, outputs, h_out, c_out = _forecast_wrap(g, spec, params, meta, shrink_alpha, "state_h", state_c)
     else:
         if task == "charlm":
             inputs = [helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, ["B", "T"])]
@@ -267,7 +267,7 @@ def build(spec: ModelSpec, params: dict, meta: dict, dtype="float32", calibratio
         info["rnnlab.vocab"] = json.dumps(meta.get("vocab"))
     if task == "forecast":
         info["rnnlab.features"] = json.dumps(meta.get("features"))
-        info["rnnlab.calibration_alpha"] = json.dumps((calibration or {}).get("alpha"))
+        info["rnnlab.calibration_alpha"] = json.dumps(shrink_alpha)
     helper.set_model_props(model, info)
     onnx.checker.check_model(model)
     return model
@@ -276,13 +276,14 @@ def build(spec: ModelSpec, params: dict, meta: dict, dtype="float32", calibratio
 def export_run(run_dir, out, which: str = "checkpoint", dtype: str = "float32") -> Path:
     """Write ``run_dir``'s model (``which``) as ONNX to ``out``; returns the path."""
     from . import checkpoint, runs
-    from .facts import read_json
 
     spec, params, meta = runs.load_model(run_dir, which)
-    calibration = read_json(Path(run_dir) / "calibration.json") if which == "best" else None
-    if meta.get("task") == "forecast" and calibration is not None and meta["config"].get("shrink") != "auto":
-        calibration = None
-    model = build(spec, params, meta, dtype, calibration)
+    alpha = None
+    if meta.get("task") == "forecast" and meta["config"].get("shrink") == "auto":
+        from .tasks.forecast import saved_calibration
+
+        alpha = saved_calibration(run_dir, which).alpha
+    model = build(spec, params, meta, dtype, alpha)
     out = Path(out)
     checkpoint.atomic_write_bytes(out, model.SerializeToString())
     return out

@@ -766,13 +766,19 @@ def load_run(run_dir: str | os.PathLike, which: str = "best", backend: str | Non
     interval residuals; empty for the last checkpoint or with ``calibrated=False``)."""
     loaded = runs.load_run(run_dir, which, "forecast", ForecastConfig, backend, "mse",
                            {"features": ("features", Features.from_dict)})
-    saved = read_json(Path(run_dir) / CALIBRATION_FILE) if calibrated and which == "best" else None
+    loaded.extras["calibration"] = saved_calibration(run_dir, which) if calibrated else Calibration()
+    return loaded
+
+
+def saved_calibration(run_dir: str | os.PathLike, which: str = "best") -> Calibration:
+    """What a finished run fitted on validation for its best epoch (``CALIBRATION_FILE``); empty for
+    the last checkpoint, which it was not fitted for, and for a run that has none yet."""
+    saved = read_json(Path(run_dir) / CALIBRATION_FILE) if which == "best" else None
     try:
-        loaded.extras["calibration"] = Calibration() if saved is None else Calibration.from_dict(saved)
-    except (TypeError, ValueError) as exc:
+        return Calibration() if saved is None else Calibration.from_dict(saved)
+    except (TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"{run_dir}/{CALIBRATION_FILE} is damaged ({exc}); run `forecast train --resume` on the "
                         "finished run to fit it again") from exc
-    return loaded
 
 
 def check_grid(data, every: pd.Timedelta, anchor: pd.Timestamp, every_text: str) -> None:
