@@ -55,6 +55,30 @@ def test_eval_chunks_cover_each_target_once():
     assert targets.size >= 1000 - 5
 
 
+def test_eval_chunks_read_the_ids_a_chunk_at_a_time():
+    """The validation part of a prepared corpus is a memory map that may not fit in memory."""
+    class Recording:
+        def __init__(self, ids):
+            self.ids, self.longest = ids, 0
+
+        def __len__(self):
+            return len(self.ids)
+
+        def __getitem__(self, where):
+            piece = self.ids[where]
+            self.longest = max(self.longest, len(piece))
+            return piece
+
+    ids = np.arange(5000) % 97
+    recorded = Recording(ids)
+    got = list(eval_chunks(recorded, 4, 7))
+    want = list(eval_chunks(ids, 4, 7))
+    assert recorded.longest <= 8  # one chunk of a stream and its trailing target
+    for (gi, gt), (wi, wt) in zip(got, want, strict=True):
+        assert np.array_equal(gi, wi) and np.array_equal(gt, wt)
+    assert [c[1][0, 0] for c in want[:2]] == [ids[1], ids[8]]  # stream 0 reads the text in order
+
+
 @pytest.mark.parametrize("content,match", [
     (b"", "empty"), (b"ab\x00cd", "binary"), (b"caf\xe9 au lait", "not valid UTF-8")])
 def test_bad_text_files(tmp_path, content, match):

@@ -195,7 +195,9 @@ def eval_chunks(ids: np.ndarray, num_streams: int, seq_len: int):
     L = (len(ids) - 1) // S  # each stream needs L inputs plus one trailing target
     if L < 1:
         return
-    streams = np.stack([ids[s * L: s * L + L + 1] for s in range(S)]).astype(np.int32, copy=False)
     for start in range(0, L, seq_len):
         stop = min(L, start + seq_len)
-        yield streams[:, start:stop], streams[:, start + 1: stop + 1]
+        # Read chunk by chunk, never the whole split at once: ``ids`` may be a memory map of a
+        # prepared corpus larger than memory (``--val-chars 0`` evaluates all of its validation part).
+        block = np.stack([ids[s * L + start: s * L + stop + 1] for s in range(S)]).astype(np.int32, copy=False)
+        yield block[:, :-1], block[:, 1:]
