@@ -357,7 +357,7 @@ def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, r
                     "lower --lr or use gradient clipping, then --resume")
             state.step += 1
             if state.average is not None:
-                averaging.update_(state.average, trainer.params, ema_decay)
+                averaging.update_(state.average, trainer.params, ema_decay, state.step)
             # Debiased moving average (as Adam's moments): early values are not dragged
             # towards an arbitrary start, so --target-loss means the same at step 10 and 10,000.
             state.loss_ema = SMOOTHING * state.loss_ema + (1 - SMOOTHING) * loss
