@@ -226,7 +226,12 @@ class GRUResetAfterCell:
 
 
 class LSTMCell:
-    """i, f, o = sigmoid(.), g = tanh(.), of x W + h U + b;  c' = f*c + i*g;  h' = o*tanh(c')."""
+    """i, f, o = sigmoid(.), g = tanh(.), of x W + h U + b;  c' = f*c + i*g;  h' = o*tanh(c').
+
+    Gate columns are [i, f, n (= g), o].  Element-wise work is done on whole [B, 4H] rows where it
+    can be: on a column block of such a row (a strided view) numpy takes twice as long per element
+    at H = 128, and the step's small element-wise operations cost more than its GEMM there.
+    """
 
     @staticmethod
     def input_scale(H: int, dtype) -> np.ndarray:
@@ -243,7 +248,9 @@ class LSTMCell:
         h0, c0 = carry0
         T, B, H4 = A.shape
         H = H4 // 4
-        U = p["U"] * cls.input_scale(H, A.dtype)
+        scale = cls.input_scale(H, A.dtype)
+        U = p["U"] * scale
+        shift = np.where(scale == 0.5, scale, 0.0)  # tanh(x/2) / 2 + 1/2 = sigmoid(x); n stays tanh
         Hs = np.empty((T + 1, B, H), A.dtype)
         Cs = np.empty((T + 1, B, H), A.dtype)
         Gs = np.empty((T, B, 4 * H), A.dtype)
@@ -254,9 +261,8 @@ class LSTMCell:
             np.matmul(Hs[t], U, out=g)
             g += A[t]
             np.tanh(g, out=g)
-            for s in (g[:, :2 * H], g[:, 3 * H:]):  # tanh(x/2) -> sigmoid(x)
-                s += 1.0
-                s *= 0.5
+            g *= scale
+            g += shift
             c = Cs[t + 1]
             np.multiply(g[:, H:2 * H], Cs[t], out=c)
             np.multiply(g[:, :H], g[:, 2 * H:3 * H], out=TC[t])
@@ -265,8 +271,8 @@ class LSTMCell:
             np.multiply(g[:, 3 * H:], TC[t], out=Hs[t + 1])
         return Hs[1:], (Hs[T].copy(), Cs[T].copy()), (Hs, Cs, Gs, TC)
 
-    @staticmethod
-    def backward(p, cache, dHout):
+    @classmethod
+    def backward(cls, p, cache, dHout):
         Hs, Cs, Gs, TC = cache
         T, B, H = dHout.shape
         UT = np.ascontiguousarray(p["U"].T)
@@ -274,8 +280,9 @@ class LSTMCell:
         dh = np.zeros((B, H), dHout.dtype)
         dc = np.zeros((B, H), dHout.dtype)
         k = np.empty((B, H), dHout.dtype)
-        # The derivative factors are formed step by step, while the step's gates are in
-        # cache: for all steps at once they cost three times as long at H = 512.
+        act = np.empty((B, 4 * H), dHout.dtype)  # the gates' activation derivatives
+        # Formed step by step, while the step's gates are in cache: for all steps at once the
+        # derivative factors cost three times as long at H = 512.
         for t in range(T - 1, -1, -1):
             g, tc, d = Gs[t], TC[t], dA[t]
             i, f, n, o = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
@@ -285,22 +292,17 @@ class LSTMCell:
             k *= o
             k *= dh
             dc += k
-            np.subtract(1.0, o, out=k)              # d a_o = dh * tanh(c) * o (1 - o)
-            k *= o
-            k *= tc
-            np.multiply(k, dh, out=d[:, 3 * H:])
-            np.subtract(1.0, i, out=k)              # d a_i = dc * n * i (1 - i)
-            k *= i
-            k *= n
-            np.multiply(k, dc, out=d[:, :H])
-            np.subtract(1.0, f, out=k)              # d a_f = dc * c_prev * f (1 - f)
-            k *= f
-            k *= Cs[t]
-            np.multiply(k, dc, out=d[:, H:2 * H])
-            np.square(n, out=k)                     # d a_n = dc * i * (1 - n^2)
-            np.subtract(1.0, k, out=k)
-            k *= i
-            np.multiply(k, dc, out=d[:, 2 * H:3 * H])
+            # d a = [dc n, dc c_prev, dc i, dh tanh(c)] * (activation derivative), row-wide.
+            np.multiply(dc, n, out=d[:, :H])
+            np.multiply(dc, Cs[t], out=d[:, H:2 * H])
+            np.multiply(dc, i, out=d[:, 2 * H:3 * H])
+            np.multiply(dh, tc, out=d[:, 3 * H:])
+            np.multiply(g, g, out=act)              # s - s^2 = s (1 - s) on the whole row,
+            np.subtract(g, act, out=act)
+            act_n = act[:, 2 * H:3 * H]             # then 1 - n^2 in n's columns
+            np.square(n, out=act_n)
+            np.subtract(1.0, act_n, out=act_n)
+            d *= act
             dc *= f
             np.matmul(d, UT, out=dh)
         dU = Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, 4 * H)
