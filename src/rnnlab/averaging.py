@@ -35,7 +35,9 @@ def update_(average: dict[str, np.ndarray], params: dict[str, np.ndarray], decay
     """Fold in ``params``, the weights after 1-based ``step``, in place (see the module's formula)."""
     weight = (1.0 - decay) / (1.0 - decay ** step)
     for k, a in average.items():
-        a += weight * (np.asarray(params[k]) - a)
+        change = np.subtract(params[k], a)  # one temporary per tensor: this runs every step
+        change *= weight
+        a += change
 
 
 @contextlib.contextmanager

@@ -250,7 +250,7 @@ class LSTMCell:
         H = H4 // 4
         scale = cls.input_scale(H, A.dtype)
         U = p["U"] * scale
-        shift = np.where(scale == 0.5, scale, 0.0)  # tanh(x/2) / 2 + 1/2 = sigmoid(x); n stays tanh
+        shift = 1.0 - scale  # tanh(x/2) / 2 + 1/2 = sigmoid(x); n's tanh keeps scale 1, shift 0
         Hs = np.empty((T + 1, B, H), A.dtype)
         Cs = np.empty((T + 1, B, H), A.dtype)
         Gs = np.empty((T, B, 4 * H), A.dtype)
@@ -271,8 +271,8 @@ class LSTMCell:
             np.multiply(g[:, 3 * H:], TC[t], out=Hs[t + 1])
         return Hs[1:], (Hs[T].copy(), Cs[T].copy()), (Hs, Cs, Gs, TC)
 
-    @classmethod
-    def backward(cls, p, cache, dHout):
+    @staticmethod
+    def backward(p, cache, dHout):
         Hs, Cs, Gs, TC = cache
         T, B, H = dHout.shape
         UT = np.ascontiguousarray(p["U"].T)

@@ -464,8 +464,8 @@ def compare(part: Part, forecasts: Forecasts, features: Features) -> dict:
     out["skill"] = 1.0 - model["rmse"] / persistence["rmse"] if persistence["rmse"] > 0 else float("nan")
     out["skill_ci95"] = list(skill_interval(part.actual, predicted, part.last))
     out["mae_skill"] = 1.0 - model["mae"] / persistence["mae"] if persistence["mae"] > 0 else float("nan")
-    moved = part.actual != part.last  # the steps direction accuracy counts
-    out["up_share"] = float(np.mean(part.actual[moved] > part.last[moved])) if moved.any() else float("nan")
+    scored = stats.moved(part.actual, part.last)  # as direction accuracy
+    out["up_share"] = float(np.mean(part.actual[scored] > part.last[scored])) if scored.any() else float("nan")
     out["inputs_outside_training_range"] = features.outside_share(part.inputs)
     out.update(forecasts.probabilistic_metrics(part.actual))
     if forecasts.alpha is not None:

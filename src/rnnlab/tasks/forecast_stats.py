@@ -15,16 +15,21 @@ import math
 import numpy as np
 
 
+def moved(actual: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """The steps where the price moved: the ones a direction is scored on."""
+    return actual != last
+
+
 def price_metrics(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray) -> dict:
     """MAE, RMSE, MAPE (%) and direction accuracy: the share of the steps where the price moved
     whose direction was called right (a step without a move has no direction to call, and
     predicting no move calls none); NaN when nothing moved."""
     err = predicted - actual
-    moved = actual != last
+    scored = moved(actual, last)
     right = np.sign(predicted - last) == np.sign(actual - last)
     return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err ** 2))),
             "mape_percent": float(100 * np.mean(np.abs(err) / actual)),
-            "direction_accuracy": float(np.mean(right[moved])) if moved.any() else float("nan")}
+            "direction_accuracy": float(np.mean(right[scored])) if scored.any() else float("nan")}
 
 
 def skill(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray) -> float:
