@@ -25,9 +25,12 @@ backtest``): ``--origins`` origins (default 30) spread over 2019 to the file's e
 on its past only.  Candidates have a Gaussian head and a shrink weight fitted on each fit's
 validation part (so one backtest gives the forecasts with and without shrinking); they
 differ in cell and candle features, and the one with the lowest mean validation loss over
-its fits is chosen (validation only).  Reported for it, shrunk and unshrunk: pooled skill
-and its interval, the Diebold-Mariano p-value, MASE, 80%/95% coverage and CRPS skill.
-Targets: coverage within 5 points of nominal, CRPS skill >= 0 against the random walk.
+its fits is chosen (validation only).  Reported for it, shrunk and unshrunk: pooled skill in
+log-returns (the headline) and in price units, each with its interval and Diebold-Mariano
+p-value, MASE, direction calls, 80%/95% coverage, and CRPS skill against the random walk with
+the EWMA volatility known at each forecast (and against the training-volatility one), with
+both random walks' own coverage; and a per-year table.
+Targets: coverage within 5 points of nominal, CRPS skill >= 0 against the EWMA random walk.
 
     python benchmarks/forecast.py [--csv ../shared/data/btcusdt_2h_2017_2025.csv] [--epochs 50]
                                   [--origins 30] [--skip-single-split]
@@ -63,12 +66,14 @@ def run(cfg: ForecastConfig, workdir: Path, name: str) -> dict:
     summary = train_run(cfg, workdir / name, quiet=True)
     test = summary["test"]
     keys = ("rmse", "persistence_rmse", "mae", "persistence_mae", "mape_percent", "persistence_mape_percent",
-            "direction_accuracy", "up_share", "skill", "inputs_outside_training_range")
+            "direction_hit_rate", "direction_call_share", "up_share", "skill", "log_return_skill",
+            "inputs_outside_training_range")
     return {"setup": {"cell": cfg.cell, "target": cfg.target, "loss_steps": cfg.loss_steps, "window": cfg.window,
                       "hidden_size": cfg.hidden_size, "epochs": cfg.epochs, "backend": cfg.backend},
             "test": {k: round(test[k], 4) for k in keys} | {"points": test["points"], "from": test["from"][:16],
                                                             "to": test["to"][:16]},
             "skill_ci95": [round(v, 4) for v in test["skill_ci95"]],
+            "log_return_skill_ci95": [round(v, 4) for v in test["log_return_skill_ci95"]],
             "val_rmse": round(test["val"]["rmse"], 4), "val_skill": round(test["val"]["skill"], 4),
             "best_epoch": test["epoch"], "train_seconds": round(summary["train_seconds"], 2),
             "wall_seconds": round(time.perf_counter() - started, 2)}
@@ -101,8 +106,13 @@ def backtest_candidate(base: ForecastConfig, origins: int, workers: int, workdir
     fits = [json.loads(p.read_text()) for p in sorted((workdir / name).glob("origin-*/fit.json"))]
 
     def numbers(pooled):
-        keys = ("skill", "mase", "persistence_mase", "direction_accuracy", "coverage_80", "coverage_95", "crps_skill")
+        keys = ("log_return_skill", "skill", "mase", "persistence_mase", "direction_hit_rate", "direction_call_share",
+                "coverage_80", "coverage_95", "crps_skill", "ewma_random_walk_coverage_80",
+                "ewma_random_walk_coverage_95", "train_vol_crps_skill", "train_vol_random_walk_coverage_80",
+                "train_vol_random_walk_coverage_95")
         out = {k: round(pooled[k], 4) for k in keys if k in pooled}
+        out["log_return_skill_ci95"] = [round(v, 4) for v in pooled["log_return_skill_ci95"]]
+        out["log_return_diebold_mariano_p"] = round(pooled["log_return_diebold_mariano"]["p_value"], 4)
         out["skill_ci95"] = [round(v, 4) for v in pooled["skill_ci95"]]
         out["diebold_mariano_p"] = round(pooled["diebold_mariano"]["p_value"], 4)
         return out
@@ -116,6 +126,11 @@ def backtest_candidate(base: ForecastConfig, origins: int, workers: int, workdir
             "mean_val_loss": round(sum(f["best_val_loss"] for f in fits) / len(fits), 5),
             "shrunk": numbers(pooled), "unshrunk": numbers(pooled["unshrunk"]),
             "alpha_mean": round(pooled["alpha_mean"], 4), "alpha_zero_share": round(pooled["alpha_zero_share"], 4),
+            "per_year": [{"year": row["year"], "points": row["points"], "log_return_skill": round(row["log_return_skill"], 4),
+                          "skill": round(row["skill"], 4), "coverage_80": round(row["coverage_80"], 4),
+                          "coverage_95": round(row["coverage_95"], 4), "crps_skill": round(row["crps_skill"], 4),
+                          "ewma_random_walk_coverage_80": round(row["ewma_random_walk_coverage_80"], 4)}
+                         for row in result["per_year"]],
             "wall_seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -131,9 +146,12 @@ def backtest_benchmark(csv: str, epochs: int, origins: int, workers: int, backen
     chosen = min(candidates, key=lambda c: c["mean_val_loss"])  # validation only
     coverage_ok = all(abs(chosen["shrunk"][f"coverage_{level}"] - level / 100) <= 0.05 for level in (80, 95))
     return {"chosen": chosen, "candidates": [{"setup": f"{c['setup']['cell']}/{c['setup']['features']}",
-                                              "mean_val_loss": c["mean_val_loss"], "skill": c["shrunk"]["skill"],
-                                              "unshrunk_skill": c["unshrunk"]["skill"],
-                                              "crps_skill": c["shrunk"]["crps_skill"]} for c in candidates],
+                                              "mean_val_loss": c["mean_val_loss"],
+                                              "log_return_skill": c["shrunk"]["log_return_skill"],
+                                              "unshrunk_log_return_skill": c["unshrunk"]["log_return_skill"],
+                                              "skill": c["shrunk"]["skill"], "crps_skill": c["shrunk"]["crps_skill"],
+                                              "train_vol_crps_skill": c["shrunk"]["train_vol_crps_skill"]}
+                                             for c in candidates],
             "targets": {"coverage_within_5_points": coverage_ok, "crps_skill_at_least_0":
                         chosen["shrunk"]["crps_skill"] >= 0}}
 

@@ -265,11 +265,30 @@ def test_backtest_with_intervals_and_shrinking(tmp_path, capsys):
     code, text, err = run_cli(capsys, *_backtest_args(out, "--head", "gaussian", "--shrink", "auto", "--target",
                                                       "returns"))
     assert code == 0, err
-    pooled = json.loads((out / "backtest.json").read_text())["pooled"]
-    for key in ("coverage_80", "coverage_95", "crps_skill", "alpha_mean", "alpha_zero_share"):
+    result = json.loads((out / "backtest.json").read_text())
+    pooled = result["pooled"]
+    for key in ("coverage_80", "coverage_95", "crps_skill", "alpha_mean", "alpha_zero_share", "ewma_random_walk_crps",
+                "ewma_random_walk_coverage_80", "train_vol_random_walk_coverage_95", "train_vol_crps_skill"):
         assert key in pooled, key
-    assert 0 <= pooled["alpha_mean"] <= 1 and "skill_ci95" in pooled["unshrunk"]
-    assert "80% interval" in text and "unshrunk, the pooled skill" in text
+    assert 0 <= pooled["alpha_mean"] <= 1 and "log_return_skill_ci95" in pooled["unshrunk"]
+    assert "80% interval" in text and "unshrunk, the pooled log-return skill" in text
+    assert "exponentially weighted" in text
+    # the per-year table splits the pooled forecasts by calendar year, with the same statistics
+    years = result["per_year"]
+    assert sum(row["points"] for row in years) == pooled["points"] and len(years) >= 1
+    assert all("coverage_80" in row and "crps_skill" in row for row in years)
+    assert "Per year" in (out / "report.html").read_text()
+    assert pooled["log_return_diebold_mariano"]["lags"] == 0 and "no autocovariances" in text
+    # the same finished backtest with the Newey-West variance: summarized again, nothing refitted
+    fitted = (out / "origin-000" / "fit.json").stat().st_mtime_ns
+    code, text, err = run_cli(capsys, *_backtest_args(out, "--head", "gaussian", "--shrink", "auto", "--target",
+                                                      "returns", "--dm-lags", "auto"))
+    assert code == 0, err
+    dm = json.loads((out / "backtest.json").read_text())["pooled"]["log_return_diebold_mariano"]
+    assert dm["variance"] == "newey-west" and dm["lags"] == stats.newey_west_lags(pooled["points"])
+    assert f"Newey-West variance with {dm['lags']} lags" in text
+    assert (out / "origin-000" / "fit.json").stat().st_mtime_ns == fitted
+    assert_user_error(capsys, *_backtest_args(out, "--dm-lags", "-1"), match="--dm-lags")
     record = json.loads((out / "origin-001" / "forecasts.json").read_text())
     assert all(lo < p < hi for lo, p, hi in zip(record["low_80"], record["predicted"], record["high_80"]))
 

@@ -83,17 +83,27 @@ def test_metrics_against_persistence():
     features, parts = forecast.build_parts(prices, 3, (0.7, 0.15, 0.15), "levels")
     test = parts["test"]
     perfect = forecast.compare(test, point_forecasts(test, test.actual.copy(), features), features)
-    assert perfect["rmse"] == 0 and perfect["skill"] == 1 and perfect["direction_accuracy"] == 1
+    err = test.actual - test.last
+    assert perfect["rmse"] == 0 and perfect["skill"] == 1 and perfect["direction_hit_rate"] == 1
+    assert perfect["direction_call_share"] == pytest.approx(np.mean(err != 0))  # it calls every move there was
     same = forecast.compare(test, point_forecasts(test, test.last.copy(), features), features)
     assert same["skill"] == 0 and same["rmse"] == same["persistence_rmse"] > 0
-    err = test.actual - test.last
     assert same["persistence_mae"] == pytest.approx(np.mean(np.abs(err)))
     assert same["persistence_mape_percent"] == pytest.approx(100 * np.mean(np.abs(err) / test.actual))
-    # Direction is scored on the steps that moved: predicting no move calls none of them right,
-    # and a step without a move (12 -> 12 here) counts neither way.
-    assert np.any(err == 0) and same["persistence_direction_accuracy"] == 0
+    # A forecast of no move is a no-call, not a miss: persistence calls nothing and has no hit rate.
+    assert same["direction_call_share"] == 0 and np.isnan(same["direction_hit_rate"])
+    assert "never called a move" in forecast.describe(same)
+    # Direction is scored on the calls where the price moved: a call on a step without a move
+    # (12 -> 12 here) counts neither way, and no-calls on half the moves leave the hit rate alone.
+    assert np.any(err == 0)
     no_move_wrong = test.actual + (err == 0) * 1.0
-    assert forecast.compare(test, point_forecasts(test, no_move_wrong, features), features)["direction_accuracy"] == 1
+    assert forecast.compare(test, point_forecasts(test, no_move_wrong, features), features)["direction_hit_rate"] == 1
+    half_silent = np.where(np.arange(len(err)) % 2 == 0, test.actual, test.last)
+    silent = forecast.compare(test, point_forecasts(test, half_silent, features), features)
+    assert silent["direction_hit_rate"] == 1
+    assert silent["direction_call_share"] == pytest.approx(np.mean((np.arange(len(err)) % 2 == 0) & (err != 0)))
+    wrong_way = forecast.compare(test, point_forecasts(test, test.last - err, features), features)
+    assert wrong_way["direction_hit_rate"] == 0
     worse = forecast.compare(test, point_forecasts(test, test.last - (test.actual - test.last), features), features)
     assert worse["skill"] == pytest.approx(-1.0)  # twice the error of persistence
     assert "higher RMSE than persistence" in forecast.describe(worse)
@@ -427,8 +437,12 @@ def test_gaussian_head_with_shrinking_end_to_end(tmp_path, capsys):
                               "--shrink", "auto", "--target", "returns", "--out", out)
     assert code == 0, err
     test = json.loads((out / "test.json").read_text())
-    for key in ("coverage_80", "coverage_95", "crps", "random_walk_crps", "crps_skill", "alpha", "unshrunk_skill"):
+    for key in ("coverage_80", "coverage_95", "crps", "ewma_random_walk_crps", "ewma_random_walk_coverage_80",
+                "crps_skill", "train_vol_random_walk_crps", "train_vol_crps_skill", "alpha", "unshrunk_skill",
+                "log_return_skill", "log_return_skill_ci95", "log_return_diebold_mariano"):
         assert key in test, key
+    assert test["crps_skill"] == pytest.approx(1 - test["crps"] / test["ewma_random_walk_crps"])
+    assert "exponentially weighted" in test["comparison_text"] and "log-returns" in test["comparison_text"]
     assert 0 <= test["alpha"] <= 1 and test["head"] == "gaussian"
     calibration = json.loads((out / "calibration.json").read_text())
     assert calibration["alpha"] == test["alpha"] and len(calibration["residuals"]) == test["val"]["points"]
@@ -438,6 +452,10 @@ def test_gaussian_head_with_shrinking_end_to_end(tmp_path, capsys):
     low, high = result["interval_80"]
     assert low < result["forecast"] < high and result["alpha"] == test["alpha"]
     assert result["interval_95"][0] < low and high < result["interval_95"][1]
+    # the baseline's interval around the last value, from the volatility known now
+    rw_low, rw_high = result["random_walk_interval_80"]
+    assert rw_low < result["persistence"] < rw_high and result["ewma_volatility"] > 0
+    assert np.log(rw_high / result["persistence"]) == pytest.approx(1.2815516 * result["ewma_volatility"])
     # The shrunk forecast lies between persistence and the model's own.
     lo, hi = sorted([result["persistence"], result["unshrunk_forecast"]])
     assert lo - 1e-9 <= result["forecast"] <= hi + 1e-9

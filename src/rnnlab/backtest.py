@@ -37,7 +37,7 @@ from .data.series import points_needed, split_sizes
 from .errors import UserError
 from .tasks import forecast_stats as stats
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: forecasts.json holds the random walks' volatilities
 BACKTEST_FILES = ("plan.json", "backtest.json", "backtest.png", "report.html")
 
 
@@ -49,6 +49,7 @@ class Settings:
     stride: int = 0          # points between origins; 0 = the origins share the last --test-fraction
     retrain_every: int = 1   # fit at every R-th origin, reuse that fit in between
     workers: int = 1         # processes fitting origins at once
+    dm_lags: int | str = 0   # autocovariances in the Diebold-Mariano variance, or "auto" (Newey-West)
 
     def check(self) -> "Settings":
         for name in ("origins", "retrain_every", "workers"):
@@ -56,6 +57,8 @@ class Settings:
                 raise UserError(f"--{flag(name)} must be at least 1, got {getattr(self, name)}")
         if self.stride < 0:
             raise UserError(f"--stride must be at least 1 (or 0 for automatic), got {self.stride}")
+        if self.dm_lags != "auto" and not (isinstance(self.dm_lags, int) and self.dm_lags >= 0):
+            raise UserError(f"--dm-lags must be a whole number >= 0 or 'auto', got {self.dm_lags!r}")
         return self
 
 
@@ -169,8 +172,8 @@ def fit_group(cfg_dict: dict, out: str, group: list[dict], quiet: bool = True) -
             record.update(_interval_record(f, actual, ""))
             if f.alpha is not None:
                 record.update(_interval_record(f.without_shrinking(), actual, "unshrunk_"))
-            record["random_walk_crps"] = stats.crps_from_quantiles(
-                actual, f.random_walk_quantiles(stats.CRPS_LEVELS)).tolist()
+            # the random walks' volatilities: the EWMA one known at each point, and the fit's training one
+            record["random_walk_sd"], record["train_volatility"] = f.random_walk_sd.tolist(), f.features.volatility
         path.parent.mkdir(exist_ok=True)
         checkpoint.atomic_write_text(path, json.dumps(record) + "\n")
         records.append(record)
@@ -201,8 +204,10 @@ def _set_worker_threads(threads: int) -> None:
 # --------------------------------------------------------------------------- the directory
 
 def _plan_dict(cfg: ForecastConfig, settings: Settings, origins: list[Origin]) -> dict:
+    # How many processes fit and how the test is run change no forecast: a finished backtest run
+    # again with another --dm-lags is summarized again.
     return {"version": PLAN_VERSION, "config": dataclasses.asdict(cfg),
-            "settings": dataclasses.asdict(dataclasses.replace(settings, workers=0)),
+            "settings": dataclasses.asdict(dataclasses.replace(settings, workers=0, dm_lags=0)),
             "origins": [dataclasses.asdict(o) for o in origins]}
 
 
@@ -321,8 +326,10 @@ def _run_groups(cfg: ForecastConfig, out: Path, groups: list, workers: int, bar)
 # --------------------------------------------------------------------------- the verdict
 
 def summarize(records: list[dict], source: str, cfg: ForecastConfig, settings: Settings) -> dict:
-    """Per-origin and pooled RMSE, MAE, MASE and direction against persistence; the pooled skill
-    with its block-bootstrap interval and the Diebold-Mariano test."""
+    """Per-origin, per-year and pooled comparisons with persistence: the skill in log-return
+    units (the headline: every period weighs alike) and in price units, each pooled with its
+    block-bootstrap interval and a Diebold-Mariano test; MASE, direction calls, and with
+    intervals their coverage and CRPS against the random walks."""
     per_origin = []
     for r in records:
         actual, predicted, last = (np.asarray(r[k]) for k in ("actual", "predicted", "persistence"))
@@ -331,51 +338,93 @@ def summarize(records: list[dict], source: str, cfg: ForecastConfig, settings: S
             row["alpha"] = r["alpha"]
         per_origin.append({"origin": r["origin"], "fit_origin": r["fit_origin"], "from": r["times"][0],
                            "to": r["times"][-1], "fit_points": r["fit_points"], **row})
-    pooled = pool(records, "predicted")
-    pooled["origins_beating_persistence"] = sum(row["skill"] > 0 for row in per_origin)
+    pooled = pool(records, "predicted", settings.dm_lags)
+    pooled["origins_beating_persistence"] = sum(row["log_return_skill"] > 0 for row in per_origin)
     alphas = [r["alpha"] for r in records if r.get("alpha") is not None]
     if alphas:
         pooled["alpha_mean"], pooled["alpha_zero_share"] = float(np.mean(alphas)), float(np.mean(np.equal(alphas, 0)))
-        pooled["unshrunk"] = pool(records, "unshrunk")
+        pooled["unshrunk"] = pool(records, "unshrunk", settings.dm_lags)
+    per_year = per_year_rows(records)
     return {"source": source, "every": cfg.every, "window": cfg.window, "target": cfg.target, "cell": cfg.cell,
             "hidden_size": cfg.hidden_size, "origins": len(records),
             "stride": records[0]["end"] - records[0]["first"], "retrain_every": settings.retrain_every,
-            "train_length": cfg.train_length, "first_forecast": records[0]["times"][0],
+            "train_length": cfg.train_length, "ewma_lambda": cfg.ewma_lambda, "first_forecast": records[0]["times"][0],
             "last_forecast": records[-1]["times"][-1], "fit_seconds": round(sum(r["fit_seconds"] for r in records), 3),
-            "pooled": pooled, "per_origin": per_origin, "verdict": verdict(pooled)}
+            "pooled": pooled, "per_year": per_year, "per_origin": per_origin,
+            "verdict": verdict(pooled, per_year, cfg.ewma_lambda)}
 
 
-def pool(records: list[dict], key: str) -> dict:
-    """The pooled comparison with persistence of the forecasts ``records[i][key]``: errors, skill
-    with its block-bootstrap interval, Diebold-Mariano, and coverage and CRPS where there are intervals."""
-    actual, predicted, last = (np.concatenate([r[k] for r in records]) for k in ("actual", key, "persistence"))
-    scale = np.concatenate([np.full(len(r["actual"]), r["mase_scale"]) for r in records])
-    pooled = stats.compare_with_persistence(actual, predicted, last, scale)
-    block = stats.bootstrap_block(len(actual))
-    pooled["skill_ci95"] = list(stats.skill_interval(actual, predicted, last, block=block))
-    pooled["bootstrap_block"] = block
-    pooled["diebold_mariano"] = stats.diebold_mariano(actual, predicted, last)
+def _pooled_arrays(records: list[dict], key: str) -> dict:
+    """The records' points concatenated, ``[n]`` each: actual, the forecasts ``key``, persistence,
+    MASE scale, year, and where there are intervals their bounds, CRPS and the random walks."""
+    def joined(name):
+        return np.concatenate([np.asarray(r[name], dtype=np.float64) for r in records])
+
+    arrays = {"actual": joined("actual"), "predicted": joined(key), "last": joined("persistence"),
+              "scale": np.concatenate([np.full(len(r["actual"]), r["mase_scale"]) for r in records]),
+              "year": np.concatenate([[t[:4] for t in r["times"]] for r in records])}
     prefix = "" if key == "predicted" else f"{key}_"
     if f"{prefix}crps" in records[0]:
+        for name in ("low_80", "high_80", "low_95", "high_95", "crps"):
+            arrays[name] = joined(f"{prefix}{name}")
+        arrays["walks"] = {stats.REFERENCE_WALK: joined("random_walk_sd"),
+                           "train_vol_random_walk": np.concatenate([np.full(len(r["actual"]), r["train_volatility"])
+                                                                    for r in records])}
+    return arrays
+
+
+def _compare(a: dict, where=slice(None)) -> dict:
+    """The comparison of the points ``where`` of ``_pooled_arrays``' ``a``."""
+    actual, predicted, last = a["actual"][where], a["predicted"][where], a["last"][where]
+    out = stats.compare_with_persistence(actual, predicted, last, a["scale"][where])
+    if "crps" in a:
         for level in (80, 95):
-            low, high = (np.concatenate([r[f"{prefix}{side}_{level}"] for r in records]) for side in ("low", "high"))
-            pooled[f"coverage_{level}"] = stats.coverage(actual, low, high)
-        crps, reference = (np.concatenate([r[k] for r in records]) for k in (f"{prefix}crps", "random_walk_crps"))
-        pooled.update(crps=float(crps.mean()), random_walk_crps=float(reference.mean()),
-                      crps_skill=float(1.0 - crps.mean() / reference.mean()))
+            out[f"coverage_{level}"] = stats.coverage(actual, a[f"low_{level}"][where], a[f"high_{level}"][where])
+        out.update(stats.against_random_walks(actual, last, a["crps"][where],
+                                              {name: sd[where] for name, sd in a["walks"].items()}))
+    return out
+
+
+def pool(records: list[dict], key: str, dm_lags: int | str = 0) -> dict:
+    """The pooled comparison with persistence of the forecasts ``records[i][key]``: errors, skill
+    in log-return and price units, each with its block-bootstrap interval and Diebold-Mariano test
+    (``dm_lags``: see ``stats.diebold_mariano``), and coverage and CRPS where there are intervals."""
+    a = _pooled_arrays(records, key)
+    pooled = _compare(a)
+    block = stats.bootstrap_block(len(a["actual"]))
+    prices = (a["actual"], a["predicted"], a["last"])
+    returns = stats.log_returns(*prices)
+    pooled["bootstrap_block"] = block
+    pooled["log_return_skill_ci95"] = list(stats.skill_interval(*returns, block=block))
+    pooled["log_return_diebold_mariano"] = stats.diebold_mariano(*returns, lags=dm_lags)
+    pooled["skill_ci95"] = list(stats.skill_interval(*prices, block=block))
+    pooled["diebold_mariano"] = stats.diebold_mariano(*prices, lags=dm_lags)
     return pooled
 
 
-def verdict(pooled: dict) -> str:
-    """The pooled result in words, persistence first-class."""
-    lo, hi = pooled["skill_ci95"]
-    dm = pooled["diebold_mariano"]
-    skill = pooled["skill"]
-    text = (f"Over {pooled['points']} one-step forecasts the model's RMSE is {pooled['rmse']:,.2f} against "
-            f"{pooled['persistence_rmse']:,.2f} for persistence: pooled skill {skill:+.4f} (95% block-bootstrap "
-            f"interval {lo:+.4f} to {hi:+.4f}); MASE {pooled['mase']:.3f} against {pooled['persistence_mase']:.3f}; "
-            f"direction right {100 * pooled['direction_accuracy']:.1f}% of the time. Diebold-Mariano test of equal "
-            f"squared error: statistic {dm['statistic']:+.2f}, p = {dm['p_value']:.3g}.")
+def per_year_rows(records: list[dict]) -> list[dict]:
+    """One comparison per calendar year of the forecasts (UTC), so that one regime cannot hide
+    another in the pooled numbers."""
+    a = _pooled_arrays(records, "predicted")
+    return [{"year": int(year), **_compare(a, a["year"] == year)} for year in sorted(set(a["year"]))]
+
+
+def verdict(pooled: dict, per_year: list[dict] | None = None, ewma_lambda: float | None = None) -> str:
+    """The pooled result in words, persistence first-class, scale-free numbers first."""
+    lo, hi = pooled["log_return_skill_ci95"]
+    dm = pooled["log_return_diebold_mariano"]
+    skill = pooled["log_return_skill"]
+    price_lo, price_hi = pooled["skill_ci95"]
+    text = (f"Over {pooled['points']} one-step forecasts, in log-returns (where a 1% miss weighs the same at any "
+            f"price), the model's pooled skill against persistence is {skill:+.4f} (95% block-bootstrap interval "
+            f"{lo:+.4f} to {hi:+.4f}); Diebold-Mariano test of equal squared error: statistic "
+            f"{dm['statistic']:+.2f}, p = {dm['p_value']:.3g} ({stats.describe_dm(dm)}). In price units the RMSE is "
+            f"{pooled['rmse']:,.2f} against {pooled['persistence_rmse']:,.2f} (skill {pooled['skill']:+.4f}, "
+            f"{price_lo:+.4f} to {price_hi:+.4f}; p = {pooled['diebold_mariano']['p_value']:.3g}), weighted toward "
+            f"the years of high prices; MASE {pooled['mase']:.3f} against {pooled['persistence_mase']:.3f}.")
+    if pooled["direction_call_share"] > 0:
+        text += (f" It called a move in {100 * pooled['direction_call_share']:.1f}% of the forecasts and got "
+                 f"{100 * pooled['direction_hit_rate']:.1f}% of those that moved right.")
     if lo <= 0 <= hi or dm["p_value"] >= 0.05:
         text += (" The model cannot be told apart from persistence here: it has shown nothing that "
                  "'the next value is the last one' does not already know.")
@@ -385,19 +434,36 @@ def verdict(pooled: dict) -> str:
         text += " Persistence beats the model, and the difference is larger than the noise."
     if "alpha_mean" in pooled:
         unshrunk = pooled["unshrunk"]
+        u_lo, u_hi = unshrunk["log_return_skill_ci95"]
         text += (f" Each origin shrank its forecasts toward persistence with a weight fitted on its own validation "
                  f"part (mean alpha {pooled['alpha_mean']:.3f}; 0 at {100 * pooled['alpha_zero_share']:.0f}% of the "
-                 f"fits, where the model found nothing persistence does not know); unshrunk, the pooled skill is "
-                 f"{unshrunk['skill']:+.4f} ({unshrunk['skill_ci95'][0]:+.4f} to {unshrunk['skill_ci95'][1]:+.4f}).")
+                 f"fits, where the model found nothing persistence does not know); unshrunk, the pooled log-return "
+                 f"skill is {unshrunk['log_return_skill']:+.4f} ({u_lo:+.4f} to {u_hi:+.4f}).")
     if "coverage_80" in pooled:
+        decay = f" (decay {ewma_lambda:g})" if ewma_lambda is not None else ""
         text += (f" Intervals: {100 * pooled['coverage_80']:.1f}% of actual values inside the 80% interval and "
-                 f"{100 * pooled['coverage_95']:.1f}% inside the 95% one; CRPS skill {pooled['crps_skill']:+.4f} "
-                 "against a random walk with each fit's training volatility.")
+                 f"{100 * pooled['coverage_95']:.1f}% inside the 95% one. CRPS skill {pooled['crps_skill']:+.4f} "
+                 f"against a random walk whose volatility is an exponentially weighted mean of the returns before "
+                 f"each forecast{decay}, whose own intervals cover "
+                 f"{100 * pooled['ewma_random_walk_coverage_80']:.1f}% and "
+                 f"{100 * pooled['ewma_random_walk_coverage_95']:.1f}%; against a random walk with each fit's "
+                 f"training volatility (covering {100 * pooled['train_vol_random_walk_coverage_80']:.1f}% and "
+                 f"{100 * pooled['train_vol_random_walk_coverage_95']:.1f}%) it is "
+                 f"{pooled['train_vol_crps_skill']:+.4f}.")
+        if abs(pooled["crps_skill"]) < 0.01:
+            text += (" Against the volatility a forecaster already knows, the model's forecast distribution adds "
+                     "next to nothing.")
+    if per_year and len(per_year) > 1:
+        worst, best = (f(per_year, key=lambda row: row["log_return_skill"]) for f in (min, max))
+        text += (f" Per year, the log-return skill runs from {worst['log_return_skill']:+.4f} ({worst['year']}) to "
+                 f"{best['log_return_skill']:+.4f} ({best['year']}).")
     return text
 
 
 def plot_backtest(path: Path, records: list[dict], result: dict) -> Path:
-    """Skill per origin, and the cumulative squared-error difference against persistence over time."""
+    """Log-return skill per origin, and the cumulative squared-error difference against
+    persistence over time, in log-returns (every period alike) and in price units (the last,
+    dearest years decide)."""
     import pandas as pd
 
     from . import report
@@ -406,63 +472,91 @@ def plot_backtest(path: Path, records: list[dict], result: dict) -> Path:
     fig, axes = plt.subplots(2, 1, figsize=(10, 7), dpi=100, gridspec_kw={"hspace": 0.4})
     rows = result["per_origin"]
     starts = pd.to_datetime([row["from"] for row in rows])
-    skills = np.array([row["skill"] for row in rows])
+    skills = np.array([row["log_return_skill"] for row in rows])
     axes[0].bar(range(len(rows)), skills, color=np.where(skills > 0, "tab:green", "tab:red"))
     axes[0].axhline(0, color="k", linewidth=0.8)
     pooled = result["pooled"]
-    axes[0].axhline(pooled["skill"], color="tab:blue", linestyle="--", linewidth=1,
-                    label=f"pooled {pooled['skill']:+.4f}")
+    axes[0].axhline(pooled["log_return_skill"], color="tab:blue", linestyle="--", linewidth=1,
+                    label=f"pooled {pooled['log_return_skill']:+.4f}")
     axes[0].set_xticks(range(len(rows)), [f"{t:%Y-%m-%d}" for t in starts], rotation=45, ha="right",
                        fontsize="x-small")
-    axes[0].set_ylabel("skill vs persistence")
-    axes[0].set_title("skill of each origin's forecasts (above 0: lower RMSE than persistence)", fontsize="medium")
+    axes[0].set_ylabel("log-return skill\nvs persistence")
+    axes[0].set_title("skill of each origin's forecasts in log-returns (above 0: smaller errors than persistence)",
+                      fontsize="medium")
     axes[0].legend(fontsize="small")
     times = pd.to_datetime(np.concatenate([r["times"] for r in records]))
-    actual, predicted, last = (np.concatenate([r[k] for r in records]) for k in ("actual", "predicted", "persistence"))
-    gain = np.cumsum((last - actual) ** 2 - (predicted - actual) ** 2) / np.sum((last - actual) ** 2)
-    axes[1].plot(times, gain, color="tab:blue")
+    prices = [np.concatenate([r[k] for r in records]) for k in ("actual", "predicted", "persistence")]
+    for (actual, predicted, last), label, style in ((stats.log_returns(*prices), "log-returns (headline)", "-"),
+                                                    (prices, "price units", "--")):
+        gain = np.cumsum((last - actual) ** 2 - (predicted - actual) ** 2) / np.sum((last - actual) ** 2)
+        axes[1].plot(times, gain, style, color="tab:blue", linewidth=1, label=label)
     axes[1].axhline(0, color="k", linewidth=0.8)
     for t in starts:
         axes[1].axvline(t, color="0.85", linewidth=0.6, zorder=0)
     axes[1].set_ylabel("cumulative (SE persistence - SE model)\n/ total SE persistence")
     axes[1].set_title("rises where the model's squared errors are smaller than persistence's; ends at "
                       "1 - MSE ratio", fontsize="medium")
+    axes[1].legend(fontsize="small")
     axes[1].grid(alpha=0.3)
     axes[1].tick_params(axis="x", labelrotation=20)
     report.save_figure(fig, path)
     return Path(path)
 
 
+def _percent(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{100 * x:.1f}%"
+
+
 def write_report(out: Path, result: dict) -> Path:
-    """``report.html`` of the backtest: the verdict, the plot and the per-origin table."""
+    """``report.html`` of the backtest: the verdict, the plot, the per-year and per-origin tables."""
     from . import html_report
 
     pooled = result["pooled"]
-    lo, hi = pooled["skill_ci95"]
+    lo, hi = pooled["log_return_skill_ci95"]
+    price_lo, price_hi = pooled["skill_ci95"]
     headline = [html_report.Headline(
-        f"pooled skill, {pooled['points']} forecasts at {result['origins']} origins", f"RMSE {pooled['rmse']:,.4g}",
-        f"persistence: RMSE {pooled['persistence_rmse']:,.4g}", f"skill {pooled['skill']:+.4f} ({lo:+.4f} to {hi:+.4f})",
+        f"pooled log-return skill, {pooled['points']} forecasts at {result['origins']} origins",
+        f"skill {pooled['log_return_skill']:+.4f}", "persistence: skill 0",
+        f"95% CI {lo:+.4f} to {hi:+.4f}; Diebold-Mariano p = {pooled['log_return_diebold_mariano']['p_value']:.3g}",
         "better" if lo > 0 else "worse" if hi < 0 else "close"),
+        html_report.Headline(
+        "pooled RMSE in price units (weighted toward high prices)", f"RMSE {pooled['rmse']:,.4g}",
+        f"persistence: RMSE {pooled['persistence_rmse']:,.4g}",
+        f"skill {pooled['skill']:+.4f} ({price_lo:+.4f} to {price_hi:+.4f})",
+        "better" if price_lo > 0 else "worse" if price_hi < 0 else "close"),
         html_report.Headline("MASE (in-sample persistence MAE = 1)", f"{pooled['mase']:.3f}",
                              f"persistence: {pooled['persistence_mase']:.3f}",
-                             f"Diebold-Mariano p = {pooled['diebold_mariano']['p_value']:.3g}",
+                             f"direction right in {_percent(pooled['direction_hit_rate'])} of the calls "
+                             f"({_percent(pooled['direction_call_share'])} of forecasts call a move)",
                              "better" if pooled["mase"] < pooled["persistence_mase"] else "worse")]
     if "coverage_80" in pooled:
         headline.append(html_report.Headline(
             "interval coverage (80% / 95%)", f"{100 * pooled['coverage_80']:.1f}% / {100 * pooled['coverage_95']:.1f}%",
-            "nominal: 80% / 95%", f"CRPS skill {pooled['crps_skill']:+.4f} vs random walk",
+            f"EWMA random walk: {_percent(pooled['ewma_random_walk_coverage_80'])} / "
+            f"{_percent(pooled['ewma_random_walk_coverage_95'])}",
+            f"CRPS skill {pooled['crps_skill']:+.4f} vs the EWMA random walk "
+            f"({pooled['train_vol_crps_skill']:+.4f} vs training volatility)",
             "better" if pooled["crps_skill"] > 0 else "worse"))
-    header = ["origin", "forecasts", "from", "to", "fit points", "RMSE", "persistence RMSE", "skill", "MASE",
-              "direction"]
+    intervals = "coverage_80" in pooled
+    year_header = ["year", "forecasts", "log-return skill", "price skill", "direction (calls)"]
+    year_header += ["coverage 80% / 95%", "CRPS skill"] if intervals else []
+    year_rows = [[str(r["year"]), str(r["points"]), f"{r['log_return_skill']:+.4f}", f"{r['skill']:+.4f}",
+                  f"{_percent(r['direction_hit_rate'])} ({_percent(r['direction_call_share'])})"]
+                 + ([f"{100 * r['coverage_80']:.1f}% / {100 * r['coverage_95']:.1f}%", f"{r['crps_skill']:+.4f}"]
+                    if intervals else []) for r in result["per_year"]]
+    header = ["origin", "forecasts", "from", "to", "fit points", "RMSE", "persistence RMSE", "log-return skill",
+              "price skill", "MASE", "direction (calls)"]
     rows = [[str(r["origin"]), str(r["points"]), r["from"][:16], r["to"][:16], str(r["fit_points"]),
-             f"{r['rmse']:,.2f}", f"{r['persistence_rmse']:,.2f}", f"{r['skill']:+.4f}", f"{r['mase']:.3f}",
-             f"{100 * r['direction_accuracy']:.1f}%"] for r in result["per_origin"]]
+             f"{r['rmse']:,.2f}", f"{r['persistence_rmse']:,.2f}", f"{r['log_return_skill']:+.4f}",
+             f"{r['skill']:+.4f}", f"{r['mase']:.3f}",
+             f"{_percent(r['direction_hit_rate'])} ({_percent(r['direction_call_share'])})"]
+            for r in result["per_origin"]]
     body = html_report.page_section(
         f"Backtest: {result['cell']} H={result['hidden_size']} on {Path(result['source']).name} every "
         f"{result['every']}", str(out), headline,
-        [("Skill per origin and cumulative squared-error difference", out / "backtest.png")],
+        [("Log-return skill per origin and cumulative squared-error difference", out / "backtest.png")],
         [("Against persistence, in words", result["verdict"])],
-        [("Per origin", header, rows)])
+        [("Per year", year_header, year_rows), ("Per origin", header, rows)])
     path = out / "report.html"
     checkpoint.atomic_write_text(path, html_report.page(f"rnnlab backtest: {out.name}", [body]))
     return path

@@ -301,6 +301,11 @@ class ForecastConfig:
     shrink: str = setting("off", Setting("auto: fit one weight alpha in [0, 1] on validation and forecast "
                                          "persistence + alpha x (model - persistence); off: the model's own "
                                          "forecast", "model", choices=("off", "auto")))
+    ewma_lambda: float = setting(0.94, Setting("decay of the random-walk baseline's volatility: an exponentially "
+                                               "weighted mean of the squared log-returns before each forecast "
+                                               "(RiskMetrics: 0.94); CRPS skill is measured against it",
+                                               "reporting", minimum=0, above=True, maximum=1, below=True,
+                                               resumable=True, metavar="X"))
     cell: str = shared("cell", "rnn", help="recurrent cell (rnn = nn.RNN, as in the exercise)")
     hidden_size: int = shared("hidden_size", 32)
     layers: int = shared("layers", 1)

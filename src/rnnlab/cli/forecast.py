@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -45,6 +46,11 @@ def add_verbs(tasks) -> None:
                     help="fit at every K-th origin and reuse that fit (scaler included) in between (default 1)")
     bt.add_argument("--workers", type=positive_int, default=1, metavar="N",
                     help="processes fitting origins at once (default 1)")
+    bt.add_argument("--dm-lags", type=dm_lags, default=0, metavar="K",
+                    help="autocovariances in the Diebold-Mariano test's variance: 0 (default, as for one-step "
+                         "forecasts), a number, or auto (Newey-West's rule, for loss differences you believe "
+                         "autocorrelated); the output says which was used. Changing it on a finished backtest "
+                         "only summarizes it again")
 
     fp = fverbs.add_parser("predict", help="forecast the value after the last window of a CSV",
                            description="Forecast the next value after the last --window points of --csv "
@@ -56,6 +62,19 @@ def add_verbs(tasks) -> None:
                                                   "one before it (default: the CSV's last row)")
     fp.add_argument("--last", action="store_true", help="use the last checkpoint instead of the best epoch")
     fp.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def dm_lags(text: str):
+    """``--dm-lags``: a whole number >= 0 or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0 or 'auto', got {text!r}")
+    return value
 
 
 def _forecast_train(args) -> int:
@@ -84,7 +103,7 @@ def _forecast_backtest(args) -> int:
     from .. import backtest
 
     cfg, _ = config_from_args(ForecastConfig, args)
-    settings = backtest.Settings(args.origins, args.stride or 0, args.retrain_every, args.workers)
+    settings = backtest.Settings(args.origins, args.stride or 0, args.retrain_every, args.workers, args.dm_lags)
     result = backtest.run_backtest(cfg, settings, args.out, force=args.force, quiet=args.quiet)
     if result["interrupted"]:
         print(f"stopped with {result['origins_left']} origin(s) left; run the same command again to continue "
@@ -108,6 +127,12 @@ def _forecast_predict(args) -> int:
     print(f"next {result['every']} value after {result['last_time'][:16]} (bin starting {result['next_time'][:16]}): "
           f"{result['forecast']:,.2f} ({result['change_percent']:+.2f}% from the last value "
           f"{result['last_price']:,.2f}, which is the persistence forecast)")
+    walk = result["random_walk_interval_80"]
+    if "interval_80" in result:
+        (low, high), (low95, high95) = result["interval_80"], result["interval_95"]
+        print(f"80% interval {low:,.2f} to {high:,.2f}; 95% interval {low95:,.2f} to {high95:,.2f}")
+    print(f"a random walk with the volatility known now ({100 * result['ewma_volatility']:.2f}% per step, "
+          f"exponentially weighted) gives 80% {walk[0]:,.2f} to {walk[1]:,.2f}")
     return 0
 
 

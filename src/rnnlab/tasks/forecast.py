@@ -233,6 +233,7 @@ class Part:
     times: pd.DatetimeIndex     # [n] bin start of each ``actual``
     inputs: np.ndarray          # [n, L', 1] model inputs
     targets: np.ndarray         # [n] scaled target of the forecast after the window
+    random_walk_sd: np.ndarray  # [n] EWMA volatility known before each ``actual`` (``stats.ewma_volatility``)
 
     @property
     def last(self) -> np.ndarray:
@@ -255,10 +256,13 @@ def channel_windows(channels: np.ndarray | None, points: np.ndarray, window: int
 
 
 def build_parts(prices: pd.Series, window: int, fractions, target: str,
-                channels: np.ndarray | None = None) -> tuple[Features, dict]:
+                channels: np.ndarray | None = None,
+                ewma_lambda: float = ForecastConfig.ewma_lambda) -> tuple[Features, dict]:
     """(features fitted on the training part, ``{"train", "val", "test": Part}``); ``channels``:
-    the series' candle inputs (``candle_channels``), or None for opens only."""
+    the series' candle inputs (``candle_channels``), or None for opens only; ``ewma_lambda``: the
+    decay of the random-walk baseline's volatility."""
     values = prices.to_numpy(dtype=np.float64)
+    volatility = stats.ewma_volatility(values, ewma_lambda)
     n_train, n_val, _ = check_points(len(values), window, fractions)
     if fractions[2] == 0:  # no test part: validation takes the points rounding left over
         n_val = len(values) - n_train
@@ -268,7 +272,8 @@ def build_parts(prices: pd.Series, window: int, fractions, target: str,
     for name, (a, b) in bounds.items():
         w, nxt = windows(values[a:b], window)
         candles = channel_windows(channels, np.arange(a + window, b), window)
-        parts[name] = Part(w, nxt, prices.index[a + window:b], features.inputs(w, candles), features.targets(w, nxt))
+        parts[name] = Part(w, nxt, prices.index[a + window:b], features.inputs(w, candles), features.targets(w, nxt),
+                           volatility[a + window:b])
     return features, parts
 
 
@@ -278,8 +283,9 @@ class Calibration:
 
     ``alpha``: the shrink weight toward persistence (``--shrink auto``), else None.
     ``residuals``: the sorted standardized residuals (actual - mean) / sd of the Gaussian head
-    on validation (``--intervals calibrated``), else None; their empirical quantiles replace the
-    normal ones, so intervals keep the tails the data has.  ``unshrunk_residuals``: the same for
+    on validation (``--intervals calibrated``), else None; the order statistics split conformal
+    prediction prescribes (``stats.conformal_ranks``) replace the normal quantiles, so intervals
+    keep the tails the data has and cover at least their level in expectation.  ``unshrunk_residuals``: the same for
     the unshrunk mean, when there is a shrink weight (to report the model without shrinking).
     """
 
@@ -298,7 +304,7 @@ class Calibration:
     @classmethod
     def from_dict(cls, d: dict) -> "Calibration":
         def array(z):
-            return None if z is None else np.asarray(z, dtype=np.float64)
+            return None if z is None else np.sort(np.asarray(z, dtype=np.float64))
 
         return cls(None if d.get("alpha") is None else float(d["alpha"]), array(d.get("residuals")),
                    int(d.get("points", 0)), array(d.get("unshrunk_residuals")))
@@ -308,10 +314,16 @@ class Calibration:
         return Calibration(None, residuals, self.points)
 
     def unit_quantiles(self, levels) -> np.ndarray:
-        """Quantiles of the standardized forecast error at ``levels``: empirical or standard normal."""
+        """Quantiles of the standardized forecast error at ``levels``: the conformal order
+        statistics of the residuals, or the standard normal's."""
         if self.residuals is None:
             return stats.normal_quantiles(levels)
-        return np.quantile(self.residuals, np.atleast_1d(levels))
+        return self.residuals[stats.conformal_ranks(len(self.residuals), levels) - 1]
+
+    def too_few_for(self, level: float) -> bool:
+        """Whether the residuals are too few for a conformal ``level`` interval with its guarantee
+        (the extreme residual then bounds it, and it may cover less)."""
+        return self.residuals is not None and not stats.conformal_enough(len(self.residuals), level)
 
 
 @dataclass
@@ -331,6 +343,7 @@ class Forecasts:
     log_var: np.ndarray | None       # [n]
     features: Features
     calibration: Calibration = dataclasses.field(default_factory=Calibration)
+    random_walk_sd: np.ndarray | None = None  # [n] EWMA volatility known at each forecast (log-return units)
 
     @property
     def alpha(self) -> float | None:
@@ -365,25 +378,25 @@ class Forecasts:
     def without_shrinking(self) -> "Forecasts":
         """The model's own forecasts (and intervals around them)."""
         return Forecasts(self.price_windows, self.unshrunk_mean, self.unshrunk_mean, self.log_var, self.features,
-                         self.calibration.without_shrinking())
+                         self.calibration.without_shrinking(), self.random_walk_sd)
 
-    def random_walk_quantiles(self, levels) -> np.ndarray:
-        """``[n, K]`` quantiles of the reference forecast: a random walk in log-price with the
-        training part's volatility, centred on the last price."""
-        z = stats.normal_quantiles(levels)
-        return self.last[:, None] * np.exp(self.features.volatility * z[None, :])
+    def random_walks(self) -> dict:
+        """The probabilistic baselines, name -> volatility in log-return units: ``ewma_random_walk``
+        (the volatility known at each forecast; the reference of ``crps_skill``) where the
+        forecasts carry it, and ``train_vol_random_walk`` (the training part's, one number)."""
+        walks = {} if self.random_walk_sd is None else {stats.REFERENCE_WALK: self.random_walk_sd}
+        return dict(walks, train_vol_random_walk=self.features.volatility)
 
     def probabilistic_metrics(self, actual: np.ndarray) -> dict:
-        """80% and 95% interval coverage, CRPS and its skill against the random walk (price units)."""
+        """80% and 95% interval coverage and CRPS (price units), and each random walk's
+        (``random_walks``) CRPS, coverage and the model's CRPS skill against it: ``crps_skill``
+        against the EWMA one, ``train_vol_crps_skill`` against the training-volatility one."""
         if self.log_var is None:
             return {}
         crps = stats.crps_from_quantiles(actual, self.quantiles(stats.CRPS_LEVELS))
-        reference = stats.crps_from_quantiles(actual, self.random_walk_quantiles(stats.CRPS_LEVELS))
         out = {f"coverage_{round(100 * level)}": stats.coverage(actual, *self.interval(level))
                for level in (0.8, 0.95)}
-        out.update(crps=float(crps.mean()), random_walk_crps=float(reference.mean()),
-                   crps_skill=float(1.0 - crps.mean() / reference.mean()))
-        return out
+        return dict(out, **stats.against_random_walks(actual, self.last, crps, self.random_walks()))
 
 
 def model_outputs(trainer, inputs: np.ndarray) -> np.ndarray:
@@ -398,15 +411,16 @@ def forecast_outputs(trainer, inputs: np.ndarray) -> np.ndarray:
 
 
 def make_forecasts(trainer, features: Features, price_windows: np.ndarray, inputs: np.ndarray,
-                   calibration: Calibration | None = None) -> Forecasts:
-    """The ``Forecasts`` of a model after ``price_windows`` ``[n, L]`` (model ``inputs`` ``[n, L', F]``)."""
+                   calibration: Calibration | None = None, random_walk_sd: np.ndarray | None = None) -> Forecasts:
+    """The ``Forecasts`` of a model after ``price_windows`` ``[n, L]`` (model ``inputs`` ``[n, L', F]``);
+    ``random_walk_sd`` ``[n]``: the EWMA volatility known at each forecast, for the baseline."""
     calibration = calibration or Calibration()
     outputs = model_outputs(trainer, inputs)
     raw = outputs[:, 0]
     alpha = calibration.alpha
     mean = raw if alpha is None else shrink_toward_persistence(raw, features.persistence(price_windows), alpha)
     return Forecasts(price_windows, mean, raw, outputs[:, 1] if outputs.shape[1] > 1 else None, features,
-                     calibration)
+                     calibration, random_walk_sd)
 
 
 def fit_calibration(cfg: ForecastConfig, trainer, features: Features, part: "Part", inputs: np.ndarray) -> Calibration:
@@ -445,29 +459,38 @@ def forecast_points(loaded, series: Series, points: np.ndarray) -> Forecasts:
     values = series.prices.to_numpy(dtype=np.float64)
     price_windows = np.stack([values[t - cfg.window:t] for t in points])
     inputs = features.inputs(price_windows, channel_windows(series.channels, points, cfg.window))
+    volatility = stats.ewma_volatility(values[:max(points)], cfg.ewma_lambda)[points]  # only what came before
     return make_forecasts(loaded.trainer, features, price_windows, inputs.astype(np.dtype(cfg.dtype)),
-                          loaded.extras.get("calibration"))
+                          loaded.extras.get("calibration"), volatility)
 
 
 # --------------------------------------------------------------------------- metrics
 
 def compare(part: Part, forecasts: Forecasts, features: Features) -> dict:
-    """The model's price metrics next to persistence's on one part, the skill, and with a
-    Gaussian head its intervals' coverage and CRPS; with a shrink weight, the unshrunk skill too."""
+    """The model's price metrics next to persistence's on one part, the skill in price units and
+    in log-return units (with intervals and a Diebold-Mariano test), and with a Gaussian head its
+    intervals' coverage and CRPS beside the random walks'; with a shrink weight, the unshrunk skill too."""
     predicted = forecasts.point
     model = price_metrics(part.actual, predicted, part.last)
     persistence = price_metrics(part.actual, part.last, part.last)
     out = {"points": int(len(part.actual)), "from": str(part.times[0]), "to": str(part.times[-1])}
-    for key in model:
+    for key in ("mae", "rmse", "mape_percent"):
         out[key] = model[key]
         out[f"persistence_{key}"] = persistence[key]
+    out["direction_hit_rate"], out["direction_call_share"] = model["direction_hit_rate"], model["direction_call_share"]
     out["skill"] = 1.0 - model["rmse"] / persistence["rmse"] if persistence["rmse"] > 0 else float("nan")
     out["skill_ci95"] = list(skill_interval(part.actual, predicted, part.last))
+    returns = stats.log_returns(part.actual, predicted, part.last)
+    out["log_return_skill"] = stats.skill(*returns)
+    out["log_return_skill_ci95"] = list(skill_interval(*returns, block=stats.bootstrap_block(len(part.actual))))
+    out["log_return_diebold_mariano"] = stats.diebold_mariano(*returns)
     out["mae_skill"] = 1.0 - model["mae"] / persistence["mae"] if persistence["mae"] > 0 else float("nan")
     scored = stats.moved(part.actual, part.last)  # as direction accuracy
     out["up_share"] = float(np.mean(part.actual[scored] > part.last[scored])) if scored.any() else float("nan")
     out["inputs_outside_training_range"] = features.outside_share(part.inputs)
     out.update(forecasts.probabilistic_metrics(part.actual))
+    if forecasts.calibration.too_few_for(0.95):
+        out["calibration_residuals"] = len(forecasts.calibration.residuals)
     if forecasts.alpha is not None:
         out["alpha"] = forecasts.alpha
         out["unshrunk_skill"] = stats.skill(part.actual, forecasts.unshrunk, part.last)
@@ -490,14 +513,36 @@ def describe(result: dict, what: str = "test") -> str:
             f"skill {skill:+.4f}{interval}, {verdict}.",
             f"MAE {result['mae']:,.2f} vs {result['persistence_mae']:,.2f}; MAPE {result['mape_percent']:.2f}% vs "
             f"{result['persistence_mape_percent']:.2f}%.",
-            f"It called the direction of the next move right {result['direction_accuracy'] * 100:.1f}% of the time "
-            f"(always guessing 'up' would score {result['up_share'] * 100:.1f}%; persistence predicts no move)."]
+            describe_log_return_skill(result),
+            describe_direction(result)]
     outside = result["inputs_outside_training_range"]
     if outside > 0:
         text.append(f"{outside * 100:.0f}% of the inputs lie outside the range seen in training: there the "
                     "model extrapolates.")
     text += describe_shrink_and_intervals(result)
     return " ".join(text)
+
+
+def describe_log_return_skill(result: dict) -> str:
+    """The scale-free comparison in one sentence (``log_return_skill`` and its test)."""
+    lo, hi = result["log_return_skill_ci95"]
+    dm = result["log_return_diebold_mariano"]
+    return (f"In log-returns, where a 1% miss weighs the same at any price, the skill is "
+            f"{result['log_return_skill']:+.4f} ({lo:+.3f} to {hi:+.3f}; Diebold-Mariano p = {dm['p_value']:.3g}).")
+
+
+def percent(x: float, digits: int = 1) -> str:
+    """``x`` as a percentage, or "n/a" for NaN (a rate with nothing to count)."""
+    return "n/a" if not math.isfinite(x) else f"{100 * x:.{digits}f}%"
+
+
+def describe_direction(result: dict) -> str:
+    """The direction calls in one sentence: hit rate over the calls, share of forecasts calling one."""
+    if not result["direction_call_share"] > 0:
+        return "It never called a move (every forecast is the last value), so it has no direction to score."
+    return (f"It called a move in {percent(result['direction_call_share'])} of the forecasts and got the "
+            f"direction right in {percent(result['direction_hit_rate'])} of those that moved (always guessing "
+            f"'up' would score {percent(result['up_share'])}; a forecast of no move is a no-call, not a miss).")
 
 
 def describe_shrink_and_intervals(result: dict) -> list[str]:
@@ -513,9 +558,27 @@ def describe_shrink_and_intervals(result: dict) -> list[str]:
                     f"{result['unshrunk_skill']:+.4f}.")
     if "coverage_80" in result:
         text.append(f"Intervals: {100 * result['coverage_80']:.1f}% of actual values fell inside the 80% interval "
-                    f"and {100 * result['coverage_95']:.1f}% inside the 95% one; CRPS {result['crps']:,.2f} against "
-                    f"{result['random_walk_crps']:,.2f} for a random walk with the training period's volatility "
-                    f"(CRPS skill {result['crps_skill']:+.4f}).")
+                    f"and {100 * result['coverage_95']:.1f}% inside the 95% one.")
+        if "calibration_residuals" in result:
+            text.append(f"Only {result['calibration_residuals']} validation residuals calibrate them: a 95% "
+                        "interval needs at least 39 for its coverage guarantee, so its ends are the extreme "
+                        "residuals and it may cover less.")
+        text.append(describe_random_walks(result))
+    return text
+
+
+def describe_random_walks(result: dict) -> str:
+    """The model's CRPS against the two random walks, with their own coverage."""
+    text = (f"CRPS {result['crps']:,.4g} against {result['ewma_random_walk_crps']:,.4g} for a random walk whose "
+            f"volatility is an exponentially weighted mean of the returns before each forecast (CRPS skill "
+            f"{result['crps_skill']:+.4f}; its intervals cover {percent(result['ewma_random_walk_coverage_80'])} "
+            f"and {percent(result['ewma_random_walk_coverage_95'])})")
+    text += (f" and {result['train_vol_random_walk_crps']:,.4g} for one with the training part's volatility (CRPS "
+             f"skill {result['train_vol_crps_skill']:+.4f}; covering "
+             f"{percent(result['train_vol_random_walk_coverage_80'])} and "
+             f"{percent(result['train_vol_random_walk_coverage_95'])}).")
+    if abs(result["crps_skill"]) < 0.01:
+        text += " Against the volatility a forecaster already knows, the model's distribution adds next to nothing."
     return text
 
 
@@ -530,7 +593,8 @@ class ForecastTask(train.TaskBase):
 
     def __init__(self, cfg: ForecastConfig, series: Series):
         self.cfg, self.series = cfg, series
-        self.features, self.parts = build_parts(series.prices, cfg.window, cfg.fractions, cfg.target, series.channels)
+        self.features, self.parts = build_parts(series.prices, cfg.window, cfg.fractions, cfg.target, series.channels,
+                                                cfg.ewma_lambda)
         dtype = np.dtype(cfg.dtype)
         train_part = self.parts["train"]
         self.train_inputs = train_part.inputs.astype(dtype)
@@ -566,7 +630,8 @@ class ForecastTask(train.TaskBase):
     def forecasts(self, trainer, name: str, calibration: Calibration | None = None) -> Forecasts:
         """The forecasts after every window of part ``name``."""
         part = self.parts[name]
-        return make_forecasts(trainer, self.features, part.price_windows, self.eval_inputs[name], calibration)
+        return make_forecasts(trainer, self.features, part.price_windows, self.eval_inputs[name], calibration,
+                              part.random_walk_sd)
 
     def evaluate(self, trainer) -> dict:
         out = {"epoch": round(self.epoch, 3)}
@@ -859,6 +924,12 @@ def predict_from(loaded, run_dir, which: str, csv: str | None = None, start: str
         for level in (0.8, 0.95):
             low, high = f.interval(level)
             result[f"interval_{round(100 * level)}"] = [float(low[0]), float(high[0])]
+    # The baseline a forecaster would use: a random walk with the volatility known now.
+    sd = float(stats.ewma_volatility(prices.to_numpy(dtype=np.float64), cfg.ewma_lambda)[-1])
+    result["ewma_volatility"] = sd
+    for level in (80, 95):
+        q = stats.random_walk_quantiles(np.array([last]), sd, stats.interval_levels(level / 100))
+        result[f"random_walk_interval_{level}"] = [float(q[0, 0]), float(q[0, 1])]
     return result
 
 
@@ -880,16 +951,26 @@ def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
         facts.headline.append(Headline(
             "test MAE", f"MAE {test['mae']:,.4g}", f"persistence: MAE {test['persistence_mae']:,.4g}",
             f"MAE skill {test['mae_skill']:+.3f}", "better" if test["mae_skill"] > 0 else "worse"))
+        lr_low, lr_high = test["log_return_skill_ci95"]
         facts.headline.append(Headline(
-            "direction of the next move", f"{100 * test['direction_accuracy']:.1f}% right",
-            f"always 'up': {100 * test['up_share']:.1f}%",
-            f"{100 * (test['direction_accuracy'] - test['up_share']):+.1f} points",
-            "better" if test["direction_accuracy"] > max(test["up_share"], 1 - test["up_share"]) else "worse"))
+            "test log-return RMSE (scale-free)", f"skill {test['log_return_skill']:+.4f}",
+            "persistence: skill 0",
+            f"95% CI {lr_low:+.3f} to {lr_high:+.3f}; Diebold-Mariano p = "
+            f"{test['log_return_diebold_mariano']['p_value']:.3g}",
+            "better" if lr_low > 0 else "worse" if lr_high < 0 else "close"))
+        hit, calls, up = test["direction_hit_rate"], test["direction_call_share"], test["up_share"]
+        facts.headline.append(Headline(
+            "direction of the next move", f"{percent(hit)} right of the calls",
+            f"always 'up': {percent(up)}", f"calls a move in {percent(calls)} of the forecasts",
+            "better" if math.isfinite(hit) and hit > max(up, 1 - up) else "worse"))
         if "coverage_80" in test:
             facts.headline.append(Headline(
                 "interval coverage (80% / 95%)", f"{100 * test['coverage_80']:.1f}% / {100 * test['coverage_95']:.1f}%",
-                "nominal: 80% / 95%", f"CRPS {test['crps']:,.4g} vs random walk {test['random_walk_crps']:,.4g} "
-                f"(skill {test['crps_skill']:+.3f})", "better" if test["crps_skill"] > 0 else "worse"))
+                f"EWMA random walk: {percent(test['ewma_random_walk_coverage_80'])} / "
+                f"{percent(test['ewma_random_walk_coverage_95'])}",
+                f"CRPS {test['crps']:,.4g} vs EWMA random walk {test['ewma_random_walk_crps']:,.4g} (skill "
+                f"{test['crps_skill']:+.3f}; vs training volatility {test['train_vol_crps_skill']:+.3f})",
+                "better" if test["crps_skill"] > 0 else "worse"))
         if test.get("alpha") is not None:
             facts.headline.append(Headline(
                 "shrink weight toward persistence (fitted on validation)", f"alpha {test['alpha']:.3f}",
