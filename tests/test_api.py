@@ -59,6 +59,7 @@ def test_fit_forecast_from_a_price_series(tmp_path):
     (lambda tmp: rnnlab.fit("forecast", out=tmp, data=[1.0, 2.0]), "pandas Series"),
     (lambda tmp: rnnlab.fit("forecast", out=tmp, data=pd.Series([1.0, 2.0])), "DatetimeIndex"),
     (lambda tmp: rnnlab.fit("denoise", out=tmp, data="x"), "draws its own data"),
+    (lambda tmp: rnnlab.fit("denoise", out=tmp, preset="fast-60s"), "not one of denoise's presets (charlm: "),
     (lambda tmp: rnnlab.fit("poetry", out=tmp), "unknown task 'poetry'"),
 ])
 def test_bad_settings_raise_the_flags_message_and_write_nothing(tmp_path, call, match):

@@ -8,11 +8,12 @@ import pytest
 
 from test_numpy_gradcheck import _problem
 
+from rnnlab.config import BACKEND_NAMES
 from rnnlab.backends import numpy_backend as nb
 from rnnlab.cells import CELLS
 from rnnlab.optim import Optimizer
 
-OTHER_BACKENDS = ["jax", "torch"]
+OTHER_BACKENDS = [name for name in BACKEND_NAMES if name != "numpy"]  # the reference is NumPy
 # The cells the slower cross-backend tests walk: every equation, without the "_linear" twins of
 # the parallel cells (they differ only in the candidate, which the faster tests cover).
 DISTINCT_CELLS = [c for c in CELLS if not c.endswith("_linear")]

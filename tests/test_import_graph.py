@@ -2,7 +2,9 @@
 import statement (module level or inside a function) and every importlib call.
 
 An ``importlib.import_module`` whose name is not a literal cannot be followed, so it is
-refused too: a registry names its modules literally (see ``rnnlab.tasks``).
+refused too: a registry names its modules literally (see ``rnnlab.tasks``), or names a package
+and computes only the module (``f"rnnlab.cli.{name}"``), which counts as importing every module
+of that package.
 """
 
 import ast
@@ -24,6 +26,17 @@ def _resolve(current: str, is_package: bool, level: int, name: str) -> str:
     base = current.split(".") if is_package else current.split(".")[:-1]
     base = base[: len(base) - (level - 1)]
     return ".".join(base + ([name] if name else []))
+
+
+def _family_prefix(arg) -> str | None:
+    """``"rnnlab.cli."`` for an f-string ``f"rnnlab.cli.{name}"`` (a literal package, then one
+    computed module name): the import may reach any module of the package, and the graph says so."""
+    if isinstance(arg, ast.JoinedStr) and len(arg.values) == 2 and isinstance(arg.values[0], ast.Constant) \
+            and isinstance(arg.values[1], ast.FormattedValue):
+        prefix = arg.values[0].value
+        if isinstance(prefix, str) and prefix.startswith("rnnlab.") and prefix.endswith("."):
+            return prefix
+    return None
 
 
 def import_graph() -> tuple[dict[str, set[str]], list[str]]:
@@ -53,6 +66,10 @@ def import_graph() -> tuple[dict[str, set[str]], list[str]]:
                 arg = node.args[0]
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                     targets = [known(arg.value)] if arg.value.startswith("rnnlab") else []
+                elif _family_prefix(arg):
+                    # f"rnnlab.cli.{name}": any module of that package may be imported
+                    prefix = _family_prefix(arg)
+                    targets = [m for m in paths if m.startswith(prefix) and "." not in m[len(prefix):]]
                 else:
                     dynamic.append(f"{module} line {node.lineno}")
             edges[module].update(t for t in targets if t and t != module)
@@ -101,4 +118,5 @@ def test_the_checker_sees_a_cycle_through_a_function_local_import():
     assert cycles(edges) == [["a", "b", "c"]]
     graph, _ = import_graph()
     assert "rnnlab.tasks.charlm" in graph["rnnlab.tasks"]  # the registry's literal importlib names
+    assert {"rnnlab.cli.forecast", "rnnlab.cli.tools"} <= graph["rnnlab.cli"]  # f"rnnlab.cli.{name}": the package
     assert "rnnlab.backends.torch_backend" in graph["rnnlab.distributed"]  # a function-local import

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from rnnlab.tasks import TASKS
+
 optuna = pytest.importorskip("optuna")
 
 from rnnlab import sweep, train  # noqa: E402
@@ -166,7 +168,7 @@ def test_killed_worker_loses_nothing_else(tmp_path, capsys):
 def test_space_round_trip_and_bad_input(tmp_path, capsys):
     code, text, _ = run_cli(capsys, "sweep", "forecast", "--print-space")
     assert code == 0 and "[window]" in text
-    assert sweep.load_space(space_file(tmp_path, text)) == sweep.DEFAULT_SPACES["forecast"] | {
+    assert sweep.load_space(space_file(tmp_path, text)) == TASKS["forecast"].sweep_space | {
         "window": {"low": 10, "high": 60, "log": False, "step": 5}}
     bad = [("[lrr]\nlow = 1e-4\nhigh = 1e-2\n", "unknown key 'lrr'"),
            ("[lr\nlow = 1", "not valid TOML"),

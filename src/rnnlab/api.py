@@ -10,9 +10,10 @@
 
 Keyword names are the flags' (``--hidden-size`` is ``hidden_size``), checked by the same rules,
 so a bad value raises the same one-line ``UserError`` the flag gives.  ``data=`` passes data in
-memory: a Python string for charlm, a pandas Series of prices with a DatetimeIndex (or a
-DataFrame of candles) for forecast; it is saved in the run directory (``data.txt`` /
-``data.csv``), so resume and evaluation work as with files.
+memory, where the task takes it (its definition's ``api_data``: a Python string for the language
+model, a pandas Series of prices with a DatetimeIndex or a DataFrame of candles for the
+forecaster); it is saved in the run directory (``data.txt`` / ``data.csv``), so resume and
+evaluation work as with files.
 """
 
 from __future__ import annotations
@@ -25,15 +26,12 @@ from pathlib import Path
 
 from .errors import UserError
 
-DATA_FILES = {"charlm": ("text", "data.txt"), "forecast": ("csv", "data.csv")}
-
-
 def fit(task: str, out: str | os.PathLike | None = None, data=None, preset: str | None = None,
         resume: bool = False, force: bool = False, quiet: bool = True, **settings) -> "Run":
     """Train (or ``resume``) a ``task`` run in ``out`` (default ``runs/<task>``) with the given
     settings (the flags' names, dashes as underscores) and return it as a ``Run``."""
     from . import tasks
-    from .config import PRESETS, settings_of
+    from .config import settings_of
     from .runner import train_run
 
     entry = tasks.entry(task)
@@ -47,24 +45,26 @@ def fit(task: str, out: str | os.PathLike | None = None, data=None, preset: str 
             hint = f"; did you mean {close[0]!r}?" if close else f"; {task} takes {', '.join(known)}"
             raise UserError(f"fit({task!r}): unknown setting {name!r}{hint}")
     if preset is not None:
-        if task != "charlm" or preset not in PRESETS:
-            raise UserError(f"preset {preset!r}: presets are charlm's ({', '.join(PRESETS)})")
-        settings = {**PRESETS[preset].settings, **settings}
+        if preset not in entry.presets:
+            having = {name: list(t.presets) for name, t in tasks.TASKS.items() if t.presets}
+            known = "; ".join(f"{name}: {', '.join(names)}" for name, names in having.items())
+            raise UserError(f"preset {preset!r} is not one of {task}'s presets ({known or 'no task has presets'})")
+        settings = {**entry.presets[preset].settings, **settings}
     out = Path(out or f"runs/{task}")
     written = None
     if data is not None:
-        if task not in DATA_FILES:
-            raise UserError(f"data= is for charlm (a string) and forecast (a price Series or candle DataFrame); "
-                            f"{task} draws its own data")
-        field, name = DATA_FILES[task]
+        if entry.api_data is None:
+            takers = "; ".join(f"{name} takes {t.api_data.accepts}" for name, t in tasks.TASKS.items() if t.api_data)
+            raise UserError(f"{task} draws its own data, so data= does not apply ({takers})")
+        field = entry.api_data.setting
         if settings.get(field):
             raise UserError(f"give the data once: data= or {field}=, not both")
-        settings[field] = str((out / name).absolute())
+        settings[field] = str((out / entry.api_data.file_name).absolute())
     cfg = dataclasses.replace(config_cls(), **settings)
     if not resume:
         cfg.validate()  # every setting checked before anything is written
     if data is not None:
-        written = _save_data(task, data, out, resume)
+        written = _save_data(entry.api_data, data, out, resume)
     try:
         train_run(cfg, out, resume=resume, force=force, overrides=settings if resume else None, quiet=quiet)
     except BaseException:
@@ -73,34 +73,13 @@ def fit(task: str, out: str | os.PathLike | None = None, data=None, preset: str 
     return Run(out)
 
 
-def _save_data(task: str, data, out: Path, resume: bool) -> Path | None:
-    """Write in-memory data as the run's data file, or check it against the saved one on resume."""
-    import pandas as pd
-
+def _save_data(api_data, data, out: Path, resume: bool) -> Path | None:
+    """Write in-memory data as the run's data file (``TaskDefinition.api_data``), or check it
+    against the saved one on resume."""
     from .runs import make_dir
 
-    field, name = DATA_FILES[task]
-    path = out / name
-    if task == "charlm":
-        if not isinstance(data, str):
-            raise UserError(f"charlm data= must be a Python string of text, got {type(data).__name__}")
-        content = data.encode("utf-8")
-    else:
-        if isinstance(data, pd.Series):
-            frame = data.rename("open").to_frame()
-        elif isinstance(data, pd.DataFrame):
-            frame = data.rename(columns=str.lower)
-        else:
-            raise UserError(f"forecast data= must be a pandas Series of prices or a DataFrame of candles, got "
-                            f"{type(data).__name__}")
-        if not isinstance(frame.index, pd.DatetimeIndex):
-            raise UserError("forecast data= needs a DatetimeIndex (the time of each price)")
-        if "open" not in frame:
-            raise UserError(f"forecast data= DataFrame needs an open column (it has {', '.join(frame.columns)})")
-        frame = frame.copy()
-        frame.index = frame.index.tz_localize("UTC") if frame.index.tz is None else frame.index.tz_convert("UTC")
-        frame.index.name = "timestamp"
-        content = frame.to_csv(date_format="%Y-%m-%d %H:%M:%S%z").encode("utf-8")
+    path = out / api_data.file_name
+    content = api_data.to_bytes(data)
     if resume:
         if not path.exists() or path.read_bytes() != content:
             raise UserError(f"resume needs the same data the run in {out} was started with ({path} differs)")
@@ -161,20 +140,12 @@ class Run:
         return load(self.run_dir, "best")
 
     def evaluate(self, **options) -> dict:
-        """charlm: nats/char on the validation split (or ``text_path=``); denoise: against Kalman on
-        fresh sequences (``sequences=``); forecast: the test part against persistence."""
-        from .facts import read_json
-        from .tasks import module
+        """The best model judged again, as its task does (``TaskDefinition.evaluate``): charlm,
+        nats/char on the validation split (or ``text_path=``); denoise, against Kalman on fresh
+        sequences (``sequences=``); forecast, the test part against persistence."""
+        from .tasks import entry
 
-        if self.task == "charlm":
-            return module("charlm").evaluate_run(self.run_dir, options.get("text_path"), "best")
-        if self.task == "denoise":
-            return module("denoise").evaluate_run(self.run_dir, "best", options.get("sequences", 10_000))
-        test = read_json(self.run_dir / "test.json")
-        if test is None:
-            raise UserError(f"{self.run_dir} has no test result (test.json): it was stopped, or trained with "
-                            "test_fraction=0")
-        return test
+        return entry(self.task).evaluate(self.run_dir, options)
 
     def sample(self, length: int = 200, prime: str = "", temperature: float = 1.0, top_k: int = 0,
                seed: int = 0) -> str:

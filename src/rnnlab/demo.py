@@ -1,4 +1,4 @@
-"""``rnnlab demo``: the three tasks on built-in data, a results table and one report.
+"""``rnnlab demo``: every task on built-in data, a results table and one report.
 
 Sizes are chosen to finish in about 1.5 minutes on a 2-core laptop (90 s measured): a character
 model on the built-in corpus (samples before and after training), the OU denoiser
@@ -10,35 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import html_report, runner
-from .config import PRESETS, CharLMConfig, DenoiseConfig, ForecastConfig
 from .errors import UserError
 from .runs import RUN_FILES, make_dir
+from .tasks import TASKS
 
 
-@dataclass(frozen=True)
-class DemoSizes:
-    charlm: CharLMConfig
-    denoise: DenoiseConfig
-    forecast: ForecastConfig
-
-
-def sizes(quick: bool = False) -> DemoSizes:
-    """The demo's three configs; ``quick``: seconds instead of minutes (for tests and a first look)."""
-    if quick:
-        return DemoSizes(
-            CharLMConfig(hidden_size=32, seq_len=32, batch_size=16, max_steps=60, eval_every=30, eval_max_chars=4000,
-                         sample_length=80),
-            DenoiseConfig(steps=300, eval_every=100, val_sequences=1000, test_sequences=5000),
-            ForecastConfig(cell="lstm", target="returns", epochs=4, builtin_points=1000))
-    return DemoSizes(
-        # The best charlm settings found for about a minute of training (the demo's budget for it).
-        CharLMConfig(**PRESETS["fast-60s"].settings, eval_every=250, sample_length=300),
-        DenoiseConfig(),
-        ForecastConfig(cell="lstm", target="returns"))
+def sizes(quick: bool = False) -> dict:
+    """The demo's config of every task, by name; ``quick``: seconds instead of minutes (for tests
+    and a first look)."""
+    return {name: task.demo(quick) for name, task in TASKS.items()}
 
 
 def _installed(backend: str) -> bool:
@@ -55,7 +38,7 @@ def _on_available_backend(cfg, say):
 
 
 def run_demo(out="runs/demo", quick: bool = False, quiet: bool = False) -> dict:
-    """Train the three demo runs in ``out/{charlm,denoise,forecast}``, write ``out/report.html``;
+    """Train one demo run of every task in ``out/<task>``, write ``out/report.html``;
     returns {"runs": {task: run_dir}, "report": path, "table": [row, ...]}."""
     out = Path(out)
     if any((out / f).exists() for f in RUN_FILES if f != "report.html"):
@@ -65,31 +48,17 @@ def run_demo(out="runs/demo", quick: bool = False, quiet: bool = False) -> dict:
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
     plan = sizes(quick)
     run_dirs = {}
-
-    c = _on_available_backend(plan.charlm, say)
-    say(f"[1/3] charlm: a {c.cell} language model (H={c.hidden_size}) on the built-in corpus, "
-        f"{c.max_steps} steps of {c.batch_size}x{c.seq_len} characters ({c.backend} backend)")
-    result = runner.train_run(c, out / "charlm", force=True, quiet=quiet)
-    run_dirs["charlm"] = out / "charlm"
-    if not quiet:
-        for title, text in html_report.load_view(out / "charlm").facts.texts:
-            print(f"  {title}:\n    " + text.replace("\n", "\n    "))
-    if result["interrupted"]:
-        return _finish(out, run_dirs, say)
-
-    d = _on_available_backend(plan.denoise, say)
-    say(f"\n[2/3] denoise: {d.cell} H={d.hidden_size} on a noisy Ornstein-Uhlenbeck signal, against the Kalman "
-        f"estimate ({d.steps} steps, {d.backend} backend)")
-    result = runner.train_run(d, out / "denoise", force=True, quiet=quiet)
-    run_dirs["denoise"] = out / "denoise"
-    if result["interrupted"]:
-        return _finish(out, run_dirs, say)
-
-    f = _on_available_backend(plan.forecast, say)
-    say(f"\n[3/3] forecast: {f.cell} H={f.hidden_size} on the built-in price series ({f.builtin_points} points), "
-        f"against persistence ({f.epochs} epochs, {f.backend} backend)")
-    runner.train_run(f, out / "forecast", force=True, quiet=quiet)
-    run_dirs["forecast"] = out / "forecast"
+    for number, (name, cfg) in enumerate(plan.items(), start=1):
+        task = TASKS[name]
+        cfg = _on_available_backend(cfg, say)
+        say(("\n" if number > 1 else "") + f"[{number}/{len(plan)}] {name}: {task.demo_intro(cfg)}")
+        result = runner.train_run(cfg, out / name, force=True, quiet=quiet)
+        run_dirs[name] = out / name
+        if not quiet and task.demo_shows_texts:
+            for title, text in html_report.load_view(out / name).facts.texts:
+                print(f"  {title}:\n    " + text.replace("\n", "\n    "))
+        if result["interrupted"]:
+            break
     return _finish(out, run_dirs, say)
 
 

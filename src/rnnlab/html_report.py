@@ -61,8 +61,7 @@ def load_view(run_dir) -> RunView:
         metrics = read_metrics(run_dir)
     except json.JSONDecodeError as exc:
         raise UserError(f"{run_dir}/metrics.jsonl has a damaged line ({exc})") from exc
-    module = tasks.module(task)
-    return RunView(run_dir, task, meta, config, metrics, module.report_facts(run_dir, meta, metrics))
+    return RunView(run_dir, task, meta, config, metrics, tasks.TASKS[task].report_facts(run_dir, meta, metrics))
 
 
 # --------------------------------------------------------------------------- pieces

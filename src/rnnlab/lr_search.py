@@ -12,6 +12,7 @@ from . import checkpoint, report
 from .config import DenoiseConfig
 from .errors import UserError
 from .sweep import SweepSettings, run_sweep
+from .tasks import of_config
 
 
 def lr_search(cfg: DenoiseConfig, lrs: list[float], out: str | os.PathLike, force: bool = False,
@@ -34,7 +35,7 @@ def lr_search(cfg: DenoiseConfig, lrs: list[float], out: str | os.PathLike, forc
     if (out / "study.db").exists():
         (out / "study.db").unlink()  # --force: a new study, not the old one continued
     rates = sorted(set(lrs))
-    settings = SweepSettings(task="denoise", base_config=dataclasses.asdict(cfg),
+    settings = SweepSettings(task=of_config(cfg).name, base_config=dataclasses.asdict(cfg),
                              space={"lr": {"choices": rates}}, trials=len(rates), study="lr-search",
                              out=str(out), pruner="none", sampler="grid", quiet=quiet, trial_dir="lr_{lr:g}")
     trials = {t["params"]["lr"]: t for t in run_sweep(settings)["trials"] if "lr" in t["params"]}

@@ -29,12 +29,13 @@ WHICH = ("best", "checkpoint")
 
 
 class Model:
-    """A saved model on one backend: ``reset``, ``step`` and ``__call__`` for any task,
-    ``sample`` for charlm and ``predict`` for forecast.  Made by ``rnnlab.load``."""
+    """A saved model on one backend: ``reset``, ``step`` and ``__call__`` for any task, and what
+    its task adds (``sample`` for a language model, ``predict`` for a forecaster: the task
+    definition's ``model_methods``).  Made by ``rnnlab.load``."""
 
     def __init__(self, task: str, loaded, run_dir: Path, which: str):
         self.task, self.run_dir, self.which = task, Path(run_dir), which
-        self._loaded = loaded
+        self.loaded = loaded  # rnnlab.runs.LoadedRun: what the task's own methods read
         self.trainer, self.cfg, self.spec = loaded.trainer, loaded.cfg, loaded.spec
 
     @property
@@ -43,9 +44,8 @@ class Model:
 
     @property
     def vocab(self):
-        """The character vocabulary (charlm only)."""
-        self.expect_task("charlm", "vocab")
-        return self._loaded.extras["vocab"]
+        """The character vocabulary (language models only)."""
+        return self._method("vocab")(self)
 
     def reset(self, batch_size: int = 1):
         """The zero state of ``batch_size`` rows."""
@@ -68,29 +68,33 @@ class Model:
         return state, y
 
     def encode(self, text: str) -> np.ndarray:
-        """Character ids of ``text`` (charlm)."""
+        """Character ids of ``text`` (language models)."""
         return self.vocab.encode(text, "text")
 
     def decode(self, ids) -> str:
-        """The text of character ids (charlm)."""
+        """The text of character ids (language models)."""
         return self.vocab.decode([int(i) for i in np.ravel(ids)])
 
     def sample(self, length: int = 200, prime: str = "", temperature: float = 1.0, top_k: int = 0,
                seed: int = 0) -> str:
-        """``length`` characters after ``prime`` (charlm; ``temperature`` 0 = always the likeliest)."""
-        from .tasks import charlm
-
-        self.expect_task("charlm", "sample")
-        return charlm.sample_text(self.trainer, self.vocab, int(length), temperature, top_k, prime,
-                                  np.random.default_rng(seed))
+        """``length`` characters after ``prime`` (language models; ``temperature`` 0 = always the likeliest)."""
+        return self._method("sample")(self, length, prime, temperature, top_k, seed)
 
     def predict(self, csv: str | None = None, start: str | None = None, end: str | None = None) -> dict:
         """The next value after the last window of ``csv`` (default: the run's own series) in price
-        units, with persistence, the shrink weight and intervals where the run has them (forecast)."""
-        from .tasks import forecast
+        units, with persistence, the shrink weight and intervals where the run has them (forecasters)."""
+        return self._method("predict")(self, csv, start, end)
 
-        self.expect_task("forecast", "predict")
-        return forecast.predict_from(self._loaded, self.run_dir, self.which, csv, start, end)
+    def _method(self, name: str):
+        """This task's ``name`` (``TaskDefinition.model_methods``), or a ``UserError`` naming the
+        tasks that have it."""
+        from . import tasks
+
+        method = tasks.TASKS[self.task].model_methods.get(name)
+        if method is None:
+            having = " or ".join(tasks.with_method(name)) or "no"
+            raise UserError(f"{str(self.run_dir)!r} holds a {self.task!r} model: {name} needs a {having} run")
+        return method
 
     def expect_task(self, task: str, what: str) -> None:
         """A ``UserError`` unless this is a ``task`` model (``what`` needs one)."""
@@ -152,7 +156,7 @@ def load(run_dir: str | os.PathLike, which: str = "best", backend: str | None = 
     if task not in tasks.TASKS:
         raise UserError(f"{run_dir / f'{which}.json'} names no rnnlab task (task: {task!r}); the run directory "
                         "is damaged or was not written by rnnlab")
-    loaded = tasks.module(task).load_run(run_dir, which, backend)
+    loaded = tasks.TASKS[task].load_run(run_dir, which, backend)
     if device is not None:
         if loaded.cfg.backend != "torch":
             raise UserError(f"device={device!r} is for the torch backend; this model runs on {loaded.cfg.backend}")

@@ -13,12 +13,12 @@ operator (opset ``OPSET``):
 * embedding tables and one-hot inputs are ``Gather``s, RMS norm and residual adds plain
   arithmetic, dropout absent (it is off at inference).
 
-Inputs and outputs (batch-first; B and T dynamic): the task's input (``ids`` int64 ``[B, T]``
-for charlm, ``noisy`` ``[B, T, 1]`` for denoise, ``prices`` ``[B, L]`` for forecast, plus
-``candles`` ``[B, L, C]`` with candle features), ``state_h`` ``[layers, B, H]`` (and
-``state_c`` for LSTM) in, the task's output and ``state_h_out`` (``state_c_out``) out, so a
-stream can be fed in pieces.  A forecast graph does its scaling inside: raw prices in, the
-next price out.  The run's task, vocabulary, settings and spec are in the model's metadata.
+Inputs and outputs (batch-first; B and T dynamic): the task's inputs and outputs, which its
+definition builds around the core (``TaskDefinition.onnx``: ``ids`` int64 ``[B, T]`` for a
+language model, ``noisy`` ``[B, T, 1]`` for the denoiser, raw ``prices`` ``[B, L]`` in and the
+next price out for the forecaster, scaling inside), with ``state_h`` ``[layers, B, H]`` (and
+``state_c`` for LSTM) in and ``state_h_out`` (``state_c_out``) out, so a stream can be fed in
+pieces.  The run's task, settings and spec (and what the task adds) are in the model's metadata.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class _Graph:
         self.helper, self.numpy_helper = onnx.helper, onnx.numpy_helper
         self.dtype = np.dtype(dtype)
         self.elem = onnx.helper.np_dtype_to_tensor_dtype(self.dtype)
+        self.int64 = onnx.TensorProto.INT64
         self.nodes, self.initializers, self._count = [], [], 0
 
     def name(self, base: str) -> str:
@@ -179,95 +180,39 @@ def model_graph(g: _Graph, spec: ModelSpec, params: dict, inputs: str, state_h: 
     return outputs, h_out, c_out
 
 
-# --------------------------------------------------------------------------- tasks around it
+def build(spec: ModelSpec, params: dict, meta: dict, dtype="float32", extras: dict | None = None):
+    """The ``onnx.ModelProto`` of a run's model (``meta``: its checkpoint JSON), with its task's
+    inputs and outputs around the recurrent core (``TaskDefinition.onnx``); ``extras``: what the
+    task's graph reads beyond the weights (``OnnxIO.extras``; forecast: its shrink weight)."""
+    from .tasks import entry
 
-def _forecast_wrap(g: _Graph, spec: ModelSpec, params: dict, meta: dict, alpha: float | None,
-                   state_h: str, state_c: str | None) -> tuple[list, list]:
-    """Raw price windows (and candle rows) in, the next price out, scaling inside."""
-    features = meta["features"]
-    target, scaler = features["target"], features["scaler"]
-    window = int(meta["config"]["window"])
-    prices_in = "prices"
-    inputs = [g.helper.make_tensor_value_info(prices_in, g.elem, ["B", window])]
-    if target == "returns":
-        logs = g.op("Log", [prices_in])
-        later = g.op("Slice", [logs, g.ints([1]), g.ints([window]), g.ints([1])])
-        earlier = g.op("Slice", [logs, g.ints([0]), g.ints([window - 1]), g.ints([1])])
-        values = g.op("Div", [g.op("Sub", [later, earlier]), g.const(scaler["scale"])])
-    else:
-        low, high = scaler["low"], scaler["high"]
-        values = g.op("Sub", [g.op("Mul", [g.op("Sub", [prices_in, g.const(low)]), g.const(2.0 / (high - low))]),
-                              g.const(1.0)])
-    x = g.op("Unsqueeze", [values, g.ints([2])])                         # [B, L', 1]
-    scales = features.get("channel_scales") or []
-    if scales:
-        inputs.append(g.helper.make_tensor_value_info("candles", g.elem, ["B", window, len(scales)]))
-        steps = window - 1 if target == "returns" else window
-        rows = g.op("Slice", ["candles", g.ints([window - steps]), g.ints([window]), g.ints([1])])
-        x = g.op("Concat", [x, g.op("Div", [rows, g.const(scales)])], axis=2)
-    outputs, h_out, c_out = model_graph(g, spec, params, x, state_h, state_c)
-    last = g.op("Gather", [outputs, g.ints(-1)], axis=1)                 # [B, O] after the whole window
-    mean = g.op("Gather", [last, g.ints(0)], axis=1)                      # [B]
-    last_price = g.op("Gather", [prices_in, g.ints(window - 1)], axis=1)  # [B]
-    if target == "returns":
-        if alpha is not None:                                             # persistence is a return of 0
-            mean = g.op("Mul", [mean, g.const(alpha)])
-        price = g.op("Mul", [last_price, g.op("Exp", [g.op("Mul", [mean, g.const(scaler["scale"])])])])
-    else:
-        low, high = scaler["low"], scaler["high"]
-        if alpha is not None:
-            persistence = g.op("Sub", [g.op("Mul", [g.op("Sub", [last_price, g.const(low)]),
-                                                    g.const(2.0 / (high - low))]), g.const(1.0)])
-            mean = g.op("Add", [persistence, g.op("Mul", [g.op("Sub", [mean, persistence]), g.const(alpha)])])
-        price = g.op("Add", [g.op("Mul", [g.op("Add", [mean, g.const(1.0)]), g.const(0.5 * (high - low))]),
-                             g.const(low)])
-    g.op("Identity", [price], ["next_price"])
-    g.op("Identity", [outputs], ["outputs"])
-    out_info = [g.helper.make_tensor_value_info("next_price", g.elem, ["B"]),
-                g.helper.make_tensor_value_info("outputs", g.elem, ["B", "T", spec.output_size])]
-    return inputs, out_info, h_out, c_out
-
-
-def build(spec: ModelSpec, params: dict, meta: dict, dtype="float32", shrink_alpha: float | None = None):
-    """The ``onnx.ModelProto`` of a run's model (``meta``: its checkpoint JSON); for a forecast
-    model, ``shrink_alpha`` is its weight on the model against persistence (``--shrink auto``)."""
     onnx = _onnx()
     g = _Graph(dtype)
     helper = g.helper
-    task = meta.get("task")
+    task = entry(meta.get("task"))
+    extras = extras or {}
     layers, H = spec.num_layers, spec.hidden_size
     states = [helper.make_tensor_value_info("state_h", g.elem, [layers, "B", H])]
     state_c = None
     if spec.cell == "lstm":
         states.append(helper.make_tensor_value_info("state_c", g.elem, [layers, "B", H]))
         state_c = "state_c"
-    if task == "forecast":
-        inputs, outputs, h_out, c_out = _forecast_wrap(g, spec, params, meta, shrink_alpha, "state_h", state_c)
-    else:
-        if task == "charlm":
-            inputs = [helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, ["B", "T"])]
-            name, out_name = "ids", "logits"
-        else:
-            inputs = [helper.make_tensor_value_info("noisy", g.elem, ["B", "T", spec.input_size])]
-            name, out_name = "noisy", "estimate"
-        y, h_out, c_out = model_graph(g, spec, params, name, "state_h", state_c)
-        g.op("Identity", [y], [out_name])
-        outputs = [helper.make_tensor_value_info(out_name, g.elem, ["B", "T", spec.output_size])]
+
+    def core(x: str):
+        return model_graph(g, spec, params, x, "state_h", state_c)
+
+    inputs, outputs, h_out, c_out = task.onnx.graph(g, core, spec, params, meta, extras)
     g.op("Identity", [h_out], ["state_h_out"])
     outputs.append(helper.make_tensor_value_info("state_h_out", g.elem, [layers, "B", H]))
     if c_out:
         g.op("Identity", [c_out], ["state_c_out"])
         outputs.append(helper.make_tensor_value_info("state_c_out", g.elem, [layers, "B", H]))
-    graph = helper.make_graph(g.nodes, f"rnnlab_{task}", inputs + states, outputs, g.initializers)
+    graph = helper.make_graph(g.nodes, f"rnnlab_{task.name}", inputs + states, outputs, g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="rnnlab")
     model.ir_version = min(model.ir_version, 10)  # runtimes of 2024 on read IR 10
-    info = {"rnnlab.task": task, "rnnlab.spec": json.dumps(meta.get("spec")),
-            "rnnlab.config": json.dumps(meta.get("config")), "rnnlab.opset": str(OPSET)}
-    if task == "charlm":
-        info["rnnlab.vocab"] = json.dumps(meta.get("vocab"))
-    if task == "forecast":
-        info["rnnlab.features"] = json.dumps(meta.get("features"))
-        info["rnnlab.calibration_alpha"] = json.dumps(shrink_alpha)
+    info = {"rnnlab.task": task.name, "rnnlab.spec": json.dumps(meta.get("spec")),
+            "rnnlab.config": json.dumps(meta.get("config")), "rnnlab.opset": str(OPSET),
+            **task.onnx.metadata(meta, extras)}
     helper.set_model_props(model, info)
     onnx.checker.check_model(model)
     return model
@@ -276,15 +221,10 @@ def build(spec: ModelSpec, params: dict, meta: dict, dtype="float32", shrink_alp
 def export_run(run_dir, out, which: str = "checkpoint", dtype: str = "float32") -> Path:
     """Write ``run_dir``'s model (``which``) as ONNX to ``out``; returns the path."""
     from . import checkpoint, runs
+    from .tasks import entry
 
     spec, params, meta = runs.load_model(run_dir, which)
-    alpha = None
-    if meta.get("task") == "forecast" and meta["config"].get("shrink") == "auto":
-        from .tasks.forecast import saved_calibration
-
-        alpha = saved_calibration(run_dir, which).alpha
-    model = build(spec, params, meta, dtype, alpha)
+    model = build(spec, params, meta, dtype, entry(meta.get("task")).onnx.extras(run_dir, which, meta))
     out = Path(out)
     checkpoint.atomic_write_bytes(out, model.SerializeToString())
     return out
-

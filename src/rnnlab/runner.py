@@ -10,7 +10,7 @@ For the command line, sweeps, the demo and Python callers::
 The skeleton does what every task does the same way: hold the run directory, resume its
 checkpoint or start fresh (or start again from config.toml), build the trainer, replace an
 old run only now that everything is checked, write config.toml, run the one loop, write
-report.html.  The task module says what is its own, through ``open_task(cfg, meta, where)``
+report.html.  The task says what is its own, through its definition's ``open_task(cfg, meta, where)``
 and its task object (see ``rnnlab.tasks``).
 """
 
@@ -34,17 +34,17 @@ def train_run(cfg, out: str | os.PathLike, resume: bool = False, force: bool = F
     resumable ones (budgets, reporting, the backend) may differ from the saved config.
     """
     entry = tasks.of_config(cfg)
-    module, config_cls, out = entry.load(), type(cfg), Path(out)
+    config_cls, out = type(cfg), Path(out)
     resumable = resumable_fields(config_cls)
     with runs.RunDir(out, resume, force) as run_dir:
         if run_dir.mode == "resume":
             r = runs.resume_run(out, entry.name, config_cls, overrides or {}, resumable)
-            task = module.open_task(r.cfg, r.meta, f"{out}/checkpoint.json")
+            task = entry.open_task(r.cfg, r.meta, f"{out}/checkpoint.json")
             spec, params, optimizer, state = r.spec, r.params, r.optimizer, r.state
         else:
             if run_dir.mode == "restart":
                 cfg = runs.restart_config(out, config_cls, overrides or {}, resumable)
-            task = module.open_task(cfg.validate(), None, str(out))
+            task = entry.open_task(cfg.validate(), None, str(out))
             spec = task.spec()
             params, optimizer, state = runs.fresh_start(task.cfg, spec)
             task.initial_params(params)

@@ -37,18 +37,6 @@ from .runs import make_dir
 from .tasks import TASKS
 
 
-# A parameter is {low, high[, log][, step]} (ints when low and high are ints) or {choices = [...]}.
-_COMMON = {"lr": {"low": 1e-4, "high": 1e-2, "log": True},
-           "cell": {"choices": ["rnn", "gru_reset_after", "lstm"]},
-           "layers": {"choices": [1, 2]}}
-DEFAULT_SPACES = {
-    "charlm": {**_COMMON, "hidden_size": {"choices": [64, 128, 256]}},
-    "denoise": {**_COMMON, "lr": {"low": 1e-4, "high": 3e-2, "log": True},
-                "cell": {"choices": ["gru", "gru_reset_after", "lstm", "rnn"]},
-                "hidden_size": {"choices": [8, 16, 32]}},
-    "forecast": {**_COMMON, "hidden_size": {"choices": [16, 32, 64]},
-                 "window": {"low": 10, "high": 60, "step": 5}},
-}
 TRIAL_PREFIX = "trial_"
 
 
@@ -423,17 +411,9 @@ def _share_threads(workers: int) -> dict:
 
 def check_shared_inputs(settings: SweepSettings) -> None:
     """Read the files every trial reads, once, so a bad one stops the sweep at once with its reason
-    instead of failing every trial."""
-    cfg = from_dict(TASKS[settings.task].config_cls, settings.base_config)
-    if settings.task == "charlm" and cfg.text:
-        from .data.text import read_text
-
-        read_text(cfg.text)
-    elif settings.task == "forecast" and cfg.csv:
-        from .data.prices import load_prices
-        from .tasks.forecast import columns_of
-
-        load_prices(cfg.csv, columns_of(cfg.features))
+    instead of failing every trial (``TaskDefinition.check_inputs``)."""
+    task = TASKS[settings.task]
+    task.check_inputs(from_dict(task.config_cls, settings.base_config))
 
 
 def run_sweep(settings: SweepSettings, workers: int = 1) -> dict:

@@ -1,7 +1,7 @@
 """``rnnlab <command>``: argument parsing only; the work is in the modules underneath.
 
-One module per task registers its verbs (``charlm``, ``denoise``, ``forecast``) and one the
-tools (``tools``); what their parsers share is in ``common``.  Every failure ends in one line on
+One module per task registers its verbs (``cli/<task name>.py``, found through the task
+registry) and one the tools (``tools``); what their parsers share is in ``common``.  Every failure ends in one line on
 stderr and exit code 2.
 """
 
@@ -10,13 +10,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+import importlib
+
 from .. import __version__
 from ..errors import TrainingDiverged, UserError
 from ..tasks import TASKS
-from . import charlm, denoise, forecast, tools
+from . import tools
 from .common import Parser
 
-COMMANDS = {**charlm.COMMANDS, **denoise.COMMANDS, **forecast.COMMANDS, **tools.COMMANDS}
+# Each task's verbs live in rnnlab/cli/<task name>.py (add_verbs and COMMANDS); found through the registry.
+TASK_VERBS = [importlib.import_module(f"rnnlab.cli.{name}") for name in TASKS]
+COMMANDS = {**{key: run for module in TASK_VERBS for key, run in module.COMMANDS.items()}, **tools.COMMANDS}
 COMMAND_GROUPS = {"tasks": tuple(TASKS),
                   "tools": ("demo", "report", "sweep", "export", "import")}
 
@@ -31,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = parser.add_subparsers(dest="task", metavar="COMMAND", parser_class=Parser, help=argparse.SUPPRESS,
                                   prog="rnnlab")
     tasks.required = True
-    for module in (charlm, denoise, forecast):
+    for module in TASK_VERBS:
         module.add_verbs(tasks)
     tools.add_commands(tasks)
     parser.epilog = _command_groups(tasks)

@@ -154,7 +154,7 @@ def _sweep(args) -> int:
 
     task = TASKS[args.verb]
     base, _ = config_from_args(task.config_cls, args)
-    space = sweep.load_space(args.space) if args.space else sweep.DEFAULT_SPACES[args.verb]
+    space = sweep.load_space(args.space) if args.space else task.sweep_space
     space = sweep.check_space(space, base, where=args.space or "default search space")
     if args.print_space:
         print(sweep.space_to_toml(space), end="")

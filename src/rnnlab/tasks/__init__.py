@@ -1,21 +1,18 @@
-"""The task registry: every task rnnlab knows, read by the command line, sweeps, reports and
-the demo.  A task module says only what is specific to it (data, loss, metrics, baselines,
-plots, report facts); the loop (``rnnlab.train``) and the run skeleton (``rnnlab.runner.train_run``)
-are shared.  Modules are imported when first used, so naming the tasks costs nothing.
+"""The task registry: every task rnnlab knows, by name, each one ``TaskDefinition`` (see
+``rnnlab.tasks.definition``) at the end of its own module.  Command line, Python API,
+``rnnlab.load``, demo, sweeps, reports and ONNX export iterate over it and name no task.
 
-A task module provides:
+A task module says only what is specific to it (data, loss, metrics, baselines, plots, report
+facts); the loop (``rnnlab.train``) and the run skeleton (``rnnlab.runner.train_run``) are
+shared.  Its task object follows ``rnnlab.train.Task`` (batches, evaluation, data cursor) with
+the run skeleton's hooks (``rnnlab.train.TaskBase`` has no-op defaults for the optional ones):
+``cfg``, ``loss``, ``reduction``, ``spec()``, ``initial_params(params)``, ``console_lines()``,
+``budget() -> (Budget, total steps)``, ``before_training(trainer, out, fresh)`` and
+``after_training(trainer, summary, out) -> dict`` (plots, the test, what it adds to the summary).
 
-* ``open_task(cfg, meta, where)``: the run's data, fresh (``meta`` None) or at a checkpoint's
-  place; a task object following ``rnnlab.train.Task`` (batches, evaluation, data cursor) with
-  the run skeleton's hooks (``rnnlab.train.TaskBase`` has no-op defaults for the optional ones): ``cfg``, ``loss``, ``reduction``, ``spec()``, ``initial_params(params)``,
-  ``console_lines()``, ``budget() -> (Budget, total steps)``, ``before_training(trainer, out,
-  fresh)`` and ``after_training(trainer, summary, out) -> dict`` (plots, the test, what it adds
-  to the summary);
-* ``load_run(run_dir, which, backend) -> rnnlab.runs.LoadedRun``: a saved model, for eval/sample/predict;
-* ``report_facts(run_dir, meta, metrics) -> rnnlab.facts.Facts``: key metrics next to their
-  baselines, figures and texts for ``report.html``.
-
-Which settings ``--resume`` may change is said by the settings themselves (``config.Setting``).
+A module is imported when its definition is first read, so listing the names costs nothing.
+Adding a task: a module here ending with ``TASK = TaskDefinition(...)``, one line in
+``_MODULES``, its verbs in ``rnnlab/cli/NAME.py`` (see ARCHITECTURE.md).
 
 It imports nothing above it (not the reports, sweeps or command line).
 """
@@ -23,21 +20,11 @@ It imports nothing above it (not the reports, sweeps or command line).
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Mapping
 from types import ModuleType
 
-from ..config import CharLMConfig, DenoiseConfig, ForecastConfig
 from ..errors import UserError
-
-
-@dataclass(frozen=True)
-class TaskEntry:
-    name: str
-    config_cls: type
-    help: str             # one line, for `rnnlab --help`
-    objective: str        # what a sweep minimizes: the run's best validation loss, in these units
-    budget_fields: tuple  # at least one must be set so a run ends
-    load: object          # () -> the task module (imported on first use)
+from .definition import TaskDefinition
 
 
 def _charlm() -> ModuleType:
@@ -52,31 +39,44 @@ def _forecast() -> ModuleType:
     return importlib.import_module("rnnlab.tasks.forecast")
 
 
-TASKS = {
-    "charlm": TaskEntry("charlm", CharLMConfig, "character-level language model", "val nats/char",
-                        ("max_steps", "max_minutes"), _charlm),
-    "denoise": TaskEntry("denoise", DenoiseConfig, "denoise an Ornstein-Uhlenbeck signal, against Kalman",
-                         "val MSE", ("steps",), _denoise),
-    "forecast": TaskEntry("forecast", ForecastConfig, "forecast the next price of a series, against persistence",
-                          "val (RMSE / persistence RMSE)^2", ("epochs",), _forecast),
-}
+# Module names are literal so that the import graph can be checked (tests/test_import_graph.py).
+_MODULES = {"charlm": _charlm, "denoise": _denoise, "forecast": _forecast}
 
 
-def entry(name: str) -> TaskEntry:
-    if name not in TASKS:
+class _Registry(Mapping):
+    """name -> ``TaskDefinition``; iterating gives the names without importing any module."""
+
+    def __getitem__(self, name: str) -> TaskDefinition:
+        definition = _MODULES[name]().TASK
+        assert definition.name == name, (definition.name, name)
+        return definition
+
+    def __iter__(self):
+        return iter(_MODULES)
+
+    def __len__(self) -> int:
+        return len(_MODULES)
+
+
+TASKS = _Registry()
+
+
+def entry(name: str) -> TaskDefinition:
+    """The task called ``name``, or a ``UserError`` listing the known ones."""
+    if name not in _MODULES:
         raise UserError(f"unknown task {name!r}; rnnlab knows {', '.join(TASKS)}")
     return TASKS[name]
 
 
-def module(name: str) -> ModuleType:
-    """The task module called ``name``."""
-    return entry(name).load()
-
-
-def of_config(cfg) -> TaskEntry:
+def of_config(cfg) -> TaskDefinition:
     """The task whose config ``cfg`` is."""
     for task in TASKS.values():
         if isinstance(cfg, task.config_cls):
             return task
     raise UserError(f"{type(cfg).__name__} is not the config of any task; use one of "
                     f"{', '.join(t.config_cls.__name__ for t in TASKS.values())}")
+
+
+def with_method(method: str) -> list[str]:
+    """The tasks whose models offer ``method`` (``TaskDefinition.model_methods``)."""
+    return [name for name, task in TASKS.items() if method in task.model_methods]

@@ -18,10 +18,11 @@ import numpy as np
 
 from .. import checkpoint, report, runs, train
 from ..cells import ModelSpec
-from ..config import CharLMConfig, to_toml
+from ..config import PRESETS, CharLMConfig, to_toml
 from ..data.text import BUILTIN_NAME, StreamBatcher, Vocab, eval_chunks, read_text, split_train_val
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
+from .definition import COMMON_SPACE, ApiData, TaskDefinition, sequence_io
 
 EVAL_STREAMS = 64
 LN2 = math.log(2.0)
@@ -428,3 +429,47 @@ def _relative(nats: float, baseline: float, name: str) -> str:
         return f"{nats - baseline:+.3f} nats/char against {name}"
     change = 100 * (nats - baseline) / baseline
     return f"{abs(change):.1f}% {'lower' if change < 0 else 'higher'} than {name}"
+
+
+# --------------------------------------------------------------------------- the task, for the registry
+
+def _demo_config(quick: bool) -> CharLMConfig:
+    if quick:
+        return CharLMConfig(hidden_size=32, seq_len=32, batch_size=16, max_steps=60, eval_every=30,
+                            eval_max_chars=4000, sample_length=80)
+    # The best settings found for about a minute of training (the demo's budget for it).
+    return CharLMConfig(**PRESETS["fast-60s"].settings, eval_every=250, sample_length=300)
+
+
+def _demo_intro(cfg: CharLMConfig) -> str:
+    return (f"a {cfg.cell} language model (H={cfg.hidden_size}) on the built-in corpus, {cfg.max_steps} steps of "
+            f"{cfg.batch_size}x{cfg.seq_len} characters ({cfg.backend} backend)")
+
+
+def _text_bytes(data) -> bytes:
+    if not isinstance(data, str):
+        raise UserError(f"charlm data= must be a Python string of text, got {type(data).__name__}")
+    return data.encode("utf-8")
+
+
+def _check_inputs(cfg: CharLMConfig) -> None:
+    if cfg.text:
+        read_text(cfg.text)
+
+
+def _sample(model, length: int = 200, prime: str = "", temperature: float = 1.0, top_k: int = 0,
+            seed: int = 0) -> str:
+    return sample_text(model.trainer, model.vocab, int(length), temperature, top_k, prime,
+                       np.random.default_rng(seed))
+
+
+TASK = TaskDefinition(
+    name="charlm", config_cls=CharLMConfig, help="character-level language model", objective="val nats/char",
+    budget_fields=("max_steps", "max_minutes"), open_task=open_task, load_run=load_run, report_facts=report_facts,
+    evaluate=lambda run_dir, options: evaluate_run(run_dir, options.get("text_path"), "best"),
+    sweep_space={**COMMON_SPACE, "hidden_size": {"choices": [64, 128, 256]}},
+    demo=_demo_config, demo_intro=_demo_intro, demo_shows_texts=True, check_inputs=_check_inputs,
+    api_data=ApiData("text", "data.txt", _text_bytes, "a Python string of text"), presets=PRESETS,
+    onnx=dataclasses.replace(sequence_io("ids", "logits", ids=True),
+                             metadata=lambda meta, extras: {"rnnlab.vocab": json.dumps(meta.get("vocab"))}),
+    model_methods={"vocab": lambda model: model.loaded.extras["vocab"], "sample": _sample})

@@ -33,6 +33,7 @@ from ..config import DenoiseConfig
 from ..data.ou import OUProcess, generate_ou_process, kalman
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
+from .definition import COMMON_SPACE, TaskDefinition, sequence_io
 
 PREDICT_CHUNK = 10_000  # sequences per forward pass at evaluation (bounds memory for long sequences)
 TRACES_SHOWN = 4
@@ -356,3 +357,26 @@ def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
 def _standing(ratio: float) -> str:
     """Within 2% of the optimal linear estimate counts as matching it."""
     return "better" if ratio <= 1.0 else "close" if ratio <= 1.02 else "worse"
+
+
+# --------------------------------------------------------------------------- the task, for the registry
+
+def _demo_config(quick: bool) -> DenoiseConfig:
+    return DenoiseConfig(steps=300, eval_every=100, val_sequences=1000, test_sequences=5000) if quick \
+        else DenoiseConfig()
+
+
+def _demo_intro(cfg: DenoiseConfig) -> str:
+    return (f"{cfg.cell} H={cfg.hidden_size} on a noisy Ornstein-Uhlenbeck signal, against the Kalman estimate "
+            f"({cfg.steps} steps, {cfg.backend} backend)")
+
+
+TASK = TaskDefinition(
+    name="denoise", config_cls=DenoiseConfig, help="denoise an Ornstein-Uhlenbeck signal, against Kalman",
+    objective="val MSE", budget_fields=("steps",), open_task=open_task, load_run=load_run,
+    report_facts=report_facts,
+    evaluate=lambda run_dir, options: evaluate_run(run_dir, "best", options.get("sequences", 10_000)),
+    sweep_space={**COMMON_SPACE, "lr": {"low": 1e-4, "high": 3e-2, "log": True},
+                 "cell": {"choices": ["gru", "gru_reset_after", "lstm", "rnn"]},
+                 "hidden_size": {"choices": [8, 16, 32]}},
+    demo=_demo_config, demo_intro=_demo_intro, onnx=sequence_io("noisy", "estimate"))

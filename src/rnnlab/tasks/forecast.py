@@ -41,7 +41,9 @@ from ..data.prices import load_prices, parse_every, parse_utc, resample_opens
 from ..data.series import MinMaxScaler, ScaleScaler, check_points, generated_prices, scaler_from_dict, windows
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
+from . import forecast_onnx
 from . import forecast_stats as stats
+from .definition import COMMON_SPACE, ApiData, OnnxIO, TaskDefinition
 from .forecast_stats import price_metrics, skill_interval
 
 BUILTIN_SEED = 0
@@ -990,3 +992,69 @@ def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
     facts.figures += [("Training and validation loss per epoch; the best epoch on validation is kept", "loss.png"),
                       ("Test period: actual prices, the model's forecasts and persistence", "forecast.png")]
     return facts
+
+
+# --------------------------------------------------------------------------- the task, for the registry
+
+def _demo_config(quick: bool) -> ForecastConfig:
+    return ForecastConfig(cell="lstm", target="returns", **({"epochs": 4, "builtin_points": 1000} if quick else {}))
+
+
+def _demo_intro(cfg: ForecastConfig) -> str:
+    return (f"{cfg.cell} H={cfg.hidden_size} on the built-in price series ({cfg.builtin_points} points), against "
+            f"persistence ({cfg.epochs} epochs, {cfg.backend} backend)")
+
+
+def _frame_bytes(data) -> bytes:
+    """``rnnlab.fit("forecast", data=...)``: a Series of prices or a DataFrame of candles, as a CSV."""
+    if isinstance(data, pd.Series):
+        frame = data.rename("open").to_frame()
+    elif isinstance(data, pd.DataFrame):
+        frame = data.rename(columns=str.lower)
+    else:
+        raise UserError(f"forecast data= must be a pandas Series of prices or a DataFrame of candles, got "
+                        f"{type(data).__name__}")
+    if not isinstance(frame.index, pd.DatetimeIndex):
+        raise UserError("forecast data= needs a DatetimeIndex (the time of each price)")
+    if "open" not in frame:
+        raise UserError(f"forecast data= DataFrame needs an open column (it has {', '.join(frame.columns)})")
+    frame = frame.copy()
+    frame.index = frame.index.tz_localize("UTC") if frame.index.tz is None else frame.index.tz_convert("UTC")
+    frame.index.name = "timestamp"
+    return frame.to_csv(date_format="%Y-%m-%d %H:%M:%S%z").encode("utf-8")
+
+
+def _check_inputs(cfg: ForecastConfig) -> None:
+    if cfg.csv:
+        load_prices(cfg.csv, columns_of(cfg.features))
+
+
+def _evaluate(run_dir, options: dict) -> dict:
+    test = read_json(Path(run_dir) / "test.json")
+    if test is None:
+        raise UserError(f"{run_dir} has no test result (test.json): it was stopped, or trained with "
+                        "test_fraction=0")
+    return test
+
+
+def _onnx_extras(run_dir, which: str, meta: dict) -> dict:
+    shrinks = meta["config"].get("shrink") == "auto"
+    return {"shrink_alpha": saved_calibration(run_dir, which).alpha if shrinks else None}
+
+
+def _predict(model, csv: str | None = None, start: str | None = None, end: str | None = None) -> dict:
+    return predict_from(model.loaded, model.run_dir, model.which, csv, start, end)
+
+
+TASK = TaskDefinition(
+    name="forecast", config_cls=ForecastConfig, help="forecast the next price of a series, against persistence",
+    objective="val (RMSE / persistence RMSE)^2", budget_fields=("epochs",), open_task=open_task, load_run=load_run,
+    report_facts=report_facts, evaluate=_evaluate,
+    sweep_space={**COMMON_SPACE, "hidden_size": {"choices": [16, 32, 64]},
+                 "window": {"low": 10, "high": 60, "step": 5}},
+    demo=_demo_config, demo_intro=_demo_intro, check_inputs=_check_inputs,
+    api_data=ApiData("csv", "data.csv", _frame_bytes, "a pandas Series of prices or a DataFrame of candles"),
+    onnx=OnnxIO(forecast_onnx.graph, extras=_onnx_extras,
+                metadata=lambda meta, extras: {"rnnlab.features": json.dumps(meta.get("features")),
+                                               "rnnlab.calibration_alpha": json.dumps(extras.get("shrink_alpha"))}),
+    model_methods={"predict": _predict}, forecasts=True)
