@@ -30,7 +30,7 @@ from rnnlab.runner import train_run
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 TARGET_VAL = 2.10
-# Chosen by trying configurations on this corpus (see the README's results section):
+# Chosen by trying configurations on this corpus (see docs/results.md and docs/frontier.md):
 # the fastest to reach 2.10 nats/char, and the best after a fixed time budget.
 FAST_TO_2_10 = dict(cell="rnn", hidden_size=128, batch_size=32, seq_len=32, lr=1e-2)
 BEST_FIXED_TIME = dict(cell="gru_reset_after", hidden_size=384, batch_size=32, seq_len=64, lr=3e-3)

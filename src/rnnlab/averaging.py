@@ -16,7 +16,7 @@ for a while leaves bit for bit as they were.
 
 Why it helps: late in a run the raw weights still jitter around a minimum with the step size; the
 average sits nearer its middle (at the end of a cosine schedule less so, but measurably: see the
-README's frontier section).
+frontier page, docs/frontier.md).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ def add_verbs(tasks) -> None:
     add_config_flags(tr, CharLMConfig)
     tr.add_argument_group("preset").add_argument(
         "--preset", choices=sorted(PRESETS), metavar="NAME",
-        help="start from named settings, flags given beside it win (the README lists each preset's settings "
+        help="start from named settings, flags given beside it win (docs/charlm.md lists each preset's settings "
              "and measured results): " + "; ".join(f"{name}: {preset.about}" for name, preset in PRESETS.items()))
     add_run_flags(tr, "runs/charlm")
 
