@@ -70,7 +70,7 @@ class RnnlabRunner:
         for _ in range(n):
             if self.pos + T + 1 > self.streams.shape[1]:
                 self.pos, self.carry = 0, self.trainer.init_carry(B)
-            chunk = self.streams[:, self.pos:self.pos + T + 1]
+            chunk = self.streams[:, self.pos : self.pos + T + 1]
             _, _, self.carry = self.trainer.train_step(self.carry, chunk[:, :-1], chunk[:, 1:], LR)
             self.pos += T
 
@@ -97,7 +97,7 @@ class PlainTorchRunner:
         for _ in range(n):
             if self.pos + T + 1 > self.streams.shape[1]:
                 self.pos, self.state = 0, None
-            chunk = self.streams[:, self.pos:self.pos + T + 1]
+            chunk = self.streams[:, self.pos : self.pos + T + 1]
             x = F.one_hot(chunk[:, :-1], self.V).float()
             out, state = self.rnn(x, self.state)
             loss = F.cross_entropy(self.fc(out).reshape(-1, self.V), chunk[:, 1:].reshape(-1))
@@ -150,32 +150,51 @@ def main() -> None:
             steps = max(3, int(args.seconds * probe / (B * T)))
             cps = measure(runners, steps)
             gemm = gemm_gflops(B, H, G * H)
-            row = {"cell": short, "hidden_size": H, "steps_per_round": steps,
-                   "chars_per_s": {k: round(v) for k, v in cps.items()},
-                   "ratio_to_plain_torch": {k: round(v / cps["plain_torch"], 3) for k, v in cps.items()
-                                            if k != "plain_torch"},
-                   "gemm_gflops": round(gemm, 1)}
+            row = {
+                "cell": short,
+                "hidden_size": H,
+                "steps_per_round": steps,
+                "chars_per_s": {k: round(v) for k, v in cps.items()},
+                "ratio_to_plain_torch": {
+                    k: round(v / cps["plain_torch"], 3) for k, v in cps.items() if k != "plain_torch"
+                },
+                "gemm_gflops": round(gemm, 1),
+            }
             if "numpy" in cps:
                 row["numpy_gflops"] = round(cps["numpy"] * flops_per_char / 1e9, 1)
                 row["numpy_roofline_fraction"] = round(row["numpy_gflops"] / gemm, 3)
             rows.append(row)
             print(f"{short} H={H}: " + ", ".join(f"{k} {v:,.0f}" for k, v in cps.items()), file=sys.stderr)
-    table = ["| cell | H | " + " | ".join(f"{b} chars/s" for b in backends) + " | plain PyTorch chars/s | "
-             + " | ".join(f"{b} / plain" for b in backends) + " | numpy / GEMM roofline |",
-             "|---" * (3 + 2 * len(backends) + 1) + "|"]
+    table = [
+        "| cell | H | "
+        + " | ".join(f"{b} chars/s" for b in backends)
+        + " | plain PyTorch chars/s | "
+        + " | ".join(f"{b} / plain" for b in backends)
+        + " | numpy / GEMM roofline |",
+        "|---" * (3 + 2 * len(backends) + 1) + "|",
+    ]
     for r in rows:
         c = r["chars_per_s"]
-        table.append(f"| {r['cell']} | {r['hidden_size']} | " + " | ".join(f"{c[b]:,}" for b in backends)
-                     + f" | {c['plain_torch']:,} | " + " | ".join(f"{r['ratio_to_plain_torch'][b]:.2f}"
-                                                                  for b in backends)
-                     + f" | {r.get('numpy_roofline_fraction', '-')} |")
+        table.append(
+            f"| {r['cell']} | {r['hidden_size']} | "
+            + " | ".join(f"{c[b]:,}" for b in backends)
+            + f" | {c['plain_torch']:,} | "
+            + " | ".join(f"{r['ratio_to_plain_torch'][b]:.2f}" for b in backends)
+            + f" | {r.get('numpy_roofline_fraction', '-')} |"
+        )
     print("\n".join(table), file=sys.stderr)
     import jax
 
-    result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, "
-                         f"jax {jax.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads)",
-              "batch_size": B, "seq_len": T, "dtype": "float32", "vocab_size": V, "rows": rows,
-              "table": "\n".join(table)}
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, "
+        f"jax {jax.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads)",
+        "batch_size": B,
+        "seq_len": T,
+        "dtype": "float32",
+        "vocab_size": V,
+        "rows": rows,
+        "table": "\n".join(table),
+    }
     print(json.dumps(result))
 
 

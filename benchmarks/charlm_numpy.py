@@ -57,8 +57,15 @@ def training_chars_per_s(ids: np.ndarray, vocab_size: int, cfg: dict, steps: int
     H, B, T = cfg["hidden_size"], cfg["batch_size"], cfg["seq_len"]
     spec = ModelSpec(cfg["cell"], vocab_size, H, vocab_size)
     params = init_params(spec, np.random.default_rng(0), cfg.get("init", "default"), dtype)
-    trainer = nb.Trainer(spec, params, Optimizer(cfg.get("optimizer", "adam")), "cross_entropy",
-                         cfg.get("loss_reduction", "mean"), cfg.get("clip", "norm"), cfg.get("clip_value", 5.0))
+    trainer = nb.Trainer(
+        spec,
+        params,
+        Optimizer(cfg.get("optimizer", "adam")),
+        "cross_entropy",
+        cfg.get("loss_reduction", "mean"),
+        cfg.get("clip", "norm"),
+        cfg.get("clip_value", 5.0),
+    )
     stream_len = len(ids) // B
     streams = ids[: B * stream_len].reshape(B, stream_len)
     carry = trainer.init_carry(B)
@@ -68,7 +75,7 @@ def training_chars_per_s(ids: np.ndarray, vocab_size: int, cfg: dict, steps: int
         for _ in range(steps):
             if pos + T + 1 > stream_len:
                 pos, carry = 0, trainer.init_carry(B)
-            chunk = streams[:, pos: pos + T + 1]
+            chunk = streams[:, pos : pos + T + 1]
             _, _, carry = trainer.train_step(carry, chunk[:, :-1], chunk[:, 1:], cfg.get("lr", 1e-3))
             pos += T
         if rep:
@@ -77,15 +84,24 @@ def training_chars_per_s(ids: np.ndarray, vocab_size: int, cfg: dict, steps: int
 
 
 def train_seconds_to(cfg: CharLMConfig, out: Path, cap_minutes: float) -> dict:
-    summary = train_run(dataclasses.replace(cfg, max_steps=0, max_minutes=cap_minutes, target_val_loss=TARGET_VAL),
-                        out, force=True, quiet=True)
+    summary = train_run(
+        dataclasses.replace(cfg, max_steps=0, max_minutes=cap_minutes, target_val_loss=TARGET_VAL),
+        out,
+        force=True,
+        quiet=True,
+    )
     reached = summary["stop_reason"].startswith("validation loss")
-    return {"reached": reached, "train_seconds": summary["train_seconds"], "steps": summary["step"],
-            "val_nats_per_char": summary["best_val_loss"]}
+    return {
+        "reached": reached,
+        "train_seconds": summary["train_seconds"],
+        "steps": summary["step"],
+        "val_nats_per_char": summary["best_val_loss"],
+    }
 
 
-def fixed_time_run(text_path: str, ids: np.ndarray, V: int, model: dict, short_seconds: float,
-                   long_seconds: float, out: Path) -> dict:
+def fixed_time_run(
+    text_path: str, ids: np.ndarray, V: int, model: dict, short_seconds: float, long_seconds: float, out: Path
+) -> dict:
     """Validation loss after ``short_seconds`` and ``long_seconds`` of training, in one run.
 
     The cosine schedule needs a step horizon; it is the number of steps this
@@ -94,16 +110,20 @@ def fixed_time_run(text_path: str, ids: np.ndarray, V: int, model: dict, short_s
     """
     steps_per_s = training_chars_per_s(ids, V, model, steps=10) / (model["batch_size"] * model["seq_len"])
     horizon = max(1, int(0.97 * long_seconds * steps_per_s))
-    cfg = dataclasses.replace(CharLMConfig(text=text_path), **model, schedule="cosine", max_steps=horizon,
-                              eval_every=10 * horizon)
+    cfg = dataclasses.replace(
+        CharLMConfig(text=text_path), **model, schedule="cosine", max_steps=horizon, eval_every=10 * horizon
+    )
     s1 = train_run(dataclasses.replace(cfg, max_minutes=short_seconds / 60), out, force=True, quiet=True)
-    s2 = train_run(cfg, out, resume=True, overrides={"max_minutes": (long_seconds - s1["train_seconds"]) / 60},
-                   quiet=True)
+    s2 = train_run(
+        cfg, out, resume=True, overrides={"max_minutes": (long_seconds - s1["train_seconds"]) / 60}, quiet=True
+    )
     evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {"best_config_fixed_time": dict(model, schedule="cosine", max_steps=horizon),
-            f"val_nats_per_char_{short_seconds:g}s": round(evals[0]["val_nats_per_char"], 4),
-            f"val_nats_per_char_{long_seconds:g}s": round(evals[-1]["val_nats_per_char"], 4),
-            "train_seconds_measured": [round(s1["train_seconds"], 1), round(s2["train_seconds"], 1)]}
+    return {
+        "best_config_fixed_time": dict(model, schedule="cosine", max_steps=horizon),
+        f"val_nats_per_char_{short_seconds:g}s": round(evals[0]["val_nats_per_char"], 4),
+        f"val_nats_per_char_{long_seconds:g}s": round(evals[-1]["val_nats_per_char"], 4),
+        "train_seconds_measured": [round(s1["train_seconds"], 1), round(s2["train_seconds"], 1)],
+    }
 
 
 def main() -> None:
@@ -118,16 +138,20 @@ def main() -> None:
     vocab = Vocab.from_text(text[: int(len(text) * 0.9)])
     ids = vocab.encode_known(text)[0]
     V = len(vocab)
-    result = {"corpus": "tinyshakespeare" if text_path else "built-in pydoc topics", "vocab_size": V,
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}"}
+    result = {
+        "corpus": "tinyshakespeare" if text_path else "built-in pydoc topics",
+        "vocab_size": V,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}",
+    }
 
     # 1. Throughput against the GEMM roofline.
     result["gemm_gflops"] = round(gemm_gflops(), 1)
     H, B, T = 512, 64, 100
     cps = training_chars_per_s(ids, V, dict(cell="rnn", hidden_size=H, batch_size=B, seq_len=T), steps=5)
     gflops = 6 * (H * H + H * V) * cps / 1e9
-    result.update(chars_per_s=round(cps), gflops=round(gflops, 1),
-                  gemm_fraction=round(gflops / result["gemm_gflops"], 3))
+    result.update(
+        chars_per_s=round(cps), gflops=round(gflops, 1), gemm_fraction=round(gflops / result["gemm_gflops"], 3)
+    )
     classic = dict(PRESETS["min-char-rnn"].settings)
     result["classic_chars_per_s"] = round(training_chars_per_s(ids, V, classic, steps=400, dtype=np.float64))
 
@@ -143,12 +167,14 @@ def main() -> None:
         result["best_seconds_to_2_10"] = round(fast_run["train_seconds"], 2)
         result["best_config_to_2_10"] = FAST_TO_2_10
         # If the classic run hit its cap, the ratio is a lower bound; the flag above says so.
-        result["speedup_vs_classic"] = round(classic_run["train_seconds"] / fast_run["train_seconds"], 1) \
-            if fast_run["reached"] else None
+        result["speedup_vs_classic"] = (
+            round(classic_run["train_seconds"] / fast_run["train_seconds"], 1) if fast_run["reached"] else None
+        )
 
         # 3. Validation loss after a fixed training time: one run, stopped and resumed exactly.
-        result.update(fixed_time_run(text_path, ids, V, BEST_FIXED_TIME, args.short_seconds,
-                                     args.long_seconds, tmp / "best"))
+        result.update(
+            fixed_time_run(text_path, ids, V, BEST_FIXED_TIME, args.short_seconds, args.long_seconds, tmp / "best")
+        )
     print(json.dumps(result))
 
 

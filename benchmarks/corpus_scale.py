@@ -35,8 +35,19 @@ from pathlib import Path
 
 import numpy as np
 
-TRAIN = ["--backend", "numpy", "--hidden-size", "128", "--seq-len", "64", "--batch-size", "32",
-         "--sample-length", "0", "--quiet"]
+TRAIN = [
+    "--backend",
+    "numpy",
+    "--hidden-size",
+    "128",
+    "--seq-len",
+    "64",
+    "--batch-size",
+    "32",
+    "--sample-length",
+    "0",
+    "--quiet",
+]
 
 
 def write_text(path: Path, megabytes: int, seed: int = 0) -> None:
@@ -53,8 +64,7 @@ def write_text(path: Path, megabytes: int, seed: int = 0) -> None:
 def measured(args: list[str]) -> dict:
     """Run ``python -m rnnlab ARGS``; its wall seconds and peak resident memory (MB)."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "rnnlab", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen([sys.executable, "-m", "rnnlab", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     out, err = process.stdout.read().decode(), process.stderr.read().decode()
@@ -83,17 +93,36 @@ def main() -> None:
         for mb in sizes:
             text, data = tmp / f"text_{mb}.txt", tmp / f"data_{mb}"
             write_text(text, mb)
-            row = {"megabytes": mb, "prepare": measured(["charlm", "prepare", "--text", str(text), "--out", str(data),
-                                                         "--quiet"])}
-            row["first_step"] = measured(["charlm", "train", "--data", str(data), "--max-steps", "1", "--val-chars",
-                                          "1000", "--eval-every", "1", "--out", str(tmp / f"first_{mb}"), *TRAIN])
+            row = {
+                "megabytes": mb,
+                "prepare": measured(["charlm", "prepare", "--text", str(text), "--out", str(data), "--quiet"]),
+            }
+            row["first_step"] = measured(
+                [
+                    "charlm",
+                    "train",
+                    "--data",
+                    str(data),
+                    "--max-steps",
+                    "1",
+                    "--val-chars",
+                    "1000",
+                    "--eval-every",
+                    "1",
+                    "--out",
+                    str(tmp / f"first_{mb}"),
+                    *TRAIN,
+                ]
+            )
             steps = ["--max-steps", str(args.steps), "--eval-every", str(args.steps), "--val-chars", "20000"]
-            row["train"] = measured(["charlm", "train", "--data", str(data), *steps, "--out", str(tmp / f"run_{mb}"),
-                                     *TRAIN])
+            row["train"] = measured(
+                ["charlm", "train", "--data", str(data), *steps, "--out", str(tmp / f"run_{mb}"), *TRAIN]
+            )
             row["train"]["chars_per_s"] = round(chars_per_s(tmp / f"run_{mb}"))
             if mb <= args.in_memory_up_to:
-                row["train_from_text"] = measured(["charlm", "train", "--text", str(text), *steps, "--out",
-                                                   str(tmp / f"text_run_{mb}"), *TRAIN])
+                row["train_from_text"] = measured(
+                    ["charlm", "train", "--text", str(text), *steps, "--out", str(tmp / f"text_run_{mb}"), *TRAIN]
+                )
                 row["train_from_text"]["chars_per_s"] = round(chars_per_s(tmp / f"text_run_{mb}"))
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
@@ -104,14 +133,16 @@ def main() -> None:
     def spread(key, field):
         return round(last[key][field] / first[key][field] - 1, 3)
 
-    result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-              "memory_note": "peak resident set of each process (ru_maxrss); training reads the prepared ids "
-                             "with pread, so file pages sit in the page cache, not in the resident set",
-              "rows": rows,
-              "train_memory_growth": spread("train", "peak_rss_mb"),
-              "first_step_time_growth": spread("first_step", "seconds"),
-              "prepare_seconds_per_mb": [round(r["prepare"]["seconds"] / r["megabytes"], 3) for r in rows],
-              "prepare_peak_rss_mb": [r["prepare"]["peak_rss_mb"] for r in rows]}
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "memory_note": "peak resident set of each process (ru_maxrss); training reads the prepared ids "
+        "with pread, so file pages sit in the page cache, not in the resident set",
+        "rows": rows,
+        "train_memory_growth": spread("train", "peak_rss_mb"),
+        "first_step_time_growth": spread("first_step", "seconds"),
+        "prepare_seconds_per_mb": [round(r["prepare"]["seconds"] / r["megabytes"], 3) for r in rows],
+        "prepare_peak_rss_mb": [r["prepare"]["peak_rss_mb"] for r in rows],
+    }
     result["targets_met"] = abs(result["train_memory_growth"]) <= 0.10 and abs(result["first_step_time_growth"]) <= 0.10
     print(json.dumps(result))
 

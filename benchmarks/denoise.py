@@ -33,8 +33,8 @@ import numpy as np
 from rnnlab import runs
 from rnnlab.config import DenoiseConfig
 from rnnlab.optim import Optimizer
-from rnnlab.tasks import denoise
 from rnnlab.runner import train_run
+from rnnlab.tasks import denoise
 
 SECOND_PROCESS = dict(tau=5.0, sigma=1.0, noise_var=0.5, seq_len=50)
 CLASSIC_RECIPE = dict(batch_size=64, lr=1e-4, schedule="constant", steps=1000, clip="none")
@@ -44,12 +44,21 @@ def train_and_test(cfg: DenoiseConfig, workdir: Path, name: str) -> dict:
     started = time.perf_counter()
     summary = train_run(cfg, workdir / name, quiet=True)
     test = summary["test"]
-    return {"mse_ratio_to_kalman": round(test["mse_ratio_to_kalman"], 4), "model_mse": round(test["model_mse"], 6),
-            "kalman_mse": round(test["kalman_mse"], 6), "test_sequences": test["test_sequences"],
-            "steps": summary["step"], "train_seconds": round(summary["train_seconds"], 2),
-            "wall_seconds": round(time.perf_counter() - started, 2), "stop_reason": summary["stop_reason"],
-            "config": {k: v for k, v in dataclasses.asdict(cfg).items()
-                       if v != getattr(DenoiseConfig(), k) or k in ("backend", "steps", "lr", "batch_size")}}
+    return {
+        "mse_ratio_to_kalman": round(test["mse_ratio_to_kalman"], 4),
+        "model_mse": round(test["model_mse"], 6),
+        "kalman_mse": round(test["kalman_mse"], 6),
+        "test_sequences": test["test_sequences"],
+        "steps": summary["step"],
+        "train_seconds": round(summary["train_seconds"], 2),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "stop_reason": summary["stop_reason"],
+        "config": {
+            k: v
+            for k, v in dataclasses.asdict(cfg).items()
+            if v != getattr(DenoiseConfig(), k) or k in ("backend", "steps", "lr", "batch_size")
+        },
+    }
 
 
 def step_ms(cfg: DenoiseConfig, backends=("jax", "numpy"), repeats: int = 3, steps: int = 300) -> dict:
@@ -59,8 +68,9 @@ def step_ms(cfg: DenoiseConfig, backends=("jax", "numpy"), repeats: int = 3, ste
     trainers = {}
     for name in backends:
         params, optimizer, _ = runs.fresh_start(cfg, denoise.spec_of(cfg))
-        trainers[name] = runs.make_trainer(dataclasses.replace(cfg, backend=name), denoise.spec_of(cfg), params,
-                                           Optimizer(cfg.optimizer), "mse")
+        trainers[name] = runs.make_trainer(
+            dataclasses.replace(cfg, backend=name), denoise.spec_of(cfg), params, Optimizer(cfg.optimizer), "mse"
+        )
         carry = trainers[name].init_carry(cfg.batch_size)
         for _ in range(20):  # compile and warm up
             trainers[name].train_step(carry, inputs, targets, cfg.lr)
@@ -84,15 +94,17 @@ def main() -> None:
         workdir = Path(tmp)
         result = {
             "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, numpy {np.__version__}, "
-                       f"jax {__import__('jax').__version__}",
+            f"jax {__import__('jax').__version__}",
             "default": train_and_test(base, workdir, "default"),
             "second_process": train_and_test(dataclasses.replace(base, **SECOND_PROCESS), workdir, "second"),
             "classic_recipe": train_and_test(dataclasses.replace(base, **CLASSIC_RECIPE), workdir, "classic"),
         }
     result["targets"] = {"default_ratio_max": 1.01, "second_process_ratio_max": 1.03}
-    result["targets_met"] = (result["default"]["mse_ratio_to_kalman"] <= 1.01
-                             and result["default"]["train_seconds"] <= args.seconds
-                             and result["second_process"]["mse_ratio_to_kalman"] <= 1.03)
+    result["targets_met"] = (
+        result["default"]["mse_ratio_to_kalman"] <= 1.01
+        and result["default"]["train_seconds"] <= args.seconds
+        and result["second_process"]["mse_ratio_to_kalman"] <= 1.03
+    )
     timing_default = step_ms(base)
     timing_second = step_ms(dataclasses.replace(base, **SECOND_PROCESS))
     result["step_ms"] = {"default": timing_default, "second_process": timing_second}

@@ -57,26 +57,49 @@ CANDIDATE_LOSS_STEPS = ("last", "all")
 # (it is reported, with the backtest's verdict).
 SKILL_TARGETS = {"builtin": 0.6}
 BACKTEST_FROM = "2019-01-01"
-BACKTEST_CANDIDATES = [{"cell": cell, "features": features} for cell in ("rnn", "gru_reset_after")
-                       for features in ("open", "ohlcv")]
+BACKTEST_CANDIDATES = [
+    {"cell": cell, "features": features} for cell in ("rnn", "gru_reset_after") for features in ("open", "ohlcv")
+]
 
 
 def run(cfg: ForecastConfig, workdir: Path, name: str) -> dict:
     started = time.perf_counter()
     summary = train_run(cfg, workdir / name, quiet=True)
     test = summary["test"]
-    keys = ("rmse", "persistence_rmse", "mae", "persistence_mae", "mape_percent", "persistence_mape_percent",
-            "direction_hit_rate", "direction_call_share", "up_share", "skill", "log_return_skill",
-            "inputs_outside_training_range")
-    return {"setup": {"cell": cfg.cell, "target": cfg.target, "loss_steps": cfg.loss_steps, "window": cfg.window,
-                      "hidden_size": cfg.hidden_size, "epochs": cfg.epochs, "backend": cfg.backend},
-            "test": {k: round(test[k], 4) for k in keys} | {"points": test["points"], "from": test["from"][:16],
-                                                            "to": test["to"][:16]},
-            "skill_ci95": [round(v, 4) for v in test["skill_ci95"]],
-            "log_return_skill_ci95": [round(v, 4) for v in test["log_return_skill_ci95"]],
-            "val_rmse": round(test["val"]["rmse"], 4), "val_skill": round(test["val"]["skill"], 4),
-            "best_epoch": test["epoch"], "train_seconds": round(summary["train_seconds"], 2),
-            "wall_seconds": round(time.perf_counter() - started, 2)}
+    keys = (
+        "rmse",
+        "persistence_rmse",
+        "mae",
+        "persistence_mae",
+        "mape_percent",
+        "persistence_mape_percent",
+        "direction_hit_rate",
+        "direction_call_share",
+        "up_share",
+        "skill",
+        "log_return_skill",
+        "inputs_outside_training_range",
+    )
+    return {
+        "setup": {
+            "cell": cfg.cell,
+            "target": cfg.target,
+            "loss_steps": cfg.loss_steps,
+            "window": cfg.window,
+            "hidden_size": cfg.hidden_size,
+            "epochs": cfg.epochs,
+            "backend": cfg.backend,
+        },
+        "test": {k: round(test[k], 4) for k in keys}
+        | {"points": test["points"], "from": test["from"][:16], "to": test["to"][:16]},
+        "skill_ci95": [round(v, 4) for v in test["skill_ci95"]],
+        "log_return_skill_ci95": [round(v, 4) for v in test["log_return_skill_ci95"]],
+        "val_rmse": round(test["val"]["rmse"], 4),
+        "val_skill": round(test["val"]["skill"], 4),
+        "best_epoch": test["epoch"],
+        "train_seconds": round(summary["train_seconds"], 2),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+    }
 
 
 def benchmark(base: ForecastConfig, workdir: Path, label: str) -> dict:
@@ -88,10 +111,19 @@ def benchmark(base: ForecastConfig, workdir: Path, label: str) -> dict:
             candidates.append(run(cfg, workdir, f"{label}-{cell}-{loss_steps}"))
             print(f"{label}: {cell}/{loss_steps} val skill {candidates[-1]['val_skill']:+.4f}", file=sys.stderr)
     best = min(candidates, key=lambda c: c["val_rmse"])  # validation only
-    return {"exercise": exercise, "best": best,
-            "candidates": [{"setup": f"{c['setup']['cell']}/{c['setup']['loss_steps']}", "val_skill": c["val_skill"],
-                            "test_skill": c["test"]["skill"], "train_seconds": c["train_seconds"]}
-                           for c in candidates]}
+    return {
+        "exercise": exercise,
+        "best": best,
+        "candidates": [
+            {
+                "setup": f"{c['setup']['cell']}/{c['setup']['loss_steps']}",
+                "val_skill": c["val_skill"],
+                "test_skill": c["test"]["skill"],
+                "train_seconds": c["train_seconds"],
+            }
+            for c in candidates
+        ],
+    }
 
 
 def backtest_candidate(base: ForecastConfig, origins: int, workers: int, workdir: Path, name: str) -> dict:
@@ -106,10 +138,22 @@ def backtest_candidate(base: ForecastConfig, origins: int, workers: int, workdir
     fits = [json.loads(p.read_text()) for p in sorted((workdir / name).glob("origin-*/fit.json"))]
 
     def numbers(pooled):
-        keys = ("log_return_skill", "skill", "mase", "persistence_mase", "direction_hit_rate", "direction_call_share",
-                "coverage_80", "coverage_95", "crps_skill", "ewma_random_walk_coverage_80",
-                "ewma_random_walk_coverage_95", "train_vol_crps_skill", "train_vol_random_walk_coverage_80",
-                "train_vol_random_walk_coverage_95")
+        keys = (
+            "log_return_skill",
+            "skill",
+            "mase",
+            "persistence_mase",
+            "direction_hit_rate",
+            "direction_call_share",
+            "coverage_80",
+            "coverage_95",
+            "crps_skill",
+            "ewma_random_walk_coverage_80",
+            "ewma_random_walk_coverage_95",
+            "train_vol_crps_skill",
+            "train_vol_random_walk_coverage_80",
+            "train_vol_random_walk_coverage_95",
+        )
         out = {k: round(pooled[k], 4) for k in keys if k in pooled}
         out["log_return_skill_ci95"] = [round(v, 4) for v in pooled["log_return_skill_ci95"]]
         out["log_return_diebold_mariano_p"] = round(pooled["log_return_diebold_mariano"]["p_value"], 4)
@@ -118,20 +162,37 @@ def backtest_candidate(base: ForecastConfig, origins: int, workers: int, workdir
         return out
 
     pooled = result["pooled"]
-    return {"setup": {k: getattr(base, k) for k in ("cell", "features", "target", "head", "shrink", "window",
-                                                      "hidden_size", "epochs")},
-            "origins": result["origins"], "stride_points": result["stride"], "fits": len(fits),
-            "first_forecast": result["first_forecast"][:16], "last_forecast": result["last_forecast"][:16],
-            "points": pooled["points"],
-            "mean_val_loss": round(sum(f["best_val_loss"] for f in fits) / len(fits), 5),
-            "shrunk": numbers(pooled), "unshrunk": numbers(pooled["unshrunk"]),
-            "alpha_mean": round(pooled["alpha_mean"], 4), "alpha_zero_share": round(pooled["alpha_zero_share"], 4),
-            "per_year": [{"year": row["year"], "points": row["points"], "log_return_skill": round(row["log_return_skill"], 4),
-                          "skill": round(row["skill"], 4), "coverage_80": round(row["coverage_80"], 4),
-                          "coverage_95": round(row["coverage_95"], 4), "crps_skill": round(row["crps_skill"], 4),
-                          "ewma_random_walk_coverage_80": round(row["ewma_random_walk_coverage_80"], 4)}
-                         for row in result["per_year"]],
-            "wall_seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "setup": {
+            k: getattr(base, k)
+            for k in ("cell", "features", "target", "head", "shrink", "window", "hidden_size", "epochs")
+        },
+        "origins": result["origins"],
+        "stride_points": result["stride"],
+        "fits": len(fits),
+        "first_forecast": result["first_forecast"][:16],
+        "last_forecast": result["last_forecast"][:16],
+        "points": pooled["points"],
+        "mean_val_loss": round(sum(f["best_val_loss"] for f in fits) / len(fits), 5),
+        "shrunk": numbers(pooled),
+        "unshrunk": numbers(pooled["unshrunk"]),
+        "alpha_mean": round(pooled["alpha_mean"], 4),
+        "alpha_zero_share": round(pooled["alpha_zero_share"], 4),
+        "per_year": [
+            {
+                "year": row["year"],
+                "points": row["points"],
+                "log_return_skill": round(row["log_return_skill"], 4),
+                "skill": round(row["skill"], 4),
+                "coverage_80": round(row["coverage_80"], 4),
+                "coverage_95": round(row["coverage_95"], 4),
+                "crps_skill": round(row["crps_skill"], 4),
+                "ewma_random_walk_coverage_80": round(row["ewma_random_walk_coverage_80"], 4),
+            }
+            for row in result["per_year"]
+        ],
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def backtest_benchmark(csv: str, epochs: int, origins: int, workers: int, backend: str, workdir: Path) -> dict:
@@ -141,19 +202,32 @@ def backtest_benchmark(csv: str, epochs: int, origins: int, workers: int, backen
         name = "-".join(changes.values())
         candidates.append(backtest_candidate(dataclasses.replace(base, **changes), origins, workers, workdir, name))
         c = candidates[-1]
-        print(f"backtest {name}: mean val loss {c['mean_val_loss']:.4f}, pooled skill {c['shrunk']['skill']:+.4f} "
-              f"(unshrunk {c['unshrunk']['skill']:+.4f}), {c['wall_seconds']:.0f} s", file=sys.stderr)
+        print(
+            f"backtest {name}: mean val loss {c['mean_val_loss']:.4f}, pooled skill {c['shrunk']['skill']:+.4f} "
+            f"(unshrunk {c['unshrunk']['skill']:+.4f}), {c['wall_seconds']:.0f} s",
+            file=sys.stderr,
+        )
     chosen = min(candidates, key=lambda c: c["mean_val_loss"])  # validation only
     coverage_ok = all(abs(chosen["shrunk"][f"coverage_{level}"] - level / 100) <= 0.05 for level in (80, 95))
-    return {"chosen": chosen, "candidates": [{"setup": f"{c['setup']['cell']}/{c['setup']['features']}",
-                                              "mean_val_loss": c["mean_val_loss"],
-                                              "log_return_skill": c["shrunk"]["log_return_skill"],
-                                              "unshrunk_log_return_skill": c["unshrunk"]["log_return_skill"],
-                                              "skill": c["shrunk"]["skill"], "crps_skill": c["shrunk"]["crps_skill"],
-                                              "train_vol_crps_skill": c["shrunk"]["train_vol_crps_skill"]}
-                                             for c in candidates],
-            "targets": {"coverage_within_5_points": coverage_ok, "crps_skill_at_least_0":
-                        chosen["shrunk"]["crps_skill"] >= 0}}
+    return {
+        "chosen": chosen,
+        "candidates": [
+            {
+                "setup": f"{c['setup']['cell']}/{c['setup']['features']}",
+                "mean_val_loss": c["mean_val_loss"],
+                "log_return_skill": c["shrunk"]["log_return_skill"],
+                "unshrunk_log_return_skill": c["unshrunk"]["log_return_skill"],
+                "skill": c["shrunk"]["skill"],
+                "crps_skill": c["shrunk"]["crps_skill"],
+                "train_vol_crps_skill": c["shrunk"]["train_vol_crps_skill"],
+            }
+            for c in candidates
+        ],
+        "targets": {
+            "coverage_within_5_points": coverage_ok,
+            "crps_skill_at_least_0": chosen["shrunk"]["crps_skill"] >= 0,
+        },
+    }
 
 
 def main() -> None:
@@ -169,25 +243,31 @@ def main() -> None:
     import torch
 
     base = ForecastConfig(epochs=args.epochs, backend=args.backend)
-    datasets = {"exercise_range": dataclasses.replace(base, csv=args.csv, start="2019-05-01", end="2021-01-10"),
-                "whole_file": dataclasses.replace(base, csv=args.csv),
-                "builtin": base}
+    datasets = {
+        "exercise_range": dataclasses.replace(base, csv=args.csv, start="2019-05-01", end="2021-01-10"),
+        "whole_file": dataclasses.replace(base, csv=args.csv),
+        "builtin": base,
+    }
     if not Path(args.csv).exists():
         print(f"note: {args.csv} not found; only the built-in series is benchmarked", file=sys.stderr)
         datasets = {"builtin": base}
-    result = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, numpy {numpy.__version__}, "
-                         f"torch {torch.__version__}",
-              "selection": "lowest validation RMSE among returns models; test read after the choice"}
+    result = {
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, numpy {numpy.__version__}, "
+        f"torch {torch.__version__}",
+        "selection": "lowest validation RMSE among returns models; test read after the choice",
+    }
     if args.skip_single_split:
         datasets = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, cfg in datasets.items():
             result[label] = benchmark(cfg, Path(tmp), label)
         if Path(args.csv).exists() and args.origins:
-            result["backtest"] = backtest_benchmark(args.csv, args.epochs, args.origins, args.workers, args.backend,
-                                                    Path(tmp))
-    result["targets_met"] = all(result[label]["best"]["test"]["skill"] >= target
-                                for label, target in SKILL_TARGETS.items() if label in datasets)
+            result["backtest"] = backtest_benchmark(
+                args.csv, args.epochs, args.origins, args.workers, args.backend, Path(tmp)
+            )
+    result["targets_met"] = all(
+        result[label]["best"]["test"]["skill"] >= target for label, target in SKILL_TARGETS.items() if label in datasets
+    )
     if "backtest" in result:
         result["targets_met"] = result["targets_met"] and all(result["backtest"]["targets"].values())
     print(json.dumps(result))

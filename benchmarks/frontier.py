@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from backends import gemm_gflops  # benchmarks/backends.py: numpy's own float32 GEMM rate
+
 from rnnlab.cells import ModelSpec, count_params, layer_input_size
 from rnnlab.config import PRESETS, CharLMConfig
 from rnnlab.data.text import Vocab, read_text, split_train_val
@@ -43,8 +43,10 @@ from rnnlab.tasks.charlm import nats_per_char
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 # The rnnlab contenders: for each budget (seconds), the preset of each family.
-CONTENDERS = {"classic": {60: "fast-60s", 300: "best-300s"},
-              "parallel": {60: "fast-60s-parallel", 300: "best-300s-parallel"}}
+CONTENDERS = {
+    "classic": {60: "fast-60s", 300: "best-300s"},
+    "parallel": {60: "fast-60s-parallel", 300: "best-300s-parallel"},
+}
 # The plain script of the issue: Embedding(V, 64) -> GRU(384) -> Linear, dropout 0.2 on the
 # embedding output and before the Linear, Adam 3e-3 with cosine to 0.1x, B=32, T=64, clip 5;
 # 3,100 steps is what this machine does in 300 s, and the step count scales with the budget.
@@ -74,21 +76,39 @@ def dominant_gemm(spec: ModelSpec, cfg: CharLMConfig) -> tuple[int, int, int]:
 def run_preset(name: str, text_path: str, budget_s: float, seed: int, out: Path, V: int, scale: float) -> dict:
     preset = PRESETS[name]
     steps = max(1, round(preset.settings["max_steps"] * scale))
-    cfg = dataclasses.replace(CharLMConfig(text=text_path), **preset.settings, seed=seed,
-                              max_minutes=budget_s * scale / 60)
+    cfg = dataclasses.replace(
+        CharLMConfig(text=text_path), **preset.settings, seed=seed, max_minutes=budget_s * scale / 60
+    )
     cfg = dataclasses.replace(cfg, max_steps=steps, eval_every=steps)
     summary = train_run(cfg, out, force=True, quiet=True)
-    spec = ModelSpec(cfg.cell, V, cfg.hidden_size, V, cfg.layers, "embedding" if cfg.embed_size else "onehot",
-                     embed_size=cfg.embed_size, tie_weights=cfg.tie_weights, residual=cfg.residual, norm=cfg.norm)
+    spec = ModelSpec(
+        cfg.cell,
+        V,
+        cfg.hidden_size,
+        V,
+        cfg.layers,
+        "embedding" if cfg.embed_size else "onehot",
+        embed_size=cfg.embed_size,
+        tie_weights=cfg.tie_weights,
+        residual=cfg.residual,
+        norm=cfg.norm,
+    )
     chars_per_s = summary["step"] * cfg.batch_size * cfg.seq_len / summary["train_seconds"]
     m, k, n = dominant_gemm(spec, cfg)
     roof = gemm_gflops(m, k, n)
-    return {"preset": name, "settings": {k: v for k, v in preset.settings.items()},
-            "val_nats_per_char": round(summary["best_val_loss"], 4), "steps": summary["step"],
-            "stop_reason": summary["stop_reason"], "train_seconds": round(summary["train_seconds"], 1),
-            "chars_per_s": round(chars_per_s), "params": count_params(spec),
-            "gemm_shape": [m, k, n], "gemm_gflops": round(roof, 1),
-            "roofline_fraction": round(model_flops_per_char(spec) * chars_per_s / 1e9 / roof, 3)}
+    return {
+        "preset": name,
+        "settings": {k: v for k, v in preset.settings.items()},
+        "val_nats_per_char": round(summary["best_val_loss"], 4),
+        "steps": summary["step"],
+        "stop_reason": summary["stop_reason"],
+        "train_seconds": round(summary["train_seconds"], 1),
+        "chars_per_s": round(chars_per_s),
+        "params": count_params(spec),
+        "gemm_shape": [m, k, n],
+        "gemm_gflops": round(roof, 1),
+        "roofline_fraction": round(model_flops_per_char(spec) * chars_per_s / 1e9 / roof, 3),
+    }
 
 
 def run_plain_torch(text: str, budget_s: float, seed: int) -> dict:
@@ -116,7 +136,9 @@ def run_plain_torch(text: str, budget_s: float, seed: int) -> dict:
     net = Net()
     steps = max(1, round(p["steps_per_300s"] * budget_s / 300))
     opt = torch.optim.Adam(net.parameters(), lr=p["lr"])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
     span = len(data) // p["batch"]
     streams = data[: span * p["batch"]].view(p["batch"], span)
     h, pos, trained, step = None, 0, 0.0, 0
@@ -124,7 +146,7 @@ def run_plain_torch(text: str, budget_s: float, seed: int) -> dict:
         t0 = time.perf_counter()
         if pos + p["seq"] + 1 > span:
             pos, h = 0, None
-        chunk = streams[:, pos:pos + p["seq"] + 1]
+        chunk = streams[:, pos : pos + p["seq"] + 1]
         logits, h = net(chunk[:, :-1], h)
         h = h.detach()
         loss = nn.functional.cross_entropy(logits.reshape(-1, V), chunk[:, 1:].reshape(-1))
@@ -152,11 +174,18 @@ def run_plain_torch(text: str, budget_s: float, seed: int) -> dict:
     chars_per_s = step * p["batch"] * p["seq"] / trained
     spec = ModelSpec("gru_reset_after", V, p["hidden"], V, 1, "embedding", embed_size=p["embed"])
     roof = gemm_gflops(p["batch"], p["hidden"], 3 * p["hidden"])
-    return {"preset": "plain PyTorch script", "settings": dict(p, steps=steps), "val_nats_per_char": round(val, 4),
-            "steps": step, "train_seconds": round(trained, 1), "chars_per_s": round(chars_per_s),
-            "params": count_params(spec), "gemm_shape": [p["batch"], p["hidden"], 3 * p["hidden"]],
-            "gemm_gflops": round(roof, 1),
-            "roofline_fraction": round(model_flops_per_char(spec) * chars_per_s / 1e9 / roof, 3)}
+    return {
+        "preset": "plain PyTorch script",
+        "settings": dict(p, steps=steps),
+        "val_nats_per_char": round(val, 4),
+        "steps": step,
+        "train_seconds": round(trained, 1),
+        "chars_per_s": round(chars_per_s),
+        "params": count_params(spec),
+        "gemm_shape": [p["batch"], p["hidden"], 3 * p["hidden"]],
+        "gemm_gflops": round(roof, 1),
+        "roofline_fraction": round(model_flops_per_char(spec) * chars_per_s / 1e9 / roof, 3),
+    }
 
 
 def main() -> None:
@@ -164,8 +193,12 @@ def main() -> None:
     parser.add_argument("--budgets", default="60,300", help="training seconds, comma-separated (presets: 60, 300)")
     parser.add_argument("--seeds", default="0", help="seeds, comma-separated")
     parser.add_argument("--contenders", default="classic,parallel,plain")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply every budget and step count (e.g. 0.02 to check the script quickly)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every budget and step count (e.g. 0.02 to check the script quickly)",
+    )
     args = parser.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -176,9 +209,11 @@ def main() -> None:
     V = len(Vocab.from_text(split_train_val(text, 0.1)[0]))
     import torch
 
-    result = {"corpus": "tinyshakespeare" if text_path else "built-in pydoc topics",
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, "
-                         f"torch {torch.__version__}", "runs": []}
+    result = {
+        "corpus": "tinyshakespeare" if text_path else "built-in pydoc topics",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, torch {torch.__version__}",
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for budget in budgets:
             for seed in seeds:
@@ -186,13 +221,17 @@ def main() -> None:
                     if who == "plain":
                         row = run_plain_torch(text, budget * args.scale, seed)
                     else:
-                        row = run_preset(CONTENDERS[who][budget], text_path, budget, seed, Path(tmp) / who, V,
-                                         args.scale)
+                        row = run_preset(
+                            CONTENDERS[who][budget], text_path, budget, seed, Path(tmp) / who, V, args.scale
+                        )
                     row.update(contender=who, budget_seconds=budget, seed=seed)
                     result["runs"].append(row)
-                    print(f"{who:9s} {budget:4d} s seed {seed}: {row['val_nats_per_char']:.4f} nats/char, "
-                          f"{row['chars_per_s']:,} chars/s, roofline {row['roofline_fraction']:.2f}",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"{who:9s} {budget:4d} s seed {seed}: {row['val_nats_per_char']:.4f} nats/char, "
+                        f"{row['chars_per_s']:,} chars/s, roofline {row['roofline_fraction']:.2f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     for budget in budgets:
         rows = [r for r in result["runs"] if r["budget_seconds"] == budget]
         best = {who: min(r["val_nats_per_char"] for r in rows if r["contender"] == who) for who in contenders}

@@ -73,11 +73,16 @@ def agreement(device: str, backend: str = "torch") -> dict:
         v_ref, g_ref, _ = nb.loss_and_grads(p64, spec, c64, ids, targets)
         for dtype, tol in (("float64", 1e-9), ("float32", 1e-4)):
             params = {k: v.astype(dtype) for k, v in p64.items()}
-            carry = [c.astype(dtype) for c in c64] if cell != "lstm" else [tuple(a.astype(dtype) for a in c) for c in c64]
+            carry = (
+                [c.astype(dtype) for c in c64] if cell != "lstm" else [tuple(a.astype(dtype) for a in c) for c in c64]
+            )
             v, g, _ = other.loss_and_grads(params, spec, carry, ids, targets, **kwargs)
             worst = max(rel(g[k], g_ref[k]) for k in g_ref)
-            row[dtype] = {"loss_rel": abs(v - v_ref) / abs(v_ref), "grad_rel_max": worst,
-                          "ok": bool(worst < tol and abs(v - v_ref) / abs(v_ref) < tol)}
+            row[dtype] = {
+                "loss_rel": abs(v - v_ref) / abs(v_ref),
+                "grad_rel_max": worst,
+                "ok": bool(worst < tol and abs(v - v_ref) / abs(v_ref) < tol),
+            }
         out[cell] = row
     return out
 
@@ -88,18 +93,34 @@ def train_tasks(device: str, quick: bool, root: Path) -> dict:
 
     scale = 1 if quick else 10
     configs = {
-        "charlm": CharLMConfig(max_steps=20 * scale, eval_every=10 * scale, hidden_size=64, sample_length=50,
-                               eval_max_chars=2000, backend="torch", device=device),
-        "denoise": DenoiseConfig(steps=20 * scale, eval_every=10 * scale, val_sequences=500, test_sequences=2000,
-                                 backend="torch", device=device),
+        "charlm": CharLMConfig(
+            max_steps=20 * scale,
+            eval_every=10 * scale,
+            hidden_size=64,
+            sample_length=50,
+            eval_max_chars=2000,
+            backend="torch",
+            device=device,
+        ),
+        "denoise": DenoiseConfig(
+            steps=20 * scale,
+            eval_every=10 * scale,
+            val_sequences=500,
+            test_sequences=2000,
+            backend="torch",
+            device=device,
+        ),
         "forecast": ForecastConfig(epochs=2 * scale, builtin_points=600, backend="torch", device=device),
     }
     out = {}
     for name, cfg in configs.items():
         started = time.perf_counter()
         summary = train_run(cfg, root / name, quiet=True)
-        out[name] = {"steps": summary["step"], "best_val_loss": summary["best_val_loss"],
-                     "seconds": round(time.perf_counter() - started, 2)}
+        out[name] = {
+            "steps": summary["step"],
+            "best_val_loss": summary["best_val_loss"],
+            "seconds": round(time.perf_counter() - started, 2),
+        }
     return out
 
 
@@ -109,8 +130,18 @@ def round_trip(device: str, root: Path) -> dict:
     from rnnlab.config import CharLMConfig
     from rnnlab.runner import train_run
 
-    base = CharLMConfig(max_steps=3, eval_every=3, hidden_size=16, seq_len=16, batch_size=4, dtype="float64",
-                        sample_length=0, eval_max_chars=500, backend="torch", device="cpu")
+    base = CharLMConfig(
+        max_steps=3,
+        eval_every=3,
+        hidden_size=16,
+        seq_len=16,
+        batch_size=4,
+        dtype="float64",
+        sample_length=0,
+        eval_max_chars=500,
+        backend="torch",
+        device="cpu",
+    )
     train_run(base.__class__(**{**base.__dict__, "max_steps": 6}), root / "cpu_only", quiet=True)
     out = {}
     for i, (first, second) in enumerate(((device, "cpu"), ("cpu", device))):
@@ -119,15 +150,23 @@ def round_trip(device: str, root: Path) -> dict:
         saved, _ = checkpoint.load(where)
         on_device = summary["trainer"].params  # copied back from the device
         identical = all(np.array_equal(saved[f"params/{k}"], v) for k, v in on_device.items())
-        train_run(base.__class__(**{**base.__dict__, "device": second}), where, resume=True,
-                  overrides={"max_steps": 6, "device": second}, quiet=True)
+        train_run(
+            base.__class__(**{**base.__dict__, "device": second}),
+            where,
+            resume=True,
+            overrides={"max_steps": 6, "device": second},
+            quiet=True,
+        )
         ref, _ = checkpoint.load(root / "cpu_only")
         after, _ = checkpoint.load(where)
         params = [k for k in ref if k.startswith("params/")]
         worst = max(rel(after[k], ref[k]) for k in params)
-        out[f"{i}: {first} -> {second}"] = {"saved_tensors": len(saved), "tensors_identical_through_file": identical,
-                                            "continued_vs_cpu_only_rel_max": worst,
-                                            "ok": bool(identical and worst < 1e-9)}
+        out[f"{i}: {first} -> {second}"] = {
+            "saved_tensors": len(saved),
+            "tensors_identical_through_file": identical,
+            "continued_vs_cpu_only_rel_max": worst,
+            "ok": bool(identical and worst < 1e-9),
+        }
     return out
 
 
@@ -148,8 +187,17 @@ def throughput(device: str, quick: bool) -> list[dict]:
         ids = rng.integers(0, V, (B, T + 1))
         for cell in (*modules, "mingru"):
             spec = ModelSpec(cell, V, H, V)
-            trainer = tb.Trainer(spec, init_params(spec, rng, dtype=np.float32), Optimizer("adam"), "cross_entropy",
-                                 "mean", "norm", 5.0, 0.0, device=device)
+            trainer = tb.Trainer(
+                spec,
+                init_params(spec, rng, dtype=np.float32),
+                Optimizer("adam"),
+                "cross_entropy",
+                "mean",
+                "norm",
+                5.0,
+                0.0,
+                device=device,
+            )
             carry = trainer.init_carry(B)
             trainer.train_step(carry, ids[:, :-1], ids[:, 1:], 1e-3)  # warm-up
             _sync(device)
@@ -161,8 +209,11 @@ def throughput(device: str, quick: bool) -> list[dict]:
             row = {"cell": cell, "H": H, "B": B, "T": T, "rnnlab_chars_per_s": round(ours)}
             if cell in modules:
                 plain, plain_bf16 = (_plain(modules[cell], V, H, B, T, steps, device, bf16) for bf16 in (False, True))
-                row.update(plain_chars_per_s=round(plain), ratio=round(ours / plain, 3),
-                           plain_bf16_chars_per_s=None if plain_bf16 is None else round(plain_bf16))
+                row.update(
+                    plain_chars_per_s=round(plain),
+                    ratio=round(ours / plain, 3),
+                    plain_bf16_chars_per_s=None if plain_bf16 is None else round(plain_bf16),
+                )
             rows.append(row)
     return rows
 
@@ -231,8 +282,12 @@ def process_group(device: str) -> dict:
     try:
         t = torch.ones(3, device=device if device.startswith("cuda") else "cpu")
         dist.all_reduce(t)
-        return {"backend": backend, "world_size": 1, "ok": bool(t.sum().item() == 3),
-                "note": "a two-process nccl job needs two GPUs"}
+        return {
+            "backend": backend,
+            "world_size": 1,
+            "ok": bool(t.sum().item() == 3),
+            "note": "a two-process nccl job needs two GPUs",
+        }
     finally:
         dist.destroy_process_group()
 
@@ -249,9 +304,13 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 in the agreement check
     torch.backends.cudnn.allow_tf32 = False
     started = time.perf_counter()
-    result = {"device": args.device, "machine": platform.machine(), "python": platform.python_version(),
-              "torch": torch.__version__,
-              "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None}
+    result = {
+        "device": args.device,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
+    }
     with tempfile.TemporaryDirectory(prefix="rnnlab-gpu-") as tmp:
         root = Path(tmp)
         result["tasks"] = train_tasks(args.device, args.quick, root)
@@ -261,8 +320,11 @@ def main() -> None:
     result["jax"] = jax_check()
     result["process_group"] = process_group(args.device)
     ratios = [r["ratio"] for r in result["throughput"] if "ratio" in r]
-    result["checks_ok"] = all(v["ok"] for cell in result["agreement"].values() for v in cell.values()) and all(
-        v["ok"] for v in result["round_trip"].values()) and result["process_group"]["ok"]
+    result["checks_ok"] = (
+        all(v["ok"] for cell in result["agreement"].values() for v in cell.values())
+        and all(v["ok"] for v in result["round_trip"].values())
+        and result["process_group"]["ok"]
+    )
     result["throughput_target_met"] = bool(ratios) and min(ratios) >= 0.95
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result))

@@ -70,12 +70,13 @@ def main() -> None:
         def body(h, ab):
             h = ab[0] * h + ab[1]
             return h, h
+
         return jax.lax.scan(body, h0, (a, b))[1]
 
     ja, jb, jh, jg = (jnp.asarray(v) for v in (a, b, h0, g))
     for name, fn in (("associative_scan", associative), ("scan", sequential)):
         grad = jax.jit(jax.grad(lambda a, b, h0, fn=fn: jnp.sum(fn(a, b, h0) * jg), argnums=(0, 1, 2)))
-        result[f"jax_{name}_ms"] = best_ms(lambda: jax.block_until_ready(grad(ja, jb, jh)))
+        result[f"jax_{name}_ms"] = best_ms(lambda grad=grad: jax.block_until_ready(grad(ja, jb, jh)))
 
     import torch
 
@@ -96,10 +97,12 @@ def main() -> None:
         return P * (h0[:, None] + torch.cumsum(b / P, dim=1))
 
     for name, fn in (("function", _LinearScan.apply), ("autograd_loop", autograd_loop), ("cumprod", cumulative)):
+
         def step(fn=fn):
             for t in (ta, tb, th):
                 t.grad = None
             (fn(ta, tb, th) * tg).sum().backward()
+
         result[f"torch_{name}_ms"] = best_ms(step)
     print(json.dumps(result))
 

@@ -5,8 +5,28 @@ import pytest
 def make_text(n_chars: int = 20000, seed: int = 0) -> str:
     """A deterministic pseudo-English text with learnable structure (words, punctuation, lines)."""
     rng = np.random.default_rng(seed)
-    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "it", "was", "red",
-             "big", "house", "of", "tree", "in", "garden", "light"]
+    words = [
+        "the",
+        "cat",
+        "sat",
+        "on",
+        "a",
+        "mat",
+        "and",
+        "dog",
+        "ran",
+        "to",
+        "it",
+        "was",
+        "red",
+        "big",
+        "house",
+        "of",
+        "tree",
+        "in",
+        "garden",
+        "light",
+    ]
     out, size = [], 0
     while size < n_chars:
         sentence = " ".join(words[i] for i in rng.integers(0, len(words), rng.integers(3, 9)))
@@ -23,5 +43,16 @@ def text_file(tmp_path):
     return path
 
 
-SMALL = ["--hidden-size", "16", "--seq-len", "12", "--batch-size", "4", "--eval-every", "5",
-         "--sample-length", "20", "--quiet"]
+SMALL = [
+    "--hidden-size",
+    "16",
+    "--seq-len",
+    "12",
+    "--batch-size",
+    "4",
+    "--eval-every",
+    "5",
+    "--sample-length",
+    "20",
+    "--quiet",
+]

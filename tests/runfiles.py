@@ -9,12 +9,19 @@ from rnnlab.cli import main
 
 # Fields that measure time or the machine, not the run: the only ones allowed to differ
 # between a run that stopped and resumed and one that never stopped.
-TIMING_KEYS = {"train_seconds", "wall_seconds", "machine", "chars_per_s", "windows_per_s", "sequences_per_s",
-               # the hash of the tensor file's bytes: the tensors themselves are compared, and
-               # safetensors may order its header differently from one save to the next
-               "tensors_sha256",
-               # byte lengths of the logs, which hold timings
-               "logs"}
+TIMING_KEYS = {
+    "train_seconds",
+    "wall_seconds",
+    "machine",
+    "chars_per_s",
+    "windows_per_s",
+    "sequences_per_s",
+    # the hash of the tensor file's bytes: the tensors themselves are compared, and
+    # safetensors may order its header differently from one save to the next
+    "tensors_sha256",
+    # byte lengths of the logs, which hold timings
+    "logs",
+}
 
 
 def run_cli(capsys, *args):
@@ -39,8 +46,10 @@ def saved_fields(run_dir) -> dict:
     for stem in ("checkpoint", "best"):
         if (run_dir / f"{stem}.json").exists():
             out[f"{stem}.json"] = _without_timings(json.loads((run_dir / f"{stem}.json").read_text()))
-            out[f"{stem}.safetensors"] = {k: (v.dtype.str, v.shape, v.tobytes())
-                                         for k, v in load_file(str(run_dir / f"{stem}.safetensors")).items()}
+            out[f"{stem}.safetensors"] = {
+                k: (v.dtype.str, v.shape, v.tobytes())
+                for k, v in load_file(str(run_dir / f"{stem}.safetensors")).items()
+            }
     for name in ("metrics.jsonl", "samples.jsonl"):
         if (run_dir / name).exists():
             out[name] = [_without_timings(json.loads(line)) for line in (run_dir / name).read_text().splitlines()]
@@ -56,8 +65,11 @@ def tree_bytes(directory) -> dict:
     """Every file under ``directory`` (relative path -> bytes), to prove nothing changed."""
     directory = Path(directory)
     # The lock file names the last process that held the run (a refused one included), not the run.
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
-            if p.is_file() and p.name != ".rnnlab.lock"}
+    return {
+        str(p.relative_to(directory)): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != ".rnnlab.lock"
+    }
 
 
 def differences(a, b, path: str = "") -> list[str]:

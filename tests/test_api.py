@@ -6,14 +6,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_text
 
 import rnnlab
-from conftest import make_text
 from rnnlab.data.series import generated_prices
 from rnnlab.errors import UserError
 
-TINY_CHARLM = dict(hidden_size=8, seq_len=8, batch_size=4, max_steps=4, eval_every=2, sample_length=0,
-                   backend="numpy")
+TINY_CHARLM = dict(hidden_size=8, seq_len=8, batch_size=4, max_steps=4, eval_every=2, sample_length=0, backend="numpy")
 
 
 def test_fit_charlm_from_a_string_matches_the_same_run_from_a_file(tmp_path):
@@ -38,8 +37,7 @@ def test_fit_charlm_from_a_string_matches_the_same_run_from_a_file(tmp_path):
 
 def test_fit_forecast_from_a_price_series(tmp_path):
     prices = generated_prices(300, seed=2)
-    run = rnnlab.fit("forecast", data=prices, out=tmp_path / "fc", window=6, hidden_size=4, epochs=2,
-                     backend="numpy")
+    run = rnnlab.fit("forecast", data=prices, out=tmp_path / "fc", window=6, hidden_size=4, epochs=2, backend="numpy")
     saved = pd.read_csv(tmp_path / "fc" / "data.csv")
     assert len(saved) == 300 and list(saved.columns) == ["timestamp", "open"]
     test = run.evaluate()
@@ -49,19 +47,24 @@ def test_fit_forecast_from_a_price_series(tmp_path):
     assert repr(run.model).startswith("rnnlab.Model(forecast")
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda tmp: rnnlab.fit("charlm", out=tmp, hiden_size=8), "unknown setting 'hiden_size'; did you mean "
-                                                              "'hidden_size'?"),
-    (lambda tmp: rnnlab.fit("charlm", out=tmp, lr=-1.0), "--lr must be a positive number, got -1.0"),
-    (lambda tmp: rnnlab.fit("charlm", out=tmp, cell="transformer"), "--cell must be one of"),
-    (lambda tmp: rnnlab.fit("forecast", out=tmp, embed_size=8), "no embedding table"),
-    (lambda tmp: rnnlab.fit("charlm", out=tmp, data=b"bytes"), "must be a Python string"),
-    (lambda tmp: rnnlab.fit("forecast", out=tmp, data=[1.0, 2.0]), "pandas Series"),
-    (lambda tmp: rnnlab.fit("forecast", out=tmp, data=pd.Series([1.0, 2.0])), "DatetimeIndex"),
-    (lambda tmp: rnnlab.fit("denoise", out=tmp, data="x"), "draws its own data"),
-    (lambda tmp: rnnlab.fit("denoise", out=tmp, preset="fast-60s"), "not one of denoise's presets (charlm: "),
-    (lambda tmp: rnnlab.fit("poetry", out=tmp), "unknown task 'poetry'"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (
+            lambda tmp: rnnlab.fit("charlm", out=tmp, hiden_size=8),
+            "unknown setting 'hiden_size'; did you mean 'hidden_size'?",
+        ),
+        (lambda tmp: rnnlab.fit("charlm", out=tmp, lr=-1.0), "--lr must be a positive number, got -1.0"),
+        (lambda tmp: rnnlab.fit("charlm", out=tmp, cell="transformer"), "--cell must be one of"),
+        (lambda tmp: rnnlab.fit("forecast", out=tmp, embed_size=8), "no embedding table"),
+        (lambda tmp: rnnlab.fit("charlm", out=tmp, data=b"bytes"), "must be a Python string"),
+        (lambda tmp: rnnlab.fit("forecast", out=tmp, data=[1.0, 2.0]), "pandas Series"),
+        (lambda tmp: rnnlab.fit("forecast", out=tmp, data=pd.Series([1.0, 2.0])), "DatetimeIndex"),
+        (lambda tmp: rnnlab.fit("denoise", out=tmp, data="x"), "draws its own data"),
+        (lambda tmp: rnnlab.fit("denoise", out=tmp, preset="fast-60s"), "not one of denoise's presets (charlm: "),
+        (lambda tmp: rnnlab.fit("poetry", out=tmp), "unknown task 'poetry'"),
+    ],
+)
 def test_bad_settings_raise_the_flags_message_and_write_nothing(tmp_path, call, match):
     out = tmp_path / "run"
     with pytest.raises(UserError, match=match.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):

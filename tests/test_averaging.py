@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import make_text
 from runfiles import run_cli
+
 from rnnlab import averaging, checkpoint, runs
 from rnnlab.config import CharLMConfig
 from rnnlab.runner import train_run
@@ -24,8 +24,18 @@ def corpus(tmp_path_factory):
 
 
 def tiny(corpus: str, **changes) -> CharLMConfig:
-    settings = dict(text=corpus, hidden_size=8, seq_len=8, batch_size=2, max_steps=2, eval_every=1,
-                    eval_max_chars=0, sample_length=5, seed=2, lr=0.05)
+    settings = dict(
+        text=corpus,
+        hidden_size=8,
+        seq_len=8,
+        batch_size=2,
+        max_steps=2,
+        eval_every=1,
+        eval_max_chars=0,
+        sample_length=5,
+        seed=2,
+        lr=0.05,
+    )
     return CharLMConfig(**{**settings, **changes})
 
 
@@ -37,8 +47,11 @@ def params_of(run_dir, group: str = "params") -> dict:
 def runs_made(corpus, tmp_path_factory):
     """Raw runs of 1 and 2 steps, and the same 2 steps with --ema-decay (evaluated at every step)."""
     root = tmp_path_factory.mktemp("ema")
-    for name, cfg in (("raw1", tiny(corpus, max_steps=1)), ("raw2", tiny(corpus)),
-                      ("ema", tiny(corpus, ema_decay=DECAY))):
+    for name, cfg in (
+        ("raw1", tiny(corpus, max_steps=1)),
+        ("raw2", tiny(corpus)),
+        ("ema", tiny(corpus, ema_decay=DECAY)),
+    ):
         summary = train_run(cfg, root / name, quiet=True)
     return root, summary
 

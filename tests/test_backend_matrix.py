@@ -7,15 +7,14 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from conftest import make_text
-from rnnlab.config import BACKEND_NAMES
+from test_backends_equal import DISTINCT_CELLS
+
 from rnnlab import checkpoint, runs
 from rnnlab.backends import get_backend
-from test_backends_equal import DISTINCT_CELLS
-from rnnlab.config import CharLMConfig, DenoiseConfig, ForecastConfig
-from rnnlab.tasks import charlm, denoise, forecast
+from rnnlab.config import BACKEND_NAMES, CharLMConfig, DenoiseConfig, ForecastConfig
 from rnnlab.runner import train_run
+from rnnlab.tasks import charlm, denoise, forecast
 
 OTHER_BACKENDS = [name for name in BACKEND_NAMES if name != "numpy"]  # the reference is NumPy
 TASKS = ["charlm", "denoise", "forecast"]
@@ -36,16 +35,38 @@ def corpus(tmp_path_factory):
 def config_of(task: str, cell: str, corpus: str):
     # weight_decay > 0 and adam_beta2 != 0.999: every backend's step must decay the weight matrices alike
     # and use the same Adam (and resume both); ema_decay: every backend continues the saved average.
-    common = dict(cell=cell, hidden_size=5, layers=2, dtype="float64", backend="numpy", seed=3, weight_decay=0.05,
-                  adam_beta2=0.99, ema_decay=0.7)
+    common = dict(
+        cell=cell,
+        hidden_size=5,
+        layers=2,
+        dtype="float64",
+        backend="numpy",
+        seed=3,
+        weight_decay=0.05,
+        adam_beta2=0.99,
+        ema_decay=0.7,
+    )
     if task == "charlm":
-        return CharLMConfig(text=corpus, seq_len=6, batch_size=3, max_steps=2, eval_every=2, eval_max_chars=300,
-                            sample_length=5, optimizer="adagrad", clip="value", loss_reduction="sum", **common)
+        return CharLMConfig(
+            text=corpus,
+            seq_len=6,
+            batch_size=3,
+            max_steps=2,
+            eval_every=2,
+            eval_max_chars=300,
+            sample_length=5,
+            optimizer="adagrad",
+            clip="value",
+            loss_reduction="sum",
+            **common,
+        )
     if task == "denoise":
-        return DenoiseConfig(seq_len=6, batch_size=8, steps=4, eval_every=2, val_sequences=20, test_sequences=20,
-                             **common)
-    return ForecastConfig(builtin_points=120, window=6, batch_size=16, epochs=1, target="returns",
-                          loss_steps="all", **common)
+        return DenoiseConfig(
+            seq_len=6, batch_size=8, steps=4, eval_every=2, val_sequences=20, test_sequences=20, **common
+        )
+    return ForecastConfig(
+        builtin_points=120, window=6, batch_size=16, epochs=1, target="returns", loss_steps="all", **common
+    )
 
 
 LONGER = {"charlm": {"max_steps": 4}, "denoise": {"steps": 8}, "forecast": {"epochs": 2}}
@@ -59,6 +80,7 @@ def task_batch(task: str, cfg):
     """A batch the task itself draws (so inputs and targets have the task's real shapes)."""
     if task == "charlm":
         from rnnlab.data.text import read_text
+
         return charlm.CharLMTask(cfg, read_text(cfg.text)).next_batch()[:2]
     if task == "denoise":
         return denoise.DenoiseTask(cfg).next_batch()[:2]
@@ -105,8 +127,9 @@ def test_checkpoint_loads_and_every_computation_agrees(numpy_runs, corpus, task,
     trainers = {}
     for name in ("numpy", backend):
         again = runs.resume_run(out, task, type(cfg), {}, set())
-        trainers[name] = runs.make_trainer(dataclasses.replace(cfg, backend=name), spec, again.params,
-                                           again.optimizer, loss, reduction)
+        trainers[name] = runs.make_trainer(
+            dataclasses.replace(cfg, backend=name), spec, again.params, again.optimizer, loss, reduction
+        )
         trainers[name].train_step(carry, inputs, targets, 0.01)
     p_np, p_o = trainers["numpy"].params, trainers[backend].params
     for k in p_np:
@@ -126,8 +149,9 @@ def test_resume_on_another_backend_ends_where_numpy_does(numpy_runs, tmp_path, c
     for name in ("numpy", backend):
         copy = tmp_path / name
         shutil.copytree(numpy_runs[task, "lstm"], copy)
-        train_run(config_of(task, "lstm", corpus), copy, resume=True, quiet=True,
-                                overrides={"backend": name, **LONGER[task]})
+        train_run(
+            config_of(task, "lstm", corpus), copy, resume=True, quiet=True, overrides={"backend": name, **LONGER[task]}
+        )
         tensors, meta = checkpoint.load(copy)
         assert meta["backend"] == name
         ends[name] = {f"params/{k}": v for k, v in checkpoint.group(tensors, "params").items()}
@@ -148,13 +172,27 @@ def test_cli_sample_eval_and_predict_on_another_backend(numpy_runs, capsys, back
     lm = numpy_runs["charlm", "gru"]
     outputs = {}
     for name in ("numpy", backend):
-        code, text, err = run_cli(capsys, "charlm", "sample", "--run", lm, "--length", "40", "--temperature", "0.7",
-                                  "--seed", "5", "--backend", name)
+        code, text, err = run_cli(
+            capsys,
+            "charlm",
+            "sample",
+            "--run",
+            lm,
+            "--length",
+            "40",
+            "--temperature",
+            "0.7",
+            "--seed",
+            "5",
+            "--backend",
+            name,
+        )
         assert code == 0, err
         code, ev, err = run_cli(capsys, "charlm", "eval", "--run", lm, "--json", "--backend", name)
         assert code == 0, err
-        code, pred, err = run_cli(capsys, "forecast", "predict", "--run", numpy_runs["forecast", "lstm"], "--json",
-                                  "--backend", name)
+        code, pred, err = run_cli(
+            capsys, "forecast", "predict", "--run", numpy_runs["forecast", "lstm"], "--json", "--backend", name
+        )
         assert code == 0, err
         outputs[name] = (text, json.loads(ev)["nats_per_char"], json.loads(pred)["forecast"])
     assert outputs[backend][0] == outputs["numpy"][0]

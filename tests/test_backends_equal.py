@@ -5,12 +5,11 @@ import importlib
 
 import numpy as np
 import pytest
-
 from test_numpy_gradcheck import _problem
 
-from rnnlab.config import BACKEND_NAMES
 from rnnlab.backends import numpy_backend as nb
 from rnnlab.cells import CELLS
+from rnnlab.config import BACKEND_NAMES
 from rnnlab.optim import Optimizer
 
 OTHER_BACKENDS = [name for name in BACKEND_NAMES if name != "numpy"]  # the reference is NumPy
@@ -34,9 +33,16 @@ def backend_module(name):
 
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("input_kind,loss", [("onehot", "cross_entropy"), ("dense", "mse"),
-                                             ("dense", "cross_entropy"), ("dense_relu", "mse"),
-                                             ("embedding", "cross_entropy")])
+@pytest.mark.parametrize(
+    "input_kind,loss",
+    [
+        ("onehot", "cross_entropy"),
+        ("dense", "mse"),
+        ("dense", "cross_entropy"),
+        ("dense_relu", "mse"),
+        ("embedding", "cross_entropy"),
+    ],
+)
 def test_forward_and_gradients_equal_numpy(backend, cell, input_kind, loss):
     other = backend_module(backend)
     spec, params, carry, inputs, targets = _problem(cell, input_kind, loss, B=4, T=7, H=5)
@@ -68,8 +74,12 @@ def test_tail_targets_equal_numpy(backend, cell):
             assert v_o == pytest.approx(v_np, rel=1e-12)
             for k in g_np:
                 assert rel(g_o[k], g_np[k]) < 1e-9, (k, reduction)
-        trainers = [module.Trainer(spec, {k: v.copy() for k, v in params.items()}, Optimizer("adam"),
-                                   "mse", "mean", "norm", 1.0) for module in (nb, other)]
+        trainers = [
+            module.Trainer(
+                spec, {k: v.copy() for k, v in params.items()}, Optimizer("adam"), "mse", "mean", "norm", 1.0
+            )
+            for module in (nb, other)
+        ]
         for t in trainers:
             t.train_step(carry, inputs, tail, 0.01)
         for k in params:
@@ -90,20 +100,30 @@ def test_gaussian_nll_equals_numpy(backend, cell):
         assert v_o == pytest.approx(v_np, rel=1e-12)
         for k in g_np:
             assert rel(g_o[k], g_np[k]) < 1e-9, k
-    trainers = [module.Trainer(spec, {k: v.copy() for k, v in params.items()}, Optimizer("adam"),
-                               "gaussian_nll", "mean", "norm", 1.0) for module in (nb, other)]
+    trainers = [
+        module.Trainer(
+            spec, {k: v.copy() for k, v in params.items()}, Optimizer("adam"), "gaussian_nll", "mean", "norm", 1.0
+        )
+        for module in (nb, other)
+    ]
     for t in trainers:
         t.train_step(carry, inputs, targets[:, -1:], 0.01)
     for k in params:
         assert rel(trainers[1].params[k], trainers[0].params[k]) < 1e-9, k
 
 
-OPTIMIZER_CASES = [("adam", "norm", "mean"), ("adagrad", "value", "sum"), ("sgd", "none", "mean"),
-                   ("adam", "value", "sum"), ("adagrad", "norm", "mean")]
+OPTIMIZER_CASES = [
+    ("adam", "norm", "mean"),
+    ("adagrad", "value", "sum"),
+    ("sgd", "none", "mean"),
+    ("adam", "value", "sum"),
+    ("adagrad", "norm", "mean"),
+]
 # Every optimizer case for a classic and a parallel cell; the first case for every cell (the
 # update rule does not depend on the cell, the gradients it is fed are checked above).
-TRAINER_CASES = [(cell, *case) for cell in CELLS
-                 for case in (OPTIMIZER_CASES if cell in ("lstm", "mingru") else OPTIMIZER_CASES[:1])]
+TRAINER_CASES = [
+    (cell, *case) for cell in CELLS for case in (OPTIMIZER_CASES if cell in ("lstm", "mingru") else OPTIMIZER_CASES[:1])
+]
 
 
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
@@ -111,9 +131,12 @@ TRAINER_CASES = [(cell, *case) for cell in CELLS
 def test_trainer_steps_equal_numpy(backend, opt_name, clip, reduction, cell):
     other = backend_module(backend)
     spec, params, carry, inputs, targets = _problem(cell, "onehot", "cross_entropy", B=4, T=7, H=5)
-    trainers = [module.Trainer(spec, {k: v.copy() for k, v in params.items()}, Optimizer(opt_name),
-                               "cross_entropy", reduction, clip, 0.05)
-                for module in (nb, other)]
+    trainers = [
+        module.Trainer(
+            spec, {k: v.copy() for k, v in params.items()}, Optimizer(opt_name), "cross_entropy", reduction, clip, 0.05
+        )
+        for module in (nb, other)
+    ]
     carries = [carry, carry]
     for step in range(3):
         results = [t.train_step(c, inputs, targets, 0.01 * (step + 1)) for t, c in zip(trainers, carries)]
@@ -134,8 +157,7 @@ def test_trainer_steps_equal_numpy(backend, opt_name, clip, reduction, cell):
 def test_trainer_continues_numpy_optimizer_state_and_skips_non_finite(backend, opt_name):
     other = backend_module(backend)
     spec, params, carry, inputs, targets = _problem("lstm", "dense", "mse", B=3, T=5, H=4)
-    t_np = nb.Trainer(spec, {k: v.copy() for k, v in params.items()}, Optimizer(opt_name), "mse", "mean",
-                      "norm", 1.0)
+    t_np = nb.Trainer(spec, {k: v.copy() for k, v in params.items()}, Optimizer(opt_name), "mse", "mean", "norm", 1.0)
     t_np.train_step(carry, inputs, targets, 0.01)
     restored = Optimizer.restore(t_np.optimizer.meta(), t_np.optimizer.state_tensors())
     t_o = other.Trainer(spec, t_np.params, restored, "mse", "mean", "norm", 1.0)

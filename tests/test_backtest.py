@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_charlm_cli import assert_user_error, params_of, run_cli
 
+from rnnlab import backtest
 from rnnlab.config import ForecastConfig
 from rnnlab.errors import UserError
-from rnnlab import backtest
 from rnnlab.tasks import forecast
 from rnnlab.tasks import forecast_stats as stats
-from test_charlm_cli import assert_user_error, params_of, run_cli
 
 SMALL = dict(backend="numpy", dtype="float64", window=6, hidden_size=4, batch_size=16, epochs=2)
 
@@ -27,8 +27,10 @@ def candle_frame(n_rows=1200, step_hours=2, seed=0) -> pd.DataFrame:
     highs = np.maximum(opens, closes) * np.exp(np.abs(rng.normal(0, 0.004, n_rows)))
     lows = np.minimum(opens, closes) * np.exp(-np.abs(rng.normal(0, 0.004, n_rows)))
     volume = rng.uniform(1, 100, n_rows)
-    return pd.DataFrame({"open": opens, "high": highs, "low": lows, "close": closes, "volume": volume},
-                        index=pd.Index(times, name="timestamp"))
+    return pd.DataFrame(
+        {"open": opens, "high": highs, "low": lows, "close": closes, "volume": volume},
+        index=pd.Index(times, name="timestamp"),
+    )
 
 
 def write_frame(path, frame: pd.DataFrame):
@@ -48,8 +50,11 @@ def test_origins_tile_the_end_of_the_series_and_reuse_fits():
 
 def test_too_many_origins_say_how_many_points_they_need():
     cfg = ForecastConfig(window=20)
-    with pytest.raises(UserError, match=r"has 100 points; need at least 200 points for 3 origins 20 apart after a "
-                                        r"first fit of 140 \(window 20\)"):
+    with pytest.raises(
+        UserError,
+        match=r"has 100 points; need at least 200 points for 3 origins 20 apart after a "
+        r"first fit of 140 \(window 20\)",
+    ):
         backtest.plan_origins(100, dataclasses.replace(cfg, window=20), backtest.Settings(origins=3, stride=20))
 
 
@@ -121,8 +126,28 @@ def test_mase_is_scaled_by_in_sample_persistence():
 
 
 def _backtest_args(out, *extra):
-    return ["forecast", "backtest", "--backend", "numpy", "--builtin-points", "400", "--window", "6",
-            "--hidden-size", "4", "--epochs", "2", "--origins", "3", "--stride", "10", "--out", out, "--quiet", *extra]
+    return [
+        "forecast",
+        "backtest",
+        "--backend",
+        "numpy",
+        "--builtin-points",
+        "400",
+        "--window",
+        "6",
+        "--hidden-size",
+        "4",
+        "--epochs",
+        "2",
+        "--origins",
+        "3",
+        "--stride",
+        "10",
+        "--out",
+        out,
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_cli_backtest_writes_its_files_and_resumes_keeping_finished_origins(tmp_path, capsys):
@@ -152,8 +177,25 @@ def test_cli_backtest_writes_its_files_and_resumes_keeping_finished_origins(tmp_
 
 
 def test_workers_give_the_same_backtest(tmp_path, capsys):
-    args = ["forecast", "backtest", "--backend", "numpy", "--builtin-points", "300", "--window", "5",
-            "--hidden-size", "3", "--epochs", "1", "--origins", "2", "--stride", "5", "--quiet"]
+    args = [
+        "forecast",
+        "backtest",
+        "--backend",
+        "numpy",
+        "--builtin-points",
+        "300",
+        "--window",
+        "5",
+        "--hidden-size",
+        "3",
+        "--epochs",
+        "1",
+        "--origins",
+        "2",
+        "--stride",
+        "5",
+        "--quiet",
+    ]
     for workers, name in ((1, "one"), (2, "two")):
         code, _, err = run_cli(capsys, *args, "--workers", workers, "--out", tmp_path / name)
         assert code == 0, err
@@ -161,12 +203,15 @@ def test_workers_give_the_same_backtest(tmp_path, capsys):
     assert one["pooled"] == two["pooled"]
 
 
-@pytest.mark.parametrize("flags, match", [
-    (["--origins", "50", "--stride", "20"], "need at least"),
-    (["--stride", "0"], "--stride: expected an integer >= 1"),
-    (["--retrain-every", "0"], "--retrain-every: expected an integer >= 1"),
-    (["--train-length", "5"], "--train-length 5 is too short"),
-])
+@pytest.mark.parametrize(
+    "flags, match",
+    [
+        (["--origins", "50", "--stride", "20"], "need at least"),
+        (["--stride", "0"], "--stride: expected an integer >= 1"),
+        (["--retrain-every", "0"], "--retrain-every: expected an integer >= 1"),
+        (["--train-length", "5"], "--train-length 5 is too short"),
+    ],
+)
 def test_bad_backtest_flags_are_one_line_and_write_nothing(tmp_path, capsys, flags, match):
     out = tmp_path / "bt"
     assert_user_error(capsys, "forecast", "backtest", "--builtin-points", "400", "--out", out, *flags, match=match)
@@ -175,18 +220,21 @@ def test_bad_backtest_flags_are_one_line_and_write_nothing(tmp_path, capsys, fla
 
 # --------------------------------------------------------------------------- candle features
 
+
 def test_candle_inputs_are_the_completed_bin_before_each_step(tmp_path):
     frame = candle_frame(60)
     cfg = ForecastConfig(csv=write_frame(tmp_path / "c.csv", frame), every="6h", features="ohlcv")
     series = forecast.load_series(cfg)
-    bins = frame.resample("6h", origin=frame.index[0]).agg({"open": "first", "high": "max", "low": "min",
-                                                            "close": "last", "volume": "sum"})
+    bins = frame.resample("6h", origin=frame.index[0]).agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    )
     c = series.channels
     assert c.shape == (20, 4) and (c[0] == 0).all() and c[1, 3] == 0
     for k in (1, 7, 19):
         prev = bins.iloc[k - 1]
-        np.testing.assert_allclose(c[k, :3], np.log(prev[["high", "low", "close"]].to_numpy(float) / prev["open"]),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            c[k, :3], np.log(prev[["high", "low", "close"]].to_numpy(float) / prev["open"]), rtol=1e-12
+        )
     for k in (2, 19):
         expected = np.log1p(bins["volume"].iloc[k - 1]) - np.log1p(bins["volume"].iloc[k - 2])
         assert c[k, 3] == pytest.approx(expected, rel=1e-12)
@@ -202,7 +250,7 @@ def test_candle_inputs_never_see_past_a_forecasts_decision_time(tmp_path, target
     features, _ = forecast.build_parts(series.prices, 6, cfg.fractions, target, series.channels)
 
     def inputs_of(s, t):
-        w = s.prices.to_numpy()[t - 6:t][None]
+        w = s.prices.to_numpy()[t - 6 : t][None]
         return features.inputs(w, forecast.channel_windows(s.channels, np.array([t]), 6))
 
     for t in (7, 40, 89):
@@ -219,30 +267,83 @@ def test_candle_inputs_never_see_past_a_forecasts_decision_time(tmp_path, target
 def test_candle_features_train_and_backtest_from_a_csv(tmp_path, capsys):
     csv = write_frame(tmp_path / "c.csv", candle_frame(1500))
     out = tmp_path / "run"
-    code, _, err = run_cli(capsys, "forecast", "train", "--csv", csv, "--features", "ohlcv", "--backend", "numpy",
-                           "--window", "6", "--hidden-size", "4", "--epochs", "2", "--out", out, "--quiet")
+    code, _, err = run_cli(
+        capsys,
+        "forecast",
+        "train",
+        "--csv",
+        csv,
+        "--features",
+        "ohlcv",
+        "--backend",
+        "numpy",
+        "--window",
+        "6",
+        "--hidden-size",
+        "4",
+        "--epochs",
+        "2",
+        "--out",
+        out,
+        "--quiet",
+    )
     assert code == 0, err
     meta = json.loads((out / "best.json").read_text())
     assert meta["spec"]["input_size"] == 5 and len(meta["features"]["channel_scales"]) == 4
     code, text, err = run_cli(capsys, "forecast", "predict", "--run", out, "--json")
     assert code == 0 and json.loads(text)["forecast"] > 0, err
-    code, _, err = run_cli(capsys, "forecast", "backtest", "--csv", csv, "--features", "ohlc", "--backend", "numpy",
-                           "--window", "6", "--hidden-size", "4", "--epochs", "1", "--origins", "2", "--out",
-                           tmp_path / "bt", "--quiet")
+    code, _, err = run_cli(
+        capsys,
+        "forecast",
+        "backtest",
+        "--csv",
+        csv,
+        "--features",
+        "ohlc",
+        "--backend",
+        "numpy",
+        "--window",
+        "6",
+        "--hidden-size",
+        "4",
+        "--epochs",
+        "1",
+        "--origins",
+        "2",
+        "--out",
+        tmp_path / "bt",
+        "--quiet",
+    )
     assert code == 0, err
 
 
-@pytest.mark.parametrize("column, value, features, match", [
-    ("volume", "nan", "ohlcv", "line 12: volume is 'nan'"),
-    ("volume", "-3", "ohlcv", "line 12: volume is -3"),
-    ("high", "", "ohlc", "line 12: high is empty"),
-])
+@pytest.mark.parametrize(
+    "column, value, features, match",
+    [
+        ("volume", "nan", "ohlcv", "line 12: volume is 'nan'"),
+        ("volume", "-3", "ohlcv", "line 12: volume is -3"),
+        ("high", "", "ohlc", "line 12: high is empty"),
+    ],
+)
 def test_bad_candle_values_are_refused_only_when_used(tmp_path, capsys, column, value, features, match):
     frame = candle_frame(600).astype(object)
     frame.iloc[10, frame.columns.get_loc(column)] = value
     csv = write_frame(tmp_path / "bad.csv", frame)
-    common = ["forecast", "train", "--csv", csv, "--backend", "numpy", "--epochs", "1", "--hidden-size", "3", "--quiet",
-              "--window", "5"]
+    common = [
+        "forecast",
+        "train",
+        "--csv",
+        csv,
+        "--backend",
+        "numpy",
+        "--epochs",
+        "1",
+        "--hidden-size",
+        "3",
+        "--quiet",
+        "--window",
+        "5",
+    ]
     assert_user_error(capsys, *common, "--features", features, "--out", tmp_path / "a", match=match)
     assert not (tmp_path / "a").exists()
     code, _, err = run_cli(capsys, *common, "--features", "open", "--out", tmp_path / "b")
@@ -252,23 +353,43 @@ def test_bad_candle_values_are_refused_only_when_used(tmp_path, capsys, column, 
 def test_feature_sets_that_the_data_cannot_supply(tmp_path, capsys):
     no_volume = candle_frame(600).drop(columns="volume")
     csv = write_frame(tmp_path / "nv.csv", no_volume)
-    assert_user_error(capsys, "forecast", "train", "--csv", csv, "--features", "ohlcv", "--out", tmp_path / "a",
-                      match="has no volume column")
-    assert_user_error(capsys, "forecast", "train", "--features", "ohlc", "--out", tmp_path / "b",
-                      match="built-in has only opens")
-    assert_user_error(capsys, "forecast", "train", "--features", "hlc", "--out", tmp_path / "c",
-                      match="--features")
+    assert_user_error(
+        capsys,
+        "forecast",
+        "train",
+        "--csv",
+        csv,
+        "--features",
+        "ohlcv",
+        "--out",
+        tmp_path / "a",
+        match="has no volume column",
+    )
+    assert_user_error(
+        capsys, "forecast", "train", "--features", "ohlc", "--out", tmp_path / "b", match="built-in has only opens"
+    )
+    assert_user_error(capsys, "forecast", "train", "--features", "hlc", "--out", tmp_path / "c", match="--features")
 
 
 def test_backtest_with_intervals_and_shrinking(tmp_path, capsys):
     out = tmp_path / "bt"
-    code, text, err = run_cli(capsys, *_backtest_args(out, "--head", "gaussian", "--shrink", "auto", "--target",
-                                                      "returns"))
+    code, text, err = run_cli(
+        capsys, *_backtest_args(out, "--head", "gaussian", "--shrink", "auto", "--target", "returns")
+    )
     assert code == 0, err
     result = json.loads((out / "backtest.json").read_text())
     pooled = result["pooled"]
-    for key in ("coverage_80", "coverage_95", "crps_skill", "alpha_mean", "alpha_zero_share", "ewma_random_walk_crps",
-                "ewma_random_walk_coverage_80", "train_vol_random_walk_coverage_95", "train_vol_crps_skill"):
+    for key in (
+        "coverage_80",
+        "coverage_95",
+        "crps_skill",
+        "alpha_mean",
+        "alpha_zero_share",
+        "ewma_random_walk_crps",
+        "ewma_random_walk_coverage_80",
+        "train_vol_random_walk_coverage_95",
+        "train_vol_crps_skill",
+    ):
         assert key in pooled, key
     assert 0 <= pooled["alpha_mean"] <= 1 and "log_return_skill_ci95" in pooled["unshrunk"]
     assert "80% interval" in text and "unshrunk, the pooled log-return skill" in text
@@ -281,8 +402,10 @@ def test_backtest_with_intervals_and_shrinking(tmp_path, capsys):
     assert pooled["log_return_diebold_mariano"]["lags"] == 0 and "no autocovariances" in text
     # the same finished backtest with the Newey-West variance: summarized again, nothing refitted
     fitted = (out / "origin-000" / "fit.json").stat().st_mtime_ns
-    code, text, err = run_cli(capsys, *_backtest_args(out, "--head", "gaussian", "--shrink", "auto", "--target",
-                                                      "returns", "--dm-lags", "auto"))
+    code, text, err = run_cli(
+        capsys,
+        *_backtest_args(out, "--head", "gaussian", "--shrink", "auto", "--target", "returns", "--dm-lags", "auto"),
+    )
     assert code == 0, err
     dm = json.loads((out / "backtest.json").read_text())["pooled"]["log_return_diebold_mariano"]
     assert dm["variance"] == "newey-west" and dm["lags"] == stats.newey_west_lags(pooled["points"])
@@ -299,13 +422,13 @@ def test_binance_klines_and_headered_files_give_the_same_candle_inputs(tmp_path)
     for t, row in frame.iterrows():
         ms = int(t.timestamp() * 1000)
         o, h, lo, c, v = (repr(float(x)) for x in (row.open, row.high, row.low, row.close, row.volume))
-        lines.append(f"{ms},{o},{h},{lo},{c},{v},{ms + 7199999},"
-                     "1.0,5,0.5,0.5,0")
+        lines.append(f"{ms},{o},{h},{lo},{c},{v},{ms + 7199999},1.0,5,0.5,0.5,0")
     binance = tmp_path / "klines.csv"
     binance.write_text("\n".join(lines) + "\n")
     headered = write_frame(tmp_path / "h.csv", frame)
-    a, b = (forecast.load_series(ForecastConfig(csv=str(p), every="10h", features="ohlcv"))
-            for p in (binance, headered))
+    a, b = (
+        forecast.load_series(ForecastConfig(csv=str(p), every="10h", features="ohlcv")) for p in (binance, headered)
+    )
     np.testing.assert_array_equal(a.channels, b.channels)
     assert a.channels.shape == (60, 4) and np.abs(a.channels[2:]).min() > 0
 
@@ -314,9 +437,30 @@ def test_unshrunk_intervals_are_their_own(tmp_path, capsys):
     """With a shrink weight, the unshrunk forecasts' coverage and CRPS are computed around the
     unshrunk mean with their own residuals, not copied from the shrunk ones."""
     out = tmp_path / "run"
-    code, _, err = run_cli(capsys, "forecast", "train", "--backend", "numpy", "--builtin-points", "400", "--window",
-                           "6", "--hidden-size", "4", "--epochs", "3", "--head", "gaussian", "--shrink", "auto",
-                           "--target", "returns", "--out", out, "--quiet")
+    code, _, err = run_cli(
+        capsys,
+        "forecast",
+        "train",
+        "--backend",
+        "numpy",
+        "--builtin-points",
+        "400",
+        "--window",
+        "6",
+        "--hidden-size",
+        "4",
+        "--epochs",
+        "3",
+        "--head",
+        "gaussian",
+        "--shrink",
+        "auto",
+        "--target",
+        "returns",
+        "--out",
+        out,
+        "--quiet",
+    )
     assert code == 0, err
     calibration = json.loads((out / "calibration.json").read_text())
     test = json.loads((out / "test.json").read_text())
@@ -327,8 +471,9 @@ def test_unshrunk_intervals_are_their_own(tmp_path, capsys):
 
 
 def test_without_shrinking_uses_the_unshrunk_mean_and_residuals():
-    features, parts = forecast.build_parts(forecast.load_series(ForecastConfig(builtin_points=300)).prices, 5,
-                                           (0.7, 0.15, 0.15), "returns")
+    features, parts = forecast.build_parts(
+        forecast.load_series(ForecastConfig(builtin_points=300)).prices, 5, (0.7, 0.15, 0.15), "returns"
+    )
     w = parts["test"].price_windows[:3]
     calibration = forecast.Calibration(0.5, np.array([-1.0, 0.0, 1.0]), 3, np.array([-2.0, 0.0, 2.0]))
     f = forecast.Forecasts(w, np.full(3, 0.1), np.full(3, 0.2), np.zeros(3), features, calibration)

@@ -15,24 +15,65 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-
 from conftest import make_text
 from runfiles import run_cli, tree_bytes
+
 from rnnlab.cli import main
 
-TINY_CHARLM = ["--backend", "numpy", "--hidden-size", "8", "--seq-len", "8", "--batch-size", "2",
-               "--max-steps", "2", "--eval-every", "2", "--sample-length", "8", "--quiet"]
-TINY_DENOISE = ["--backend", "numpy", "--hidden-size", "4", "--steps", "2", "--eval-every", "2",
-                "--val-sequences", "16", "--test-sequences", "16", "--batch-size", "8", "--quiet"]
-TINY_FORECAST = ["--backend", "numpy", "--builtin-points", "200", "--window", "6", "--hidden-size", "4",
-                 "--epochs", "1", "--quiet"]
+TINY_CHARLM = [
+    "--backend",
+    "numpy",
+    "--hidden-size",
+    "8",
+    "--seq-len",
+    "8",
+    "--batch-size",
+    "2",
+    "--max-steps",
+    "2",
+    "--eval-every",
+    "2",
+    "--sample-length",
+    "8",
+    "--quiet",
+]
+TINY_DENOISE = [
+    "--backend",
+    "numpy",
+    "--hidden-size",
+    "4",
+    "--steps",
+    "2",
+    "--eval-every",
+    "2",
+    "--val-sequences",
+    "16",
+    "--test-sequences",
+    "16",
+    "--batch-size",
+    "8",
+    "--quiet",
+]
+TINY_FORECAST = [
+    "--backend",
+    "numpy",
+    "--builtin-points",
+    "200",
+    "--window",
+    "6",
+    "--hidden-size",
+    "4",
+    "--epochs",
+    "1",
+    "--quiet",
+]
 
 
 @dataclass
 class Bad:
     name: str
-    argv: list          # the command; "{name}" is replaced by the path of file ``name`` below
-    match: str          # a phrase of the one-line error
+    argv: list  # the command; "{name}" is replaced by the path of file ``name`` below
+    match: str  # a phrase of the one-line error
     replaces: str = ""  # the task whose finished run ``--force`` must leave untouched
 
 
@@ -42,61 +83,138 @@ BAD_INPUTS = [
     Bad("text-fifo", ["charlm", "train", "--text", "{fifo}", *TINY_CHARLM], "not a regular file", "charlm"),
     Bad("text-dev-zero", ["charlm", "train", "--text", "/dev/zero", *TINY_CHARLM], "not a regular file"),
     Bad("text-directory", ["charlm", "train", "--text", "{dir}", *TINY_CHARLM], "is a directory"),
-    Bad("text-one-character", ["charlm", "train", "--text", "{one_char}", *TINY_CHARLM], "one distinct character",
-        "charlm"),
+    Bad(
+        "text-one-character",
+        ["charlm", "train", "--text", "{one_char}", *TINY_CHARLM],
+        "one distinct character",
+        "charlm",
+    ),
     # config files and values
-    Bad("config-wrong-type", ["charlm", "train", "--config", "{config_wrong_type}", *TINY_CHARLM],
-        "hidden_size (--hidden-size) must be an integer", "charlm"),
+    Bad(
+        "config-wrong-type",
+        ["charlm", "train", "--config", "{config_wrong_type}", *TINY_CHARLM],
+        "hidden_size (--hidden-size) must be an integer",
+        "charlm",
+    ),
     Bad("config-directory", ["charlm", "train", "--config", "{dir}", *TINY_CHARLM], "is a directory", "charlm"),
-    Bad("config-negative-weight-decay", ["charlm", "train", "--config", "{config_negative_wd}", *TINY_CHARLM],
-        "--weight-decay must be zero (off) or a positive number", "charlm"),
-    Bad("config-dropout-one", ["charlm", "train", "--config", "{config_dropout_one}", *TINY_CHARLM],
-        "--dropout must be a number >= 0 and < 1, got 1.0", "charlm"),
-    Bad("config-ema-decay-one", ["forecast", "train", "--config", "{config_ema_one}", *TINY_FORECAST],
-        "--ema-decay must be a number >= 0 and < 1, got 1.0", "forecast"),
-    Bad("tie-weights-sizes", ["charlm", "train", *TINY_CHARLM, "--embed-size", "4", "--tie-weights"],
-        "--tie-weights needs --embed-size equal to --hidden-size", "charlm"),
-    Bad("residual-with-nothing-to-add", ["charlm", "train", *TINY_CHARLM, "--residual"],
-        "no layer here has such an input", "charlm"),
-    Bad("config-embedding-for-values", ["denoise", "train", "--config", "{config_embed_denoise}", *TINY_DENOISE],
-        "embed_size: denoise reads real values", "denoise"),
+    Bad(
+        "config-negative-weight-decay",
+        ["charlm", "train", "--config", "{config_negative_wd}", *TINY_CHARLM],
+        "--weight-decay must be zero (off) or a positive number",
+        "charlm",
+    ),
+    Bad(
+        "config-dropout-one",
+        ["charlm", "train", "--config", "{config_dropout_one}", *TINY_CHARLM],
+        "--dropout must be a number >= 0 and < 1, got 1.0",
+        "charlm",
+    ),
+    Bad(
+        "config-ema-decay-one",
+        ["forecast", "train", "--config", "{config_ema_one}", *TINY_FORECAST],
+        "--ema-decay must be a number >= 0 and < 1, got 1.0",
+        "forecast",
+    ),
+    Bad(
+        "tie-weights-sizes",
+        ["charlm", "train", *TINY_CHARLM, "--embed-size", "4", "--tie-weights"],
+        "--tie-weights needs --embed-size equal to --hidden-size",
+        "charlm",
+    ),
+    Bad(
+        "residual-with-nothing-to-add",
+        ["charlm", "train", *TINY_CHARLM, "--residual"],
+        "no layer here has such an input",
+        "charlm",
+    ),
+    Bad(
+        "config-embedding-for-values",
+        ["denoise", "train", "--config", "{config_embed_denoise}", *TINY_DENOISE],
+        "embed_size: denoise reads real values",
+        "denoise",
+    ),
     Bad("config-unknown-key", ["denoise", "train", "--config", "{config_unknown}", *TINY_DENOISE], "unknown key"),
     Bad("denoise-dt-over-tau", ["denoise", "train", "--dt", "5", "--tau", "2", *TINY_DENOISE], "dt", "denoise"),
-    Bad("device-unavailable", ["denoise", "train", *TINY_DENOISE, "--backend", "torch", "--device", "cuda:99"],
-        "cuda", "denoise"),
-    Bad("hidden-size-too-big", ["charlm", "train", *TINY_CHARLM, "--hidden-size", "1000000000"],
-        "parameters: training it needs", "charlm"),
-    Bad("layers-too-many", ["forecast", "train", *TINY_FORECAST, "--layers", "100000000"],
-        "parameters: training it needs", "forecast"),
+    Bad(
+        "device-unavailable",
+        ["denoise", "train", *TINY_DENOISE, "--backend", "torch", "--device", "cuda:99"],
+        "cuda",
+        "denoise",
+    ),
+    Bad(
+        "hidden-size-too-big",
+        ["charlm", "train", *TINY_CHARLM, "--hidden-size", "1000000000"],
+        "parameters: training it needs",
+        "charlm",
+    ),
+    Bad(
+        "layers-too-many",
+        ["forecast", "train", *TINY_FORECAST, "--layers", "100000000"],
+        "parameters: training it needs",
+        "forecast",
+    ),
     # price files
     Bad("csv-header-only", ["forecast", "train", "--csv", "{csv_header_only}", *TINY_FORECAST], "no rows", "forecast"),
     Bad("csv-bad-byte-later", ["forecast", "train", "--csv", "{csv_bad_byte}", *TINY_FORECAST], "UTF-8"),
     Bad("csv-huge-header", ["forecast", "train", "--csv", "{csv_huge_header}", *TINY_FORECAST], "characters in all"),
     Bad("csv-fifo", ["forecast", "train", "--csv", "{fifo}", *TINY_FORECAST], "not a regular file"),
     # imported weights
-    Bad("weights-1d", ["import", "--weights", "{weights_1d}", "--format", "min-char-rnn", "--out", "{new}"],
-        "two axes"),
-    Bad("weights-empty", ["import", "--weights", "{weights_empty}", "--format", "min-char-rnn", "--out", "{new}"],
-        "is empty"),
-    Bad("weights-non-finite", ["import", "--weights", "{weights_nan}", "--format", "min-char-rnn", "--out", "{new}"],
-        "NaN or infinite"),
-    Bad("weights-complex", ["import", "--weights", "{weights_complex}", "--format", "min-char-rnn", "--out", "{new}"],
-        "complex"),
+    Bad(
+        "weights-1d", ["import", "--weights", "{weights_1d}", "--format", "min-char-rnn", "--out", "{new}"], "two axes"
+    ),
+    Bad(
+        "weights-empty",
+        ["import", "--weights", "{weights_empty}", "--format", "min-char-rnn", "--out", "{new}"],
+        "is empty",
+    ),
+    Bad(
+        "weights-non-finite",
+        ["import", "--weights", "{weights_nan}", "--format", "min-char-rnn", "--out", "{new}"],
+        "NaN or infinite",
+    ),
+    Bad(
+        "weights-complex",
+        ["import", "--weights", "{weights_complex}", "--format", "min-char-rnn", "--out", "{new}"],
+        "complex",
+    ),
     # damaged checkpoints
     Bad("checkpoint-missing-field", ["charlm", "eval", "--run", "{ckpt_missing_field}"], "damaged checkpoint"),
     Bad("checkpoint-wrong-type", ["charlm", "train", "--resume", "--out", "{ckpt_wrong_type}"], "damaged checkpoint"),
     Bad("checkpoint-absurd-size", ["charlm", "sample", "--run", "{ckpt_absurd_size}"], "damaged checkpoint"),
     Bad("checkpoint-edited-text", ["charlm", "eval", "--run", "{ckpt_edited_text}"], "not the text"),
     # sweep spaces
-    Bad("space-step-zero", ["sweep", "denoise", "--space", "{space_step_zero}", "--out", "{new}", *TINY_DENOISE[:-1]],
-        "step must be a number > 0"),
-    Bad("space-log-yes", ["sweep", "denoise", "--space", "{space_log_yes}", "--out", "{new}", *TINY_DENOISE[:-1]],
-        "log must be true or false"),
-    Bad("sweep-every-trial-same-error", ["sweep", "charlm", "--text", "{utf16}", "--trials", "3", "--out", "{new}",
-                                         *TINY_CHARLM[:-1]], "is UTF-16"),
-    Bad("sweep-every-trial-too-short", ["sweep", "charlm", "--text", "{short_text}", "--space", "{space_lr}",
-                                        "--trials", "4", "--out", "{new}", *TINY_CHARLM[:-1]],
-        "every trial fails the same way"),
+    Bad(
+        "space-step-zero",
+        ["sweep", "denoise", "--space", "{space_step_zero}", "--out", "{new}", *TINY_DENOISE[:-1]],
+        "step must be a number > 0",
+    ),
+    Bad(
+        "space-log-yes",
+        ["sweep", "denoise", "--space", "{space_log_yes}", "--out", "{new}", *TINY_DENOISE[:-1]],
+        "log must be true or false",
+    ),
+    Bad(
+        "sweep-every-trial-same-error",
+        ["sweep", "charlm", "--text", "{utf16}", "--trials", "3", "--out", "{new}", *TINY_CHARLM[:-1]],
+        "is UTF-16",
+    ),
+    Bad(
+        "sweep-every-trial-too-short",
+        [
+            "sweep",
+            "charlm",
+            "--text",
+            "{short_text}",
+            "--space",
+            "{space_lr}",
+            "--trials",
+            "4",
+            "--out",
+            "{new}",
+            *TINY_CHARLM[:-1],
+        ],
+        "every trial fails the same way",
+    ),
 ]
 
 
@@ -110,37 +228,56 @@ def files(tmp_path_factory):
     text = make_text(3000)
     (d / "good.txt").write_text(text, encoding="utf-8")
     paths["good_text"] = d / "good.txt"
-    for name, content in {"utf16": text.encode("utf-16"), "one_char": b"a" * 500,
-                          "config_wrong_type": b'hidden_size = "big"\n', "config_unknown": b"hiden_size = 3\n",
-                          "config_negative_wd": b"weight_decay = -0.1\n", "config_dropout_one": b"dropout = 1.0\n",
-                          "config_ema_one": b"ema_decay = 1.0\n",
-                          "config_embed_denoise": b"embed_size = 16\n",
-                          "csv_header_only": b"timestamp,open,high,low,close,volume\n",
-                          "csv_bad_byte": b"timestamp,open\n" + b"".join(
-                              f"2021-01-{i:02d},{i}\n".encode() for i in range(1, 28)) * 400 + b"2021-02-01,\xff\n",
-                          "csv_huge_header": b"x" * 10_000_000 + b"\n1,2\n",
-                          "space_step_zero": b"[hidden_size]\nlow = 4\nhigh = 8\nstep = 0\n",
-                          "space_log_yes": b'[lr]\nlow = 0.001\nhigh = 0.01\nlog = "yes"\n',
-                          "space_lr": b"[lr]\nlow = 0.001\nhigh = 0.01\n", "short_text": b"abcabcabcabcabc"}.items():
+    for name, content in {
+        "utf16": text.encode("utf-16"),
+        "one_char": b"a" * 500,
+        "config_wrong_type": b'hidden_size = "big"\n',
+        "config_unknown": b"hiden_size = 3\n",
+        "config_negative_wd": b"weight_decay = -0.1\n",
+        "config_dropout_one": b"dropout = 1.0\n",
+        "config_ema_one": b"ema_decay = 1.0\n",
+        "config_embed_denoise": b"embed_size = 16\n",
+        "csv_header_only": b"timestamp,open,high,low,close,volume\n",
+        "csv_bad_byte": b"timestamp,open\n"
+        + b"".join(f"2021-01-{i:02d},{i}\n".encode() for i in range(1, 28)) * 400
+        + b"2021-02-01,\xff\n",
+        "csv_huge_header": b"x" * 10_000_000 + b"\n1,2\n",
+        "space_step_zero": b"[hidden_size]\nlow = 4\nhigh = 8\nstep = 0\n",
+        "space_log_yes": b'[lr]\nlow = 0.001\nhigh = 0.01\nlog = "yes"\n',
+        "space_lr": b"[lr]\nlow = 0.001\nhigh = 0.01\n",
+        "short_text": b"abcabcabcabcabc",
+    }.items():
         paths[name] = d / name
         paths[name].write_bytes(content)
-    weights = {"Wxh": np.zeros((4, 3)), "Whh": np.zeros((4, 4)), "Why": np.zeros((3, 4)), "bh": np.zeros((4, 1)),
-               "by": np.zeros((3, 1))}
-    for name, change in {"weights_1d": {"Wxh": np.zeros(12)}, "weights_empty": {"Whh": np.zeros((0, 4))},
-                         "weights_nan": {"Why": np.full((3, 4), np.nan)},
-                         "weights_complex": {"bh": np.zeros((4, 1), dtype=complex)}}.items():
+    weights = {
+        "Wxh": np.zeros((4, 3)),
+        "Whh": np.zeros((4, 4)),
+        "Why": np.zeros((3, 4)),
+        "bh": np.zeros((4, 1)),
+        "by": np.zeros((3, 1)),
+    }
+    for name, change in {
+        "weights_1d": {"Wxh": np.zeros(12)},
+        "weights_empty": {"Whh": np.zeros((0, 4))},
+        "weights_nan": {"Why": np.full((3, 4), np.nan)},
+        "weights_complex": {"bh": np.zeros((4, 1), dtype=complex)},
+    }.items():
         paths[name] = d / f"{name}.npz"
         np.savez(paths[name], **{**weights, **change})
     runs = {}
-    for task, argv in (("charlm", ["charlm", "train", "--text", paths["good_text"], *TINY_CHARLM]),
-                       ("denoise", ["denoise", "train", *TINY_DENOISE]),
-                       ("forecast", ["forecast", "train", *TINY_FORECAST])):
+    for task, argv in (
+        ("charlm", ["charlm", "train", "--text", paths["good_text"], *TINY_CHARLM]),
+        ("denoise", ["denoise", "train", *TINY_DENOISE]),
+        ("forecast", ["forecast", "train", *TINY_FORECAST]),
+    ):
         runs[task] = d / f"run_{task}"
         assert main([str(a) for a in argv] + ["--out", str(runs[task])]) == 0
-    for name, edit in {"ckpt_missing_field": lambda m: m.pop("spec"),
-                       "ckpt_wrong_type": lambda m: m["loop"].update(step="twelve"),
-                       "ckpt_absurd_size": lambda m: m["spec"].update(num_layers=10**8),
-                       "ckpt_edited_text": lambda m: m["config"].update(text=str(paths["one_char"]))}.items():
+    for name, edit in {
+        "ckpt_missing_field": lambda m: m.pop("spec"),
+        "ckpt_wrong_type": lambda m: m["loop"].update(step="twelve"),
+        "ckpt_absurd_size": lambda m: m["spec"].update(num_layers=10**8),
+        "ckpt_edited_text": lambda m: m["config"].update(text=str(paths["one_char"])),
+    }.items():
         paths[name] = d / name
         shutil.copytree(runs["charlm"], paths[name])
         meta_path = paths[name] / "checkpoint.json"
@@ -167,8 +304,11 @@ def assert_one_line_error(code: int, err: str, match: str) -> str:
 @pytest.mark.parametrize("bad", BAD_INPUTS, ids=[b.name for b in BAD_INPUTS])
 def test_a_bad_input_is_one_line(bad, files, tmp_path, capsys):
     _, paths, _ = files
-    code, _, err = run_cli(capsys, *_argv(bad, paths, tmp_path / "new"), *(
-        ["--out", tmp_path / "new"] if bad.argv[1] == "train" and "--out" not in bad.argv else []))
+    code, _, err = run_cli(
+        capsys,
+        *_argv(bad, paths, tmp_path / "new"),
+        *(["--out", tmp_path / "new"] if bad.argv[1] == "train" and "--out" not in bad.argv else []),
+    )
     assert_one_line_error(code, err, bad.match)
     assert not (tmp_path / "new").exists() or not any((tmp_path / "new").glob("*.safetensors"))
 
@@ -191,9 +331,17 @@ def test_a_second_writer_is_refused_naming_the_first_and_a_dead_one_blocks_nothi
     _, paths, runs = files
     run = tmp_path / "run"
     shutil.copytree(runs["charlm"], run)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from rnnlab.lock import RunLock; "
-                               "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(120)", str(run)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from rnnlab.lock import RunLock; "
+            "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(120)",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         before = tree_bytes(run)
@@ -223,14 +371,29 @@ def test_one_process_cannot_take_a_run_twice(tmp_path):
 def test_two_trainings_started_together_on_one_out_one_trains(files, tmp_path):
     _, paths, _ = files
     run = tmp_path / "race"
-    cmd = [sys.executable, "-m", "rnnlab", "charlm", "train", "--text", str(paths["good_text"]), "--out", str(run),
-           *TINY_CHARLM[:-3], "--max-steps", "30", "--eval-every", "10", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rnnlab",
+        "charlm",
+        "train",
+        "--text",
+        str(paths["good_text"]),
+        "--out",
+        str(run),
+        *TINY_CHARLM[:-3],
+        "--max-steps",
+        "30",
+        "--eval-every",
+        "10",
+        "--quiet",
+    ]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
     refused = next(err for code, err in results if code == 2)
-    assert ("is being written by" in refused or "already holds a run" in refused), refused
+    assert "is being written by" in refused or "already holds a run" in refused, refused
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [10, 20, 30]  # one run's rows, once
 
@@ -266,8 +429,9 @@ def test_a_text_too_large_for_memory_is_refused_with_the_limit(files, tmp_path, 
 
     _, paths, _ = files
     monkeypatch.setattr(memory, "memory_bytes", lambda: 20 * 1000)  # a machine that holds 1,000 characters
-    code, _, err = run_cli(capsys, "charlm", "train", "--text", paths["good_text"], *TINY_CHARLM,
-                           "--out", tmp_path / "run")
+    code, _, err = run_cli(
+        capsys, "charlm", "train", "--text", paths["good_text"], *TINY_CHARLM, "--out", tmp_path / "run"
+    )
     line = assert_one_line_error(code, err, "takes texts up to")
     assert "head -c" in line
 
@@ -280,17 +444,20 @@ def test_warnings_are_held_and_an_unexpected_error_is_one_line(tmp_path, capsys,
 
     def warns_then(exc):
         def command(args):
-            warnings.warn("a library complains", UserWarning)
-            warnings.warn("a library complains", UserWarning)
+            warnings.warn("a library complains", UserWarning, stacklevel=2)
+            warnings.warn("a library complains", UserWarning, stacklevel=2)
             if exc is not None:
                 raise exc
             return 0
+
         return command
 
-    for exc, match in ((UserError("bad thing"), "rnnlab: error: bad thing"),
-                       (OSError(28, "No space left on device", "/x/y"), "no space left"),
-                       (ValueError("x" * 5000), "internal error: ValueError"),
-                       (MemoryError(), "out of memory")):
+    for exc, match in (
+        (UserError("bad thing"), "rnnlab: error: bad thing"),
+        (OSError(28, "No space left on device", "/x/y"), "no space left"),
+        (ValueError("x" * 5000), "internal error: ValueError"),
+        (MemoryError(), "out of memory"),
+    ):
         monkeypatch.setitem(cli.COMMANDS, ("report", None), warns_then(exc))
         code, _, err = run_cli(capsys, "report", tmp_path)
         assert code == 2
@@ -314,8 +481,10 @@ def test_a_default_backend_that_is_not_installed_names_the_extra(task, backend, 
     original = backends.get_backend
     monkeypatch.setattr(backends, "get_backend", missing)
     monkeypatch.setattr("rnnlab.runs.get_backend", missing)
-    argv = {"denoise": ["denoise", "train", *[a for a in TINY_DENOISE if a not in ("--backend", "numpy")]],
-            "forecast": ["forecast", "train", *[a for a in TINY_FORECAST if a not in ("--backend", "numpy")]]}[task]
+    argv = {
+        "denoise": ["denoise", "train", *[a for a in TINY_DENOISE if a not in ("--backend", "numpy")]],
+        "forecast": ["forecast", "train", *[a for a in TINY_FORECAST if a not in ("--backend", "numpy")]],
+    }[task]
     code, _, err = run_cli(capsys, *argv, "--out", tmp_path / "run")
     assert_one_line_error(code, err, f"pip install 'rnnlab[{backend}]'")
 
@@ -329,9 +498,17 @@ def test_a_refused_writer_removes_nothing_even_where_it_thinks_it_made_the_direc
 
     out = tmp_path / "new_run"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from rnnlab.lock import RunLock; "
-                               "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)", str(out)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from rnnlab.lock import RunLock; "
+            "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         monkeypatch.setattr(runs, "make_dir", lambda path, flag_name="--out": True)

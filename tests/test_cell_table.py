@@ -12,8 +12,10 @@ from rnnlab.errors import UserError
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("input_kind,embed_size,tied", [("onehot", 0, False), ("dense_relu", 0, False),
-                                                        ("embedding", 4, False), ("embedding", 5, True)])
+@pytest.mark.parametrize(
+    "input_kind,embed_size,tied",
+    [("onehot", 0, False), ("dense_relu", 0, False), ("embedding", 4, False), ("embedding", 5, True)],
+)
 def test_counts_shapes_init_and_carry_agree_for_every_cell(cell, input_kind, embed_size, tied):
     spec = ModelSpec(cell, 7, 5, 7, num_layers=2, input_kind=input_kind, embed_size=embed_size, tie_weights=tied)
     shapes = param_shapes(spec)
@@ -45,7 +47,7 @@ def test_lstm_forget_bias_comes_from_the_table():
     b = init_params(spec, np.random.default_rng(0))["layers.0.b"]
     order = CELL_TABLE["lstm"].gate_order
     f = order.index("f")
-    assert np.all(b[f * 4:(f + 1) * 4] == 1.0) and np.count_nonzero(b) == 4
+    assert np.all(b[f * 4 : (f + 1) * 4] == 1.0) and np.count_nonzero(b) == 4
 
 
 def test_a_torch_state_dict_is_imported_as_the_cell_its_module_maps_to(tmp_path):
@@ -61,9 +63,10 @@ def test_a_torch_state_dict_is_imported_as_the_cell_its_module_maps_to(tmp_path)
         got, _ = interchange.from_torch_state_dict(state)
         assert got.cell == cells.cell_of_torch_module(module) == cell
     # nn.GRU's shapes are also Cho's gru's, but a state_dict of nn.GRU is never imported as gru.
-    gru_state = interchange.to_torch_state_dict(ModelSpec("gru_reset_after", 6, 4, 6),
-                                                init_params(ModelSpec("gru_reset_after", 6, 4, 6),
-                                                            np.random.default_rng(3)))
+    gru_state = interchange.to_torch_state_dict(
+        ModelSpec("gru_reset_after", 6, 4, 6),
+        init_params(ModelSpec("gru_reset_after", 6, 4, 6), np.random.default_rng(3)),
+    )
     with pytest.raises(UserError, match="which is not cell 'gru'"):
         interchange.from_torch_state_dict(gru_state, cell="gru")
 

@@ -22,25 +22,25 @@ def naive_cell(cell, p, x, h, c):
             z = sigmoid(a[:H])
             return (1 - z) * h + z * g(a[H:]), None
         H = a.size // 3
-        f, i = sigmoid(a[:H]), sigmoid(a[H:2 * H])
-        return f / (f + i) * h + i / (f + i) * g(a[2 * H:]), None
+        f, i = sigmoid(a[:H]), sigmoid(a[H : 2 * H])
+        return f / (f + i) * h + i / (f + i) * g(a[2 * H :]), None
     W, U, b = p["W"], p["U"], p["b"]
     H = U.shape[0]
     if cell == "rnn":
         return np.tanh(x @ W + h @ U + b), None
     if cell == "gru":
         r = sigmoid(x @ W[:, :H] + h @ U[:, :H] + b[:H])
-        z = sigmoid(x @ W[:, H:2 * H] + h @ U[:, H:2 * H] + b[H:2 * H])
-        n = np.tanh(x @ W[:, 2 * H:] + (r * h) @ U[:, 2 * H:] + b[2 * H:])
+        z = sigmoid(x @ W[:, H : 2 * H] + h @ U[:, H : 2 * H] + b[H : 2 * H])
+        n = np.tanh(x @ W[:, 2 * H :] + (r * h) @ U[:, 2 * H :] + b[2 * H :])
         return z * h + (1 - z) * n, None
     if cell == "gru_reset_after":
         bU = p["b_U"]
         r = sigmoid(x @ W[:, :H] + b[:H] + h @ U[:, :H] + bU[:H])
-        z = sigmoid(x @ W[:, H:2 * H] + b[H:2 * H] + h @ U[:, H:2 * H] + bU[H:2 * H])
-        n = np.tanh(x @ W[:, 2 * H:] + b[2 * H:] + r * (h @ U[:, 2 * H:] + bU[2 * H:]))
+        z = sigmoid(x @ W[:, H : 2 * H] + b[H : 2 * H] + h @ U[:, H : 2 * H] + bU[H : 2 * H])
+        n = np.tanh(x @ W[:, 2 * H :] + b[2 * H :] + r * (h @ U[:, 2 * H :] + bU[2 * H :]))
         return (1 - z) * n + z * h, None
     a = x @ W + h @ U + b
-    i, f, g, o = sigmoid(a[:H]), sigmoid(a[H:2 * H]), np.tanh(a[2 * H:3 * H]), sigmoid(a[3 * H:])
+    i, f, g, o = sigmoid(a[:H]), sigmoid(a[H : 2 * H]), np.tanh(a[2 * H : 3 * H]), sigmoid(a[3 * H :])
     c = f * c + i * g
     return o * np.tanh(c), c
 
@@ -67,7 +67,9 @@ def test_forward_matches_naive_loop(cell, input_kind):
             if input_kind == "dense_relu":
                 x = np.maximum(x @ params["input.W"] + params["input.b"], 0.0)
             for k in range(L):
-                p = {name.split(".")[-1]: params[name] for name in param_shapes(spec) if name.startswith(f"layers.{k}.")}
+                p = {
+                    name.split(".")[-1]: params[name] for name in param_shapes(spec) if name.startswith(f"layers.{k}.")
+                }
                 hs[k], cs[k] = naive_cell(cell, p, x, hs[k], cs[k])
                 x = hs[k]
             y = x @ params["readout.W"] + params["readout.b"]
@@ -89,8 +91,10 @@ def test_step_equals_forward_from_a_carried_state(backend, cell):
         if v.ndim == 1:
             params[k] = rng.standard_normal(v.shape) * 0.3
     trainer = module.Trainer(spec, params, Optimizer("sgd"), "cross_entropy", "mean", "none", 1.0)
-    start = [tuple(rng.standard_normal(a.shape) for a in c) if isinstance(c, tuple) else rng.standard_normal(c.shape)
-             for c in nb.init_carry(spec, 3, np.float64)]
+    start = [
+        tuple(rng.standard_normal(a.shape) for a in c) if isinstance(c, tuple) else rng.standard_normal(c.shape)
+        for c in nb.init_carry(spec, 3, np.float64)
+    ]
     ids = rng.integers(0, 6, (3, 5))
     Y, final = trainer.forward(start, ids)
     carry = start

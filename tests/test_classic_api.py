@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import make_text
+
 from rnnlab.classic import RNN, DataReader
 
 

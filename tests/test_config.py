@@ -26,7 +26,7 @@ def test_every_default_config_round_trips(tmp_path, cls):
 
 def test_a_value_of_the_wrong_type_names_key_flag_and_value(tmp_path):
     path = tmp_path / "config.toml"
-    path.write_text('seq_len = 2.5\n', encoding="utf-8")
+    path.write_text("seq_len = 2.5\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"seq_len \(--seq-len\) must be an integer, got 2.5"):
         from_toml(CharLMConfig, path)
 
@@ -50,12 +50,33 @@ def test_a_preset_trains_and_flags_beside_it_win(tmp_path, capsys):
     text = tmp_path / "t.txt"
     text.write_text(make_text(4000), encoding="utf-8")
     out = tmp_path / "run"
-    code, _, err = run_cli(capsys, "charlm", "train", "--preset", "fast-60s", "--text", text, "--out", out,
-                           "--max-steps", "3", "--hidden-size", "16", "--eval-every", "3", "--sample-length", "5",
-                           "--seq-len", "8", "--batch-size", "2", "--quiet")
+    code, _, err = run_cli(
+        capsys,
+        "charlm",
+        "train",
+        "--preset",
+        "fast-60s",
+        "--text",
+        text,
+        "--out",
+        out,
+        "--max-steps",
+        "3",
+        "--hidden-size",
+        "16",
+        "--eval-every",
+        "3",
+        "--sample-length",
+        "5",
+        "--seq-len",
+        "8",
+        "--batch-size",
+        "2",
+        "--quiet",
+    )
     assert code == 0, err
     cfg = from_toml(CharLMConfig, out / "config.toml")
     from rnnlab.config import PRESETS
 
-    assert cfg.max_steps == 3 and cfg.hidden_size == 16          # the flags
+    assert cfg.max_steps == 3 and cfg.hidden_size == 16  # the flags
     assert cfg.embed_size == PRESETS["fast-60s"].settings["embed_size"]  # the preset

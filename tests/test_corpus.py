@@ -10,13 +10,28 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import make_text
-from rnnlab.data import corpus
 from test_charlm_cli import assert_user_error, params_of, run_cli
 
-TRAIN = ["--backend", "numpy", "--hidden-size", "16", "--seq-len", "8", "--batch-size", "4", "--max-steps", "6",
-         "--eval-every", "3", "--sample-length", "20", "--quiet"]
+from rnnlab.data import corpus
+
+TRAIN = [
+    "--backend",
+    "numpy",
+    "--hidden-size",
+    "16",
+    "--seq-len",
+    "8",
+    "--batch-size",
+    "4",
+    "--max-steps",
+    "6",
+    "--eval-every",
+    "3",
+    "--sample-length",
+    "20",
+    "--quiet",
+]
 
 
 @pytest.fixture
@@ -56,8 +71,12 @@ def test_resume_from_prepared_data_is_exact(tmp_path, capsys, text_path):
     assert run_cli(capsys, "charlm", "train", *data, "--out", tmp_path / "straight", *TRAIN)[0] == 0
     short = [a if a != "6" else "3" for a in TRAIN]
     assert run_cli(capsys, "charlm", "train", *data, "--out", tmp_path / "resumed", *short)[0] == 0
-    assert run_cli(capsys, "charlm", "train", *data, "--out", tmp_path / "resumed", "--resume", "--max-steps",
-                   "6", "--quiet")[0] == 0
+    assert (
+        run_cli(
+            capsys, "charlm", "train", *data, "--out", tmp_path / "resumed", "--resume", "--max-steps", "6", "--quiet"
+        )[0]
+        == 0
+    )
     a, b = params_of(tmp_path / "straight"), params_of(tmp_path / "resumed")
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
@@ -103,31 +122,39 @@ def test_verify_and_damaged_prepared_data(tmp_path, capsys, text_path):
     train.write_bytes(bytes(flipped))
     assert_user_error(capsys, "charlm", "prepare", "--verify", tmp_path / "d", match="does not match its checksum")
     train.write_bytes(good[:-10])
-    line = assert_user_error(capsys, "charlm", "train", "--data", tmp_path / "d", "--out", tmp_path / "r", *TRAIN,
-                             match="train.bin has")
+    line = assert_user_error(
+        capsys, "charlm", "train", "--data", tmp_path / "d", "--out", tmp_path / "r", *TRAIN, match="train.bin has"
+    )
     assert "manifest.json says" in line and not (tmp_path / "r").exists()
     manifest_path = tmp_path / "d" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest_path.write_text(json.dumps(dict(manifest, version=99)))
-    assert_user_error(capsys, "charlm", "train", "--data", tmp_path / "d", "--out", tmp_path / "r", *TRAIN,
-                      match="format version 99")
+    assert_user_error(
+        capsys, "charlm", "train", "--data", tmp_path / "d", "--out", tmp_path / "r", *TRAIN, match="format version 99"
+    )
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda tmp: tmp.mkdir() or tmp, "not prepared data"),
-    (lambda tmp: (tmp.mkdir(), (tmp / "x.bin").write_bytes(b"\x00\x01"))[0] or tmp, "not prepared data"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda tmp: tmp.mkdir() or tmp, "not prepared data"),
+        (lambda tmp: (tmp.mkdir(), (tmp / "x.bin").write_bytes(b"\x00\x01"))[0] or tmp, "not prepared data"),
+    ],
+)
 def test_a_directory_that_is_not_prepared_is_refused(tmp_path, capsys, make, match):
     folder = make(tmp_path / "d")
     assert_user_error(capsys, "charlm", "train", "--data", folder, "--out", tmp_path / "r", match=match)
 
 
-@pytest.mark.parametrize("content, match", [
-    ({}, "is a directory with no files"),
-    ({"a.bin": b"\x00\x01\x02"}, "holds no UTF-8 text file"),
-    ({"a.txt": "ab"}, "too few"),
-    ({"a.txt": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}, "only one distinct character"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ({}, "is a directory with no files"),
+        ({"a.bin": b"\x00\x01\x02"}, "holds no UTF-8 text file"),
+        ({"a.txt": "ab"}, "too few"),
+        ({"a.txt": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}, "only one distinct character"),
+    ],
+)
 def test_bad_corpora_are_one_line(tmp_path, capsys, content, match):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -138,8 +165,18 @@ def test_bad_corpora_are_one_line(tmp_path, capsys, content, match):
 
 
 def test_text_and_data_together_are_refused(tmp_path, capsys, text_path):
-    assert_user_error(capsys, "charlm", "train", "--text", text_path, "--data", tmp_path, "--out", tmp_path / "r",
-                      match="give --text or --data, not both")
+    assert_user_error(
+        capsys,
+        "charlm",
+        "train",
+        "--text",
+        text_path,
+        "--data",
+        tmp_path,
+        "--out",
+        tmp_path / "r",
+        match="give --text or --data, not both",
+    )
 
 
 def test_ranks_with_different_prepared_data_stop_with_one_line(tmp_path, capsys, text_path, monkeypatch):
@@ -154,8 +191,17 @@ def test_ranks_with_different_prepared_data_stop_with_one_line(tmp_path, capsys,
             return [value, ("another text",) + tuple(value[1:])]
 
     monkeypatch.setattr(distributed, "current", lambda: TwoRanks())
-    assert_user_error(capsys, "charlm", "train", "--data", tmp_path / "data", "--out", tmp_path / "r", *TRAIN,
-                      match="rank 1 has other prepared data than rank 0")
+    assert_user_error(
+        capsys,
+        "charlm",
+        "train",
+        "--data",
+        tmp_path / "data",
+        "--out",
+        tmp_path / "r",
+        *TRAIN,
+        match="rank 1 has other prepared data than rank 0",
+    )
 
 
 def test_the_report_says_how_much_validation_text_each_evaluation_reads(tmp_path, capsys, text_path):

@@ -15,14 +15,25 @@ import shutil
 import signal
 
 import pytest
-
 from conftest import make_text
 from runfiles import differences, run_cli, saved_fields
+
 from rnnlab import checkpoint
 from rnnlab.tasks import forecast
 
-TINY = ["--backend", "numpy", "--hidden-size", "8", "--seq-len", "8", "--batch-size", "2",
-        "--sample-length", "16", "--quiet"]
+TINY = [
+    "--backend",
+    "numpy",
+    "--hidden-size",
+    "8",
+    "--seq-len",
+    "8",
+    "--batch-size",
+    "2",
+    "--sample-length",
+    "16",
+    "--quiet",
+]
 
 
 @pytest.fixture
@@ -64,8 +75,9 @@ def test_a_crash_at_every_save_point_leaves_a_run_that_resumes_exactly(tmp_path,
 
 def test_a_save_cut_between_commit_and_rename_loads_and_is_completed(tmp_path, small_text, capsys):
     out = tmp_path / "run"
-    code, _, err = run_cli(capsys, "charlm", "train", "--text", small_text, "--max-steps", "2", "--eval-every", "2",
-                           *TINY, "--out", out)
+    code, _, err = run_cli(
+        capsys, "charlm", "train", "--text", small_text, "--max-steps", "2", "--eval-every", "2", *TINY, "--out", out
+    )
     assert code == 0, err
     tensors, meta = checkpoint.load(out)
     # The state a crash between step 2 (JSON committed) and step 3 (rename) leaves: the JSON names
@@ -134,8 +146,23 @@ def test_a_full_disk_while_saving_keeps_the_last_checkpoint(tmp_path, small_text
 
 
 def test_sigterm_mid_epoch_saves_and_the_forecast_resumes_exactly(tmp_path, capsys, monkeypatch):
-    args = ["forecast", "train", "--backend", "numpy", "--builtin-points", "300", "--window", "8",
-            "--hidden-size", "8", "--batch-size", "16", "--epochs", "3", "--quiet"]
+    args = [
+        "forecast",
+        "train",
+        "--backend",
+        "numpy",
+        "--builtin-points",
+        "300",
+        "--window",
+        "8",
+        "--hidden-size",
+        "8",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "3",
+        "--quiet",
+    ]
     straight, out = tmp_path / "straight", tmp_path / "run"
     assert run_cli(capsys, *args, "--out", straight)[0] == 0
     epoch_steps = [json.loads(line)["step"] for line in (straight / "metrics.jsonl").read_text().splitlines()]
@@ -180,11 +207,27 @@ def test_fifteen_plus_fifteen_steps_equal_thirty_in_every_saved_field(tmp_path, 
 
 def test_resume_accepts_the_same_text_by_another_path(tmp_path, small_text, capsys, monkeypatch):
     out = tmp_path / "run"
-    assert run_cli(capsys, "charlm", "train", "--text", small_text, "--max-steps", "2", "--eval-every", "2", *TINY,
-                   "--out", out)[0] == 0
+    assert (
+        run_cli(
+            capsys,
+            "charlm",
+            "train",
+            "--text",
+            small_text,
+            "--max-steps",
+            "2",
+            "--eval-every",
+            "2",
+            *TINY,
+            "--out",
+            out,
+        )[0]
+        == 0
+    )
     monkeypatch.chdir(small_text.parent)
-    code, _, err = run_cli(capsys, "charlm", "train", "--resume", "--text", small_text.name, "--max-steps", "4",
-                           "--out", out)
+    code, _, err = run_cli(
+        capsys, "charlm", "train", "--resume", "--text", small_text.name, "--max-steps", "4", "--out", out
+    )
     assert code == 0, err
     other = tmp_path / "other.txt"
     other.write_text("something else entirely", encoding="utf-8")
@@ -192,13 +235,27 @@ def test_resume_accepts_the_same_text_by_another_path(tmp_path, small_text, caps
     assert code == 2 and "cannot change --text" in err
 
 
-def test_a_checkpoint_from_before_the_log_lengths_and_loss_sums_still_loads_and_resumes(tmp_path, small_text,
-                                                                                          capsys):
+def test_a_checkpoint_from_before_the_log_lengths_and_loss_sums_still_loads_and_resumes(tmp_path, small_text, capsys):
     """Checkpoints written before this version lack ``logs`` and the loop's loss sums since the last
     evaluation: they still evaluate, sample and resume."""
     out = tmp_path / "run"
-    assert run_cli(capsys, "charlm", "train", "--text", small_text, "--max-steps", "4", "--eval-every", "2", *TINY,
-                   "--out", out)[0] == 0
+    assert (
+        run_cli(
+            capsys,
+            "charlm",
+            "train",
+            "--text",
+            small_text,
+            "--max-steps",
+            "4",
+            "--eval-every",
+            "2",
+            *TINY,
+            "--out",
+            out,
+        )[0]
+        == 0
+    )
     meta_path = out / "checkpoint.json"
     meta = json.loads(meta_path.read_text())
     del meta["logs"], meta["loop"]["loss_sum_since_eval"], meta["loop"]["steps_since_eval"]

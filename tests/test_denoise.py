@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from test_charlm_cli import assert_user_error, params_of, run_cli
 
 from rnnlab.backends import jax_backend as jb
 from rnnlab.backends import numpy_backend as nb
@@ -11,11 +12,9 @@ from rnnlab.cells import ModelSpec, init_params
 from rnnlab.config import DenoiseConfig
 from rnnlab.data.ou import OUProcess, generate_ou_process, kalman
 from rnnlab.tasks import denoise
-from test_charlm_cli import assert_user_error, params_of, run_cli
 
 # Small and fast: a few hundred sequences per eval, 2,000 test sequences.
-SMALL = ["--batch-size", "32", "--eval-every", "10", "--val-sequences", "500", "--test-sequences", "2000",
-         "--quiet"]
+SMALL = ["--batch-size", "32", "--eval-every", "10", "--val-sequences", "500", "--test-sequences", "2000", "--quiet"]
 
 
 def test_predict_pairs_are_one_step_ahead_and_filter_pairs_aligned():
@@ -64,11 +63,34 @@ def test_lag_and_roughness_measures():
 
 def test_train_learns_and_writes_everything(tmp_path, capsys):
     out = tmp_path / "run"
-    code, stdout, err = run_cli(capsys, "denoise", "train", "--backend", "numpy", "--out", out, "--steps", "300",
-                                "--lr", "0.01", "--schedule", "constant", *SMALL)
+    code, stdout, err = run_cli(
+        capsys,
+        "denoise",
+        "train",
+        "--backend",
+        "numpy",
+        "--out",
+        out,
+        "--steps",
+        "300",
+        "--lr",
+        "0.01",
+        "--schedule",
+        "constant",
+        *SMALL,
+    )
     assert code == 0, err
-    for name in ("config.toml", "metrics.jsonl", "checkpoint.safetensors", "checkpoint.json", "best.safetensors",
-                 "best.json", "test.json", "loss.png", "traces.png"):
+    for name in (
+        "config.toml",
+        "metrics.jsonl",
+        "checkpoint.safetensors",
+        "checkpoint.json",
+        "best.safetensors",
+        "best.json",
+        "test.json",
+        "loss.png",
+        "traces.png",
+    ):
         assert (out / name).exists(), name
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(10, 301, 10))
@@ -95,8 +117,7 @@ def test_default_test_set_is_100k_sequences():
 @pytest.mark.parametrize("backend", ["numpy", "jax", "torch"])
 def test_resume_is_bit_exact_and_seeded(tmp_path, capsys, backend):
     """Stopped early by its time budget, then resumed, a cosine run ends where a straight run does."""
-    common = ["denoise", "train", "--backend", backend, "--hidden-size", "6", "--seq-len", "6", "--steps", "30",
-              *SMALL]
+    common = ["denoise", "train", "--backend", backend, "--hidden-size", "6", "--seq-len", "6", "--steps", "30", *SMALL]
     straight, again, split = tmp_path / "straight", tmp_path / "again", tmp_path / "split"
     assert run_cli(capsys, *common, "--out", straight)[0] == 0
     assert run_cli(capsys, *common, "--out", again)[0] == 0
@@ -107,8 +128,10 @@ def test_resume_is_bit_exact_and_seeded(tmp_path, capsys, backend):
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)  # same seed, same run
         np.testing.assert_array_equal(a[k], c[k], err_msg=k)  # stopped + resumed == straight
-    assert json.loads((split / "test.json").read_text())["model_mse"] == \
-        json.loads((straight / "test.json").read_text())["model_mse"]
+    assert (
+        json.loads((split / "test.json").read_text())["model_mse"]
+        == json.loads((straight / "test.json").read_text())["model_mse"]
+    )
 
 
 def test_resume_with_a_new_cosine_horizon_says_so(tmp_path, capsys):
@@ -121,8 +144,22 @@ def test_resume_with_a_new_cosine_horizon_says_so(tmp_path, capsys):
 
 def test_filter_target_and_lstm(tmp_path, capsys):
     out = tmp_path / "filter"
-    code, _, err = run_cli(capsys, "denoise", "train", "--backend", "numpy", "--target", "filter", "--cell", "lstm",
-                           "--steps", "20", "--out", out, *SMALL)
+    code, _, err = run_cli(
+        capsys,
+        "denoise",
+        "train",
+        "--backend",
+        "numpy",
+        "--target",
+        "filter",
+        "--cell",
+        "lstm",
+        "--steps",
+        "20",
+        "--out",
+        out,
+        *SMALL,
+    )
     assert code == 0, err
     test = json.loads((out / "test.json").read_text())
     assert test["target"] == "filter" and test["kalman_mse"] == pytest.approx(test["kalman_filter_mse"])
@@ -130,8 +167,24 @@ def test_filter_target_and_lstm(tmp_path, capsys):
 
 def test_search_runs_every_rate_and_names_the_best(tmp_path, capsys):
     out = tmp_path / "search"
-    code, stdout, err = run_cli(capsys, "denoise", "search", "--backend", "numpy", "--lrs", "1e-4,1e-2,1e3",
-                                "--optimizer", "sgd", "--clip", "none", "--steps", "40", "--out", out, *SMALL)
+    code, stdout, err = run_cli(
+        capsys,
+        "denoise",
+        "search",
+        "--backend",
+        "numpy",
+        "--lrs",
+        "1e-4,1e-2,1e3",
+        "--optimizer",
+        "sgd",
+        "--clip",
+        "none",
+        "--steps",
+        "40",
+        "--out",
+        out,
+        *SMALL,
+    )
     assert code == 0, err
     result = json.loads((out / "search.json").read_text())
     status = {r["lr"]: r["status"] for r in result["runs"]}
@@ -144,8 +197,25 @@ def test_search_runs_every_rate_and_names_the_best(tmp_path, capsys):
 
 def test_non_finite_loss_keeps_the_last_good_checkpoint(tmp_path, capsys):
     out = tmp_path / "nan"
-    line = assert_user_error(capsys, "denoise", "train", "--backend", "numpy", "--optimizer", "sgd", "--lr", "1e3",
-                             "--clip", "none", "--steps", "200", "--out", out, *SMALL, match="at step")
+    line = assert_user_error(
+        capsys,
+        "denoise",
+        "train",
+        "--backend",
+        "numpy",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e3",
+        "--clip",
+        "none",
+        "--steps",
+        "200",
+        "--out",
+        out,
+        *SMALL,
+        match="at step",
+    )
     assert "last good checkpoint" in line
     meta = json.loads((out / "checkpoint.json").read_text())
     step = int(line.split("at step ")[1].split(";")[0])
@@ -153,20 +223,42 @@ def test_non_finite_loss_keeps_the_last_good_checkpoint(tmp_path, capsys):
     assert all(np.isfinite(v).all() for v in params_of(out).values())
 
 
-@pytest.mark.parametrize("flags,match", [
-    (["--tau", "0"], "--tau"), (["--tau", "-2"], "--tau"), (["--dt", "0"], "--dt"), (["--sigma", "-1"], "--sigma"),
-    (["--noise-var", "0"], "--noise-var"), (["--hidden-size", "0"], "--hidden-size"), (["--steps", "0"], "--steps"),
-    (["--lr", "0"], "--lr"), (["--lr", "-1e-3"], "--lr"), (["--dt", "2", "--tau", "2"], "unstable"),
-    (["--dt", "3"], "unstable"), (["--seq-len", "1"], "--seq-len"), (["--batch-size", "0"], "--batch-size"),
-    (["--tau", "nan"], "--tau"), (["--backend", "tf"], "--backend"), (["--lrs", "1e-3,x"], "--lrs")])
+@pytest.mark.parametrize(
+    "flags,match",
+    [
+        (["--tau", "0"], "--tau"),
+        (["--tau", "-2"], "--tau"),
+        (["--dt", "0"], "--dt"),
+        (["--sigma", "-1"], "--sigma"),
+        (["--noise-var", "0"], "--noise-var"),
+        (["--hidden-size", "0"], "--hidden-size"),
+        (["--steps", "0"], "--steps"),
+        (["--lr", "0"], "--lr"),
+        (["--lr", "-1e-3"], "--lr"),
+        (["--dt", "2", "--tau", "2"], "unstable"),
+        (["--dt", "3"], "unstable"),
+        (["--seq-len", "1"], "--seq-len"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--tau", "nan"], "--tau"),
+        (["--backend", "tf"], "--backend"),
+        (["--lrs", "1e-3,x"], "--lrs"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, flags, match):
     verb = "search" if "--lrs" in flags else "train"
     assert_user_error(capsys, "denoise", verb, "--out", tmp_path / "bad", *flags, match=match)
 
 
-@pytest.mark.parametrize("key,value,match", [("tau", -1.0, "--tau"), ("dt", 5.0, "unstable"),
-                                             ("seq_len", 1, "--seq-len"), ("noise_var", 0.0, "--noise-var"),
-                                             ("nonsense", 1, "unknown key")])
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("tau", -1.0, "--tau"),
+        ("dt", 5.0, "unstable"),
+        ("seq_len", 1, "--seq-len"),
+        ("noise_var", 0.0, "--noise-var"),
+        ("nonsense", 1, "unknown key"),
+    ],
+)
 def test_bad_config_file_is_one_line(tmp_path, capsys, key, value, match):
     cfg = tmp_path / "bad.toml"
     cfg.write_text(f"{key} = {value}\n")
@@ -187,7 +279,8 @@ def test_config_file_reproduces_a_run(tmp_path, capsys):
 def test_resume_refuses_a_model_change_and_a_charlm_run(tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(capsys, "denoise", "train", "--backend", "numpy", "--steps", "5", "--out", out, *SMALL)[0] == 0
-    assert_user_error(capsys, "denoise", "train", "--resume", "--out", out, "--hidden-size", "20",
-                      match="cannot change --hidden-size")
+    assert_user_error(
+        capsys, "denoise", "train", "--resume", "--out", out, "--hidden-size", "20", match="cannot change --hidden-size"
+    )
     assert_user_error(capsys, "charlm", "sample", "--run", out, match="not charlm")
     assert_user_error(capsys, "denoise", "train", "--backend", "numpy", "--out", out, match="already holds a run")

@@ -13,8 +13,9 @@ torch = pytest.importorskip("torch")
 if not torch.distributed.is_available():
     pytest.skip("this torch build has no torch.distributed", allow_module_level=True)
 
-from rnnlab import checkpoint  # noqa: E402
 from test_charlm_cli import run_cli  # noqa: E402
+
+from rnnlab import checkpoint  # noqa: E402
 
 
 def free_port() -> int:
@@ -25,8 +26,20 @@ def free_port() -> int:
 
 def torchrun(*args, processes=2):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
-           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), "-m", "rnnlab", *map(str, args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(processes),
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(free_port()),
+        "-m",
+        "rnnlab",
+        *map(str, args),
+    ]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -46,11 +59,41 @@ def assert_same_state(a, b, tol=1e-5):
 
 def task_args(task, text_file):
     if task == "charlm":
-        return ["charlm", "train", "--text", text_file, "--backend", "torch", "--cell", "lstm", "--hidden-size", "16",
-                "--seq-len", "8", "--batch-size", "4", "--eval-every", "2", "--eval-max-chars", "400", "--quiet"]
+        return [
+            "charlm",
+            "train",
+            "--text",
+            text_file,
+            "--backend",
+            "torch",
+            "--cell",
+            "lstm",
+            "--hidden-size",
+            "16",
+            "--seq-len",
+            "8",
+            "--batch-size",
+            "4",
+            "--eval-every",
+            "2",
+            "--eval-max-chars",
+            "400",
+            "--quiet",
+        ]
     # 300 points -> 180 training windows of 20: batches of 16 leave a last batch of 4, split 2 + 2
-    return ["forecast", "train", "--builtin-points", "300", "--backend", "torch", "--batch-size", "16",
-            "--hidden-size", "8", "--quiet"]
+    return [
+        "forecast",
+        "train",
+        "--builtin-points",
+        "300",
+        "--backend",
+        "torch",
+        "--batch-size",
+        "16",
+        "--hidden-size",
+        "8",
+        "--quiet",
+    ]
 
 
 @pytest.mark.parametrize("task", ["charlm", "forecast"])
@@ -63,15 +106,24 @@ def test_two_processes_equal_one_process_with_the_whole_batch(tmp_path, capsys, 
     assert done.returncode == 0, done.stderr[-3000:]
     assert run_cli(capsys, *args, *budget, "--out", one)[0] == 0
     assert_same_state(two, one)
-    assert len((two / "metrics.jsonl").read_text().splitlines()) == len((one / "metrics.jsonl").read_text().splitlines())
+    assert len((two / "metrics.jsonl").read_text().splitlines()) == len(
+        (one / "metrics.jsonl").read_text().splitlines()
+    )
     assert not list(tmp_path.glob("rnnlab-rank*"))
     # The 2-process checkpoint continues in one process, and under torchrun, as the 1-process run does.
     assert run_cli(capsys, *args[:2], "--resume", *more, "--out", one, "--quiet")[0] == 0
     done = torchrun(*args[:2], "--resume", *more, "--out", two, "--quiet")
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_state(two, one)
-    code, _, err = run_cli(capsys, *args[:2], "--resume", *["--max-steps", "8"] if task == "charlm" else
-                           ["--epochs", "4"], "--out", two, "--quiet")
+    code, _, err = run_cli(
+        capsys,
+        *args[:2],
+        "--resume",
+        *["--max-steps", "8"] if task == "charlm" else ["--epochs", "4"],
+        "--out",
+        two,
+        "--quiet",
+    )
     assert code == 0, err
 
 

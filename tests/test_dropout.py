@@ -3,7 +3,6 @@ differences, every backend equal with the same masks, and nothing dropped at eva
 
 import numpy as np
 import pytest
-
 from test_backends_equal import DISTINCT_CELLS, OTHER_BACKENDS, backend_module, flat, rel
 from test_numpy_gradcheck import _problem, central_differences
 
@@ -13,8 +12,12 @@ from rnnlab.dropout import dropout_masks, mask_sites
 from rnnlab.optim import Optimizer
 
 # (input kind, loss, tied): one-hot has no layer-0 mask; an embedding and a dense layer have one.
-KINDS = [("onehot", "cross_entropy", False), ("embedding", "cross_entropy", False),
-         ("embedding", "cross_entropy", True), ("dense_relu", "mse", False)]
+KINDS = [
+    ("onehot", "cross_entropy", False),
+    ("embedding", "cross_entropy", False),
+    ("embedding", "cross_entropy", True),
+    ("dense_relu", "mse", False),
+]
 
 
 def _with_masks(cell, input_kind, loss, tied, rate=0.3, **sizes):
@@ -33,8 +36,8 @@ def test_sites_widths_and_values():
     assert masks["layers.0"].shape == (64, 50, 5) and masks["readout"].dtype == np.float32
     for m in masks.values():
         assert set(np.unique(m)) <= {0.0, np.float32(1 / 0.75)}
-        assert abs((m == 0).mean() - 0.25) < 0.02       # about a quarter dropped
-        assert not (m[:, 0] == m[:, 1]).all()           # a fresh mask at every time step
+        assert abs((m == 0).mean() - 0.25) < 0.02  # about a quarter dropped
+        assert not (m[:, 0] == m[:, 1]).all()  # a fresh mask at every time step
     before = rng.bit_generator.state
     assert dropout_masks(spec, 0.0, rng, 4, 3) is None and rng.bit_generator.state == before
     with pytest.raises(ValueError):
@@ -50,13 +53,16 @@ def test_gradients_through_masks_match_central_differences(cell, input_kind, los
     assert value != nb.loss_and_grads(params, spec, carry, inputs, targets, loss)[0]  # the masks act
     for name, p in params.items():
         numeric = central_differences(
-            lambda: nb.loss_and_grads(params, spec, carry, inputs, targets, loss, masks=masks)[0], p)
+            lambda: nb.loss_and_grads(params, spec, carry, inputs, targets, loss, masks=masks)[0], p
+        )
         err = np.linalg.norm(grads[name] - numeric) / max(np.linalg.norm(numeric), 1e-12)
         assert err < 1e-6, f"{cell}/{input_kind}: {name} relative error {err:.2e}"
 
 
 # Every input kind for a classic and a parallel cell, the embedding for every other cell.
-BACKEND_CASES = [(cell, *kind) for cell in DISTINCT_CELLS for kind in (KINDS if cell in ("lstm", "mingru") else KINDS[1:2])]
+BACKEND_CASES = [
+    (cell, *kind) for cell in DISTINCT_CELLS for kind in (KINDS if cell in ("lstm", "mingru") else KINDS[1:2])
+]
 
 
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
@@ -73,8 +79,19 @@ def test_backends_equal_numpy_with_the_same_masks(backend, cell, input_kind, los
     for u, v in zip(flat(c_o), flat(c_np)):
         assert rel(u, v) < 1e-9
     # Trainers: two steps with masks, then evaluation without any.
-    trainers = [m.Trainer(spec, {k: v.copy() for k, v in params.items()}, Optimizer("adam", weight_decay=0.1),
-                          loss, "mean", "norm", 1.0, 0.3) for m in (nb, other)]
+    trainers = [
+        m.Trainer(
+            spec,
+            {k: v.copy() for k, v in params.items()},
+            Optimizer("adam", weight_decay=0.1),
+            loss,
+            "mean",
+            "norm",
+            1.0,
+            0.3,
+        )
+        for m in (nb, other)
+    ]
     for t in trainers:
         c = carry
         for _ in range(2):

@@ -6,17 +6,28 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from rnnlab.config import ForecastConfig
-from rnnlab.data.series import generated_prices
-from rnnlab.tasks import forecast
-from rnnlab.runner import train_run
 from test_charlm_cli import assert_user_error, params_of, run_cli
 from test_prices import candles, write_binance, write_headered
 
+from rnnlab.config import ForecastConfig
+from rnnlab.data.series import generated_prices
+from rnnlab.runner import train_run
+from rnnlab.tasks import forecast
+
 # Small and fast: 400 built-in points, a tiny model, a few epochs.
-SMALL = ["--backend", "numpy", "--builtin-points", "400", "--window", "8", "--hidden-size", "8",
-         "--batch-size", "16", "--quiet"]
+SMALL = [
+    "--backend",
+    "numpy",
+    "--builtin-points",
+    "400",
+    "--window",
+    "8",
+    "--hidden-size",
+    "8",
+    "--batch-size",
+    "16",
+    "--quiet",
+]
 
 
 def series_of(values, every_hours=20):
@@ -111,11 +122,18 @@ def test_metrics_against_persistence():
 
 def test_train_learns_the_builtin_series_and_writes_everything(tmp_path, capsys):
     out = tmp_path / "run"
-    code, stdout, err = run_cli(capsys, "forecast", "train", "--out", out, "--epochs", "12", "--lr", "0.01",
-                                *SMALL)
+    code, stdout, err = run_cli(capsys, "forecast", "train", "--out", out, "--epochs", "12", "--lr", "0.01", *SMALL)
     assert code == 0, err
-    for name in ("config.toml", "metrics.jsonl", "checkpoint.safetensors", "best.safetensors", "best.json",
-                 "test.json", "loss.png", "forecast.png"):
+    for name in (
+        "config.toml",
+        "metrics.jsonl",
+        "checkpoint.safetensors",
+        "best.safetensors",
+        "best.json",
+        "test.json",
+        "loss.png",
+        "forecast.png",
+    ):
         assert (out / name).exists(), name
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == list(range(0, 13))  # the untrained model, then one row per epoch
@@ -157,14 +175,19 @@ def test_resume_continues_exactly(tmp_path, capsys, target):
     a, b = params_of(straight), params_of(split)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    assert json.loads((split / "test.json").read_text())["rmse"] == json.loads((straight / "test.json").read_text())["rmse"]
-    assert_user_error(capsys, "forecast", "train", "--resume", "--out", split, "--window", "9",
-                      match="cannot change --window")
+    assert (
+        json.loads((split / "test.json").read_text())["rmse"]
+        == json.loads((straight / "test.json").read_text())["rmse"]
+    )
+    assert_user_error(
+        capsys, "forecast", "train", "--resume", "--out", split, "--window", "9", match="cannot change --window"
+    )
 
 
 def test_returns_model_starts_at_persistence(tmp_path):
-    cfg = ForecastConfig(backend="numpy", builtin_points=300, window=6, hidden_size=4, target="returns", lr=1e-12,
-                         epochs=1)
+    cfg = ForecastConfig(
+        backend="numpy", builtin_points=300, window=6, hidden_size=4, target="returns", lr=1e-12, epochs=1
+    )
     summary = train_run(cfg, tmp_path / "r", quiet=True)
     assert summary["test"]["skill"] == pytest.approx(0.0, abs=1e-6)  # a zero readout forecasts the last price
     first = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[0])
@@ -191,8 +214,20 @@ def test_csv_run_and_predict_on_a_newer_file(tmp_path, capsys):
     train_csv = write_binance(tmp_path / "train.csv", times[:300], opens[:300])
     new_csv = write_headered(tmp_path / "new.csv", times[250:], opens[250:])
     out = tmp_path / "run"
-    code, stdout, err = run_cli(capsys, "forecast", "train", "--csv", train_csv, "--every", "2h", "--out", out,
-                                "--epochs", "2", *[a for a in SMALL if a != "--quiet"])
+    code, stdout, err = run_cli(
+        capsys,
+        "forecast",
+        "train",
+        "--csv",
+        train_csv,
+        "--every",
+        "2h",
+        "--out",
+        out,
+        "--epochs",
+        "2",
+        *[a for a in SMALL if a != "--quiet"],
+    )
     assert code == 0, err
     assert "150 points every 2h" in stdout
     code, pred, err = run_cli(capsys, "forecast", "predict", "--run", out, "--csv", new_csv, "--json")
@@ -203,7 +238,9 @@ def test_csv_run_and_predict_on_a_newer_file(tmp_path, capsys):
     loaded = forecast.load_run(out)
     trainer, features = loaded.trainer, loaded.extras["features"]
     window = opens[250::2][-8:][None]  # hours 384, 386, ..., 398
-    expected = features.to_prices(window, forecast.forecast_outputs(trainer, features.inputs(window).astype(np.float32)))
+    expected = features.to_prices(
+        window, forecast.forecast_outputs(trainer, features.inputs(window).astype(np.float32))
+    )
     assert result["forecast"] == pytest.approx(expected[0], rel=1e-6)
 
 
@@ -216,35 +253,67 @@ def _csv(tmp_path, text, name="bad.csv"):
 GOOD_ROWS = "".join(f"2021-01-01 {h:02d}:00:00,{100 + h},1,1,1,1\n" for h in range(24))
 
 
-@pytest.mark.parametrize("content,match", [
-    ("timestamp,high,low\n2021-01-01,1,1\n", "open"),
-    ("timestamp,open,high,low,close,volume\nyesterday,1,1,1,1,1\n" + GOOD_ROWS, "line 2"),
-    ("timestamp,open,high,low,close,volume\n" + GOOD_ROWS + "2021-01-02 00:00:00,nan,1,1,1,1\n", "line 26"),
-    ("timestamp,open,high,low,close,volume\n" + GOOD_ROWS + "2021-01-02 00:00:00,inf,1,1,1,1\n", "line 26"),
-    ("timestamp,open,high,low,close,volume\n" + GOOD_ROWS + "2021-01-02 00:00:00,-5,1,1,1,1\n", "line 26"),
-    ("timestamp,open,high,low,close,volume\n" + GOOD_ROWS + "2021-01-02 00:00:00,0,1,1,1,1\n", "positive"),
-    ("timestamp,open,high,low,close,volume\n" + GOOD_ROWS, "need at least"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("timestamp,high,low\n2021-01-01,1,1\n", "open"),
+        ("timestamp,open,high,low,close,volume\nyesterday,1,1,1,1,1\n" + GOOD_ROWS, "line 2"),
+        ("timestamp,open,high,low,close,volume\n" + GOOD_ROWS + "2021-01-02 00:00:00,nan,1,1,1,1\n", "line 26"),
+        ("timestamp,open,high,low,close,volume\n" + GOOD_ROWS + "2021-01-02 00:00:00,inf,1,1,1,1\n", "line 26"),
+        ("timestamp,open,high,low,close,volume\n" + GOOD_ROWS + "2021-01-02 00:00:00,-5,1,1,1,1\n", "line 26"),
+        ("timestamp,open,high,low,close,volume\n" + GOOD_ROWS + "2021-01-02 00:00:00,0,1,1,1,1\n", "positive"),
+        ("timestamp,open,high,low,close,volume\n" + GOOD_ROWS, "need at least"),
+    ],
+)
 def test_bad_csv_is_one_line_and_exit_2(tmp_path, capsys, content, match):
     path = _csv(tmp_path, content)
-    assert_user_error(capsys, "forecast", "train", "--csv", path, "--every", "1h", "--window", "5",
-                      "--out", tmp_path / "run", match=match)
+    assert_user_error(
+        capsys,
+        "forecast",
+        "train",
+        "--csv",
+        path,
+        "--every",
+        "1h",
+        "--window",
+        "5",
+        "--out",
+        tmp_path / "run",
+        match=match,
+    )
 
 
-@pytest.mark.parametrize("flags,match", [
-    (["--csv", "/nonexistent/prices.csv"], "does not exist"), (["--window", "0"], "--window"),
-    (["--window", "-3"], "--window"), (["--window", "1", "--target", "returns"], "--window 2"),
-    (["--every", "0h"], "--every"), (["--every", "soon"], "--every"), (["--start", "2021-02-01", "--end", "2021-01-01"],
-                                                                       "--end"),
-    (["--epochs", "0"], "--epochs"), (["--val-fraction", "1.5"], "--val-fraction"),
-    (["--val-fraction", "0.5", "--test-fraction", "0.45"], "less than 10%"), (["--target", "prices"], "--target"),
-    (["--builtin-points", "30", "--window", "20"], "need at least"), (["--lr", "nan"], "--lr")])
+@pytest.mark.parametrize(
+    "flags,match",
+    [
+        (["--csv", "/nonexistent/prices.csv"], "does not exist"),
+        (["--window", "0"], "--window"),
+        (["--window", "-3"], "--window"),
+        (["--window", "1", "--target", "returns"], "--window 2"),
+        (["--every", "0h"], "--every"),
+        (["--every", "soon"], "--every"),
+        (["--start", "2021-02-01", "--end", "2021-01-01"], "--end"),
+        (["--epochs", "0"], "--epochs"),
+        (["--val-fraction", "1.5"], "--val-fraction"),
+        (["--val-fraction", "0.5", "--test-fraction", "0.45"], "less than 10%"),
+        (["--target", "prices"], "--target"),
+        (["--builtin-points", "30", "--window", "20"], "need at least"),
+        (["--lr", "nan"], "--lr"),
+    ],
+)
 def test_bad_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, match):
     assert_user_error(capsys, "forecast", "train", "--backend", "numpy", "--out", tmp_path / "run", *flags, match=match)
 
 
-@pytest.mark.parametrize("key,value,match", [("window", 0, "--window"), ("target", '"prices"', "--target"),
-                                             ("csv", 3, "--csv"), ("val_fraction", 0.0, "--val-fraction")])
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("window", 0, "--window"),
+        ("target", '"prices"', "--target"),
+        ("csv", 3, "--csv"),
+        ("val_fraction", 0.0, "--val-fraction"),
+    ],
+)
 def test_bad_config_file_is_one_line(tmp_path, capsys, key, value, match):
     cfg = tmp_path / "bad.toml"
     cfg.write_text(f"{key} = {value}\n")
@@ -254,22 +323,49 @@ def test_bad_config_file_is_one_line(tmp_path, capsys, key, value, match):
 def test_predict_needs_a_whole_window_and_a_forecast_run(tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(capsys, "forecast", "train", "--out", out, "--epochs", "1", *SMALL)[0] == 0
+
     def rows(name, hours, count, offset_hours=0):
         times = pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(count) * hours + offset_hours, unit="h")
         return _csv(tmp_path, "timestamp,open\n" + "".join(f"{t},{100 + i}\n" for i, t in enumerate(times)), name)
 
-    assert_user_error(capsys, "forecast", "predict", "--run", out, "--csv", rows("short.csv", 20, 3),
-                      match="window of 8")
+    assert_user_error(
+        capsys, "forecast", "predict", "--run", out, "--csv", rows("short.csv", 20, 3), match="window of 8"
+    )
     # Files that cannot be put on the run's 20-hour grid, anchored at 2020-01-01 00:00.
-    assert_user_error(capsys, "forecast", "predict", "--run", out, "--csv", rows("daily.csv", 24, 30),
-                      match="24-hour candles, longer than the run's --every 20h")
-    assert_user_error(capsys, "forecast", "predict", "--run", out, "--csv", rows("3h.csv", 3, 300),
-                      match="--every 20h is not a whole number of")
-    assert_user_error(capsys, "forecast", "predict", "--run", out, "--csv", rows("off.csv", 2, 300, 1),
-                      match="1-hour off the run's bin grid")
+    assert_user_error(
+        capsys,
+        "forecast",
+        "predict",
+        "--run",
+        out,
+        "--csv",
+        rows("daily.csv", 24, 30),
+        match="24-hour candles, longer than the run's --every 20h",
+    )
+    assert_user_error(
+        capsys,
+        "forecast",
+        "predict",
+        "--run",
+        out,
+        "--csv",
+        rows("3h.csv", 3, 300),
+        match="--every 20h is not a whole number of",
+    )
+    assert_user_error(
+        capsys,
+        "forecast",
+        "predict",
+        "--run",
+        out,
+        "--csv",
+        rows("off.csv", 2, 300, 1),
+        match="1-hour off the run's bin grid",
+    )
     # --start/--end pick the window: the forecast is of the bin after the last one before --end.
-    code, text, _ = run_cli(capsys, "forecast", "predict", "--run", out, "--csv", rows("ok.csv", 2, 600),
-                            "--end", "2020-01-30", "--json")
+    code, text, _ = run_cli(
+        capsys, "forecast", "predict", "--run", out, "--csv", rows("ok.csv", 2, 600), "--end", "2020-01-30", "--json"
+    )
     assert code == 0 and json.loads(text)["next_time"] == "2020-01-30 04:00:00+00:00", text
     assert_user_error(capsys, "charlm", "sample", "--run", out, match="not charlm")
     assert_user_error(capsys, "forecast", "predict", "--run", tmp_path / "nothing", match="nothing")
@@ -290,12 +386,26 @@ def test_stock_dataset_is_what_the_task_trains_on():
         np.testing.assert_allclose(y.numpy()[:, 0], parts[name].targets, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("backend, head", [("jax", "point"), ("torch", "point"), ("jax", "gaussian"),
-                                           ("torch", "gaussian")])
+@pytest.mark.parametrize(
+    "backend, head", [("jax", "point"), ("torch", "point"), ("jax", "gaussian"), ("torch", "gaussian")]
+)
 def test_every_backend_trains_the_same_forecaster_in_float64(tmp_path, capsys, backend, head):
     pytest.importorskip(backend)
-    common = ["forecast", "train", *SMALL, "--epochs", "2", "--dtype", "float64", "--cell", "gru_reset_after",
-              "--head", head, "--target", "returns"]
+    common = [
+        "forecast",
+        "train",
+        *SMALL,
+        "--epochs",
+        "2",
+        "--dtype",
+        "float64",
+        "--cell",
+        "gru_reset_after",
+        "--head",
+        head,
+        "--target",
+        "returns",
+    ]
     assert run_cli(capsys, *common, "--out", tmp_path / "numpy")[0] == 0
     assert run_cli(capsys, *common, "--backend", backend, "--out", tmp_path / backend)[0] == 0
     a, b = params_of(tmp_path / "numpy"), params_of(tmp_path / backend)
@@ -320,7 +430,7 @@ def test_the_returns_scaler_is_fitted_on_the_training_part_only():
     n_train = 140  # 70% of 200
     features, parts = forecast.build_parts(series_of(values), 5, (0.7, 0.15, 0.15), "returns")
     train_returns = np.diff(np.log(values[:n_train]))
-    assert features.scaler.scale == pytest.approx(np.sqrt(np.mean(train_returns ** 2)), rel=1e-12)
+    assert features.scaler.scale == pytest.approx(np.sqrt(np.mean(train_returns**2)), rel=1e-12)
     # Wild validation and test prices (a crash, then a rally) change nothing fitted.
     changed = values.copy()
     changed[n_train:] *= np.exp(np.linspace(-1.0, 2.0, len(values) - n_train))
@@ -337,7 +447,7 @@ def test_mae_skill_and_rmse_skill_are_each_against_their_own_persistence_error()
     result = forecast.compare(test, point_forecasts(test, predicted, features), features)
     model_err, persistence_err = predicted - test.actual, test.last - test.actual
     assert result["mae_skill"] == pytest.approx(1 - np.mean(np.abs(model_err)) / np.mean(np.abs(persistence_err)))
-    assert result["skill"] == pytest.approx(1 - np.sqrt(np.mean(model_err ** 2) / np.mean(persistence_err ** 2)))
+    assert result["skill"] == pytest.approx(1 - np.sqrt(np.mean(model_err**2) / np.mean(persistence_err**2)))
     assert result["mae_skill"] != pytest.approx(result["skill"], abs=1e-3)
 
 
@@ -370,6 +480,7 @@ def test_the_skill_interval_is_a_95_percent_one_and_widens_for_correlated_errors
 
 # --------------------------------------------------------------------------- intervals and shrinking
 
+
 def test_gaussian_forecasts_cover_as_stated_when_the_model_is_right():
     """Forecasts whose distribution is the one the data came from: 80% and 95% intervals cover
     80% and 95%, and CRPS equals the normal distribution's closed form (levels and returns)."""
@@ -383,7 +494,7 @@ def test_gaussian_forecasts_cover_as_stated_when_the_model_is_right():
         w = np.repeat(parts["test"].price_windows[:1], n, axis=0)
         mean = rng.normal(0, 0.2, n)
         actual = features.to_prices(w, mean + sigma * rng.standard_normal(n))
-        f = forecast.Forecasts(w, mean, mean, np.full(n, np.log(sigma ** 2)), features)
+        f = forecast.Forecasts(w, mean, mean, np.full(n, np.log(sigma**2)), features)
         metrics = f.probabilistic_metrics(actual)
         assert metrics["coverage_80"] == pytest.approx(0.8, abs=0.01)
         assert metrics["coverage_95"] == pytest.approx(0.95, abs=0.006)
@@ -393,8 +504,11 @@ def test_gaussian_forecasts_cover_as_stated_when_the_model_is_right():
             scale = (features.scaler.high - features.scaler.low) / 2
             z = (features.targets(w, actual) - mean) / sigma
             unit = NormalDist()
-            exact = sigma * scale * np.mean([zz * (2 * unit.cdf(zz) - 1) + 2 * unit.pdf(zz) - 1 / np.sqrt(np.pi)
-                                             for zz in z])
+            exact = (
+                sigma
+                * scale
+                * np.mean([zz * (2 * unit.cdf(zz) - 1) + 2 * unit.pdf(zz) - 1 / np.sqrt(np.pi) for zz in z])
+            )
             assert metrics["crps"] == pytest.approx(exact, rel=2e-3)
 
 
@@ -433,13 +547,39 @@ def test_the_shrink_weight_is_the_least_squares_one_clipped_to_0_and_1():
 
 def test_gaussian_head_with_shrinking_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
-    code, text, err = run_cli(capsys, "forecast", "train", *SMALL, "--epochs", "3", "--head", "gaussian",
-                              "--shrink", "auto", "--target", "returns", "--out", out)
+    code, text, err = run_cli(
+        capsys,
+        "forecast",
+        "train",
+        *SMALL,
+        "--epochs",
+        "3",
+        "--head",
+        "gaussian",
+        "--shrink",
+        "auto",
+        "--target",
+        "returns",
+        "--out",
+        out,
+    )
     assert code == 0, err
     test = json.loads((out / "test.json").read_text())
-    for key in ("coverage_80", "coverage_95", "crps", "ewma_random_walk_crps", "ewma_random_walk_coverage_80",
-                "crps_skill", "train_vol_random_walk_crps", "train_vol_crps_skill", "alpha", "unshrunk_skill",
-                "log_return_skill", "log_return_skill_ci95", "log_return_diebold_mariano"):
+    for key in (
+        "coverage_80",
+        "coverage_95",
+        "crps",
+        "ewma_random_walk_crps",
+        "ewma_random_walk_coverage_80",
+        "crps_skill",
+        "train_vol_random_walk_crps",
+        "train_vol_crps_skill",
+        "alpha",
+        "unshrunk_skill",
+        "log_return_skill",
+        "log_return_skill_ci95",
+        "log_return_diebold_mariano",
+    ):
         assert key in test, key
     assert test["crps_skill"] == pytest.approx(1 - test["crps"] / test["ewma_random_walk_crps"])
     assert "exponentially weighted" in test["comparison_text"] and "log-returns" in test["comparison_text"]
@@ -473,8 +613,9 @@ def test_calibrated_residuals_are_taken_around_the_shrunk_mean(monkeypatch):
     targets = persistence + 0.3 * rng.standard_normal(n)
     model = persistence + rng.standard_normal(n)  # mostly noise: the least-squares alpha is small
     log_var = np.log(rng.uniform(0.5, 2.0, n))
-    monkeypatch.setattr(forecast, "make_forecasts",
-                        lambda *a: SimpleNamespace(mean=model, unshrunk_mean=model, log_var=log_var))
+    monkeypatch.setattr(
+        forecast, "make_forecasts", lambda *a: SimpleNamespace(mean=model, unshrunk_mean=model, log_var=log_var)
+    )
     features = SimpleNamespace(persistence=lambda windows: persistence)
     part = SimpleNamespace(price_windows=None, targets=targets, actual=np.zeros(n))
     cfg = ForecastConfig(head="gaussian", intervals="calibrated", shrink="auto")

@@ -12,11 +12,23 @@ import pytest
 from rnnlab.tasks import forecast
 from rnnlab.tasks import forecast_stats as stats
 
-
 # --------------------------------------------------------------------------- Diebold-Mariano
 
-@pytest.mark.parametrize("statistic,dof", [(12.7062, 1), (4.3027, 2), (3.1824, 3), (2.7764, 4), (2.2281, 10),
-                                           (2.0930, 19), (2.0096, 49), (1.9840, 100), (1.9623, 1000)])
+
+@pytest.mark.parametrize(
+    "statistic,dof",
+    [
+        (12.7062, 1),
+        (4.3027, 2),
+        (3.1824, 3),
+        (2.7764, 4),
+        (2.2281, 10),
+        (2.0930, 19),
+        (2.0096, 49),
+        (1.9840, 100),
+        (1.9623, 1000),
+    ],
+)
 def test_student_t_p_value_at_the_tables_5_percent_points(statistic, dof):
     # two-sided 5% critical values of Student's t, as printed in the usual tables (4 decimals)
     assert stats.student_t_two_sided_p(statistic, dof) == pytest.approx(0.05, abs=2e-5)
@@ -36,11 +48,11 @@ def test_student_t_p_value_edges():
 def test_bartlett_long_run_variance_by_hand():
     d = np.array([1.0, 3.0, -2.0, 4.0, 0.0])
     # centred: -0.2, 1.8, -3.2, 2.8, -1.2 (mean 1.2); autocovariances summed over the pairs there are, / n
-    gamma0 = (0.04 + 3.24 + 10.24 + 7.84 + 1.44) / 5                     # 4.56
-    gamma1 = (-0.2 * 1.8 + 1.8 * -3.2 + -3.2 * 2.8 + 2.8 * -1.2) / 5     # -3.688
-    gamma2 = (-0.2 * -3.2 + 1.8 * 2.8 + -3.2 * -1.2) / 5                 # 1.904
+    gamma0 = (0.04 + 3.24 + 10.24 + 7.84 + 1.44) / 5  # 4.56
+    gamma1 = (-0.2 * 1.8 + 1.8 * -3.2 + -3.2 * 2.8 + 2.8 * -1.2) / 5  # -3.688
+    gamma2 = (-0.2 * -3.2 + 1.8 * 2.8 + -3.2 * -1.2) / 5  # 1.904
     assert stats.long_run_variance(d, lags=0) == pytest.approx(gamma0)
-    assert stats.long_run_variance(d, lags=1) == pytest.approx(gamma0 + 2 * (1 / 2) * gamma1)   # 0.872
+    assert stats.long_run_variance(d, lags=1) == pytest.approx(gamma0 + 2 * (1 / 2) * gamma1)  # 0.872
     assert stats.long_run_variance(d, lags=2) == pytest.approx(gamma0 + 2 * (2 / 3) * gamma1 + 2 * (1 / 3) * gamma2)
     assert stats.long_run_variance(d, lags=2) == pytest.approx(0.912)
 
@@ -74,6 +86,7 @@ def test_diebold_mariano_rejects_5_percent_of_true_nulls(n):
 
 
 # --------------------------------------------------------------------------- conformal intervals
+
 
 @pytest.mark.parametrize("level", [0.8, 0.95])
 def test_conformal_intervals_cover_at_least_nominal_at_m_60(level):
@@ -113,6 +126,7 @@ def test_conformal_ranks_and_when_residuals_are_too_few():
 
 # --------------------------------------------------------------------------- the EWMA random walk
 
+
 def test_ewma_volatility_is_the_riskmetrics_recursion_on_the_past_only():
     prices = np.array([100.0, 101.0, 99.0, 102.0, 102.0, 98.0])
     r = np.diff(np.log(prices))
@@ -122,7 +136,7 @@ def test_ewma_volatility_is_the_riskmetrics_recursion_on_the_past_only():
     # entry t weighs r_(t-1), r_(t-2), ... by 1, 0.9, 0.81, ... over the weight so far
     for t in range(2, 7):
         w = 0.9 ** np.arange(t - 2, -1, -1)
-        assert sd[t] == pytest.approx(math.sqrt(np.sum(w * r[:t - 1] ** 2) / w.sum()), rel=1e-12)
+        assert sd[t] == pytest.approx(math.sqrt(np.sum(w * r[: t - 1] ** 2) / w.sum()), rel=1e-12)
     # after the start has faded it is the textbook recursion s2_t = l s2_(t-1) + (1 - l) r_(t-1)^2
     long = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.02, 400)))
     sd = stats.ewma_volatility(long, 0.94)
@@ -149,13 +163,18 @@ def test_ewma_random_walk_follows_volatility_that_the_training_one_misses():
     assert stale["inside_80"].mean() < 0.4
     assert ewma["inside_80"].mean() == pytest.approx(0.8, abs=0.04)
     assert ewma["crps"].mean() < 0.9 * stale["crps"].mean()
-    summary = stats.against_random_walks(actual, last, ewma["crps"], {"ewma_random_walk": stats.ewma_volatility(
-        prices, 0.94)[second], "train_vol_random_walk": 0.01})
+    summary = stats.against_random_walks(
+        actual,
+        last,
+        ewma["crps"],
+        {"ewma_random_walk": stats.ewma_volatility(prices, 0.94)[second], "train_vol_random_walk": 0.01},
+    )
     assert summary["crps_skill"] == pytest.approx(0.0, abs=1e-12)  # the EWMA walk against itself
     assert summary["train_vol_crps_skill"] > 0.1
 
 
 # --------------------------------------------------------------------------- scale-free pooling
+
 
 def test_log_return_skill_weighs_every_period_alike():
     """The same relative errors at prices 100 and 10,000: in price units the dear half decides

@@ -31,8 +31,12 @@ def _resolve(current: str, is_package: bool, level: int, name: str) -> str:
 def _family_prefix(arg) -> str | None:
     """``"rnnlab.cli."`` for an f-string ``f"rnnlab.cli.{name}"`` (a literal package, then one
     computed module name): the import may reach any module of the package, and the graph says so."""
-    if isinstance(arg, ast.JoinedStr) and len(arg.values) == 2 and isinstance(arg.values[0], ast.Constant) \
-            and isinstance(arg.values[1], ast.FormattedValue):
+    if (
+        isinstance(arg, ast.JoinedStr)
+        and len(arg.values) == 2
+        and isinstance(arg.values[0], ast.Constant)
+        and isinstance(arg.values[1], ast.FormattedValue)
+    ):
         prefix = arg.values[0].value
         if isinstance(prefix, str) and prefix.startswith("rnnlab.") and prefix.endswith("."):
             return prefix
@@ -59,17 +63,20 @@ def import_graph() -> tuple[dict[str, set[str]], list[str]]:
                 base = _resolve(module, is_package, node.level, node.module or "")
                 if base.startswith("rnnlab"):
                     # ``from . import x`` imports module x; ``from .cells import ModelSpec``, module cells.
-                    targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in paths else known(base)
-                               for a in node.names]
-            elif isinstance(node, ast.Call) and node.args and \
-                    (getattr(node.func, "attr", None) or getattr(node.func, "id", "")) in ("import_module", "__import__"):
+                    targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in paths else known(base) for a in node.names]
+            elif (
+                isinstance(node, ast.Call)
+                and node.args
+                and (getattr(node.func, "attr", None) or getattr(node.func, "id", ""))
+                in ("import_module", "__import__")
+            ):
                 arg = node.args[0]
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                     targets = [known(arg.value)] if arg.value.startswith("rnnlab") else []
                 elif _family_prefix(arg):
                     # f"rnnlab.cli.{name}": any module of that package may be imported
                     prefix = _family_prefix(arg)
-                    targets = [m for m in paths if m.startswith(prefix) and "." not in m[len(prefix):]]
+                    targets = [m for m in paths if m.startswith(prefix) and "." not in m[len(prefix) :]]
                 else:
                     dynamic.append(f"{module} line {node.lineno}")
             edges[module].update(t for t in targets if t and t != module)

@@ -5,12 +5,12 @@ import json
 
 import numpy as np
 import pytest
+from test_charlm_cli import assert_user_error, params_of, run_cli
 
 from rnnlab import interchange
 from rnnlab.backends import numpy_backend as nb
 from rnnlab.cells import ModelSpec, init_params
 from rnnlab.errors import UserError
-from test_charlm_cli import assert_user_error, params_of, run_cli
 
 
 def model(cell, layers=2, input_kind="onehot", V=7, H=5, seed=0):
@@ -56,8 +56,11 @@ def test_state_dict_loads_into_plain_torch_modules_and_agrees(tmp_path, cell, mo
             return self.fc(self.rnn(x)[0])
 
     net = Net()
-    state = torch.load(path, weights_only=True) if suffix == ".pt" else \
-        {k: torch.from_numpy(v) for k, v in interchange.load(path).items()}
+    state = (
+        torch.load(path, weights_only=True)
+        if suffix == ".pt"
+        else {k: torch.from_numpy(v) for k, v in interchange.load(path).items()}
+    )
     net.load_state_dict(state)  # strict: every key and shape matches
     x = np.random.default_rng(1).standard_normal((4, 6, 3))
     with torch.no_grad():
@@ -76,9 +79,13 @@ def test_an_embedding_model_loads_into_embedding_gru_linear(tied):
     torch = pytest.importorskip("torch")
     spec = ModelSpec("gru_reset_after", 7, 5, 7, 2, "embedding", embed_size=5 if tied else 3, tie_weights=tied)
     params = init_params(spec, np.random.default_rng(0), dtype=np.float64)
-    net = torch.nn.ModuleDict({"embed": torch.nn.Embedding(7, spec.embed_size),
-                               "rnn": torch.nn.GRU(spec.embed_size, 5, num_layers=2, batch_first=True),
-                               "fc": torch.nn.Linear(5, 7)}).double()
+    net = torch.nn.ModuleDict(
+        {
+            "embed": torch.nn.Embedding(7, spec.embed_size),
+            "rnn": torch.nn.GRU(spec.embed_size, 5, num_layers=2, batch_first=True),
+            "fc": torch.nn.Linear(5, 7),
+        }
+    ).double()
     net.load_state_dict({k: torch.from_numpy(v) for k, v in interchange.to_torch_state_dict(spec, params).items()})
     ids = np.random.default_rng(1).integers(0, 7, (3, 4))
     with torch.no_grad():
@@ -105,13 +112,31 @@ def test_refusals_say_why():
 
 def test_export_command(tmp_path, capsys, text_file):
     out = tmp_path / "run"
-    assert run_cli(capsys, "charlm", "train", "--text", text_file, "--cell", "rnn", "--hidden-size", "6",
-                   "--max-steps", "2", "--eval-every", "2", "--out", out, "--quiet")[0] == 0
-    code, stdout, err = run_cli(capsys, "export", "--run", out, "--format", "min-char-rnn",
-                                "--out", tmp_path / "w.npz")
+    assert (
+        run_cli(
+            capsys,
+            "charlm",
+            "train",
+            "--text",
+            text_file,
+            "--cell",
+            "rnn",
+            "--hidden-size",
+            "6",
+            "--max-steps",
+            "2",
+            "--eval-every",
+            "2",
+            "--out",
+            out,
+            "--quiet",
+        )[0]
+        == 0
+    )
+    code, stdout, err = run_cli(capsys, "export", "--run", out, "--format", "min-char-rnn", "--out", tmp_path / "w.npz")
     assert code == 0, err
     assert "Wxh (6," in stdout
-    saved = {k[len("params/"):]: v for k, v in params_of(out).items()}
+    saved = {k[len("params/") :]: v for k, v in params_of(out).items()}
     spec, params = interchange.from_min_char_rnn(interchange.load(tmp_path / "w.npz"))
     assert spec.hidden_size == 6
     assert params.keys() == saved.keys()
@@ -123,20 +148,57 @@ def test_export_command(tmp_path, capsys, text_file):
     np.testing.assert_array_equal(state["rnn.weight_ih_l0"], saved["layers.0.W"].T)
     np.testing.assert_array_equal(state["rnn.bias_ih_l0"] + state["rnn.bias_hh_l0"], saved["layers.0.b"])
     np.testing.assert_array_equal(state["fc.weight"], saved["readout.W"].T)
-    assert_user_error(capsys, "export", "--run", out, "--format", "torch", "--out", tmp_path / "w.h5",
-                      match="format")
-    assert_user_error(capsys, "export", "--run", tmp_path / "none", "--format", "torch",
-                      "--out", tmp_path / "x.pt", match="does not exist")
+    assert_user_error(capsys, "export", "--run", out, "--format", "torch", "--out", tmp_path / "w.h5", match="format")
+    assert_user_error(
+        capsys,
+        "export",
+        "--run",
+        tmp_path / "none",
+        "--format",
+        "torch",
+        "--out",
+        tmp_path / "x.pt",
+        match="does not exist",
+    )
 
 
 def test_import_command_round_trips_an_exported_run(tmp_path, capsys, text_file):
     """export -> import gives a run whose eval equals the original's, and it fine-tunes."""
     out = tmp_path / "run"
-    assert run_cli(capsys, "charlm", "train", "--text", text_file, "--cell", "lstm", "--hidden-size", "6",
-                   "--max-steps", "3", "--eval-every", "3", "--out", out, "--quiet")[0] == 0
+    assert (
+        run_cli(
+            capsys,
+            "charlm",
+            "train",
+            "--text",
+            text_file,
+            "--cell",
+            "lstm",
+            "--hidden-size",
+            "6",
+            "--max-steps",
+            "3",
+            "--eval-every",
+            "3",
+            "--out",
+            out,
+            "--quiet",
+        )[0]
+        == 0
+    )
     assert run_cli(capsys, "export", "--run", out, "--format", "torch", "--out", tmp_path / "w.pt")[0] == 0
-    code, stdout, err = run_cli(capsys, "import", "--weights", tmp_path / "w.pt", "--format", "torch",
-                                "--text", text_file, "--out", tmp_path / "imported")
+    code, stdout, err = run_cli(
+        capsys,
+        "import",
+        "--weights",
+        tmp_path / "w.pt",
+        "--format",
+        "torch",
+        "--text",
+        text_file,
+        "--out",
+        tmp_path / "imported",
+    )
     assert code == 0, err
     assert "imported a lstm model (H=6" in stdout
     original = run_cli(capsys, "charlm", "eval", "--run", out, "--json")[1]
@@ -144,8 +206,19 @@ def test_import_command_round_trips_an_exported_run(tmp_path, capsys, text_file)
     assert json.loads(imported)["nats_per_char"] == pytest.approx(json.loads(original)["nats_per_char"], rel=1e-6)
     assert run_cli(capsys, "charlm", "sample", "--run", tmp_path / "imported", "--length", "5")[0] == 0
     before = params_of(tmp_path / "imported")
-    code, _, err = run_cli(capsys, "charlm", "train", "--resume", "--max-steps", "20", "--eval-every", "20",
-                           "--out", tmp_path / "imported", "--quiet")
+    code, _, err = run_cli(
+        capsys,
+        "charlm",
+        "train",
+        "--resume",
+        "--max-steps",
+        "20",
+        "--eval-every",
+        "20",
+        "--out",
+        tmp_path / "imported",
+        "--quiet",
+    )
     assert code == 0, err
     # Fine-tuning moves the imported weights and lowers their validation loss.
     rows = [json.loads(line) for line in (tmp_path / "imported" / "metrics.jsonl").read_text().splitlines()]
@@ -163,13 +236,33 @@ def test_import_min_char_rnn_with_its_own_character_order(tmp_path, capsys, text
     chars = "".join(sorted(set(text[: int(len(text) * 0.9)]), reverse=True))  # any order but ours
     V, H = len(chars), 8
     rng = np.random.default_rng(3)
-    weights = {"Wxh": rng.standard_normal((H, V)) * 0.1, "Whh": rng.standard_normal((H, H)) * 0.1,
-               "Why": rng.standard_normal((V, H)) * 0.1, "bh": rng.standard_normal((H, 1)) * 0.1,
-               "by": rng.standard_normal((V, 1)) * 0.1}
+    weights = {
+        "Wxh": rng.standard_normal((H, V)) * 0.1,
+        "Whh": rng.standard_normal((H, H)) * 0.1,
+        "Why": rng.standard_normal((V, H)) * 0.1,
+        "bh": rng.standard_normal((H, 1)) * 0.1,
+        "by": rng.standard_normal((V, 1)) * 0.1,
+    }
     np.savez(tmp_path / "classic.npz", **weights)
-    assert run_cli(capsys, "import", "--weights", tmp_path / "classic.npz", "--format", "min-char-rnn",
-                   "--text", text_file, "--chars", chars, "--out", tmp_path / "mcr")[0] == 0
+    assert (
+        run_cli(
+            capsys,
+            "import",
+            "--weights",
+            tmp_path / "classic.npz",
+            "--format",
+            "min-char-rnn",
+            "--text",
+            text_file,
+            "--chars",
+            chars,
+            "--out",
+            tmp_path / "mcr",
+        )[0]
+        == 0
+    )
     from rnnlab.tasks import charlm
+
     loaded = charlm.load_run(tmp_path / "mcr")
     trainer, vocab, cfg = loaded.trainer, loaded.extras["vocab"], loaded.cfg
     assert vocab.chars == chars and cfg.dtype == "float64"
@@ -188,13 +281,27 @@ def test_import_min_char_rnn_with_its_own_character_order(tmp_path, capsys, text
 
 def test_import_refusals(tmp_path, capsys, text_file):
     rng = np.random.default_rng(0)
-    weights = {"Wxh": rng.standard_normal((4, 3)), "Whh": np.eye(4), "Why": rng.standard_normal((3, 4)),
-               "bh": np.zeros((4, 1)), "by": np.zeros((3, 1))}
+    weights = {
+        "Wxh": rng.standard_normal((4, 3)),
+        "Whh": np.eye(4),
+        "Why": rng.standard_normal((3, 4)),
+        "bh": np.zeros((4, 1)),
+        "by": np.zeros((3, 1)),
+    }
     np.savez(tmp_path / "w.npz", **weights)
     base = ["import", "--weights", tmp_path / "w.npz", "--format", "min-char-rnn", "--text", text_file]
     assert_user_error(capsys, *base, "--out", tmp_path / "a", match="models 3 characters")
     assert_user_error(capsys, *base, "--chars", "aab", "--out", tmp_path / "a", match="repeats a character")
     assert_user_error(capsys, *base, "--chars", "abc", "--out", tmp_path / "a", match="not in the model's vocabulary")
-    assert_user_error(capsys, "import", "--weights", tmp_path / "none.npz", "--format", "torch",
-                      "--out", tmp_path / "b", match="does not exist")
+    assert_user_error(
+        capsys,
+        "import",
+        "--weights",
+        tmp_path / "none.npz",
+        "--format",
+        "torch",
+        "--out",
+        tmp_path / "b",
+        match="does not exist",
+    )
     assert_user_error(capsys, *base[:4], "torch", "--out", tmp_path / "c", match="lacks rnn.weight_ih_l0")

@@ -16,13 +16,52 @@ BACKENDS = ["numpy", "jax", "torch"]
 def runs_dir(tmp_path_factory, text_path):
     """One tiny float64 run of each task (LSTM for charlm: a two-part state)."""
     root = tmp_path_factory.mktemp("model")
-    train_run(CharLMConfig(text=text_path, cell="lstm", hidden_size=8, layers=2, seq_len=8, batch_size=4,
-                           max_steps=4, eval_every=2, dtype="float64", sample_length=0, eval_max_chars=200),
-              root / "charlm", quiet=True)
-    train_run(DenoiseConfig(hidden_size=4, steps=4, eval_every=2, batch_size=8, val_sequences=16, test_sequences=16,
-                            dtype="float64", backend="numpy"), root / "denoise", quiet=True)
-    train_run(ForecastConfig(builtin_points=300, window=6, hidden_size=4, epochs=2, dtype="float64", backend="numpy",
-                             cell="gru", target="returns", head="gaussian"), root / "forecast", quiet=True)
+    train_run(
+        CharLMConfig(
+            text=text_path,
+            cell="lstm",
+            hidden_size=8,
+            layers=2,
+            seq_len=8,
+            batch_size=4,
+            max_steps=4,
+            eval_every=2,
+            dtype="float64",
+            sample_length=0,
+            eval_max_chars=200,
+        ),
+        root / "charlm",
+        quiet=True,
+    )
+    train_run(
+        DenoiseConfig(
+            hidden_size=4,
+            steps=4,
+            eval_every=2,
+            batch_size=8,
+            val_sequences=16,
+            test_sequences=16,
+            dtype="float64",
+            backend="numpy",
+        ),
+        root / "denoise",
+        quiet=True,
+    )
+    train_run(
+        ForecastConfig(
+            builtin_points=300,
+            window=6,
+            hidden_size=4,
+            epochs=2,
+            dtype="float64",
+            backend="numpy",
+            cell="gru",
+            target="returns",
+            head="gaussian",
+        ),
+        root / "forecast",
+        quiet=True,
+    )
     return root
 
 
@@ -81,8 +120,24 @@ def test_sample_and_predict_through_the_model(runs_dir, capsys):
     text = m.sample(30, prime="th", seed=3)
     assert len(text) == 30 and text == m.sample(30, prime="th", seed=3)
     assert m.decode(m.encode("the")) == "the"
-    assert main(["charlm", "sample", "--run", str(runs_dir / "charlm"), "--length", "30", "--prime", "th",
-                 "--seed", "3", "--best"]) == 0
+    assert (
+        main(
+            [
+                "charlm",
+                "sample",
+                "--run",
+                str(runs_dir / "charlm"),
+                "--length",
+                "30",
+                "--prime",
+                "th",
+                "--seed",
+                "3",
+                "--best",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.strip() == "th" + text
     f = rnnlab.load(runs_dir / "forecast")
     result = f.predict()
@@ -90,13 +145,16 @@ def test_sample_and_predict_through_the_model(runs_dir, capsys):
     assert "Model(forecast: gru H=4" in repr(f)
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda m: m.step(m.reset(2), np.array([[1, 2]])), "expected inputs [B]"),
-    (lambda m: m(np.array([1.5, 2.0])[None]), "integer character ids"),
-    (lambda m: m(np.array([[0, 999]])), "character ids must be in"),
-    (lambda m: m.reset(0), "batch_size must be at least 1"),
-    (lambda m: m.predict(), "holds a 'charlm' model: predict needs a forecast run"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda m: m.step(m.reset(2), np.array([[1, 2]])), "expected inputs [B]"),
+        (lambda m: m(np.array([1.5, 2.0])[None]), "integer character ids"),
+        (lambda m: m(np.array([[0, 999]])), "character ids must be in"),
+        (lambda m: m.reset(0), "batch_size must be at least 1"),
+        (lambda m: m.predict(), "holds a 'charlm' model: predict needs a forecast run"),
+    ],
+)
 def test_mistakes_are_one_line_user_errors(runs_dir, call, match):
     m = rnnlab.load(runs_dir / "charlm")
     with pytest.raises(UserError, match=match.replace("[", r"\[").replace("]", r"\]")):
@@ -113,7 +171,8 @@ def test_load_refuses_what_is_not_a_model(tmp_path, runs_dir):
     (tmp_path / "best.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(UserError, match="best.json is corrupt"):
         rnnlab.load(tmp_path)
-    (tmp_path / "best.json").write_text('{"format": "rnnlab.checkpoint", "version": 1, "task": "poetry"}',
-                                        encoding="utf-8")
+    (tmp_path / "best.json").write_text(
+        '{"format": "rnnlab.checkpoint", "version": 1, "task": "poetry"}', encoding="utf-8"
+    )
     with pytest.raises(UserError, match="best.json names no rnnlab task"):
         rnnlab.load(tmp_path)

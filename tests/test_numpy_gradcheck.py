@@ -14,15 +14,27 @@ def _problem(cell, input_kind, loss, num_layers=2, B=3, T=5, H=4, V=6, seed=0, t
     in_size = V if ids else 3
     out_size = V if loss == "cross_entropy" else 2
     embed_size = (H if tie_weights else 3) if input_kind == "embedding" else 0
-    spec = ModelSpec(cell, in_size, H, out_size, num_layers=num_layers, input_kind=input_kind,
-                     embed_size=embed_size, tie_weights=tie_weights)
+    spec = ModelSpec(
+        cell,
+        in_size,
+        H,
+        out_size,
+        num_layers=num_layers,
+        input_kind=input_kind,
+        embed_size=embed_size,
+        tie_weights=tie_weights,
+    )
     params = init_params(spec, rng, dtype=np.float64)
     for k, v in params.items():  # non-zero biases so every term of every gradient is exercised
         if v.ndim == 1:
             params[k] = rng.standard_normal(v.shape) * 0.3
     carry = nb.init_carry(spec, B, np.float64)
-    carry = [tuple(rng.standard_normal(a.shape) * 0.5 for a in c) if isinstance(c, tuple)
-             else rng.standard_normal(c.shape) * 0.5 for c in carry]
+    carry = [
+        tuple(rng.standard_normal(a.shape) * 0.5 for a in c)
+        if isinstance(c, tuple)
+        else rng.standard_normal(c.shape) * 0.5
+        for c in carry
+    ]
     inputs = rng.integers(0, V, (B, T)) if ids else rng.standard_normal((B, T, in_size))
     targets = rng.integers(0, V, (B, T)) if loss == "cross_entropy" else rng.standard_normal((B, T, out_size))
     return spec, params, carry, inputs, targets
@@ -43,9 +55,16 @@ def central_differences(loss, p: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("input_kind,loss", [("onehot", "cross_entropy"), ("dense", "mse"),
-                                             ("dense", "cross_entropy"), ("dense_relu", "mse"),
-                                             ("embedding", "cross_entropy")])
+@pytest.mark.parametrize(
+    "input_kind,loss",
+    [
+        ("onehot", "cross_entropy"),
+        ("dense", "mse"),
+        ("dense", "cross_entropy"),
+        ("dense_relu", "mse"),
+        ("embedding", "cross_entropy"),
+    ],
+)
 def test_gradients_match_central_differences(cell, input_kind, loss):
     spec, params, carry, inputs, targets = _problem(cell, input_kind, loss)
     value, grads, _ = nb.loss_and_grads(params, spec, carry, inputs, targets, loss=loss)
@@ -101,7 +120,8 @@ def test_gaussian_nll_gradients_match_central_differences(cell, scored):
     assert value == pytest.approx(expected, rel=1e-12)
     for name, p in params.items():
         numeric = central_differences(
-            lambda: nb.loss_and_grads(params, spec, carry, inputs, tail, loss="gaussian_nll")[0], p)
+            lambda: nb.loss_and_grads(params, spec, carry, inputs, tail, loss="gaussian_nll")[0], p
+        )
         rel = np.linalg.norm(grads[name] - numeric) / max(np.linalg.norm(numeric), 1e-12)
         assert rel < 1e-6, f"{cell}/last {scored}: {name} relative error {rel:.2e}"
 

@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from test_charlm_cli import run_cli
 
 from rnnlab import onnx_export
 from rnnlab.backends import numpy_backend as nb
 from rnnlab.cells import CELLS, ModelSpec, init_params
-from test_charlm_cli import run_cli
 
 ort = pytest.importorskip("onnxruntime")
 SHAPES = [(1, 1), (3, 6)]  # (B, T)
@@ -28,15 +28,20 @@ def random_model(spec, dtype, seed=0):
     params = init_params(spec, rng, dtype=np.dtype(dtype))
     for k, v in params.items():  # non-zero biases and gains: every term shows
         if v.ndim == 1:
-            params[k] = (1.0 + 0.3 * rng.standard_normal(v.shape) if k.endswith("norm")
-                         else 0.3 * rng.standard_normal(v.shape)).astype(dtype)
+            params[k] = (
+                1.0 + 0.3 * rng.standard_normal(v.shape) if k.endswith("norm") else 0.3 * rng.standard_normal(v.shape)
+            ).astype(dtype)
     return params
 
 
 def random_state(spec, B, dtype, rng):
     parts = 2 if spec.cell == "lstm" else 1
-    return [tuple(rng.standard_normal((B, spec.hidden_size)).astype(dtype) for _ in range(parts)) if parts == 2
-            else rng.standard_normal((B, spec.hidden_size)).astype(dtype) for _ in range(spec.num_layers)]
+    return [
+        tuple(rng.standard_normal((B, spec.hidden_size)).astype(dtype) for _ in range(parts))
+        if parts == 2
+        else rng.standard_normal((B, spec.hidden_size)).astype(dtype)
+        for _ in range(spec.num_layers)
+    ]
 
 
 def feeds_of(spec, carry):
@@ -80,11 +85,14 @@ def test_parallel_cells_equal_numpy_in_float64(cell):
     check_against_numpy(spec, random_model(spec, "float64"), "charlm", "float64", 1e-9, np.random.default_rng(2))
 
 
-@pytest.mark.parametrize("cell, options", [
-    ("gru_reset_after", dict(input_kind="embedding", embed_size=4, residual=True, norm="rms")),
-    ("lstm", dict(input_kind="embedding", embed_size=6, tie_weights=True, num_layers=3, residual=True)),
-    ("minlstm", dict(input_kind="embedding", embed_size=5, norm="rms", residual=True, num_layers=3)),
-])
+@pytest.mark.parametrize(
+    "cell, options",
+    [
+        ("gru_reset_after", dict(input_kind="embedding", embed_size=4, residual=True, norm="rms")),
+        ("lstm", dict(input_kind="embedding", embed_size=6, tie_weights=True, num_layers=3, residual=True)),
+        ("minlstm", dict(input_kind="embedding", embed_size=5, norm="rms", residual=True, num_layers=3)),
+    ],
+)
 def test_stack_options_equal_numpy(cell, options):
     options = {"num_layers": 2, **options}
     spec = ModelSpec(cell, 9, 6, 9, **options)
@@ -110,17 +118,37 @@ def test_a_stream_fed_in_pieces_equals_one_pass():
     np.testing.assert_allclose(second[1], whole[1], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("flags", [
-    ["--target", "levels"],
-    ["--target", "returns", "--shrink", "auto", "--head", "gaussian"],
-    ["--target", "levels", "--shrink", "auto", "--cell", "mingru", "--layers", "2"],
-])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--target", "levels"],
+        ["--target", "returns", "--shrink", "auto", "--head", "gaussian"],
+        ["--target", "levels", "--shrink", "auto", "--cell", "mingru", "--layers", "2"],
+    ],
+)
 def test_forecast_graph_takes_raw_prices_and_gives_rnnlabs_next_price(tmp_path, capsys, flags):
     from rnnlab.tasks import forecast
 
     out = tmp_path / "run"
-    code, _, err = run_cli(capsys, "forecast", "train", "--backend", "numpy", "--builtin-points", "400", "--window",
-                           "8", "--hidden-size", "6", "--epochs", "3", "--out", out, "--quiet", *flags)
+    code, _, err = run_cli(
+        capsys,
+        "forecast",
+        "train",
+        "--backend",
+        "numpy",
+        "--builtin-points",
+        "400",
+        "--window",
+        "8",
+        "--hidden-size",
+        "6",
+        "--epochs",
+        "3",
+        "--out",
+        out,
+        "--quiet",
+        *flags,
+    )
     assert code == 0, err
     path = tmp_path / "fc.onnx"
     assert run_cli(capsys, "export", "--run", out, "--best", "--format", "onnx", "--out", path)[0] == 0
@@ -143,8 +171,29 @@ def test_forecast_graph_takes_raw_prices_and_gives_rnnlabs_next_price(tmp_path, 
 
 def test_charlm_export_from_the_command_line_carries_the_vocabulary(tmp_path, capsys, text_file):
     out = tmp_path / "run"
-    assert run_cli(capsys, "charlm", "train", "--text", text_file, "--out", out, "--max-steps", "2", "--hidden-size",
-                   "8", "--seq-len", "8", "--batch-size", "2", "--backend", "numpy", "--quiet")[0] == 0
+    assert (
+        run_cli(
+            capsys,
+            "charlm",
+            "train",
+            "--text",
+            text_file,
+            "--out",
+            out,
+            "--max-steps",
+            "2",
+            "--hidden-size",
+            "8",
+            "--seq-len",
+            "8",
+            "--batch-size",
+            "2",
+            "--backend",
+            "numpy",
+            "--quiet",
+        )[0]
+        == 0
+    )
     path = tmp_path / "lm.onnx"
     code, text, err = run_cli(capsys, "export", "--run", out, "--format", "onnx", "--out", path)
     assert code == 0 and "opset 17" in text, err

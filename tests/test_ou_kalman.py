@@ -55,10 +55,17 @@ def test_kalman_filter_equals_best_linear_estimator():
         np.testing.assert_allclose(est["filter"][:, t], X @ coef, atol=0.02)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(tau=0), "--tau"), (dict(dt=-0.1), "--dt"), (dict(sigma=0), "--sigma"),
-    (dict(noise_var=0), "--noise-var"), (dict(dt=2.0, tau=2.0), "unstable"),
-    (dict(mu=math.inf), "--mu")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(tau=0), "--tau"),
+        (dict(dt=-0.1), "--dt"),
+        (dict(sigma=0), "--sigma"),
+        (dict(noise_var=0), "--noise-var"),
+        (dict(dt=2.0, tau=2.0), "unstable"),
+        (dict(mu=math.inf), "--mu"),
+    ],
+)
 def test_bad_process_parameters(kwargs, match):
     with pytest.raises(UserError, match=match):
         OUProcess(**kwargs)

@@ -30,16 +30,25 @@ def _owner(path: Path) -> str | None:
 
 def literals_in(path: Path, owner: str | None) -> list[str]:
     """``line: 'name'`` for every string constant in ``path`` equal to a task name other than ``owner``."""
-    return [f"{node.lineno}: {node.value!r}" for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in TASKS
-            and node.value != owner]
+    return [
+        f"{node.lineno}: {node.value!r}"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value in TASKS
+        and node.value != owner
+    ]
 
 
 def task_name_literals() -> list[str]:
     """``file:line: 'name'`` for every task name written outside its own modules."""
     registry = SRC / "tasks" / "__init__.py"
-    return [f"{path.relative_to(SRC)}:{hit}" for path in sorted(SRC.rglob("*.py")) if path != registry
-            for hit in literals_in(path, _owner(path))]
+    return [
+        f"{path.relative_to(SRC)}:{hit}"
+        for path in sorted(SRC.rglob("*.py"))
+        if path != registry
+        for hit in literals_in(path, _owner(path))
+    ]
 
 
 def test_no_task_name_is_written_outside_its_own_modules():

@@ -20,8 +20,11 @@ def candles(n=40, step_hours=2, seed=0):
 def write_headered(path, times, opens, header="timestamp,open,high,low,close,volume", fmt="iso"):
     lines = [header]
     for t, o in zip(times, opens):
-        stamp = {"iso": t.strftime("%Y-%m-%d %H:%M:%S"), "s": str(int(t.timestamp())),
-                 "ms": str(int(t.timestamp() * 1000))}[fmt]
+        stamp = {
+            "iso": t.strftime("%Y-%m-%d %H:%M:%S"),
+            "s": str(int(t.timestamp())),
+            "ms": str(int(t.timestamp() * 1000)),
+        }[fmt]
         lines.append(f"{stamp},{o},{o * 1.01},{o * 0.99},{o},{1.5}")
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -89,18 +92,22 @@ def test_parse_every():
             parse_every(bad)
 
 
-@pytest.mark.parametrize("content,match", [
-    ("timestamp,close\n2020-01-01,5\n", "no open column"),
-    ("when,open\n2020-01-01,5\n", "no timestamp column"),
-    ("timestamp,open\n2020-01-01,5\nyesterday,6\n", "line 3: cannot read timestamp 'yesterday'"),
-    ("timestamp,open\n2020-01-01,5\n2020-01-02,nan\n", "line 3: open is 'nan'"),
-    ("timestamp,open\n2020-01-01,inf\n", "line 2: open is 'inf'"),
-    ("timestamp,open\n2020-01-01,5\n2020-01-02,\n", "line 3: open is empty"),
-    ("timestamp,open\n,5\n", "line 2: cannot read timestamp"),
-    ("timestamp,open,high\n2020-01-01,5,6\n2020-01-02,-3,6\n", "line 3: open price is -3"),
-    ("timestamp,open\n2020-01-01,0\n", "line 2: open price is 0"),
-    ("", "is empty"),
-    ("timestamp,open\n", "no rows")])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("timestamp,close\n2020-01-01,5\n", "no open column"),
+        ("when,open\n2020-01-01,5\n", "no timestamp column"),
+        ("timestamp,open\n2020-01-01,5\nyesterday,6\n", "line 3: cannot read timestamp 'yesterday'"),
+        ("timestamp,open\n2020-01-01,5\n2020-01-02,nan\n", "line 3: open is 'nan'"),
+        ("timestamp,open\n2020-01-01,inf\n", "line 2: open is 'inf'"),
+        ("timestamp,open\n2020-01-01,5\n2020-01-02,\n", "line 3: open is empty"),
+        ("timestamp,open\n,5\n", "line 2: cannot read timestamp"),
+        ("timestamp,open,high\n2020-01-01,5,6\n2020-01-02,-3,6\n", "line 3: open price is -3"),
+        ("timestamp,open\n2020-01-01,0\n", "line 2: open price is 0"),
+        ("", "is empty"),
+        ("timestamp,open\n", "no rows"),
+    ],
+)
 def test_bad_files_name_the_problem(tmp_path, content, match):
     path = tmp_path / "bad.csv"
     path.write_text(content)
@@ -129,12 +136,14 @@ def test_resampling_matches_integer_bins_on_gappy_series(seed):
 
     rng = np.random.default_rng(seed)
     n = 400
-    times = pd.Timestamp("2021-01-01 00:37", tz="UTC") + pd.to_timedelta(np.cumsum(rng.integers(1, 6, n)) * 30,
-                                                                          unit="min")
+    times = pd.Timestamp("2021-01-01 00:37", tz="UTC") + pd.to_timedelta(
+        np.cumsum(rng.integers(1, 6, n)) * 30, unit="min"
+    )
     keep = rng.random(n) > 0.25  # gaps of every length ...
     keep[150:230] = False  # ... and one of days
-    frame = pd.DataFrame({"open": rng.random(int(keep.sum())) + 1.0},
-                         index=pd.DatetimeIndex(times[keep], name="timestamp"))
+    frame = pd.DataFrame(
+        {"open": rng.random(int(keep.sum())) + 1.0}, index=pd.DatetimeIndex(times[keep], name="timestamp")
+    )
     every = pd.Timedelta(minutes=int(rng.integers(30, 1500)))
     anchor = None if seed % 2 else frame.index[0] + pd.Timedelta(minutes=int(rng.integers(-5000, 5000)))
     result = resample_opens(frame, every, anchor=anchor)

@@ -8,8 +8,6 @@ before the ONNX block. What they print is checked for the numbers they promise.
 import re
 from pathlib import Path
 
-import pytest
-
 from rnnlab.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,10 +8,10 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from conftest import SMALL, make_text
-from rnnlab.cli import main
 from test_charlm_cli import assert_user_error, run_cli
+
+from rnnlab.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,23 @@ def two_charlm_runs(tmp_path_factory, text_file_module):
     runs = []
     for name, lr in (("slow", "1e-3"), ("fast", "1e-2")):
         out = root / name
-        code = main(["charlm", "train", "--text", str(text_file_module), "--out", str(out), *SMALL,
-                     "--max-steps", "30", "--eval-every", "10", "--lr", lr])
+        code = main(
+            [
+                "charlm",
+                "train",
+                "--text",
+                str(text_file_module),
+                "--out",
+                str(out),
+                *SMALL,
+                "--max-steps",
+                "30",
+                "--eval-every",
+                "10",
+                "--lr",
+                lr,
+            ]
+        )
         assert code == 0
         runs.append(out)
     return runs
@@ -41,10 +56,11 @@ def images_of(page: str) -> list[str]:
 def test_every_run_writes_a_self_contained_report(two_charlm_runs):
     run = two_charlm_runs[0]
     page = (run / "report.html").read_text(encoding="utf-8")
-    assert "src=\"http" not in page and "<script" not in page  # nothing to fetch, nothing to run
+    assert 'src="http' not in page and "<script" not in page  # nothing to fetch, nothing to run
     pngs = images_of(page)
     assert len(pngs) == 1  # the loss curves
     import base64
+
     assert base64.b64decode(pngs[0])[:8] == b"\x89PNG\r\n\x1a\n"
     assert "nats/char" in page and "bits" in page and "unigram" in page and "uniform over" in page
     assert "Sample before training (step 0)" in page and "Sample after 30 steps" in page
@@ -71,7 +87,7 @@ def test_report_compares_runs_side_by_side(two_charlm_runs, tmp_path, capsys):
     page = out.read_text(encoding="utf-8")
     assert "<title>two rates</title>" in page
     assert len(images_of(page)) == 3  # the shared validation plot and each run's loss curves
-    summary = page[page.index("<h2>Summary</h2>"):page.index('<div class="runs">')]
+    summary = page[page.index("<h2>Summary</h2>") : page.index('<div class="runs">')]
     assert ">lr<" in summary and ">seed<" not in summary  # only the settings that differ
     assert "slow" in summary and "fast" in summary
 
@@ -80,8 +96,9 @@ def test_report_bad_input(two_charlm_runs, tmp_path, capsys):
     assert_user_error(capsys, "report", tmp_path / "nowhere", match="does not exist")
     (tmp_path / "empty").mkdir()
     assert_user_error(capsys, "report", tmp_path / "empty", match="holds no run")
-    assert_user_error(capsys, "report", two_charlm_runs[0], "--out", tmp_path / "no" / "dir" / "r.html",
-                      match="does not exist")
+    assert_user_error(
+        capsys, "report", two_charlm_runs[0], "--out", tmp_path / "no" / "dir" / "r.html", match="does not exist"
+    )
     broken = tmp_path / "broken"
     shutil.copytree(two_charlm_runs[0], broken)
     (broken / "checkpoint.json").write_text("{not json")
@@ -108,6 +125,7 @@ def test_demo_quick(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- in a real browser
 
+
 def _chromium():
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         if shutil.which(name):
@@ -115,25 +133,39 @@ def _chromium():
     return None
 
 
-CHECK_HEAD = ("<script>window.__errors=[];window.addEventListener('error',function(e){window.__errors.push("
-              "String(e.message||(e.target&&e.target.tagName)))},true);var __ce=console.error;console.error="
-              "function(){window.__errors.push([].join.call(arguments,' '));__ce.apply(console,arguments)};</script>")
-CHECK_TAIL = ("<script>window.addEventListener('load',function(){var im=[].slice.call(document.images);"
-              "var r={images:im.length,loaded:im.filter(function(i){return i.complete&&i.naturalWidth>0}).length,"
-              "errors:window.__errors,page_width:document.documentElement.scrollWidth,"
-              "window_width:window.innerWidth};var p=document.createElement('pre');p.id='rnnlab-check';"
-              "p.textContent=JSON.stringify(r);document.body.appendChild(p)});</script>")
+CHECK_HEAD = (
+    "<script>window.__errors=[];window.addEventListener('error',function(e){window.__errors.push("
+    "String(e.message||(e.target&&e.target.tagName)))},true);var __ce=console.error;console.error="
+    "function(){window.__errors.push([].join.call(arguments,' '));__ce.apply(console,arguments)};</script>"
+)
+CHECK_TAIL = (
+    "<script>window.addEventListener('load',function(){var im=[].slice.call(document.images);"
+    "var r={images:im.length,loaded:im.filter(function(i){return i.complete&&i.naturalWidth>0}).length,"
+    "errors:window.__errors,page_width:document.documentElement.scrollWidth,"
+    "window_width:window.innerWidth};var p=document.createElement('pre');p.id='rnnlab-check';"
+    "p.textContent=JSON.stringify(r);document.body.appendChild(p)});</script>"
+)
 
 
 def _browser(chromium, args, tmp_path, timeout=120):
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-           *args]
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no Chromium here (Debian: apt-get install chromium; "
-                                                  ".ci/run installs it)")
+@pytest.mark.skipif(
+    _chromium() is None, reason="no Chromium here (Debian: apt-get install chromium; .ci/run installs it)"
+)
 @pytest.mark.parametrize("width", [1280, 390])
 def test_report_in_headless_chromium(two_charlm_runs, tmp_path, capsys, width):
     chromium = _chromium()
@@ -142,10 +174,14 @@ def test_report_in_headless_chromium(two_charlm_runs, tmp_path, capsys, width):
     page = report.read_text(encoding="utf-8")
     # A copy with a checker: the report itself has no script; this one records errors and image loads.
     checked = tmp_path / "checked.html"
-    checked.write_text(page.replace("<head>", "<head>" + CHECK_HEAD, 1).replace("</body>", CHECK_TAIL + "</body>"),
-                       encoding="utf-8")
-    dom = _browser(chromium, [f"--window-size={width},1000", "--virtual-time-budget=10000", "--dump-dom",
-                              checked.as_uri()], tmp_path)
+    checked.write_text(
+        page.replace("<head>", "<head>" + CHECK_HEAD, 1).replace("</body>", CHECK_TAIL + "</body>"), encoding="utf-8"
+    )
+    dom = _browser(
+        chromium,
+        [f"--window-size={width},1000", "--virtual-time-budget=10000", "--dump-dom", checked.as_uri()],
+        tmp_path,
+    )
     found = re.search(r'<pre id="rnnlab-check">(.*?)</pre>', dom.stdout, re.S)
     assert found, (dom.returncode, dom.stderr[-2000:])
     check = json.loads(html.unescape(found.group(1)))

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from rnnlab.data.series import (MinMaxScaler, generated_prices, points_needed, split_sizes, split_windows,
-                                windows)
+from rnnlab.data.series import MinMaxScaler, generated_prices, points_needed, split_sizes, split_windows, windows
 from rnnlab.errors import UserError
 
 

@@ -3,7 +3,6 @@ every backend equal, and which layers get them."""
 
 import numpy as np
 import pytest
-
 from test_backends_equal import OTHER_BACKENDS, backend_module, rel
 from test_numpy_gradcheck import central_differences
 
@@ -17,12 +16,23 @@ KINDS = ["onehot", "embedding", "dense_relu", "dense"]
 def _problem(cell, input_kind, residual, norm, L=3, B=3, T=5, H=4, V=6, seed=0):
     rng = np.random.default_rng(seed)
     ids = input_kind in ("onehot", "embedding")
-    spec = ModelSpec(cell, V if ids else 3, H, V, L, input_kind, embed_size=H if input_kind == "embedding" else 0,
-                     residual=residual, norm=norm)
+    spec = ModelSpec(
+        cell,
+        V if ids else 3,
+        H,
+        V,
+        L,
+        input_kind,
+        embed_size=H if input_kind == "embedding" else 0,
+        residual=residual,
+        norm=norm,
+    )
     params = init_params(spec, rng, dtype=np.float64)
     params = {k: v + rng.standard_normal(v.shape) * 0.3 if v.ndim == 1 else v for k, v in params.items()}
-    carry = [tuple(rng.standard_normal(a.shape) for a in c) if isinstance(c, tuple) else rng.standard_normal(c.shape)
-             for c in nb.init_carry(spec, B, np.float64)]
+    carry = [
+        tuple(rng.standard_normal(a.shape) for a in c) if isinstance(c, tuple) else rng.standard_normal(c.shape)
+        for c in nb.init_carry(spec, B, np.float64)
+    ]
     inputs = rng.integers(0, V, (B, T)) if ids else rng.standard_normal((B, T, 3))
     targets = rng.integers(0, V, (B, T))
     masks = dropout_masks(spec, 0.3, rng, B, T, np.float64)
@@ -31,8 +41,8 @@ def _problem(cell, input_kind, residual, norm, L=3, B=3, T=5, H=4, V=6, seed=0):
 
 def test_which_layers_are_normalised_and_residual():
     onehot = ModelSpec("mingru", 10, 8, 10, 3, "onehot", residual=True, norm="rms")
-    assert [has_norm(onehot, k) for k in range(3)] == [False, True, True]       # never a raw input
-    assert [has_residual(onehot, k) for k in range(3)] == [False, True, True]   # only H -> H layers
+    assert [has_norm(onehot, k) for k in range(3)] == [False, True, True]  # never a raw input
+    assert [has_residual(onehot, k) for k in range(3)] == [False, True, True]  # only H -> H layers
     narrow = ModelSpec("mingru", 10, 8, 10, 2, "embedding", embed_size=4, residual=True, norm="rms")
     assert has_norm(narrow, 0) and not has_residual(narrow, 0)
     shapes = param_shapes(narrow)
@@ -49,7 +59,9 @@ def test_gradients_match_central_differences(cell, input_kind, residual, norm):
     value, grads, _ = nb.loss_and_grads(params, spec, carry, inputs, targets, masks=masks)
     assert set(grads) == set(params)
     for name, p in params.items():
-        numeric = central_differences(lambda: nb.loss_and_grads(params, spec, carry, inputs, targets, masks=masks)[0], p)
+        numeric = central_differences(
+            lambda: nb.loss_and_grads(params, spec, carry, inputs, targets, masks=masks)[0], p
+        )
         err = np.linalg.norm(grads[name] - numeric) / max(np.linalg.norm(numeric), 1e-12)
         assert err < 1e-6, f"{name}: relative error {err:.2e}"
 

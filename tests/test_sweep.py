@@ -19,10 +19,11 @@ from rnnlab.tasks import TASKS
 
 optuna = pytest.importorskip("optuna")
 
+from test_charlm_cli import assert_user_error, run_cli  # noqa: E402
+
 from rnnlab import sweep, train  # noqa: E402
 from rnnlab.config import DenoiseConfig  # noqa: E402
-from rnnlab.runner import train_run
-from test_charlm_cli import assert_user_error, run_cli  # noqa: E402
+from rnnlab.runner import train_run  # noqa: E402
 
 # Tiny forecast trials (about a second each on numpy).
 FORECAST_SMALL = ["--builtin-points", "600", "--epochs", "3", "--backend", "numpy", "--quiet"]
@@ -41,8 +42,9 @@ def load(storage: str, name: str):
 def assert_complete_study(study, trials: int, out: Path) -> None:
     """Exactly ``trials`` finished trials, each number once, each with its own run directory."""
     states = [t.state for t in study.get_trials()]
-    finished = [t for t in study.get_trials() if t.state in (optuna.trial.TrialState.COMPLETE,
-                                                            optuna.trial.TrialState.PRUNED)]
+    finished = [
+        t for t in study.get_trials() if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
     assert len(finished) == trials, states
     numbers = [t.number for t in study.get_trials()]
     assert len(numbers) == len(set(numbers))
@@ -54,28 +56,32 @@ def assert_complete_study(study, trials: int, out: Path) -> None:
 
 def test_two_worker_processes_share_one_sqlite_study(tmp_path, capsys):
     out = tmp_path / "sw"
-    code, stdout, err = run_cli(capsys, "sweep", "forecast", "--trials", "5", "--workers", "2", "--out", out,
-                                *FORECAST_SMALL)
+    code, stdout, err = run_cli(
+        capsys, "sweep", "forecast", "--trials", "5", "--workers", "2", "--out", out, *FORECAST_SMALL
+    )
     assert code == 0, err
     study = load(f"sqlite:///{out / 'study.db'}", "forecast-sweep")
     assert_complete_study(study, 5, out)
     # Two workers may both start a trial when one is left; the later one is marked surplus (failed,
     # nothing trained) and left out of the summary.
     assert {t.user_attrs["status"] for t in study.get_trials()} <= {"complete", "pruned", "invalid", "surplus"}
-    assert all(t.state == optuna.trial.TrialState.FAIL for t in study.get_trials()
-               if t.user_attrs["status"] == "surplus")
+    assert all(
+        t.state == optuna.trial.TrialState.FAIL for t in study.get_trials() if t.user_attrs["status"] == "surplus"
+    )
     summary = json.loads((out / "sweep.json").read_text())
     assert len(summary["trials"]) == 5 and summary["best"]["value"] == min(
-        t.value for t in study.get_trials() if t.value is not None)
+        t.value for t in study.get_trials() if t.value is not None
+    )
     best_toml = (out / "best.toml").read_text()
-    for key, value in summary["best"]["params"].items():
+    for key in summary["best"]["params"]:
         assert f"{key} = " in best_toml
     assert (out / "history.png").stat().st_size > 0 and "| trial | state |" in (out / "trials.md").read_text()
     assert "best: trial" in stdout
     # report.html compares the finished trials, best first.
     page = (out / "report.html").read_text()
-    complete = sorted((t for t in study.get_trials() if t.user_attrs.get("status") == "complete"),
-                      key=lambda t: t.value)
+    complete = sorted(
+        (t for t in study.get_trials() if t.user_attrs.get("status") == "complete"), key=lambda t: t.value
+    )
     names = [Path(t.user_attrs["run_dir"]).name for t in complete]
     positions = [page.index(f'<p class="where">{Path(t.user_attrs["run_dir"])}</p>') for t in complete]
     assert positions == sorted(positions) and len(names) == page.count('<section class="run">')
@@ -87,11 +93,16 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path, capsys):
 def test_pruner_stops_a_bad_trial_at_an_evaluation(tmp_path):
     """Two good trials, then one with a learning rate too small to learn: the median pruner
     stops it at its first evaluation after training starts."""
-    cfg = DenoiseConfig(steps=60, eval_every=20, val_sequences=64, test_sequences=64, backend="numpy",
-                        hidden_size=8)
-    settings = sweep.SweepSettings(task="denoise", base_config=cfg.__dict__.copy(),
-                                   space={"lr": {"low": 1e-8, "high": 1e-1, "log": True}}, trials=3,
-                                   study="prune", out=str(tmp_path / "sw"), quiet=True)
+    cfg = DenoiseConfig(steps=60, eval_every=20, val_sequences=64, test_sequences=64, backend="numpy", hidden_size=8)
+    settings = sweep.SweepSettings(
+        task="denoise",
+        base_config=cfg.__dict__.copy(),
+        space={"lr": {"low": 1e-8, "high": 1e-1, "log": True}},
+        trials=3,
+        study="prune",
+        out=str(tmp_path / "sw"),
+        quiet=True,
+    )
     study = sweep.open_study(settings, create=True)
     for lr in (1e-2, 1e-2, 1e-8):  # queued trials run in this order
         study.enqueue_trial({"lr": lr})
@@ -136,12 +147,29 @@ def test_killed_worker_loses_nothing_else(tmp_path, capsys):
     out = tmp_path / "sw"
     storage = f"sqlite:///{out / 'study.db'}"
     space = space_file(tmp_path, "[lr]\nchoices = [0.003]\n[hidden_size]\nchoices = [8, 12]\n")
-    common = ["sweep", "forecast", "--trials", "2", "--out", str(out), "--space", str(space),
-              "--heartbeat-seconds", "1", "--builtin-points", "400", "--backend", "numpy", "--quiet"]
+    common = [
+        "sweep",
+        "forecast",
+        "--trials",
+        "2",
+        "--out",
+        str(out),
+        "--space",
+        str(space),
+        "--heartbeat-seconds",
+        "1",
+        "--builtin-points",
+        "400",
+        "--backend",
+        "numpy",
+        "--quiet",
+    ]
     log = open(tmp_path / "slow.log", "w+")
-    slow = subprocess.Popen([sys.executable, "-m", "rnnlab", *common, "--epochs", "100000"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    slow = subprocess.Popen(
+        [sys.executable, "-m", "rnnlab", *common, "--epochs", "100000"], stdout=log, stderr=subprocess.STDOUT
+    )
     try:
+
         def training_started():  # files only: opening the study while it is being created could race
             if slow.poll() is not None:
                 log.seek(0)
@@ -169,25 +197,72 @@ def test_space_round_trip_and_bad_input(tmp_path, capsys):
     code, text, _ = run_cli(capsys, "sweep", "forecast", "--print-space")
     assert code == 0 and "[window]" in text
     assert sweep.load_space(space_file(tmp_path, text)) == TASKS["forecast"].sweep_space | {
-        "window": {"low": 10, "high": 60, "log": False, "step": 5}}
-    bad = [("[lrr]\nlow = 1e-4\nhigh = 1e-2\n", "unknown key 'lrr'"),
-           ("[lr\nlow = 1", "not valid TOML"),
-           ("[lr]\nlow = 1e-2\nhigh = 1e-4\n", "low < high"),
-           ("[cell]\nchoices = [\"rnn\", \"transformer\"]\n", "value 'transformer' is not valid"),
-           ("[hidden_size]\nlow = 8.5\nhigh = 64\n", "integer field"),
-           ("[lr]\nlow = 0.0\nhigh = 1e-2\nlog = true\n", "log = true needs low > 0"),
-           ("[lr]\nmin = 1\n", "unknown key(s) min")]
+        "window": {"low": 10, "high": 60, "log": False, "step": 5}
+    }
+    bad = [
+        ("[lrr]\nlow = 1e-4\nhigh = 1e-2\n", "unknown key 'lrr'"),
+        ("[lr\nlow = 1", "not valid TOML"),
+        ("[lr]\nlow = 1e-2\nhigh = 1e-4\n", "low < high"),
+        ('[cell]\nchoices = ["rnn", "transformer"]\n', "value 'transformer' is not valid"),
+        ("[hidden_size]\nlow = 8.5\nhigh = 64\n", "integer field"),
+        ("[lr]\nlow = 0.0\nhigh = 1e-2\nlog = true\n", "log = true needs low > 0"),
+        ("[lr]\nmin = 1\n", "unknown key(s) min"),
+    ]
     for content, message in bad:
-        assert_user_error(capsys, "sweep", "forecast", "--trials", "1", "--space", space_file(tmp_path, content),
-                          "--out", tmp_path / "x", match=message)
+        assert_user_error(
+            capsys,
+            "sweep",
+            "forecast",
+            "--trials",
+            "1",
+            "--space",
+            space_file(tmp_path, content),
+            "--out",
+            tmp_path / "x",
+            match=message,
+        )
     assert_user_error(capsys, "sweep", "forecast", "--space", tmp_path / "none.toml", match="does not exist")
     assert_user_error(capsys, "sweep", "transformer", "--trials", "1", match="invalid choice")
-    assert_user_error(capsys, "sweep", "forecast", "--trials", "1", "--out", tmp_path / "y",
-                      "--storage", "postgresql://nobody@127.0.0.1:1/none", match="cannot open sweep storage")
-    assert_user_error(capsys, "sweep", "forecast", "--trials", "1", "--out", tmp_path / "y",
-                      "--storage", "notadb://x", match="cannot open sweep storage")
-    assert_user_error(capsys, "sweep", "charlm", "--trials", "1", "--max-steps", "0", "--max-minutes", "0",
-                      "--target-loss", "1", "--out", tmp_path / "z", match="budget per trial")
+    assert_user_error(
+        capsys,
+        "sweep",
+        "forecast",
+        "--trials",
+        "1",
+        "--out",
+        tmp_path / "y",
+        "--storage",
+        "postgresql://nobody@127.0.0.1:1/none",
+        match="cannot open sweep storage",
+    )
+    assert_user_error(
+        capsys,
+        "sweep",
+        "forecast",
+        "--trials",
+        "1",
+        "--out",
+        tmp_path / "y",
+        "--storage",
+        "notadb://x",
+        match="cannot open sweep storage",
+    )
+    assert_user_error(
+        capsys,
+        "sweep",
+        "charlm",
+        "--trials",
+        "1",
+        "--max-steps",
+        "0",
+        "--max-minutes",
+        "0",
+        "--target-loss",
+        "1",
+        "--out",
+        tmp_path / "z",
+        match="budget per trial",
+    )
     assert_user_error(capsys, "sweep", "forecast", "--trials", "0", match="expected an integer >= 1")
 
 
@@ -197,11 +272,23 @@ def test_a_study_made_for_another_space_is_refused(tmp_path, capsys):
     assert run_cli(capsys, "sweep", "forecast", "--trials", "1", "--space", one, "--out", out, *FORECAST_SMALL)[0] == 0
     other = tmp_path / "other.toml"
     other.write_text("[lr]\nchoices = [0.01]\n", encoding="utf-8")
-    assert_user_error(capsys, "sweep", "forecast", "--trials", "1", "--space", other, "--out", out,
-                      *FORECAST_SMALL, match="another search space")
+    assert_user_error(
+        capsys,
+        "sweep",
+        "forecast",
+        "--trials",
+        "1",
+        "--space",
+        other,
+        "--out",
+        out,
+        *FORECAST_SMALL,
+        match="another search space",
+    )
 
 
 # --------------------------------------------------------------------------- PostgreSQL
+
 
 def _postgres_bin(name: str) -> str | None:
     found = shutil.which(name)
@@ -239,11 +326,29 @@ def postgres_url():
         os.chown(root, user.pw_uid, user.pw_gid)
         prefix = ["runuser", "-u", "postgres", "--"]
     data, port = os.path.join(root, "data"), _free_port()
-    subprocess.run([*prefix, initdb, "-D", data, "-U", "rnnlab", "--auth=trust", "-E", "UTF8", "--no-locale"],
-                   check=True, capture_output=True)
-    subprocess.run([*prefix, pg_ctl, "-D", data, "-l", os.path.join(root, "server.log"), "-w", "-t", "60",
-                    "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*prefix, initdb, "-D", data, "-U", "rnnlab", "--auth=trust", "-E", "UTF8", "--no-locale"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *prefix,
+            pg_ctl,
+            "-D",
+            data,
+            "-l",
+            os.path.join(root, "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         import psycopg
 
@@ -257,8 +362,22 @@ def postgres_url():
 
 def test_sweep_on_a_real_postgresql_server(postgres_url, tmp_path, capsys):
     out = tmp_path / "pg"
-    code, stdout, err = run_cli(capsys, "sweep", "forecast", "--trials", "4", "--workers", "2", "--storage",
-                                postgres_url, "--study", "shared", "--out", out, *FORECAST_SMALL)
+    code, stdout, err = run_cli(
+        capsys,
+        "sweep",
+        "forecast",
+        "--trials",
+        "4",
+        "--workers",
+        "2",
+        "--storage",
+        postgres_url,
+        "--study",
+        "shared",
+        "--out",
+        out,
+        *FORECAST_SMALL,
+    )
     assert code == 0, err
     assert "storage postgresql://rnnlab@127.0.0.1" in stdout
     assert_complete_study(load(postgres_url, "shared"), 4, out)

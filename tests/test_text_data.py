@@ -49,14 +49,16 @@ def test_stream_batcher_needs_enough_text():
 
 def test_eval_chunks_cover_each_target_once():
     ids = np.arange(1000)
-    targets = np.concatenate([t.reshape(-1) for t in
-                              (np.concatenate(list(c[1] for c in eval_chunks(ids, 4, 7)), axis=1),)])
+    targets = np.concatenate(
+        [t.reshape(-1) for t in (np.concatenate(list(c[1] for c in eval_chunks(ids, 4, 7)), axis=1),)]
+    )
     assert len(np.unique(targets)) == targets.size
     assert targets.size >= 1000 - 5
 
 
 def test_eval_chunks_read_the_ids_a_chunk_at_a_time():
     """The validation part of a prepared corpus is a memory map that may not fit in memory."""
+
     class Recording:
         def __init__(self, ids):
             self.ids, self.longest = ids, 0
@@ -79,8 +81,9 @@ def test_eval_chunks_read_the_ids_a_chunk_at_a_time():
     assert [c[1][0, 0] for c in want[:2]] == [ids[1], ids[8]]  # stream 0 reads the text in order
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"", "empty"), (b"ab\x00cd", "binary"), (b"caf\xe9 au lait", "not valid UTF-8")])
+@pytest.mark.parametrize(
+    "content,match", [(b"", "empty"), (b"ab\x00cd", "binary"), (b"caf\xe9 au lait", "not valid UTF-8")]
+)
 def test_bad_text_files(tmp_path, content, match):
     p = tmp_path / "t.txt"
     p.write_bytes(content)

@@ -43,12 +43,14 @@ def test_available_cpus_respects_affinity_and_quota(monkeypatch):
 
 def test_torch_backend_sizes_its_pool_when_a_trainer_is_built_not_on_import():
     env = {k: v for k, v in os.environ.items() if k not in threads.THREADS_ENV}
-    code = ("import numpy as np, torch; torch.set_num_threads(7); "
-            "from rnnlab.backends import torch_backend; on_import = torch.get_num_threads(); "
-            "from rnnlab.cells import ModelSpec, init_params; from rnnlab.optim import Optimizer; "
-            "from rnnlab.threads import available_cpus; spec = ModelSpec('rnn', 3, 4, 1, 1, 'dense'); "
-            "torch_backend.Trainer(spec, init_params(spec, np.random.default_rng(0)), Optimizer('adam'), 'mse', "
-            "'mean', 'none', 1.0, device='cpu'); print(on_import, torch.get_num_threads(), available_cpus())")
+    code = (
+        "import numpy as np, torch; torch.set_num_threads(7); "
+        "from rnnlab.backends import torch_backend; on_import = torch.get_num_threads(); "
+        "from rnnlab.cells import ModelSpec, init_params; from rnnlab.optim import Optimizer; "
+        "from rnnlab.threads import available_cpus; spec = ModelSpec('rnn', 3, 4, 1, 1, 'dense'); "
+        "torch_backend.Trainer(spec, init_params(spec, np.random.default_rng(0)), Optimizer('adam'), 'mse', "
+        "'mean', 'none', 1.0, device='cpu'); print(on_import, torch.get_num_threads(), available_cpus())"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     on_import, used, available = map(int, out.stdout.split())
     assert on_import == 7  # importing the backend changed nothing
@@ -59,14 +61,16 @@ def test_torch_backend_sizes_its_pool_when_a_trainer_is_built_not_on_import():
 
 
 def test_importing_the_jax_backend_leaves_64_bit_mode_off_until_a_float64_model():
-    code = ("import jax, numpy as np; from rnnlab.backends import jax_backend; off = jax.config.jax_enable_x64; "
-            "from rnnlab.cells import ModelSpec, init_params; spec = ModelSpec('rnn', 3, 4, 1, 1, 'dense'); "
-            "p32 = init_params(spec, np.random.default_rng(0)); "
-            "jax_backend.forward(p32, spec, jax_backend.init_carry(spec, 2), np.zeros((2, 5, 3), np.float32)); "
-            "still_off = jax.config.jax_enable_x64; "
-            "p64 = init_params(spec, np.random.default_rng(0), dtype=np.float64); "
-            "y, _ = jax_backend.forward(p64, spec, jax_backend.init_carry(spec, 2, np.float64), np.ones((2, 5, 3))); "
-            "print(off, still_off, jax.config.jax_enable_x64, y.dtype)")
+    code = (
+        "import jax, numpy as np; from rnnlab.backends import jax_backend; off = jax.config.jax_enable_x64; "
+        "from rnnlab.cells import ModelSpec, init_params; spec = ModelSpec('rnn', 3, 4, 1, 1, 'dense'); "
+        "p32 = init_params(spec, np.random.default_rng(0)); "
+        "jax_backend.forward(p32, spec, jax_backend.init_carry(spec, 2), np.zeros((2, 5, 3), np.float32)); "
+        "still_off = jax.config.jax_enable_x64; "
+        "p64 = init_params(spec, np.random.default_rng(0), dtype=np.float64); "
+        "y, _ = jax_backend.forward(p64, spec, jax_backend.init_carry(spec, 2, np.float64), np.ones((2, 5, 3))); "
+        "print(off, still_off, jax.config.jax_enable_x64, y.dtype)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "True", "float64"]
 

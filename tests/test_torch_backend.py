@@ -3,7 +3,6 @@ and the MSE shape check.  (Equality with the NumPy backend is in test_backends_e
 
 import numpy as np
 import pytest
-
 from test_backends_equal import rel
 from test_numpy_gradcheck import _problem
 
@@ -42,7 +41,6 @@ def test_mse_refuses_the_broadcasting_mistake():
         tb.loss_and_grads(params, spec, carry, inputs, targets[..., 0], "mse")
 
 
-
 def test_device_names():
     """Where the torch backend computes, for every case a GPU machine can present (checked without one)."""
     assert tb.device_name("auto", 0, None) == "cpu"
@@ -65,10 +63,19 @@ def test_trainer_on_an_explicit_cpu_device_matches_numpy():
     from rnnlab.optim import Optimizer
 
     spec, params, carry, inputs, targets = _problem("gru_reset_after", "onehot", "cross_entropy", B=3, T=5, H=4)
-    t_np = nb.Trainer(spec, {k: v.copy() for k, v in params.items()}, Optimizer("adam"), "cross_entropy",
-                      "mean", "norm", 5.0)
-    t_t = tb.Trainer(spec, {k: v.copy() for k, v in params.items()}, Optimizer("adam"), "cross_entropy",
-                     "mean", "norm", 5.0, device="cpu")
+    t_np = nb.Trainer(
+        spec, {k: v.copy() for k, v in params.items()}, Optimizer("adam"), "cross_entropy", "mean", "norm", 5.0
+    )
+    t_t = tb.Trainer(
+        spec,
+        {k: v.copy() for k, v in params.items()},
+        Optimizer("adam"),
+        "cross_entropy",
+        "mean",
+        "norm",
+        5.0,
+        device="cpu",
+    )
     assert t_t.device == torch.device("cpu")
     for t in (t_np, t_t):
         t.train_step(carry, inputs, targets, 1e-2)

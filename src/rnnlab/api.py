@@ -26,8 +26,17 @@ from pathlib import Path
 
 from .errors import UserError
 
-def fit(task: str, out: str | os.PathLike | None = None, data=None, preset: str | None = None,
-        resume: bool = False, force: bool = False, quiet: bool = True, **settings) -> "Run":
+
+def fit(
+    task: str,
+    out: str | os.PathLike | None = None,
+    data=None,
+    preset: str | None = None,
+    resume: bool = False,
+    force: bool = False,
+    quiet: bool = True,
+    **settings,
+) -> Run:
     """Train (or ``resume``) a ``task`` run in ``out`` (default ``runs/<task>``) with the given
     settings (the flags' names, dashes as underscores) and return it as a ``Run``."""
     from . import tasks
@@ -147,8 +156,9 @@ class Run:
 
         return entry(self.task).evaluate(self.run_dir, options)
 
-    def sample(self, length: int = 200, prime: str = "", temperature: float = 1.0, top_k: int = 0,
-               seed: int = 0) -> str:
+    def sample(
+        self, length: int = 200, prime: str = "", temperature: float = 1.0, top_k: int = 0, seed: int = 0
+    ) -> str:
         return self.model.sample(length, prime, temperature, top_k, seed)
 
     def predict(self, csv: str | None = None, start: str | None = None, end: str | None = None) -> dict:
@@ -171,9 +181,11 @@ class Run:
 
         view = load_view(self.run_dir)
         key = view.key_metric
-        parts = [f"<div><b>{html.escape(repr(self))}</b><br>{html.escape(key.metric)}: model "
-                 f"<b>{html.escape(key.model)}</b>, baseline {html.escape(key.baseline)} "
-                 f"({html.escape(key.verdict)})</div>"]
+        parts = [
+            f"<div><b>{html.escape(repr(self))}</b><br>{html.escape(key.metric)}: model "
+            f"<b>{html.escape(key.model)}</b>, baseline {html.escape(key.baseline)} "
+            f"({html.escape(key.verdict)})</div>"
+        ]
         plot = self.run_dir / "loss.png"
         if plot.exists():
             encoded = base64.b64encode(plot.read_bytes()).decode("ascii")

@@ -33,7 +33,7 @@ def start(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def update_(average: dict[str, np.ndarray], params: dict[str, np.ndarray], decay: float, step: int) -> None:
     """Fold in ``params``, the weights after 1-based ``step``, in place (see the module's formula)."""
-    weight = (1.0 - decay) / (1.0 - decay ** step)
+    weight = (1.0 - decay) / (1.0 - decay**step)
     for k, a in average.items():
         change = np.subtract(params[k], a)  # one temporary per tensor: this runs every step
         change *= weight

@@ -46,12 +46,12 @@ class Settings:
     """How origins are laid out and fitted (the flags ``forecast backtest`` adds to ``train``'s)."""
 
     origins: int = 10
-    stride: int = 0          # points between origins; 0 = the origins share the last --test-fraction
-    retrain_every: int = 1   # fit at every R-th origin, reuse that fit in between
-    workers: int = 1         # processes fitting origins at once
-    dm_lags: int | str = 0   # autocovariances in the Diebold-Mariano variance, or "auto" (Newey-West)
+    stride: int = 0  # points between origins; 0 = the origins share the last --test-fraction
+    retrain_every: int = 1  # fit at every R-th origin, reuse that fit in between
+    workers: int = 1  # processes fitting origins at once
+    dm_lags: int | str = 0  # autocovariances in the Diebold-Mariano variance, or "auto" (Newey-West)
 
-    def check(self) -> "Settings":
+    def check(self) -> Settings:
         for name in ("origins", "retrain_every", "workers"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{flag(name)} must be at least 1, got {getattr(self, name)}")
@@ -64,10 +64,10 @@ class Settings:
 
 @dataclass(frozen=True)
 class Origin:
-    index: int   # k, 0-based
-    first: int   # the first point it forecasts (index into the series); it is fitted on points before it
-    end: int     # one past the last point it forecasts
-    fit: int     # the origin whose fit it uses (itself, or an earlier one with --retrain-every)
+    index: int  # k, 0-based
+    first: int  # the first point it forecasts (index into the series); it is fitted on points before it
+    end: int  # one past the last point it forecasts
+    fit: int  # the origin whose fit it uses (itself, or an earlier one with --retrain-every)
 
     @property
     def name(self) -> str:
@@ -86,21 +86,32 @@ def plan_origins(n_points: int, cfg: ForecastConfig, settings: Settings, source:
     fractions = fit_config(cfg).fractions
     first_fit = points_needed(cfg.window, fractions)
     if cfg.train_length and cfg.train_length < first_fit:
-        raise UserError(f"--train-length {cfg.train_length} is too short for --window {cfg.window} with "
-                        f"--val-fraction {cfg.val_fraction:g}: each fit needs at least {first_fit} points")
+        raise UserError(
+            f"--train-length {cfg.train_length} is too short for --window {cfg.window} with "
+            f"--val-fraction {cfg.val_fraction:g}: each fit needs at least {first_fit} points"
+        )
     stride = settings.stride or max(1, int(n_points * cfg.test_fraction) // settings.origins)
     needed = first_fit + settings.origins * stride
     if n_points < needed:
-        raise UserError(f"{source} has {n_points} points; need at least {needed} points for {settings.origins} "
-                        f"origins {stride} apart after a first fit of {first_fit} (window {cfg.window}); use "
-                        "fewer --origins, a smaller --stride or --window, or a longer range")
+        raise UserError(
+            f"{source} has {n_points} points; need at least {needed} points for {settings.origins} "
+            f"origins {stride} apart after a first fit of {first_fit} (window {cfg.window}); use "
+            "fewer --origins, a smaller --stride or --window, or a longer range"
+        )
     start = n_points - settings.origins * stride
-    return [Origin(k, start + k * stride, start + (k + 1) * stride if k + 1 < settings.origins else n_points,
-                   k - k % settings.retrain_every)
-            for k in range(settings.origins)]
+    return [
+        Origin(
+            k,
+            start + k * stride,
+            start + (k + 1) * stride if k + 1 < settings.origins else n_points,
+            k - k % settings.retrain_every,
+        )
+        for k in range(settings.origins)
+    ]
 
 
 # --------------------------------------------------------------------------- one fit and its origins
+
 
 def _origin_config(cfg: ForecastConfig, prices, origin: Origin) -> ForecastConfig:
     """The ``forecast train`` settings of the fit at ``origin``: the series up to its first point."""
@@ -136,23 +147,31 @@ def fit_group(cfg_dict: dict, out: str, group: list[dict], quiet: bool = True) -
         from .runner import train_run
 
         started = time.perf_counter()
-        summary = train_run(fit_cfg, run_dir, resume=checkpoint.exists(run_dir), force=True, quiet=quiet,
-                            log_evals=not quiet)
+        summary = train_run(
+            fit_cfg, run_dir, resume=checkpoint.exists(run_dir), force=True, quiet=quiet, log_evals=not quiet
+        )
         if summary["interrupted"]:
             return []
         fit_seconds = time.perf_counter() - started
         past = _fit_points(fit_cfg, prices, fit_origin)
         n_train = split_sizes(len(past), fit_cfg.fractions)[0]
-        facts = {"first_point": fit_origin.first, "fit_from": str(past.index[0]), "fit_to": str(past.index[-1]),
-                 "fit_points": int(len(past)), "best_val_loss": summary["best_val_loss"],
-                 "mase_scale": stats.persistence_scale(past.to_numpy()[:n_train]),
-                 "fit_seconds": round(fit_seconds, 3)}
+        facts = {
+            "first_point": fit_origin.first,
+            "fit_from": str(past.index[0]),
+            "fit_to": str(past.index[-1]),
+            "fit_points": int(len(past)),
+            "best_val_loss": summary["best_val_loss"],
+            "mase_scale": stats.persistence_scale(past.to_numpy()[:n_train]),
+            "fit_seconds": round(fit_seconds, 3),
+        }
         checkpoint.atomic_write_text(run_dir / "fit.json", json.dumps(facts, indent=1) + "\n")
     facts = json.loads((run_dir / "fit.json").read_text(encoding="utf-8"))
     loaded = forecast.load_run(run_dir, "best")
     if loaded.meta["series"]["points"] != facts["fit_points"]:  # the fit saw other points than planned
-        raise UserError(f"{run_dir} was fitted on {loaded.meta['series']['points']} points, not the "
-                        f"{facts['fit_points']} before its origin; the data changed: rerun with --force")
+        raise UserError(
+            f"{run_dir} was fitted on {loaded.meta['series']['points']} points, not the "
+            f"{facts['fit_points']} before its origin; the data changed: rerun with --force"
+        )
     records = []
     for origin in origins:
         path = _forecasts_path(out, origin)
@@ -162,12 +181,23 @@ def fit_group(cfg_dict: dict, out: str, group: list[dict], quiet: bool = True) -
         points = np.arange(origin.first, origin.end)
         f = forecast.forecast_points(loaded, series, points)
         actual = prices.to_numpy()[points]
-        record = {"origin": origin.index, "fit_origin": fit_origin.index, "first": origin.first, "end": origin.end,
-                  "times": [str(t) for t in prices.index[points]], "actual": actual.tolist(),
-                  "predicted": f.point.tolist(), "unshrunk": f.unshrunk.tolist(), "alpha": f.alpha,
-                  "persistence": f.last.tolist(), "mase_scale": facts["mase_scale"],
-                  "fit_from": facts["fit_from"], "fit_to": facts["fit_to"], "fit_points": facts["fit_points"],
-                  "fit_seconds": facts["fit_seconds"] if origin is fit_origin else 0.0}
+        record = {
+            "origin": origin.index,
+            "fit_origin": fit_origin.index,
+            "first": origin.first,
+            "end": origin.end,
+            "times": [str(t) for t in prices.index[points]],
+            "actual": actual.tolist(),
+            "predicted": f.point.tolist(),
+            "unshrunk": f.unshrunk.tolist(),
+            "alpha": f.alpha,
+            "persistence": f.last.tolist(),
+            "mase_scale": facts["mase_scale"],
+            "fit_from": facts["fit_from"],
+            "fit_to": facts["fit_to"],
+            "fit_points": facts["fit_points"],
+            "fit_seconds": facts["fit_seconds"] if origin is fit_origin else 0.0,
+        }
         if f.log_var is not None:
             record.update(_interval_record(f, actual, ""))
             if f.alpha is not None:
@@ -192,8 +222,8 @@ def _interval_record(f, actual: np.ndarray, prefix: str) -> dict:
 
 def _fit_points(fit_cfg: ForecastConfig, prices, origin: Origin):
     """The points the fit at ``origin`` sees (the same as its own ``load_series`` gives)."""
-    past = prices.iloc[:origin.first]
-    return past.iloc[-fit_cfg.train_length:] if fit_cfg.train_length else past
+    past = prices.iloc[: origin.first]
+    return past.iloc[-fit_cfg.train_length :] if fit_cfg.train_length else past
 
 
 def _set_worker_threads(threads: int) -> None:
@@ -203,20 +233,23 @@ def _set_worker_threads(threads: int) -> None:
 
 # --------------------------------------------------------------------------- the directory
 
+
 def _plan_dict(cfg: ForecastConfig, settings: Settings, origins: list[Origin]) -> dict:
     # How many processes fit and how the test is run change no forecast: a finished backtest run
     # again with another --dm-lags is summarized again.
-    return {"version": PLAN_VERSION, "config": dataclasses.asdict(cfg),
-            "settings": dataclasses.asdict(dataclasses.replace(settings, workers=0, dm_lags=0)),
-            "origins": [dataclasses.asdict(o) for o in origins]}
+    return {
+        "version": PLAN_VERSION,
+        "config": dataclasses.asdict(cfg),
+        "settings": dataclasses.asdict(dataclasses.replace(settings, workers=0, dm_lags=0)),
+        "origins": [dataclasses.asdict(o) for o in origins],
+    }
 
 
 def _prepare_dir(out: Path, plan: dict, force: bool) -> str:
     """``"fresh"``, ``"resume"`` (same plan: keep finished origins) or a UserError; with
     ``force`` an old backtest or run in ``out`` is replaced (only now that the new one is checked)."""
     saved_path = out / "plan.json"
-    holds = [p.name for p in out.iterdir() if p.name in runs.RUN_FILES + BACKTEST_FILES
-             or p.name.startswith("origin-")]
+    holds = [p.name for p in out.iterdir() if p.name in runs.RUN_FILES + BACKTEST_FILES or p.name.startswith("origin-")]
     if not holds:
         return "fresh"
     if saved_path.exists() and not force:
@@ -229,11 +262,15 @@ def _prepare_dir(out: Path, plan: dict, force: bool) -> str:
         changed = sorted(k for k in plan["config"] if saved.get("config", {}).get(k) != plan["config"][k])
         changed += sorted(k for k in plan["settings"] if saved.get("settings", {}).get(k) != plan["settings"][k])
         what = ", ".join(f"--{flag(k)}" for k in changed) or "the origins (the data changed)"
-        raise UserError(f"{str(out)!r} holds a backtest with other settings ({what}); run it again as it was to "
-                        "continue it, or pass --force to replace it, or choose another --out")
+        raise UserError(
+            f"{str(out)!r} holds a backtest with other settings ({what}); run it again as it was to "
+            "continue it, or pass --force to replace it, or choose another --out"
+        )
     if not force:
-        raise UserError(f"{str(out)!r} already holds a run ({', '.join(sorted(holds)[:3])}); pass --force to "
-                        "replace it or choose another --out")
+        raise UserError(
+            f"{str(out)!r} already holds a run ({', '.join(sorted(holds)[:3])}); pass --force to "
+            "replace it or choose another --out"
+        )
     for name in holds:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -273,11 +310,19 @@ def run_backtest(cfg: ForecastConfig, settings: Settings, out, force: bool = Fal
         if not quiet:
             for line in forecast.describe_series(cfg, series):
                 print(line, flush=True)
-            print(f"backtest: {len(origins)} origins {origins[0].end - origins[0].first} points apart from "
-                  f"{prices.index[origins[0].first]:%Y-%m-%d %H:%M}, {len(groups)} fits"
-                  + (f"; resuming, {done} origins done" if mode == "resume" else ""), flush=True)
-        bar = tqdm(total=len(origins), initial=done, unit="origin", dynamic_ncols=True,
-                   disable=quiet or not sys.stderr.isatty())
+            print(
+                f"backtest: {len(origins)} origins {origins[0].end - origins[0].first} points apart from "
+                f"{prices.index[origins[0].first]:%Y-%m-%d %H:%M}, {len(groups)} fits"
+                + (f"; resuming, {done} origins done" if mode == "resume" else ""),
+                flush=True,
+            )
+        bar = tqdm(
+            total=len(origins),
+            initial=done,
+            unit="origin",
+            dynamic_ncols=True,
+            disable=quiet or not sys.stderr.isatty(),
+        )
         _run_groups(cfg, out, todo, settings.workers, bar)
         finished = all(_forecasts_path(out, o).exists() for o in origins)
         if not finished:
@@ -311,10 +356,13 @@ def _run_groups(cfg: ForecastConfig, out: Path, groups: list, workers: int, bar)
 
         threads = max(1, available_cpus() // workers)
         # spawn, not fork: a forked child would inherit torch's and JAX's threads half-made.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_set_worker_threads, initargs=(threads,)) as pool:
-            futures = [pool.submit(fit_group, cfg_dict, str(out), [dataclasses.asdict(o) for o in g])
-                       for g in groups]
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_set_worker_threads,
+            initargs=(threads,),
+        ) as pool:
+            futures = [pool.submit(fit_group, cfg_dict, str(out), [dataclasses.asdict(o) for o in g]) for g in groups]
             for future in as_completed(futures):
                 bar.update(len(future.result()))
     except KeyboardInterrupt:
@@ -324,6 +372,7 @@ def _run_groups(cfg: ForecastConfig, out: Path, groups: list, workers: int, bar)
 
 
 # --------------------------------------------------------------------------- the verdict
+
 
 def summarize(records: list[dict], source: str, cfg: ForecastConfig, settings: Settings) -> dict:
     """Per-origin, per-year and pooled comparisons with persistence: the skill in log-return
@@ -336,8 +385,16 @@ def summarize(records: list[dict], source: str, cfg: ForecastConfig, settings: S
         row = stats.compare_with_persistence(actual, predicted, last, r["mase_scale"])
         if r.get("alpha") is not None:
             row["alpha"] = r["alpha"]
-        per_origin.append({"origin": r["origin"], "fit_origin": r["fit_origin"], "from": r["times"][0],
-                           "to": r["times"][-1], "fit_points": r["fit_points"], **row})
+        per_origin.append(
+            {
+                "origin": r["origin"],
+                "fit_origin": r["fit_origin"],
+                "from": r["times"][0],
+                "to": r["times"][-1],
+                "fit_points": r["fit_points"],
+                **row,
+            }
+        )
     pooled = pool(records, "predicted", settings.dm_lags)
     pooled["origins_beating_persistence"] = sum(row["log_return_skill"] > 0 for row in per_origin)
     alphas = [r["alpha"] for r in records if r.get("alpha") is not None]
@@ -345,31 +402,52 @@ def summarize(records: list[dict], source: str, cfg: ForecastConfig, settings: S
         pooled["alpha_mean"], pooled["alpha_zero_share"] = float(np.mean(alphas)), float(np.mean(np.equal(alphas, 0)))
         pooled["unshrunk"] = pool(records, "unshrunk", settings.dm_lags)
     per_year = per_year_rows(records)
-    return {"source": source, "every": cfg.every, "window": cfg.window, "target": cfg.target, "cell": cfg.cell,
-            "hidden_size": cfg.hidden_size, "origins": len(records),
-            "stride": records[0]["end"] - records[0]["first"], "retrain_every": settings.retrain_every,
-            "train_length": cfg.train_length, "ewma_lambda": cfg.ewma_lambda, "first_forecast": records[0]["times"][0],
-            "last_forecast": records[-1]["times"][-1], "fit_seconds": round(sum(r["fit_seconds"] for r in records), 3),
-            "pooled": pooled, "per_year": per_year, "per_origin": per_origin,
-            "verdict": verdict(pooled, per_year, cfg.ewma_lambda)}
+    return {
+        "source": source,
+        "every": cfg.every,
+        "window": cfg.window,
+        "target": cfg.target,
+        "cell": cfg.cell,
+        "hidden_size": cfg.hidden_size,
+        "origins": len(records),
+        "stride": records[0]["end"] - records[0]["first"],
+        "retrain_every": settings.retrain_every,
+        "train_length": cfg.train_length,
+        "ewma_lambda": cfg.ewma_lambda,
+        "first_forecast": records[0]["times"][0],
+        "last_forecast": records[-1]["times"][-1],
+        "fit_seconds": round(sum(r["fit_seconds"] for r in records), 3),
+        "pooled": pooled,
+        "per_year": per_year,
+        "per_origin": per_origin,
+        "verdict": verdict(pooled, per_year, cfg.ewma_lambda),
+    }
 
 
 def _pooled_arrays(records: list[dict], key: str) -> dict:
     """The records' points concatenated, ``[n]`` each: actual, the forecasts ``key``, persistence,
     MASE scale, year, and where there are intervals their bounds, CRPS and the random walks."""
+
     def joined(name):
         return np.concatenate([np.asarray(r[name], dtype=np.float64) for r in records])
 
-    arrays = {"actual": joined("actual"), "predicted": joined(key), "last": joined("persistence"),
-              "scale": np.concatenate([np.full(len(r["actual"]), r["mase_scale"]) for r in records]),
-              "year": np.concatenate([[t[:4] for t in r["times"]] for r in records])}
+    arrays = {
+        "actual": joined("actual"),
+        "predicted": joined(key),
+        "last": joined("persistence"),
+        "scale": np.concatenate([np.full(len(r["actual"]), r["mase_scale"]) for r in records]),
+        "year": np.concatenate([[t[:4] for t in r["times"]] for r in records]),
+    }
     prefix = "" if key == "predicted" else f"{key}_"
     if f"{prefix}crps" in records[0]:
         for name in ("low_80", "high_80", "low_95", "high_95", "crps"):
             arrays[name] = joined(f"{prefix}{name}")
-        arrays["walks"] = {stats.REFERENCE_WALK: joined("random_walk_sd"),
-                           "train_vol_random_walk": np.concatenate([np.full(len(r["actual"]), r["train_volatility"])
-                                                                    for r in records])}
+        arrays["walks"] = {
+            stats.REFERENCE_WALK: joined("random_walk_sd"),
+            "train_vol_random_walk": np.concatenate(
+                [np.full(len(r["actual"]), r["train_volatility"]) for r in records]
+            ),
+        }
     return arrays
 
 
@@ -380,8 +458,11 @@ def _compare(a: dict, where=slice(None)) -> dict:
     if "crps" in a:
         for level in (80, 95):
             out[f"coverage_{level}"] = stats.coverage(actual, a[f"low_{level}"][where], a[f"high_{level}"][where])
-        out.update(stats.against_random_walks(actual, last, a["crps"][where],
-                                              {name: sd[where] for name, sd in a["walks"].items()}))
+        out.update(
+            stats.against_random_walks(
+                actual, last, a["crps"][where], {name: sd[where] for name, sd in a["walks"].items()}
+            )
+        )
     return out
 
 
@@ -415,19 +496,25 @@ def verdict(pooled: dict, per_year: list[dict] | None = None, ewma_lambda: float
     dm = pooled["log_return_diebold_mariano"]
     skill = pooled["log_return_skill"]
     price_lo, price_hi = pooled["skill_ci95"]
-    text = (f"Over {pooled['points']} one-step forecasts, in log-returns (where a 1% miss weighs the same at any "
-            f"price), the model's pooled skill against persistence is {skill:+.4f} (95% block-bootstrap interval "
-            f"{lo:+.4f} to {hi:+.4f}); Diebold-Mariano test of equal squared error: statistic "
-            f"{dm['statistic']:+.2f}, p = {dm['p_value']:.3g} ({stats.describe_dm(dm)}). In price units the RMSE is "
-            f"{pooled['rmse']:,.2f} against {pooled['persistence_rmse']:,.2f} (skill {pooled['skill']:+.4f}, "
-            f"{price_lo:+.4f} to {price_hi:+.4f}; p = {pooled['diebold_mariano']['p_value']:.3g}), weighted toward "
-            f"the years of high prices; MASE {pooled['mase']:.3f} against {pooled['persistence_mase']:.3f}.")
+    text = (
+        f"Over {pooled['points']} one-step forecasts, in log-returns (where a 1% miss weighs the same at any "
+        f"price), the model's pooled skill against persistence is {skill:+.4f} (95% block-bootstrap interval "
+        f"{lo:+.4f} to {hi:+.4f}); Diebold-Mariano test of equal squared error: statistic "
+        f"{dm['statistic']:+.2f}, p = {dm['p_value']:.3g} ({stats.describe_dm(dm)}). In price units the RMSE is "
+        f"{pooled['rmse']:,.2f} against {pooled['persistence_rmse']:,.2f} (skill {pooled['skill']:+.4f}, "
+        f"{price_lo:+.4f} to {price_hi:+.4f}; p = {pooled['diebold_mariano']['p_value']:.3g}), weighted toward "
+        f"the years of high prices; MASE {pooled['mase']:.3f} against {pooled['persistence_mase']:.3f}."
+    )
     if pooled["direction_call_share"] > 0:
-        text += (f" It called a move in {100 * pooled['direction_call_share']:.1f}% of the forecasts and got "
-                 f"{100 * pooled['direction_hit_rate']:.1f}% of those that moved right.")
+        text += (
+            f" It called a move in {100 * pooled['direction_call_share']:.1f}% of the forecasts and got "
+            f"{100 * pooled['direction_hit_rate']:.1f}% of those that moved right."
+        )
     if lo <= 0 <= hi or dm["p_value"] >= 0.05:
-        text += (" The model cannot be told apart from persistence here: it has shown nothing that "
-                 "'the next value is the last one' does not already know.")
+        text += (
+            " The model cannot be told apart from persistence here: it has shown nothing that "
+            "'the next value is the last one' does not already know."
+        )
     elif skill > 0:
         text += " The model beats persistence, and the difference is larger than the noise."
     else:
@@ -435,28 +522,36 @@ def verdict(pooled: dict, per_year: list[dict] | None = None, ewma_lambda: float
     if "alpha_mean" in pooled:
         unshrunk = pooled["unshrunk"]
         u_lo, u_hi = unshrunk["log_return_skill_ci95"]
-        text += (f" Each origin shrank its forecasts toward persistence with a weight fitted on its own validation "
-                 f"part (mean alpha {pooled['alpha_mean']:.3f}; 0 at {100 * pooled['alpha_zero_share']:.0f}% of the "
-                 f"fits, where the model found nothing persistence does not know); unshrunk, the pooled log-return "
-                 f"skill is {unshrunk['log_return_skill']:+.4f} ({u_lo:+.4f} to {u_hi:+.4f}).")
+        text += (
+            f" Each origin shrank its forecasts toward persistence with a weight fitted on its own validation "
+            f"part (mean alpha {pooled['alpha_mean']:.3f}; 0 at {100 * pooled['alpha_zero_share']:.0f}% of the "
+            f"fits, where the model found nothing persistence does not know); unshrunk, the pooled log-return "
+            f"skill is {unshrunk['log_return_skill']:+.4f} ({u_lo:+.4f} to {u_hi:+.4f})."
+        )
     if "coverage_80" in pooled:
         decay = f" (decay {ewma_lambda:g})" if ewma_lambda is not None else ""
-        text += (f" Intervals: {100 * pooled['coverage_80']:.1f}% of actual values inside the 80% interval and "
-                 f"{100 * pooled['coverage_95']:.1f}% inside the 95% one. CRPS skill {pooled['crps_skill']:+.4f} "
-                 f"against a random walk whose volatility is an exponentially weighted mean of the returns before "
-                 f"each forecast{decay}, whose own intervals cover "
-                 f"{100 * pooled['ewma_random_walk_coverage_80']:.1f}% and "
-                 f"{100 * pooled['ewma_random_walk_coverage_95']:.1f}%; against a random walk with each fit's "
-                 f"training volatility (covering {100 * pooled['train_vol_random_walk_coverage_80']:.1f}% and "
-                 f"{100 * pooled['train_vol_random_walk_coverage_95']:.1f}%) it is "
-                 f"{pooled['train_vol_crps_skill']:+.4f}.")
+        text += (
+            f" Intervals: {100 * pooled['coverage_80']:.1f}% of actual values inside the 80% interval and "
+            f"{100 * pooled['coverage_95']:.1f}% inside the 95% one. CRPS skill {pooled['crps_skill']:+.4f} "
+            f"against a random walk whose volatility is an exponentially weighted mean of the returns before "
+            f"each forecast{decay}, whose own intervals cover "
+            f"{100 * pooled['ewma_random_walk_coverage_80']:.1f}% and "
+            f"{100 * pooled['ewma_random_walk_coverage_95']:.1f}%; against a random walk with each fit's "
+            f"training volatility (covering {100 * pooled['train_vol_random_walk_coverage_80']:.1f}% and "
+            f"{100 * pooled['train_vol_random_walk_coverage_95']:.1f}%) it is "
+            f"{pooled['train_vol_crps_skill']:+.4f}."
+        )
         if abs(pooled["crps_skill"]) < 0.01:
-            text += (" Against the volatility a forecaster already knows, the model's forecast distribution adds "
-                     "next to nothing.")
+            text += (
+                " Against the volatility a forecaster already knows, the model's forecast distribution adds "
+                "next to nothing."
+            )
     if per_year and len(per_year) > 1:
         worst, best = (f(per_year, key=lambda row: row["log_return_skill"]) for f in (min, max))
-        text += (f" Per year, the log-return skill runs from {worst['log_return_skill']:+.4f} ({worst['year']}) to "
-                 f"{best['log_return_skill']:+.4f} ({best['year']}).")
+        text += (
+            f" Per year, the log-return skill runs from {worst['log_return_skill']:+.4f} ({worst['year']}) to "
+            f"{best['log_return_skill']:+.4f} ({best['year']})."
+        )
     return text
 
 
@@ -476,26 +571,35 @@ def plot_backtest(path: Path, records: list[dict], result: dict) -> Path:
     axes[0].bar(range(len(rows)), skills, color=np.where(skills > 0, "tab:green", "tab:red"))
     axes[0].axhline(0, color="k", linewidth=0.8)
     pooled = result["pooled"]
-    axes[0].axhline(pooled["log_return_skill"], color="tab:blue", linestyle="--", linewidth=1,
-                    label=f"pooled {pooled['log_return_skill']:+.4f}")
-    axes[0].set_xticks(range(len(rows)), [f"{t:%Y-%m-%d}" for t in starts], rotation=45, ha="right",
-                       fontsize="x-small")
+    axes[0].axhline(
+        pooled["log_return_skill"],
+        color="tab:blue",
+        linestyle="--",
+        linewidth=1,
+        label=f"pooled {pooled['log_return_skill']:+.4f}",
+    )
+    axes[0].set_xticks(range(len(rows)), [f"{t:%Y-%m-%d}" for t in starts], rotation=45, ha="right", fontsize="x-small")
     axes[0].set_ylabel("log-return skill\nvs persistence")
-    axes[0].set_title("skill of each origin's forecasts in log-returns (above 0: smaller errors than persistence)",
-                      fontsize="medium")
+    axes[0].set_title(
+        "skill of each origin's forecasts in log-returns (above 0: smaller errors than persistence)", fontsize="medium"
+    )
     axes[0].legend(fontsize="small")
     times = pd.to_datetime(np.concatenate([r["times"] for r in records]))
     prices = [np.concatenate([r[k] for r in records]) for k in ("actual", "predicted", "persistence")]
-    for (actual, predicted, last), label, style in ((stats.log_returns(*prices), "log-returns (headline)", "-"),
-                                                    (prices, "price units", "--")):
+    for (actual, predicted, last), label, style in (
+        (stats.log_returns(*prices), "log-returns (headline)", "-"),
+        (prices, "price units", "--"),
+    ):
         gain = np.cumsum((last - actual) ** 2 - (predicted - actual) ** 2) / np.sum((last - actual) ** 2)
         axes[1].plot(times, gain, style, color="tab:blue", linewidth=1, label=label)
     axes[1].axhline(0, color="k", linewidth=0.8)
     for t in starts:
         axes[1].axvline(t, color="0.85", linewidth=0.6, zorder=0)
     axes[1].set_ylabel("cumulative (SE persistence - SE model)\n/ total SE persistence")
-    axes[1].set_title("rises where the model's squared errors are smaller than persistence's; ends at "
-                      "1 - MSE ratio", fontsize="medium")
+    axes[1].set_title(
+        "rises where the model's squared errors are smaller than persistence's; ends at 1 - MSE ratio",
+        fontsize="medium",
+    )
     axes[1].legend(fontsize="small")
     axes[1].grid(alpha=0.3)
     axes[1].tick_params(axis="x", labelrotation=20)
@@ -514,49 +618,98 @@ def write_report(out: Path, result: dict) -> Path:
     pooled = result["pooled"]
     lo, hi = pooled["log_return_skill_ci95"]
     price_lo, price_hi = pooled["skill_ci95"]
-    headline = [html_report.Headline(
-        f"pooled log-return skill, {pooled['points']} forecasts at {result['origins']} origins",
-        f"skill {pooled['log_return_skill']:+.4f}", "persistence: skill 0",
-        f"95% CI {lo:+.4f} to {hi:+.4f}; Diebold-Mariano p = {pooled['log_return_diebold_mariano']['p_value']:.3g}",
-        "better" if lo > 0 else "worse" if hi < 0 else "close"),
+    headline = [
         html_report.Headline(
-        "pooled RMSE in price units (weighted toward high prices)", f"RMSE {pooled['rmse']:,.4g}",
-        f"persistence: RMSE {pooled['persistence_rmse']:,.4g}",
-        f"skill {pooled['skill']:+.4f} ({price_lo:+.4f} to {price_hi:+.4f})",
-        "better" if price_lo > 0 else "worse" if price_hi < 0 else "close"),
-        html_report.Headline("MASE (in-sample persistence MAE = 1)", f"{pooled['mase']:.3f}",
-                             f"persistence: {pooled['persistence_mase']:.3f}",
-                             f"direction right in {_percent(pooled['direction_hit_rate'])} of the calls "
-                             f"({_percent(pooled['direction_call_share'])} of forecasts call a move)",
-                             "better" if pooled["mase"] < pooled["persistence_mase"] else "worse")]
+            f"pooled log-return skill, {pooled['points']} forecasts at {result['origins']} origins",
+            f"skill {pooled['log_return_skill']:+.4f}",
+            "persistence: skill 0",
+            f"95% CI {lo:+.4f} to {hi:+.4f}; Diebold-Mariano p = {pooled['log_return_diebold_mariano']['p_value']:.3g}",
+            "better" if lo > 0 else "worse" if hi < 0 else "close",
+        ),
+        html_report.Headline(
+            "pooled RMSE in price units (weighted toward high prices)",
+            f"RMSE {pooled['rmse']:,.4g}",
+            f"persistence: RMSE {pooled['persistence_rmse']:,.4g}",
+            f"skill {pooled['skill']:+.4f} ({price_lo:+.4f} to {price_hi:+.4f})",
+            "better" if price_lo > 0 else "worse" if price_hi < 0 else "close",
+        ),
+        html_report.Headline(
+            "MASE (in-sample persistence MAE = 1)",
+            f"{pooled['mase']:.3f}",
+            f"persistence: {pooled['persistence_mase']:.3f}",
+            f"direction right in {_percent(pooled['direction_hit_rate'])} of the calls "
+            f"({_percent(pooled['direction_call_share'])} of forecasts call a move)",
+            "better" if pooled["mase"] < pooled["persistence_mase"] else "worse",
+        ),
+    ]
     if "coverage_80" in pooled:
-        headline.append(html_report.Headline(
-            "interval coverage (80% / 95%)", f"{100 * pooled['coverage_80']:.1f}% / {100 * pooled['coverage_95']:.1f}%",
-            f"EWMA random walk: {_percent(pooled['ewma_random_walk_coverage_80'])} / "
-            f"{_percent(pooled['ewma_random_walk_coverage_95'])}",
-            f"CRPS skill {pooled['crps_skill']:+.4f} vs the EWMA random walk "
-            f"({pooled['train_vol_crps_skill']:+.4f} vs training volatility)",
-            "better" if pooled["crps_skill"] > 0 else "worse"))
+        headline.append(
+            html_report.Headline(
+                "interval coverage (80% / 95%)",
+                f"{100 * pooled['coverage_80']:.1f}% / {100 * pooled['coverage_95']:.1f}%",
+                f"EWMA random walk: {_percent(pooled['ewma_random_walk_coverage_80'])} / "
+                f"{_percent(pooled['ewma_random_walk_coverage_95'])}",
+                f"CRPS skill {pooled['crps_skill']:+.4f} vs the EWMA random walk "
+                f"({pooled['train_vol_crps_skill']:+.4f} vs training volatility)",
+                "better" if pooled["crps_skill"] > 0 else "worse",
+            )
+        )
     intervals = "coverage_80" in pooled
     year_header = ["year", "forecasts", "log-return skill", "price skill", "direction (calls)"]
     year_header += ["coverage 80% / 95%", "CRPS skill"] if intervals else []
-    year_rows = [[str(r["year"]), str(r["points"]), f"{r['log_return_skill']:+.4f}", f"{r['skill']:+.4f}",
-                  f"{_percent(r['direction_hit_rate'])} ({_percent(r['direction_call_share'])})"]
-                 + ([f"{100 * r['coverage_80']:.1f}% / {100 * r['coverage_95']:.1f}%", f"{r['crps_skill']:+.4f}"]
-                    if intervals else []) for r in result["per_year"]]
-    header = ["origin", "forecasts", "from", "to", "fit points", "RMSE", "persistence RMSE", "log-return skill",
-              "price skill", "MASE", "direction (calls)"]
-    rows = [[str(r["origin"]), str(r["points"]), r["from"][:16], r["to"][:16], str(r["fit_points"]),
-             f"{r['rmse']:,.2f}", f"{r['persistence_rmse']:,.2f}", f"{r['log_return_skill']:+.4f}",
-             f"{r['skill']:+.4f}", f"{r['mase']:.3f}",
-             f"{_percent(r['direction_hit_rate'])} ({_percent(r['direction_call_share'])})"]
-            for r in result["per_origin"]]
+    year_rows = [
+        [
+            str(r["year"]),
+            str(r["points"]),
+            f"{r['log_return_skill']:+.4f}",
+            f"{r['skill']:+.4f}",
+            f"{_percent(r['direction_hit_rate'])} ({_percent(r['direction_call_share'])})",
+        ]
+        + (
+            [f"{100 * r['coverage_80']:.1f}% / {100 * r['coverage_95']:.1f}%", f"{r['crps_skill']:+.4f}"]
+            if intervals
+            else []
+        )
+        for r in result["per_year"]
+    ]
+    header = [
+        "origin",
+        "forecasts",
+        "from",
+        "to",
+        "fit points",
+        "RMSE",
+        "persistence RMSE",
+        "log-return skill",
+        "price skill",
+        "MASE",
+        "direction (calls)",
+    ]
+    rows = [
+        [
+            str(r["origin"]),
+            str(r["points"]),
+            r["from"][:16],
+            r["to"][:16],
+            str(r["fit_points"]),
+            f"{r['rmse']:,.2f}",
+            f"{r['persistence_rmse']:,.2f}",
+            f"{r['log_return_skill']:+.4f}",
+            f"{r['skill']:+.4f}",
+            f"{r['mase']:.3f}",
+            f"{_percent(r['direction_hit_rate'])} ({_percent(r['direction_call_share'])})",
+        ]
+        for r in result["per_origin"]
+    ]
     body = html_report.page_section(
         f"Backtest: {result['cell']} H={result['hidden_size']} on {Path(result['source']).name} every "
-        f"{result['every']}", str(out), headline,
+        f"{result['every']}",
+        str(out),
+        headline,
         [("Log-return skill per origin and cumulative squared-error difference", out / "backtest.png")],
         [("Against persistence, in words", result["verdict"])],
-        [("Per year", year_header, year_rows), ("Per origin", header, rows)])
+        [("Per year", year_header, year_rows), ("Per origin", header, rows)],
+    )
     path = out / "report.html"
     checkpoint.atomic_write_text(path, html_report.page(f"rnnlab backtest: {out.name}", [body]))
     return path
@@ -567,4 +720,3 @@ def print_summary(result: dict, file=None) -> None:
     file = file or sys.stdout
     print(result["verdict"], file=file)
     print(f"report: {result['backtest_dir']}/report.html", file=file)
-

@@ -64,17 +64,18 @@ import numpy as np
 
 from .errors import UserError
 
+
 @dataclass(frozen=True)
 class Cell:
     """One row of the cell table: everything outside a backend's step functions knows of a cell."""
 
     name: str
-    gate_order: tuple[str, ...]     # gate blocks along the G*H axis of W, U and b
-    carry: tuple[str, ...]          # the parts of the state each layer carries: ("h",) or ("h", "c")
-    layer_params: tuple[str, ...]   # per layer: W (in, G*H), U (H, G*H), b and b_U (G*H,); no U = no recurrence
-    torch_module: str | None        # the PyTorch module with the same equations and gate order
-    no_torch_reason: str = ""       # why there is none
-    exports: tuple[str, ...] = ()   # interchange formats that can hold it
+    gate_order: tuple[str, ...]  # gate blocks along the G*H axis of W, U and b
+    carry: tuple[str, ...]  # the parts of the state each layer carries: ("h",) or ("h", "c")
+    layer_params: tuple[str, ...]  # per layer: W (in, G*H), U (H, G*H), b and b_U (G*H,); no U = no recurrence
+    torch_module: str | None  # the PyTorch module with the same equations and gate order
+    no_torch_reason: str = ""  # why there is none
+    exports: tuple[str, ...] = ()  # interchange formats that can hold it
     bias_init: tuple[tuple[str, float], ...] = ()  # gate -> initial bias under the default init
 
     @property
@@ -83,20 +84,41 @@ class Cell:
 
 
 PARALLEL = (("mingru", ("z", "h")), ("minlstm", ("f", "i", "h")))
-PARALLEL_REASON = ("no PyTorch module has its equations (the gates read x_t only and the state is a linear "
-                   "recurrence); rnnlab computes it as a scan")
+PARALLEL_REASON = (
+    "no PyTorch module has its equations (the gates read x_t only and the state is a linear "
+    "recurrence); rnnlab computes it as a scan"
+)
 
-CELL_TABLE = {c.name: c for c in (
-    Cell("rnn", ("h",), ("h",), ("W", "U", "b"), "nn.RNN", exports=("min-char-rnn", "torch")),
-    Cell("gru", ("r", "z", "n"), ("h",), ("W", "U", "b"), None,
-         "Cho's GRU applies the reset gate before U_n; PyTorch's nn.GRU applies it after (use gru_reset_after)"),
-    Cell("gru_reset_after", ("r", "z", "n"), ("h",), ("W", "U", "b", "b_U"), "nn.GRU", exports=("torch",)),
-    Cell("lstm", ("i", "f", "g", "o"), ("h", "c"), ("W", "U", "b"), "nn.LSTM", exports=("torch",),
-         bias_init=(("f", 1.0),)),  # forget gate open at the start
-    # Parallel-scan cells (Feng et al. 2024): gates from x_t only, so no U; "_linear" = no g on the candidate.
-    *(Cell(name, gates, ("h",), ("W", "b"), None, PARALLEL_REASON) for base, gates in PARALLEL
-      for name in (base, f"{base}_linear")),
-)}
+CELL_TABLE = {
+    c.name: c
+    for c in (
+        Cell("rnn", ("h",), ("h",), ("W", "U", "b"), "nn.RNN", exports=("min-char-rnn", "torch")),
+        Cell(
+            "gru",
+            ("r", "z", "n"),
+            ("h",),
+            ("W", "U", "b"),
+            None,
+            "Cho's GRU applies the reset gate before U_n; PyTorch's nn.GRU applies it after (use gru_reset_after)",
+        ),
+        Cell("gru_reset_after", ("r", "z", "n"), ("h",), ("W", "U", "b", "b_U"), "nn.GRU", exports=("torch",)),
+        Cell(
+            "lstm",
+            ("i", "f", "g", "o"),
+            ("h", "c"),
+            ("W", "U", "b"),
+            "nn.LSTM",
+            exports=("torch",),
+            bias_init=(("f", 1.0),),
+        ),  # forget gate open at the start
+        # Parallel-scan cells (Feng et al. 2024): gates from x_t only, so no U; "_linear" = no g on the candidate.
+        *(
+            Cell(name, gates, ("h",), ("W", "b"), None, PARALLEL_REASON)
+            for base, gates in PARALLEL
+            for name in (base, f"{base}_linear")
+        ),
+    )
+}
 CELLS = tuple(CELL_TABLE)
 GATES = {name: c.gates for name, c in CELL_TABLE.items()}
 
@@ -135,10 +157,10 @@ class ModelSpec:
     num_layers: int = 1
     input_kind: str = "onehot"
     readout: str = "linear"
-    embed_size: int = 0         # rows of the embedding table (input_kind "embedding" only)
-    tie_weights: bool = False   # the readout is the embedding table transposed (needs E = H)
-    residual: bool = False      # a layer whose input is H wide adds its input to its output
-    norm: str = "none"          # "rms": RMS-normalise what each layer (and the readout) reads
+    embed_size: int = 0  # rows of the embedding table (input_kind "embedding" only)
+    tie_weights: bool = False  # the readout is the embedding table transposed (needs E = H)
+    residual: bool = False  # a layer whose input is H wide adds its input to its output
+    norm: str = "none"  # "rms": RMS-normalise what each layer (and the readout) reads
 
     def __post_init__(self):
         if self.cell not in GATES:
@@ -157,19 +179,25 @@ class ModelSpec:
             if not isinstance(self.embed_size, (int, np.integer)) or self.embed_size < 1:
                 raise UserError(f"an embedding input needs --embed-size of at least 1, got {self.embed_size!r}")
         elif self.embed_size:
-            raise UserError(f"--embed-size {self.embed_size}: a {self.input_kind} input has no embedding table "
-                            "(it reads values, not ids); leave --embed-size at 0")
+            raise UserError(
+                f"--embed-size {self.embed_size}: a {self.input_kind} input has no embedding table "
+                "(it reads values, not ids); leave --embed-size at 0"
+            )
         if self.residual and not any(has_residual(self, k) for k in range(min(int(self.num_layers), 2))):
-            raise UserError(f"--residual adds a layer's input to its output where both are {self.hidden_size} wide, "
-                            f"and no layer here has such an input (one layer over {self.input_kind} input of width "
-                            f"{layer_input_size(self, 0)}); use --layers 2 or more, or drop --residual")
+            raise UserError(
+                f"--residual adds a layer's input to its output where both are {self.hidden_size} wide, "
+                f"and no layer here has such an input (one layer over {self.input_kind} input of width "
+                f"{layer_input_size(self, 0)}); use --layers 2 or more, or drop --residual"
+            )
         if self.tie_weights:
             if self.input_kind != "embedding":
                 raise UserError("--tie-weights shares the embedding table with the readout: it needs --embed-size")
             if self.embed_size != self.hidden_size or self.input_size != self.output_size:
-                raise UserError(f"--tie-weights needs --embed-size equal to --hidden-size (the readout reads the "
-                                f"{self.hidden_size}-wide hidden state), got --embed-size {self.embed_size}; set "
-                                f"--embed-size {self.hidden_size} or drop --tie-weights")
+                raise UserError(
+                    f"--tie-weights needs --embed-size equal to --hidden-size (the readout reads the "
+                    f"{self.hidden_size}-wide hidden state), got --embed-size {self.embed_size}; set "
+                    f"--embed-size {self.hidden_size} or drop --tie-weights"
+                )
 
     @property
     def gates(self) -> int:
@@ -183,7 +211,7 @@ class ModelSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelSpec":
+    def from_dict(cls, d: dict) -> ModelSpec:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
@@ -219,8 +247,9 @@ def has_norm(spec: ModelSpec, k: int) -> bool:
 def has_residual(spec: ModelSpec, k: int) -> bool:
     """Whether layer ``k`` adds its input to its output: only where both are H wide and the input
     is features (layer 0 over one-hot ids or a narrower embedding has none)."""
-    return spec.residual and layer_input_size(spec, k) == spec.hidden_size \
-        and not (k == 0 and spec.input_kind == "onehot")
+    return (
+        spec.residual and layer_input_size(spec, k) == spec.hidden_size and not (k == 0 and spec.input_kind == "onehot")
+    )
 
 
 def layer_input_size(spec: ModelSpec, k: int) -> int:
@@ -246,8 +275,9 @@ def _orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
     return q * np.sign(np.diag(r))  # sign fix makes the draw uniform over O(n)
 
 
-def init_params(spec: ModelSpec, rng: np.random.Generator, init: str = "default",
-                dtype=np.float32) -> dict[str, np.ndarray]:
+def init_params(
+    spec: ModelSpec, rng: np.random.Generator, init: str = "default", dtype=np.float32
+) -> dict[str, np.ndarray]:
     """Seeded initial parameters for ``spec``.
 
     ``default``: one-hot embedding rows N(0, 0.5^2) (the scale of an embedding
@@ -271,7 +301,7 @@ def init_params(spec: ModelSpec, rng: np.random.Generator, init: str = "default"
             if init == "default" and name.startswith("layers.") and name.endswith(".b"):
                 order = spec.cell_info.gate_order
                 for gate, bias in spec.cell_info.bias_init:
-                    value[order.index(gate) * H:(order.index(gate) + 1) * H] = bias
+                    value[order.index(gate) * H : (order.index(gate) + 1) * H] = bias
         elif init == "classic":
             value = rng.standard_normal(shape) * 0.01
         elif name.endswith(".U"):
@@ -294,8 +324,9 @@ def check_params(spec: ModelSpec, params: dict[str, np.ndarray], where: str = "p
     missing = sorted(set(expected) - set(params))
     extra = sorted(set(params) - set(expected))
     if missing or extra:
-        raise UserError(f"{where} do not match a {spec.cell} model: missing {missing or 'none'}, "
-                        f"unexpected {extra or 'none'}")
+        raise UserError(
+            f"{where} do not match a {spec.cell} model: missing {missing or 'none'}, unexpected {extra or 'none'}"
+        )
     for name, shape in expected.items():
         if tuple(params[name].shape) != shape:
             raise UserError(f"{where}: {name} has shape {tuple(params[name].shape)}, expected {shape}")
@@ -332,6 +363,8 @@ def check_fits(spec: ModelSpec, dtype, where: str = "the model") -> None:
     need = count * np.dtype(dtype).itemsize * TRAINING_COPIES
     have = memory_bytes()
     if need > have:
-        raise UserError(f"{where} has {count:,} parameters: training it needs about {gib(need)} for parameters, "
-                        f"gradients and optimizer state, but this machine has {gib(have)}; lower --hidden-size "
-                        "or --layers")
+        raise UserError(
+            f"{where} has {count:,} parameters: training it needs about {gib(need)} for parameters, "
+            f"gradients and optimizer state, but this machine has {gib(have)}; lower --hidden-size "
+            "or --layers"
+        )

@@ -104,8 +104,7 @@ def append_line(path: Path, line: str) -> None:
 
 def log_sizes(run_dir: Path, names) -> dict[str, int]:
     """Byte length of each log in ``names`` (0 when absent), recorded in a checkpoint."""
-    return {name: (Path(run_dir) / name).stat().st_size if (Path(run_dir) / name).exists() else 0
-            for name in names}
+    return {name: (Path(run_dir) / name).stat().st_size if (Path(run_dir) / name).exists() else 0 for name in names}
 
 
 def cut_logs(run_dir: Path, sizes: dict) -> None:
@@ -123,8 +122,9 @@ def save(run_dir: Path, stem: str, tensors: dict[str, np.ndarray], meta: dict) -
     from safetensors.numpy import save as st_save
 
     run_dir = Path(run_dir)
-    blob = st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
-                   metadata={"format": FORMAT, "version": str(VERSION)})
+    blob = st_save(
+        {k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata={"format": FORMAT, "version": str(VERSION)}
+    )
     staged, final = run_dir / f"{stem}.next.safetensors", run_dir / f"{stem}.safetensors"
     atomic_write_bytes(staged, blob)
     meta = dict(meta, format=FORMAT, version=VERSION, tensors_sha256=hashlib.sha256(blob).hexdigest())
@@ -151,8 +151,11 @@ def recover(run_dir: Path) -> list[str]:
     run_dir = Path(run_dir)
     done = []
     for stem in STEMS:
-        staged, final, meta_path = (run_dir / f"{stem}.next.safetensors", run_dir / f"{stem}.safetensors",
-                                    run_dir / f"{stem}.json")
+        staged, final, meta_path = (
+            run_dir / f"{stem}.next.safetensors",
+            run_dir / f"{stem}.safetensors",
+            run_dir / f"{stem}.json",
+        )
         if not staged.exists():
             continue
         try:
@@ -191,11 +194,11 @@ def load_meta(run_dir: Path, stem: str = "checkpoint") -> dict:
     run_dir = Path(run_dir)
     meta_path = run_dir / f"{stem}.json"
     if not run_dir.is_dir():
-        raise UserError(f"run directory {str(run_dir)!r} does not exist; pass --run with a directory "
-                        "made by 'rnnlab ... train'")
+        raise UserError(
+            f"run directory {str(run_dir)!r} does not exist; pass --run with a directory made by 'rnnlab ... train'"
+        )
     if not meta_path.exists():
-        raise UserError(f"no checkpoint in {str(run_dir)!r} ({meta_path.name} is missing); "
-                        "train first or check --run")
+        raise UserError(f"no checkpoint in {str(run_dir)!r} ({meta_path.name} is missing); train first or check --run")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -203,8 +206,10 @@ def load_meta(run_dir: Path, stem: str = "checkpoint") -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{meta_path} is not an rnnlab checkpoint (no format={FORMAT!r} field)")
     if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
-        raise UserError(f"{meta_path} has format version {meta.get('version')!r}; this rnnlab reads "
-                        f"version {VERSION} or older: upgrade rnnlab")
+        raise UserError(
+            f"{meta_path} has format version {meta.get('version')!r}; this rnnlab reads "
+            f"version {VERSION} or older: upgrade rnnlab"
+        )
     return meta
 
 
@@ -219,8 +224,10 @@ def load(run_dir: Path, stem: str = "checkpoint") -> tuple[dict[str, np.ndarray]
     if blob is None:
         if not tensor_path.exists():
             raise UserError(f"{tensor_path} is missing; the checkpoint is incomplete")
-        raise UserError(f"{tensor_path} does not match {meta_path.name} (truncated, corrupt or from "
-                        "another run): damaged checkpoint; restore both files together")
+        raise UserError(
+            f"{tensor_path} does not match {meta_path.name} (truncated, corrupt or from "
+            "another run): damaged checkpoint; restore both files together"
+        )
     try:
         tensors = st_load(blob)
     except Exception as exc:  # safetensors raises its own error types for bad headers
@@ -237,7 +244,7 @@ def damaged(where, exc: BaseException) -> UserError:
 def group(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     """The tensors under ``prefix/``, with the prefix removed."""
     p = prefix + "/"
-    return {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}
+    return {k[len(p) :]: v for k, v in tensors.items() if k.startswith(p)}
 
 
 def carry_to_tensors(carry: list, parts: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -46,14 +46,15 @@ class DataReader:
         self.ids = vocab.encode(self.data)
         self.pointer = 0
         if self.data_size < seq_length + 1:
-            raise ValueError(f"text has {self.data_size} characters; seq_length {seq_length} needs "
-                             f"at least {seq_length + 1}")
+            raise ValueError(
+                f"text has {self.data_size} characters; seq_length {seq_length} needs at least {seq_length + 1}"
+            )
 
     def next_batch(self) -> tuple[list[int], list[int]]:
         """(inputs, targets) as lists of ids; wraps to the start when the text runs out."""
         start = self.pointer
-        inputs = self.ids[start: start + self.seq_length].tolist()
-        targets = self.ids[start + 1: start + self.seq_length + 1].tolist()
+        inputs = self.ids[start : start + self.seq_length].tolist()
+        targets = self.ids[start + 1 : start + self.seq_length + 1].tolist()
         self.pointer += self.seq_length
         if self.pointer + self.seq_length + 1 >= self.data_size:
             self.pointer = 0
@@ -69,8 +70,14 @@ class DataReader:
 class RNN:
     """One-layer tanh RNN language model with the exercise's interface."""
 
-    def __init__(self, hidden_size: int = 100, vocab_size: int = 65, seq_length: int = 25,
-                 learning_rate: float = 0.1, seed: int = 0):
+    def __init__(
+        self,
+        hidden_size: int = 100,
+        vocab_size: int = 65,
+        seq_length: int = 25,
+        learning_rate: float = 0.1,
+        seed: int = 0,
+    ):
         self.hidden_size, self.vocab_size = hidden_size, vocab_size
         self.seq_length, self.learning_rate = seq_length, learning_rate
         self.spec = ModelSpec("rnn", vocab_size, hidden_size, vocab_size)
@@ -113,8 +120,9 @@ class RNN:
         """Gradients of the summed loss (clipped to [-5, 5]), the loss, and the last hidden state."""
         ids = np.asarray(inputs, dtype=np.int64)[None, :]
         tgt = np.asarray(targets, dtype=np.int64)[None, :]
-        mean_loss, grads, carry = nb.loss_and_grads(self.params, self.spec, self._carry(a_prev), ids, tgt,
-                                                    "cross_entropy", "sum")
+        mean_loss, grads, carry = nb.loss_and_grads(
+            self.params, self.spec, self._carry(a_prev), ids, tgt, "cross_entropy", "sum"
+        )
         clip_gradients_(grads, "value", 5.0)
         return grads, mean_loss * ids.shape[1], carry[0][0]
 
@@ -139,8 +147,14 @@ class RNN:
         a = hs[-1] if len(ids) > 1 else None
         return start + data_reader.vocab.decode(self.sample(a, int(ids[-1]), n))
 
-    def train(self, data_reader: DataReader, threshold: float = 0.01, print_every: int = 500,
-              max_iterations: int | None = None, out=print) -> list[float]:
+    def train(
+        self,
+        data_reader: DataReader,
+        threshold: float = 0.01,
+        print_every: int = 500,
+        max_iterations: int | None = None,
+        out=print,
+    ) -> list[float]:
         """Train until the smoothed summed loss is under ``threshold`` (or ``max_iterations``).
 
         Prints a sample and the loss every ``print_every`` iterations; returns the

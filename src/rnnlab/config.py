@@ -21,7 +21,6 @@ except ModuleNotFoundError:  # Python 3.10
 from .errors import UserError
 from .optim import CLIP_KINDS, OPTIMIZERS, SCHEDULES
 
-
 BACKEND_NAMES = ("numpy", "jax", "torch")
 DTYPES = ("float32", "float64")
 PRUNERS = ("median", "hyperband", "none")  # sweeps: how bad trials are stopped early
@@ -36,14 +35,14 @@ class Setting:
 
     help: str
     group: str
-    choices: tuple | None = None   # the registry of allowed values
-    minimum: float | None = None   # numbers: the smallest allowed value ...
-    above: bool = False            # ... which is itself excluded
-    maximum: float | None = None   # numbers: the largest allowed value ...
-    below: bool = False            # ... which is itself excluded
-    resumable: bool = False        # --resume may change it (budgets and reporting, never model or data)
+    choices: tuple | None = None  # the registry of allowed values
+    minimum: float | None = None  # numbers: the smallest allowed value ...
+    above: bool = False  # ... which is itself excluded
+    maximum: float | None = None  # numbers: the largest allowed value ...
+    below: bool = False  # ... which is itself excluded
+    resumable: bool = False  # --resume may change it (budgets and reporting, never model or data)
     metavar: str | None = None
-    aliases: tuple = ()            # further flag names (old spellings stay accepted)
+    aliases: tuple = ()  # further flag names (old spellings stay accepted)
 
     def __post_init__(self):
         assert self.group in GROUPS, self.group
@@ -60,38 +59,75 @@ SHARED = {
     "cell": Setting("recurrent cell", "model", choices=CELLS),
     "hidden_size": Setting("units in each recurrent layer", "model", minimum=1, metavar="N"),
     "layers": Setting("stacked recurrent layers", "model", minimum=1, metavar="N"),
-    "residual": Setting("each layer adds its input to its output where both are --hidden-size wide (deep stacks "
-                        "train better)", "model"),
-    "norm": Setting("rms: RMS-normalise what each layer and the readout read (never the raw input)", "model",
-                    choices=NORMS),
-    "init": Setting("default: one-hot rows N(0, 0.5^2), dense inputs N(0, 1/fan_in), orthogonal recurrent "
-                    "blocks, readout N(0, 1/H), LSTM forget bias 1; classic: every weight N(0,1)*0.01, as "
-                    "min-char-rnn", "model", choices=INITS),
+    "residual": Setting(
+        "each layer adds its input to its output where both are --hidden-size wide (deep stacks train better)", "model"
+    ),
+    "norm": Setting(
+        "rms: RMS-normalise what each layer and the readout read (never the raw input)", "model", choices=NORMS
+    ),
+    "init": Setting(
+        "default: one-hot rows N(0, 0.5^2), dense inputs N(0, 1/fan_in), orthogonal recurrent "
+        "blocks, readout N(0, 1/H), LSTM forget bias 1; classic: every weight N(0,1)*0.01, as "
+        "min-char-rnn",
+        "model",
+        choices=INITS,
+    ),
     "dtype": Setting("floating-point type of parameters and math", "model", choices=DTYPES),
     "backend": Setting("engine that computes the model", "model", choices=BACKEND_NAMES),
-    "device": Setting("torch backend: auto (a GPU when present, else the CPU), cpu, cuda or cuda:N", "model",
-                      metavar="WHERE"),
+    "device": Setting(
+        "torch backend: auto (a GPU when present, else the CPU), cpu, cuda or cuda:N", "model", metavar="WHERE"
+    ),
     "optimizer": Setting("update rule", "optimization", choices=OPTIMIZERS),
     "lr": Setting("learning rate (peak rate with a schedule)", "optimization", minimum=0, above=True, metavar="X"),
     "schedule": Setting("learning-rate schedule over the run", "optimization", choices=SCHEDULES),
     "warmup_steps": Setting("linear warm-up from 0 to --lr over N steps", "optimization", minimum=0, metavar="N"),
     "clip": Setting("global-norm or element clip", "optimization", choices=CLIP_KINDS),
-    "clip_value": Setting("largest gradient norm (--clip norm) or element (--clip value)", "optimization",
-                          minimum=0, above=True, metavar="X"),
-    "weight_decay": Setting("decoupled weight decay, as AdamW: each step scales the weight matrices (not the "
-                            "biases) by 1 - lr * X (0 = off)", "optimization", minimum=0, metavar="X"),
-    "adam_beta2": Setting("Adam's decay of its squared-gradient average (0.99 adapts faster, for short runs at "
-                          "a high rate)", "optimization", minimum=0, maximum=1, below=True, metavar="X"),
-    "ema_decay": Setting("evaluate, sample and save an exponential moving average of the weights, updated every "
-                         "step with this decay (0 = off; 0.998 averages over about the last 500 steps); "
-                         "training itself continues on the raw weights", "optimization", minimum=0, maximum=1,
-                         below=True, resumable=True, metavar="D"),
-    "dropout": Setting("dropout rate on the input of each recurrent layer (not a one-hot input) and on the "
-                       "readout's input, a fresh mask per element and step; off at evaluation (0 = off)",
-                       "optimization", minimum=0, maximum=1, below=True, metavar="P"),
+    "clip_value": Setting(
+        "largest gradient norm (--clip norm) or element (--clip value)",
+        "optimization",
+        minimum=0,
+        above=True,
+        metavar="X",
+    ),
+    "weight_decay": Setting(
+        "decoupled weight decay, as AdamW: each step scales the weight matrices (not the "
+        "biases) by 1 - lr * X (0 = off)",
+        "optimization",
+        minimum=0,
+        metavar="X",
+    ),
+    "adam_beta2": Setting(
+        "Adam's decay of its squared-gradient average (0.99 adapts faster, for short runs at a high rate)",
+        "optimization",
+        minimum=0,
+        maximum=1,
+        below=True,
+        metavar="X",
+    ),
+    "ema_decay": Setting(
+        "evaluate, sample and save an exponential moving average of the weights, updated every "
+        "step with this decay (0 = off; 0.998 averages over about the last 500 steps); "
+        "training itself continues on the raw weights",
+        "optimization",
+        minimum=0,
+        maximum=1,
+        below=True,
+        resumable=True,
+        metavar="D",
+    ),
+    "dropout": Setting(
+        "dropout rate on the input of each recurrent layer (not a one-hot input) and on the "
+        "readout's input, a fresh mask per element and step; off at evaluation (0 = off)",
+        "optimization",
+        minimum=0,
+        maximum=1,
+        below=True,
+        metavar="P",
+    ),
     "batch_size": Setting("rows per step", "optimization", minimum=1, metavar="B"),
-    "max_minutes": Setting("training minutes of this invocation (0 = no limit)", "budget", minimum=0,
-                           resumable=True, metavar="X"),
+    "max_minutes": Setting(
+        "training minutes of this invocation (0 = no limit)", "budget", minimum=0, resumable=True, metavar="X"
+    ),
     "seed": Setting("seed of the initial weights and the data", "budget", minimum=0, metavar="N"),
 }
 
@@ -107,23 +143,47 @@ class CharLMConfig:
 
     LENGTH = "max_steps"  # the setting that says how long the run trains
 
-    text: str = setting("", Setting("UTF-8 text to train on (default: built-in corpus, Python's pydoc topics)",
-                                    "data", metavar="FILE"))
-    data_dir: str = setting("", Setting("a directory written by `rnnlab charlm prepare`: memory-mapped "
-                                        "character ids, for corpora of any size (instead of --text)", "data",
-                                        metavar="DIR", aliases=("--data",)))
-    val_fraction: float = setting(0.1, Setting("tail of the text held out for validation (with --data: fixed "
-                                               "when the data was prepared)", "data", minimum=0,
-                                               maximum=1, below=True, metavar="X"))
+    text: str = setting(
+        "", Setting("UTF-8 text to train on (default: built-in corpus, Python's pydoc topics)", "data", metavar="FILE")
+    )
+    data_dir: str = setting(
+        "",
+        Setting(
+            "a directory written by `rnnlab charlm prepare`: memory-mapped "
+            "character ids, for corpora of any size (instead of --text)",
+            "data",
+            metavar="DIR",
+            aliases=("--data",),
+        ),
+    )
+    val_fraction: float = setting(
+        0.1,
+        Setting(
+            "tail of the text held out for validation (with --data: fixed when the data was prepared)",
+            "data",
+            minimum=0,
+            maximum=1,
+            below=True,
+            metavar="X",
+        ),
+    )
     cell: str = shared("cell", "gru_reset_after")
     hidden_size: int = shared("hidden_size", 256)
     layers: int = shared("layers", 1)
     residual: bool = shared("residual", False)
     norm: str = shared("norm", "none")
-    embed_size: int = setting(0, Setting("a learned embedding of N dimensions in front of the first layer "
-                                         "(0 = one-hot input)", "model", minimum=0, metavar="N"))
-    tie_weights: bool = setting(False, Setting("the readout shares the embedding table (needs --embed-size equal "
-                                               "to --hidden-size)", "model"))
+    embed_size: int = setting(
+        0,
+        Setting(
+            "a learned embedding of N dimensions in front of the first layer (0 = one-hot input)",
+            "model",
+            minimum=0,
+            metavar="N",
+        ),
+    )
+    tie_weights: bool = setting(
+        False, Setting("the readout shares the embedding table (needs --embed-size equal to --hidden-size)", "model")
+    )
     seq_len: int = setting(64, Setting("truncated-BPTT length", "optimization", minimum=1, metavar="T"))
     batch_size: int = shared("batch_size", 32, help="parallel text streams")
     init: str = shared("init", "default")
@@ -140,38 +200,70 @@ class CharLMConfig:
     adam_beta2: float = shared("adam_beta2", 0.999)
     dropout: float = shared("dropout", 0.0)
     ema_decay: float = shared("ema_decay", 0.0)
-    loss_reduction: str = setting("mean", Setting("mean per character, or summed over the sequence (min-char-rnn)",
-                                                  "optimization", choices=("mean", "sum")))
-    max_steps: int = setting(1000, Setting("total steps (0 = no limit)", "budget", minimum=0, resumable=True,
-                                           metavar="N"))
+    loss_reduction: str = setting(
+        "mean",
+        Setting(
+            "mean per character, or summed over the sequence (min-char-rnn)", "optimization", choices=("mean", "sum")
+        ),
+    )
+    max_steps: int = setting(
+        1000, Setting("total steps (0 = no limit)", "budget", minimum=0, resumable=True, metavar="N")
+    )
     max_minutes: float = shared("max_minutes", 0.0)
-    target_loss: float = setting(0.0, Setting("stop when the smoothed train loss (nats/char) is below X (0 = off)",
-                                              "budget", minimum=0, resumable=True, metavar="X"))
-    target_val_loss: float = setting(0.0, Setting("stop at the first evaluation with validation loss <= X (0 = off)",
-                                                  "budget", minimum=0, resumable=True, metavar="X"))
-    eval_every: int = setting(100, Setting("steps between validation, sample and checkpoint", "reporting",
-                                           minimum=1, resumable=True, metavar="N"))
-    eval_max_chars: int = setting(1_000_000, Setting("validation characters per evaluation: the first N of the "
-                                                     "validation part (0 = all)", "reporting",
-                                                     minimum=0, resumable=True, metavar="N",
-                                                     aliases=("--val-chars",)))
-    sample_length: int = setting(200, Setting("characters of the sample at each evaluation", "reporting",
-                                              minimum=0, resumable=True, metavar="N"))
+    target_loss: float = setting(
+        0.0,
+        Setting(
+            "stop when the smoothed train loss (nats/char) is below X (0 = off)",
+            "budget",
+            minimum=0,
+            resumable=True,
+            metavar="X",
+        ),
+    )
+    target_val_loss: float = setting(
+        0.0,
+        Setting(
+            "stop at the first evaluation with validation loss <= X (0 = off)",
+            "budget",
+            minimum=0,
+            resumable=True,
+            metavar="X",
+        ),
+    )
+    eval_every: int = setting(
+        100,
+        Setting("steps between validation, sample and checkpoint", "reporting", minimum=1, resumable=True, metavar="N"),
+    )
+    eval_max_chars: int = setting(
+        1_000_000,
+        Setting(
+            "validation characters per evaluation: the first N of the validation part (0 = all)",
+            "reporting",
+            minimum=0,
+            resumable=True,
+            metavar="N",
+            aliases=("--val-chars",),
+        ),
+    )
+    sample_length: int = setting(
+        200, Setting("characters of the sample at each evaluation", "reporting", minimum=0, resumable=True, metavar="N")
+    )
     seed: int = shared("seed", 0)
 
-    def validate(self) -> "CharLMConfig":
+    def validate(self) -> CharLMConfig:
         check_settings(self)
         if not (self.max_steps or self.max_minutes or self.target_loss or self.target_val_loss):
-            raise UserError("no stopping rule: set --max-steps, --max-minutes, --target-loss or "
-                            "--target-val-loss")
+            raise UserError("no stopping rule: set --max-steps, --max-minutes, --target-loss or --target-val-loss")
         if self.schedule == "cosine" and self.max_steps == 0:
             raise UserError("--schedule cosine needs --max-steps (the decay horizon)")
         if self.text and self.data_dir:
             raise UserError(f"give --text or --data, not both (got --text {self.text} and --data {self.data_dir})")
         if self.tie_weights and self.embed_size != self.hidden_size:
-            raise UserError(f"--tie-weights needs --embed-size equal to --hidden-size (the readout reads the "
-                            f"{self.hidden_size}-wide hidden state), got --embed-size {self.embed_size}; set "
-                            f"--embed-size {self.hidden_size} or drop --tie-weights")
+            raise UserError(
+                f"--tie-weights needs --embed-size equal to --hidden-size (the readout reads the "
+                f"{self.hidden_size}-wide hidden state), got --embed-size {self.embed_size}; set "
+                f"--embed-size {self.hidden_size} or drop --tie-weights"
+            )
         return self
 
 
@@ -186,21 +278,30 @@ class DenoiseConfig:
 
     LENGTH = "steps"
     # Settings of other tasks that make no sense here: a flag or key for them is refused with the reason.
-    REFUSED = {"embed_size": "denoise reads real values, not character ids, so there is no embedding table; "
-                             "drop it (--layers and --hidden-size shape the model)",
-               "tie_weights": "denoise has no embedding table to share with the readout; drop it"}
+    REFUSED = {
+        "embed_size": "denoise reads real values, not character ids, so there is no embedding table; "
+        "drop it (--layers and --hidden-size shape the model)",
+        "tie_weights": "denoise has no embedding table to share with the readout; drop it",
+    }
 
     mu: float = setting(1.0, Setting("long-run mean", "process", metavar="X"))
     tau: float = setting(2.0, Setting("relaxation time", "process", minimum=0, above=True, metavar="X"))
-    sigma: float = setting(0.5, Setting("stationary standard deviation", "process", minimum=0, above=True,
-                                        metavar="X"))
+    sigma: float = setting(0.5, Setting("stationary standard deviation", "process", minimum=0, above=True, metavar="X"))
     dt: float = setting(0.1, Setting("time step (must be < tau)", "process", minimum=0, above=True, metavar="X"))
-    noise_var: float = setting(0.1, Setting("variance (not std) of the observation noise", "process", minimum=0,
-                                            above=True, metavar="X"))
-    seq_len: int = setting(10, Setting("OU steps per sequence (an input and a later target at least)", "process",
-                                       minimum=2, metavar="T"))
-    target: str = setting("predict", Setting("predict: x[t+1] from y[0..t] (the exercise); filter: x[t] from "
-                                             "y[0..t]", "model", choices=("predict", "filter")))
+    noise_var: float = setting(
+        0.1, Setting("variance (not std) of the observation noise", "process", minimum=0, above=True, metavar="X")
+    )
+    seq_len: int = setting(
+        10, Setting("OU steps per sequence (an input and a later target at least)", "process", minimum=2, metavar="T")
+    )
+    target: str = setting(
+        "predict",
+        Setting(
+            "predict: x[t+1] from y[0..t] (the exercise); filter: x[t] from y[0..t]",
+            "model",
+            choices=("predict", "filter"),
+        ),
+    )
     cell: str = shared("cell", "gru", help="recurrent cell (gru = Cho 2014, as in the exercise)")
     hidden_size: int = shared("hidden_size", 12)
     layers: int = shared("layers", 1)
@@ -221,18 +322,26 @@ class DenoiseConfig:
     dropout: float = shared("dropout", 0.0)
     ema_decay: float = shared("ema_decay", 0.0)
     batch_size: int = shared("batch_size", 256, help="fresh sequences per step")
-    steps: int = setting(4000, Setting("total training steps", "budget", minimum=1, resumable=True, metavar="N",
-                                       aliases=("--max-steps",)))
+    steps: int = setting(
+        4000,
+        Setting("total training steps", "budget", minimum=1, resumable=True, metavar="N", aliases=("--max-steps",)),
+    )
     max_minutes: float = shared("max_minutes", 0.0)
-    eval_every: int = setting(200, Setting("steps between validation and checkpoint", "reporting", minimum=1,
-                                           resumable=True, metavar="N"))
-    val_sequences: int = setting(10_000, Setting("fixed validation sequences, drawn once from the seed",
-                                                 "reporting", minimum=1, metavar="N"))
-    test_sequences: int = setting(100_000, Setting("fresh sequences for the final comparison with Kalman",
-                                                   "reporting", minimum=1, resumable=True, metavar="N"))
+    eval_every: int = setting(
+        200, Setting("steps between validation and checkpoint", "reporting", minimum=1, resumable=True, metavar="N")
+    )
+    val_sequences: int = setting(
+        10_000, Setting("fixed validation sequences, drawn once from the seed", "reporting", minimum=1, metavar="N")
+    )
+    test_sequences: int = setting(
+        100_000,
+        Setting(
+            "fresh sequences for the final comparison with Kalman", "reporting", minimum=1, resumable=True, metavar="N"
+        ),
+    )
     seed: int = shared("seed", 0)
 
-    def validate(self) -> "DenoiseConfig":
+    def validate(self) -> DenoiseConfig:
         check_settings(self)
         self.process()  # dt < tau
         return self
@@ -258,54 +367,129 @@ class ForecastConfig:
 
     LENGTH = "epochs"
     # Settings of other tasks that make no sense here: a flag or key for them is refused with the reason.
-    REFUSED = {"embed_size": "forecast reads real values, not character ids, so there is no embedding table; "
-                             "drop it (--layers and --hidden-size shape the model)",
-               "tie_weights": "forecast has no embedding table to share with the readout; drop it"}
+    REFUSED = {
+        "embed_size": "forecast reads real values, not character ids, so there is no embedding table; "
+        "drop it (--layers and --hidden-size shape the model)",
+        "tie_weights": "forecast has no embedding table to share with the readout; drop it",
+    }
 
-    csv: str = setting("", Setting("Binance kline or OHLCV CSV (default: the built-in generated series, a random "
-                                   "walk with two cycles)", "data", metavar="FILE"))
-    every: str = setting("20h", Setting("one point per bin: the first open (e.g. 20h, 90min, 1d)", "data",
-                                        metavar="DURATION"))
-    start: str = setting("", Setting("first date of the range (default: the file's first row)", "data",
-                                     metavar="DATE"))
-    end: str = setting("", Setting("end of the range, exclusive (default: the file's last row)", "data",
-                                   metavar="DATE"))
+    csv: str = setting(
+        "",
+        Setting(
+            "Binance kline or OHLCV CSV (default: the built-in generated series, a random walk with two cycles)",
+            "data",
+            metavar="FILE",
+        ),
+    )
+    every: str = setting(
+        "20h", Setting("one point per bin: the first open (e.g. 20h, 90min, 1d)", "data", metavar="DURATION")
+    )
+    start: str = setting("", Setting("first date of the range (default: the file's first row)", "data", metavar="DATE"))
+    end: str = setting(
+        "", Setting("end of the range, exclusive (default: the file's last row)", "data", metavar="DATE")
+    )
     builtin_points: int = setting(3000, Setting("length of the built-in series", "data", minimum=10, metavar="N"))
     window: int = setting(20, Setting("past prices seen per forecast", "data", minimum=1, metavar="N"))
-    features: str = setting("open", Setting("open: the window's opens; ohlc: also each completed bin's high, low "
-                                            "and close (log-returns against its open); ohlcv: and the log change of "
-                                            "its volume. A forecast is made when a bin opens, so a step sees its own "
-                                            "open and the candle of the bin before", "data",
-                                            choices=("open", "ohlc", "ohlcv")))
-    target: str = setting("levels", Setting("levels: the next price scaled to [-1, 1] (the exercise); returns: the "
-                                            "next log-return, turned into a price", "data",
-                                            choices=("levels", "returns")))
-    loss_steps: str = setting("last", Setting("last: score the forecast after the window (the exercise); all: also "
-                                              "every one-step forecast inside it", "optimization",
-                                              choices=("last", "all")))
-    val_fraction: float = setting(0.15, Setting("share of the points for validation", "data", minimum=0, above=True,
-                                                maximum=1, below=True, metavar="X"))
-    test_fraction: float = setting(0.15, Setting("share of the points for the test (0 = none: train and validate "
-                                                 "only; a backtest's origins fit this way)", "data", minimum=0,
-                                                 maximum=1, below=True, metavar="X"))
-    train_length: int = setting(0, Setting("keep only the last N points of the range before splitting (0 = all); "
-                                           "in a backtest, a sliding window of N points before each origin",
-                                           "data", minimum=0, metavar="N"))
-    head: str = setting("point", Setting("point: one forecast, trained with MSE (the exercise); gaussian: a mean "
-                                         "and a log-variance, trained with the Gaussian negative log-likelihood, "
-                                         "giving 80 and 95 percent intervals", "model", choices=("point", "gaussian")))
-    intervals: str = setting("calibrated", Setting("with --head gaussian: calibrated: intervals from the quantiles "
-                                                   "of the standardized validation residuals (they keep heavy tails); "
-                                                   "normal: the Gaussian's own quantiles", "model",
-                                                   choices=("calibrated", "normal")))
-    shrink: str = setting("off", Setting("auto: fit one weight alpha in [0, 1] on validation and forecast "
-                                         "persistence + alpha x (model - persistence); off: the model's own "
-                                         "forecast", "model", choices=("off", "auto")))
-    ewma_lambda: float = setting(0.94, Setting("decay of the random-walk baseline's volatility: an exponentially "
-                                               "weighted mean of the squared log-returns before each forecast "
-                                               "(RiskMetrics: 0.94); CRPS skill is measured against it",
-                                               "reporting", minimum=0, above=True, maximum=1, below=True,
-                                               resumable=True, metavar="X"))
+    features: str = setting(
+        "open",
+        Setting(
+            "open: the window's opens; ohlc: also each completed bin's high, low "
+            "and close (log-returns against its open); ohlcv: and the log change of "
+            "its volume. A forecast is made when a bin opens, so a step sees its own "
+            "open and the candle of the bin before",
+            "data",
+            choices=("open", "ohlc", "ohlcv"),
+        ),
+    )
+    target: str = setting(
+        "levels",
+        Setting(
+            "levels: the next price scaled to [-1, 1] (the exercise); returns: the "
+            "next log-return, turned into a price",
+            "data",
+            choices=("levels", "returns"),
+        ),
+    )
+    loss_steps: str = setting(
+        "last",
+        Setting(
+            "last: score the forecast after the window (the exercise); all: also every one-step forecast inside it",
+            "optimization",
+            choices=("last", "all"),
+        ),
+    )
+    val_fraction: float = setting(
+        0.15,
+        Setting(
+            "share of the points for validation", "data", minimum=0, above=True, maximum=1, below=True, metavar="X"
+        ),
+    )
+    test_fraction: float = setting(
+        0.15,
+        Setting(
+            "share of the points for the test (0 = none: train and validate only; a backtest's origins fit this way)",
+            "data",
+            minimum=0,
+            maximum=1,
+            below=True,
+            metavar="X",
+        ),
+    )
+    train_length: int = setting(
+        0,
+        Setting(
+            "keep only the last N points of the range before splitting (0 = all); "
+            "in a backtest, a sliding window of N points before each origin",
+            "data",
+            minimum=0,
+            metavar="N",
+        ),
+    )
+    head: str = setting(
+        "point",
+        Setting(
+            "point: one forecast, trained with MSE (the exercise); gaussian: a mean "
+            "and a log-variance, trained with the Gaussian negative log-likelihood, "
+            "giving 80 and 95 percent intervals",
+            "model",
+            choices=("point", "gaussian"),
+        ),
+    )
+    intervals: str = setting(
+        "calibrated",
+        Setting(
+            "with --head gaussian: calibrated: intervals from the quantiles "
+            "of the standardized validation residuals (they keep heavy tails); "
+            "normal: the Gaussian's own quantiles",
+            "model",
+            choices=("calibrated", "normal"),
+        ),
+    )
+    shrink: str = setting(
+        "off",
+        Setting(
+            "auto: fit one weight alpha in [0, 1] on validation and forecast "
+            "persistence + alpha x (model - persistence); off: the model's own "
+            "forecast",
+            "model",
+            choices=("off", "auto"),
+        ),
+    )
+    ewma_lambda: float = setting(
+        0.94,
+        Setting(
+            "decay of the random-walk baseline's volatility: an exponentially "
+            "weighted mean of the squared log-returns before each forecast "
+            "(RiskMetrics: 0.94); CRPS skill is measured against it",
+            "reporting",
+            minimum=0,
+            above=True,
+            maximum=1,
+            below=True,
+            resumable=True,
+            metavar="X",
+        ),
+    )
     cell: str = shared("cell", "rnn", help="recurrent cell (rnn = nn.RNN, as in the exercise)")
     hidden_size: int = shared("hidden_size", 32)
     layers: int = shared("layers", 1)
@@ -326,19 +510,23 @@ class ForecastConfig:
     dropout: float = shared("dropout", 0.0)
     ema_decay: float = shared("ema_decay", 0.0)
     batch_size: int = shared("batch_size", 32, help="windows per step")
-    epochs: int = setting(50, Setting("passes over the training windows", "budget", minimum=1, resumable=True,
-                                      metavar="N"))
+    epochs: int = setting(
+        50, Setting("passes over the training windows", "budget", minimum=1, resumable=True, metavar="N")
+    )
     max_minutes: float = shared("max_minutes", 0.0)
     seed: int = shared("seed", 0)
 
-    def validate(self) -> "ForecastConfig":
+    def validate(self) -> ForecastConfig:
         check_settings(self)
         if self.val_fraction + self.test_fraction >= 0.9:
-            raise UserError(f"--val-fraction {self.val_fraction:g} + --test-fraction {self.test_fraction:g} "
-                            "leave less than 10% of the points to train on")
+            raise UserError(
+                f"--val-fraction {self.val_fraction:g} + --test-fraction {self.test_fraction:g} "
+                "leave less than 10% of the points to train on"
+            )
         if self.target == "returns" and self.window < 2:
-            raise UserError(f"--target returns needs --window 2 or more (a window of N prices holds N-1 "
-                            f"returns), got {self.window}")
+            raise UserError(
+                f"--target returns needs --window 2 or more (a window of N prices holds N-1 returns), got {self.window}"
+            )
         return self
 
     @property
@@ -380,8 +568,10 @@ def describe_range(spec: Setting, kind: type) -> str:
         return "a positive number" if spec.above else "zero (off) or a positive number"
     if spec.minimum is not None and spec.maximum is not None:
         if spec.above or spec.below:
-            return (f"{noun} {'>' if spec.above else '>='} {spec.minimum:g} and "
-                    f"{'<' if spec.below else '<='} {spec.maximum:g}")
+            return (
+                f"{noun} {'>' if spec.above else '>='} {spec.minimum:g} and "
+                f"{'<' if spec.below else '<='} {spec.maximum:g}"
+            )
         return f"{noun} between {spec.minimum:g} and {spec.maximum:g}"
     if spec.minimum is not None:
         return f"{noun} {'>' if spec.above else '>='} {spec.minimum:g}"
@@ -405,8 +595,9 @@ def check_settings(cfg) -> None:
                 raise UserError(f"--{flag(name)} must be one of {', '.join(map(str, spec.choices))}, got {value!r}")
         elif isinstance(default, bool) or isinstance(default, str):
             if type(value) is not type(default):
-                raise UserError(f"--{flag(name)} must be {'true or false' if isinstance(default, bool) else 'text'}, "
-                                f"got {value!r}")
+                raise UserError(
+                    f"--{flag(name)} must be {'true or false' if isinstance(default, bool) else 'text'}, got {value!r}"
+                )
         elif isinstance(default, int):
             if not isinstance(value, int) or isinstance(value, bool) or not in_range(spec, value):
                 raise UserError(f"--{flag(name)} must be {describe_range(spec, int)}, got {value!r}")
@@ -422,8 +613,11 @@ def check_device(cfg) -> None:
     if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
     if device.startswith("cuda") and cfg.backend != "torch":
-        hint = ("the numpy backend runs on the CPU" if cfg.backend == "numpy" else
-                "JAX picks its own device: install jax with CUDA support and leave --device at auto")
+        hint = (
+            "the numpy backend runs on the CPU"
+            if cfg.backend == "numpy"
+            else "JAX picks its own device: install jax with CUDA support and leave --device at auto"
+        )
         raise UserError(f"--device {device} is for --backend torch; {hint}")
 
 
@@ -431,7 +625,7 @@ def check_device(cfg) -> None:
 class Preset:
     """Named charlm settings a run starts from (flags given beside it win)."""
 
-    about: str          # what it is, for --help
+    about: str  # what it is, for --help
     settings: dict
     measured: str = ""  # for a budget preset: its step count and what it did in the budget, where
 
@@ -445,29 +639,109 @@ PRESETS = {
     # 25 steps, Adagrad 0.1, element-wise clip at 5, weights N(0,1)*0.01, float64.
     "min-char-rnn": Preset(
         "the classic from-scratch exercise exactly (H=100, T=25, B=1, Adagrad 0.1, clip 5, summed loss)",
-        dict(cell="rnn", hidden_size=100, layers=1, seq_len=25, batch_size=1, optimizer="adagrad", lr=0.1,
-             clip="value", clip_value=5.0, loss_reduction="sum", init="classic", dtype="float64",
-             schedule="constant", warmup_steps=0)),
-    **{name: Preset(about, settings, f"{settings['max_steps']:,} steps, about {seconds} s of training on a 2-core "
-                                     f"x86_64 machine; tinyshakespeare validation {val}")
-       for name, about, seconds, val, settings in (
-           ("fast-60s", "the best classic-cell run found for one minute on 2 cores", 60, "1.563 nats/char",
-            dict(cell="gru_reset_after", hidden_size=256, layers=1, embed_size=64, dropout=0.0, batch_size=32,
-                 seq_len=64, lr=4e-3, ema_decay=0.99, schedule="cosine", max_steps=1030)),
-           ("best-300s", "the best classic-cell run found for five minutes on 2 cores", 300,
-            "1.466 nats/char (seed 0; 1.469 seed 1)",
-            dict(cell="gru_reset_after", hidden_size=256, layers=1, embed_size=64, dropout=0.1, batch_size=64,
-                 seq_len=64, lr=6.5e-3, weight_decay=0.1, warmup_steps=150, ema_decay=0.998, schedule="cosine",
-                 max_steps=3400)),
-           ("fast-60s-parallel", "the best parallel-scan-cell run found for one minute", 60,
-            "1.862 nats/char after 740 steps, which took 51 s (the count since scaled to the budget)",
-            dict(cell="mingru", hidden_size=384, layers=2, embed_size=64, dropout=0.0, batch_size=32, seq_len=64,
-                 lr=3e-3, schedule="cosine", max_steps=870)),
-           ("best-300s-parallel", "the best parallel-scan-cell run found for five minutes", 300,
-            "1.663 nats/char after 3,700 steps, which took 207 s (the count since scaled to the budget)",
-            dict(cell="mingru", hidden_size=384, layers=2, embed_size=64, dropout=0.0, batch_size=32, seq_len=64,
-                 lr=3e-3, schedule="cosine", max_steps=5350)),
-       )},
+        dict(
+            cell="rnn",
+            hidden_size=100,
+            layers=1,
+            seq_len=25,
+            batch_size=1,
+            optimizer="adagrad",
+            lr=0.1,
+            clip="value",
+            clip_value=5.0,
+            loss_reduction="sum",
+            init="classic",
+            dtype="float64",
+            schedule="constant",
+            warmup_steps=0,
+        ),
+    ),
+    **{
+        name: Preset(
+            about,
+            settings,
+            f"{settings['max_steps']:,} steps, about {seconds} s of training on a 2-core "
+            f"x86_64 machine; tinyshakespeare validation {val}",
+        )
+        for name, about, seconds, val, settings in (
+            (
+                "fast-60s",
+                "the best classic-cell run found for one minute on 2 cores",
+                60,
+                "1.563 nats/char",
+                dict(
+                    cell="gru_reset_after",
+                    hidden_size=256,
+                    layers=1,
+                    embed_size=64,
+                    dropout=0.0,
+                    batch_size=32,
+                    seq_len=64,
+                    lr=4e-3,
+                    ema_decay=0.99,
+                    schedule="cosine",
+                    max_steps=1030,
+                ),
+            ),
+            (
+                "best-300s",
+                "the best classic-cell run found for five minutes on 2 cores",
+                300,
+                "1.466 nats/char (seed 0; 1.469 seed 1)",
+                dict(
+                    cell="gru_reset_after",
+                    hidden_size=256,
+                    layers=1,
+                    embed_size=64,
+                    dropout=0.1,
+                    batch_size=64,
+                    seq_len=64,
+                    lr=6.5e-3,
+                    weight_decay=0.1,
+                    warmup_steps=150,
+                    ema_decay=0.998,
+                    schedule="cosine",
+                    max_steps=3400,
+                ),
+            ),
+            (
+                "fast-60s-parallel",
+                "the best parallel-scan-cell run found for one minute",
+                60,
+                "1.862 nats/char after 740 steps, which took 51 s (the count since scaled to the budget)",
+                dict(
+                    cell="mingru",
+                    hidden_size=384,
+                    layers=2,
+                    embed_size=64,
+                    dropout=0.0,
+                    batch_size=32,
+                    seq_len=64,
+                    lr=3e-3,
+                    schedule="cosine",
+                    max_steps=870,
+                ),
+            ),
+            (
+                "best-300s-parallel",
+                "the best parallel-scan-cell run found for five minutes",
+                300,
+                "1.663 nats/char after 3,700 steps, which took 207 s (the count since scaled to the budget)",
+                dict(
+                    cell="mingru",
+                    hidden_size=384,
+                    layers=2,
+                    embed_size=64,
+                    dropout=0.0,
+                    batch_size=32,
+                    seq_len=64,
+                    lr=3e-3,
+                    schedule="cosine",
+                    max_steps=5350,
+                ),
+            ),
+        )
+    },
 }
 
 
@@ -529,7 +803,8 @@ def from_dict(cls, data: dict, where: str = "config"):
             value = float(value)
         if type(value) is not type(default):
             wanted = {bool: "true or false", int: "an integer", float: "a number", str: "a quoted string"}.get(
-                type(default), type(default).__name__)
+                type(default), type(default).__name__
+            )
             raise UserError(f"{where}: {name} (--{flag(name)}) must be {wanted}, got {value!r}")
         values[name] = value
     return dataclasses.replace(defaults, **values)

@@ -32,8 +32,10 @@ def _on_available_backend(cfg, say):
     """The task's usual backend, or NumPy (with a note) where that engine is not installed."""
     if _installed(cfg.backend):
         return cfg
-    say(f"  ({cfg.backend} is not installed, so this part runs on the NumPy backend: "
-        f"pip install 'rnnlab[{cfg.backend}]' for the usual one)")
+    say(
+        f"  ({cfg.backend} is not installed, so this part runs on the NumPy backend: "
+        f"pip install 'rnnlab[{cfg.backend}]' for the usual one)"
+    )
     return dataclasses.replace(cfg, backend="numpy")
 
 
@@ -42,8 +44,10 @@ def run_demo(out="runs/demo", quick: bool = False, quiet: bool = False) -> dict:
     returns {"runs": {task: run_dir}, "report": path, "table": [row, ...]}."""
     out = Path(out)
     if any((out / f).exists() for f in RUN_FILES if f != "report.html"):
-        raise UserError(f"{str(out)!r} holds a training run; the demo writes its runs into subdirectories "
-                        "of a directory of its own: choose another --out")
+        raise UserError(
+            f"{str(out)!r} holds a training run; the demo writes its runs into subdirectories "
+            "of a directory of its own: choose another --out"
+        )
     make_dir(out)
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
     plan = sizes(quick)
@@ -68,8 +72,16 @@ def _finish(out: Path, run_dirs: dict, say) -> dict:
     table = []
     for v in views:
         first = v.key_metric
-        table.append({"task": v.task, "run": str(v.run_dir), "metric": first.metric, "model": first.model,
-                      "baseline": first.baseline, "verdict": first.verdict})
+        table.append(
+            {
+                "task": v.task,
+                "run": str(v.run_dir),
+                "metric": first.metric,
+                "model": first.model,
+                "baseline": first.baseline,
+                "verdict": first.verdict,
+            }
+        )
     say("\n" + format_table(table))
     say(f"\nreport: {report}  (open it in a browser)")
     return {"runs": {k: str(v) for k, v in run_dirs.items()}, "report": str(report), "table": table}
@@ -79,7 +91,6 @@ def format_table(rows: list[dict]) -> str:
     """The demo's results as aligned plain text."""
     columns = [("task", "task"), ("model", "model"), ("baseline", "baseline"), ("verdict", "model vs baseline")]
     widths = {k: max(len(title), *(len(r[k]) for r in rows)) for k, title in columns}
-    lines = ["  ".join(title.ljust(widths[k]) for k, title in columns),
-             "  ".join("-" * widths[k] for k, _ in columns)]
+    lines = ["  ".join(title.ljust(widths[k]) for k, title in columns), "  ".join("-" * widths[k] for k, _ in columns)]
     lines += ["  ".join(r[k].ljust(widths[k]) for k, _ in columns) for r in rows]
     return "\n".join(line.rstrip() for line in lines)

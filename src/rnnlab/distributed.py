@@ -109,8 +109,7 @@ class Shard:
 
         out = []
         for layer in zip(*parts):
-            out.append(tuple(join(*arrays) for arrays in zip(*layer)) if isinstance(layer[0], tuple)
-                       else join(*layer))
+            out.append(tuple(join(*arrays) for arrays in zip(*layer)) if isinstance(layer[0], tuple) else join(*layer))
         return out
 
     def own_rows(self, carry: list) -> list:
@@ -143,11 +142,12 @@ def setup(backend: str, batch_size: int, device: str = "auto") -> Shard:
         return SINGLE
     world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ.get("RANK", "0"))
     if backend != "torch":
-        raise UserError(f"data-parallel training (torchrun, {world} processes) needs --backend torch, "
-                        f"not {backend}")
+        raise UserError(f"data-parallel training (torchrun, {world} processes) needs --backend torch, not {backend}")
     if batch_size < world:
-        raise UserError(f"--batch-size {batch_size} is smaller than the {world} torchrun processes; each "
-                        "needs at least one row: raise --batch-size or lower --nproc-per-node")
+        raise UserError(
+            f"--batch-size {batch_size} is smaller than the {world} torchrun processes; each "
+            "needs at least one row: raise --batch-size or lower --nproc-per-node"
+        )
     import torch
     import torch.distributed as dist
 

@@ -20,8 +20,9 @@ from .cells import ModelSpec, layer_input_size
 def mask_sites(spec: ModelSpec) -> dict[str, int]:
     """Where dropout acts, and the width of each site: ``layers.{k}`` (the input of recurrent
     layer k) and ``readout`` (the top layer's output, before the readout)."""
-    sites = {f"layers.{k}": layer_input_size(spec, k) for k in range(spec.num_layers)
-             if k > 0 or spec.input_kind != "onehot"}
+    sites = {
+        f"layers.{k}": layer_input_size(spec, k) for k in range(spec.num_layers) if k > 0 or spec.input_kind != "onehot"
+    }
     sites["readout"] = spec.hidden_size
     return sites
 
@@ -29,8 +30,9 @@ def mask_sites(spec: ModelSpec) -> dict[str, int]:
 _LEVELS = 1 << 16
 
 
-def dropout_masks(spec: ModelSpec, rate: float, rng: np.random.Generator, batch_size: int, seq_len: int,
-                  dtype=np.float32) -> dict[str, np.ndarray] | None:
+def dropout_masks(
+    spec: ModelSpec, rate: float, rng: np.random.Generator, batch_size: int, seq_len: int, dtype=np.float32
+) -> dict[str, np.ndarray] | None:
     """One training step's masks: site -> ``[B, T, F]`` array of 0 and about 1 / (1 - rate); None
     when ``rate`` is 0 (no dropout, and nothing drawn from ``rng``)."""
     if rate == 0:

@@ -26,7 +26,6 @@ from .facts import Facts, Headline, read_json  # noqa: F401  (Facts and Headline
 from .report import pyplot, read_metrics
 
 
-
 @dataclass
 class RunView:
     """Everything a report shows about one run directory."""
@@ -51,8 +50,9 @@ def load_view(run_dir) -> RunView:
         raise UserError(f"run directory {str(run_dir)!r} does not exist")
     meta = read_json(run_dir / "checkpoint.json")
     if meta is None:
-        raise UserError(f"{str(run_dir)!r} holds no run (no checkpoint.json); give a directory that "
-                        "`rnnlab TASK train --out` wrote")
+        raise UserError(
+            f"{str(run_dir)!r} holds no run (no checkpoint.json); give a directory that `rnnlab TASK train --out` wrote"
+        )
     task = meta.get("task")
     if task not in tasks.TASKS:
         raise UserError(f"{run_dir}/checkpoint.json names task {task!r}, not one of {', '.join(tasks.TASKS)}")
@@ -65,6 +65,7 @@ def load_view(run_dir) -> RunView:
 
 
 # --------------------------------------------------------------------------- pieces
+
 
 def _img(data: bytes, alt: str) -> str:
     encoded = base64.b64encode(data).decode("ascii")
@@ -94,9 +95,14 @@ def timing(view: RunView) -> list[tuple[str, str]]:
     machine = view.meta.get("machine")
     backend = view.meta.get("backend", view.config.get("backend", "?"))
     if machine:
-        rows.append(("measured on", f"{backend} backend, {machine.get('device', 'cpu')}, {machine.get('cpus')} "
-                                    f"CPUs, {machine.get('platform')} ({machine.get('arch')}), Python "
-                                    f"{machine.get('python')}"))
+        rows.append(
+            (
+                "measured on",
+                f"{backend} backend, {machine.get('device', 'cpu')}, {machine.get('cpus')} "
+                f"CPUs, {machine.get('platform')} ({machine.get('arch')}), Python "
+                f"{machine.get('python')}",
+            )
+        )
     else:
         rows.append(("backend", backend))
     return rows
@@ -113,8 +119,7 @@ def _title(view: RunView) -> str:
 def _section(view: RunView, heading_level: int = 2) -> str:
     h = f"h{heading_level}"
     sub = f"h{heading_level + 1}"
-    parts = [f'<section class="run"><{h}>{_esc(_title(view))}</{h}>',
-             f'<p class="where">{_esc(view.run_dir)}</p>']
+    parts = [f'<section class="run"><{h}>{_esc(_title(view))}</{h}>', f'<p class="where">{_esc(view.run_dir)}</p>']
     if view.facts.headline:
         parts.append(_headline_cards(view.facts.headline))
     else:
@@ -128,9 +133,11 @@ def _section(view: RunView, heading_level: int = 2) -> str:
     parts.append(f"<{sub}>Timing</{sub}>")
     parts.append(_table(["", ""], [[_esc(k), _esc(v)] for k, v in timing(view)], "kv"))
     config_rows = [[_esc(k), f"<code>{_esc(v)}</code>"] for k, v in view.config.items()]
-    parts.append(f"<details><summary>Configuration ({len(config_rows)} settings; "
-                 f"<code>rnnlab {view.task} train --config {_esc(view.run_dir / 'config.toml')}</code> "
-                 f"repeats the run)</summary>{_table(['setting', 'value'], config_rows, 'kv')}</details>")
+    parts.append(
+        f"<details><summary>Configuration ({len(config_rows)} settings; "
+        f"<code>rnnlab {view.task} train --config {_esc(view.run_dir / 'config.toml')}</code> "
+        f"repeats the run)</summary>{_table(['setting', 'value'], config_rows, 'kv')}</details>"
+    )
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -204,20 +211,28 @@ def render(views: list[RunView], title: str | None = None) -> str:
     """The HTML text of a report on ``views`` (one run, or several side by side)."""
     if not views:
         raise UserError("a report needs at least one run directory")
-    title = title or (f"rnnlab report: {views[0].run_dir.name}" if len(views) == 1
-                      else f"rnnlab report: {len(views)} runs")
+    title = title or (
+        f"rnnlab report: {views[0].run_dir.name}" if len(views) == 1 else f"rnnlab report: {len(views)} runs"
+    )
     parts = []
     if len(views) > 1:
         # Settings that differ, when the runs are of one task (other tasks have other settings).
         differing = _differences(views) if len({v.task for v in views}) == 1 else []
-        header = ["run", "task", "key metric", "model", "baseline", "model vs baseline",
-                  *[_esc(k) for k in differing]]
+        header = ["run", "task", "key metric", "model", "baseline", "model vs baseline", *[_esc(k) for k in differing]]
         rows = []
         for v in views:
             first = v.key_metric
-            rows.append([_esc(v.run_dir.name), _esc(v.task), _esc(first.metric), _esc(first.model),
-                         _esc(first.baseline), f'<span class="{_esc(first.standing)}">{_esc(first.verdict)}</span>',
-                         *[f"<code>{_esc(v.config.get(k, '-'))}</code>" for k in differing]])
+            rows.append(
+                [
+                    _esc(v.run_dir.name),
+                    _esc(v.task),
+                    _esc(first.metric),
+                    _esc(first.model),
+                    _esc(first.baseline),
+                    f'<span class="{_esc(first.standing)}">{_esc(first.verdict)}</span>',
+                    *[f"<code>{_esc(v.config.get(k, '-'))}</code>" for k in differing],
+                ]
+            )
         parts.append("<h2>Summary</h2>")
         parts.append(_table(header, rows, "summary"))
         figure = comparison_figure(views)
@@ -233,32 +248,50 @@ def render(views: list[RunView], title: str | None = None) -> str:
 def page(title: str, body: list[str]) -> str:
     """A whole self-contained HTML page: the title, when it was written, then ``body``'s parts."""
     made = time.strftime("%Y-%m-%d %H:%M")
-    parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>",
-             f"<h1>{_esc(title)}</h1>", f'<p class="muted">Written by rnnlab on {made}.</p>', *body,
-             "</body></html>"]
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{_esc(title)}</h1>",
+        f'<p class="muted">Written by rnnlab on {made}.</p>',
+        *body,
+        "</body></html>",
+    ]
     return "\n".join(parts) + "\n"
 
 
 def _headline_cards(headline: list[Headline]) -> str:
     # Cards rather than a table: they reflow on a phone instead of scrolling sideways.
-    cards = "".join(f'<div class="metric"><div class="name">{_esc(x.metric)}</div>'
-                    f'<div>model: <b>{_esc(x.model)}</b></div><div>baseline: {_esc(x.baseline)}</div>'
-                    f'<div class="{_esc(x.standing)}">{_esc(x.verdict)}</div></div>' for x in headline)
+    cards = "".join(
+        f'<div class="metric"><div class="name">{_esc(x.metric)}</div>'
+        f"<div>model: <b>{_esc(x.model)}</b></div><div>baseline: {_esc(x.baseline)}</div>"
+        f'<div class="{_esc(x.standing)}">{_esc(x.verdict)}</div></div>'
+        for x in headline
+    )
     return f'<div class="metrics">{cards}</div>'
 
 
-def page_section(title: str, where: str, headline: list[Headline], figures: list[tuple[str, Path]],
-                 texts: list[tuple[str, str]], tables: list[tuple[str, list[str], list[list[str]]]]) -> str:
+def page_section(
+    title: str,
+    where: str,
+    headline: list[Headline],
+    figures: list[tuple[str, Path]],
+    texts: list[tuple[str, str]],
+    tables: list[tuple[str, list[str], list[list[str]]]],
+) -> str:
     """A section of anything that is not one run (a backtest): key metrics as cards, figures
     (caption, PNG path; absent files are left out), texts and tables of plain strings."""
-    parts = [f'<section class="run"><h2>{_esc(title)}</h2>', f'<p class="where">{_esc(where)}</p>',
-             _headline_cards(headline)]
+    parts = [
+        f'<section class="run"><h2>{_esc(title)}</h2>',
+        f'<p class="where">{_esc(where)}</p>',
+        _headline_cards(headline),
+    ]
     for caption, path in figures:
         if Path(path).exists():
-            parts.append(f"<figure>{_img(Path(path).read_bytes(), caption)}<figcaption>{_esc(caption)}"
-                         "</figcaption></figure>")
+            parts.append(
+                f"<figure>{_img(Path(path).read_bytes(), caption)}<figcaption>{_esc(caption)}</figcaption></figure>"
+            )
     for heading, text in texts:
         parts.append(f"<h3>{_esc(heading)}</h3><pre>{_esc(text)}</pre>")
     for heading, header, rows in tables:

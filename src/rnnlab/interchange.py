@@ -39,11 +39,17 @@ MIN_CHAR_RNN_CELL = next(c.name for c in CELL_TABLE.values() if "min-char-rnn" i
 def to_min_char_rnn(spec: ModelSpec, params: dict) -> dict[str, np.ndarray]:
     """Canonical parameters of a one-layer one-hot rnn -> the min-char-rnn weights."""
     if "min-char-rnn" not in spec.cell_info.exports or spec.num_layers != 1 or spec.input_kind != "onehot":
-        raise UserError(f"min-char-rnn holds one tanh rnn layer over one-hot characters; this model is "
-                        f"{spec.num_layers} {spec.cell} layer(s) over {spec.input_kind} input (use --format torch)")
-    return {"Wxh": params["layers.0.W"].T.copy(), "Whh": params["layers.0.U"].T.copy(),
-            "Why": params["readout.W"].T.copy(), "bh": params["layers.0.b"][:, None].copy(),
-            "by": params["readout.b"][:, None].copy()}
+        raise UserError(
+            f"min-char-rnn holds one tanh rnn layer over one-hot characters; this model is "
+            f"{spec.num_layers} {spec.cell} layer(s) over {spec.input_kind} input (use --format torch)"
+        )
+    return {
+        "Wxh": params["layers.0.W"].T.copy(),
+        "Whh": params["layers.0.U"].T.copy(),
+        "Why": params["readout.W"].T.copy(),
+        "bh": params["layers.0.b"][:, None].copy(),
+        "by": params["readout.b"][:, None].copy(),
+    }
 
 
 def from_min_char_rnn(weights: dict, where: str = "weights") -> tuple[ModelSpec, dict]:
@@ -55,8 +61,13 @@ def from_min_char_rnn(weights: dict, where: str = "weights") -> tuple[ModelSpec,
     check_weights(w, where, matrices=("Wxh", "Whh", "Why"))
     H, V = w["Wxh"].shape
     spec = ModelSpec(MIN_CHAR_RNN_CELL, V, H, V, 1, "onehot")
-    params = {"layers.0.W": w["Wxh"].T, "layers.0.U": w["Whh"].T, "layers.0.b": w["bh"].reshape(-1),
-              "readout.W": w["Why"].T, "readout.b": w["by"].reshape(-1)}
+    params = {
+        "layers.0.W": w["Wxh"].T,
+        "layers.0.U": w["Whh"].T,
+        "layers.0.b": w["bh"].reshape(-1),
+        "readout.W": w["Why"].T,
+        "readout.b": w["by"].reshape(-1),
+    }
     params = {k: np.ascontiguousarray(v) for k, v in params.items()}
     check_params(spec, params, where)
     return spec, params
@@ -71,26 +82,37 @@ def to_torch_state_dict(spec: ModelSpec, params: dict, rnn: str = "rnn", fc: str
     ``{fc}.weight`` holds the same table.
     """
     if spec.cell_info.torch_module is None:
-        raise UserError(f"cell {spec.cell!r} has no PyTorch module: {spec.cell_info.no_torch_reason}. "
-                        "Export it in rnnlab's own format instead")
+        raise UserError(
+            f"cell {spec.cell!r} has no PyTorch module: {spec.cell_info.no_torch_reason}. "
+            "Export it in rnnlab's own format instead"
+        )
     if spec.input_kind == "dense_relu":
-        raise UserError("the dense_relu input layer (Dense-ReLU before the recurrent layer) is not part of "
-                        "nn.RNN/nn.GRU/nn.LSTM + nn.Linear")
+        raise UserError(
+            "the dense_relu input layer (Dense-ReLU before the recurrent layer) is not part of "
+            "nn.RNN/nn.GRU/nn.LSTM + nn.Linear"
+        )
     out = {"embed.weight": params["embed.W"].copy()} if spec.input_kind == "embedding" else {}
     for k in range(spec.num_layers):
         b = params[f"layers.{k}.b"]
         out[f"{rnn}.weight_ih_l{k}"] = params[f"layers.{k}.W"].T.copy()
         out[f"{rnn}.weight_hh_l{k}"] = params[f"layers.{k}.U"].T.copy()
         out[f"{rnn}.bias_ih_l{k}"] = b.copy()
-        out[f"{rnn}.bias_hh_l{k}"] = params[f"layers.{k}.b_U"].copy() if "b_U" in spec.cell_info.layer_params \
-            else np.zeros_like(b)
+        out[f"{rnn}.bias_hh_l{k}"] = (
+            params[f"layers.{k}.b_U"].copy() if "b_U" in spec.cell_info.layer_params else np.zeros_like(b)
+        )
     out[f"{fc}.weight"] = readout_weight(params, spec).T.copy()
     out[f"{fc}.bias"] = params["readout.b"].copy()
     return out
 
 
-def from_torch_state_dict(state: dict, input_kind: str = "onehot", rnn: str = "rnn", fc: str = "fc",
-                          where: str = "state_dict", cell: str | None = None) -> tuple[ModelSpec, dict]:
+def from_torch_state_dict(
+    state: dict,
+    input_kind: str = "onehot",
+    rnn: str = "rnn",
+    fc: str = "fc",
+    where: str = "state_dict",
+    cell: str | None = None,
+) -> tuple[ModelSpec, dict]:
     """A state_dict of ``{rnn}`` + ``{fc}`` -> (spec, canonical parameters).
 
     A state_dict names no module: its shapes say nn.RNN, nn.GRU or nn.LSTM, and the cell is
@@ -100,8 +122,10 @@ def from_torch_state_dict(state: dict, input_kind: str = "onehot", rnn: str = "r
     need = [f"{rnn}.weight_ih_l0", f"{rnn}.weight_hh_l0", f"{fc}.weight", f"{fc}.bias"]
     missing = [k for k in need if k not in arrays]
     if missing:
-        raise UserError(f"{where} lacks {', '.join(missing)}; expected an nn.RNN/GRU/LSTM named {rnn!r} and an "
-                        f"nn.Linear named {fc!r} (see --rnn-name/--fc-name)")
+        raise UserError(
+            f"{where} lacks {', '.join(missing)}; expected an nn.RNN/GRU/LSTM named {rnn!r} and an "
+            f"nn.Linear named {fc!r} (see --rnn-name/--fc-name)"
+        )
     check_weights(arrays, where, matrices=[k for k in arrays if ".weight" in k])
     G_H, H = arrays[f"{rnn}.weight_hh_l0"].shape
     if G_H % H or G_H // H not in TORCH_MODULE_BY_GATES:
@@ -110,9 +134,10 @@ def from_torch_state_dict(state: dict, input_kind: str = "onehot", rnn: str = "r
     if cell is None:
         cell = cell_of_torch_module(module)
     elif cell not in CELLS or cell_info(cell).torch_module != module:
-        raise UserError(f"{where} holds an {module}, which is not cell {cell!r}"
-                        + (f" (that is {cell_of_torch_module(module)})" if cell in CELLS else
-                           f"; cells are {', '.join(CELLS)}"))
+        raise UserError(
+            f"{where} holds an {module}, which is not cell {cell!r}"
+            + (f" (that is {cell_of_torch_module(module)})" if cell in CELLS else f"; cells are {', '.join(CELLS)}")
+        )
     layers = 0
     while f"{rnn}.weight_ih_l{layers}" in arrays:
         layers += 1
@@ -150,8 +175,10 @@ def check_weights(arrays: dict[str, np.ndarray], where: str, matrices) -> None:
         if name in matrices and a.ndim != 2:
             raise UserError(f"{where}: {name} has shape {a.shape}; a weight matrix has two axes")
         if not np.isfinite(a).all():
-            raise UserError(f"{where}: {name} holds NaN or infinite values; export the weights of a model "
-                            "that trained without diverging")
+            raise UserError(
+                f"{where}: {name} holds NaN or infinite values; export the weights of a model "
+                "that trained without diverging"
+            )
 
 
 def _array(value) -> np.ndarray:
@@ -175,8 +202,11 @@ def save(path: str | os.PathLike, arrays: dict[str, np.ndarray], cell: str | Non
     elif suffix == ".safetensors":
         from safetensors.numpy import save_file
 
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path),
-                  metadata={CELL_METADATA: cell} if cell else None)
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in arrays.items()},
+            str(path),
+            metadata={CELL_METADATA: cell} if cell else None,
+        )
     else:
         raise UserError(f"cannot tell the format of {str(path)!r}: use .npz, .pt/.pth or .safetensors")
     return path

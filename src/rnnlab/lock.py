@@ -26,14 +26,13 @@ from .errors import UserError
 
 LOCK_NAME = ".rnnlab.lock"
 
-_held: dict[tuple[int, int], "RunLock"] = {}  # (device, inode) of lock files this process holds
+_held: dict[tuple[int, int], RunLock] = {}  # (device, inode) of lock files this process holds
 
 
 def _holder_text(path: Path) -> str:
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-        return (f"process {info['pid']} on {info['host']} ({info['command']}, since "
-                f"{info['since']})")
+        return f"process {info['pid']} on {info['host']} ({info['command']}, since {info['since']})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"
 
@@ -48,7 +47,7 @@ class RunLock:
         self._fd: int | None = None
         self._key: tuple[int, int] | None = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         import fcntl
 
         while True:
@@ -57,15 +56,19 @@ class RunLock:
             key = (st.st_dev, st.st_ino)
             if key in _held:
                 os.close(fd)  # closing drops nothing: this process's lock lives on the other handle
-                raise UserError(f"{str(self.run_dir)!r} is being written by this same process; "
-                                "one run directory takes one writer at a time")
+                raise UserError(
+                    f"{str(self.run_dir)!r} is being written by this same process; "
+                    "one run directory takes one writer at a time"
+                )
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 os.close(fd)
                 if exc.errno in (errno.EACCES, errno.EAGAIN):
-                    raise UserError(f"{str(self.run_dir)!r} is being written by {_holder_text(self.path)}; "
-                                    "wait for it to finish (or stop it), or choose another --out") from None
+                    raise UserError(
+                        f"{str(self.run_dir)!r} is being written by {_holder_text(self.path)}; "
+                        "wait for it to finish (or stop it), or choose another --out"
+                    ) from None
                 raise
             # Locked, but the file may have been replaced between open and lock: lock the current one.
             try:
@@ -77,9 +80,12 @@ class RunLock:
             os.close(fd)
         self._fd, self._key = fd, key
         _held[key] = self
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "command": " ".join(["rnnlab", *sys.argv[1:]])[:200] if sys.argv else "rnnlab",
-                "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": " ".join(["rnnlab", *sys.argv[1:]])[:200] if sys.argv else "rnnlab",
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
         return self
@@ -91,7 +97,7 @@ class RunLock:
         os.close(self._fd)  # closing drops the lock
         self._fd = self._key = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -75,8 +75,9 @@ class Model:
         """The text of character ids (language models)."""
         return self.vocab.decode([int(i) for i in np.ravel(ids)])
 
-    def sample(self, length: int = 200, prime: str = "", temperature: float = 1.0, top_k: int = 0,
-               seed: int = 0) -> str:
+    def sample(
+        self, length: int = 200, prime: str = "", temperature: float = 1.0, top_k: int = 0, seed: int = 0
+    ) -> str:
         """``length`` characters after ``prime`` (language models; ``temperature`` 0 = always the likeliest)."""
         return self._method("sample")(self, length, prime, temperature, top_k, seed)
 
@@ -99,8 +100,7 @@ class Model:
     def expect_task(self, task: str, what: str) -> None:
         """A ``UserError`` unless this is a ``task`` model (``what`` needs one)."""
         if self.task != task:
-            raise UserError(f"{str(self.run_dir)!r} holds a {self.task!r} model, not {task}: {what} needs a "
-                            f"{task} run")
+            raise UserError(f"{str(self.run_dir)!r} holds a {self.task!r} model, not {task}: {what} needs a {task} run")
 
     def _inputs(self, x, sequence: bool) -> np.ndarray:
         x = np.asarray(x)
@@ -126,19 +126,24 @@ class Model:
         from .html_report import load_view
 
         key = load_view(self.run_dir).key_metric
-        return (f"<div><b>{html.escape(repr(self))}</b><br>{html.escape(key.metric)}: model "
-                f"<b>{html.escape(key.model)}</b>, baseline {html.escape(key.baseline)} ({html.escape(key.verdict)})"
-                "</div>")
+        return (
+            f"<div><b>{html.escape(repr(self))}</b><br>{html.escape(key.metric)}: model "
+            f"<b>{html.escape(key.model)}</b>, baseline {html.escape(key.baseline)} ({html.escape(key.verdict)})"
+            "</div>"
+        )
 
     def __repr__(self) -> str:
         spec = self.spec
         layers = f" x{spec.num_layers}" if spec.num_layers > 1 else ""
-        return (f"rnnlab.Model({self.task}: {spec.cell} H={spec.hidden_size}{layers}, {self.backend} backend, "
-                f"{self.which} of {str(self.run_dir)!r})")
+        return (
+            f"rnnlab.Model({self.task}: {spec.cell} H={spec.hidden_size}{layers}, {self.backend} backend, "
+            f"{self.which} of {str(self.run_dir)!r})"
+        )
 
 
-def load(run_dir: str | os.PathLike, which: str = "best", backend: str | None = None,
-         device: str | None = None) -> Model:
+def load(
+    run_dir: str | os.PathLike, which: str = "best", backend: str | None = None, device: str | None = None
+) -> Model:
     """The model saved in ``run_dir`` (``which``: ``best`` or ``checkpoint``) on ``backend``
     (default: the run's own) and, for torch, ``device`` (default: auto)."""
     import dataclasses
@@ -149,19 +154,27 @@ def load(run_dir: str | os.PathLike, which: str = "best", backend: str | None = 
     if which not in WHICH:
         raise UserError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
     if not (run_dir / f"{which}.json").is_file():
-        raise UserError(f"{str(run_dir)!r} holds no {which} model ({which}.json); give a run directory that "
-                        "`rnnlab TASK train --out` wrote" + ("" if which == "checkpoint" else
-                                                             ", or which='checkpoint'"))
+        raise UserError(
+            f"{str(run_dir)!r} holds no {which} model ({which}.json); give a run directory that "
+            "`rnnlab TASK train --out` wrote" + ("" if which == "checkpoint" else ", or which='checkpoint'")
+        )
     task = checkpoint.load_meta(run_dir, which).get("task")  # the task alone: load_run reads the weights
     if task not in tasks.TASKS:
-        raise UserError(f"{run_dir / f'{which}.json'} names no rnnlab task (task: {task!r}); the run directory "
-                        "is damaged or was not written by rnnlab")
+        raise UserError(
+            f"{run_dir / f'{which}.json'} names no rnnlab task (task: {task!r}); the run directory "
+            "is damaged or was not written by rnnlab"
+        )
     loaded = tasks.TASKS[task].load_run(run_dir, which, backend)
     if device is not None:
         if loaded.cfg.backend != "torch":
             raise UserError(f"device={device!r} is for the torch backend; this model runs on {loaded.cfg.backend}")
         cfg = dataclasses.replace(loaded.cfg, device=device)
         trainer = loaded.trainer
-        loaded = dataclasses.replace(loaded, cfg=cfg, trainer=runs.make_trainer(
-            cfg, loaded.spec, trainer.params, trainer.optimizer, trainer.loss, trainer.reduction))
+        loaded = dataclasses.replace(
+            loaded,
+            cfg=cfg,
+            trainer=runs.make_trainer(
+                cfg, loaded.spec, trainer.params, trainer.optimizer, trainer.loss, trainer.reduction
+            ),
+        )
     return Model(task, loaded, run_dir, which)

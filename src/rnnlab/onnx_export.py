@@ -71,11 +71,14 @@ class _Graph:
 
     def op(self, op_type: str, inputs: list, outputs: int | list = 1, **attrs):
         names = [self.name(op_type.lower()) for _ in range(outputs)] if isinstance(outputs, int) else outputs
-        self.nodes.append(self.helper.make_node(op_type, list(inputs), names, **attrs))
+        # Every node named: onnxruntime 1.18-1.20 fuses unnamed nodes into duplicate names and refuses the graph.
+        node_name = self.name(f"{op_type.lower()}_node")
+        self.nodes.append(self.helper.make_node(op_type, list(inputs), names, name=node_name, **attrs))
         return names[0] if len(names) == 1 else names
 
 
 # --------------------------------------------------------------------------- the model in model units
+
 
 def _rms_norm(g: _Graph, x: str, gain: np.ndarray) -> str:
     mean_square = g.op("ReduceMean", [g.op("Mul", [x, x])], axes=[-1], keepdims=1)
@@ -85,15 +88,15 @@ def _rms_norm(g: _Graph, x: str, gain: np.ndarray) -> str:
 
 def _gate_blocks(matrix: np.ndarray, cell: str, H: int) -> np.ndarray:
     """The last axis's G blocks of H, in ONNX's gate order."""
-    blocks = [matrix[..., i * H:(i + 1) * H] for i in ONNX_GATE_ORDER[cell]]
+    blocks = [matrix[..., i * H : (i + 1) * H] for i in ONNX_GATE_ORDER[cell]]
     return np.concatenate(blocks, axis=-1)
 
 
 def _classic_layer(g: _Graph, spec: ModelSpec, p: dict, x: str, h0: str, c0: str | None):
     """One classic layer on time-major ``x`` [T, B, F]: (outputs [T, B, H], h_T [1, B, H], c_T)."""
     H, cell = spec.hidden_size, spec.cell
-    W = g.const(_gate_blocks(p["W"], cell, H).T[None], "W")            # [1, G*H, F]
-    R = g.const(_gate_blocks(p["U"], cell, H).T[None], "R")            # [1, G*H, H]
+    W = g.const(_gate_blocks(p["W"], cell, H).T[None], "W")  # [1, G*H, F]
+    R = g.const(_gate_blocks(p["U"], cell, H).T[None], "R")  # [1, G*H, H]
     b_u = p.get("b_U", np.zeros_like(p["b"]))
     B = g.const(np.concatenate([_gate_blocks(p["b"], cell, H), _gate_blocks(b_u, cell, H)])[None], "B")
     op = CLASSIC_OPS[cell]
@@ -102,15 +105,18 @@ def _classic_layer(g: _Graph, spec: ModelSpec, p: dict, x: str, h0: str, c0: str
         attrs["linear_before_reset"] = 1 if cell == "gru_reset_after" else 0
     inputs = [x, W, R, B, "", h0] + ([c0] if op == "LSTM" else [])
     outs = g.op(op, inputs, 3 if op == "LSTM" else 2, **attrs)
-    y = g.op("Squeeze", [outs[0], g.ints([1])])                        # [T, 1, B, H] -> [T, B, H]
+    y = g.op("Squeeze", [outs[0], g.ints([1])])  # [T, 1, B, H] -> [T, B, H]
     return y, outs[1], (outs[2] if op == "LSTM" else None)
 
 
 def _scan_body(g: _Graph):
     """The body of the linear recurrence: (h, a_t, b_t) -> (h', h')."""
     helper = g.helper
-    nodes = [helper.make_node("Mul", ["a_t", "h_prev"], ["ah"]), helper.make_node("Add", ["ah", "b_t"], ["h_next"]),
-             helper.make_node("Identity", ["h_next"], ["h_out"])]
+    nodes = [
+        helper.make_node("Mul", ["a_t", "h_prev"], ["ah"]),
+        helper.make_node("Add", ["ah", "b_t"], ["h_next"]),
+        helper.make_node("Identity", ["h_next"], ["h_out"]),
+    ]
     value = [helper.make_tensor_value_info(n, g.elem, None) for n in ("h_prev", "a_t", "b_t")]
     outs = [helper.make_tensor_value_info(n, g.elem, None) for n in ("h_next", "h_out")]
     return helper.make_graph(nodes, "linear_recurrence", value, outs)
@@ -137,7 +143,7 @@ def _parallel_layer(g: _Graph, spec: ModelSpec, p: dict, x: str, h0: str):
         total = g.op("Add", [f, i])
         a = g.op("Div", [f, total])
         b = g.op("Mul", [g.op("Div", [i, total]), _candidate(g, pre_h, spec.cell)])
-    h_start = g.op("Squeeze", [h0, g.ints([0])])                        # [1, B, H] -> [B, H]
+    h_start = g.op("Squeeze", [h0, g.ints([0])])  # [1, B, H] -> [B, H]
     h_last, y = g.op("Scan", [h_start, a, b], 2, num_scan_inputs=2, body=_scan_body(g))
     return y, g.op("Unsqueeze", [h_last, g.ints([0])]), None
 
@@ -147,20 +153,21 @@ def model_graph(g: _Graph, spec: ModelSpec, params: dict, inputs: str, state_h: 
     state_h_out, state_c_out)."""
     params = {k: np.asarray(v, dtype=g.dtype) for k, v in params.items()}
     if spec.input_kind in ("onehot", "embedding"):
-        ids = g.op("Transpose", [inputs], perm=[1, 0])                   # [T, B]
+        ids = g.op("Transpose", [inputs], perm=[1, 0])  # [T, B]
         table = np.eye(spec.input_size, dtype=g.dtype) if spec.input_kind == "onehot" else params["embed.W"]
-        x = g.op("Gather", [g.const(table, "table"), ids], axis=0)        # [T, B, V or E]
+        x = g.op("Gather", [g.const(table, "table"), ids], axis=0)  # [T, B, V or E]
     else:
         x = g.op("Transpose", [inputs], perm=[1, 0, 2])
         if spec.input_kind == "dense_relu":
-            x = g.op("Relu", [g.op("Add", [g.op("MatMul", [x, g.const(params["input.W"])]),
-                                           g.const(params["input.b"])])])
+            x = g.op(
+                "Relu", [g.op("Add", [g.op("MatMul", [x, g.const(params["input.W"])]), g.const(params["input.b"])])]
+            )
     last_h, last_c = [], []
     for k in range(spec.num_layers):
-        p = {key[len(f"layers.{k}."):]: v for key, v in params.items() if key.startswith(f"layers.{k}.")}
+        p = {key[len(f"layers.{k}.") :]: v for key, v in params.items() if key.startswith(f"layers.{k}.")}
         read = _rms_norm(g, x, p["norm"]) if has_norm(spec, k) else x
         where = [g.ints([k]), g.ints([k + 1]), g.ints([0])]
-        h0 = g.op("Slice", [state_h, *where])                             # [1, B, H]
+        h0 = g.op("Slice", [state_h, *where])  # [1, B, H]
         c0 = g.op("Slice", [state_c, *where]) if state_c else None
         if spec.cell in CLASSIC_OPS:
             y, h, c = _classic_layer(g, spec, p, read, h0, c0)
@@ -170,8 +177,13 @@ def model_graph(g: _Graph, spec: ModelSpec, params: dict, inputs: str, state_h: 
         last_c.append(c)
         x = g.op("Add", [y, x]) if has_residual(spec, k) else y
     top = _rms_norm(g, x, params["readout.norm"]) if spec.norm != "none" else x
-    y = g.op("Add", [g.op("MatMul", [top, g.const(readout_weight(params, spec), "readout_W")]),
-                     g.const(params["readout.b"], "readout_b")])
+    y = g.op(
+        "Add",
+        [
+            g.op("MatMul", [top, g.const(readout_weight(params, spec), "readout_W")]),
+            g.const(params["readout.b"], "readout_b"),
+        ],
+    )
     outputs = g.op("Transpose", [y], perm=[1, 0, 2])
     h_out = g.op("Concat", last_h, axis=0) if len(last_h) > 1 else g.op("Identity", last_h)
     c_out = None
@@ -210,9 +222,13 @@ def build(spec: ModelSpec, params: dict, meta: dict, dtype="float32", extras: di
     graph = helper.make_graph(g.nodes, f"rnnlab_{task.name}", inputs + states, outputs, g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="rnnlab")
     model.ir_version = min(model.ir_version, 10)  # runtimes of 2024 on read IR 10
-    info = {"rnnlab.task": task.name, "rnnlab.spec": json.dumps(meta.get("spec")),
-            "rnnlab.config": json.dumps(meta.get("config")), "rnnlab.opset": str(OPSET),
-            **task.onnx.metadata(meta, extras)}
+    info = {
+        "rnnlab.task": task.name,
+        "rnnlab.spec": json.dumps(meta.get("spec")),
+        "rnnlab.config": json.dumps(meta.get("config")),
+        "rnnlab.opset": str(OPSET),
+        **task.onnx.metadata(meta, extras),
+    }
     helper.set_model_props(model, info)
     onnx.checker.check_model(model)
     return model

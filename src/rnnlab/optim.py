@@ -49,8 +49,9 @@ def clip_gradients_(grads: dict[str, np.ndarray], kind: str, limit: float) -> fl
     return norm
 
 
-def learning_rate(base_lr: float, schedule: str, step: int, total_steps: int | None,
-                  warmup_steps: int = 0, min_ratio: float = 0.1) -> float:
+def learning_rate(
+    base_lr: float, schedule: str, step: int, total_steps: int | None, warmup_steps: int = 0, min_ratio: float = 0.1
+) -> float:
     """LR for 0-based ``step``: optional linear warm-up, then constant or cosine decay to
     ``min_ratio * base_lr`` at ``total_steps``."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -107,8 +108,8 @@ class Optimizer:
                 p -= lr * g / np.sqrt(s + self.eps)
         else:
             b1, b2 = self.beta1, self.beta2
-            bias1 = 1.0 - b1 ** self.step
-            bias2_sqrt = math.sqrt(1.0 - b2 ** self.step)
+            bias1 = 1.0 - b1**self.step
+            bias2_sqrt = math.sqrt(1.0 - b2**self.step)
             for k, p in params.items():
                 g = grads[k]
                 m = self._slot("m", k, p)
@@ -127,12 +128,24 @@ class Optimizer:
         return dict(self.state)
 
     def meta(self) -> dict:
-        return {"name": self.name, "step": self.step, "beta1": self.beta1, "beta2": self.beta2,
-                "eps": self.eps, "weight_decay": self.weight_decay}
+        return {
+            "name": self.name,
+            "step": self.step,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+        }
 
     @classmethod
-    def restore(cls, meta: dict, tensors: dict[str, np.ndarray]) -> "Optimizer":
-        opt = cls(meta["name"], beta1=meta["beta1"], beta2=meta["beta2"], eps=meta["eps"],
-                  step=int(meta["step"]), weight_decay=float(meta.get("weight_decay", 0.0)))
+    def restore(cls, meta: dict, tensors: dict[str, np.ndarray]) -> Optimizer:
+        opt = cls(
+            meta["name"],
+            beta1=meta["beta1"],
+            beta2=meta["beta2"],
+            eps=meta["eps"],
+            step=int(meta["step"]),
+            weight_decay=float(meta.get("weight_decay", 0.0)),
+        )
         opt.state = {k: np.array(v) for k, v in tensors.items()}
         return opt

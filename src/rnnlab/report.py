@@ -48,8 +48,14 @@ def save_figure(fig, path: Path) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
-def plot_losses(run_dir: Path, ylabel: str, val_key: str, baseline: tuple[str, float] | None = None,
-                log_y: bool = False, name: str = "loss.png") -> Path | None:
+def plot_losses(
+    run_dir: Path,
+    ylabel: str,
+    val_key: str,
+    baseline: tuple[str, float] | None = None,
+    log_y: bool = False,
+    name: str = "loss.png",
+) -> Path | None:
     """Smoothed train loss and validation loss per evaluation, with an optional
     horizontal ``(label, value)`` baseline; returns the path, or None with fewer than 2 evals."""
     rows = [r for r in read_metrics(run_dir) if r.get("train_loss") is not None]
@@ -75,8 +81,13 @@ def plot_losses(run_dir: Path, ylabel: str, val_key: str, baseline: tuple[str, f
     return path
 
 
-def plot_curves(path: Path, curves: dict[str, list[tuple[int, float]]], ylabel: str, title: str,
-                baseline: tuple[str, float] | None = None) -> Path:
+def plot_curves(
+    path: Path,
+    curves: dict[str, list[tuple[int, float]]],
+    ylabel: str,
+    title: str,
+    baseline: tuple[str, float] | None = None,
+) -> Path:
     """Several ``label -> [(step, loss), ...]`` curves on one log-scale figure (e.g. a learning-rate search)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)

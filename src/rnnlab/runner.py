@@ -24,8 +24,15 @@ from . import checkpoint, html_report, runs, tasks, train
 from .config import resumable_fields, to_toml
 
 
-def train_run(cfg, out: str | os.PathLike, resume: bool = False, force: bool = False,
-              overrides: dict | None = None, quiet: bool = False, log_evals: bool = True) -> dict:
+def train_run(
+    cfg,
+    out: str | os.PathLike,
+    resume: bool = False,
+    force: bool = False,
+    overrides: dict | None = None,
+    quiet: bool = False,
+    log_evals: bool = True,
+) -> dict:
     """Train (or resume) a run of the task ``cfg`` belongs to in ``out``; returns the loop's
     summary (stop reason, steps, losses, ``run_dir``, ``trainer``) and what the task adds
     (its test results, ``vocab``, ...).
@@ -57,8 +64,18 @@ def train_run(cfg, out: str | os.PathLike, resume: bool = False, force: bool = F
         checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header=f"rnnlab {entry.name} run configuration"))
         task.before_training(trainer, out, fresh=run_dir.mode != "resume")
         budget, total_steps = task.budget()
-        summary = train.run(task, trainer, state, budget, runs.schedule_of(cfg, total_steps), out,
-                            dataclasses.asdict(cfg), quiet, log_evals, cfg.ema_decay)
+        summary = train.run(
+            task,
+            trainer,
+            state,
+            budget,
+            runs.schedule_of(cfg, total_steps),
+            out,
+            dataclasses.asdict(cfg),
+            quiet,
+            log_evals,
+            cfg.ema_decay,
+        )
         if state.average is not None:  # the model the run leaves behind is the one it evaluated
             trainer.load_params(state.average)
         summary.update(run_dir=str(out), trainer=trainer)
@@ -67,8 +84,14 @@ def train_run(cfg, out: str | os.PathLike, resume: bool = False, force: bool = F
     return summary
 
 
-def train_job(cfg, out: str | os.PathLike, resume: bool = False, force: bool = False,
-              overrides: dict | None = None, quiet: bool = False) -> dict | None:
+def train_job(
+    cfg,
+    out: str | os.PathLike,
+    resume: bool = False,
+    force: bool = False,
+    overrides: dict | None = None,
+    quiet: bool = False,
+) -> dict | None:
     """``train_run`` here, or, when ``torchrun`` started this process, as one process of its
     data-parallel job (``rnnlab.distributed``): rank 0 writes ``out``, the others a scratch
     directory.  Returns the summary on the process that reports (None on the others)."""
@@ -89,8 +112,9 @@ def train_job(cfg, out: str | os.PathLike, resume: bool = False, force: bool = F
     shard = distributed.setup(backend, batch_size, device)
     where = distributed.working_dir(str(out), resume, runs.RUN_FILES)
     try:
-        summary = train_run(cfg, where, resume=resume, force=force, overrides=overrides,
-                            quiet=quiet or not shard.is_main)
+        summary = train_run(
+            cfg, where, resume=resume, force=force, overrides=overrides, quiet=quiet or not shard.is_main
+        )
     finally:
         distributed.teardown()
         if not shard.is_main:

@@ -23,9 +23,20 @@ from .errors import UserError
 from .optim import Optimizer
 
 # Files a run writes; a directory holding any of them holds a run.
-RUN_FILES = ("config.toml", "metrics.jsonl", "checkpoint.safetensors", "checkpoint.json",
-             "checkpoint.next.safetensors", "best.safetensors", "best.json", "best.next.safetensors",
-             "test.json", "calibration.json", "samples.jsonl", "report.html")
+RUN_FILES = (
+    "config.toml",
+    "metrics.jsonl",
+    "checkpoint.safetensors",
+    "checkpoint.json",
+    "checkpoint.next.safetensors",
+    "best.safetensors",
+    "best.json",
+    "best.next.safetensors",
+    "test.json",
+    "calibration.json",
+    "samples.jsonl",
+    "report.html",
+)
 
 
 @dataclass
@@ -61,8 +72,9 @@ def check_out_dir(out: Path, flag_name: str = "--out") -> None:
     for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise UserError(f"{flag_name} {str(out)!r} lies under {str(parent)!r}, which is a file; "
-                                "choose a directory")
+                raise UserError(
+                    f"{flag_name} {str(out)!r} lies under {str(parent)!r}, which is a file; choose a directory"
+                )
             break
 
 
@@ -80,8 +92,9 @@ def make_dir(out: Path, flag_name: str = "--out") -> bool:
             created = False
             check_out_dir(out, flag_name)
     except OSError as exc:
-        raise UserError(f"cannot create {flag_name} {str(out)!r}: {exc.strerror}; choose a directory "
-                        "you can write") from exc
+        raise UserError(
+            f"cannot create {flag_name} {str(out)!r}: {exc.strerror}; choose a directory you can write"
+        ) from exc
     return created
 
 
@@ -107,7 +120,7 @@ class RunDir:
         self._lock = None
         self._started = False
 
-    def __enter__(self) -> "RunDir":
+    def __enter__(self) -> RunDir:
         from .lock import RunLock
 
         self._created = make_dir(self.out)
@@ -125,8 +138,10 @@ class RunDir:
                 for note in checkpoint.recover(out):
                     print(f"rnnlab: note: {note} in {out}", file=sys.stderr)
             elif holds_run and not self.force:
-                raise UserError(f"{str(out)!r} already holds a run; pass --resume to continue it, --force to "
-                                "replace it, or choose another --out")
+                raise UserError(
+                    f"{str(out)!r} already holds a run; pass --resume to continue it, --force to "
+                    "replace it, or choose another --out"
+                )
         except BaseException:
             self._undo()
             raise
@@ -199,8 +214,10 @@ def _apply_overrides(saved, overrides: dict, resumable: set, out: Path):
     changed = {k for k, v in overrides.items() if k not in resumable and not _same_value(k, getattr(saved, k), v)}
     if changed:
         names = ", ".join(f"--{flag(k)}" for k in sorted(changed))
-        raise UserError(f"cannot change {names} when resuming {str(out)!r}; start a new run "
-                        "(--force or another --out) to change the model or data")
+        raise UserError(
+            f"cannot change {names} when resuming {str(out)!r}; start a new run "
+            "(--force or another --out) to change the model or data"
+        )
     overrides = device_follows_backend(overrides)
     cfg = dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in resumable})
     return cfg.validate()
@@ -217,8 +234,10 @@ def spec_of_checkpoint(meta: dict, tensors: dict, where: str) -> ModelSpec:
         raise UserError(f"damaged checkpoint: {where}: {exc}") from exc
     held = sum(int(v.size) for k, v in tensors.items() if k.startswith("params/"))
     if count_params(spec) != held:
-        raise UserError(f"damaged checkpoint: {where} describes a model of {count_params(spec):,} parameters, but "
-                        f"its tensor file holds {held:,}; restore both files from a copy or start a new run")
+        raise UserError(
+            f"damaged checkpoint: {where} describes a model of {count_params(spec):,} parameters, but "
+            f"its tensor file holds {held:,}; restore both files from a copy or start a new run"
+        )
     return spec
 
 
@@ -227,8 +246,10 @@ def restart_config(out: Path, config_cls, overrides: dict, resumable: set):
     its config.toml, with the flags given now; it starts again from step 0."""
     from .config import from_toml
 
-    print(f"rnnlab: note: {out} was stopped before its first checkpoint; starting it again from its "
-          "config.toml", file=sys.stderr)
+    print(
+        f"rnnlab: note: {out} was stopped before its first checkpoint; starting it again from its config.toml",
+        file=sys.stderr,
+    )
     return _apply_overrides(from_toml(config_cls, out / "config.toml"), overrides, resumable, out)
 
 
@@ -249,9 +270,12 @@ def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable
     cfg = _apply_overrides(saved, overrides, resumable, out)
     if cfg.schedule == "cosine" and training_length(cfg) != training_length(saved):
         unit = "epochs" if type(cfg).LENGTH == "epochs" else "steps"
-        print(f"rnnlab: note: the cosine schedule's horizon moves from {training_length(saved)} to "
-              f"{training_length(cfg)} {unit}, so this run will not match one trained straight to "
-              f"{training_length(cfg)}", file=sys.stderr)
+        print(
+            f"rnnlab: note: the cosine schedule's horizon moves from {training_length(saved)} to "
+            f"{training_length(cfg)} {unit}, so this run will not match one trained straight to "
+            f"{training_length(cfg)}",
+            file=sys.stderr,
+        )
     params = checkpoint.group(tensors, "params")
     check_params(spec, params, f"{out}/checkpoint.safetensors")
     try:
@@ -271,8 +295,9 @@ def fresh_start(cfg, spec: ModelSpec) -> tuple[dict, Optimizer, train.LoopState]
     """Seeded initial parameters, a new optimizer and loop state for ``cfg``."""
     check_fits(spec, cfg.dtype)
     params = init_params(spec, np.random.default_rng(cfg.seed), cfg.init, np.dtype(cfg.dtype))
-    state = train.LoopState(sample_rng=np.random.default_rng([cfg.seed, 1]),
-                            dropout_rng=np.random.default_rng([cfg.seed, 3]))
+    state = train.LoopState(
+        sample_rng=np.random.default_rng([cfg.seed, 1]), dropout_rng=np.random.default_rng([cfg.seed, 3])
+    )
     return params, Optimizer(cfg.optimizer, beta2=cfg.adam_beta2, weight_decay=cfg.weight_decay), state
 
 
@@ -281,12 +306,13 @@ def make_trainer(cfg, spec: ModelSpec, params: dict, optimizer: Optimizer, loss:
     try:
         backend = get_backend(cfg.backend)
     except ImportError as exc:
-        raise UserError(f"--backend {cfg.backend} needs {exc.name!r}, which is not installed: "
-                        f"pip install 'rnnlab[{cfg.backend}]' or choose --backend numpy") from exc
+        raise UserError(
+            f"--backend {cfg.backend} needs {exc.name!r}, which is not installed: "
+            f"pip install 'rnnlab[{cfg.backend}]' or choose --backend numpy"
+        ) from exc
     # Only torch takes a device: NumPy runs on the CPU and JAX places arrays on its default device.
     where = {"device": cfg.device} if cfg.backend == "torch" else {}
-    trainer = backend.Trainer(spec, params, optimizer, loss, reduction, cfg.clip, cfg.clip_value, cfg.dropout,
-                              **where)
+    trainer = backend.Trainer(spec, params, optimizer, loss, reduction, cfg.clip, cfg.clip_value, cfg.dropout, **where)
     if distributed.current().active:
         trainer.distribute()
     return trainer
@@ -294,8 +320,7 @@ def make_trainer(cfg, spec: ModelSpec, params: dict, optimizer: Optimizer, loss:
 
 def schedule_of(cfg, total_steps: int) -> dict:
     """Keyword arguments of ``optim.learning_rate`` (except ``step``) for ``cfg``."""
-    return dict(base_lr=cfg.lr, schedule=cfg.schedule, total_steps=total_steps or None,
-                warmup_steps=cfg.warmup_steps)
+    return dict(base_lr=cfg.lr, schedule=cfg.schedule, total_steps=total_steps or None, warmup_steps=cfg.warmup_steps)
 
 
 def load_model(run_dir, which: str = "checkpoint") -> tuple[ModelSpec, dict, dict]:
@@ -310,8 +335,9 @@ def load_model(run_dir, which: str = "checkpoint") -> tuple[ModelSpec, dict, dic
     return spec, params, meta
 
 
-def load_saved(run_dir, which: str, task_name: str, config_cls,
-               backend: str | None = None) -> tuple[dict, dict, ModelSpec, object]:
+def load_saved(
+    run_dir, which: str, task_name: str, config_cls, backend: str | None = None
+) -> tuple[dict, dict, ModelSpec, object]:
     """(params, meta, spec, cfg) of ``<run_dir>/<which>`` (``checkpoint`` or ``best``), checked;
     ``backend`` (default: the run's own) replaces the one in the saved config."""
     run_dir = Path(run_dir)
@@ -330,8 +356,9 @@ def load_saved(run_dir, which: str, task_name: str, config_cls,
     return params, meta, spec, cfg
 
 
-def load_run(run_dir, which: str, task_name: str, config_cls, backend: str | None, loss: str,
-             extras: dict | None = None) -> LoadedRun:
+def load_run(
+    run_dir, which: str, task_name: str, config_cls, backend: str | None, loss: str, extras: dict | None = None
+) -> LoadedRun:
     """The saved model ``<run_dir>/<which>`` of task ``task_name`` on ``backend`` (default: the
     run's own), with ``extras``: name -> (key of the checkpoint's JSON, parser), each read in one
     place so a damaged field is one line."""

@@ -36,18 +36,21 @@ from .errors import TrainingDiverged, UserError
 from .runs import make_dir
 from .tasks import TASKS
 
-
 TRIAL_PREFIX = "trial_"
 
 
 # --------------------------------------------------------------------------- search space
 
+
 def space_to_toml(space: dict) -> str:
     """The space as the TOML a ``--space`` file holds (one table per parameter)."""
     import tomli_w
 
-    lines = ["# rnnlab sweep search space: one table per config field.",
-             "# {low, high[, log][, step]} for numbers (integers when low and high are), {choices} for lists.", ""]
+    lines = [
+        "# rnnlab sweep search space: one table per config field.",
+        "# {low, high[, log][, step]} for numbers (integers when low and high are), {choices} for lists.",
+        "",
+    ]
     return "\n".join(lines) + tomli_w.dumps(space)
 
 
@@ -72,8 +75,9 @@ def check_space(space: dict, base_cfg, where: str = "search space") -> dict:
         default = getattr(base_cfg, name)
         extra = sorted(set(spec) - {"low", "high", "log", "step", "choices"})
         if extra:
-            raise UserError(f"{where}: [{name}] has unknown key(s) {', '.join(extra)}; use low, high, log, step "
-                            "or choices")
+            raise UserError(
+                f"{where}: [{name}] has unknown key(s) {', '.join(extra)}; use low, high, log, step or choices"
+            )
         if "choices" in spec:
             choices = spec["choices"]
             if set(spec) != {"choices"} or not isinstance(choices, list) or not choices:
@@ -86,8 +90,9 @@ def check_space(space: dict, base_cfg, where: str = "search space") -> dict:
             low, high = spec["low"], spec["high"]
             numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
             if not numeric or isinstance(default, (str, bool)) or not low < high:
-                raise UserError(f"{where}: [{name}] needs numbers low < high for a numeric field, got "
-                                f"low={low!r} high={high!r}")
+                raise UserError(
+                    f"{where}: [{name}] needs numbers low < high for a numeric field, got low={low!r} high={high!r}"
+                )
             is_int = isinstance(default, int) and isinstance(low, int) and isinstance(high, int)
             if isinstance(default, int) and not is_int:
                 raise UserError(f"{where}: [{name}] is an integer field; give integer low and high")
@@ -100,8 +105,10 @@ def check_space(space: dict, base_cfg, where: str = "search space") -> dict:
             if "step" in spec:
                 step = spec["step"]
                 if not isinstance(step, (int, float)) or isinstance(step, bool) or not 0 < step <= high - low:
-                    raise UserError(f"{where}: [{name}] step must be a number > 0 and at most high - low "
-                                    f"({high - low:g}), got {step!r}")
+                    raise UserError(
+                        f"{where}: [{name}] step must be a number > 0 and at most high - low "
+                        f"({high - low:g}), got {step!r}"
+                    )
                 if is_int and not isinstance(step, int):
                     raise UserError(f"{where}: [{name}] is an integer field; give an integer step")
                 if log:
@@ -126,15 +133,14 @@ def suggest(trial, space: dict) -> dict:
         if "choices" in spec:
             params[name] = trial.suggest_categorical(name, spec["choices"])
         elif isinstance(spec["low"], int):
-            params[name] = trial.suggest_int(name, spec["low"], spec["high"], step=spec.get("step", 1),
-                                             log=spec["log"])
+            params[name] = trial.suggest_int(name, spec["low"], spec["high"], step=spec.get("step", 1), log=spec["log"])
         else:
-            params[name] = trial.suggest_float(name, spec["low"], spec["high"], step=spec.get("step"),
-                                               log=spec["log"])
+            params[name] = trial.suggest_float(name, spec["low"], spec["high"], step=spec.get("step"), log=spec["log"])
     return params
 
 
 # --------------------------------------------------------------------------- settings and storage
+
 
 @dataclass
 class SweepSettings:
@@ -144,11 +150,11 @@ class SweepSettings:
     trials: int
     study: str
     out: str
-    storage: str = ""                  # "" = sqlite:///<out>/study.db
+    storage: str = ""  # "" = sqlite:///<out>/study.db
     pruner: str = "median"
-    timeout_minutes: float = 0.0       # no new trial starts after this (0 = none)
+    timeout_minutes: float = 0.0  # no new trial starts after this (0 = none)
     heartbeat_seconds: int = 10
-    sampler: str = "tpe"               # "grid": every combination of the choices, once
+    sampler: str = "tpe"  # "grid": every combination of the choices, once
     trial_dir: str = TRIAL_PREFIX + "{number:04d}"  # formatted with the trial number and parameters
     quiet: bool = False
     worker: int = 0
@@ -182,11 +188,15 @@ def _storage(settings: SweepSettings):
     optuna = _optuna()
     url = settings.storage_url
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+
     def connect():
         return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=settings.heartbeat_seconds,
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=settings.heartbeat_seconds,
             grace_period=3 * settings.heartbeat_seconds,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
+        )
 
     try:
         for attempt in range(2):
@@ -199,8 +209,10 @@ def _storage(settings: SweepSettings):
                     raise
                 time.sleep(1.0 + settings.worker * 0.5)
     except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
-        raise UserError(f"storage {_masked(url)!r} needs a database driver that is not installed "
-                        "(PostgreSQL: pip install 'rnnlab[postgres]'); " + str(exc).splitlines()[0]) from exc
+        raise UserError(
+            f"storage {_masked(url)!r} needs a database driver that is not installed "
+            "(PostgreSQL: pip install 'rnnlab[postgres]'); " + str(exc).splitlines()[0]
+        ) from exc
     except Exception as exc:  # SQLAlchemy's many connection and URL errors
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot open sweep storage {_masked(url)!r}: {reason}") from exc
@@ -233,20 +245,30 @@ def open_study(settings: SweepSettings, create: bool = False):
     storage = _storage(settings)
     identity = {"task": settings.task, "space": settings.space, "objective": TASKS[settings.task].objective}
     if create:
-        study = optuna.create_study(study_name=settings.study, storage=storage, direction="minimize",
-                                    sampler=_sampler(settings), pruner=_pruner(settings.pruner), load_if_exists=True)
+        study = optuna.create_study(
+            study_name=settings.study,
+            storage=storage,
+            direction="minimize",
+            sampler=_sampler(settings),
+            pruner=_pruner(settings.pruner),
+            load_if_exists=True,
+        )
         saved = study.user_attrs.get("rnnlab")
         if saved is None:
             study.set_user_attr("rnnlab", identity)
         elif saved != json.loads(json.dumps(identity)):
-            raise UserError(f"study {settings.study!r} in {_masked(settings.storage_url)!r} was made for a "
-                            f"{saved.get('task')} sweep with another search space; use another --study name")
+            raise UserError(
+                f"study {settings.study!r} in {_masked(settings.storage_url)!r} was made for a "
+                f"{saved.get('task')} sweep with another search space; use another --study name"
+            )
         return study
-    return optuna.load_study(study_name=settings.study, storage=storage, sampler=_sampler(settings),
-                             pruner=_pruner(settings.pruner))
+    return optuna.load_study(
+        study_name=settings.study, storage=storage, sampler=_sampler(settings), pruner=_pruner(settings.pruner)
+    )
 
 
 # --------------------------------------------------------------------------- one worker
+
 
 class _Surplus(Exception):
     """The study already had its trials when this one was started (two workers raced)."""
@@ -276,8 +298,9 @@ def _objective(settings: SweepSettings, task):
     from optuna.trial import TrialState
 
     def objective(trial):
-        earlier = [t for t in trial.study.get_trials(deepcopy=False)
-                   if t.number < trial.number and t.state != TrialState.FAIL]
+        earlier = [
+            t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number and t.state != TrialState.FAIL
+        ]
         if len(earlier) >= settings.trials:
             trial.set_user_attr("status", "surplus")
             raise _Surplus()
@@ -312,8 +335,9 @@ def _objective(settings: SweepSettings, task):
             # The same error again, with no trial ever finished, is no combination's fault: the
             # input every trial shares is bad, so the sweep stops with the reason.
             others = [t for t in trial.study.get_trials(deepcopy=False) if t.number != trial.number]
-            if not any(t.state == TrialState.COMPLETE for t in others) \
-                    and any(t.user_attrs.get("error") == str(exc) for t in others):
+            if not any(t.state == TrialState.COMPLETE for t in others) and any(
+                t.user_attrs.get("error") == str(exc) for t in others
+            ):
                 trial.set_user_attr("status", "invalid")
                 trial.set_user_attr("error", str(exc))
                 objective.stop_error = f"every trial fails the same way: {exc}"
@@ -348,9 +372,13 @@ def _objective(settings: SweepSettings, task):
 
 def _scalars(summary: dict) -> dict:
     """The numbers and strings of a run's summary (and of its ``test`` block), for the study."""
+
     def keep(d):
-        return {k: (float(v) if isinstance(v, float) else v) for k, v in d.items()
-                if v is None or isinstance(v, (bool, int, float, str))}
+        return {
+            k: (float(v) if isinstance(v, float) else v)
+            for k, v in d.items()
+            if v is None or isinstance(v, (bool, int, float, str))
+        }
 
     out = keep(summary)
     if isinstance(summary.get("test"), dict):
@@ -403,11 +431,13 @@ def _share_threads(workers: int) -> dict:
     from .threads import available_cpus
 
     share = str(max(1, available_cpus() // workers))
-    return {name: share for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-            if name not in os.environ}
+    return {
+        name: share for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if name not in os.environ
+    }
 
 
 # --------------------------------------------------------------------------- the whole sweep
+
 
 def check_shared_inputs(settings: SweepSettings) -> None:
     """Read the files every trial reads, once, so a bad one stops the sweep at once with its reason
@@ -434,8 +464,12 @@ def run_sweep(settings: SweepSettings, workers: int = 1) -> dict:
         saved_env = dict(os.environ)
         os.environ.update(_share_threads(workers))
         try:
-            procs = [context.Process(target=_work_in_child, args=(dataclasses.replace(settings, worker=i),),
-                                     name=f"rnnlab-sweep-{i}") for i in range(workers)]
+            procs = [
+                context.Process(
+                    target=_work_in_child, args=(dataclasses.replace(settings, worker=i),), name=f"rnnlab-sweep-{i}"
+                )
+                for i in range(workers)
+            ]
             for p in procs:
                 p.start()
         finally:
@@ -459,24 +493,38 @@ def trial_rows(study) -> list[dict]:
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get("status") == "surplus":
             continue
-        rows.append({"number": t.number, "state": t.state.name.lower(), "status": t.user_attrs.get("status"),
-                     "value": t.value, "params": t.params, "steps": t.user_attrs.get("steps"),
-                     "train_seconds": t.user_attrs.get("train_seconds"), "run_dir": t.user_attrs.get("run_dir"),
-                     "host": t.user_attrs.get("host"), "results": t.user_attrs.get("results", {}),
-                     "retry_of": t.system_attrs.get("failed_trial")})
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name.lower(),
+                "status": t.user_attrs.get("status"),
+                "value": t.value,
+                "params": t.params,
+                "steps": t.user_attrs.get("steps"),
+                "train_seconds": t.user_attrs.get("train_seconds"),
+                "run_dir": t.user_attrs.get("run_dir"),
+                "host": t.user_attrs.get("host"),
+                "results": t.user_attrs.get("results", {}),
+                "retry_of": t.system_attrs.get("failed_trial"),
+            }
+        )
     return rows
 
 
 def trials_table(rows: list[dict], objective: str) -> str:
     names = sorted({k for r in rows for k in r["params"]})
-    lines = [f"| trial | state | {objective} | " + " | ".join(names) + " | steps | train s | run |",
-             "|---" * (6 + len(names)) + "|"]
+    lines = [
+        f"| trial | state | {objective} | " + " | ".join(names) + " | steps | train s | run |",
+        "|---" * (6 + len(names)) + "|",
+    ]
     for r in rows:
         value = f"{r['value']:.5g}" if r["value"] is not None else "-"
         state = r["status"] or r["state"]
         params = " | ".join(_fmt(r["params"][n]) if n in r["params"] else "-" for n in names)
-        lines.append(f"| {r['number']} | {state} | {value} | {params} | {r['steps'] if r['steps'] is not None else '-'}"
-                     f" | {r['train_seconds'] if r['train_seconds'] is not None else '-'} | {Path(r['run_dir']).name if r['run_dir'] else '-'} |")
+        lines.append(
+            f"| {r['number']} | {state} | {value} | {params} | {r['steps'] if r['steps'] is not None else '-'}"
+            f" | {r['train_seconds'] if r['train_seconds'] is not None else '-'} | {Path(r['run_dir']).name if r['run_dir'] else '-'} |"
+        )
     return "\n".join(lines)
 
 
@@ -490,20 +538,39 @@ def summarize(settings: SweepSettings) -> dict:
     out = Path(settings.out)
     make_dir(out)
     best = min(complete, key=lambda r: r["value"]) if complete else None
-    result = {"task": settings.task, "study": settings.study, "storage": _masked(settings.storage_url),
-              "objective": task.objective, "trials_wanted": settings.trials, "space": settings.space,
-              "base_config": settings.base_config, "trials": rows, "best": best,
-              "counts": {s: sum(r["state"] == s for r in rows) for s in ("complete", "pruned", "fail", "running")}}
+    result = {
+        "task": settings.task,
+        "study": settings.study,
+        "storage": _masked(settings.storage_url),
+        "objective": task.objective,
+        "trials_wanted": settings.trials,
+        "space": settings.space,
+        "base_config": settings.base_config,
+        "trials": rows,
+        "best": best,
+        "counts": {s: sum(r["state"] == s for r in rows) for s in ("complete", "pruned", "fail", "running")},
+    }
     if best is not None:
         cfg = dataclasses.replace(from_dict(task.config_cls, settings.base_config), **best["params"])
-        checkpoint.atomic_write_text(out / "best.toml", to_toml(
-            cfg, header=f"best trial {best['number']} of study {settings.study}: {best['value']:.6g} {task.objective}\n"
-                        f"rerun: rnnlab {settings.task} train --config best.toml --out DIR"))
+        checkpoint.atomic_write_text(
+            out / "best.toml",
+            to_toml(
+                cfg,
+                header=f"best trial {best['number']} of study {settings.study}: {best['value']:.6g} {task.objective}\n"
+                f"rerun: rnnlab {settings.task} train --config best.toml --out DIR",
+            ),
+        )
         result["best_config"] = dataclasses.asdict(cfg)
     table = trials_table(rows, task.objective)
     checkpoint.atomic_write_text(out / "trials.md", table + "\n")
-    result["plots"] = [str(p) for p in (plot_history(out / "history.png", rows, task.objective),
-                                        plot_importance(out / "importance.png", study)) if p]
+    result["plots"] = [
+        str(p)
+        for p in (
+            plot_history(out / "history.png", rows, task.objective),
+            plot_importance(out / "importance.png", study),
+        )
+        if p
+    ]
     result["report"] = _best_trials_report(out, settings.study, complete)
     checkpoint.atomic_write_text(out / "sweep.json", json.dumps(result, indent=1, default=str) + "\n")
     result["table"] = table
@@ -523,8 +590,9 @@ def _best_trials_report(out: Path, study: str, complete: list[dict]) -> str | No
     if not here:
         return None
     shown = here[:REPORT_TRIALS]
-    return str(html_report.write_report(shown, out / "report.html",
-                                        title=f"study {study}: the best {len(shown)} trials"))
+    return str(
+        html_report.write_report(shown, out / "report.html", title=f"study {study}: the best {len(shown)} trials")
+    )
 
 
 def plot_history(path: Path, rows: list[dict], objective: str) -> Path | None:
@@ -573,7 +641,8 @@ def plot_importance(path: Path, study) -> Path | None:
         with warnings.catch_warnings():  # "too few trials" warnings: the plot is then skipped or flat
             warnings.simplefilter("ignore")
             importances = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+            )
     except (ValueError, RuntimeError, ZeroDivisionError):  # too few complete trials, or nothing varied
         return None
     if not importances:

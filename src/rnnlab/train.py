@@ -19,13 +19,14 @@ import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Protocol
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from . import averaging, checkpoint, distributed
-from .dropout import dropout_masks, rows as mask_rows
+from .dropout import dropout_masks
+from .dropout import rows as mask_rows
 from .errors import TrainingDiverged, UserError
 from .optim import learning_rate
 
@@ -55,10 +56,10 @@ class Task(Protocol):
     the backend's ``check_targets`` describes; ``reset`` says the carry starts from zero.
     """
 
-    name: str              # the task's registry name, saved in every checkpoint
-    item_name: str         # what throughput counts: "chars", "sequences", "windows"
-    batch_size: int        # rows of every batch (the carry's batch size)
-    items_per_step: int    # items in the last batch, for throughput
+    name: str  # the task's registry name, saved in every checkpoint
+    item_name: str  # what throughput counts: "chars", "sequences", "windows"
+    batch_size: int  # rows of every batch (the carry's batch size)
+    items_per_step: int  # items in the last batch, for throughput
 
     def next_batch(self) -> tuple[np.ndarray, np.ndarray, bool]:
         """(inputs, targets, reset) of the next training step."""
@@ -66,7 +67,7 @@ class Task(Protocol):
     def evaluate(self, trainer) -> dict:
         """Metrics of the current model; ``val_loss`` (lower is better) picks the best model."""
 
-    def describe_eval(self, trainer, state: "LoopState", record: dict, final: bool) -> str:
+    def describe_eval(self, trainer, state: LoopState, record: dict, final: bool) -> str:
         """The evaluation's line for the console; may draw from ``state.sample_rng`` and append
         to the run's logs (it runs before the checkpoint that records them)."""
 
@@ -103,6 +104,7 @@ class TaskBase:
     def load_data_state(self, state: dict) -> None:
         raise NotImplementedError
 
+
 @dataclass
 class LoopState:
     """What changes during training, besides parameters and optimizer state."""
@@ -125,30 +127,44 @@ class LoopState:
     average: dict | None = None
 
     def meta(self) -> dict:
-        return {"step": self.step, "smoothed_loss": self.smoothed_loss, "loss_ema": self.loss_ema,
-                "best_val_loss": self.best_val_loss, "train_seconds": self.train_seconds,
-                "sample_rng": self.sample_rng.bit_generator.state,
-                "dropout_rng": self.dropout_rng.bit_generator.state,
-                "loss_sum_since_eval": self.loss_sum_since_eval, "steps_since_eval": self.steps_since_eval}
+        return {
+            "step": self.step,
+            "smoothed_loss": self.smoothed_loss,
+            "loss_ema": self.loss_ema,
+            "best_val_loss": self.best_val_loss,
+            "train_seconds": self.train_seconds,
+            "sample_rng": self.sample_rng.bit_generator.state,
+            "dropout_rng": self.dropout_rng.bit_generator.state,
+            "loss_sum_since_eval": self.loss_sum_since_eval,
+            "steps_since_eval": self.steps_since_eval,
+        }
 
     @classmethod
-    def restore(cls, meta: dict, carry: list, average: dict | None = None) -> "LoopState":
+    def restore(cls, meta: dict, carry: list, average: dict | None = None) -> LoopState:
         rng, dropout_rng = np.random.default_rng(), np.random.default_rng(3)
         rng.bit_generator.state = meta["sample_rng"]
         if "dropout_rng" in meta:  # checkpoints from before dropout have none (and used none)
             dropout_rng.bit_generator.state = meta["dropout_rng"]
-        return cls(step=int(meta["step"]), smoothed_loss=meta["smoothed_loss"], loss_ema=meta["loss_ema"],
-                   best_val_loss=meta["best_val_loss"], train_seconds=float(meta["train_seconds"]),
-                   carry=carry, sample_rng=rng, dropout_rng=dropout_rng,
-                   loss_sum_since_eval=float(meta.get("loss_sum_since_eval", 0.0)),
-                   steps_since_eval=int(meta.get("steps_since_eval", 0)), average=average or None)
+        return cls(
+            step=int(meta["step"]),
+            smoothed_loss=meta["smoothed_loss"],
+            loss_ema=meta["loss_ema"],
+            best_val_loss=meta["best_val_loss"],
+            train_seconds=float(meta["train_seconds"]),
+            carry=carry,
+            sample_rng=rng,
+            dropout_rng=dropout_rng,
+            loss_sum_since_eval=float(meta.get("loss_sum_since_eval", 0.0)),
+            steps_since_eval=int(meta.get("steps_since_eval", 0)),
+            average=average or None,
+        )
 
 
 @dataclass
 class Budget:
-    max_steps: int = 0          # total steps of the run; 0 = none
-    max_minutes: float = 0.0    # training time of this invocation; 0 = none
-    target_loss: float = 0.0    # smoothed train loss to stop under; 0 = off
+    max_steps: int = 0  # total steps of the run; 0 = none
+    max_minutes: float = 0.0  # training time of this invocation; 0 = none
+    target_loss: float = 0.0  # smoothed train loss to stop under; 0 = off
     target_val_loss: float = 0.0  # validation loss to stop at (checked at each eval); 0 = off
     eval_every: int = 100
     eval_at_start: bool = False  # evaluate the untrained model too (step 0), so it can be the best
@@ -188,8 +204,14 @@ class _StopFlag:
 def _model_meta(trainer, task, config: dict) -> dict:
     """What sample/eval need to rebuild the model, shared by full and params-only checkpoints,
     and where it was trained (so a report can say what its timings were measured on)."""
-    return {"task": task.name, "backend": trainer.name, "spec": trainer.spec.to_dict(), "config": config,
-            "machine": machine_facts(trainer), **task.checkpoint_meta()}
+    return {
+        "task": task.name,
+        "backend": trainer.name,
+        "spec": trainer.spec.to_dict(),
+        "config": config,
+        "machine": machine_facts(trainer),
+        **task.checkpoint_meta(),
+    }
 
 
 def machine_facts(trainer) -> dict:
@@ -208,8 +230,12 @@ def _host_facts() -> dict:
 
     from .threads import available_cpus
 
-    return {"platform": platform.platform(terse=True), "arch": platform.machine(), "cpus": available_cpus(),
-            "python": platform.python_version()}
+    return {
+        "platform": platform.platform(terse=True),
+        "arch": platform.machine(),
+        "cpus": available_cpus(),
+        "python": platform.python_version(),
+    }
 
 
 def save_checkpoint(run_dir: Path, trainer, task, state: LoopState, config: dict, stem="checkpoint"):
@@ -217,8 +243,13 @@ def save_checkpoint(run_dir: Path, trainer, task, state: LoopState, config: dict
     tensors.update(checkpoint.carry_to_tensors(state.carry, trainer.spec.cell_info.carry))
     if state.average is not None:
         tensors.update({f"average/{k}": v for k, v in state.average.items()})
-    meta = {**_model_meta(trainer, task, config), "optimizer": trainer.optimizer.meta(),
-            "loop": state.meta(), "data": task.data_state(), "logs": checkpoint.log_sizes(run_dir, LOGS)}
+    meta = {
+        **_model_meta(trainer, task, config),
+        "optimizer": trainer.optimizer.meta(),
+        "loop": state.meta(),
+        "data": task.data_state(),
+        "logs": checkpoint.log_sizes(run_dir, LOGS),
+    }
     checkpoint.save(run_dir, stem, tensors, meta)
 
 
@@ -229,8 +260,18 @@ def save_params(run_dir: Path, stem: str, trainer, task, state: LoopState, confi
     checkpoint.save(run_dir, stem, tensors, meta)
 
 
-def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, run_dir: Path,
-        config: dict, quiet: bool = False, log_evals: bool = True, ema_decay: float = 0.0) -> dict:
+def run(
+    task: Task,
+    trainer,
+    state: LoopState,
+    budget: Budget,
+    schedule: dict,
+    run_dir: Path,
+    config: dict,
+    quiet: bool = False,
+    log_evals: bool = True,
+    ema_decay: float = 0.0,
+) -> dict:
     """Train until a stopping rule fires; returns a summary dict.
 
     ``schedule``: keyword arguments of ``optim.learning_rate`` except ``step``.
@@ -253,8 +294,14 @@ def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, r
     quiet = quiet or not shard.is_main
     show_bar = not quiet and sys.stderr.isatty()
     say = (lambda msg: None) if quiet or not log_evals else (tqdm.write if show_bar else print)
-    bar = tqdm(total=budget.max_steps or None, initial=state.step, disable=not show_bar,
-               unit="step", dynamic_ncols=True, smoothing=0.1)
+    bar = tqdm(
+        total=budget.max_steps or None,
+        initial=state.step,
+        disable=not show_bar,
+        unit="step",
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
     if state.carry is None:
         state.carry = trainer.init_carry(task.batch_size)
     if not ema_decay:
@@ -295,10 +342,15 @@ def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, r
         # The plain mean of the step losses since the previous evaluation: per epoch, this is the
         # "training loss" of the classic epoch loop (the smoothed value weights recent steps more).
         mean_since = state.loss_sum_since_eval / state.steps_since_eval if state.steps_since_eval else None
-        record = {"step": state.step, "train_loss": state.smoothed_loss, "train_loss_mean": mean_since, **metrics,
-                  "lr": learning_rate(step=max(0, state.step - 1), **schedule),
-                  "train_seconds": round(state.train_seconds, 3),
-                  f"{task.item_name}_per_s": throughput and round(throughput, 1)}
+        record = {
+            "step": state.step,
+            "train_loss": state.smoothed_loss,
+            "train_loss_mean": mean_since,
+            **metrics,
+            "lr": learning_rate(step=max(0, state.step - 1), **schedule),
+            "train_seconds": round(state.train_seconds, 3),
+            f"{task.item_name}_per_s": throughput and round(throughput, 1),
+        }
         line = task.describe_eval(trainer, state, record, final)
         checkpoint.append_line(metrics_path, json.dumps(record))
         items_since, seconds_since = 0, 0.0
@@ -320,8 +372,7 @@ def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, r
                 stop_reason = f"reached --max-steps {budget.max_steps}"
             elif budget.max_minutes and invocation_seconds >= budget.max_minutes * 60:
                 stop_reason = f"reached --max-minutes {budget.max_minutes:g}"
-            elif budget.target_loss and state.smoothed_loss is not None \
-                    and state.smoothed_loss < budget.target_loss:
+            elif budget.target_loss and state.smoothed_loss is not None and state.smoothed_loss < budget.target_loss:
                 stop_reason = f"smoothed loss {state.smoothed_loss:.4f} under --target-loss {budget.target_loss:g}"
             elif stop.requested:
                 stop_reason = stop.reason
@@ -333,13 +384,16 @@ def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, r
             inputs, targets, reset = task.next_batch()
             rows = len(inputs)
             # Drawn for the whole batch on every process (the same generator everywhere), then split.
-            masks = dropout_masks(trainer.spec, trainer.dropout, state.dropout_rng, rows, inputs.shape[1],
-                                  trainer.dtype)
+            masks = dropout_masks(
+                trainer.spec, trainer.dropout, state.dropout_rng, rows, inputs.shape[1], trainer.dtype
+            )
             if shard.active:
                 masks = mask_rows(masks, shard.rows)
                 if rows < shard.world:
-                    raise UserError(f"a batch of {rows} rows cannot be split over {shard.world} processes; "
-                                    "choose a --batch-size whose last batch keeps at least one row per process")
+                    raise UserError(
+                        f"a batch of {rows} rows cannot be split over {shard.world} processes; "
+                        "choose a --batch-size whose last batch keeps at least one row per process"
+                    )
                 inputs, targets = shard.rows(inputs), shard.rows(targets)
                 trainer.loss_weight = shard.world if trainer.reduction == "sum" else shard.loss_weight(rows)
             if reset:
@@ -354,14 +408,15 @@ def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, r
                 raise TrainingDiverged(
                     f"{what} became {loss if what == 'loss' else grad_norm} at step {state.step + 1}; "
                     f"stopped and kept the last good checkpoint (step {last_saved_step}) in {run_dir}; "
-                    "lower --lr or use gradient clipping, then --resume")
+                    "lower --lr or use gradient clipping, then --resume"
+                )
             state.step += 1
             if state.average is not None:
                 averaging.update_(state.average, trainer.params, ema_decay, state.step)
             # Debiased moving average (as Adam's moments): early values are not dragged
             # towards an arbitrary start, so --target-loss means the same at step 10 and 10,000.
             state.loss_ema = SMOOTHING * state.loss_ema + (1 - SMOOTHING) * loss
-            state.smoothed_loss = state.loss_ema / (1 - SMOOTHING ** state.step)
+            state.smoothed_loss = state.loss_ema / (1 - SMOOTHING**state.step)
             dt = time.perf_counter() - t0
             state.train_seconds += dt
             invocation_seconds += dt
@@ -371,8 +426,10 @@ def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, r
             state.steps_since_eval += 1
             bar.update(1)
             if state.step % 10 == 0 or state.step == 1:
-                bar.set_postfix(loss=f"{state.smoothed_loss:.3f}",
-                                **{f"{task.item_name}/s": f"{items_since / max(seconds_since, 1e-9):.0f}"})
+                bar.set_postfix(
+                    loss=f"{state.smoothed_loss:.3f}",
+                    **{f"{task.item_name}/s": f"{items_since / max(seconds_since, 1e-9):.0f}"},
+                )
             if state.step % budget.eval_every == 0:
                 record = evaluate_and_save(final=False)
                 val = record.get("val_loss")
@@ -389,6 +446,12 @@ def run(task: Task, trainer, state: LoopState, budget: Budget, schedule: dict, r
             save()
     elif state.steps_since_eval > 0 or (state.step == 0 and not budget.eval_at_start):
         evaluate_and_save(final=True)
-    return {"stop_reason": stop_reason, "step": state.step, "smoothed_loss": state.smoothed_loss,
-            "best_val_loss": state.best_val_loss, "train_seconds": state.train_seconds,
-            "wall_seconds": time.perf_counter() - started, "interrupted": interrupted}
+    return {
+        "stop_reason": stop_reason,
+        "step": state.step,
+        "smoothed_loss": state.smoothed_loss,
+        "best_val_loss": state.best_val_loss,
+        "train_seconds": state.train_seconds,
+        "wall_seconds": time.perf_counter() - started,
+        "interrupted": interrupted,
+    }

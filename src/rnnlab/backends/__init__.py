@@ -5,9 +5,11 @@ import importlib
 from ..errors import UserError
 
 # Module names written out, so the import graph (tests/test_import_graph.py) can follow them.
-BACKENDS = {"numpy": lambda: importlib.import_module("rnnlab.backends.numpy_backend"),
-            "jax": lambda: importlib.import_module("rnnlab.backends.jax_backend"),
-            "torch": lambda: importlib.import_module("rnnlab.backends.torch_backend")}
+BACKENDS = {
+    "numpy": lambda: importlib.import_module("rnnlab.backends.numpy_backend"),
+    "jax": lambda: importlib.import_module("rnnlab.backends.jax_backend"),
+    "torch": lambda: importlib.import_module("rnnlab.backends.torch_backend"),
+}
 
 
 def get_backend(name: str):

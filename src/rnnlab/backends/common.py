@@ -39,16 +39,24 @@ def check_targets(spec: ModelSpec, loss: str, inputs, targets) -> np.ndarray:
         if targets.shape != (B, T):
             raise ValueError(f"targets must be [B, T] = {(B, T)} ids, got {targets.shape}")
     elif loss == "mse":
-        ok = targets.ndim == 3 and targets.shape[0] == B and 1 <= targets.shape[1] <= T \
+        ok = (
+            targets.ndim == 3
+            and targets.shape[0] == B
+            and 1 <= targets.shape[1] <= T
             and targets.shape[2] == spec.output_size
+        )
         if not ok:
-            raise ValueError(f"targets must be [B, T', O] with B = {B}, 1 <= T' <= T = {T}, O = {spec.output_size}, "
-                             f"got {targets.shape} (a [B,T] vs [B,T,1] mismatch would broadcast silently)")
+            raise ValueError(
+                f"targets must be [B, T', O] with B = {B}, 1 <= T' <= T = {T}, O = {spec.output_size}, "
+                f"got {targets.shape} (a [B,T] vs [B,T,1] mismatch would broadcast silently)"
+            )
     elif loss == "gaussian_nll":
         ok = targets.ndim == 3 and targets.shape[0] == B and 1 <= targets.shape[1] <= T and targets.shape[2] == 1
         if not ok or spec.output_size != 2:
-            raise ValueError(f"gaussian_nll needs outputs of 2 columns (mean, log-variance), got {spec.output_size}, "
-                             f"and targets [B, T', 1] with B = {B}, 1 <= T' <= T = {T}, got {targets.shape}")
+            raise ValueError(
+                f"gaussian_nll needs outputs of 2 columns (mean, log-variance), got {spec.output_size}, "
+                f"and targets [B, T', 1] with B = {B}, 1 <= T' <= T = {T}, got {targets.shape}"
+            )
     else:
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
     return targets

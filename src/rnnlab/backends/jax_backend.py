@@ -26,13 +26,13 @@ from . import common
 from .common import check_targets
 
 
-
 def _allow_dtype(dtype) -> None:
     """JAX computes in float32 unless its 64-bit mode is on, and that mode is process-wide: it is
     switched on the first time a float64 model is asked for (not on import), and float32 models
     stay float32 either way."""
     if np.dtype(dtype) == np.float64 and not jax.config.jax_enable_x64:
         jax.config.update("jax_enable_x64", True)
+
 
 name = "jax"
 
@@ -45,6 +45,7 @@ name = "jax"
 # hand (checked against the NumPy backend's BPTT in the tests), so ``_scan_layer``
 # can give the scan its own backward pass.  Cho's GRU has a second matmul behind its
 # reset gate, so it is written whole and left to autodiff of the scan.
+
 
 def _sigmoid(x):
     return 0.5 * (1.0 + jnp.tanh(0.5 * x))  # the NumPy backend's form, so float64 results agree
@@ -84,13 +85,13 @@ class _GRUResetAfter:
     def fold(q, a, z):
         H = z.shape[-1] // 3
         hu = z + q["b_U"]
-        return jnp.concatenate([a[:, :2 * H] + hu[:, :2 * H], a[:, 2 * H:]], axis=1), hu[:, 2 * H:]
+        return jnp.concatenate([a[:, : 2 * H] + hu[:, : 2 * H], a[:, 2 * H :]], axis=1), hu[:, 2 * H :]
 
     @staticmethod
     def step(s, e, h):
         H = e.shape[-1]
-        r, zg = _sigmoid(s[:, :H]), _sigmoid(s[:, H:2 * H])
-        n = jnp.tanh(s[:, 2 * H:] + r * e)
+        r, zg = _sigmoid(s[:, :H]), _sigmoid(s[:, H : 2 * H])
+        n = jnp.tanh(s[:, 2 * H :] + r * e)
         return n + zg * (h - n), (r, zg, n)
 
     @staticmethod
@@ -109,8 +110,12 @@ class _LSTM:
     @staticmethod
     def step(s, e, carry):
         H = s.shape[-1] // 4
-        i, f, n, o = (_sigmoid(s[:, :H]), _sigmoid(s[:, H:2 * H]), jnp.tanh(s[:, 2 * H:3 * H]),
-                      _sigmoid(s[:, 3 * H:]))
+        i, f, n, o = (
+            _sigmoid(s[:, :H]),
+            _sigmoid(s[:, H : 2 * H]),
+            jnp.tanh(s[:, 2 * H : 3 * H]),
+            _sigmoid(s[:, 3 * H :]),
+        )
         c = f * carry[1] + i * n
         tc = jnp.tanh(c)
         return (o * tc, c), (i, f, n, o, tc)
@@ -120,8 +125,9 @@ class _LSTM:
         (h, c), (dh, dc) = carry, d_new
         i, f, n, o, tc = gates
         dc = dc + dh * o * (1.0 - tc * tc)
-        ds = jnp.concatenate([dc * n * i * (1.0 - i), dc * c * f * (1.0 - f), dc * i * (1.0 - n * n),
-                              dh * tc * o * (1.0 - o)], axis=1)
+        ds = jnp.concatenate(
+            [dc * n * i * (1.0 - i), dc * c * f * (1.0 - f), dc * i * (1.0 - n * n), dh * tc * o * (1.0 - o)], axis=1
+        )
         return ds, None, (jnp.zeros_like(h), dc * f)
 
 
@@ -131,9 +137,9 @@ SPLIT_CELLS = {"rnn": _RNN, "gru_reset_after": _GRUResetAfter, "lstm": _LSTM}
 def _gru(p, h, a):
     H = h.shape[-1]
     U = p["U"]
-    rz = _sigmoid(a[:, :2 * H] + h @ U[:, :2 * H])
+    rz = _sigmoid(a[:, : 2 * H] + h @ U[:, : 2 * H])
     r, z = rz[:, :H], rz[:, H:]
-    n = jnp.tanh(a[:, 2 * H:] + (r * h) @ U[:, 2 * H:])
+    n = jnp.tanh(a[:, 2 * H :] + (r * h) @ U[:, 2 * H :])
     h = n + z * (h - n)
     return h, h
 
@@ -183,7 +189,7 @@ def _scan_layer_bwd(cell, residuals, cotangents):
         kept, e, h, c, dh_out = step
         carry = h if c is None else (h, c)
         ds, de, d_prev = kind.vjp(kept, e, carry, _with_h(d_carry, _h(d_carry) + dh_out))
-        dz = ds if de is None else jnp.concatenate([ds[:, :ds.shape[1] - de.shape[1]], de], axis=1)
+        dz = ds if de is None else jnp.concatenate([ds[:, : ds.shape[1] - de.shape[1]], de], axis=1)
         return _with_h(d_prev, _h(d_prev) + dz @ UT), (ds, de)
 
     d_carry0, (dA, dE) = jax.lax.scan(body, d_carry_T, (Kept, E, H_prev, C_prev, dHout), reverse=True)
@@ -191,7 +197,7 @@ def _scan_layer_bwd(cell, residuals, cotangents):
     if dE is None:
         dU = jnp.einsum("tbh,tbg->hg", H_prev, dA)
     else:  # z = [the rz part of s, e] less b_U
-        d_rz = dA[..., :dA.shape[-1] - dE.shape[-1]]
+        d_rz = dA[..., : dA.shape[-1] - dE.shape[-1]]
         dU = jnp.concatenate([jnp.einsum("tbh,tbg->hg", H_prev, d_rz), jnp.einsum("tbh,tbg->hg", H_prev, dE)], axis=1)
         dq["b_U"] = jnp.concatenate([d_rz.sum(axis=(0, 1)), dE.sum(axis=(0, 1))])
     return dU, dq, d_carry0, dA
@@ -218,9 +224,9 @@ def _scan_coefficients(cell: str, A):
         z = _sigmoid(A[..., :H])
         return 1.0 - z, z * _candidate(A[..., H:], linear)
     H = A.shape[-1] // 3
-    f, i = _sigmoid(A[..., :H]), _sigmoid(A[..., H:2 * H])
+    f, i = _sigmoid(A[..., :H]), _sigmoid(A[..., H : 2 * H])
     total = f + i
-    return f / total, i / total * _candidate(A[..., 2 * H:], linear)
+    return f / total, i / total * _candidate(A[..., 2 * H :], linear)
 
 
 def _parallel_layer(cell: str, carry0, A):
@@ -252,7 +258,7 @@ def _run_layer(cell: str, p, carry0, A):
 
 def _layer(params, k):
     prefix = f"layers.{k}."
-    return {key[len(prefix):]: v for key, v in params.items() if key.startswith(prefix)}
+    return {key[len(prefix) :]: v for key, v in params.items() if key.startswith(prefix)}
 
 
 def _forward_tm(params, spec: ModelSpec, carry, x, masks=None):
@@ -299,11 +305,11 @@ def _loss(params, spec, carry, x, targets, loss, masks=None):
         logp = jax.nn.log_softmax(Y, axis=-1)
         value = -jnp.mean(jnp.take_along_axis(logp, targets[..., None], axis=-1))
     elif loss == "gaussian_nll":  # outputs (mean, log-variance) of the last T' steps
-        tail = Y[Y.shape[0] - targets.shape[0]:]
+        tail = Y[Y.shape[0] - targets.shape[0] :]
         residual, log_var = targets[..., 0] - tail[..., 0], tail[..., 1]
-        value = jnp.mean(0.5 * (log_var + residual ** 2 * jnp.exp(-log_var))) + common.HALF_LOG_2PI
+        value = jnp.mean(0.5 * (log_var + residual**2 * jnp.exp(-log_var))) + common.HALF_LOG_2PI
     else:  # targets cover the last T' outputs (see check_targets)
-        value = jnp.mean((Y[Y.shape[0] - targets.shape[0]:] - targets) ** 2)
+        value = jnp.mean((Y[Y.shape[0] - targets.shape[0] :] - targets) ** 2)
     return value, new_carry
 
 
@@ -349,13 +355,22 @@ def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray):
     return np.asarray(Y), _carry_out(new_carry)
 
 
-def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray, targets: np.ndarray,
-                   loss: str = "cross_entropy", reduction: str = "mean", masks: dict | None = None):
+def loss_and_grads(
+    params: dict,
+    spec: ModelSpec,
+    carry: list,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    loss: str = "cross_entropy",
+    reduction: str = "mean",
+    masks: dict | None = None,
+):
     """Same contract as ``numpy_backend.loss_and_grads`` (loss is the per-element mean)."""
     dtype = _dtype(params)
     _allow_dtype(dtype)
-    (value, new_carry), grads = _value_and_grad(params, spec, carry, _inputs(spec, inputs, dtype),
-                                                _targets(spec, loss, inputs, targets, dtype), loss, masks)
+    (value, new_carry), grads = _value_and_grad(
+        params, spec, carry, _inputs(spec, inputs, dtype), _targets(spec, loss, inputs, targets, dtype), loss, masks
+    )
     grads = {k: np.asarray(v) for k, v in grads.items()}
     if reduction == "sum":
         count = np.asarray(targets).size
@@ -365,23 +380,39 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
 
 # --------------------------------------------------------------------------- training step
 
+
 def _optax_transform(optimizer_name: str, clip: str, clip_value: float, beta1: float, beta2: float, eps: float):
     """clip -> direction; the learning rate is applied outside so it can change every step
     without recompiling.  Same formulas as ``rnnlab.optim`` (eps inside the sqrt for
     Adagrad, outside for Adam)."""
     import optax
 
-    clip_tx = {"norm": lambda: optax.clip_by_global_norm(clip_value), "value": lambda: optax.clip(clip_value),
-               "none": optax.identity}[clip]()
-    direction = {"sgd": optax.identity,
-                 "adagrad": lambda: optax.scale_by_rss(initial_accumulator_value=0.0, eps=eps),
-                 "adam": lambda: optax.scale_by_adam(b1=beta1, b2=beta2, eps=eps)}[optimizer_name]()
+    clip_tx = {
+        "norm": lambda: optax.clip_by_global_norm(clip_value),
+        "value": lambda: optax.clip(clip_value),
+        "none": optax.identity,
+    }[clip]()
+    direction = {
+        "sgd": optax.identity,
+        "adagrad": lambda: optax.scale_by_rss(initial_accumulator_value=0.0, eps=eps),
+        "adam": lambda: optax.scale_by_adam(b1=beta1, b2=beta2, eps=eps),
+    }[optimizer_name]()
     return optax.chain(clip_tx, direction)
 
 
 @lru_cache(maxsize=64)
-def _compiled_step(spec: ModelSpec, loss: str, reduction: str, optimizer_name: str, clip: str, clip_value: float,
-                   beta1: float, beta2: float, eps: float, weight_decay: float = 0.0):
+def _compiled_step(
+    spec: ModelSpec,
+    loss: str,
+    reduction: str,
+    optimizer_name: str,
+    clip: str,
+    clip_value: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float = 0.0,
+):
     """(optax transform, jitted update) for one configuration, built once per process.
 
     The learning rate is an argument, so runs that differ only in it (a
@@ -394,15 +425,19 @@ def _compiled_step(spec: ModelSpec, loss: str, reduction: str, optimizer_name: s
     tx = _optax_transform(optimizer_name, clip, clip_value, beta1, beta2, eps)
 
     def train_step(params, opt_state, carry, x, targets, lr, masks):
-        (value, new_carry), grads = jax.value_and_grad(_loss, has_aux=True)(params, spec, carry, x, targets, loss,
-                                                                            masks)
+        (value, new_carry), grads = jax.value_and_grad(_loss, has_aux=True)(
+            params, spec, carry, x, targets, loss, masks
+        )
         if reduction == "sum":
             grads = jax.tree.map(lambda g: g * targets.size, grads)
         norm = optax.tree.norm(grads)
         direction, new_state = tx.update(grads, opt_state, params)
         # Decoupled weight decay on the weight matrices (rnnlab.optim): p * (1 - lr wd) - lr d.
-        new_params = jax.tree.map(lambda p, d: (p * (1.0 - lr * weight_decay) if weight_decay and p.ndim == 2 else p)
-                                  - lr * d, params, direction)
+        new_params = jax.tree.map(
+            lambda p, d: (p * (1.0 - lr * weight_decay) if weight_decay and p.ndim == 2 else p) - lr * d,
+            params,
+            direction,
+        )
         ok = jnp.isfinite(value) & jnp.isfinite(norm)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
         # One array for the two scalars the host needs: a single transfer per step.
@@ -419,17 +454,35 @@ class Trainer:
 
     name = name
 
-    def __init__(self, spec: ModelSpec, params: dict, optimizer, loss: str, reduction: str, clip: str,
-                 clip_value: float, dropout: float = 0.0):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        params: dict,
+        optimizer,
+        loss: str,
+        reduction: str,
+        clip: str,
+        clip_value: float,
+        dropout: float = 0.0,
+    ):
         self.spec, self.optimizer, self.loss, self.reduction = spec, optimizer, loss, reduction
         self.dropout = dropout  # the loop draws each step's masks at this rate (rnnlab.dropout)
         self.dtype = params_dtype(params)
         _allow_dtype(self.dtype)
         # Copies: the donated buffers must never alias the caller's arrays.
         self._params = {k: jnp.array(v) for k, v in params.items()}
-        self._tx, self._train_step = _compiled_step(spec, loss, reduction, optimizer.name, clip, float(clip_value),
-                                                    optimizer.beta1, optimizer.beta2, optimizer.eps,
-                                                    float(optimizer.weight_decay))
+        self._tx, self._train_step = _compiled_step(
+            spec,
+            loss,
+            reduction,
+            optimizer.name,
+            clip,
+            float(clip_value),
+            optimizer.beta1,
+            optimizer.beta2,
+            optimizer.eps,
+            float(optimizer.weight_decay),
+        )
         self._opt_state = self._state_from(optimizer)
 
     # Optimizer state <-> the backend-free form of rnnlab.optim.Optimizer.
@@ -444,8 +497,9 @@ class Trainer:
             return {k: jnp.asarray(optimizer.state.get(f"{slot}/{k}", np.zeros_like(v))) for k, v in current.items()}
 
         if optimizer.name == "adam":
-            inner = inner._replace(count=jnp.asarray(optimizer.step, inner.count.dtype),
-                                   mu=filled("m", inner.mu), nu=filled("v", inner.nu))
+            inner = inner._replace(
+                count=jnp.asarray(optimizer.step, inner.count.dtype), mu=filled("m", inner.mu), nu=filled("v", inner.nu)
+            )
         else:
             inner = inner._replace(sum_of_squares=filled("sum_sq", inner.sum_of_squares))
         return (state[0], inner)
@@ -453,8 +507,10 @@ class Trainer:
     def _sync_optimizer(self):
         inner = self._opt_state[1]
         if self.optimizer.name == "adam":
-            self.optimizer.state = {**{f"m/{k}": np.asarray(v) for k, v in inner.mu.items()},
-                                    **{f"v/{k}": np.asarray(v) for k, v in inner.nu.items()}}
+            self.optimizer.state = {
+                **{f"m/{k}": np.asarray(v) for k, v in inner.mu.items()},
+                **{f"v/{k}": np.asarray(v) for k, v in inner.nu.items()},
+            }
         elif self.optimizer.name == "adagrad":
             self.optimizer.state = {f"sum_sq/{k}": np.asarray(v) for k, v in inner.sum_of_squares.items()}
 
@@ -468,8 +524,14 @@ class Trainer:
     def train_step(self, carry, inputs, targets, lr: float, masks: dict | None = None):
         """(loss, grad_norm, new_carry), as the NumPy Trainer."""
         self._params, self._opt_state, new_carry, scalars = self._train_step(
-            self._params, self._opt_state, carry, _inputs(self.spec, inputs, self.dtype),
-            _targets(self.spec, self.loss, inputs, targets, self.dtype), np.asarray(lr, self.dtype), masks)
+            self._params,
+            self._opt_state,
+            carry,
+            _inputs(self.spec, inputs, self.dtype),
+            _targets(self.spec, self.loss, inputs, targets, self.dtype),
+            np.asarray(lr, self.dtype),
+            masks,
+        )
         value, norm = (float(v) for v in np.asarray(scalars))
         if np.isfinite(value) and np.isfinite(norm):
             self.optimizer.step += 1

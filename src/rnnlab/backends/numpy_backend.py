@@ -27,6 +27,7 @@ name = "numpy"
 
 # --------------------------------------------------------------------------- helpers
 
+
 def _sigmoid_(x: np.ndarray) -> np.ndarray:
     """In-place logistic function; the tanh form never overflows."""
     x *= 0.5
@@ -38,7 +39,7 @@ def _sigmoid_(x: np.ndarray) -> np.ndarray:
 
 def _layer_params(params: dict, k: int) -> dict:
     prefix = f"layers.{k}."
-    return {key[len(prefix):]: v for key, v in params.items() if key.startswith(prefix)}
+    return {key[len(prefix) :]: v for key, v in params.items() if key.startswith(prefix)}
 
 
 # --------------------------------------------------------------------------- cells
@@ -101,7 +102,7 @@ class GRUCell:
         T, B, H3 = A.shape
         H = H3 // 3
         U = p["U"]
-        Urz, Un = np.ascontiguousarray(U[:, :2 * H]), np.ascontiguousarray(U[:, 2 * H:])
+        Urz, Un = np.ascontiguousarray(U[:, : 2 * H]), np.ascontiguousarray(U[:, 2 * H :])
         Hs = np.empty((T + 1, B, H), A.dtype)
         RZ = np.empty((T, B, 2 * H), A.dtype)
         N = np.empty((T, B, H), A.dtype)
@@ -110,11 +111,11 @@ class GRUCell:
         for t in range(T):
             h, rz, n = Hs[t], RZ[t], N[t]
             np.matmul(h, Urz, out=rz)
-            rz += A[t, :, :2 * H]
+            rz += A[t, :, : 2 * H]
             _sigmoid_(rz)
             np.multiply(rz[:, :H], h, out=RH[t])
             np.matmul(RH[t], Un, out=n)
-            n += A[t, :, 2 * H:]
+            n += A[t, :, 2 * H :]
             np.tanh(n, out=n)
             _gru_blend(h, n, rz[:, H:], out=Hs[t + 1])
         return Hs[1:], Hs[T].copy(), (Hs, RZ, N, RH)
@@ -124,12 +125,12 @@ class GRUCell:
         Hs, RZ, N, RH = cache
         T, B, H = dHout.shape
         U = p["U"]
-        UrzT = np.ascontiguousarray(U[:, :2 * H].T)
-        UnT = np.ascontiguousarray(U[:, 2 * H:].T)
+        UrzT = np.ascontiguousarray(U[:, : 2 * H].T)
+        UnT = np.ascontiguousarray(U[:, 2 * H :].T)
         R, Z, Hprev = RZ[..., :H], RZ[..., H:], Hs[:-1]
         # Derivative factors for all steps at once (one pass each, outside the loop).
         Kn, Kz = _gru_factors(Hprev, Z, N)
-        Kr = Hprev * R * (1.0 - R)                  # d a_r / d(r*h), times h
+        Kr = Hprev * R * (1.0 - R)  # d a_r / d(r*h), times h
         dRZ = np.empty((T, B, 2 * H), dHout.dtype)
         dAn = np.empty((T, B, H), dHout.dtype)
         dh = np.zeros((B, H), dHout.dtype)
@@ -173,10 +174,10 @@ class GRUResetAfterCell:
             h, hu, rz, n = Hs[t], HU[t], RZ[t], N[t]
             np.matmul(h, U, out=hu)
             hu += bU
-            np.add(hu[:, :2 * H], A[t, :, :2 * H], out=rz)
+            np.add(hu[:, : 2 * H], A[t, :, : 2 * H], out=rz)
             _sigmoid_(rz)
-            np.multiply(rz[:, :H], hu[:, 2 * H:], out=n)
-            n += A[t, :, 2 * H:]
+            np.multiply(rz[:, :H], hu[:, 2 * H :], out=n)
+            n += A[t, :, 2 * H :]
             np.tanh(n, out=n)
             _gru_blend(h, n, rz[:, H:], out=Hs[t + 1])
         return Hs[1:], Hs[T].copy(), (Hs, HU, RZ, N)
@@ -189,39 +190,39 @@ class GRUResetAfterCell:
         # d(x W + b) = [d a_r, d a_z, d a_n];  d(h U + b_U) = [d a_r, d a_z, d a_n * r].
         dA = np.empty((T, B, 3 * H), dHout.dtype)
         dHUn = np.empty((T, B, H), dHout.dtype)
-        dhu = np.empty((B, 3 * H), dHout.dtype)     # one step's d(h U + b_U), for the dh GEMM
+        dhu = np.empty((B, 3 * H), dHout.dtype)  # one step's d(h U + b_U), for the dh GEMM
         dh = np.zeros((B, H), dHout.dtype)
         k = np.empty((B, H), dHout.dtype)
         tmp = np.empty((B, H), dHout.dtype)
         # Derivative factors step by step, while the step's gates are in cache (see LSTMCell).
         for t in range(T - 1, -1, -1):
-            r, z, n, hu_n, h, d = RZ[t, :, :H], RZ[t, :, H:], N[t], HU[t, :, 2 * H:], Hs[t], dA[t]
-            dan = d[:, 2 * H:]
+            r, z, n, hu_n, h, d = RZ[t, :, :H], RZ[t, :, H:], N[t], HU[t, :, 2 * H :], Hs[t], dA[t]
+            dan = d[:, 2 * H :]
             dh += dHout[t]
-            np.square(n, out=k)                      # d a_n = dh * (1 - z) * (1 - n^2)
+            np.square(n, out=k)  # d a_n = dh * (1 - z) * (1 - n^2)
             np.subtract(1.0, k, out=k)
             k *= dh
             np.subtract(1.0, z, out=tmp)
             np.multiply(k, tmp, out=dan)
-            np.multiply(dan, r, out=dHUn[t])         # d hu_n = d a_n * r
-            np.multiply(z, tmp, out=tmp)             # d a_z = dh * (h - n) * z (1 - z)
+            np.multiply(dan, r, out=dHUn[t])  # d hu_n = d a_n * r
+            np.multiply(z, tmp, out=tmp)  # d a_z = dh * (h - n) * z (1 - z)
             np.subtract(h, n, out=k)
             k *= tmp
-            np.multiply(k, dh, out=d[:, H:2 * H])
-            np.subtract(1.0, r, out=k)               # d a_r = d a_n * hu_n * r (1 - r)
+            np.multiply(k, dh, out=d[:, H : 2 * H])
+            np.subtract(1.0, r, out=k)  # d a_r = d a_n * hu_n * r (1 - r)
             k *= r
             k *= hu_n
             np.multiply(k, dan, out=d[:, :H])
-            dhu[:, :2 * H] = d[:, :2 * H]
-            dhu[:, 2 * H:] = dHUn[t]
+            dhu[:, : 2 * H] = d[:, : 2 * H]
+            dhu[:, 2 * H :] = dHUn[t]
             dh *= z
             np.matmul(dhu, UT, out=tmp)
             dh += tmp
         Hprev = Hs[:-1].reshape(T * B, H).T
         dU = np.empty((H, 3 * H), dHout.dtype)
-        np.matmul(Hprev, dA.reshape(T * B, 3 * H)[:, :2 * H], out=dU[:, :2 * H])
-        np.matmul(Hprev, dHUn.reshape(T * B, H), out=dU[:, 2 * H:])
-        db_U = np.concatenate([dA[..., :2 * H].sum(axis=(0, 1)), dHUn.sum(axis=(0, 1))])
+        np.matmul(Hprev, dA.reshape(T * B, 3 * H)[:, : 2 * H], out=dU[:, : 2 * H])
+        np.matmul(Hprev, dHUn.reshape(T * B, H), out=dU[:, 2 * H :])
+        db_U = np.concatenate([dA[..., : 2 * H].sum(axis=(0, 1)), dHUn.sum(axis=(0, 1))])
         return dA, {"U": dU, "b_U": db_U}
 
 
@@ -239,7 +240,7 @@ class LSTMCell:
         sigmoid(x) = (1 + tanh(x/2)) / 2; one tanh then serves all four gates of a step.
         Exact in binary floating point, so results do not change."""
         scale = np.full(4 * H, 0.5, dtype)
-        scale[2 * H:3 * H] = 1.0
+        scale[2 * H : 3 * H] = 1.0
         return scale
 
     @classmethod
@@ -264,11 +265,11 @@ class LSTMCell:
             g *= scale
             g += shift
             c = Cs[t + 1]
-            np.multiply(g[:, H:2 * H], Cs[t], out=c)
-            np.multiply(g[:, :H], g[:, 2 * H:3 * H], out=TC[t])
+            np.multiply(g[:, H : 2 * H], Cs[t], out=c)
+            np.multiply(g[:, :H], g[:, 2 * H : 3 * H], out=TC[t])
             c += TC[t]
             np.tanh(c, out=TC[t])
-            np.multiply(g[:, 3 * H:], TC[t], out=Hs[t + 1])
+            np.multiply(g[:, 3 * H :], TC[t], out=Hs[t + 1])
         return Hs[1:], (Hs[T].copy(), Cs[T].copy()), (Hs, Cs, Gs, TC)
 
     @staticmethod
@@ -285,21 +286,21 @@ class LSTMCell:
         # derivative factors cost three times as long at H = 512.
         for t in range(T - 1, -1, -1):
             g, tc, d = Gs[t], TC[t], dA[t]
-            i, f, n, o = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
+            i, f, n, o = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
             dh += dHout[t]
-            np.square(tc, out=k)                    # dc += dh * o * (1 - tanh(c)^2)
+            np.square(tc, out=k)  # dc += dh * o * (1 - tanh(c)^2)
             np.subtract(1.0, k, out=k)
             k *= o
             k *= dh
             dc += k
             # d a = [dc n, dc c_prev, dc i, dh tanh(c)] * (activation derivative), row-wide.
             np.multiply(dc, n, out=d[:, :H])
-            np.multiply(dc, Cs[t], out=d[:, H:2 * H])
-            np.multiply(dc, i, out=d[:, 2 * H:3 * H])
-            np.multiply(dh, tc, out=d[:, 3 * H:])
-            np.multiply(g, g, out=act)              # s - s^2 = s (1 - s) on the whole row,
+            np.multiply(dc, Cs[t], out=d[:, H : 2 * H])
+            np.multiply(dc, i, out=d[:, 2 * H : 3 * H])
+            np.multiply(dh, tc, out=d[:, 3 * H :])
+            np.multiply(g, g, out=act)  # s - s^2 = s (1 - s) on the whole row,
             np.subtract(g, act, out=act)
-            act_n = act[:, 2 * H:3 * H]             # then 1 - n^2 in n's columns
+            act_n = act[:, 2 * H : 3 * H]  # then 1 - n^2 in n's columns
             np.square(n, out=act_n)
             np.subtract(1.0, act_n, out=act_n)
             d *= act
@@ -371,7 +372,7 @@ class MinGRUCell:
     def backward(self, p, cache, dHout):
         Hs, z, cand, dcand = cache
         dh = linear_scan_backward(1.0 - z, dHout)
-        dz = dh * (cand - Hs[:-1])                 # d/dz of (1 - z) h + z h~
+        dz = dh * (cand - Hs[:-1])  # d/dz of (1 - z) h + z h~
         dz *= z * (1.0 - z)
         return np.concatenate([dz, dh * z * dcand], axis=2), {}
 
@@ -385,9 +386,9 @@ class MinLSTMCell:
 
     def forward(self, p, A, h0):
         H = A.shape[2] // 3
-        fi = _sigmoid_(A[..., :2 * H].copy())
+        fi = _sigmoid_(A[..., : 2 * H].copy())
         f, i = fi[..., :H], fi[..., H:]
-        cand, dcand = candidate(A[..., 2 * H:], self.candidate)
+        cand, dcand = candidate(A[..., 2 * H :], self.candidate)
         total = f + i
         Hs = linear_scan(f / total, i / total * cand, h0)
         return Hs[1:], Hs[-1].copy(), (Hs, f, i, total, cand, dcand)
@@ -418,6 +419,7 @@ def _cell(spec: ModelSpec):
 
 # --------------------------------------------------------------------------- model
 
+
 def _time_major_inputs(spec: ModelSpec, inputs: np.ndarray, dtype) -> np.ndarray:
     inputs = np.asarray(inputs)
     if spec.input_kind in ID_INPUTS:
@@ -438,7 +440,7 @@ def _project(spec: ModelSpec, k: int, p: dict, x: np.ndarray) -> np.ndarray:
         scale = scale_fn(spec.hidden_size, W.dtype)
         W, b = W * scale, b * scale
     if k == 0 and spec.input_kind == "onehot":
-        A = W[x]                # row gather == one-hot @ W
+        A = W[x]  # row gather == one-hot @ W
         A += b
         return A
     T, B, F = x.shape
@@ -462,7 +464,7 @@ def _rms_norm_backward(dy, x, inv, gain):
     """(dx, d gain) of ``_rms_norm``: with u = dy * gain, dx = inv * u - x * inv^3 * mean(u * x)."""
     d_gain = (dy * x * inv).reshape(-1, x.shape[-1]).sum(axis=0)
     u = dy * gain
-    dx = inv * u - x * inv ** 3 * np.mean(u * x, axis=-1, keepdims=True)
+    dx = inv * u - x * inv**3 * np.mean(u * x, axis=-1, keepdims=True)
     return dx, d_gain
 
 
@@ -524,7 +526,7 @@ def _cross_entropy_(Y: np.ndarray, targets: np.ndarray, scale: float) -> float:
     """Mean softmax cross-entropy in nats; overwrites ``Y`` [N, V] with d(loss*scale*N)/dY."""
     N = Y.shape[0]
     rows = np.arange(N)
-    Y -= Y.max(axis=1, keepdims=True)           # stable: largest logit is 0
+    Y -= Y.max(axis=1, keepdims=True)  # stable: largest logit is 0
     picked = Y[rows, targets].astype(np.float64)
     np.exp(Y, out=Y)
     total = Y.sum(axis=1, keepdims=True)
@@ -538,8 +540,10 @@ def _cross_entropy_(Y: np.ndarray, targets: np.ndarray, scale: float) -> float:
 def _mse_(Y: np.ndarray, targets: np.ndarray, scale: float) -> float:
     """Mean squared error; overwrites ``Y`` [N, O] with d(loss*scale*N)/dY."""
     if targets.shape != Y.shape:
-        raise ValueError(f"targets shape {targets.shape} must equal outputs shape {Y.shape} "
-                         "(a [B,T] vs [B,T,1] mismatch would broadcast silently)")
+        raise ValueError(
+            f"targets shape {targets.shape} must equal outputs shape {Y.shape} "
+            "(a [B,T] vs [B,T,1] mismatch would broadcast silently)"
+        )
     Y -= targets
     loss = float(np.mean(np.square(Y, dtype=np.float64)))
     Y *= 2.0 * scale
@@ -576,9 +580,16 @@ def _scatter_rows(ids: np.ndarray, rows: np.ndarray, vocab_size: int) -> np.ndar
     return out
 
 
-def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray,
-                   targets: np.ndarray, loss: str = "cross_entropy", reduction: str = "mean",
-                   masks: dict | None = None):
+def loss_and_grads(
+    params: dict,
+    spec: ModelSpec,
+    carry: list,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    loss: str = "cross_entropy",
+    reduction: str = "mean",
+    masks: dict | None = None,
+):
     """Loss, gradients and final carry for one batch.
 
     inputs: ``[B, T]`` ids or ``[B, T, F]``; targets: ``[B, T]`` ids (cross_entropy) or
@@ -589,7 +600,7 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
     """
     targets = check_targets(spec, loss, inputs, targets)
     Y, new_carry, (streams, reads, inv_rms, Htop, caches, raw, masks) = _forward(params, spec, carry, inputs, masks)
-    T, B, O = Y.shape
+    T, B, O = Y.shape  # noqa: E741  (O: the output width, as in the docstrings' shapes)
     N = T * B
     Yf = Y.reshape(N, O)
     if loss == "cross_entropy":
@@ -597,7 +608,7 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
         value = _cross_entropy_(Yf, np.ascontiguousarray(targets.T).reshape(N), 1.0)
     else:
         scored = targets.shape[1]
-        tail = Y[T - scored:].reshape(scored * B, O)  # a view: the gradient is written into Y
+        tail = Y[T - scored :].reshape(scored * B, O)  # a view: the gradient is written into Y
         wanted = np.ascontiguousarray(targets.transpose(1, 0, 2)).reshape(scored * B, targets.shape[2])
         if loss == "gaussian_nll":
             count = scored * B
@@ -605,7 +616,7 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
         else:
             count = scored * B * O
             value = _mse_(tail, wanted, 1.0)
-        Y[:T - scored] = 0.0  # unscored outputs contribute no gradient
+        Y[: T - scored] = 0.0  # unscored outputs contribute no gradient
     if reduction == "mean":
         Yf *= 1.0 / count
     elif reduction != "sum":
@@ -657,6 +668,7 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
 
 # --------------------------------------------------------------------------- training step
 
+
 class Trainer:
     """Owns parameters and optimizer state; one call = one update on one batch.
 
@@ -666,8 +678,17 @@ class Trainer:
 
     name = name
 
-    def __init__(self, spec: ModelSpec, params: dict, optimizer, loss: str, reduction: str,
-                 clip: str, clip_value: float, dropout: float = 0.0):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        params: dict,
+        optimizer,
+        loss: str,
+        reduction: str,
+        clip: str,
+        clip_value: float,
+        dropout: float = 0.0,
+    ):
         from ..optim import clip_gradients_
 
         self._clip = clip_gradients_
@@ -683,8 +704,9 @@ class Trainer:
         """(loss, grad_norm, new_carry); parameters are left untouched if either is non-finite.
         ``masks``: this step's dropout masks (``rnnlab.dropout``), None for none."""
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are reported below
-            value, grads, new_carry = loss_and_grads(self.params, self.spec, carry, inputs, targets,
-                                                     self.loss, self.reduction, masks)
+            value, grads, new_carry = loss_and_grads(
+                self.params, self.spec, carry, inputs, targets, self.loss, self.reduction, masks
+            )
         if not np.isfinite(value):
             return value, float("nan"), carry
         norm = self._clip(grads, self.clip, self.clip_value)

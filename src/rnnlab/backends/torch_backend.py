@@ -31,8 +31,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..cells import ID_INPUTS, RMS_EPS, ModelSpec, has_norm, has_residual, layer_input_size, params_dtype
-from ..launch import local_rank as launch_local_rank
 from ..errors import UserError
+from ..launch import local_rank as launch_local_rank
 from ..threads import torch_threads
 from . import common
 from .common import check_targets
@@ -41,9 +41,11 @@ name = "torch"
 
 # The fused modules, by the name the cell table maps a cell to; cells with no PyTorch module
 # run as this backend's own modules (CUSTOM), which hold the canonical W, U, b directly.
-BUILTINS = {"nn.RNN": lambda i, h, n: nn.RNN(i, h, n, nonlinearity="tanh", batch_first=True),
-            "nn.GRU": lambda i, h, n: nn.GRU(i, h, n, batch_first=True),
-            "nn.LSTM": lambda i, h, n: nn.LSTM(i, h, n, batch_first=True)}
+BUILTINS = {
+    "nn.RNN": lambda i, h, n: nn.RNN(i, h, n, nonlinearity="tanh", batch_first=True),
+    "nn.GRU": lambda i, h, n: nn.GRU(i, h, n, batch_first=True),
+    "nn.LSTM": lambda i, h, n: nn.LSTM(i, h, n, batch_first=True),
+}
 
 
 def device_name(requested: str, cuda_devices: int, local_rank: int | None) -> str:
@@ -52,18 +54,23 @@ def device_name(requested: str, cuda_devices: int, local_rank: int | None) -> st
     if requested == "cpu" or (requested == "auto" and cuda_devices == 0):
         return "cpu"
     if cuda_devices == 0:
-        raise UserError(f"--device {requested}: torch sees no CUDA GPU here (torch {torch.__version__}); "
-                        "use --device cpu or auto")
+        raise UserError(
+            f"--device {requested}: torch sees no CUDA GPU here (torch {torch.__version__}); use --device cpu or auto"
+        )
     if local_rank is None:
         index = int(requested.partition(":")[2] or 0)
     elif ":" in requested:
-        raise UserError(f"--device {requested}: under torchrun each process takes the GPU of its LOCAL_RANK; "
-                        "pass --device cuda (or auto)")
+        raise UserError(
+            f"--device {requested}: under torchrun each process takes the GPU of its LOCAL_RANK; "
+            "pass --device cuda (or auto)"
+        )
     else:
         index = local_rank
     if index >= cuda_devices:
-        raise UserError(f"--device {requested}: GPU {index} does not exist here ({cuda_devices} visible)"
-                        + ("; start at most that many processes per machine" if local_rank is not None else ""))
+        raise UserError(
+            f"--device {requested}: GPU {index} does not exist here ({cuda_devices} visible)"
+            + ("; start at most that many processes per machine" if local_rank is not None else "")
+        )
     return f"cuda:{index}"
 
 
@@ -96,14 +103,14 @@ class ChoGRU(nn.Module):
     def forward(self, x: torch.Tensor, h: torch.Tensor):
         """x ``[B, T, in]``, h ``[B, H]`` -> (outputs ``[B, T, H]``, final h ``[B, H]``)."""
         H = self.U.shape[0]
-        A = x @ self.W + self.b                 # [B, T, 3H]: the input side of every step at once
-        U_rz, U_n = self.U[:, :2 * H], self.U[:, 2 * H:]
+        A = x @ self.W + self.b  # [B, T, 3H]: the input side of every step at once
+        U_rz, U_n = self.U[:, : 2 * H], self.U[:, 2 * H :]
         outs = []
         for t in range(A.shape[1]):
             a = A[:, t]
-            rz = torch.sigmoid(a[:, :2 * H] + h @ U_rz)
+            rz = torch.sigmoid(a[:, : 2 * H] + h @ U_rz)
             r, z = rz[:, :H], rz[:, H:]
-            n = torch.tanh(a[:, 2 * H:] + (r * h) @ U_n)
+            n = torch.tanh(a[:, 2 * H :] + (r * h) @ U_n)
             h = n + z * (h - n)
             outs.append(h)
         return torch.stack(outs, dim=1), h
@@ -159,16 +166,18 @@ class ParallelCell(nn.Module):
             z = torch.sigmoid(A[..., :H])
             a, b = 1.0 - z, z * self._candidate(A[..., H:])
         else:
-            f, i = torch.sigmoid(A[..., :H]), torch.sigmoid(A[..., H:2 * H])
+            f, i = torch.sigmoid(A[..., :H]), torch.sigmoid(A[..., H : 2 * H])
             total = f + i
-            a, b = f / total, i / total * self._candidate(A[..., 2 * H:])
+            a, b = f / total, i / total * self._candidate(A[..., 2 * H :])
         out = _LinearScan.apply(a, b, h)
         return out, out[:, -1]
 
 
 # Cells with no PyTorch module (see the cell table), as modules of this backend: one layer each.
-CUSTOM = {"gru": ChoGRU, **{name: partial(ParallelCell, name)
-                            for name in ("mingru", "mingru_linear", "minlstm", "minlstm_linear")}}
+CUSTOM = {
+    "gru": ChoGRU,
+    **{name: partial(ParallelCell, name) for name in ("mingru", "mingru_linear", "minlstm", "minlstm_linear")},
+}
 
 
 class TorchModel(nn.Module):
@@ -186,12 +195,16 @@ class TorchModel(nn.Module):
         if spec.input_kind == "embedding":
             self.embed = nn.Embedding(spec.input_size, spec.embed_size)
         self.custom = spec.cell in CUSTOM
-        make = CUSTOM[spec.cell] if self.custom else \
-            (lambda i, h: BUILTINS[spec.cell_info.torch_module](i, h, 1))
+        make = CUSTOM[spec.cell] if self.custom else (lambda i, h: BUILTINS[spec.cell_info.torch_module](i, h, 1))
         self.layers = nn.ModuleList([make(layer_input_size(spec, k), H) for k in range(spec.num_layers)])
         # RMS norm gains: what layer k reads, and what the readout reads (``rnnlab.cells``)
-        self.norms = nn.ParameterDict({str(k): nn.Parameter(torch.empty(layer_input_size(spec, k)))
-                                       for k in range(spec.num_layers) if has_norm(spec, k)})
+        self.norms = nn.ParameterDict(
+            {
+                str(k): nn.Parameter(torch.empty(layer_input_size(spec, k)))
+                for k in range(spec.num_layers)
+                if has_norm(spec, k)
+            }
+        )
         if spec.norm != "none":
             self.norms["readout"] = nn.Parameter(torch.empty(H))
         self.readout = nn.Linear(H, spec.output_size)
@@ -208,8 +221,12 @@ class TorchModel(nn.Module):
             out.append(("embed.W", self.embed.weight, False))
         if spec.input_kind == "dense_relu":
             out += [("input.W", self.input.weight, True), ("input.b", self.input.bias, False)]
-        torch_names = {"W": ("weight_ih_l0", True), "U": ("weight_hh_l0", True), "b": ("bias_ih_l0", False),
-                       "b_U": ("bias_hh_l0", False)}
+        torch_names = {
+            "W": ("weight_ih_l0", True),
+            "U": ("weight_hh_l0", True),
+            "b": ("bias_ih_l0", False),
+            "b_U": ("bias_hh_l0", False),
+        }
         for k, layer in enumerate(self.layers):
             for name in spec.cell_info.layer_params:
                 attr, transposed = (name, False) if self.custom else torch_names[name]
@@ -284,8 +301,12 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def _carry_in(carry: list, device) -> list:
-    return [tuple(torch.as_tensor(np.asarray(a), device=device) for a in c) if isinstance(c, tuple)
-            else torch.as_tensor(np.asarray(c), device=device) for c in carry]
+    return [
+        tuple(torch.as_tensor(np.asarray(a), device=device) for a in c)
+        if isinstance(c, tuple)
+        else torch.as_tensor(np.asarray(c), device=device)
+        for c in carry
+    ]
 
 
 def _carry_out(carry: list) -> list:
@@ -294,8 +315,9 @@ def _carry_out(carry: list) -> list:
 
 def _inputs(spec: ModelSpec, inputs, dtype, device) -> torch.Tensor:
     inputs = np.asarray(inputs)
-    return torch.as_tensor(inputs.astype(np.int64) if spec.input_kind in ID_INPUTS else inputs.astype(dtype),
-                           device=device)
+    return torch.as_tensor(
+        inputs.astype(np.int64) if spec.input_kind in ID_INPUTS else inputs.astype(dtype), device=device
+    )
 
 
 def _masks_in(masks: dict | None, device) -> dict | None:
@@ -309,10 +331,10 @@ def _loss(Y: torch.Tensor, targets: np.ndarray, loss: str) -> torch.Tensor:
         return F.cross_entropy(Y.reshape(-1, Y.shape[-1]), ids.reshape(-1))
     scored = targets.shape[1]  # targets cover the last T' outputs (see check_targets)
     wanted = torch.as_tensor(targets.astype(_np_dtype(Y)), device=Y.device)
-    tail = Y[:, Y.shape[1] - scored:]
+    tail = Y[:, Y.shape[1] - scored :]
     if loss == "gaussian_nll":  # outputs (mean, log-variance)
         residual, log_var = wanted[..., 0] - tail[..., 0], tail[..., 1]
-        return torch.mean(0.5 * (log_var + residual ** 2 * torch.exp(-log_var))) + common.HALF_LOG_2PI
+        return torch.mean(0.5 * (log_var + residual**2 * torch.exp(-log_var))) + common.HALF_LOG_2PI
     return torch.mean((tail - wanted) ** 2)
 
 
@@ -334,9 +356,17 @@ def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray, devi
     return _numpy(Y), _carry_out(new_carry)
 
 
-def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray, targets: np.ndarray,
-                   loss: str = "cross_entropy", reduction: str = "mean", masks: dict | None = None,
-                   device: str = "auto"):
+def loss_and_grads(
+    params: dict,
+    spec: ModelSpec,
+    carry: list,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    loss: str = "cross_entropy",
+    reduction: str = "mean",
+    masks: dict | None = None,
+    device: str = "auto",
+):
     """Same contract as ``numpy_backend.loss_and_grads`` (loss is the per-element mean)."""
     targets = check_targets(spec, loss, inputs, targets)
     device = resolve_device(device)
@@ -352,6 +382,7 @@ def loss_and_grads(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarra
 
 
 # --------------------------------------------------------------------------- training step
+
 
 def _torch_optimizer(name: str, tensors: list, optimizer) -> torch.optim.Optimizer:
     """torch.optim with the formulas of ``rnnlab.optim``.  Adagrad: torch adds eps outside the
@@ -375,8 +406,18 @@ class Trainer:
 
     name = name
 
-    def __init__(self, spec: ModelSpec, params: dict, optimizer, loss: str, reduction: str, clip: str,
-                 clip_value: float, dropout: float = 0.0, device: str = "auto"):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        params: dict,
+        optimizer,
+        loss: str,
+        reduction: str,
+        clip: str,
+        clip_value: float,
+        dropout: float = 0.0,
+        device: str = "auto",
+    ):
         self.spec, self.optimizer, self.loss, self.reduction = spec, optimizer, loss, reduction
         self.clip, self.clip_value = clip, clip_value
         self.dropout = dropout  # the loop draws each step's masks at this rate (rnnlab.dropout)
@@ -388,7 +429,7 @@ class Trainer:
         self.device = resolve_device(device)
         self.model = TorchModel(spec, params, self.device)
         self._run_model = self.model  # a DistributedDataParallel wrapper under torchrun
-        self.loss_weight = 1.0        # this process's share of the batch, under torchrun
+        self.loss_weight = 1.0  # this process's share of the batch, under torchrun
         self._pairs = self.model._pairs()
         self._torch_opt = _torch_optimizer(optimizer.name, [t for _, t, _ in self._pairs], optimizer)
         self._load_optimizer_state()
@@ -431,8 +472,11 @@ class Trainer:
         """(loss, grad_norm, new_carry), as the NumPy Trainer."""
         targets = check_targets(self.spec, self.loss, inputs, targets)
         self._torch_opt.zero_grad(set_to_none=False)
-        Y, new_carry = self._run_model(_inputs(self.spec, inputs, self.dtype, self.device),
-                                       _carry_in(carry, self.device), _masks_in(masks, self.device))
+        Y, new_carry = self._run_model(
+            _inputs(self.spec, inputs, self.dtype, self.device),
+            _carry_in(carry, self.device),
+            _masks_in(masks, self.device),
+        )
         value = _loss(Y, targets, self.loss)
         objective = value * targets.size if self.reduction == "sum" else value
         (objective * self.loss_weight if self.loss_weight != 1.0 else objective).backward()
@@ -474,8 +518,9 @@ class Trainer:
 
     def forward(self, carry, inputs):
         with torch.no_grad():
-            Y, new_carry = self.model(_inputs(self.spec, inputs, self.dtype, self.device),
-                                      _carry_in(carry, self.device))
+            Y, new_carry = self.model(
+                _inputs(self.spec, inputs, self.dtype, self.device), _carry_in(carry, self.device)
+            )
         return _numpy(Y), _carry_out(new_carry)
 
     def step(self, carry, x):

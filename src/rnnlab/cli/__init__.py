@@ -8,9 +8,8 @@ stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import sys
-
 import importlib
+import sys
 
 from .. import __version__
 from ..errors import TrainingDiverged, UserError
@@ -21,19 +20,22 @@ from .common import Parser
 # Each task's verbs live in rnnlab/cli/<task name>.py (add_verbs and COMMANDS); found through the registry.
 TASK_VERBS = [importlib.import_module(f"rnnlab.cli.{name}") for name in TASKS]
 COMMANDS = {**{key: run for module in TASK_VERBS for key, run in module.COMMANDS.items()}, **tools.COMMANDS}
-COMMAND_GROUPS = {"tasks": tuple(TASKS),
-                  "tools": ("demo", "report", "sweep", "export", "import")}
+COMMAND_GROUPS = {"tasks": tuple(TASKS), "tools": ("demo", "report", "sweep", "export", "import")}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="rnnlab", usage="rnnlab [-h] [--version] COMMAND ...",
-                    description="Train small recurrent networks (vanilla RNN, GRU, LSTM) on NumPy, JAX or\n"
-                                "PyTorch, and measure them against honest baselines.",
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        prog="rnnlab",
+        usage="rnnlab [-h] [--version] COMMAND ...",
+        description="Train small recurrent networks (vanilla RNN, GRU, LSTM) on NumPy, JAX or\n"
+        "PyTorch, and measure them against honest baselines.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
     # The command list is printed grouped (see _command_groups), not as argparse's one flat list.
-    tasks = parser.add_subparsers(dest="task", metavar="COMMAND", parser_class=Parser, help=argparse.SUPPRESS,
-                                  prog="rnnlab")
+    tasks = parser.add_subparsers(
+        dest="task", metavar="COMMAND", parser_class=Parser, help=argparse.SUPPRESS, prog="rnnlab"
+    )
     tasks.required = True
     for module in TASK_VERBS:
         module.add_verbs(tasks)
@@ -58,8 +60,10 @@ def _os_error_text(exc: OSError) -> str:
 
     where = f" ({exc.filename})" if exc.filename else ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return (f"no space left to write{where}: {exc.strerror}; free some space (or lift the limit) and run the "
-                "command again. A training run keeps its last complete checkpoint: continue it with --resume")
+        return (
+            f"no space left to write{where}: {exc.strerror}; free some space (or lift the limit) and run the "
+            "command again. A training run keeps its last complete checkpoint: continue it with --resume"
+        )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write or read{where}: {exc.strerror}; choose a path you may write (e.g. another --out)"
     return f"{exc.strerror or exc}{where}"
@@ -114,8 +118,10 @@ def _run(args) -> tuple[int, str | None]:
     except Exception as exc:  # a bug: still one line, with the way to see where
         if os.environ.get("RNNLAB_TRACEBACK"):
             raise
-        return 2, (f"internal error: {type(exc).__name__}: {_one_line(exc)} (a bug in rnnlab; please report it "
-                   "with the command; RNNLAB_TRACEBACK=1 shows where)")
+        return 2, (
+            f"internal error: {type(exc).__name__}: {_one_line(exc)} (a bug in rnnlab; please report it "
+            "with the command; RNNLAB_TRACEBACK=1 shows where)"
+        )
 
 
 def _command_groups(tasks) -> str:
@@ -127,6 +133,7 @@ def _command_groups(tasks) -> str:
         lines.append(f"{group}:")
         lines += [f"  {name.ljust(width)}{helps[name]}" for name in names]
         lines.append("")
-    lines.append("`rnnlab COMMAND --help` explains a command; a task's verbs (train, eval, ...) each have their own "
-                 "--help.")
+    lines.append(
+        "`rnnlab COMMAND --help` explains a command; a task's verbs (train, eval, ...) each have their own --help."
+    )
     return "\n".join(lines)

@@ -26,7 +26,7 @@ def number(kind, minimum, inclusive):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
         ok = value >= minimum if inclusive else value > minimum
         if not ok or value in (float("inf"), float("-inf")):  # NaN fails both comparisons
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
@@ -45,7 +45,7 @@ def finite_float(text):
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if value != value or value in (float("inf"), float("-inf")):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
     return value
@@ -70,7 +70,7 @@ def flag_type(spec, default):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
         if kind is float and not math.isfinite(value) or not in_range(spec, value):
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
         return value
@@ -144,7 +144,8 @@ def add_saved_run_flags(parser) -> None:
 def task_verbs(tasks, name: str, help_text: str, description: str):
     """The sub-parser group of one task's verbs (train, sample, eval, ...); a verb is required."""
     verbs = tasks.add_parser(name, help=help_text, description=description).add_subparsers(
-        dest="verb", metavar="VERB", parser_class=Parser)
+        dest="verb", metavar="VERB", parser_class=Parser
+    )
     verbs.required = True
     return verbs
 

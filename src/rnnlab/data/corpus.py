@@ -35,7 +35,7 @@ from ..errors import UserError
 FORMAT = "rnnlab-charlm-corpus"
 VERSION = 1
 MANIFEST = "manifest.json"
-CHUNK_BYTES = 1 << 20   # bytes read at a time
+CHUNK_BYTES = 1 << 20  # bytes read at a time
 DTYPES = (np.uint8, np.uint16, np.uint32)
 
 
@@ -87,8 +87,9 @@ def find_sources(path: str, spool_dir: Path) -> list[Source]:
         return [Source(spooled, "<standard input>")]
     p = Path(path)
     if not p.exists():
-        raise UserError(f"--text {path!r} does not exist; give a text file, a directory of them, or - for "
-                        "standard input")
+        raise UserError(
+            f"--text {path!r} does not exist; give a text file, a directory of them, or - for standard input"
+        )
     if p.is_file():
         return [Source(p, str(p))]
     if not p.is_dir():
@@ -165,12 +166,13 @@ def prepare(text: str, out, val_fraction: float = 0.1, progress: bool = True) ->
         kept = sum(usable)
         total += max(0, kept - 1)  # the newlines between files
         if not kept:
-            raise UserError(f"--text {text!r} holds no UTF-8 text file ({len(sources)} file(s), none readable as "
-                            "text)")
+            raise UserError(f"--text {text!r} holds no UTF-8 text file ({len(sources)} file(s), none readable as text)")
         cut = total - int(round(total * val_fraction))
         if cut < 2 or (val_fraction > 0 and total - cut < 2):
-            raise UserError(f"--text {text!r} has {total} characters: too few for a training part and a "
-                            f"validation part of --val-fraction {val_fraction:g}; give more text")
+            raise UserError(
+                f"--text {text!r} has {total} characters: too few for a training part and a "
+                f"validation part of --val-fraction {val_fraction:g}; give more text"
+            )
         # Pass 2: the vocabulary of the training part.
         seen, position = set(), 0
         for piece in _joined(sources, usable):
@@ -180,8 +182,10 @@ def prepare(text: str, out, val_fraction: float = 0.1, progress: bool = True) ->
             position += len(piece)
         chars = "".join(sorted(seen))
         if len(chars) < 2:
-            raise UserError(f"--text {text!r} has only one distinct character ({chars!r}) in its training part: "
-                            "there is nothing to predict")
+            raise UserError(
+                f"--text {text!r} has only one distinct character ({chars!r}) in its training part: "
+                "there is nothing to predict"
+            )
         dtype = next(d for d in DTYPES if len(chars) - 1 <= np.iinfo(d).max)
         table = _code_points(chars)
         # Pass 3: ids, written and hashed; unigram counts of the training part.
@@ -206,14 +210,23 @@ def prepare(text: str, out, val_fraction: float = 0.1, progress: bool = True) ->
                 position += len(piece)
                 bar.update(len(piece))
         parts = {name: w.close() for name, w in writers.items()}
-    manifest = {"format": FORMAT, "version": VERSION, "vocab": chars, "dtype": np.dtype(dtype).name,
-                "val_fraction": val_fraction,
-                "split": "the first (1 - val_fraction) of the characters train, the rest validate "
-                         "(validation characters outside the training vocabulary dropped)",
-                "chars": total, "text_sha256": text_hash.hexdigest(), "source": text,
-                "files": len(sources), "files_skipped_not_text": len(sources) - kept,
-                "train": parts["train"], "val": dict(parts["val"], dropped_unknown=dropped),
-                "train_counts": counts.tolist()}
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "vocab": chars,
+        "dtype": np.dtype(dtype).name,
+        "val_fraction": val_fraction,
+        "split": "the first (1 - val_fraction) of the characters train, the rest validate "
+        "(validation characters outside the training vocabulary dropped)",
+        "chars": total,
+        "text_sha256": text_hash.hexdigest(),
+        "source": text,
+        "files": len(sources),
+        "files_skipped_not_text": len(sources) - kept,
+        "train": parts["train"],
+        "val": dict(parts["val"], dropped_unknown=dropped),
+        "train_counts": counts.tolist(),
+    }
     tmp_path = out / f".{MANIFEST}.tmp"
     tmp_path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp_path, out / MANIFEST)
@@ -226,8 +239,8 @@ class Prepared:
 
     root: Path
     manifest: dict
-    train: "IdFile"
-    val: "IdFile"
+    train: IdFile
+    val: IdFile
 
     @property
     def vocab_chars(self) -> str:
@@ -242,15 +255,19 @@ def open_prepared(root) -> Prepared:
     if not root.is_dir():
         raise UserError(f"--data {str(root)!r} is not a directory; make one with `rnnlab charlm prepare`")
     if not path.exists():
-        raise UserError(f"--data {str(root)!r} is not prepared data (no {MANIFEST}); make it with "
-                        "`rnnlab charlm prepare --text FILE --out DIR`")
+        raise UserError(
+            f"--data {str(root)!r} is not prepared data (no {MANIFEST}); make it with "
+            "`rnnlab charlm prepare --text FILE --out DIR`"
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         if manifest.get("format") != FORMAT:
             raise UserError(f"{path} is not an rnnlab prepared corpus (format {manifest.get('format')!r})")
         if manifest.get("version") != VERSION:
-            raise UserError(f"{path} has format version {manifest.get('version')!r}; this rnnlab reads version "
-                            f"{VERSION}: prepare the text again")
+            raise UserError(
+                f"{path} has format version {manifest.get('version')!r}; this rnnlab reads version "
+                f"{VERSION}: prepare the text again"
+            )
         dtype = np.dtype(manifest["dtype"])
         maps = {}
         for name in ("train", "val"):
@@ -260,8 +277,10 @@ def open_prepared(root) -> Prepared:
             expected = int(part["ids"]) * dtype.itemsize
             if size != expected:
                 have = "is missing" if size is None else f"has {size:,} bytes"
-                raise UserError(f"{file} {have}, but {MANIFEST} says {expected:,} ({part['ids']:,} ids of "
-                                f"{dtype.name}); the directory is damaged: prepare the text again")
+                raise UserError(
+                    f"{file} {have}, but {MANIFEST} says {expected:,} ({part['ids']:,} ids of "
+                    f"{dtype.name}); the directory is damaged: prepare the text again"
+                )
             maps[name] = IdFile(file, dtype, int(part["ids"]))
         if not len(maps["train"]):
             raise UserError(f"{path}: the training part is empty; prepare more text")
@@ -325,7 +344,9 @@ def verify(root) -> dict:
             for block in iter(lambda: f.read(CHUNK_BYTES * 8), b""):
                 digest.update(block)
         if digest.hexdigest() != part["sha256"]:
-            raise UserError(f"{Path(root) / part['file']} does not match its checksum in {MANIFEST}: the file "
-                            "changed or is damaged; prepare the text again")
+            raise UserError(
+                f"{Path(root) / part['file']} does not match its checksum in {MANIFEST}: the file "
+                "changed or is damaged; prepare the text again"
+            )
         out[name] = part["ids"]
     return out

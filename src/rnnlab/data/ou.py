@@ -41,8 +41,9 @@ class OUProcess:
         if not math.isfinite(self.mu):
             raise UserError(f"--mu must be a finite number, got {self.mu!r}")
         if self.dt >= self.tau:
-            raise UserError(f"--dt {self.dt} must be smaller than --tau {self.tau}: with dt >= tau the "
-                            "Euler scheme is unstable")
+            raise UserError(
+                f"--dt {self.dt} must be smaller than --tau {self.tau}: with dt >= tau the Euler scheme is unstable"
+            )
 
     @property
     def a(self) -> float:
@@ -54,14 +55,22 @@ class OUProcess:
 
     @property
     def process_var(self) -> float:
-        return 2.0 * self.sigma ** 2 * self.dt / self.tau
+        return 2.0 * self.sigma**2 * self.dt / self.tau
 
 
 PRIOR_MEAN, PRIOR_VAR = 0.5, 1.0 / 12.0  # x[0] ~ U[0, 1)
 
 
-def generate_ou_process(batch: int, steps: int = 10, mu: float = 1.0, tau: float = 2.0, sigma: float = 0.5,
-                        dt: float = 0.1, noise_var: float = 0.1, seed: int | np.random.Generator = 0):
+def generate_ou_process(
+    batch: int,
+    steps: int = 10,
+    mu: float = 1.0,
+    tau: float = 2.0,
+    sigma: float = 0.5,
+    dt: float = 0.1,
+    noise_var: float = 0.1,
+    seed: int | np.random.Generator = 0,
+):
     """(clean, noisy), each ``[batch, steps]`` float64: OU paths by Euler-Maruyama and
     the same paths plus N(0, noise_var) observation noise."""
     if batch < 1 or steps < 1:
@@ -106,16 +115,23 @@ def kalman(noisy: np.ndarray, proc: OUProcess) -> dict[str, np.ndarray]:
         J = filt_P[t] * a / prior_P[t + 1]
         smooth_m[:, t] = filt_m[:, t] + J * (smooth_m[:, t + 1] - prior_m[:, t + 1])
         smooth_P[t] = filt_P[t] + J * J * (smooth_P[t + 1] - prior_P[t + 1])
-    return {"filter": filt_m, "filter_var": filt_P,
-            "predict": prior_m[:, 1:], "predict_var": prior_P[1:],
-            "smoother": smooth_m, "smoother_var": smooth_P}
+    return {
+        "filter": filt_m,
+        "filter_var": filt_P,
+        "predict": prior_m[:, 1:],
+        "predict_var": prior_P[1:],
+        "smoother": smooth_m,
+        "smoother_var": smooth_P,
+    }
 
 
 def kalman_mse(clean: np.ndarray, noisy: np.ndarray, proc: OUProcess) -> dict[str, float]:
     """Mean squared error against ``clean`` of the predictor, filter and smoother, and of
     the raw observations (the do-nothing baseline)."""
     est = kalman(noisy, proc)
-    return {"predict_mse": float(np.mean((est["predict"] - clean[:, 1:]) ** 2)),
-            "filter_mse": float(np.mean((est["filter"] - clean) ** 2)),
-            "smoother_mse": float(np.mean((est["smoother"] - clean) ** 2)),
-            "noisy_mse": float(np.mean((noisy - clean) ** 2))}
+    return {
+        "predict_mse": float(np.mean((est["predict"] - clean[:, 1:]) ** 2)),
+        "filter_mse": float(np.mean((est["filter"] - clean) ** 2)),
+        "smoother_mse": float(np.mean((est["smoother"] - clean) ** 2)),
+        "noisy_mse": float(np.mean((noisy - clean) ** 2)),
+    }

@@ -27,8 +27,18 @@ from ..errors import UserError
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 ALIASES = {
-    "timestamp": ("timestamp", "time", "date", "datetime", "date_time", "open_time", "opentime", "ts",
-                  "unix", "time_utc"),
+    "timestamp": (
+        "timestamp",
+        "time",
+        "date",
+        "datetime",
+        "date_time",
+        "open_time",
+        "opentime",
+        "ts",
+        "unix",
+        "time_utc",
+    ),
     "open": ("open", "o", "open_price"),
     "high": ("high", "h", "high_price"),
     "low": ("low", "l", "low_price"),
@@ -37,8 +47,20 @@ ALIASES = {
 }
 # Cells stay text exactly as written ("nan" stays "nan"); only empty cells become missing.
 READ_AS_TEXT = dict(dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=True)
-BINANCE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume",
-                   "trades", "taker_buy_base", "taker_buy_quote", "ignore")
+BINANCE_COLUMNS = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "trades",
+    "taker_buy_base",
+    "taker_buy_quote",
+    "ignore",
+)
 
 
 @dataclass
@@ -48,8 +70,8 @@ class PriceData:
     frame: pd.DataFrame
     source: str
     duplicates_dropped: int = 0
-    gaps: list = field(default_factory=list)   # (last time before, first time after, missing rows)
-    step: pd.Timedelta | None = None            # the usual spacing of rows
+    gaps: list = field(default_factory=list)  # (last time before, first time after, missing rows)
+    step: pd.Timedelta | None = None  # the usual spacing of rows
 
     def notes(self) -> list[str]:
         out = []
@@ -58,8 +80,10 @@ class PriceData:
         if self.gaps:
             missing = sum(g[2] for g in self.gaps)
             first = self.gaps[0]
-            out.append(f"{self.source}: {len(self.gaps)} gap(s) in the {_hours(self.step)} series, {missing} row(s) "
-                       f"missing in all (first after {first[0]:%Y-%m-%d %H:%M}); not filled")
+            out.append(
+                f"{self.source}: {len(self.gaps)} gap(s) in the {_hours(self.step)} series, {missing} row(s) "
+                f"missing in all (first after {first[0]:%Y-%m-%d %H:%M}); not filled"
+            )
         return out
 
 
@@ -89,9 +113,28 @@ def _parse_times(raw: pd.Series, source: str, line_offset: int) -> pd.DatetimeIn
     bad = times.isna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise UserError(f"{source}, line {i + line_offset}: cannot read timestamp {str(raw.iloc[i])!r}; use ISO "
-                        "text (2021-01-10 00:00:00) or epoch seconds/milliseconds")
+        raise UserError(
+            f"{source}, line {i + line_offset}: cannot read timestamp {str(raw.iloc[i])!r}; use ISO "
+            "text (2021-01-10 00:00:00) or epoch seconds/milliseconds"
+        )
     return pd.DatetimeIndex(times)
+
+
+def _exact_floats(cells: pd.Series) -> np.ndarray:
+    """``[n]`` float64 of text cells, each the float nearest its decimal text (as Python's
+    ``float``), NaN where a cell is not a number.  pandas may parse text to a float up to
+    an ulp off (seen with pandas 2.0), so a price written and read back would differ."""
+    try:
+        return np.array(cells.to_numpy(), dtype=np.float64)
+    except (TypeError, ValueError):  # a cell that is not a number: NaN there, exact elsewhere
+        return np.array([_float_or_nan(c) for c in cells.to_numpy()], dtype=np.float64)
+
+
+def _float_or_nan(cell) -> float:
+    try:
+        return float(cell)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _is_binance(first_line: str) -> bool:
@@ -121,8 +164,9 @@ def load_prices(path: str | os.PathLike, columns: tuple = ("open",)) -> PriceDat
     try:
         if _is_binance(first):
             raw = pd.read_csv(source, header=None, names=BINANCE_COLUMNS, **READ_AS_TEXT)
-            raw = raw.rename(columns={"open_time": "timestamp"})[["timestamp", "open", "high", "low", "close",
-                                                                  "volume"]]
+            raw = raw.rename(columns={"open_time": "timestamp"})[
+                ["timestamp", "open", "high", "low", "close", "volume"]
+            ]
             line_offset = 1
         else:
             raw = pd.read_csv(source, **READ_AS_TEXT)
@@ -131,8 +175,10 @@ def load_prices(path: str | os.PathLike, columns: tuple = ("open",)) -> PriceDat
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise UserError(f"{source} is not a readable CSV ({str(exc).strip()})") from exc
     except UnicodeDecodeError as exc:
-        raise UserError(f"{source} is not a UTF-8 text CSV (an undecodable byte after the first line); "
-                        "convert it, e.g. iconv -f latin1 -t utf-8") from exc
+        raise UserError(
+            f"{source} is not a UTF-8 text CSV (an undecodable byte after the first line); "
+            "convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from exc
     if raw.empty:
         raise UserError(f"{source} has a header but no rows")
     times = _parse_times(raw["timestamp"], source, line_offset)
@@ -140,26 +186,27 @@ def load_prices(path: str | os.PathLike, columns: tuple = ("open",)) -> PriceDat
     frame.index.name = "timestamp"
     missing = [col for col in columns if col not in raw]
     if missing:
-        raise UserError(f"{source} has no {' or '.join(missing)} column (it has {', '.join(raw.columns)}); "
-                        f"--features {'ohlcv' if 'volume' in missing else 'ohlc'} needs it: use a file with "
-                        f"{', '.join(columns)} or --features {'ohlc' if missing == ['volume'] else 'open'}")
+        raise UserError(
+            f"{source} has no {' or '.join(missing)} column (it has {', '.join(raw.columns)}); "
+            f"--features {'ohlcv' if 'volume' in missing else 'ohlc'} needs it: use a file with "
+            f"{', '.join(columns)} or --features {'ohlc' if missing == ['volume'] else 'open'}"
+        )
     for col in columns:
-        values = pd.to_numeric(raw[col], errors="coerce").to_numpy(dtype=np.float64)
+        values = _exact_floats(raw[col])
         bad = ~np.isfinite(values)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             cell = raw[col].iloc[i]
             shown = "empty" if pd.isna(cell) else repr(str(cell))
-            raise UserError(f"{source}, line {i + line_offset}: {col} is {shown}, not a finite number; "
-                            "fix or remove the row")
+            raise UserError(
+                f"{source}, line {i + line_offset}: {col} is {shown}, not a finite number; fix or remove the row"
+            )
         if col in PRICE_COLUMNS and (values <= 0).any():
             i = int(np.flatnonzero(values <= 0)[0])
-            raise UserError(f"{source}, line {i + line_offset}: {col} price is {values[i]:g}; prices must be "
-                            "positive")
+            raise UserError(f"{source}, line {i + line_offset}: {col} price is {values[i]:g}; prices must be positive")
         if col == "volume" and (values < 0).any():
             i = int(np.flatnonzero(values < 0)[0])
-            raise UserError(f"{source}, line {i + line_offset}: volume is {values[i]:g}; a volume cannot be "
-                            "negative")
+            raise UserError(f"{source}, line {i + line_offset}: volume is {values[i]:g}; a volume cannot be negative")
         frame[col] = values
     frame = frame.sort_index(kind="stable")
     duplicated = frame.index.duplicated(keep="first")
@@ -178,8 +225,10 @@ def _rename_columns(raw: pd.DataFrame, source: str) -> pd.DataFrame:
             mapping[found[0]] = canonical
     missing = [c for c in ("timestamp", "open") if c not in mapping.values()]
     if missing:
-        raise UserError(f"{source}: no {' or '.join(missing)} column (found {', '.join(map(str, raw.columns))}); "
-                        "expected timestamp,open,high,low,close,volume")
+        raise UserError(
+            f"{source}: no {' or '.join(missing)} column (found {', '.join(map(str, raw.columns))}); "
+            "expected timestamp,open,high,low,close,volume"
+        )
     return raw[list(mapping)].rename(columns=mapping)
 
 
@@ -189,8 +238,7 @@ def find_gaps(index: pd.DatetimeIndex) -> tuple[pd.Timedelta | None, list]:
         return None, []
     diffs = index[1:] - index[:-1]
     step = pd.Timedelta(diffs.median())  # a Timedelta whatever the index's resolution (s, ms, us or ns)
-    gaps = [(index[i], index[i + 1], int(round(diffs[i] / step)) - 1)
-            for i in np.flatnonzero(diffs > step * 1.5)]
+    gaps = [(index[i], index[i + 1], int(round(diffs[i] / step)) - 1) for i in np.flatnonzero(diffs > step * 1.5)]
     return step, gaps
 
 
@@ -215,14 +263,19 @@ def parse_utc(text: str | None, flag: str) -> pd.Timestamp | None:
 
 @dataclass
 class Resampled:
-    opens: pd.Series          # first open in each non-empty bin, indexed by the bin's start (UTC)
-    empty_bins: list          # starts of bins with no row (left out, never filled)
+    opens: pd.Series  # first open in each non-empty bin, indexed by the bin's start (UTC)
+    empty_bins: list  # starts of bins with no row (left out, never filled)
     every: pd.Timedelta
     candles: pd.DataFrame | None = None  # the bins' own high (max), low (min), close (last), volume (sum)
 
 
-def resample_opens(frame: pd.DataFrame, every: pd.Timedelta, start: str | None = None,
-                   end: str | None = None, anchor: pd.Timestamp | None = None) -> Resampled:
+def resample_opens(
+    frame: pd.DataFrame,
+    every: pd.Timedelta,
+    start: str | None = None,
+    end: str | None = None,
+    anchor: pd.Timestamp | None = None,
+) -> Resampled:
     """First open in each ``every``-long bin of [start, end), bins anchored at the first selected
     row, or at ``anchor`` (any time, earlier or later) to continue the bin grid of another series."""
     lo, hi = parse_utc(start, "--start"), parse_utc(end, "--end")
@@ -249,4 +302,3 @@ def resample_opens(frame: pd.DataFrame, every: pd.Timedelta, start: str | None =
             how["volume"] = "sum"
         candles = bins.agg(how).loc[opens.index]
     return Resampled(opens, empty, every, candles)
-

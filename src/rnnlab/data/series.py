@@ -31,7 +31,7 @@ class MinMaxScaler:
     high: float
 
     @classmethod
-    def fit(cls, train_values: np.ndarray) -> "MinMaxScaler":
+    def fit(cls, train_values: np.ndarray) -> MinMaxScaler:
         low, high = float(np.min(train_values)), float(np.max(train_values))
         if not high > low:
             raise UserError(f"the training part is constant ({low:g}); a [-1, 1] scaler needs some variation")
@@ -47,7 +47,7 @@ class MinMaxScaler:
         return {"kind": "minmax", "low": self.low, "high": self.high}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MinMaxScaler":
+    def from_dict(cls, d: dict) -> MinMaxScaler:
         return cls(float(d["low"]), float(d["high"]))
 
 
@@ -62,7 +62,7 @@ class ScaleScaler:
     scale: float
 
     @classmethod
-    def fit(cls, train_values: np.ndarray) -> "ScaleScaler":
+    def fit(cls, train_values: np.ndarray) -> ScaleScaler:
         scale = float(np.sqrt(np.mean(np.square(train_values))))
         if not scale > 0:
             raise UserError("the training part never changes; a return scaler needs some variation")
@@ -78,7 +78,7 @@ class ScaleScaler:
         return {"kind": "scale", "scale": self.scale}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ScaleScaler":
+    def from_dict(cls, d: dict) -> ScaleScaler:
         return cls(float(d["scale"]))
 
 
@@ -109,9 +109,11 @@ def check_points(n: int, window: int, fractions=(0.7, 0.15, 0.15)) -> tuple[int,
         raise UserError(f"--window must be at least 1, got {window}")
     needed = points_needed(window, fractions)
     if n < needed:
-        raise UserError(f"{n} points are too few for --window {window} with a "
-                        f"{'/'.join(f'{f:g}' for f in fractions)} split: need at least {needed}; use a longer "
-                        "range, a shorter --every or a smaller --window")
+        raise UserError(
+            f"{n} points are too few for --window {window} with a "
+            f"{'/'.join(f'{f:g}' for f in fractions)} split: need at least {needed}; use a longer "
+            "range, a shorter --every or a smaller --window"
+        )
     return split_sizes(n, fractions)
 
 
@@ -130,7 +132,7 @@ def split_windows(values: np.ndarray, window: int, fractions=(0.7, 0.15, 0.15)) 
     """``{"train" | "val" | "test": (inputs [n, L], targets [n])}``, each cut inside its own part."""
     values = np.asarray(values, dtype=np.float64)
     n_train, n_val, _ = check_points(len(values), window, fractions)
-    parts = {"train": values[:n_train], "val": values[n_train:n_train + n_val], "test": values[n_train + n_val:]}
+    parts = {"train": values[:n_train], "val": values[n_train : n_train + n_val], "test": values[n_train + n_val :]}
     return {name: windows(part, window) for name, part in parts.items()}
 
 
@@ -147,6 +149,5 @@ def generated_prices(n: int = 3000, seed: int = 0, every_hours: float = 20.0) ->
     walk = np.cumsum(2e-4 + 0.005 * rng.standard_normal(n))
     cycles = 0.25 * np.sin(2 * np.pi * t / 120) + 0.10 * np.sin(2 * np.pi * t / 37 + 1.0)
     prices = 10_000.0 * np.exp(walk + cycles)
-    index = pd.date_range("2020-01-01", periods=n, freq=pd.Timedelta(hours=every_hours), tz="UTC",
-                          name="timestamp")
+    index = pd.date_range("2020-01-01", periods=n, freq=pd.Timedelta(hours=every_hours), tz="UTC", name="timestamp")
     return pd.Series(prices, index=index, name="open")

@@ -31,8 +31,9 @@ def builtin_corpus() -> str:
     try:
         from pydoc_data.topics import topics
     except ImportError as exc:  # some distributions strip pydoc_data
-        raise UserError("this Python has no pydoc_data module for the built-in corpus; "
-                        "pass --text FILE with a UTF-8 text file") from exc
+        raise UserError(
+            "this Python has no pydoc_data module for the built-in corpus; pass --text FILE with a UTF-8 text file"
+        ) from exc
     return "\n\n".join(topics[key] for key in sorted(topics))
 
 
@@ -57,13 +58,17 @@ def read_text(path: str | os.PathLike | None) -> str:
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise UserError(f"text path {path!r} is not a regular file (a pipe, device or socket); "
-                            "pass --text with a UTF-8 text file")
+            raise UserError(
+                f"text path {path!r} is not a regular file (a pipe, device or socket); "
+                "pass --text with a UTF-8 text file"
+            )
         limit = memory_bytes() // BYTES_PER_CHAR
         if info.st_size > limit:
-            raise UserError(f"text file {path!r} is {gib(info.st_size)}; training from a text holds about "
-                            f"{BYTES_PER_CHAR} bytes per character in memory, so this machine takes texts up to "
-                            f"{gib(limit)}: train on a part of it (e.g. head -c 100M FILE > part.txt)")
+            raise UserError(
+                f"text file {path!r} is {gib(info.st_size)}; training from a text holds about "
+                f"{BYTES_PER_CHAR} bytes per character in memory, so this machine takes texts up to "
+                f"{gib(limit)}: train on a part of it (e.g. head -c 100M FILE > part.txt)"
+            )
         try:
             raw = f.read()
         except OSError as exc:
@@ -71,17 +76,20 @@ def read_text(path: str | os.PathLike | None) -> str:
     if not raw:
         raise UserError(f"text file {path!r} is empty; give a file with some text in it")
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff") and _decodes(raw, "utf-16"):
-        raise UserError(f"text file {path!r} is UTF-16 (it starts with a UTF-16 byte-order mark); convert it "
-                        "to UTF-8, e.g. iconv -f utf-16 -t utf-8")
+        raise UserError(
+            f"text file {path!r} is UTF-16 (it starts with a UTF-16 byte-order mark); convert it "
+            "to UTF-8, e.g. iconv -f utf-16 -t utf-8"
+        )
     nul_at = raw.find(b"\x00")
     if nul_at >= 0:
-        raise UserError(f"text file {path!r} looks binary (NUL byte at offset {nul_at}); "
-                        "give a UTF-8 text file")
+        raise UserError(f"text file {path!r} looks binary (NUL byte at offset {nul_at}); give a UTF-8 text file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"text file {path!r} is not valid UTF-8 (bad byte at offset {exc.start}); "
-                        "convert it, e.g. iconv -f latin1 -t utf-8") from exc
+        raise UserError(
+            f"text file {path!r} is not valid UTF-8 (bad byte at offset {exc.start}); "
+            "convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from exc
     if text.startswith("\ufeff"):
         text = text[1:]  # a BOM is not part of the text
     if not text:
@@ -107,7 +115,7 @@ class Vocab:
             raise UserError("vocabulary has repeated characters; the checkpoint is damaged")
 
     @classmethod
-    def from_text(cls, text: str) -> "Vocab":
+    def from_text(cls, text: str) -> Vocab:
         return cls("".join(sorted(set(text))))
 
     def __len__(self) -> int:
@@ -121,8 +129,10 @@ class Vocab:
         missing = self.unknown(text)
         if missing:
             shown = ", ".join(repr(c) for c in missing[:10])
-            raise UserError(f"{what} has {len(missing)} character(s) not in the model's vocabulary "
-                            f"({shown}); use only characters seen in training")
+            raise UserError(
+                f"{what} has {len(missing)} character(s) not in the model's vocabulary "
+                f"({shown}); use only characters seen in training"
+            )
         return np.fromiter((self.index[c] for c in text), dtype=np.int32, count=len(text))
 
     def encode_known(self, text: str) -> tuple[np.ndarray, int]:
@@ -158,12 +168,17 @@ class StreamBatcher:
         self.stream_len = len(self.ids) // self.batch_size
         if self.stream_len < self.seq_len + 1:
             need = self.batch_size * (self.seq_len + 1)
-            raise UserError(f"training text has {len(self.ids)} characters, but batch_size "
-                            f"{self.batch_size} x (seq_len {self.seq_len} + 1) = {need} are needed; "
-                            "lower --batch-size or --seq-len, or give more text")
+            raise UserError(
+                f"training text has {len(self.ids)} characters, but batch_size "
+                f"{self.batch_size} x (seq_len {self.seq_len} + 1) = {need} are needed; "
+                "lower --batch-size or --seq-len, or give more text"
+            )
         # A prepared corpus (rnnlab.data.corpus.IdFile) is read row by row; text ids are an array.
-        self.streams = None if hasattr(self.ids, "read") else \
-            self.ids[: self.batch_size * self.stream_len].reshape(self.batch_size, self.stream_len)
+        self.streams = (
+            None
+            if hasattr(self.ids, "read")
+            else self.ids[: self.batch_size * self.stream_len].reshape(self.batch_size, self.stream_len)
+        )
 
     def next(self) -> tuple[np.ndarray, np.ndarray, bool]:
         T = self.seq_len
@@ -177,7 +192,7 @@ class StreamBatcher:
             for b in range(start, stop):
                 chunk[b] = self.ids.read(b * self.stream_len + self.position, T + 1)
         else:
-            chunk = self.streams[:, self.position: self.position + T + 1]
+            chunk = self.streams[:, self.position : self.position + T + 1]
         self.position += T
         return chunk[:, :-1], chunk[:, 1:], reset
 
@@ -199,5 +214,5 @@ def eval_chunks(ids: np.ndarray, num_streams: int, seq_len: int):
         stop = min(L, start + seq_len)
         # Read chunk by chunk, never the whole split at once: ``ids`` may be a memory map of a
         # prepared corpus larger than memory (``--val-chars 0`` evaluates all of its validation part).
-        block = np.stack([ids[s * L + start: s * L + stop + 1] for s in range(S)]).astype(np.int32, copy=False)
+        block = np.stack([ids[s * L + start : s * L + stop + 1] for s in range(S)]).astype(np.int32, copy=False)
         yield block[:, :-1], block[:, 1:]

@@ -23,7 +23,7 @@ class StockDataset(Dataset):
     """
 
     def __init__(self, inputs: np.ndarray, targets: np.ndarray, scaler: MinMaxScaler):
-        self.inputs = torch.as_tensor(inputs, dtype=torch.float32).unsqueeze(-1)    # [N, L, 1]
+        self.inputs = torch.as_tensor(inputs, dtype=torch.float32).unsqueeze(-1)  # [N, L, 1]
         self.targets = torch.as_tensor(targets, dtype=torch.float32).unsqueeze(-1)  # [N, 1]
         self.scaler = scaler
 
@@ -34,7 +34,7 @@ class StockDataset(Dataset):
         return self.inputs[i], self.targets[i]
 
     @classmethod
-    def splits(cls, prices, window: int, fractions=(0.7, 0.15, 0.15)) -> dict[str, "StockDataset"]:
+    def splits(cls, prices, window: int, fractions=(0.7, 0.15, 0.15)) -> dict[str, StockDataset]:
         """``{"train", "val", "test"}`` datasets from a 1-D price series (array or pandas Series)."""
         values = np.asarray(prices, dtype=np.float64)
         n_train, _, _ = check_points(len(values), window, fractions)  # before fitting: too few points is a clear error

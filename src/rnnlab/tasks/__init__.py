@@ -73,8 +73,10 @@ def of_config(cfg) -> TaskDefinition:
     for task in TASKS.values():
         if isinstance(cfg, task.config_cls):
             return task
-    raise UserError(f"{type(cfg).__name__} is not the config of any task; use one of "
-                    f"{', '.join(t.config_cls.__name__ for t in TASKS.values())}")
+    raise UserError(
+        f"{type(cfg).__name__} is not the config of any task; use one of "
+        f"{', '.join(t.config_cls.__name__ for t in TASKS.values())}"
+    )
 
 
 def with_method(method: str) -> list[str]:

@@ -44,8 +44,10 @@ class CharLMTask(train.TaskBase):
         if prepared is not None:
             train_ids, all_val_ids = prepared.train, prepared.val
             self.vocab = vocab or Vocab(prepared.vocab_chars)
-            self.text_sha256, self.val_dropped = prepared.manifest["text_sha256"], prepared.manifest["val"][
-                "dropped_unknown"]
+            self.text_sha256, self.val_dropped = (
+                prepared.manifest["text_sha256"],
+                prepared.manifest["val"]["dropped_unknown"],
+            )
             train_counts = np.asarray(prepared.manifest["train_counts"], dtype=np.int64)
         else:
             train_text, val_text = split_train_val(text, cfg.val_fraction)
@@ -55,13 +57,17 @@ class CharLMTask(train.TaskBase):
             all_val_ids, self.val_dropped = self.vocab.encode_known(val_text)
             train_counts = None
         if len(self.vocab) < 2:
-            raise UserError(f"text {source!r} has only one distinct character "
-                            f"({self.vocab.chars!r}) in its training part: there is nothing to predict; give a "
-                            "text with at least two different characters")
+            raise UserError(
+                f"text {source!r} has only one distinct character "
+                f"({self.vocab.chars!r}) in its training part: there is nothing to predict; give a "
+                "text with at least two different characters"
+            )
         if len(train_ids) < cfg.seq_len + 1:
-            raise UserError(f"text {source!r} has {len(train_ids)} training characters; "
-                            f"--seq-len {cfg.seq_len} needs at least {cfg.seq_len + 1}: give more text "
-                            "or lower --seq-len")
+            raise UserError(
+                f"text {source!r} has {len(train_ids)} training characters; "
+                f"--seq-len {cfg.seq_len} needs at least {cfg.seq_len + 1}: give more text "
+                "or lower --seq-len"
+            )
         self.batcher = StreamBatcher(train_ids, cfg.batch_size, cfg.seq_len)
         if prepared is not None:
             from .. import distributed
@@ -72,17 +78,29 @@ class CharLMTask(train.TaskBase):
         val_ids = all_val_ids[: cfg.eval_max_chars] if cfg.eval_max_chars else all_val_ids
         self.val_chars_total = len(all_val_ids)
         self.val_ids = np.asarray(val_ids, dtype=np.int32) if len(val_ids) >= 2 else None
-        self.unigram_nats = unigram_nats_per_char(train_ids, self.val_ids, len(self.vocab), train_counts) \
-            if self.val_ids is not None else None
+        self.unigram_nats = (
+            unigram_nats_per_char(train_ids, self.val_ids, len(self.vocab), train_counts)
+            if self.val_ids is not None
+            else None
+        )
         self.samples_path: Path | None = None  # samples.jsonl of the run, once before_training sets it
         self.batch_size = cfg.batch_size
         self.items_per_step = cfg.batch_size * cfg.seq_len
 
     def spec(self) -> ModelSpec:
         V, cfg = len(self.vocab), self.cfg
-        return ModelSpec(cfg.cell, V, cfg.hidden_size, V, cfg.layers, "embedding" if cfg.embed_size else "onehot",
-                         embed_size=cfg.embed_size, tie_weights=cfg.tie_weights, residual=cfg.residual,
-                         norm=cfg.norm)
+        return ModelSpec(
+            cfg.cell,
+            V,
+            cfg.hidden_size,
+            V,
+            cfg.layers,
+            "embedding" if cfg.embed_size else "onehot",
+            embed_size=cfg.embed_size,
+            tie_weights=cfg.tie_weights,
+            residual=cfg.residual,
+            norm=cfg.norm,
+        )
 
     def next_batch(self):
         return self.batcher.next()
@@ -91,8 +109,12 @@ class CharLMTask(train.TaskBase):
         if self.val_ids is None:
             return {}
         nats = nats_per_char(trainer, self.val_ids, self.cfg.seq_len)
-        return {"val_loss": nats, "val_nats_per_char": nats, "val_bits_per_char": nats / LN2,
-                "val_unigram_nats_per_char": self.unigram_nats}
+        return {
+            "val_loss": nats,
+            "val_nats_per_char": nats,
+            "val_bits_per_char": nats / LN2,
+            "val_unigram_nats_per_char": self.unigram_nats,
+        }
 
     def describe_eval(self, trainer, state, record, final) -> str:
         """The evaluation's line and a sample (also appended to samples.jsonl, for the report)."""
@@ -108,8 +130,9 @@ class CharLMTask(train.TaskBase):
 
     def keep_sample(self, step: int, text: str, temperature: float = 0.8) -> None:
         if self.samples_path is not None:
-            checkpoint.append_line(self.samples_path,
-                                   json.dumps({"step": step, "temperature": temperature, "text": text}))
+            checkpoint.append_line(
+                self.samples_path, json.dumps({"step": step, "temperature": temperature, "text": text})
+            )
 
     def data_state(self) -> dict:
         return self.batcher.state()
@@ -119,9 +142,15 @@ class CharLMTask(train.TaskBase):
 
     def checkpoint_meta(self) -> dict:
         used = 0 if self.val_ids is None else len(self.val_ids)
-        return {"vocab": self.vocab.chars, "text_sha256": self.text_sha256,
-                "validation": {"chars": used, "of": int(self.val_chars_total),
-                               "source": self.cfg.data_dir or self.cfg.text or BUILTIN_NAME}}
+        return {
+            "vocab": self.vocab.chars,
+            "text_sha256": self.text_sha256,
+            "validation": {
+                "chars": used,
+                "of": int(self.val_chars_total),
+                "source": self.cfg.data_dir or self.cfg.text or BUILTIN_NAME,
+            },
+        }
 
     # ----- the run skeleton's hooks (rnnlab.runner)
     loss = "cross_entropy"
@@ -132,14 +161,23 @@ class CharLMTask(train.TaskBase):
 
     def budget(self) -> tuple[train.Budget, int]:
         cfg = self.cfg
-        return train.Budget(cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss,
-                            cfg.eval_every), cfg.max_steps
+        return train.Budget(
+            cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every
+        ), cfg.max_steps
 
     def before_training(self, trainer, out: Path, fresh: bool) -> None:
         self.samples_path = out / "samples.jsonl"
         if fresh:  # what the untrained model writes, for the report's before/after
-            self.keep_sample(0, sample_text(trainer, self.vocab, self.cfg.sample_length, temperature=0.8,
-                                            rng=np.random.default_rng([self.cfg.seed, 2])))
+            self.keep_sample(
+                0,
+                sample_text(
+                    trainer,
+                    self.vocab,
+                    self.cfg.sample_length,
+                    temperature=0.8,
+                    rng=np.random.default_rng([self.cfg.seed, 2]),
+                ),
+            )
 
     def after_training(self, trainer, summary: dict, out: Path) -> dict:
         unigram = ("unigram (character frequencies)", self.unigram_nats) if self.unigram_nats is not None else None
@@ -149,8 +187,10 @@ class CharLMTask(train.TaskBase):
 
 # --------------------------------------------------------------------------- evaluation, sampling
 
-def unigram_nats_per_char(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int,
-                          train_counts: np.ndarray | None = None) -> float:
+
+def unigram_nats_per_char(
+    train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int, train_counts: np.ndarray | None = None
+) -> float:
     """Validation loss of the best model that ignores context: the training text's character
     frequencies (add-one smoothed, so no character has probability 0).  A trained model
     should beat it by far; log(vocab_size) is the loss of uniform guessing.  ``train_counts``:
@@ -160,6 +200,7 @@ def unigram_nats_per_char(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size
     counts = np.asarray(train_counts, dtype=np.float64) + 1.0
     log_p = np.log(counts / counts.sum())
     return float(-log_p[val_ids[1:]].mean())  # the first character is never predicted
+
 
 def log_softmax_nll(logits: np.ndarray, targets: np.ndarray) -> float:
     """Sum of -log p(target) over all positions; logits [..., V], targets [...] (float64 math)."""
@@ -178,8 +219,14 @@ def nats_per_char(trainer, ids: np.ndarray, seq_len: int, progress: bool = False
     from tqdm import tqdm
 
     carry, total, count = None, 0.0, 0
-    with tqdm(total=len(ids) - 1, unit="char", unit_scale=True, disable=not (progress and sys.stderr.isatty()),
-              desc="evaluating", leave=False) as bar:
+    with tqdm(
+        total=len(ids) - 1,
+        unit="char",
+        unit_scale=True,
+        disable=not (progress and sys.stderr.isatty()),
+        desc="evaluating",
+        leave=False,
+    ) as bar:
         for inputs, targets in eval_chunks(ids, EVAL_STREAMS, seq_len):
             if carry is None:
                 carry = trainer.init_carry(inputs.shape[0])
@@ -191,8 +238,15 @@ def nats_per_char(trainer, ids: np.ndarray, seq_len: int, progress: bool = False
     return total / count
 
 
-def sample_text(trainer, vocab: Vocab, length: int, temperature: float = 1.0, top_k: int = 0,
-                prime: str = "", rng: np.random.Generator | None = None) -> str:
+def sample_text(
+    trainer,
+    vocab: Vocab,
+    length: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    prime: str = "",
+    rng: np.random.Generator | None = None,
+) -> str:
     """Generate ``length`` characters after ``prime`` (returned without the prime).
 
     temperature divides the logits (0 = always the most likely character);
@@ -231,7 +285,8 @@ def sample_text(trainer, vocab: Vocab, length: int, temperature: float = 1.0, to
 
 # --------------------------------------------------------------------------- runs
 
-def open_task(cfg: CharLMConfig, meta: dict | None, where: str) -> "CharLMTask":
+
+def open_task(cfg: CharLMConfig, meta: dict | None, where: str) -> CharLMTask:
     """The data of a run: fresh (``meta`` None: the text read, the vocabulary built from its training
     part) or a checkpoint's (its vocabulary and stream positions; the text must be unchanged)."""
     if cfg.data_dir:
@@ -240,12 +295,15 @@ def open_task(cfg: CharLMConfig, meta: dict | None, where: str) -> "CharLMTask":
         prepared = open_prepared(cfg.data_dir)
         _same_data_on_every_rank(prepared, cfg.data_dir)
         if meta is None:  # the split is the prepared data's
-            cfg = dataclasses.replace(cfg, data_dir=os.path.abspath(cfg.data_dir),
-                                      val_fraction=float(prepared.manifest["val_fraction"]))
+            cfg = dataclasses.replace(
+                cfg, data_dir=os.path.abspath(cfg.data_dir), val_fraction=float(prepared.manifest["val_fraction"])
+            )
             return CharLMTask(cfg, None, prepared=prepared)
         if prepared.manifest["text_sha256"] != meta.get("text_sha256"):
-            raise UserError(f"the prepared data {cfg.data_dir!r} is not the data the run in {where} was started "
-                            "on; resume needs the same data")
+            raise UserError(
+                f"the prepared data {cfg.data_dir!r} is not the data the run in {where} was started "
+                "on; resume needs the same data"
+            )
         task = CharLMTask(cfg, None, Vocab(prepared.vocab_chars), prepared=prepared)
         task.restore(meta, where)
         return task
@@ -255,8 +313,10 @@ def open_task(cfg: CharLMConfig, meta: dict | None, where: str) -> "CharLMTask":
         return CharLMTask(cfg, read_text(cfg.text or None))
     text = read_text(cfg.text or None)
     if text_sha256(text) != meta.get("text_sha256"):
-        raise UserError(f"the text {cfg.text or BUILTIN_NAME!r} changed since the run in {where} was started; "
-                        "resume needs the same text")
+        raise UserError(
+            f"the text {cfg.text or BUILTIN_NAME!r} changed since the run in {where} was started; "
+            "resume needs the same text"
+        )
     try:
         vocab = Vocab(meta["vocab"])
     except (KeyError, TypeError) as exc:
@@ -276,17 +336,22 @@ def _same_data_on_every_rank(prepared, where: str) -> None:
     every = distributed.current().all_values(mine)
     differing = [rank for rank, theirs in enumerate(every) if theirs != every[0]]
     if differing:
-        raise UserError(f"--data {where}: rank {differing[0]} has other prepared data than rank 0 (another "
-                        "manifest); give every process the same prepared directory")
+        raise UserError(
+            f"--data {where}: rank {differing[0]} has other prepared data than rank 0 (another "
+            "manifest); give every process the same prepared directory"
+        )
 
 
 def load_run(run_dir: str | os.PathLike, which: str = "checkpoint", backend: str | None = None):
     """A saved charlm model (``extras["vocab"]``: its vocabulary), for sampling and evaluation."""
-    loaded = runs.load_run(run_dir, which, "charlm", CharLMConfig, backend, "cross_entropy",
-                           {"vocab": ("vocab", Vocab)})
+    loaded = runs.load_run(
+        run_dir, which, "charlm", CharLMConfig, backend, "cross_entropy", {"vocab": ("vocab", Vocab)}
+    )
     if len(loaded.extras["vocab"]) != loaded.spec.input_size:
-        raise UserError(f"damaged checkpoint: {run_dir}/{which}.json: vocabulary size {len(loaded.extras['vocab'])} "
-                        f"does not match the model ({loaded.spec.input_size})")
+        raise UserError(
+            f"damaged checkpoint: {run_dir}/{which}.json: vocabulary size {len(loaded.extras['vocab'])} "
+            f"does not match the model ({loaded.spec.input_size})"
+        )
     return loaded
 
 
@@ -299,18 +364,30 @@ def evaluate_run(run_dir, text_path: str | None = None, which: str = "checkpoint
 
         prepared = open_prepared(cfg.data_dir)
         if prepared.manifest["text_sha256"] != meta.get("text_sha256"):
-            raise UserError(f"{cfg.data_dir!r} is not the prepared data {run_dir} was trained on; pass --text FILE "
-                            "to evaluate on a file")
-        ids, dropped, source = prepared.val, prepared.manifest["val"]["dropped_unknown"], \
-            f"validation part of {cfg.data_dir}"
+            raise UserError(
+                f"{cfg.data_dir!r} is not the prepared data {run_dir} was trained on; pass --text FILE "
+                "to evaluate on a file"
+            )
+        ids, dropped, source = (
+            prepared.val,
+            prepared.manifest["val"]["dropped_unknown"],
+            f"validation part of {cfg.data_dir}",
+        )
         nats = nats_per_char(trainer, ids, cfg.seq_len, progress=True)
-        return {"text": source, "chars": int(len(ids)), "unknown_chars_skipped": int(dropped),
-                "nats_per_char": nats, "bits_per_char": nats / LN2}
+        return {
+            "text": source,
+            "chars": int(len(ids)),
+            "unknown_chars_skipped": int(dropped),
+            "nats_per_char": nats,
+            "bits_per_char": nats / LN2,
+        }
     if text_path is None:
         corpus = read_text(cfg.text or None)
         if text_sha256(corpus) != meta.get("text_sha256"):
-            raise UserError(f"{cfg.text or BUILTIN_NAME!r} is not the text {run_dir} was trained on (it changed, or "
-                            "the checkpoint was edited); pass --text FILE to evaluate on a file")
+            raise UserError(
+                f"{cfg.text or BUILTIN_NAME!r} is not the text {run_dir} was trained on (it changed, or "
+                "the checkpoint was edited); pass --text FILE to evaluate on a file"
+            )
         _, val_text = split_train_val(corpus, cfg.val_fraction)
         text, source = val_text, f"validation split of {cfg.text or BUILTIN_NAME}"
     else:
@@ -319,15 +396,30 @@ def evaluate_run(run_dir, text_path: str | None = None, which: str = "checkpoint
     if len(ids) < 2:
         raise UserError(f"{source} has fewer than 2 characters the model knows; nothing to evaluate")
     nats = nats_per_char(trainer, ids, cfg.seq_len, progress=True)
-    return {"text": source, "chars": int(len(ids)), "unknown_chars_skipped": int(dropped),
-            "nats_per_char": nats, "bits_per_char": nats / LN2}
+    return {
+        "text": source,
+        "chars": int(len(ids)),
+        "unknown_chars_skipped": int(dropped),
+        "nats_per_char": nats,
+        "bits_per_char": nats / LN2,
+    }
 
 
 # --------------------------------------------------------------------------- classic formats in
 
-def import_run(weights_path: str | os.PathLike, fmt: str, out: str | os.PathLike, text: str | None = None,
-               chars: str | None = None, rnn_name: str = "rnn", fc_name: str = "fc", backend: str = "numpy",
-               force: bool = False, cell: str | None = None) -> dict:
+
+def import_run(
+    weights_path: str | os.PathLike,
+    fmt: str,
+    out: str | os.PathLike,
+    text: str | None = None,
+    chars: str | None = None,
+    rnn_name: str = "rnn",
+    fc_name: str = "fc",
+    backend: str = "numpy",
+    force: bool = False,
+    cell: str | None = None,
+) -> dict:
     """Make a charlm run in ``out`` from classic weights (``fmt``: ``min-char-rnn`` or ``torch``),
     so ``sample``, ``eval``, ``export`` and ``train --resume`` (fine-tuning) work on it.
 
@@ -345,27 +437,40 @@ def import_run(weights_path: str | os.PathLike, fmt: str, out: str | os.PathLike
     if fmt == "min-char-rnn":
         spec, params = interchange.from_min_char_rnn(arrays, where=str(path))
     elif fmt == "torch":
-        spec, params = interchange.from_torch_state_dict(arrays, "onehot", rnn_name, fc_name, where=str(path),
-                                                         cell=cell or interchange.cell_named_in(path))
+        spec, params = interchange.from_torch_state_dict(
+            arrays, "onehot", rnn_name, fc_name, where=str(path), cell=cell or interchange.cell_named_in(path)
+        )
     else:
         raise UserError(f"unknown format {fmt!r}; choose min-char-rnn or torch")
     if spec.input_size != spec.output_size:
-        raise UserError(f"{path}: a character model reads and predicts the same {spec.input_size} characters, "
-                        f"but these weights read {spec.input_size} and predict {spec.output_size}")
+        raise UserError(
+            f"{path}: a character model reads and predicts the same {spec.input_size} characters, "
+            f"but these weights read {spec.input_size} and predict {spec.output_size}"
+        )
     dtype = "float64" if next(iter(params.values())).dtype == np.float64 else "float32"
     params = {k: v.astype(dtype) for k, v in params.items()}
-    cfg = CharLMConfig(text=os.path.abspath(text) if text else "", cell=spec.cell, hidden_size=spec.hidden_size,
-                       layers=spec.num_layers, dtype=dtype, backend=backend).validate()
+    cfg = CharLMConfig(
+        text=os.path.abspath(text) if text else "",
+        cell=spec.cell,
+        hidden_size=spec.hidden_size,
+        layers=spec.num_layers,
+        dtype=dtype,
+        backend=backend,
+    ).validate()
     corpus = read_text(cfg.text or None)
     if chars and len(set(chars)) != len(chars):
-        raise UserError(f"--chars repeats a character ({len(chars)} given, {len(set(chars))} distinct); "
-                        "give each vocabulary character once, in row order")
+        raise UserError(
+            f"--chars repeats a character ({len(chars)} given, {len(set(chars))} distinct); "
+            "give each vocabulary character once, in row order"
+        )
     vocab = Vocab(chars) if chars else Vocab.from_text(split_train_val(corpus, cfg.val_fraction)[0])
     if len(vocab) != spec.input_size:
         source = "--chars" if chars else f"the training text of {cfg.text or BUILTIN_NAME!r}"
-        raise UserError(f"{path} models {spec.input_size} characters but {source} has {len(vocab)}; pass --chars "
-                        "with the model's characters in the order of its one-hot rows (min-char-rnn: "
-                        "''.join(chars)), or the --text it was trained on")
+        raise UserError(
+            f"{path} models {spec.input_size} characters but {source} has {len(vocab)}; pass --chars "
+            "with the model's characters in the order of its one-hot rows (min-char-rnn: "
+            "''.join(chars)), or the --text it was trained on"
+        )
     task = CharLMTask(cfg, corpus, vocab)
     out = Path(out)
     with runs.RunDir(out, resume=False, force=force) as run_dir:
@@ -374,16 +479,22 @@ def import_run(weights_path: str | os.PathLike, fmt: str, out: str | os.PathLike
         state.carry = trainer.init_carry(cfg.batch_size)
         metrics = task.evaluate(trainer)
         run_dir.start_writing()
-        checkpoint.atomic_write_text(out / "config.toml",
-                                     to_toml(cfg, header=f"rnnlab charlm run imported from {path}"))
+        checkpoint.atomic_write_text(
+            out / "config.toml", to_toml(cfg, header=f"rnnlab charlm run imported from {path}")
+        )
         config = dataclasses.asdict(cfg)
         train.save_checkpoint(out, trainer, task, state, config)
         train.save_params(out, "best", trainer, task, state, config, metrics)
-    return {"run_dir": str(out), "spec": spec.to_dict(), "vocab_size": len(vocab),
-            "val_nats_per_char": metrics.get("val_nats_per_char")}
+    return {
+        "run_dir": str(out),
+        "spec": spec.to_dict(),
+        "vocab_size": len(vocab),
+        "val_nats_per_char": metrics.get("val_nats_per_char"),
+    }
 
 
 # --------------------------------------------------------------------------- report
+
 
 def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
     """Key metrics (validation nats/char and bits/char against the unigram and uniform baselines),
@@ -398,22 +509,43 @@ def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
         model = f"{nats:.3f} nats/char ({nats / LN2:.3f} bits)"
         unigram = scores.get("val_unigram_nats_per_char")
         if unigram:
-            facts.headline.append(Headline(
-                f"validation loss ({where})", model, f"unigram: {unigram:.3f} nats/char ({unigram / LN2:.3f} bits)",
-                _relative(nats, unigram, "unigram"), "better" if nats < unigram else "worse"))
+            facts.headline.append(
+                Headline(
+                    f"validation loss ({where})",
+                    model,
+                    f"unigram: {unigram:.3f} nats/char ({unigram / LN2:.3f} bits)",
+                    _relative(nats, unigram, "unigram"),
+                    "better" if nats < unigram else "worse",
+                )
+            )
         vocab_size = len(meta.get("vocab", "")) or 1
         uniform = math.log(vocab_size)
-        facts.headline.append(Headline(
-            f"validation loss ({where})", model, f"uniform over {vocab_size} characters: {uniform:.3f} nats/char",
-            _relative(nats, uniform, "uniform"), "better" if nats < uniform else "worse"))
-    facts.figures.append(("Training loss (smoothed) and validation loss in nats/char; the dashed line is "
-                          "the unigram baseline (the training text's character frequencies)", "loss.png"))
+        facts.headline.append(
+            Headline(
+                f"validation loss ({where})",
+                model,
+                f"uniform over {vocab_size} characters: {uniform:.3f} nats/char",
+                _relative(nats, uniform, "uniform"),
+                "better" if nats < uniform else "worse",
+            )
+        )
+    facts.figures.append(
+        (
+            "Training loss (smoothed) and validation loss in nats/char; the dashed line is "
+            "the unigram baseline (the training text's character frequencies)",
+            "loss.png",
+        )
+    )
     validation = meta.get("validation")
     if validation:
-        part = ("all" if validation["chars"] >= validation["of"] else
-                f"the first {validation['chars']:,} (--val-chars)")
-        facts.texts.append(("Validation", f"Each evaluation reads {part} of the {validation['of']:,} characters of "
-                                          f"the validation part of {validation['source']}."))
+        part = "all" if validation["chars"] >= validation["of"] else f"the first {validation['chars']:,} (--val-chars)"
+        facts.texts.append(
+            (
+                "Validation",
+                f"Each evaluation reads {part} of the {validation['of']:,} characters of "
+                f"the validation part of {validation['source']}.",
+            )
+        )
     samples_path = Path(run_dir) / "samples.jsonl"
     samples = report.read_jsonl(samples_path)
     if samples:
@@ -433,17 +565,27 @@ def _relative(nats: float, baseline: float, name: str) -> str:
 
 # --------------------------------------------------------------------------- the task, for the registry
 
+
 def _demo_config(quick: bool) -> CharLMConfig:
     if quick:
-        return CharLMConfig(hidden_size=32, seq_len=32, batch_size=16, max_steps=60, eval_every=30,
-                            eval_max_chars=4000, sample_length=80)
+        return CharLMConfig(
+            hidden_size=32,
+            seq_len=32,
+            batch_size=16,
+            max_steps=60,
+            eval_every=30,
+            eval_max_chars=4000,
+            sample_length=80,
+        )
     # The best settings found for about a minute of training (the demo's budget for it).
     return CharLMConfig(**PRESETS["fast-60s"].settings, eval_every=250, sample_length=300)
 
 
 def _demo_intro(cfg: CharLMConfig) -> str:
-    return (f"a {cfg.cell} language model (H={cfg.hidden_size}) on the built-in corpus, {cfg.max_steps} steps of "
-            f"{cfg.batch_size}x{cfg.seq_len} characters ({cfg.backend} backend)")
+    return (
+        f"a {cfg.cell} language model (H={cfg.hidden_size}) on the built-in corpus, {cfg.max_steps} steps of "
+        f"{cfg.batch_size}x{cfg.seq_len} characters ({cfg.backend} backend)"
+    )
 
 
 def _text_bytes(data) -> bytes:
@@ -457,19 +599,30 @@ def _check_inputs(cfg: CharLMConfig) -> None:
         read_text(cfg.text)
 
 
-def _sample(model, length: int = 200, prime: str = "", temperature: float = 1.0, top_k: int = 0,
-            seed: int = 0) -> str:
-    return sample_text(model.trainer, model.vocab, int(length), temperature, top_k, prime,
-                       np.random.default_rng(seed))
+def _sample(model, length: int = 200, prime: str = "", temperature: float = 1.0, top_k: int = 0, seed: int = 0) -> str:
+    return sample_text(model.trainer, model.vocab, int(length), temperature, top_k, prime, np.random.default_rng(seed))
 
 
 TASK = TaskDefinition(
-    name="charlm", config_cls=CharLMConfig, help="character-level language model", objective="val nats/char",
-    budget_fields=("max_steps", "max_minutes"), open_task=open_task, load_run=load_run, report_facts=report_facts,
+    name="charlm",
+    config_cls=CharLMConfig,
+    help="character-level language model",
+    objective="val nats/char",
+    budget_fields=("max_steps", "max_minutes"),
+    open_task=open_task,
+    load_run=load_run,
+    report_facts=report_facts,
     evaluate=lambda run_dir, options: evaluate_run(run_dir, options.get("text_path"), "best"),
     sweep_space={**COMMON_SPACE, "hidden_size": {"choices": [64, 128, 256]}},
-    demo=_demo_config, demo_intro=_demo_intro, demo_shows_texts=True, check_inputs=_check_inputs,
-    api_data=ApiData("text", "data.txt", _text_bytes, "a Python string of text"), presets=PRESETS,
-    onnx=dataclasses.replace(sequence_io("ids", "logits", ids=True),
-                             metadata=lambda meta, extras: {"rnnlab.vocab": json.dumps(meta.get("vocab"))}),
-    model_methods={"vocab": lambda model: model.loaded.extras["vocab"], "sample": _sample})
+    demo=_demo_config,
+    demo_intro=_demo_intro,
+    demo_shows_texts=True,
+    check_inputs=_check_inputs,
+    api_data=ApiData("text", "data.txt", _text_bytes, "a Python string of text"),
+    presets=PRESETS,
+    onnx=dataclasses.replace(
+        sequence_io("ids", "logits", ids=True),
+        metadata=lambda meta, extras: {"rnnlab.vocab": json.dumps(meta.get("vocab"))},
+    ),
+    model_methods={"vocab": lambda model: model.loaded.extras["vocab"], "sample": _sample},
+)

@@ -8,8 +8,8 @@ It imports nothing of rnnlab but the errors, so task modules can import it witho
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,12 @@ def sequence_io(input_name: str, output_name: str, ids: bool = False) -> OnnxIO:
         shape = ["B", "T"] if ids else ["B", "T", spec.input_size]
         y, h_out, c_out = core(input_name)
         g.op("Identity", [y], [output_name])
-        return ([g.helper.make_tensor_value_info(input_name, kind, shape)],
-                [g.helper.make_tensor_value_info(output_name, g.elem, ["B", "T", spec.output_size])], h_out, c_out)
+        return (
+            [g.helper.make_tensor_value_info(input_name, kind, shape)],
+            [g.helper.make_tensor_value_info(output_name, g.elem, ["B", "T", spec.output_size])],
+            h_out,
+            c_out,
+        )
 
     return OnnxIO(graph)
 
@@ -97,6 +101,8 @@ class TaskDefinition:
 
 # The search space most tasks start from: a parameter is {low, high[, log][, step]} (ints when
 # low and high are ints) or {choices = [...]}.
-COMMON_SPACE = {"lr": {"low": 1e-4, "high": 1e-2, "log": True},
-                "cell": {"choices": ["rnn", "gru_reset_after", "lstm"]},
-                "layers": {"choices": [1, 2]}}
+COMMON_SPACE = {
+    "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+    "cell": {"choices": ["rnn", "gru_reset_after", "lstm"]},
+    "layers": {"choices": [1, 2]},
+}

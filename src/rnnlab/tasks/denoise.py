@@ -75,7 +75,7 @@ def predict(trainer, inputs: np.ndarray) -> np.ndarray:
     """Model outputs ``[B, T']`` (float64) for inputs ``[B, T', 1]``, from a zero state, in chunks."""
     out = []
     for start in range(0, inputs.shape[0], PREDICT_CHUNK):
-        chunk = inputs[start:start + PREDICT_CHUNK]
+        chunk = inputs[start : start + PREDICT_CHUNK]
         y, _ = trainer.forward(trainer.init_carry(chunk.shape[0]), chunk)
         out.append(np.asarray(y[..., 0], dtype=np.float64))
     return np.concatenate(out)
@@ -110,16 +110,22 @@ class DenoiseTask(train.TaskBase):
 
     def evaluate(self, trainer) -> dict:
         val = mse(predict(trainer, self.val_inputs), self.val_truth)
-        return {"val_loss": val, "val_mse": val, "val_kalman_mse": self.val_kalman_mse,
-                "val_mse_ratio_to_kalman": val / self.val_kalman_mse}
+        return {
+            "val_loss": val,
+            "val_mse": val,
+            "val_kalman_mse": self.val_kalman_mse,
+            "val_mse_ratio_to_kalman": val / self.val_kalman_mse,
+        }
 
     def describe_eval(self, trainer, state, record, final) -> str:
         train_text = f"train MSE {state.smoothed_loss:.5f}" if state.smoothed_loss is not None else "train -"
         speed = record.get("seqs_per_s")
         speed_text = f" | {speed:,.0f} seqs/s" if speed else ""
-        return (f"step {state.step} | {train_text} | val MSE {record['val_mse']:.5f} "
-                f"(Kalman {record['val_kalman_mse']:.5f}, ratio {record['val_mse_ratio_to_kalman']:.4f})"
-                f"{speed_text}")
+        return (
+            f"step {state.step} | {train_text} | val MSE {record['val_mse']:.5f} "
+            f"(Kalman {record['val_kalman_mse']:.5f}, ratio {record['val_mse_ratio_to_kalman']:.4f})"
+            f"{speed_text}"
+        )
 
     def data_state(self) -> dict:
         return {"rng": self.rng.bit_generator.state}
@@ -162,6 +168,7 @@ class DenoiseTask(train.TaskBase):
 
 # --------------------------------------------------------------------------- test and comparison
 
+
 def _lag_steps(estimate: np.ndarray, truth: np.ndarray, max_shift: int = 3) -> float:
     """By how many steps ``estimate`` trails ``truth`` (both ``[B, T']``): the shift s that
     minimises the MSE between estimate[t] and truth[t - s], refined by a parabola
@@ -169,7 +176,7 @@ def _lag_steps(estimate: np.ndarray, truth: np.ndarray, max_shift: int = 3) -> f
     S = min(max_shift, truth.shape[1] - 2)
     if S < 1:
         return 0.0
-    errs = np.array([mse(estimate[:, S:], truth[:, S - s:truth.shape[1] - s]) for s in range(S + 1)])
+    errs = np.array([mse(estimate[:, S:], truth[:, S - s : truth.shape[1] - s]) for s in range(S + 1)])
     k = int(np.argmin(errs))
     if 0 < k < S:
         left, mid, right = errs[k - 1], errs[k], errs[k + 1]
@@ -184,8 +191,9 @@ def _roughness(x: np.ndarray) -> float:
     return float(np.mean(np.square(np.diff(x, axis=1))))
 
 
-def compare(clean: np.ndarray, noisy: np.ndarray, model: np.ndarray, kalman_est: np.ndarray,
-            target: str) -> tuple[dict, str]:
+def compare(
+    clean: np.ndarray, noisy: np.ndarray, model: np.ndarray, kalman_est: np.ndarray, target: str
+) -> tuple[dict, str]:
     """Numbers and a short paragraph: how far model, noisy input and Kalman are from the
     clean signal, how much smoother the output is than the input, and whether it lags.
 
@@ -210,24 +218,34 @@ def compare(clean: np.ndarray, noisy: np.ndarray, model: np.ndarray, kalman_est:
     ratio = (n["model_rmse"] / n["kalman_rmse"]) ** 2
     smoother = n["noisy_roughness"] / n["model_roughness"] if n["model_roughness"] > 0 else math.inf
     closer = "closer to" if ratio < 1 else "further from"
-    text = [f"On {n['sequences']:,} fresh test sequences, the model's estimate of {what} is off by "
-            f"RMSE {n['model_rmse']:.4f}; the Kalman {ESTIMATOR_NAMES[target]} by {n['kalman_rmse']:.4f} (MSE ratio "
-            f"{ratio:.4f}: the model is {abs(ratio - 1) * 100:.1f}% {closer} the clean signal in MSE), "
-            f"and the latest noisy observation by {n['noisy_rmse']:.4f}."]
+    text = [
+        f"On {n['sequences']:,} fresh test sequences, the model's estimate of {what} is off by "
+        f"RMSE {n['model_rmse']:.4f}; the Kalman {ESTIMATOR_NAMES[target]} by {n['kalman_rmse']:.4f} (MSE ratio "
+        f"{ratio:.4f}: the model is {abs(ratio - 1) * 100:.1f}% {closer} the clean signal in MSE), "
+        f"and the latest noisy observation by {n['noisy_rmse']:.4f}."
+    ]
     if ratio < 1:
-        text.append("Beating Kalman is possible here: x[0] is uniform, not Gaussian, so the Kalman estimate "
-                    "is the best linear one, and a nonlinear model can use the bounded start.")
-    text.append(f"The output is {smoother:.1f}x smoother than the noisy input (mean squared change per step "
-                f"{n['model_roughness']:.4f} vs {n['noisy_roughness']:.4f}; the clean signal's is "
-                f"{n['clean_roughness']:.4f}, the Kalman estimate's {n['kalman_roughness']:.4f}).")
+        text.append(
+            "Beating Kalman is possible here: x[0] is uniform, not Gaussian, so the Kalman estimate "
+            "is the best linear one, and a nonlinear model can use the bounded start."
+        )
+    text.append(
+        f"The output is {smoother:.1f}x smoother than the noisy input (mean squared change per step "
+        f"{n['model_roughness']:.4f} vs {n['noisy_roughness']:.4f}; the clean signal's is "
+        f"{n['clean_roughness']:.4f}, the Kalman estimate's {n['kalman_roughness']:.4f})."
+    )
     lag, kalman_lag = n["model_lag_steps"], n["kalman_lag_steps"]
     if lag >= 0.25:
-        text.append(f"It lags: it matches the clean signal best about {lag:.1f} steps earlier than intended "
-                    f"(the Kalman estimate: {kalman_lag:.1f}), the price of averaging out noise with past "
-                    "observations only.")
+        text.append(
+            f"It lags: it matches the clean signal best about {lag:.1f} steps earlier than intended "
+            f"(the Kalman estimate: {kalman_lag:.1f}), the price of averaging out noise with past "
+            "observations only."
+        )
     else:
-        text.append(f"It does not lag noticeably (best match {lag:.1f} steps earlier than intended; "
-                    f"the Kalman estimate: {kalman_lag:.1f}).")
+        text.append(
+            f"It does not lag noticeably (best match {lag:.1f} steps earlier than intended; "
+            f"the Kalman estimate: {kalman_lag:.1f})."
+        )
     return numbers, " ".join(text)
 
 
@@ -246,14 +264,25 @@ def test_model(trainer, cfg: DenoiseConfig, sequences: int, rng: np.random.Gener
     model_mse, kalman_mse_value = mse(model_out, truth), mse(kalman_out, truth)
     numbers, text = compare(clean, noisy, model_out, kalman_out, cfg.target)
     shown = slice(0, min(TRACES_SHOWN, sequences))
-    return {"test_sequences": sequences, "target": cfg.target, "model_mse": model_mse,
-            "kalman_mse": kalman_mse_value, "mse_ratio_to_kalman": model_mse / kalman_mse_value,
-            "kalman_predict_mse": mse(estimates["predict"], clean[:, 1:]),
-            "kalman_filter_mse": mse(estimates["filter"], clean),
-            "kalman_smoother_mse": mse(estimates["smoother"], clean),
-            "noisy_mse": mse(noisy, clean), "comparison": numbers, "comparison_text": text,
-            "traces": {"clean": clean[shown], "noisy": noisy[shown], "model": model_out[shown],
-                       "kalman": kalman_out[shown]}}
+    return {
+        "test_sequences": sequences,
+        "target": cfg.target,
+        "model_mse": model_mse,
+        "kalman_mse": kalman_mse_value,
+        "mse_ratio_to_kalman": model_mse / kalman_mse_value,
+        "kalman_predict_mse": mse(estimates["predict"], clean[:, 1:]),
+        "kalman_filter_mse": mse(estimates["filter"], clean),
+        "kalman_smoother_mse": mse(estimates["smoother"], clean),
+        "noisy_mse": mse(noisy, clean),
+        "comparison": numbers,
+        "comparison_text": text,
+        "traces": {
+            "clean": clean[shown],
+            "noisy": noisy[shown],
+            "model": model_out[shown],
+            "kalman": kalman_out[shown],
+        },
+    }
 
 
 def plot_traces(path: Path, result: dict, dt: float) -> Path:
@@ -283,8 +312,10 @@ def plot_traces(path: Path, result: dict, dt: float) -> Path:
         ax.grid(alpha=0.3)
         if i == 0:
             ax.legend(fontsize="small", ncol=2)
-    fig.suptitle(f"Test sequences: MSE ratio to Kalman {result['mse_ratio_to_kalman']:.4f} "
-                 f"on {result['test_sequences']:,} sequences")
+    fig.suptitle(
+        f"Test sequences: MSE ratio to Kalman {result['mse_ratio_to_kalman']:.4f} "
+        f"on {result['test_sequences']:,} sequences"
+    )
     fig.text(0.05, 0.02, wrapped, fontsize=9, va="bottom", ha="left")
     report.save_figure(fig, path)
     return Path(path)
@@ -296,7 +327,8 @@ def _without_traces(result: dict) -> dict:
 
 # --------------------------------------------------------------------------- runs
 
-def open_task(cfg: DenoiseConfig, meta: dict | None, where: str) -> "DenoiseTask":
+
+def open_task(cfg: DenoiseConfig, meta: dict | None, where: str) -> DenoiseTask:
     """The data of a run: the fixed validation set and the training stream, at the checkpoint's
     place in the stream when ``meta`` is a checkpoint's."""
     task = DenoiseTask(cfg)
@@ -310,8 +342,9 @@ def load_run(run_dir: str | os.PathLike, which: str = "checkpoint", backend: str
     return runs.load_run(run_dir, which, "denoise", DenoiseConfig, backend, "mse")
 
 
-def evaluate_run(run_dir, which: str = "checkpoint", sequences: int = 100_000, seed: int = 0,
-                 backend: str | None = None) -> dict:
+def evaluate_run(
+    run_dir, which: str = "checkpoint", sequences: int = 100_000, seed: int = 0, backend: str | None = None
+) -> dict:
     """Test a saved model against Kalman on ``sequences`` fresh sequences of its process
     (drawn from ``[seed, 4]``, never the training, validation or test streams of a run)."""
     if sequences < 1:
@@ -331,26 +364,46 @@ def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
     if test is not None:
         ratio = test["mse_ratio_to_kalman"]
         what = "x[t+1] from y[0..t]" if test.get("target") == "predict" else "x[t] from y[0..t]"
-        facts.headline.append(Headline(
-            f"test MSE, {what} ({test['test_sequences']:,} fresh sequences)", f"MSE {test['model_mse']:.5f}",
-            f"Kalman: MSE {test['kalman_mse']:.5f}", f"MSE ratio to Kalman {ratio:.4f}", _standing(ratio)))
-        facts.headline.append(Headline(
-            "test MSE vs the noisy input", f"MSE {test['model_mse']:.5f}", f"latest noisy observation: "
-            f"MSE {test['noisy_mse']:.5f}", f"{test['noisy_mse'] / test['model_mse']:.2f}x lower",
-            "better" if test["model_mse"] < test["noisy_mse"] else "worse"))
+        facts.headline.append(
+            Headline(
+                f"test MSE, {what} ({test['test_sequences']:,} fresh sequences)",
+                f"MSE {test['model_mse']:.5f}",
+                f"Kalman: MSE {test['kalman_mse']:.5f}",
+                f"MSE ratio to Kalman {ratio:.4f}",
+                _standing(ratio),
+            )
+        )
+        facts.headline.append(
+            Headline(
+                "test MSE vs the noisy input",
+                f"MSE {test['model_mse']:.5f}",
+                f"latest noisy observation: MSE {test['noisy_mse']:.5f}",
+                f"{test['noisy_mse'] / test['model_mse']:.2f}x lower",
+                "better" if test["model_mse"] < test["noisy_mse"] else "worse",
+            )
+        )
         if test.get("comparison_text"):
             facts.texts.append(("Against Kalman, in words", test["comparison_text"]))
     else:
         rows = [r for r in metrics if r.get("val_mse_ratio_to_kalman") is not None]
         if rows:
             last = rows[-1]
-            facts.headline.append(Headline(
-                f"validation MSE at step {last['step']:,} (no test yet)", f"MSE {last['val_mse']:.5f}",
-                f"Kalman: MSE {last['val_kalman_mse']:.5f}", f"MSE ratio to Kalman {last['val_mse_ratio_to_kalman']:.4f}",
-                _standing(last["val_mse_ratio_to_kalman"])))
-    facts.figures += [("Training and validation MSE (log scale); the dashed line is the Kalman estimate's "
-                       "validation MSE", "loss.png"),
-                      ("Test sequences: clean signal, noisy observations, the model and Kalman", "traces.png")]
+            facts.headline.append(
+                Headline(
+                    f"validation MSE at step {last['step']:,} (no test yet)",
+                    f"MSE {last['val_mse']:.5f}",
+                    f"Kalman: MSE {last['val_kalman_mse']:.5f}",
+                    f"MSE ratio to Kalman {last['val_mse_ratio_to_kalman']:.4f}",
+                    _standing(last["val_mse_ratio_to_kalman"]),
+                )
+            )
+    facts.figures += [
+        (
+            "Training and validation MSE (log scale); the dashed line is the Kalman estimate's validation MSE",
+            "loss.png",
+        ),
+        ("Test sequences: clean signal, noisy observations, the model and Kalman", "traces.png"),
+    ]
     return facts
 
 
@@ -361,22 +414,37 @@ def _standing(ratio: float) -> str:
 
 # --------------------------------------------------------------------------- the task, for the registry
 
+
 def _demo_config(quick: bool) -> DenoiseConfig:
-    return DenoiseConfig(steps=300, eval_every=100, val_sequences=1000, test_sequences=5000) if quick \
-        else DenoiseConfig()
+    return (
+        DenoiseConfig(steps=300, eval_every=100, val_sequences=1000, test_sequences=5000) if quick else DenoiseConfig()
+    )
 
 
 def _demo_intro(cfg: DenoiseConfig) -> str:
-    return (f"{cfg.cell} H={cfg.hidden_size} on a noisy Ornstein-Uhlenbeck signal, against the Kalman estimate "
-            f"({cfg.steps} steps, {cfg.backend} backend)")
+    return (
+        f"{cfg.cell} H={cfg.hidden_size} on a noisy Ornstein-Uhlenbeck signal, against the Kalman estimate "
+        f"({cfg.steps} steps, {cfg.backend} backend)"
+    )
 
 
 TASK = TaskDefinition(
-    name="denoise", config_cls=DenoiseConfig, help="denoise an Ornstein-Uhlenbeck signal, against Kalman",
-    objective="val MSE", budget_fields=("steps",), open_task=open_task, load_run=load_run,
+    name="denoise",
+    config_cls=DenoiseConfig,
+    help="denoise an Ornstein-Uhlenbeck signal, against Kalman",
+    objective="val MSE",
+    budget_fields=("steps",),
+    open_task=open_task,
+    load_run=load_run,
     report_facts=report_facts,
     evaluate=lambda run_dir, options: evaluate_run(run_dir, "best", options.get("sequences", 10_000)),
-    sweep_space={**COMMON_SPACE, "lr": {"low": 1e-4, "high": 3e-2, "log": True},
-                 "cell": {"choices": ["gru", "gru_reset_after", "lstm", "rnn"]},
-                 "hidden_size": {"choices": [8, 16, 32]}},
-    demo=_demo_config, demo_intro=_demo_intro, onnx=sequence_io("noisy", "estimate"))
+    sweep_space={
+        **COMMON_SPACE,
+        "lr": {"low": 1e-4, "high": 3e-2, "log": True},
+        "cell": {"choices": ["gru", "gru_reset_after", "lstm", "rnn"]},
+        "hidden_size": {"choices": [8, 16, 32]},
+    },
+    demo=_demo_config,
+    demo_intro=_demo_intro,
+    onnx=sequence_io("noisy", "estimate"),
+)

@@ -30,9 +30,10 @@ def graph(g, core, spec: ModelSpec, params: dict, meta: dict, extras: dict) -> t
         values = g.op("Div", [g.op("Sub", [later, earlier]), g.const(scaler["scale"])])
     else:
         low, high = scaler["low"], scaler["high"]
-        values = g.op("Sub", [g.op("Mul", [g.op("Sub", [prices_in, g.const(low)]), g.const(2.0 / (high - low))]),
-                              g.const(1.0)])
-    x = g.op("Unsqueeze", [values, g.ints([2])])                         # [B, L', 1]
+        values = g.op(
+            "Sub", [g.op("Mul", [g.op("Sub", [prices_in, g.const(low)]), g.const(2.0 / (high - low))]), g.const(1.0)]
+        )
+    x = g.op("Unsqueeze", [values, g.ints([2])])  # [B, L', 1]
     scales = features.get("channel_scales") or []
     if scales:
         inputs.append(g.helper.make_tensor_value_info("candles", g.elem, ["B", window, len(scales)]))
@@ -40,23 +41,28 @@ def graph(g, core, spec: ModelSpec, params: dict, meta: dict, extras: dict) -> t
         rows = g.op("Slice", ["candles", g.ints([window - steps]), g.ints([window]), g.ints([1])])
         x = g.op("Concat", [x, g.op("Div", [rows, g.const(scales)])], axis=2)
     outputs, h_out, c_out = core(x)
-    last = g.op("Gather", [outputs, g.ints(-1)], axis=1)                 # [B, O] after the whole window
-    mean = g.op("Gather", [last, g.ints(0)], axis=1)                      # [B]
+    last = g.op("Gather", [outputs, g.ints(-1)], axis=1)  # [B, O] after the whole window
+    mean = g.op("Gather", [last, g.ints(0)], axis=1)  # [B]
     last_price = g.op("Gather", [prices_in, g.ints(window - 1)], axis=1)  # [B]
     if target == "returns":
-        if alpha is not None:                                             # persistence is a return of 0
+        if alpha is not None:  # persistence is a return of 0
             mean = g.op("Mul", [mean, g.const(alpha)])
         price = g.op("Mul", [last_price, g.op("Exp", [g.op("Mul", [mean, g.const(scaler["scale"])])])])
     else:
         low, high = scaler["low"], scaler["high"]
         if alpha is not None:
-            persistence = g.op("Sub", [g.op("Mul", [g.op("Sub", [last_price, g.const(low)]),
-                                                    g.const(2.0 / (high - low))]), g.const(1.0)])
+            persistence = g.op(
+                "Sub",
+                [g.op("Mul", [g.op("Sub", [last_price, g.const(low)]), g.const(2.0 / (high - low))]), g.const(1.0)],
+            )
             mean = g.op("Add", [persistence, g.op("Mul", [g.op("Sub", [mean, persistence]), g.const(alpha)])])
-        price = g.op("Add", [g.op("Mul", [g.op("Add", [mean, g.const(1.0)]), g.const(0.5 * (high - low))]),
-                             g.const(low)])
+        price = g.op(
+            "Add", [g.op("Mul", [g.op("Add", [mean, g.const(1.0)]), g.const(0.5 * (high - low))]), g.const(low)]
+        )
     g.op("Identity", [price], ["next_price"])
     g.op("Identity", [outputs], ["outputs"])
-    out_info = [g.helper.make_tensor_value_info("next_price", g.elem, ["B"]),
-                g.helper.make_tensor_value_info("outputs", g.elem, ["B", "T", spec.output_size])]
+    out_info = [
+        g.helper.make_tensor_value_info("next_price", g.elem, ["B"]),
+        g.helper.make_tensor_value_info("outputs", g.elem, ["B", "T", spec.output_size]),
+    ]
     return inputs, out_info, h_out, c_out

@@ -36,15 +36,21 @@ def direction(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray) -> di
     called = predicted != last
     scored = called & moved(actual, last)
     right = np.sign(predicted - last) == np.sign(actual - last)
-    return {"direction_hit_rate": float(np.mean(right[scored])) if scored.any() else float("nan"),
-            "direction_call_share": float(np.mean(called)) if len(called) else float("nan")}
+    return {
+        "direction_hit_rate": float(np.mean(right[scored])) if scored.any() else float("nan"),
+        "direction_call_share": float(np.mean(called)) if len(called) else float("nan"),
+    }
 
 
 def price_metrics(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray) -> dict:
     """MAE, RMSE, MAPE (%) and the direction calls (``direction``)."""
     err = predicted - actual
-    return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err ** 2))),
-            "mape_percent": float(100 * np.mean(np.abs(err) / actual)), **direction(actual, predicted, last)}
+    return {
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mape_percent": float(100 * np.mean(np.abs(err) / actual)),
+        **direction(actual, predicted, last),
+    }
 
 
 def log_returns(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray) -> tuple:
@@ -63,8 +69,9 @@ def skill(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray) -> float:
     return 1.0 - float(np.sqrt(np.mean((predicted - actual) ** 2))) / persistence
 
 
-def skill_interval(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray, draws: int = 2000,
-                   block: int = 10, seed: int = 0) -> tuple[float, float]:
+def skill_interval(
+    actual: np.ndarray, predicted: np.ndarray, last: np.ndarray, draws: int = 2000, block: int = 10, seed: int = 0
+) -> tuple[float, float]:
     """95% moving-block bootstrap interval of the skill.
 
     Resamples blocks of ``block`` consecutive points (errors of neighbouring
@@ -139,16 +146,18 @@ def student_t_two_sided_p(statistic: float, dof: int) -> float:
     if dof % 2:
         ratios = 2 * k / (2 * k + 1) * cos2  # term k / term k-1
         terms = np.cumprod(ratios[:-1]) if dof > 3 else np.empty(0)
-        inside = 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * (1 + float(terms.sum()))) \
-            if dof > 1 else 2 * theta / math.pi
+        inside = (
+            2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * (1 + float(terms.sum())))
+            if dof > 1
+            else 2 * theta / math.pi
+        )
     else:
         terms = np.cumprod((2 * k - 1) / (2 * k) * cos2)
         inside = math.sin(theta) * (1 + float(terms.sum()))
     return float(min(1.0, max(0.0, 1.0 - inside)))
 
 
-def diebold_mariano(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray,
-                    lags: int | str = 0) -> dict:
+def diebold_mariano(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray, lags: int | str = 0) -> dict:
     """Diebold-Mariano test of equal squared error, model against persistence, as run for
     one-step forecasts.
 
@@ -164,8 +173,13 @@ def diebold_mariano(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray,
     d = (np.asarray(predicted) - actual) ** 2 - (np.asarray(last) - actual) ** 2
     n = len(d)
     used = newey_west_lags(n) if lags == "auto" else int(lags)
-    out = {"points": n, "lags": used, "variance": "newey-west" if lags == "auto" else "lags" if used else "plain",
-           "correction": "harvey-leybourne-newbold", "distribution": f"student-t({max(n - 1, 0)})"}
+    out = {
+        "points": n,
+        "lags": used,
+        "variance": "newey-west" if lags == "auto" else "lags" if used else "plain",
+        "correction": "harvey-leybourne-newbold",
+        "distribution": f"student-t({max(n - 1, 0)})",
+    }
     if n < 2:
         return dict(out, statistic=float("nan"), p_value=float("nan"))
     variance = long_run_variance(d, used)
@@ -187,8 +201,9 @@ def describe_dm(dm: dict) -> str:
     return f"{how}, the Harvey-Leybourne-Newbold correction and a {dm['distribution']} p-value"
 
 
-def compare_with_persistence(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray,
-                             scale: np.ndarray | float) -> dict:
+def compare_with_persistence(
+    actual: np.ndarray, predicted: np.ndarray, last: np.ndarray, scale: np.ndarray | float
+) -> dict:
     """The model's RMSE, MAE and MASE next to persistence's, its direction calls, and the skill
     in price units (``skill``) and in log-return units (``log_return_skill``).
 
@@ -248,6 +263,7 @@ def interval_levels(level: float) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------- baselines and conformal quantiles
+
 
 def ewma_volatility(prices: np.ndarray, decay: float) -> np.ndarray:
     """``[N + 1]`` the volatility a forecaster knows before each point of ``prices`` ``[N]``:
