@@ -42,8 +42,9 @@ def update_(average: dict[str, np.ndarray], params: dict[str, np.ndarray], decay
 
 @contextlib.contextmanager
 def holding(trainer, average: dict[str, np.ndarray] | None):
-    """Inside the block the trainer computes with ``average`` (nothing changes when it is None);
-    after it, with its own weights again, restored from an exact copy."""
+    """Inside the block the trainer computes with ``average`` (or any saved weights, such as the
+    run's best; nothing changes when it is None); after it, with its own weights again, restored
+    from an exact copy."""
     if average is None:
         yield
         return

@@ -148,7 +148,7 @@ def fit_group(cfg_dict: dict, out: str, group: list[dict], quiet: bool = True) -
 
         started = time.perf_counter()
         summary = train_run(
-            fit_cfg, run_dir, resume=checkpoint.exists(run_dir), force=True, quiet=quiet, log_evals=not quiet
+            fit_cfg, run_dir, resume=runs.has_saved(run_dir), force=True, quiet=quiet, log_evals=not quiet
         )
         if summary["interrupted"]:
             return []

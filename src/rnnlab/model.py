@@ -148,7 +148,7 @@ def load(
     (default: the run's own) and, for torch, ``device`` (default: auto)."""
     import dataclasses
 
-    from . import checkpoint, runs, tasks
+    from . import runs, tasks
 
     run_dir = Path(run_dir)
     if which not in WHICH:
@@ -158,7 +158,7 @@ def load(
             f"{str(run_dir)!r} holds no {which} model ({which}.json); give a run directory that "
             "`rnnlab TASK train --out` wrote" + ("" if which == "checkpoint" else ", or which='checkpoint'")
         )
-    task = checkpoint.load_meta(run_dir, which).get("task")  # the task alone: load_run reads the weights
+    task = runs.saved_meta(run_dir, which).get("task")  # the task alone: load_run reads the weights
     if task not in tasks.TASKS:
         raise UserError(
             f"{run_dir / f'{which}.json'} names no rnnlab task (task: {task!r}); the run directory "

@@ -61,8 +61,8 @@ def train_run(
                 print(line, flush=True)
         trainer = runs.make_trainer(cfg, spec, params, optimizer, task.loss, task.reduction)
         run_dir.start_writing()
-        checkpoint.atomic_write_text(out / "config.toml", to_toml(cfg, header=f"rnnlab {entry.name} run configuration"))
-        task.before_training(trainer, out, fresh=run_dir.mode != "resume")
+        run_dir.write_text("config.toml", to_toml(cfg, header=f"rnnlab {entry.name} run configuration"))
+        task.before_training(trainer, run_dir, fresh=run_dir.mode != "resume")
         budget, total_steps = task.budget()
         summary = train.run(
             task,
@@ -70,7 +70,7 @@ def train_run(
             state,
             budget,
             runs.schedule_of(cfg, total_steps),
-            out,
+            run_dir,
             dataclasses.asdict(cfg),
             quiet,
             log_evals,
@@ -79,7 +79,7 @@ def train_run(
         if state.average is not None:  # the model the run leaves behind is the one it evaluated
             trainer.load_params(state.average)
         summary.update(run_dir=str(out), trainer=trainer)
-        summary.update(task.after_training(trainer, summary, out))
+        summary.update(task.after_training(trainer, summary, run_dir))
         html_report.write_run_report(out)
     return summary
 
@@ -127,9 +127,9 @@ def _saved_config(config_cls, out):
     from .config import from_dict
     from .errors import UserError
 
-    if not checkpoint.exists(Path(out)):
+    if not runs.has_saved(out):
         raise UserError(f"--resume: no checkpoint in {str(out)!r}; start a new run without --resume")
-    _, meta = checkpoint.load(Path(out))
+    meta = runs.saved_meta(out)
     try:
         return from_dict(config_cls, meta["config"], where=f"{out}/checkpoint.json")
     except KeyError as exc:

@@ -98,8 +98,25 @@ def make_dir(out: Path, flag_name: str = "--out") -> bool:
     return created
 
 
+@dataclass
+class SavedModel:
+    """A model the run saved (``best``): its parameters (a copy, not the trainer's arrays) and the meta saved with them."""
+
+    params: dict
+    meta: dict
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["step"])
+
+
 class RunDir:
-    """A run directory held by this process while it writes (``with RunDir(out, resume, force)``).
+    """A run directory held by this process while it writes (``with RunDir(out, resume, force)``):
+    the object the runner opens once and hands to the loop and the task's hooks.  Only it reads
+    and writes the run's checkpoint files (``save_checkpoint``, ``save_best``), the metrics log
+    (``log_metrics``), and it holds the best model in memory (``best``), so nothing after the
+    loop reads it back from disk.  ``path`` is the directory, for the task's own files (plots,
+    test results).
 
     Entering checks everything about the directory that can be checked without the
     task's data: it is a directory (created if need be), no other process writes it
@@ -115,7 +132,9 @@ class RunDir:
 
     def __init__(self, out, resume: bool, force: bool):
         self.out, self.resume, self.force = Path(out), resume, force
+        self.path = self.out
         self.mode = "fresh"
+        self.best: SavedModel | None = None
         self._created = False
         self._lock = None
         self._started = False
@@ -137,6 +156,9 @@ class RunDir:
                     raise UserError(f"--resume: no checkpoint in {str(out)!r}; start a new run without --resume")
                 for note in checkpoint.recover(out):
                     print(f"rnnlab: note: {note} in {out}", file=sys.stderr)
+                if self.mode == "resume" and checkpoint.exists(out, "best"):
+                    tensors, meta = checkpoint.load(out, "best")
+                    self.best = SavedModel(checkpoint.group(tensors, "params"), meta)
             elif holds_run and not self.force:
                 raise UserError(
                     f"{str(out)!r} already holds a run; pass --resume to continue it, --force to "
@@ -160,6 +182,40 @@ class RunDir:
             extra.unlink()
         checkpoint.recover(self.out)
 
+    # ----- what the loop and the task's hooks write through it
+
+    def has_checkpoint(self, stem: str = "checkpoint") -> bool:
+        return checkpoint.exists(self.out, stem)
+
+    def save_checkpoint(self, tensors: dict, meta: dict) -> None:
+        """Save the whole state (``checkpoint.*``), committed as one unit."""
+        checkpoint.save(self.out, "checkpoint", tensors, meta)
+
+    def save_best(self, params: dict, meta: dict) -> None:
+        """Save ``params`` as the best model (``best.*``, with ``meta``: step, metrics, spec) and keep a copy."""
+        kept = {k: np.array(v, copy=True) for k, v in params.items()}
+        checkpoint.save(self.out, "best", {f"params/{k}": v for k, v in kept.items()}, meta)
+        self.best = SavedModel(kept, meta)
+
+    def log_metrics(self, record: dict) -> None:
+        """One line of ``metrics.jsonl``."""
+        import json
+
+        self.append_log("metrics.jsonl", json.dumps(record))
+
+    def append_log(self, name: str, line: str) -> None:
+        """One line of the log ``name`` (``train.LOGS``: the checkpoint records their lengths)."""
+        checkpoint.append_line(self.out / name, line)
+
+    def log_sizes(self, names) -> dict:
+        """Each log's length now, for the checkpoint (a resume cuts the logs back to it)."""
+        return checkpoint.log_sizes(self.out, names)
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Write the run file ``name`` atomically (config.toml, test.json, ...)."""
+        checkpoint.atomic_write_text(self.out / name, text)
+        return self.out / name
+
     def _undo(self) -> None:
         """Leave no trace of a run that never started in a directory this process created and held.
         A process that did not get the lock touches nothing: the directory is another's."""
@@ -178,6 +234,16 @@ class RunDir:
 
     def __exit__(self, *exc) -> None:
         self._undo()
+
+
+def saved_meta(run_dir, which: str = "checkpoint") -> dict:
+    """The meta of a run's saved model ``which`` (``checkpoint`` or ``best``), its tensors not read."""
+    return checkpoint.load_meta(Path(run_dir), which)
+
+
+def has_saved(run_dir, which: str = "checkpoint") -> bool:
+    """Whether ``run_dir`` holds a saved ``which`` (``checkpoint`` or ``best``)."""
+    return checkpoint.exists(Path(run_dir), which)
 
 
 def _check_task(meta: dict, task_name: str, where: Path) -> None:

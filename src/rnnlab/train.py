@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import signal
 import sys
@@ -19,7 +18,6 @@ import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -91,8 +89,15 @@ class TaskBase:
         """Lines shown before training (what the run trains on)."""
         return []
 
-    def before_training(self, trainer, out: Path, fresh: bool) -> None:
-        """Anything to write before the first step (``fresh``: not a resumed run)."""
+    def before_training(self, trainer, run, fresh: bool) -> None:
+        """Anything to write before the first step into ``run`` (``rnnlab.runs.RunDir``; ``fresh``:
+        not a resumed run)."""
+
+    def after_training(self, trainer, summary: dict, run) -> dict:
+        """After the loop (``summary``: its stop reason, steps, ``interrupted``): plots and the test,
+        written into ``run`` (``rnnlab.runs.RunDir``), whose ``best`` holds the best model in
+        memory; returns what to add to the summary."""
+        return {}
 
     def restore(self, meta: dict, where: str) -> None:
         """Continue from a checkpoint's data cursor (``meta["data"]``); a damaged one is one line."""
@@ -238,7 +243,8 @@ def _host_facts() -> dict:
     }
 
 
-def save_checkpoint(run_dir: Path, trainer, task, state: LoopState, config: dict, stem="checkpoint"):
+def save_checkpoint(run, trainer, task, state: LoopState, config: dict):
+    """The whole state into ``run`` (a ``rnnlab.runs.RunDir``): parameters, optimizer, carry, average, cursors."""
     tensors = trainer.state_tensors()  # first: it brings the optimizer's counters up to date
     tensors.update(checkpoint.carry_to_tensors(state.carry, trainer.spec.cell_info.carry))
     if state.average is not None:
@@ -248,16 +254,14 @@ def save_checkpoint(run_dir: Path, trainer, task, state: LoopState, config: dict
         "optimizer": trainer.optimizer.meta(),
         "loop": state.meta(),
         "data": task.data_state(),
-        "logs": checkpoint.log_sizes(run_dir, LOGS),
+        "logs": run.log_sizes(LOGS),
     }
-    checkpoint.save(run_dir, stem, tensors, meta)
+    run.save_checkpoint(tensors, meta)
 
 
-def save_params(run_dir: Path, stem: str, trainer, task, state: LoopState, config: dict, metrics: dict):
-    """A parameters-only checkpoint (``best``) that sample/eval can load like the full one."""
-    tensors = {f"params/{k}": v for k, v in trainer.params.items()}
-    meta = {**_model_meta(trainer, task, config), "step": state.step, "metrics": metrics}
-    checkpoint.save(run_dir, stem, tensors, meta)
+def save_best(run, trainer, task, state: LoopState, config: dict, metrics: dict):
+    """The parameters as the best model (``best``), which sample/eval load like the full checkpoint."""
+    run.save_best(trainer.params, {**_model_meta(trainer, task, config), "step": state.step, "metrics": metrics})
 
 
 def run(
@@ -266,7 +270,7 @@ def run(
     state: LoopState,
     budget: Budget,
     schedule: dict,
-    run_dir: Path,
+    run,
     config: dict,
     quiet: bool = False,
     log_evals: bool = True,
@@ -275,6 +279,8 @@ def run(
     """Train until a stopping rule fires; returns a summary dict.
 
     ``schedule``: keyword arguments of ``optim.learning_rate`` except ``step``.
+    ``run``: the run directory (``rnnlab.runs.RunDir``), which saves checkpoints, the best model
+    and the metrics log.
     ``ema_decay``: keep the weights' moving average in ``state.average`` (rnnlab.averaging) and
     evaluate, sample and save ``best`` with it; 0 = off.
     ``quiet``: no bar and no lines; ``log_evals=False``: the bar only (e.g. inside a search).
@@ -286,8 +292,6 @@ def run(
     from .memory import keep_freed_blocks
 
     keep_freed_blocks()  # steps allocate the same large temporaries again and again
-    run_dir = Path(run_dir)
-    metrics_path = run_dir / "metrics.jsonl"
     # Under torchrun (see rnnlab.distributed) this process trains on its rows of each batch;
     # only rank 0 talks, and only rank 0 writes in the run directory (the others get scratch ones).
     shard = distributed.current()
@@ -310,11 +314,11 @@ def run(
         state.average = averaging.start(trainer.params)
     state.carry = shard.own_rows(state.carry)  # checkpoints hold every row of the global batch
 
-    def save(stem="checkpoint"):
+    def save():
         full = dataclasses.replace(state, carry=shard.gather_rows(state.carry))
-        save_checkpoint(run_dir, trainer, task, full, config, stem)
+        save_checkpoint(run, trainer, task, full, config)
 
-    if state.step == 0 and shard.any(not checkpoint.exists(run_dir)):
+    if state.step == 0 and shard.any(not run.has_checkpoint()):
         save()  # a good state to fall back to
     last_saved_step = state.step
     started = time.perf_counter()
@@ -352,12 +356,12 @@ def run(
             f"{task.item_name}_per_s": throughput and round(throughput, 1),
         }
         line = task.describe_eval(trainer, state, record, final)
-        checkpoint.append_line(metrics_path, json.dumps(record))
+        run.log_metrics(record)
         items_since, seconds_since = 0, 0.0
         state.loss_sum_since_eval, state.steps_since_eval = 0.0, 0
         if val is not None and (state.best_val_loss is None or val < state.best_val_loss):
             state.best_val_loss = val
-            save_params(run_dir, "best", trainer, task, state, config, metrics)
+            save_best(run, trainer, task, state, config, metrics)
         return record, line
 
     def watcher_says_stop(record) -> str | None:
@@ -407,7 +411,7 @@ def run(
                 what = "loss" if not math.isfinite(loss) else "gradient norm"
                 raise TrainingDiverged(
                     f"{what} became {loss if what == 'loss' else grad_norm} at step {state.step + 1}; "
-                    f"stopped and kept the last good checkpoint (step {last_saved_step}) in {run_dir}; "
+                    f"stopped and kept the last good checkpoint (step {last_saved_step}) in {run.path}; "
                     "lower --lr or use gradient clipping, then --resume"
                 )
             state.step += 1

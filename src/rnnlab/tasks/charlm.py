@@ -83,7 +83,7 @@ class CharLMTask(train.TaskBase):
             if self.val_ids is not None
             else None
         )
-        self.samples_path: Path | None = None  # samples.jsonl of the run, once before_training sets it
+        self.run = None  # the run directory (rnnlab.runs.RunDir) its samples go to, once before_training sets it
         self.batch_size = cfg.batch_size
         self.items_per_step = cfg.batch_size * cfg.seq_len
 
@@ -129,10 +129,8 @@ class CharLMTask(train.TaskBase):
         return f"step {state.step} | {train_text} | {val_text}{speed_text}\n  sample: {shown}"
 
     def keep_sample(self, step: int, text: str, temperature: float = 0.8) -> None:
-        if self.samples_path is not None:
-            checkpoint.append_line(
-                self.samples_path, json.dumps({"step": step, "temperature": temperature, "text": text})
-            )
+        if self.run is not None:
+            self.run.append_log("samples.jsonl", json.dumps({"step": step, "temperature": temperature, "text": text}))
 
     def data_state(self) -> dict:
         return self.batcher.state()
@@ -165,8 +163,8 @@ class CharLMTask(train.TaskBase):
             cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every
         ), cfg.max_steps
 
-    def before_training(self, trainer, out: Path, fresh: bool) -> None:
-        self.samples_path = out / "samples.jsonl"
+    def before_training(self, trainer, run, fresh: bool) -> None:
+        self.run = run
         if fresh:  # what the untrained model writes, for the report's before/after
             self.keep_sample(
                 0,
@@ -179,9 +177,9 @@ class CharLMTask(train.TaskBase):
                 ),
             )
 
-    def after_training(self, trainer, summary: dict, out: Path) -> dict:
+    def after_training(self, trainer, summary: dict, run) -> dict:
         unigram = ("unigram (character frequencies)", self.unigram_nats) if self.unigram_nats is not None else None
-        report.plot_losses(out, "nats / char", "val_nats_per_char", baseline=unigram)
+        report.plot_losses(run.path, "nats / char", "val_nats_per_char", baseline=unigram)
         return {"val_dropped_chars": self.val_dropped, "vocab_size": len(self.vocab), "vocab": self.vocab}
 
 
@@ -479,12 +477,10 @@ def import_run(
         state.carry = trainer.init_carry(cfg.batch_size)
         metrics = task.evaluate(trainer)
         run_dir.start_writing()
-        checkpoint.atomic_write_text(
-            out / "config.toml", to_toml(cfg, header=f"rnnlab charlm run imported from {path}")
-        )
+        run_dir.write_text("config.toml", to_toml(cfg, header=f"rnnlab charlm run imported from {path}"))
         config = dataclasses.asdict(cfg)
-        train.save_checkpoint(out, trainer, task, state, config)
-        train.save_params(out, "best", trainer, task, state, config, metrics)
+        train.save_checkpoint(run_dir, trainer, task, state, config)
+        train.save_best(run_dir, trainer, task, state, config, metrics)
     return {
         "run_dir": str(out),
         "spec": spec.to_dict(),

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint, report, runs, train
+from .. import averaging, report, runs, train
 from ..cells import ModelSpec
 from ..config import DenoiseConfig
 from ..data.ou import OUProcess, generate_ou_process, kalman
@@ -146,23 +146,23 @@ class DenoiseTask(train.TaskBase):
         cfg = self.cfg
         return train.Budget(max_steps=cfg.steps, max_minutes=cfg.max_minutes, eval_every=cfg.eval_every), cfg.steps
 
-    def after_training(self, trainer, summary: dict, out: Path) -> dict:
-        """The loss plot; unless interrupted, the best model against Kalman on fresh test sequences
-        (``test.json``, ``traces.png``)."""
+    def after_training(self, trainer, summary: dict, run) -> dict:
+        """The loss plot; unless interrupted, the best model (held by ``run``) against Kalman on
+        fresh test sequences (``test.json``, ``traces.png``)."""
         cfg = self.cfg
-        report.plot_losses(out, "MSE", "val_mse", baseline=("Kalman (validation)", self.val_kalman_mse), log_y=True)
+        report.plot_losses(
+            run.path, "MSE", "val_mse", baseline=("Kalman (validation)", self.val_kalman_mse), log_y=True
+        )
         extra = {"val_kalman_mse": self.val_kalman_mse}
         if summary["interrupted"]:
             return extra
-        if checkpoint.exists(out, "best"):
-            best = load_run(out, "best")
-            test_trainer, tested = best.trainer, dict(model="best", step=best.meta["step"])
-        else:
-            test_trainer, tested = trainer, dict(model="checkpoint", step=summary["step"])
-        result = test_model(test_trainer, cfg, cfg.test_sequences, np.random.default_rng([cfg.seed, 3]))
+        best = run.best
+        tested = dict(model="best", step=best.step) if best else dict(model="checkpoint", step=summary["step"])
+        with averaging.holding(trainer, best and best.params):
+            result = test_model(trainer, cfg, cfg.test_sequences, np.random.default_rng([cfg.seed, 3]))
         result.update(tested)
-        plot_traces(out / "traces.png", result, cfg.dt)
-        checkpoint.atomic_write_text(out / "test.json", json.dumps(_without_traces(result), indent=1) + "\n")
+        plot_traces(run.path / "traces.png", result, cfg.dt)
+        run.write_text("test.json", json.dumps(_without_traces(result), indent=1) + "\n")
         return dict(extra, test=result)
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import checkpoint, report, runs, train
+from .. import averaging, report, runs, train
 from ..cells import ModelSpec
 from ..config import ForecastConfig
 from ..data.prices import load_prices, parse_every, parse_utc, resample_opens
@@ -811,29 +811,27 @@ class ForecastTask(train.TaskBase):
             max_steps=total_steps, max_minutes=self.cfg.max_minutes, eval_every=self.steps_per_epoch, eval_at_start=True
         ), total_steps
 
-    def after_training(self, trainer, summary: dict, out: Path) -> dict:
+    def after_training(self, trainer, summary: dict, run) -> dict:
         """The loss plot; unless interrupted, the shrink weight (``--shrink auto``, fitted on
-        validation, ``calibration.json``) and the best epoch's model against persistence on the test
-        part (``test.json``, ``forecast.png``)."""
+        validation, ``calibration.json``) and the best epoch's model (held by ``run``) against
+        persistence on the test part (``test.json``, ``forecast.png``)."""
         cfg = self.cfg
-        plot_history(out, cfg.loss_steps)
+        plot_history(run.path, cfg.loss_steps)
         extra = {"epochs": round(self.epoch, 3), "test": None, "alpha": None}
         if summary["interrupted"]:
             return extra
-        best = load_run(out, "best", calibrated=False)
-        calibration = fit_calibration(cfg, best.trainer, self.features, self.parts["val"], self.eval_inputs["val"])
-        checkpoint.atomic_write_text(
-            out / CALIBRATION_FILE, json.dumps(dict(calibration.to_dict(), step=best.meta["step"])) + "\n"
-        )
-        alpha = calibration.alpha
-        if len(self.parts["test"].actual) == 0:  # no test part: --test-fraction 0
-            return dict(extra, alpha=alpha)
-        forecasts = {name: self.forecasts(best.trainer, name, calibration) for name in ("val", "test")}
+        best = run.best  # the evaluation before the first epoch always makes one
+        with averaging.holding(trainer, best.params):
+            calibration = fit_calibration(cfg, trainer, self.features, self.parts["val"], self.eval_inputs["val"])
+            run.write_text(CALIBRATION_FILE, json.dumps(dict(calibration.to_dict(), step=best.step)) + "\n")
+            if len(self.parts["test"].actual) == 0:  # no test part: --test-fraction 0
+                return dict(extra, alpha=calibration.alpha)
+            forecasts = {name: self.forecasts(trainer, name, calibration) for name in ("val", "test")}
         result = {name: compare(self.parts[name], f, self.features) for name, f in forecasts.items()}
         test = dict(
             result["test"],
             model="best",
-            step=best.meta["step"],
+            step=best.step,
             epoch=best.meta["metrics"]["epoch"],
             comparison_text=describe(result["test"]),
             val=result["val"],
@@ -842,14 +840,14 @@ class ForecastTask(train.TaskBase):
             train_seconds=round(summary["train_seconds"], 3),
         )
         plot_forecast(
-            out / "forecast.png",
+            run.path / "forecast.png",
             self.parts["test"],
             forecasts["test"],
             result["test"],
             f"{Path(self.series.source).name} every {cfg.every}, {cfg.cell} on {cfg.target}",
         )
-        checkpoint.atomic_write_text(out / "test.json", json.dumps(test, indent=1) + "\n")
-        return dict(extra, test=test, alpha=alpha)
+        run.write_text("test.json", json.dumps(test, indent=1) + "\n")
+        return dict(extra, test=test, alpha=calibration.alpha)
 
     def summary_lines(self) -> list[str]:
         """What the run trains on, for the console."""
