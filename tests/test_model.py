@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 import rnnlab
-from rnnlab.config import CharLMConfig, DenoiseConfig, ForecastConfig
+from rnnlab.config import BACKEND_NAMES, CharLMConfig, DenoiseConfig, ForecastConfig
 from rnnlab.errors import UserError
 from rnnlab.runner import train_run
 
-BACKENDS = ["numpy", "jax", "torch"]
+BACKENDS = list(BACKEND_NAMES)
 
 
 @pytest.fixture(scope="module")

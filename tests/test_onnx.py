@@ -11,7 +11,7 @@ from test_charlm_cli import run_cli
 
 from rnnlab import onnx_export
 from rnnlab.backends import numpy_backend as nb
-from rnnlab.cells import CELLS, ModelSpec, init_params
+from rnnlab.cells import CELLS, ModelSpec, cell_info, init_params
 
 ort = pytest.importorskip("onnxruntime")
 SHAPES = [(1, 1), (3, 6)]  # (B, T)
@@ -79,7 +79,7 @@ def test_every_cell_equals_numpy_in_float32(cell):
     check_against_numpy(spec, random_model(spec, "float32"), "charlm", "float32", 1e-4, np.random.default_rng(1))
 
 
-@pytest.mark.parametrize("cell", [c for c in CELLS if c not in onnx_export.CLASSIC_OPS])
+@pytest.mark.parametrize("cell", [c for c in CELLS if cell_info(c).parallel])
 def test_parallel_cells_equal_numpy_in_float64(cell):
     spec = ModelSpec(cell, 11, 6, 11, num_layers=2, input_kind="onehot")
     check_against_numpy(spec, random_model(spec, "float64"), "charlm", "float64", 1e-9, np.random.default_rng(2))

@@ -1,4 +1,5 @@
-"""Tasks are plug-ins: the entry points read the registry and name no task.
+"""Registries, not names: tasks are plug-ins read from their registry, cells are known by their
+table row, backends by their facts, a carry's shape by one module.
 
 A task's name may be written only in its own modules (``tasks/NAME.py``, ``tasks/NAME_*.py``,
 ``cli/NAME.py``) and in the registry that lists them; anywhere else a string equal to a task
@@ -73,3 +74,121 @@ def test_every_task_is_one_complete_definition(name):
     assert isinstance(cfg, task.config_cls) and task.demo_intro(cfg)
     assert task.sweep_space and all(hasattr(cfg, key) for key in task.sweep_space)
     assert any(hasattr(cfg, f) for f in task.budget_fields) and task.help and task.objective
+
+
+# --------------------------------------------------------------------------- cells and backends
+
+STRING_METHODS = {"startswith", "endswith", "removesuffix", "removeprefix"}
+
+
+def _strings(node) -> list[str]:
+    return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+
+def name_checks_in(path: Path, names: set, suffixes: tuple = (), dict_keys: bool = True) -> list[str]:
+    """``line: what`` (sorted) for every place ``path`` decides by a name in ``names``: a comparison
+    with it, a ``startswith``/``endswith`` of it (or of one of ``suffixes``), or (``dict_keys``) a
+    dict keyed by it."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Compare):
+            hits = [s for operand in (node.left, *node.comparators) for s in _strings(operand) if s in names]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) in STRING_METHODS:
+            hits = [s for a in node.args for s in _strings(a) if s in names or s in suffixes]
+        elif isinstance(node, ast.Dict) and dict_keys:
+            hits = [k.value for k in node.keys if isinstance(k, ast.Constant) and k.value in names]
+        else:
+            hits = []
+        found += [f"{node.lineno}: {h!r}" for h in hits]
+    return sorted(found)
+
+
+def test_cells_are_known_by_their_table_row_not_their_name():
+    """Outside cells.py and the backends' step functions, code reads the cell table instead of
+    comparing cell names; a cell may still be named as a value (config defaults and presets,
+    sweep spaces)."""
+    from rnnlab.cells import CELLS
+
+    allowed = {SRC / "cells.py", *(SRC / "backends").glob("*.py")}
+    found = [
+        f"{p.relative_to(SRC)}:{hit}"
+        for p in sorted(SRC.rglob("*.py"))
+        if p not in allowed
+        for hit in name_checks_in(p, set(CELLS), ("_linear",))
+    ]
+    assert found == []
+
+
+def test_backends_are_known_by_their_facts_not_their_name():
+    """No comparison with a backend's name outside the backend list (``rnnlab.backends``): what
+    differs between backends is a fact of theirs (takes --device, trains data-parallel, installed).
+    A table keyed by a name that is also a backend's (interchange's torch format) is a value."""
+    from rnnlab.config import BACKEND_NAMES
+
+    allowed = {SRC / "backends" / "__init__.py"}
+    found = [
+        f"{p.relative_to(SRC)}:{hit}"
+        for p in sorted(SRC.rglob("*.py"))
+        if p not in allowed
+        for hit in name_checks_in(p, set(BACKEND_NAMES), dict_keys=False)
+    ]
+    assert found == []
+
+
+def test_only_the_carry_module_knows_a_carry_is_a_tuple():
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name == "carry.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "isinstance"
+                and len(node.args) == 2
+                and getattr(node.args[1], "id", None) == "tuple"
+            ):
+                found.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert found == []
+
+
+def test_the_name_checks_see_what_they_look_for(tmp_path):
+    planted = tmp_path / "shared.py"
+    planted.write_text(
+        "def f(cell, backend):\n"
+        '    a = cell == "lstm"\n'
+        '    b = cell.startswith("mingru") or cell.endswith("_linear")\n'
+        '    c = {"rnn": 1}\n'
+        '    d = backend != "torch"\n'
+        '    return dict(cell="lstm")\n',
+        encoding="utf-8",
+    )
+    from rnnlab.cells import CELLS
+
+    assert name_checks_in(planted, set(CELLS), ("_linear",)) == ["2: 'lstm'", "3: '_linear'", "3: 'mingru'", "4: 'rnn'"]
+    assert name_checks_in(planted, {"torch"}) == ["5: 'torch'"]
+
+
+def test_every_backend_trainer_has_what_the_protocol_names():
+    import inspect
+
+    from rnnlab.backends import get_backend
+    from rnnlab.backends.common import Trainer
+    from rnnlab.config import BACKEND_NAMES
+
+    methods = {n for n, v in vars(Trainer).items() if callable(v) and not n.startswith("_")}
+    attributes = set(Trainer.__annotations__) | {"params"}
+    assert methods >= {"train_step", "forward", "step", "init_carry", "load_params", "state_tensors"}
+    for name in BACKEND_NAMES:
+        cls = get_backend(name).Trainer
+        assert cls.name == name
+        for method in methods:
+            signature = inspect.signature(getattr(cls, method))
+            assert list(signature.parameters)[: len(inspect.signature(getattr(Trainer, method)).parameters)] == list(
+                inspect.signature(getattr(Trainer, method)).parameters
+            ), (name, method)
+        source = inspect.getsource(cls)
+        for attribute in attributes:
+            assert f"self.{attribute}" in source or f"def {attribute}" in source or hasattr(cls, attribute), (
+                name,
+                attribute,
+            )

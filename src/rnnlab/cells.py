@@ -77,13 +77,26 @@ class Cell:
     no_torch_reason: str = ""  # why there is none
     exports: tuple[str, ...] = ()  # interchange formats that can hold it
     bias_init: tuple[tuple[str, float], ...] = ()  # gate -> initial bias under the default init
+    onnx_op: str | None = None  # ONNX's own recurrent operator with the same equations, if any
+    onnx_gate_order: tuple[int, ...] = ()  # that operator's gate blocks, as indices into gate_order
+    onnx_attrs: tuple[tuple[str, int], ...] = ()  # and its attributes (GRU: where the reset gate acts)
+    # Parallel-scan cells: how the gates make the recurrence h_t = a_t h_(t-1) + b_t ("update": minGRU,
+    # a = 1 - z, b = z h~; "forget-input": minLSTM, a = f / (f + i), b = i / (f + i) h~), and whether the
+    # candidate h~ is left linear instead of passed through the paper's g.
+    scan: str | None = None
+    linear_candidate: bool = False
 
     @property
     def gates(self) -> int:
         return len(self.gate_order)
 
+    @property
+    def parallel(self) -> bool:
+        """Whether the cell is a parallel scan: gates from x_t only, trained over the whole sequence at once."""
+        return self.scan is not None
 
-PARALLEL = (("mingru", ("z", "h")), ("minlstm", ("f", "i", "h")))
+
+PARALLEL = (("mingru", ("z", "h"), "update"), ("minlstm", ("f", "i", "h"), "forget-input"))
 PARALLEL_REASON = (
     "no PyTorch module has its equations (the gates read x_t only and the state is a linear "
     "recurrence); rnnlab computes it as a scan"
@@ -92,7 +105,17 @@ PARALLEL_REASON = (
 CELL_TABLE = {
     c.name: c
     for c in (
-        Cell("rnn", ("h",), ("h",), ("W", "U", "b"), "nn.RNN", exports=("min-char-rnn", "torch")),
+        Cell(
+            "rnn",
+            ("h",),
+            ("h",),
+            ("W", "U", "b"),
+            "nn.RNN",
+            exports=("min-char-rnn", "torch"),
+            onnx_op="RNN",
+            onnx_gate_order=(0,),
+        ),
+        # ONNX's GRU orders its blocks z r h, its LSTM i o f c.
         Cell(
             "gru",
             ("r", "z", "n"),
@@ -100,8 +123,21 @@ CELL_TABLE = {
             ("W", "U", "b"),
             None,
             "Cho's GRU applies the reset gate before U_n; PyTorch's nn.GRU applies it after (use gru_reset_after)",
+            onnx_op="GRU",
+            onnx_gate_order=(1, 0, 2),
+            onnx_attrs=(("linear_before_reset", 0),),
         ),
-        Cell("gru_reset_after", ("r", "z", "n"), ("h",), ("W", "U", "b", "b_U"), "nn.GRU", exports=("torch",)),
+        Cell(
+            "gru_reset_after",
+            ("r", "z", "n"),
+            ("h",),
+            ("W", "U", "b", "b_U"),
+            "nn.GRU",
+            exports=("torch",),
+            onnx_op="GRU",
+            onnx_gate_order=(1, 0, 2),
+            onnx_attrs=(("linear_before_reset", 1),),
+        ),
         Cell(
             "lstm",
             ("i", "f", "g", "o"),
@@ -109,13 +145,15 @@ CELL_TABLE = {
             ("W", "U", "b"),
             "nn.LSTM",
             exports=("torch",),
-            bias_init=(("f", 1.0),),
-        ),  # forget gate open at the start
+            bias_init=(("f", 1.0),),  # forget gate open at the start
+            onnx_op="LSTM",
+            onnx_gate_order=(0, 3, 1, 2),
+        ),
         # Parallel-scan cells (Feng et al. 2024): gates from x_t only, so no U; "_linear" = no g on the candidate.
         *(
-            Cell(name, gates, ("h",), ("W", "b"), None, PARALLEL_REASON)
-            for base, gates in PARALLEL
-            for name in (base, f"{base}_linear")
+            Cell(name, gates, ("h",), ("W", "b"), None, PARALLEL_REASON, scan=scan, linear_candidate=linear)
+            for base, gates, scan in PARALLEL
+            for name, linear in ((base, False), (f"{base}_linear", True))
         ),
     )
 }

@@ -18,10 +18,11 @@ try:  # the standard library's TOML reader from Python 3.11; the same code as th
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
+from .backends import BACKENDS, backend_info, with_devices
 from .errors import UserError
 from .optim import CLIP_KINDS, OPTIMIZERS, SCHEDULES
 
-BACKEND_NAMES = ("numpy", "jax", "torch")
+BACKEND_NAMES = tuple(BACKENDS)  # the backend list is written once, in rnnlab.backends
 DTYPES = ("float32", "float64")
 PRUNERS = ("median", "hyperband", "none")  # sweeps: how bad trials are stopped early
 GROUPS = ("data", "process", "model", "optimization", "budget", "reporting")
@@ -608,17 +609,14 @@ def check_settings(cfg) -> None:
 
 
 def check_device(cfg) -> None:
-    """``device`` names where the torch backend computes; the other backends choose for themselves."""
+    """``device`` names where a backend that takes one computes; the others choose for themselves."""
     device = cfg.device
     if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if device.startswith("cuda") and cfg.backend != "torch":
-        hint = (
-            "the numpy backend runs on the CPU"
-            if cfg.backend == "numpy"
-            else "JAX picks its own device: install jax with CUDA support and leave --device at auto"
-        )
-        raise UserError(f"--device {device} is for --backend torch; {hint}")
+    backend = backend_info(cfg.backend)
+    if device.startswith("cuda") and not backend.takes_device:
+        takers = " or ".join(f"--backend {name}" for name in with_devices())
+        raise UserError(f"--device {device} is for {takers}; {backend.device_note}")
 
 
 @dataclass(frozen=True)

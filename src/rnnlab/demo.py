@@ -9,10 +9,10 @@ run directory under ``out``; ``out/report.html`` shows all three.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 from . import html_report, runner
+from .backends import BACKENDS, installed
 from .errors import UserError
 from .runs import RUN_FILES, make_dir
 from .tasks import TASKS
@@ -24,19 +24,16 @@ def sizes(quick: bool = False) -> dict:
     return {name: task.demo(quick) for name, task in TASKS.items()}
 
 
-def _installed(backend: str) -> bool:
-    return backend == "numpy" or importlib.util.find_spec(backend) is not None
-
-
 def _on_available_backend(cfg, say):
     """The task's usual backend, or NumPy (with a note) where that engine is not installed."""
-    if _installed(cfg.backend):
+    if installed(cfg.backend):
         return cfg
+    fallback = next(name for name, b in BACKENDS.items() if b.package is None)  # needs nothing installed
     say(
-        f"  ({cfg.backend} is not installed, so this part runs on the NumPy backend: "
+        f"  ({cfg.backend} is not installed, so this part runs on the {fallback} backend: "
         f"pip install 'rnnlab[{cfg.backend}]' for the usual one)"
     )
-    return dataclasses.replace(cfg, backend="numpy")
+    return dataclasses.replace(cfg, backend=fallback)
 
 
 def run_demo(out="runs/demo", quick: bool = False, quiet: bool = False) -> dict:

@@ -30,6 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends import BACKENDS, backend_info
+from .carry import join as carry_join
+from .carry import map_arrays
 from .errors import UserError
 from .launch import launched_by_torchrun
 
@@ -104,19 +107,13 @@ class Shard:
         parts = [None] * self.world
         dist.all_gather_object(parts, carry)
 
-        def join(*pieces):
-            return np.concatenate(pieces, axis=0)
-
-        out = []
-        for layer in zip(*parts):
-            out.append(tuple(join(*arrays) for arrays in zip(*layer)) if isinstance(layer[0], tuple) else join(*layer))
-        return out
+        return carry_join(lambda *pieces: np.concatenate(pieces, axis=0), parts)
 
     def own_rows(self, carry: list) -> list:
         """This rank's rows of a global-batch carry."""
         if not self.active:
             return carry
-        return [tuple(self.rows(a) for a in c) if isinstance(c, tuple) else self.rows(c) for c in carry]
+        return map_arrays(self.rows, carry)
 
     def barrier(self) -> None:
         if self.active:
@@ -141,8 +138,9 @@ def setup(backend: str, batch_size: int, device: str = "auto") -> Shard:
     if not launched_by_torchrun():
         return SINGLE
     world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ.get("RANK", "0"))
-    if backend != "torch":
-        raise UserError(f"data-parallel training (torchrun, {world} processes) needs --backend torch, not {backend}")
+    if not backend_info(backend).data_parallel:
+        which = " or ".join(f"--backend {name}" for name, b in BACKENDS.items() if b.data_parallel)
+        raise UserError(f"data-parallel training (torchrun, {world} processes) needs {which}, not {backend}")
     if batch_size < world:
         raise UserError(
             f"--batch-size {batch_size} is smaller than the {world} torchrun processes; each "

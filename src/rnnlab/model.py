@@ -149,6 +149,7 @@ def load(
     import dataclasses
 
     from . import runs, tasks
+    from .backends import backend_info, with_devices
 
     run_dir = Path(run_dir)
     if which not in WHICH:
@@ -166,8 +167,9 @@ def load(
         )
     loaded = tasks.TASKS[task].load_run(run_dir, which, backend)
     if device is not None:
-        if loaded.cfg.backend != "torch":
-            raise UserError(f"device={device!r} is for the torch backend; this model runs on {loaded.cfg.backend}")
+        if not backend_info(loaded.cfg.backend).takes_device:
+            takers = " or ".join(with_devices())
+            raise UserError(f"device={device!r} is for the {takers} backend; this model runs on {loaded.cfg.backend}")
         cfg = dataclasses.replace(loaded.cfg, device=device)
         trainer = loaded.trainer
         loaded = dataclasses.replace(

@@ -28,13 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .cells import RMS_EPS, ModelSpec, has_norm, has_residual, readout_weight
+from .cells import RMS_EPS, Cell, ModelSpec, has_norm, has_residual, readout_weight
 from .errors import UserError
 
 OPSET = 17
-CLASSIC_OPS = {"rnn": "RNN", "gru": "GRU", "gru_reset_after": "GRU", "lstm": "LSTM"}
-# ONNX's gate order as blocks of rnnlab's: GRU z r h from r z n; LSTM i o f c from i f g o.
-ONNX_GATE_ORDER = {"rnn": (0,), "gru": (1, 0, 2), "gru_reset_after": (1, 0, 2), "lstm": (0, 3, 1, 2)}
 
 
 def _onnx():
@@ -86,27 +83,24 @@ def _rms_norm(g: _Graph, x: str, gain: np.ndarray) -> str:
     return g.op("Mul", [g.op("Div", [x, rms]), g.const(gain, "norm_gain")])
 
 
-def _gate_blocks(matrix: np.ndarray, cell: str, H: int) -> np.ndarray:
-    """The last axis's G blocks of H, in ONNX's gate order."""
-    blocks = [matrix[..., i * H : (i + 1) * H] for i in ONNX_GATE_ORDER[cell]]
+def _gate_blocks(matrix: np.ndarray, cell: Cell, H: int) -> np.ndarray:
+    """The last axis's G blocks of H, in ONNX's gate order (the table's ``onnx_gate_order``)."""
+    blocks = [matrix[..., i * H : (i + 1) * H] for i in cell.onnx_gate_order]
     return np.concatenate(blocks, axis=-1)
 
 
 def _classic_layer(g: _Graph, spec: ModelSpec, p: dict, x: str, h0: str, c0: str | None):
     """One classic layer on time-major ``x`` [T, B, F]: (outputs [T, B, H], h_T [1, B, H], c_T)."""
-    H, cell = spec.hidden_size, spec.cell
+    H, cell = spec.hidden_size, spec.cell_info
     W = g.const(_gate_blocks(p["W"], cell, H).T[None], "W")  # [1, G*H, F]
     R = g.const(_gate_blocks(p["U"], cell, H).T[None], "R")  # [1, G*H, H]
     b_u = p.get("b_U", np.zeros_like(p["b"]))
     B = g.const(np.concatenate([_gate_blocks(p["b"], cell, H), _gate_blocks(b_u, cell, H)])[None], "B")
-    op = CLASSIC_OPS[cell]
-    attrs = {"hidden_size": H}
-    if op == "GRU":
-        attrs["linear_before_reset"] = 1 if cell == "gru_reset_after" else 0
-    inputs = [x, W, R, B, "", h0] + ([c0] if op == "LSTM" else [])
-    outs = g.op(op, inputs, 3 if op == "LSTM" else 2, **attrs)
+    carries_c = len(cell.carry) > 1  # LSTM: a cell state in and out
+    inputs = [x, W, R, B, "", h0] + ([c0] if carries_c else [])
+    outs = g.op(cell.onnx_op, inputs, 3 if carries_c else 2, hidden_size=H, **dict(cell.onnx_attrs))
     y = g.op("Squeeze", [outs[0], g.ints([1])])  # [T, 1, B, H] -> [T, B, H]
-    return y, outs[1], (outs[2] if op == "LSTM" else None)
+    return y, outs[1], (outs[2] if carries_c else None)
 
 
 def _scan_body(g: _Graph):
@@ -122,27 +116,27 @@ def _scan_body(g: _Graph):
     return helper.make_graph(nodes, "linear_recurrence", value, outs)
 
 
-def _candidate(g: _Graph, x: str, cell: str) -> str:
-    if cell.endswith("_linear"):
+def _candidate(g: _Graph, x: str, cell: Cell) -> str:
+    if cell.linear_candidate:
         return x
     # g(x) = max(x, 0) + sigmoid(min(x, 0)): x + 1/2 above zero, sigmoid(x) below (as every backend).
     return g.op("Add", [g.op("Relu", [x]), g.op("Sigmoid", [g.op("Min", [x, g.const(0.0)])])])
 
 
 def _parallel_layer(g: _Graph, spec: ModelSpec, p: dict, x: str, h0: str):
-    """A mingru/minlstm layer on time-major ``x``: gates in one MatMul, the recurrence in a Scan."""
-    H = spec.hidden_size
+    """A parallel-scan layer on time-major ``x``: gates in one MatMul, the recurrence in a Scan."""
+    H, cell = spec.hidden_size, spec.cell_info
     A = g.op("Add", [g.op("MatMul", [x, g.const(p["W"], "W")]), g.const(p["b"], "b")])
-    if spec.cell.startswith("mingru"):
+    if cell.scan == "update":  # minGRU: a = 1 - z, b = z h~
         pre_z, pre_h = g.op("Split", [A, g.ints([H, H])], 2, axis=2)
         z = g.op("Sigmoid", [pre_z])
-        a, b = g.op("Sub", [g.const(1.0), z]), g.op("Mul", [z, _candidate(g, pre_h, spec.cell)])
+        a, b = g.op("Sub", [g.const(1.0), z]), g.op("Mul", [z, _candidate(g, pre_h, cell)])
     else:
         pre_f, pre_i, pre_h = g.op("Split", [A, g.ints([H, H, H])], 3, axis=2)
         f, i = g.op("Sigmoid", [pre_f]), g.op("Sigmoid", [pre_i])
         total = g.op("Add", [f, i])
         a = g.op("Div", [f, total])
-        b = g.op("Mul", [g.op("Div", [i, total]), _candidate(g, pre_h, spec.cell)])
+        b = g.op("Mul", [g.op("Div", [i, total]), _candidate(g, pre_h, cell)])
     h_start = g.op("Squeeze", [h0, g.ints([0])])  # [1, B, H] -> [B, H]
     h_last, y = g.op("Scan", [h_start, a, b], 2, num_scan_inputs=2, body=_scan_body(g))
     return y, g.op("Unsqueeze", [h_last, g.ints([0])]), None
@@ -169,7 +163,7 @@ def model_graph(g: _Graph, spec: ModelSpec, params: dict, inputs: str, state_h: 
         where = [g.ints([k]), g.ints([k + 1]), g.ints([0])]
         h0 = g.op("Slice", [state_h, *where])  # [1, B, H]
         c0 = g.op("Slice", [state_c, *where]) if state_c else None
-        if spec.cell in CLASSIC_OPS:
+        if spec.cell_info.onnx_op:
             y, h, c = _classic_layer(g, spec, p, read, h0, c0)
         else:
             y, h, c = _parallel_layer(g, spec, p, read, h0)
@@ -206,7 +200,7 @@ def build(spec: ModelSpec, params: dict, meta: dict, dtype="float32", extras: di
     layers, H = spec.num_layers, spec.hidden_size
     states = [helper.make_tensor_value_info("state_h", g.elem, [layers, "B", H])]
     state_c = None
-    if spec.cell == "lstm":
+    if len(spec.cell_info.carry) > 1:  # LSTM's cell state
         states.append(helper.make_tensor_value_info("state_c", g.elem, [layers, "B", H]))
         state_c = "state_c"
 

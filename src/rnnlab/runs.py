@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, distributed, train
-from .backends import get_backend
+from .backends import backend_info, get_backend
 from .cells import ModelSpec, check_fits, check_params, count_params, init_params
 from .config import flag, from_dict, training_length
 from .errors import UserError
@@ -376,8 +376,8 @@ def make_trainer(cfg, spec: ModelSpec, params: dict, optimizer: Optimizer, loss:
             f"--backend {cfg.backend} needs {exc.name!r}, which is not installed: "
             f"pip install 'rnnlab[{cfg.backend}]' or choose --backend numpy"
         ) from exc
-    # Only torch takes a device: NumPy runs on the CPU and JAX places arrays on its default device.
-    where = {"device": cfg.device} if cfg.backend == "torch" else {}
+    # Only a backend that takes --device gets one: NumPy runs on the CPU, JAX places arrays itself.
+    where = {"device": cfg.device} if backend_info(cfg.backend).takes_device else {}
     trainer = backend.Trainer(spec, params, optimizer, loss, reduction, cfg.clip, cfg.clip_value, cfg.dropout, **where)
     if distributed.current().active:
         trainer.distribute()

@@ -220,11 +220,7 @@ def _model_meta(trainer, task, config: dict) -> dict:
 
 
 def machine_facts(trainer) -> dict:
-    device = getattr(trainer, "device", None)
-    if trainer.name == "jax":  # JAX places arrays on its default device
-        import jax
-
-        device = jax.devices()[0]
+    device = getattr(trainer, "device", None)  # torch: the chosen one; JAX: its default; NumPy: none (the CPU)
     return {**_host_facts(), "device": str(device) if device is not None else "cpu"}
 
 

@@ -6,9 +6,48 @@ NumPy only; importing it changes no global state.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from ..cells import ModelSpec
+
+
+class Trainer(Protocol):
+    """What every backend's ``Trainer`` is to the rest of rnnlab (the loop, the runs, the tasks,
+    ``rnnlab.Model``).  Built as ``Trainer(spec, params, optimizer, loss, reduction, clip,
+    clip_value, dropout)`` (torch adds ``device``); parameters cross in and out as the named
+    NumPy dict of ``rnnlab.cells``, carries as lists over layers (``rnnlab.carry``), batch-first.
+    ``tests/test_plugins.py`` checks that each backend's class has all of it."""
+
+    name: str  # the backend's name
+    spec: ModelSpec
+    loss: str  # cross_entropy, mse or gaussian_nll
+    reduction: str  # mean or sum over the batch
+    dropout: float  # the rate the loop draws masks at (rnnlab.dropout)
+    dtype: np.dtype
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """The weights as the named NumPy dict (a copy or a view; copy before keeping it)."""
+
+    def init_carry(self, batch_size: int) -> list:
+        """The zero carry of ``batch_size`` rows, in the backend's own array type."""
+
+    def train_step(self, carry, inputs, targets, lr: float, masks: dict | None = None) -> tuple:
+        """One step: (loss, grad_norm, new carry); the weights stay as they were when either is not finite."""
+
+    def forward(self, carry, inputs) -> tuple:
+        """``inputs`` ``[B, T, ...]`` -> (outputs ``[B, T, O]``, carry after them)."""
+
+    def step(self, carry, x) -> tuple:
+        """One time step: ``x`` ``[B, ...]`` -> (new carry, outputs ``[B, O]``)."""
+
+    def load_params(self, params: dict[str, np.ndarray]) -> None:
+        """Replace the weights' values (same names and shapes); the optimizer state stays."""
+
+    def state_tensors(self) -> dict[str, np.ndarray]:
+        """Weights and optimizer state as the checkpoint's named tensors."""
 
 
 def init_carry(spec: ModelSpec, batch_size: int, dtype=np.float32) -> list:

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..cells import ID_INPUTS, RMS_EPS, ModelSpec, has_norm, has_residual, params_dtype, readout_weight
+from ..carry import cell_state, hidden, map_arrays, with_hidden
+from ..cells import ID_INPUTS, RMS_EPS, ModelSpec, cell_info, has_norm, has_residual, params_dtype, readout_weight
 from . import common
 from .common import check_targets
 
@@ -51,13 +52,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + jnp.tanh(0.5 * x))  # the NumPy backend's form, so float64 results agree
 
 
-def _h(carry):
-    """The hidden state in a carry (LSTM carries ``(h, c)``)."""
-    return carry[0] if isinstance(carry, tuple) else carry
-
-
-def _with_h(carry, h):
-    return (h, carry[1]) if isinstance(carry, tuple) else h
+_h, _with_h = hidden, with_hidden  # one layer's carry: its h; the same carry with another h
 
 
 class _RNN:
@@ -171,7 +166,7 @@ def _scan_layer_fwd(cell, U, q, carry0, A):
     def body(carry, a):
         s, e = kind.fold(q, a, _h(carry) @ U)
         new, kept = kind.step(s, e, carry)
-        c_prev = carry[1] if isinstance(carry, tuple) else None
+        c_prev = cell_state(carry)
         return new, (kept, e, c_prev, _h(new))
 
     carry_T, (Kept, E, C_prev, Hout) = jax.lax.scan(body, carry0, A)
@@ -218,8 +213,9 @@ def _candidate(x, linear: bool):
 
 def _scan_coefficients(cell: str, A):
     """(a, b) of the parallel cell's recurrence h_t = a_t * h_{t-1} + b_t, for every step at once."""
-    linear = cell.endswith("_linear")
-    if cell.startswith("mingru"):
+    row = cell_info(cell)
+    linear = row.linear_candidate
+    if row.scan == "update":  # minGRU
         H = A.shape[-1] // 2
         z = _sigmoid(A[..., :H])
         return 1.0 - z, z * _candidate(A[..., H:], linear)
@@ -244,12 +240,9 @@ def _parallel_layer(cell: str, carry0, A):
     return jax.lax.scan(body, carry0, (a, b))
 
 
-PARALLEL_CELLS = ("mingru", "mingru_linear", "minlstm", "minlstm_linear")
-
-
 def _run_layer(cell: str, p, carry0, A):
     """(carry_T, outputs [T, B, H]) of one layer of any cell."""
-    if cell in PARALLEL_CELLS:
+    if cell_info(cell).parallel:
         return _parallel_layer(cell, carry0, A)
     if cell in AUTODIFF_CELLS:
         return jax.lax.scan(partial(AUTODIFF_CELLS[cell], p), carry0, A)
@@ -337,7 +330,7 @@ def _targets(spec: ModelSpec, loss: str, inputs, targets, dtype) -> np.ndarray:
 
 
 def _carry_out(carry):
-    return [tuple(np.asarray(a) for a in c) if isinstance(c, tuple) else np.asarray(c) for c in carry]
+    return map_arrays(np.asarray, carry)
 
 
 def init_carry(spec: ModelSpec, batch_size: int, dtype=np.float32) -> list:
@@ -453,6 +446,11 @@ class Trainer:
     leaves parameters and optimizer state unchanged."""
 
     name = name
+
+    @property
+    def device(self):
+        """Where JAX computes: its default device."""
+        return jax.devices()[0]
 
     def __init__(
         self,

@@ -406,14 +406,14 @@ class MinLSTMCell:
 
 
 CELLS = {"rnn": RNNCell, "gru": GRUCell, "gru_reset_after": GRUResetAfterCell, "lstm": LSTMCell}
-PARALLEL_CELLS = {"mingru": MinGRUCell, "minlstm": MinLSTMCell}  # built per candidate (``_cell``)
+SCANS = {"update": MinGRUCell, "forget-input": MinLSTMCell}  # by the table's ``scan``; built per candidate
 
 
 def _cell(spec: ModelSpec):
     """The cell object of ``spec``: a class of static methods, or a parallel cell built for its candidate."""
-    name = spec.cell.removesuffix("_linear")
-    if name in PARALLEL_CELLS:
-        return PARALLEL_CELLS[name]("linear" if spec.cell.endswith("_linear") else "g")
+    row = spec.cell_info
+    if row.parallel:
+        return SCANS[row.scan]("linear" if row.linear_candidate else "g")
     return CELLS[spec.cell]
 
 

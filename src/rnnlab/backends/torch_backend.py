@@ -30,7 +30,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..cells import ID_INPUTS, RMS_EPS, ModelSpec, has_norm, has_residual, layer_input_size, params_dtype
+from ..carry import map_arrays
+from ..cells import (
+    CELL_TABLE,
+    ID_INPUTS,
+    RMS_EPS,
+    ModelSpec,
+    cell_info,
+    has_norm,
+    has_residual,
+    layer_input_size,
+    params_dtype,
+)
 from ..errors import UserError
 from ..launch import local_rank as launch_local_rank
 from ..threads import torch_threads
@@ -150,10 +161,10 @@ class ParallelCell(nn.Module):
 
     def __init__(self, cell: str, input_size: int, hidden_size: int):
         super().__init__()
-        self.cell, self.linear = cell, cell.endswith("_linear")
-        gates = 2 if cell.startswith("mingru") else 3
-        self.W = nn.Parameter(torch.empty(input_size, gates * hidden_size))
-        self.b = nn.Parameter(torch.empty(gates * hidden_size))
+        row = cell_info(cell)
+        self.scan, self.linear = row.scan, row.linear_candidate
+        self.W = nn.Parameter(torch.empty(input_size, row.gates * hidden_size))
+        self.b = nn.Parameter(torch.empty(row.gates * hidden_size))
 
     def _candidate(self, x):
         return x if self.linear else torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
@@ -162,7 +173,7 @@ class ParallelCell(nn.Module):
         """x ``[B, T, in]``, h ``[B, H]`` -> (outputs ``[B, T, H]``, final h ``[B, H]``)."""
         A = x @ self.W + self.b
         H = h.shape[-1]
-        if self.cell.startswith("mingru"):
+        if self.scan == "update":  # minGRU: a = 1 - z, b = z h~
             z = torch.sigmoid(A[..., :H])
             a, b = 1.0 - z, z * self._candidate(A[..., H:])
         else:
@@ -176,7 +187,7 @@ class ParallelCell(nn.Module):
 # Cells with no PyTorch module (see the cell table), as modules of this backend: one layer each.
 CUSTOM = {
     "gru": ChoGRU,
-    **{name: partial(ParallelCell, name) for name in ("mingru", "mingru_linear", "minlstm", "minlstm_linear")},
+    **{c.name: partial(ParallelCell, c.name) for c in CELL_TABLE.values() if c.parallel},
 }
 
 
@@ -301,16 +312,11 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def _carry_in(carry: list, device) -> list:
-    return [
-        tuple(torch.as_tensor(np.asarray(a), device=device) for a in c)
-        if isinstance(c, tuple)
-        else torch.as_tensor(np.asarray(c), device=device)
-        for c in carry
-    ]
+    return map_arrays(lambda a: torch.as_tensor(np.asarray(a), device=device), carry)
 
 
 def _carry_out(carry: list) -> list:
-    return [tuple(_numpy(a) for a in c) if isinstance(c, tuple) else _numpy(c) for c in carry]
+    return map_arrays(_numpy, carry)
 
 
 def _inputs(spec: ModelSpec, inputs, dtype, device) -> torch.Tensor:

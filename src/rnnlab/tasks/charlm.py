@@ -432,14 +432,15 @@ def import_run(
     if not path.exists():
         raise UserError(f"weights file {str(path)!r} does not exist")
     arrays = interchange.load(path)
-    if fmt == "min-char-rnn":
-        spec, params = interchange.from_min_char_rnn(arrays, where=str(path))
-    elif fmt == "torch":
-        spec, params = interchange.from_torch_state_dict(
+    readers = {
+        "min-char-rnn": lambda: interchange.from_min_char_rnn(arrays, where=str(path)),
+        "torch": lambda: interchange.from_torch_state_dict(
             arrays, "onehot", rnn_name, fc_name, where=str(path), cell=cell or interchange.cell_named_in(path)
-        )
-    else:
-        raise UserError(f"unknown format {fmt!r}; choose min-char-rnn or torch")
+        ),
+    }
+    if fmt not in readers:
+        raise UserError(f"unknown format {fmt!r}; choose {' or '.join(readers)}")
+    spec, params = readers[fmt]()
     if spec.input_size != spec.output_size:
         raise UserError(
             f"{path}: a character model reads and predicts the same {spec.input_size} characters, "
