@@ -13,6 +13,8 @@ from rnnlab.config import ForecastConfig
 from rnnlab.data.series import generated_prices
 from rnnlab.runner import train_run
 from rnnlab.tasks import forecast
+from rnnlab.tasks import forecast_model
+from rnnlab.tasks import forecast_stats as stats
 
 # Small and fast: 400 built-in points, a tiny model, a few epochs.
 SMALL = [
@@ -202,7 +204,7 @@ def test_skill_interval_brackets_the_skill_and_narrows_with_more_points():
         last, actual = actual[:-1], actual[1:]
         predicted = last + 0.3 * (actual - last) + rng.normal(0, 0.3, n)
         skill = 1 - np.sqrt(np.mean((predicted - actual) ** 2) / np.mean((last - actual) ** 2))
-        lo, hi = forecast.skill_interval(actual, predicted, last)
+        lo, hi = stats.skill_interval(actual, predicted, last)
         assert lo < skill < hi
         return hi - lo
 
@@ -466,14 +468,14 @@ def test_the_skill_interval_is_a_95_percent_one_and_widens_for_correlated_errors
     actual = last + rng.normal(size=n)
     # Independent errors: with blocks of one, the interval is the plain 95% bootstrap one.
     predicted = last + 0.4 * (actual - last) + rng.normal(0, 0.5, n)
-    lo, hi = forecast.skill_interval(actual, predicted, last, block=1, draws=4000)
+    lo, hi = stats.skill_interval(actual, predicted, last, block=1, draws=4000)
     ref_lo, ref_hi = _iid_bootstrap_interval(actual, predicted, last)
     assert (hi - lo) == pytest.approx(ref_hi - ref_lo, rel=0.15)
     # Errors that come in runs of 50: blocks keep the runs together, so the interval is wider
     # than single-point resampling, which would understate the uncertainty.
     runs = np.repeat(rng.normal(0, 1.5, n // 50), 50)
     predicted = last + 0.4 * (actual - last) + runs
-    lo, hi = forecast.skill_interval(actual, predicted, last, block=50, draws=2000)
+    lo, hi = stats.skill_interval(actual, predicted, last, block=50, draws=2000)
     ref_lo, ref_hi = _iid_bootstrap_interval(actual, predicted, last)
     assert hi - lo > 2 * (ref_hi - ref_lo)
 
@@ -614,7 +616,7 @@ def test_calibrated_residuals_are_taken_around_the_shrunk_mean(monkeypatch):
     model = persistence + rng.standard_normal(n)  # mostly noise: the least-squares alpha is small
     log_var = np.log(rng.uniform(0.5, 2.0, n))
     monkeypatch.setattr(
-        forecast, "make_forecasts", lambda *a: SimpleNamespace(mean=model, unshrunk_mean=model, log_var=log_var)
+        forecast_model, "make_forecasts", lambda *a: SimpleNamespace(mean=model, unshrunk_mean=model, log_var=log_var)
     )
     features = SimpleNamespace(persistence=lambda windows: persistence)
     part = SimpleNamespace(price_windows=None, targets=targets, actual=np.zeros(n))

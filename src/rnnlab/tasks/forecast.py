@@ -14,7 +14,11 @@ What is specific to this task and nothing else:
   window (the exercise); ``all`` also scores the one-step forecast at every
   position inside the window (each output sees only values before its target);
 * the baseline: persistence, "the next value is the last one", and the report
-  in price units next to it (MAE, RMSE, MAPE, direction accuracy, skill).
+  in price units next to it (MAE, RMSE, MAPE, direction calls, skill).
+
+This module is the task itself (the training side, loading, predicting, its definition); its
+data is in ``forecast_data``, its model side in ``forecast_model``, its words and plots in
+``forecast_text``, and the statistics in ``forecast_stats``.
 
 An epoch is one pass over the shuffled training windows; the loop evaluates
 after each, so ``metrics.jsonl`` is the per-epoch history.  Random streams from
@@ -28,31 +32,61 @@ import dataclasses
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import averaging, report, runs, train
+from .. import averaging, runs, train
 from ..cells import ModelSpec
 from ..config import ForecastConfig
-from ..data.prices import load_prices, parse_every, parse_utc, resample_opens
-from ..data.series import MinMaxScaler, ScaleScaler, check_points, generated_prices, scaler_from_dict, windows
+from ..data.prices import load_prices, parse_every, resample_opens
 from ..errors import UserError
-from ..facts import Facts, Headline, read_json
+from ..facts import read_json
 from . import forecast_onnx
 from . import forecast_stats as stats
 from .definition import COMMON_SPACE, ApiData, OnnxIO, TaskDefinition
-from .forecast_stats import price_metrics, skill_interval
 
-BUILTIN_SEED = 0
-ZOOM_POINTS = 60  # points in the close-up panel of the forecast plot
-
-
-# What each feature set adds to the open: the completed bin's candle, as log-returns against its open.
-CANDLE_CHANNELS = {"open": (), "ohlc": ("high", "low", "close"), "ohlcv": ("high", "low", "close", "volume")}
-
+# The task's parts live in forecast_data (series, features, windows), forecast_model (forecasts,
+# calibration, comparison) and forecast_text (words, plots, report); the command line, backtests
+# and tests read them through this module.
+from .forecast_data import (  # noqa: F401
+    BUILTIN_SEED,
+    CANDLE_CHANNELS,
+    Features,
+    Part,
+    Series,
+    build_parts,
+    candle_channels,
+    channel_windows,
+    check_grid,
+    columns_of,
+    describe_series,
+    load_series,
+)
+from .forecast_model import (  # noqa: F401
+    Calibration,
+    Forecasts,
+    compare,
+    fit_calibration,
+    fit_shrink,
+    forecast_outputs,
+    forecast_points,
+    make_forecasts,
+    model_outputs,
+    shrink_toward_persistence,
+)
+from .forecast_text import (  # noqa: F401
+    describe,
+    describe_direction,
+    describe_log_return_skill,
+    describe_random_walks,
+    describe_shrink_and_intervals,
+    percent,
+    plot_forecast,
+    plot_history,
+    report_facts,
+)
 
 CALIBRATION_FILE = "calibration.json"  # what is fitted on validation after training (``Calibration``)
 
@@ -67,610 +101,6 @@ def spec_of(cfg: ForecastConfig) -> ModelSpec:
 
 def loss_of(cfg: ForecastConfig) -> str:
     return "gaussian_nll" if cfg.head == "gaussian" else "mse"
-
-
-def columns_of(feature_set: str) -> tuple:
-    """The CSV columns a feature set reads."""
-    return ("open",) + tuple(c for c in CANDLE_CHANNELS[feature_set] if c != "open")
-
-
-def candle_channels(candles: pd.DataFrame | None, feature_set: str, source: str) -> np.ndarray | None:
-    """``[N, C]`` unscaled candle inputs of each point, or None for ``open``.
-
-    The forecast of point k+1 is made when bin k opens, so bin k's own high, low, close
-    and volume are not known yet: row k holds bin k-1's log(high/open), log(low/open),
-    log(close/open) and, for ``ohlcv``, log(1+volume) of bin k-1 minus that of bin k-2.
-    Row 0 (and row 1's volume change) have no completed bin before them: zeros.
-    """
-    if feature_set == "open":
-        return None
-    if candles is None:
-        raise UserError(
-            f"--features {feature_set} needs candles (high, low, close) and {source} has only opens; "
-            "pass --csv with a Binance kline or OHLCV file, or use --features open"
-        )
-    o = candles["open"].to_numpy(dtype=np.float64)
-    own = [np.log(candles[c].to_numpy(dtype=np.float64) / o) for c in ("high", "low", "close")]
-    if feature_set == "ohlcv":
-        log_volume = np.log1p(candles["volume"].to_numpy(dtype=np.float64))
-        own.append(np.diff(log_volume, prepend=log_volume[:1]))
-    rows = np.stack(own, axis=1)
-    out = np.zeros_like(rows)
-    out[1:] = rows[:-1]
-    return out
-
-
-# --------------------------------------------------------------------------- data
-
-
-@dataclass
-class Series:
-    """The selected price series: one value per bin, and what was noticed while making it."""
-
-    prices: pd.Series  # float64 prices, indexed by bin start (UTC)
-    source: str  # the CSV path, or "built-in"
-    every: pd.Timedelta
-    notes: list
-    channels: np.ndarray | None = None  # [N, C] candle inputs of each point (``candle_channels``)
-
-    @property
-    def anchor(self) -> pd.Timestamp:
-        """Start of the first bin; later data reuses this bin grid."""
-        return self.prices.index[0]
-
-
-def _selected_gaps(data, start, end) -> list:
-    """The file's gaps that fall inside [start, end)."""
-    lo, hi = parse_utc(start, "--start"), parse_utc(end, "--end")
-    return [g for g in data.gaps if (lo is None or g[1] > lo) and (hi is None or g[0] < hi)]
-
-
-def load_series(cfg: ForecastConfig) -> Series:
-    """The run's price series: ``--csv`` (or the built-in one), ``--start/--end``, one open per ``--every``."""
-    every = parse_every(cfg.every)
-    notes = []
-    if cfg.csv:
-        data = load_prices(cfg.csv, columns_of(cfg.features))
-        data = dataclasses.replace(data, gaps=_selected_gaps(data, cfg.start, cfg.end))
-        notes += data.notes()
-        frame, source = data.frame, cfg.csv
-    else:
-        hours = every / pd.Timedelta(hours=1)
-        frame, source = generated_prices(cfg.builtin_points, BUILTIN_SEED, hours).to_frame("open"), "built-in"
-    resampled = resample_opens(frame, every, cfg.start or None, cfg.end or None)
-    if resampled.empty_bins:
-        first = resampled.empty_bins[0]
-        notes.append(
-            f"{len(resampled.empty_bins)} {cfg.every} bin(s) hold no row (first at {first:%Y-%m-%d %H:%M}); "
-            "left out, so a window may span them"
-        )
-    prices = resampled.opens.astype(np.float64)
-    channels = candle_channels(resampled.candles, cfg.features, source)
-    if cfg.train_length:
-        prices = prices.iloc[-cfg.train_length :]
-        channels = None if channels is None else channels[-cfg.train_length :]
-    return Series(prices, source, every, notes, channels)
-
-
-class Features:
-    """How windows of prices become model numbers, and model outputs become prices again.
-
-    ``levels`` (the exercise): inputs are the L prices scaled to [-1, 1], the target
-    is the next price on the same scale.  ``returns``: inputs are the L-1 log-returns
-    inside the window and the target is the next log-return, both divided by the
-    training part's RMS return (zero stays zero, so an output of 0 is exactly the
-    persistence forecast); the forecast is ``last price * exp(return)``.  Scalers
-    are fitted on the training part only.  ``input_range`` is the (min, max) of the
-    training inputs, to tell when later inputs leave it.  Candle inputs (``--features
-    ohlc``/``ohlcv``, see ``candle_channels``) follow the price input, each divided by
-    its RMS over the training part.
-    """
-
-    def __init__(
-        self,
-        target: str,
-        scaler,
-        input_range: tuple[float, float] = (-1.0, 1.0),
-        channel_scales: tuple = (),
-        volatility: float = float("nan"),
-    ):
-        self.target, self.scaler, self.input_range = target, scaler, tuple(input_range)
-        self.channel_scales = tuple(float(x) for x in channel_scales)
-        self.volatility = float(volatility)  # RMS one-step log-return of the training part
-
-    @classmethod
-    def fit(cls, target: str, train_prices: np.ndarray, train_channels: np.ndarray | None = None) -> Features:
-        if target == "returns":
-            features = cls(target, ScaleScaler.fit(np.log(train_prices[1:] / train_prices[:-1])))
-        else:
-            features = cls(target, MinMaxScaler.fit(train_prices))
-        scaled = features.scaler.transform(features._values(train_prices))
-        features.input_range = (float(scaled.min()), float(scaled.max()))
-        features.volatility = float(np.sqrt(np.mean(np.diff(np.log(train_prices)) ** 2)))
-        if train_channels is not None:
-            rms = np.sqrt(np.mean(np.square(train_channels), axis=0))
-            features.channel_scales = tuple(float(x) if x > 0 else 1.0 for x in rms)  # a flat channel stays 0
-        return features
-
-    def _values(self, prices: np.ndarray) -> np.ndarray:
-        return np.diff(np.log(prices), axis=-1) if self.target == "returns" else prices
-
-    def inputs(self, price_windows: np.ndarray, channel_windows: np.ndarray | None = None) -> np.ndarray:
-        """``[n, L]`` prices (and ``[n, L, C]`` candle rows of the same points) -> ``[n, L', 1 + C]``
-        model inputs (L' = L, or L-1 for returns: the step of each return is its later point)."""
-        x = self.scaler.transform(self._values(np.asarray(price_windows, dtype=np.float64)))[..., None]
-        if not self.channel_scales:
-            return x
-        steps = x.shape[1]
-        candles = np.asarray(channel_windows, dtype=np.float64)[:, -steps:, :] / np.asarray(self.channel_scales)
-        return np.concatenate([x, candles], axis=-1)
-
-    def targets(self, price_windows: np.ndarray, next_prices: np.ndarray) -> np.ndarray:
-        """``[n]`` scaled targets of the forecasts after the windows."""
-        if self.target == "returns":
-            return self.scaler.transform(np.log(next_prices / price_windows[:, -1]))
-        return self.scaler.transform(next_prices)
-
-    def persistence(self, price_windows: np.ndarray) -> np.ndarray:
-        """``[n]`` the output that means "the next price is the last one" (0 for returns)."""
-        return self.targets(price_windows, price_windows[:, -1])
-
-    def to_prices(self, price_windows: np.ndarray, outputs: np.ndarray) -> np.ndarray:
-        """Model outputs ``[n]`` -> forecast prices ``[n]``."""
-        if self.target == "returns":
-            return price_windows[:, -1] * np.exp(self.scaler.inverse(outputs))
-        return self.scaler.inverse(outputs)
-
-    def outside_share(self, inputs: np.ndarray) -> float:
-        """Share of ``inputs`` outside the range the training inputs covered."""
-        lo, hi = self.input_range
-        tol = 1e-6 * max(1.0, abs(lo), abs(hi))  # float32 inputs round
-        prices = inputs[..., 0]
-        return float(np.mean((prices < lo - tol) | (prices > hi + tol)))
-
-    def to_dict(self) -> dict:
-        return {
-            "target": self.target,
-            "scaler": self.scaler.to_dict(),
-            "input_range": list(self.input_range),
-            "channel_scales": list(self.channel_scales),
-            "volatility": self.volatility,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Features:
-        return cls(
-            d["target"],
-            scaler_from_dict(d["scaler"]),
-            d["input_range"],
-            d.get("channel_scales", ()),
-            d.get("volatility", float("nan")),
-        )
-
-
-@dataclass
-class Part:
-    """The windows of one split, in model units and in prices."""
-
-    price_windows: np.ndarray  # [n, L] the prices seen
-    actual: np.ndarray  # [n] the price that followed each window
-    times: pd.DatetimeIndex  # [n] bin start of each ``actual``
-    inputs: np.ndarray  # [n, L', 1] model inputs
-    targets: np.ndarray  # [n] scaled target of the forecast after the window
-    random_walk_sd: np.ndarray  # [n] EWMA volatility known before each ``actual`` (``stats.ewma_volatility``)
-
-    @property
-    def last(self) -> np.ndarray:
-        """The persistence forecast: the last price of each window."""
-        return self.price_windows[:, -1]
-
-    def sequence_targets(self, loss_steps: str) -> np.ndarray:
-        """``[n, 1, 1]`` (score the last output) or ``[n, L', 1]`` (every output: input t+1 is target t)."""
-        if loss_steps == "last":
-            return self.targets[:, None, None]
-        return np.concatenate([self.inputs[:, 1:, 0], self.targets[:, None]], axis=1)[..., None]
-
-
-def channel_windows(channels: np.ndarray | None, points: np.ndarray, window: int) -> np.ndarray | None:
-    """``[n, L, C]``: the candle rows of the window before each of ``points`` (None without candles)."""
-    if channels is None:
-        return None
-    return (
-        np.stack([channels[t - window : t] for t in points])
-        if len(points)
-        else np.empty((0, window, channels.shape[1]))
-    )
-
-
-def build_parts(
-    prices: pd.Series,
-    window: int,
-    fractions,
-    target: str,
-    channels: np.ndarray | None = None,
-    ewma_lambda: float = ForecastConfig.ewma_lambda,
-) -> tuple[Features, dict]:
-    """(features fitted on the training part, ``{"train", "val", "test": Part}``); ``channels``:
-    the series' candle inputs (``candle_channels``), or None for opens only; ``ewma_lambda``: the
-    decay of the random-walk baseline's volatility."""
-    values = prices.to_numpy(dtype=np.float64)
-    volatility = stats.ewma_volatility(values, ewma_lambda)
-    n_train, n_val, _ = check_points(len(values), window, fractions)
-    if fractions[2] == 0:  # no test part: validation takes the points rounding left over
-        n_val = len(values) - n_train
-    features = Features.fit(target, values[:n_train], None if channels is None else channels[:n_train])
-    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, len(values))}
-    parts = {}
-    for name, (a, b) in bounds.items():
-        w, nxt = windows(values[a:b], window)
-        candles = channel_windows(channels, np.arange(a + window, b), window)
-        parts[name] = Part(
-            w,
-            nxt,
-            prices.index[a + window : b],
-            features.inputs(w, candles),
-            features.targets(w, nxt),
-            volatility[a + window : b],
-        )
-    return features, parts
-
-
-@dataclass
-class Calibration:
-    """What a run fits on its validation part after training, for its best epoch.
-
-    ``alpha``: the shrink weight toward persistence (``--shrink auto``), else None.
-    ``residuals``: the sorted standardized residuals (actual - mean) / sd of the Gaussian head
-    on validation (``--intervals calibrated``), else None; the order statistics split conformal
-    prediction prescribes (``stats.conformal_ranks``) replace the normal quantiles, so intervals
-    keep the tails the data has and cover at least their level in expectation.  ``unshrunk_residuals``: the same for
-    the unshrunk mean, when there is a shrink weight (to report the model without shrinking).
-    """
-
-    alpha: float | None = None
-    residuals: np.ndarray | None = None
-    points: int = 0
-    unshrunk_residuals: np.ndarray | None = None
-
-    def to_dict(self) -> dict:
-        def listed(z):
-            return None if z is None else [round(float(v), 6) for v in z]
-
-        return {
-            "alpha": self.alpha,
-            "fitted_on": "validation",
-            "points": self.points,
-            "residuals": listed(self.residuals),
-            "unshrunk_residuals": listed(self.unshrunk_residuals),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Calibration:
-        def array(z):
-            return None if z is None else np.sort(np.asarray(z, dtype=np.float64))
-
-        return cls(
-            None if d.get("alpha") is None else float(d["alpha"]),
-            array(d.get("residuals")),
-            int(d.get("points", 0)),
-            array(d.get("unshrunk_residuals")),
-        )
-
-    def without_shrinking(self) -> Calibration:
-        residuals = self.unshrunk_residuals if self.alpha is not None else self.residuals
-        return Calibration(None, residuals, self.points)
-
-    def unit_quantiles(self, levels) -> np.ndarray:
-        """Quantiles of the standardized forecast error at ``levels``: the conformal order
-        statistics of the residuals, or the standard normal's."""
-        if self.residuals is None:
-            return stats.normal_quantiles(levels)
-        return self.residuals[stats.conformal_ranks(len(self.residuals), levels) - 1]
-
-    def too_few_for(self, level: float) -> bool:
-        """Whether the residuals are too few for a conformal ``level`` interval with its guarantee
-        (the extreme residual then bounds it, and it may cover less)."""
-        return self.residuals is not None and not stats.conformal_enough(len(self.residuals), level)
-
-
-@dataclass
-class Forecasts:
-    """One-step forecasts after some price windows, in the model's units and in prices.
-
-    ``mean`` is the model's output shrunk toward persistence by ``alpha`` (``--shrink auto``:
-    persistence + alpha * (model - persistence), in the model's units: scaled prices for
-    levels, scaled log-returns for returns); ``log_var`` the Gaussian head's log-variance in
-    the same units, or None for a point forecast.  Quantiles map to prices through the
-    same monotone map as the mean, so an interval in prices holds the probability it had.
-    """
-
-    price_windows: np.ndarray  # [n, L]
-    mean: np.ndarray  # [n]
-    unshrunk_mean: np.ndarray  # [n]
-    log_var: np.ndarray | None  # [n]
-    features: Features
-    calibration: Calibration = dataclasses.field(default_factory=Calibration)
-    random_walk_sd: np.ndarray | None = None  # [n] EWMA volatility known at each forecast (log-return units)
-
-    @property
-    def alpha(self) -> float | None:
-        return self.calibration.alpha
-
-    @property
-    def last(self) -> np.ndarray:
-        """The persistence forecast: the last price of each window."""
-        return self.price_windows[:, -1]
-
-    @property
-    def point(self) -> np.ndarray:
-        """``[n]`` forecast prices (shrunk when ``alpha`` is set)."""
-        return self.features.to_prices(self.price_windows, self.mean)
-
-    @property
-    def unshrunk(self) -> np.ndarray:
-        """``[n]`` the model's own forecast prices."""
-        return self.features.to_prices(self.price_windows, self.unshrunk_mean)
-
-    def quantiles(self, levels) -> np.ndarray:
-        """``[n, K]`` price quantiles at probability ``levels`` (Gaussian head only)."""
-        z = self.calibration.unit_quantiles(levels)
-        moved = self.mean[:, None] + np.exp(0.5 * self.log_var)[:, None] * z[None, :]
-        return np.stack([self.features.to_prices(self.price_windows, moved[:, k]) for k in range(len(z))], axis=1)
-
-    def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
-        """The central ``level`` interval in prices: (low ``[n]``, high ``[n]``)."""
-        q = self.quantiles(stats.interval_levels(level))
-        return q[:, 0], q[:, 1]
-
-    def without_shrinking(self) -> Forecasts:
-        """The model's own forecasts (and intervals around them)."""
-        return Forecasts(
-            self.price_windows,
-            self.unshrunk_mean,
-            self.unshrunk_mean,
-            self.log_var,
-            self.features,
-            self.calibration.without_shrinking(),
-            self.random_walk_sd,
-        )
-
-    def random_walks(self) -> dict:
-        """The probabilistic baselines, name -> volatility in log-return units: ``ewma_random_walk``
-        (the volatility known at each forecast; the reference of ``crps_skill``) where the
-        forecasts carry it, and ``train_vol_random_walk`` (the training part's, one number)."""
-        walks = {} if self.random_walk_sd is None else {stats.REFERENCE_WALK: self.random_walk_sd}
-        return dict(walks, train_vol_random_walk=self.features.volatility)
-
-    def probabilistic_metrics(self, actual: np.ndarray) -> dict:
-        """80% and 95% interval coverage and CRPS (price units), and each random walk's
-        (``random_walks``) CRPS, coverage and the model's CRPS skill against it: ``crps_skill``
-        against the EWMA one, ``train_vol_crps_skill`` against the training-volatility one."""
-        if self.log_var is None:
-            return {}
-        crps = stats.crps_from_quantiles(actual, self.quantiles(stats.CRPS_LEVELS))
-        out = {f"coverage_{round(100 * level)}": stats.coverage(actual, *self.interval(level)) for level in (0.8, 0.95)}
-        return dict(out, **stats.against_random_walks(actual, self.last, crps, self.random_walks()))
-
-
-def model_outputs(trainer, inputs: np.ndarray) -> np.ndarray:
-    """The model's outputs after each whole window: ``[n, O]`` (float64) for inputs ``[n, L', F]``."""
-    y, _ = trainer.forward(trainer.init_carry(inputs.shape[0]), inputs)
-    return np.asarray(y[:, -1, :], dtype=np.float64)
-
-
-def forecast_outputs(trainer, inputs: np.ndarray) -> np.ndarray:
-    """The model's point forecast (the mean, for a Gaussian head) after each whole window: ``[n]``."""
-    return model_outputs(trainer, inputs)[:, 0]
-
-
-def make_forecasts(
-    trainer,
-    features: Features,
-    price_windows: np.ndarray,
-    inputs: np.ndarray,
-    calibration: Calibration | None = None,
-    random_walk_sd: np.ndarray | None = None,
-) -> Forecasts:
-    """The ``Forecasts`` of a model after ``price_windows`` ``[n, L]`` (model ``inputs`` ``[n, L', F]``);
-    ``random_walk_sd`` ``[n]``: the EWMA volatility known at each forecast, for the baseline."""
-    calibration = calibration or Calibration()
-    outputs = model_outputs(trainer, inputs)
-    raw = outputs[:, 0]
-    alpha = calibration.alpha
-    mean = raw if alpha is None else shrink_toward_persistence(raw, features.persistence(price_windows), alpha)
-    return Forecasts(
-        price_windows, mean, raw, outputs[:, 1] if outputs.shape[1] > 1 else None, features, calibration, random_walk_sd
-    )
-
-
-def fit_calibration(cfg: ForecastConfig, trainer, features: Features, part: Part, inputs: np.ndarray) -> Calibration:
-    """The shrink weight and interval residuals of ``cfg`` (``--shrink``, ``--intervals``) fitted
-    on the validation ``part``."""
-    raw = make_forecasts(trainer, features, part.price_windows, inputs)
-    persistence = features.persistence(part.price_windows)
-    alpha = fit_shrink(raw.unshrunk_mean, part.targets, persistence) if cfg.shrink == "auto" else None
-    residuals = unshrunk = None
-    if cfg.head == "gaussian" and cfg.intervals == "calibrated":
-        mean = raw.mean if alpha is None else shrink_toward_persistence(raw.mean, persistence, alpha)
-        residuals = np.sort((part.targets - mean) * np.exp(-0.5 * raw.log_var))
-        if alpha is not None:
-            unshrunk = np.sort((part.targets - raw.mean) * np.exp(-0.5 * raw.log_var))
-    return Calibration(alpha, residuals, len(part.actual), unshrunk)
-
-
-def shrink_toward_persistence(outputs: np.ndarray, persistence: np.ndarray, alpha: float) -> np.ndarray:
-    return persistence + alpha * (outputs - persistence)
-
-
-def fit_shrink(outputs: np.ndarray, targets: np.ndarray, persistence: np.ndarray) -> float:
-    """The weight alpha in [0, 1] of persistence + alpha * (model - persistence) with the least
-    squared error against ``targets`` (all ``[n]``, in the model's units)."""
-    move = outputs - persistence
-    denominator = float(move @ move)
-    if denominator == 0:
-        return 0.0
-    return float(np.clip(move @ (targets - persistence) / denominator, 0.0, 1.0))
-
-
-def forecast_points(loaded, series: Series, points: np.ndarray) -> Forecasts:
-    """The forecasts of a saved model (``load_run``, with its shrink weight) for the points
-    ``points`` of ``series``, each from the window of actual prices right before it."""
-    cfg, features = loaded.cfg, loaded.extras["features"]
-    values = series.prices.to_numpy(dtype=np.float64)
-    price_windows = np.stack([values[t - cfg.window : t] for t in points])
-    inputs = features.inputs(price_windows, channel_windows(series.channels, points, cfg.window))
-    volatility = stats.ewma_volatility(values[: max(points)], cfg.ewma_lambda)[points]  # only what came before
-    return make_forecasts(
-        loaded.trainer,
-        features,
-        price_windows,
-        inputs.astype(np.dtype(cfg.dtype)),
-        loaded.extras.get("calibration"),
-        volatility,
-    )
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def compare(part: Part, forecasts: Forecasts, features: Features) -> dict:
-    """The model's price metrics next to persistence's on one part, the skill in price units and
-    in log-return units (with intervals and a Diebold-Mariano test), and with a Gaussian head its
-    intervals' coverage and CRPS beside the random walks'; with a shrink weight, the unshrunk skill too."""
-    predicted = forecasts.point
-    model = price_metrics(part.actual, predicted, part.last)
-    persistence = price_metrics(part.actual, part.last, part.last)
-    out = {"points": int(len(part.actual)), "from": str(part.times[0]), "to": str(part.times[-1])}
-    for key in ("mae", "rmse", "mape_percent"):
-        out[key] = model[key]
-        out[f"persistence_{key}"] = persistence[key]
-    out["direction_hit_rate"], out["direction_call_share"] = model["direction_hit_rate"], model["direction_call_share"]
-    out["skill"] = 1.0 - model["rmse"] / persistence["rmse"] if persistence["rmse"] > 0 else float("nan")
-    out["skill_ci95"] = list(skill_interval(part.actual, predicted, part.last))
-    returns = stats.log_returns(part.actual, predicted, part.last)
-    out["log_return_skill"] = stats.skill(*returns)
-    out["log_return_skill_ci95"] = list(skill_interval(*returns, block=stats.bootstrap_block(len(part.actual))))
-    out["log_return_diebold_mariano"] = stats.diebold_mariano(*returns)
-    out["mae_skill"] = 1.0 - model["mae"] / persistence["mae"] if persistence["mae"] > 0 else float("nan")
-    scored = stats.moved(part.actual, part.last)  # as direction accuracy
-    out["up_share"] = float(np.mean(part.actual[scored] > part.last[scored])) if scored.any() else float("nan")
-    out["inputs_outside_training_range"] = features.outside_share(part.inputs)
-    out.update(forecasts.probabilistic_metrics(part.actual))
-    if forecasts.calibration.too_few_for(0.95):
-        out["calibration_residuals"] = len(forecasts.calibration.residuals)
-    if forecasts.alpha is not None:
-        out["alpha"] = forecasts.alpha
-        out["unshrunk_skill"] = stats.skill(part.actual, forecasts.unshrunk, part.last)
-        out["unshrunk_skill_ci95"] = list(skill_interval(part.actual, forecasts.unshrunk, part.last))
-        out.update(
-            {f"unshrunk_{k}": v for k, v in forecasts.without_shrinking().probabilistic_metrics(part.actual).items()}
-        )
-    return out
-
-
-def describe(result: dict, what: str = "test") -> str:
-    """A few sentences on one part's numbers, persistence first-class."""
-    skill = result["skill"]
-    verdict = (
-        f"{skill * 100:.2f}% lower RMSE than persistence"
-        if skill > 0
-        else f"{-skill * 100:.2f}% higher RMSE than persistence"
-    )
-    lo, hi = result["skill_ci95"]
-    interval = f" (95% block-bootstrap interval {lo:+.3f} to {hi:+.3f}" + (
-        "; no clear difference from persistence on this many points)" if lo <= 0 <= hi else ")"
-    )
-    text = [
-        f"On {result['points']} {what} points ({result['from'][:16]} to {result['to'][:16]}), the model's RMSE is "
-        f"{result['rmse']:,.2f} against {result['persistence_rmse']:,.2f} for persistence (next = last): "
-        f"skill {skill:+.4f}{interval}, {verdict}.",
-        f"MAE {result['mae']:,.2f} vs {result['persistence_mae']:,.2f}; MAPE {result['mape_percent']:.2f}% vs "
-        f"{result['persistence_mape_percent']:.2f}%.",
-        describe_log_return_skill(result),
-        describe_direction(result),
-    ]
-    outside = result["inputs_outside_training_range"]
-    if outside > 0:
-        text.append(
-            f"{outside * 100:.0f}% of the inputs lie outside the range seen in training: there the model extrapolates."
-        )
-    text += describe_shrink_and_intervals(result)
-    return " ".join(text)
-
-
-def describe_log_return_skill(result: dict) -> str:
-    """The scale-free comparison in one sentence (``log_return_skill`` and its test)."""
-    lo, hi = result["log_return_skill_ci95"]
-    dm = result["log_return_diebold_mariano"]
-    return (
-        f"In log-returns, where a 1% miss weighs the same at any price, the skill is "
-        f"{result['log_return_skill']:+.4f} ({lo:+.3f} to {hi:+.3f}; Diebold-Mariano p = {dm['p_value']:.3g})."
-    )
-
-
-def percent(x: float, digits: int = 1) -> str:
-    """``x`` as a percentage, or "n/a" for NaN (a rate with nothing to count)."""
-    return "n/a" if not math.isfinite(x) else f"{100 * x:.{digits}f}%"
-
-
-def describe_direction(result: dict) -> str:
-    """The direction calls in one sentence: hit rate over the calls, share of forecasts calling one."""
-    if not result["direction_call_share"] > 0:
-        return "It never called a move (every forecast is the last value), so it has no direction to score."
-    return (
-        f"It called a move in {percent(result['direction_call_share'])} of the forecasts and got the "
-        f"direction right in {percent(result['direction_hit_rate'])} of those that moved (always guessing "
-        f"'up' would score {percent(result['up_share'])}; a forecast of no move is a no-call, not a miss)."
-    )
-
-
-def describe_shrink_and_intervals(result: dict) -> list[str]:
-    """Sentences on the shrink weight and the Gaussian head's intervals, where a result has them."""
-    text = []
-    alpha = result.get("alpha")
-    if alpha == 0:
-        text.append(
-            "The shrink weight fitted on validation is 0: the model found nothing that persistence "
-            "does not already know, so the forecast is persistence itself."
-        )
-    elif alpha is not None:
-        text.append(
-            f"Forecasts are shrunk toward persistence with weight alpha = {alpha:.3f} fitted on validation "
-            f"(persistence + alpha x (model - persistence)); unshrunk, the skill is "
-            f"{result['unshrunk_skill']:+.4f}."
-        )
-    if "coverage_80" in result:
-        text.append(
-            f"Intervals: {100 * result['coverage_80']:.1f}% of actual values fell inside the 80% interval "
-            f"and {100 * result['coverage_95']:.1f}% inside the 95% one."
-        )
-        if "calibration_residuals" in result:
-            text.append(
-                f"Only {result['calibration_residuals']} validation residuals calibrate them: a 95% "
-                "interval needs at least 39 for its coverage guarantee, so its ends are the extreme "
-                "residuals and it may cover less."
-            )
-        text.append(describe_random_walks(result))
-    return text
-
-
-def describe_random_walks(result: dict) -> str:
-    """The model's CRPS against the two random walks, with their own coverage."""
-    text = (
-        f"CRPS {result['crps']:,.4g} against {result['ewma_random_walk_crps']:,.4g} for a random walk whose "
-        f"volatility is an exponentially weighted mean of the returns before each forecast (CRPS skill "
-        f"{result['crps_skill']:+.4f}; its intervals cover {percent(result['ewma_random_walk_coverage_80'])} "
-        f"and {percent(result['ewma_random_walk_coverage_95'])})"
-    )
-    text += (
-        f" and {result['train_vol_random_walk_crps']:,.4g} for one with the training part's volatility (CRPS "
-        f"skill {result['train_vol_crps_skill']:+.4f}; covering "
-        f"{percent(result['train_vol_random_walk_coverage_80'])} and "
-        f"{percent(result['train_vol_random_walk_coverage_95'])})."
-    )
-    if abs(result["crps_skill"]) < 0.01:
-        text += " Against the volatility a forecaster already knows, the model's distribution adds next to nothing."
-    return text
 
 
 # --------------------------------------------------------------------------- the task
@@ -855,116 +285,6 @@ class ForecastTask(train.TaskBase):
         return describe_series(self.cfg, self.series, f"; windows of {self.cfg.window}: {counts}")
 
 
-def describe_series(cfg: ForecastConfig, series: Series, windows_text: str = "") -> list[str]:
-    """The data line (and notes) a run or backtest prints first."""
-    p = series.prices
-    return [
-        f"data: {series.source}, {len(p)} points every {cfg.every} from {p.index[0]:%Y-%m-%d %H:%M} "
-        f"to {p.index[-1]:%Y-%m-%d %H:%M} ({p.min():,.2f} to {p.max():,.2f}){windows_text}; target {cfg.target}",
-        *(f"note: {n}" for n in series.notes),
-    ]
-
-
-# --------------------------------------------------------------------------- plots
-
-
-def plot_history(run_dir: Path, loss_steps: str) -> Path | None:
-    """Per-epoch training and validation loss (the exercise's main output), log scale, best epoch
-    (lowest validation RMSE in price units) marked."""
-    rows = report.read_metrics(run_dir)
-    trained = [r for r in rows if r.get("train_loss_mean") is not None]
-    if not trained:
-        return None
-    plt = report.pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=100)
-    label = "train (mean over the epoch)" if loss_steps == "last" else "train objective, all steps (epoch mean)"
-    ax.plot([r["epoch"] for r in trained], [r["train_loss_mean"] for r in trained], marker=".", label=label)
-    if loss_steps == "all":
-        ax.plot(
-            [r["epoch"] for r in rows],
-            [r["train_mse"] for r in rows],
-            marker=".",
-            label="train forecast MSE (end of epoch)",
-        )
-    # Validation starts at epoch 0, the untrained model (for returns: persistence itself).
-    ax.plot([r["epoch"] for r in rows], [r["val_mse"] for r in rows], marker=".", label="validation")
-    ax.axhline(
-        rows[0]["val_persistence_mse"],
-        color="tab:orange",
-        linestyle="--",
-        linewidth=1,
-        label="persistence (validation)",
-    )
-    best = min(rows, key=lambda r: r["val_loss"])
-    ax.plot(
-        [best["epoch"]],
-        [best["val_mse"]],
-        "o",
-        color="k",
-        fillstyle="none",
-        markersize=10,
-        label=f"best (epoch {best['epoch']:g})",
-    )
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE (scaled units)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    path = Path(run_dir) / "loss.png"
-    report.save_figure(fig, path)
-    return path
-
-
-def plot_forecast(path: Path, part: Part, forecasts: Forecasts, result: dict, title: str) -> Path:
-    """Test actual vs model vs persistence, with the 80% and 95% intervals of a Gaussian head:
-    the whole test period and a close-up of its end."""
-    import textwrap
-
-    predicted = forecasts.point
-    bands = [(level, *forecasts.interval(level)) for level in (0.95, 0.8)] if forecasts.log_var is not None else []
-
-    plt = report.pyplot()
-    wrapped = textwrap.fill(describe(result), 120)
-    text_inches = 0.18 * (wrapped.count("\n") + 1) + 0.3
-    fig, axes = plt.subplots(
-        2,
-        1,
-        figsize=(10, 7 + text_inches),
-        dpi=100,
-        gridspec_kw={"bottom": (text_inches + 0.5) / (7 + text_inches), "hspace": 0.35},
-    )
-    zoom = slice(max(0, len(part.actual) - ZOOM_POINTS), None)
-    for ax, sl, subtitle in (
-        (axes[0], slice(None), "test period"),
-        (axes[1], zoom, f"last {min(ZOOM_POINTS, len(part.actual))} test points"),
-    ):
-        t = part.times[sl]
-        for (level, low, high), shade in zip(bands, (0.15, 0.3)):
-            ax.fill_between(
-                t, low[sl], high[sl], color="tab:blue", alpha=shade, linewidth=0, label=f"{100 * level:g}% interval"
-            )
-        ax.plot(t, part.actual[sl], "-", color="k", linewidth=1.4, label="actual")
-        ax.plot(t, part.last[sl], "--", color="tab:orange", linewidth=1, label="persistence (last value)")
-        ax.plot(t, predicted[sl], "-", color="tab:blue", linewidth=1, label="model")
-        if sl is zoom:
-            ax.plot(t, part.actual[sl], ".", color="k")
-        ax.set_title(subtitle, fontsize="medium")
-        ax.set_ylabel("price")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="small")
-    fig.suptitle(
-        f"{title}\nskill {result['skill']:+.3f} vs persistence "
-        f"(RMSE {result['rmse']:,.2f} vs {result['persistence_rmse']:,.2f})",
-        fontsize="medium",
-    )
-    for ax in axes:
-        ax.tick_params(axis="x", labelrotation=20)
-    fig.text(0.05, 0.02, wrapped, fontsize=8.5, va="bottom", ha="left")
-    report.save_figure(fig, path)
-    return Path(path)
-
-
 # --------------------------------------------------------------------------- runs
 
 
@@ -999,35 +319,6 @@ def saved_calibration(run_dir: str | os.PathLike, which: str = "best") -> Calibr
             f"{run_dir}/{CALIBRATION_FILE} is damaged ({exc}); run `forecast train --resume` on the "
             "finished run to fit it again"
         ) from exc
-
-
-def check_grid(data, every: pd.Timedelta, anchor: pd.Timestamp, every_text: str) -> None:
-    """Refuse a price file whose rows cannot be put on a run's bins (``every`` long from ``anchor``):
-    candles longer than a bin, a bin that is not a whole number of candles, or rows off the grid."""
-    step = data.step
-    if step is None:
-        return
-    if step > every:
-        raise UserError(
-            f"{data.source} has {_duration(step)} candles, longer than the run's --every {every_text}: "
-            "its bins cannot be made from them; use a file of shorter candles"
-        )
-    if every % step != pd.Timedelta(0):
-        raise UserError(
-            f"the run's --every {every_text} is not a whole number of {data.source}'s "
-            f"{_duration(step)} candles; use a file whose candles divide {every_text}"
-        )
-    offset = (data.frame.index[0] - anchor) % step
-    if offset != pd.Timedelta(0):
-        raise UserError(
-            f"{data.source}'s rows fall {_duration(offset)} off the run's bin grid (bins start at "
-            f"{anchor:%Y-%m-%d %H:%M} plus multiples of {every_text}); use candles aligned to it"
-        )
-
-
-def _duration(delta: pd.Timedelta) -> str:
-    minutes = delta / pd.Timedelta(minutes=1)
-    return f"{minutes / 60:g}-hour" if minutes >= 60 else f"{minutes:g}-minute"
 
 
 def predict_next(
@@ -1120,102 +411,6 @@ def predict_from(
         q = stats.random_walk_quantiles(np.array([last]), sd, stats.interval_levels(level / 100))
         result[f"random_walk_interval_{level}"] = [float(q[0, 0]), float(q[0, 1])]
     return result
-
-
-# --------------------------------------------------------------------------- report
-
-
-def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
-    """Test RMSE, MAE and direction against persistence, the loss and forecast plots and the
-    comparison in words, for ``rnnlab.html_report``."""
-    facts = Facts(val_curve=("val_rmse", "validation RMSE (price units)"))
-    test = read_json(Path(run_dir) / "test.json")
-    if test is not None:
-        low, high = test.get("skill_ci95") or (float("nan"), float("nan"))
-        skill = test["skill"]
-        facts.headline.append(
-            Headline(
-                f"test RMSE ({test['points']:,} points, price units)",
-                f"RMSE {test['rmse']:,.4g}",
-                f"persistence: RMSE {test['persistence_rmse']:,.4g}",
-                f"skill {skill:+.3f} (95% CI {low:+.3f} to {high:+.3f})",
-                "better" if low > 0 else "worse" if high < 0 else "close",
-            )
-        )
-        facts.headline.append(
-            Headline(
-                "test MAE",
-                f"MAE {test['mae']:,.4g}",
-                f"persistence: MAE {test['persistence_mae']:,.4g}",
-                f"MAE skill {test['mae_skill']:+.3f}",
-                "better" if test["mae_skill"] > 0 else "worse",
-            )
-        )
-        lr_low, lr_high = test["log_return_skill_ci95"]
-        facts.headline.append(
-            Headline(
-                "test log-return RMSE (scale-free)",
-                f"skill {test['log_return_skill']:+.4f}",
-                "persistence: skill 0",
-                f"95% CI {lr_low:+.3f} to {lr_high:+.3f}; Diebold-Mariano p = "
-                f"{test['log_return_diebold_mariano']['p_value']:.3g}",
-                "better" if lr_low > 0 else "worse" if lr_high < 0 else "close",
-            )
-        )
-        hit, calls, up = test["direction_hit_rate"], test["direction_call_share"], test["up_share"]
-        facts.headline.append(
-            Headline(
-                "direction of the next move",
-                f"{percent(hit)} right of the calls",
-                f"always 'up': {percent(up)}",
-                f"calls a move in {percent(calls)} of the forecasts",
-                "better" if math.isfinite(hit) and hit > max(up, 1 - up) else "worse",
-            )
-        )
-        if "coverage_80" in test:
-            facts.headline.append(
-                Headline(
-                    "interval coverage (80% / 95%)",
-                    f"{100 * test['coverage_80']:.1f}% / {100 * test['coverage_95']:.1f}%",
-                    f"EWMA random walk: {percent(test['ewma_random_walk_coverage_80'])} / "
-                    f"{percent(test['ewma_random_walk_coverage_95'])}",
-                    f"CRPS {test['crps']:,.4g} vs EWMA random walk {test['ewma_random_walk_crps']:,.4g} (skill "
-                    f"{test['crps_skill']:+.3f}; vs training volatility {test['train_vol_crps_skill']:+.3f})",
-                    "better" if test["crps_skill"] > 0 else "worse",
-                )
-            )
-        if test.get("alpha") is not None:
-            facts.headline.append(
-                Headline(
-                    "shrink weight toward persistence (fitted on validation)",
-                    f"alpha {test['alpha']:.3f}",
-                    f"unshrunk skill {test['unshrunk_skill']:+.3f}",
-                    "the model adds nothing to persistence"
-                    if test["alpha"] == 0
-                    else f"skill {test['skill']:+.3f} shrunk",
-                    "worse" if test["alpha"] == 0 else "close",
-                )
-            )
-        if test.get("comparison_text"):
-            facts.texts.append(("Against persistence, in words", test["comparison_text"]))
-    else:
-        rows = [r for r in metrics if r.get("val_skill") is not None]
-        if rows:
-            last = rows[-1]
-            facts.headline.append(
-                Headline(
-                    f"validation RMSE at epoch {last.get('epoch', 0):g} (no test yet)",
-                    f"RMSE {last['val_rmse']:,.4g}",
-                    f"persistence: RMSE {last['val_persistence_rmse']:,.4g}",
-                    f"skill {last['val_skill']:+.3f}",
-                    "better" if last["val_skill"] > 0 else "worse",
-                )
-            )
-    facts.figures += [
-        ("Training and validation loss per epoch; the best epoch on validation is kept", "loss.png"),
-        ("Test period: actual prices, the model's forecasts and persistence", "forecast.png"),
-    ]
-    return facts
 
 
 # --------------------------------------------------------------------------- the task, for the registry
