@@ -12,8 +12,7 @@ from test_prices import candles, write_binance, write_headered
 from rnnlab.config import ForecastConfig
 from rnnlab.data.series import generated_prices
 from rnnlab.runner import train_run
-from rnnlab.tasks import forecast
-from rnnlab.tasks import forecast_model
+from rnnlab.tasks import forecast, forecast_model
 from rnnlab.tasks import forecast_stats as stats
 
 # Small and fast: 400 built-in points, a tiny model, a few epochs.
