@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from .dropout import dropout_masks
 from .dropout import rows as mask_rows
 from .errors import TrainingDiverged, UserError
 from .optim import learning_rate
+from .stopping import Budget, StopFlag, after_evaluation_stop, budget_stop
 
 SMOOTHING = 0.99  # weight of the old value in the exponential moving average of the loss
 # Append-only logs of a run: a checkpoint records their lengths, and a resumed run cuts them back.
@@ -165,47 +165,6 @@ class LoopState:
         )
 
 
-@dataclass
-class Budget:
-    max_steps: int = 0  # total steps of the run; 0 = none
-    max_minutes: float = 0.0  # training time of this invocation; 0 = none
-    target_loss: float = 0.0  # smoothed train loss to stop under; 0 = off
-    target_val_loss: float = 0.0  # validation loss to stop at (checked at each eval); 0 = off
-    eval_every: int = 100
-    eval_at_start: bool = False  # evaluate the untrained model too (step 0), so it can be the best
-
-
-class _StopFlag:
-    """Ctrl-C (SIGINT) and SIGTERM, which schedulers send before they preempt a job, set a flag
-    checked between steps, so a step is never cut in half and the run stops with a checkpoint."""
-
-    SIGNALS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
-
-    def __init__(self):
-        self.requested = False
-        self.reason = ""
-        self._previous = {}
-
-    def __enter__(self):
-        def handler(signum, frame):
-            if self.requested:  # a second signal means: stop now
-                raise KeyboardInterrupt
-            self.requested = True
-            self.reason = self.SIGNALS.get(signum, "interrupted")
-
-        for signum in self.SIGNALS:
-            try:
-                self._previous[signum] = signal.signal(signum, handler)
-            except ValueError:  # not the main thread: no handler, signals behave as usual
-                pass
-        return self
-
-    def __exit__(self, *exc):
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-        self._previous = {}
-
-
 def _model_meta(trainer, task, config: dict) -> dict:
     """What sample/eval need to rebuild the model, shared by full and params-only checkpoints,
     and where it was trained (so a report can say what its timings were measured on)."""
@@ -283,62 +242,70 @@ def run(
     Raises ``TrainingDiverged`` (after keeping the last good checkpoint) on a
     non-finite loss or gradient.
     """
-    from tqdm import tqdm
+    return _Loop(task, trainer, state, budget, schedule, run, config, quiet, log_evals, ema_decay).train()
 
-    from .memory import keep_freed_blocks
 
-    keep_freed_blocks()  # steps allocate the same large temporaries again and again
-    # Under torchrun (see rnnlab.distributed) this process trains on its rows of each batch;
-    # only rank 0 talks, and only rank 0 writes in the run directory (the others get scratch ones).
-    shard = distributed.current()
-    quiet = quiet or not shard.is_main
-    show_bar = not quiet and sys.stderr.isatty()
-    say = (lambda msg: None) if quiet or not log_evals else (tqdm.write if show_bar else print)
-    bar = tqdm(
-        total=budget.max_steps or None,
-        initial=state.step,
-        disable=not show_bar,
-        unit="step",
-        dynamic_ncols=True,
-        smoothing=0.1,
-    )
-    if state.carry is None:
-        state.carry = trainer.init_carry(task.batch_size)
-    if not ema_decay:
-        state.average = None
-    elif state.average is None:  # a new run, or --ema-decay turned on at --resume: start from here
-        state.average = averaging.start(trainer.params)
-    state.carry = shard.own_rows(state.carry)  # checkpoints hold every row of the global batch
+class _Loop:
+    """One invocation of the loop: the steps, the evaluation schedule, and what is saved when.
 
-    def save():
-        full = dataclasses.replace(state, carry=shard.gather_rows(state.carry))
-        save_checkpoint(run, trainer, task, full, config)
+    Order matters for a crash at any point: everything an evaluation draws (a sample's random
+    numbers) and appends (metrics.jsonl, samples.jsonl) comes before the checkpoint, which
+    records the logs' lengths; resuming from the previous checkpoint cuts them back.
+    """
 
-    if state.step == 0 and shard.any(not run.has_checkpoint()):
-        save()  # a good state to fall back to
-    last_saved_step = state.step
-    started = time.perf_counter()
-    invocation_seconds = 0.0
-    stop_reason = None
-    items_since, seconds_since = 0, 0.0
+    def __init__(self, task, trainer, state, budget, schedule, run, config, quiet, log_evals, ema_decay):
+        from tqdm import tqdm
 
-    def evaluate_and_save(final: bool):
-        # Order matters for a crash at any point: everything the evaluation draws (the sample's
-        # random numbers) and appends (metrics.jsonl, samples.jsonl) comes before the checkpoint,
-        # which records the logs' lengths; resuming from the previous checkpoint cuts them back.
-        nonlocal last_saved_step
-        with averaging.holding(trainer, state.average):
-            record, line = evaluate_and_keep_best(final)
-        save()
-        last_saved_step = state.step
-        say(line)
+        from .memory import keep_freed_blocks
+
+        keep_freed_blocks()  # steps allocate the same large temporaries again and again
+        self.task, self.trainer, self.state, self.budget = task, trainer, state, budget
+        self.schedule, self.run, self.config, self.ema_decay = schedule, run, config, ema_decay
+        # Under torchrun (see rnnlab.distributed) this process trains on its rows of each batch;
+        # only rank 0 talks, and only rank 0 writes in the run directory (the others get scratch ones).
+        self.shard = distributed.current()
+        quiet = quiet or not self.shard.is_main
+        show_bar = not quiet and sys.stderr.isatty()
+        self.say = (lambda msg: None) if quiet or not log_evals else (tqdm.write if show_bar else print)
+        self.bar = tqdm(
+            total=budget.max_steps or None,
+            initial=state.step,
+            disable=not show_bar,
+            unit="step",
+            dynamic_ncols=True,
+            smoothing=0.1,
+        )
+        if state.carry is None:
+            state.carry = trainer.init_carry(task.batch_size)
+        if not ema_decay:
+            state.average = None
+        elif state.average is None:  # a new run, or --ema-decay turned on at --resume: start from here
+            state.average = averaging.start(trainer.params)
+        state.carry = self.shard.own_rows(state.carry)  # checkpoints hold every row of the global batch
+        self.last_saved_step = state.step
+        self.invocation_seconds = 0.0
+        self.items_since, self.seconds_since = 0, 0.0
+
+    # ----- saving and evaluating
+
+    def save(self) -> None:
+        full = dataclasses.replace(self.state, carry=self.shard.gather_rows(self.state.carry))
+        save_checkpoint(self.run, self.trainer, self.task, full, self.config)
+        self.last_saved_step = self.state.step
+
+    def evaluate_and_save(self, final: bool) -> dict:
+        """Evaluate (with the weights' average, when kept), log, keep the best, then checkpoint."""
+        with averaging.holding(self.trainer, self.state.average):
+            record, line = self._evaluate_and_keep_best(final)
+        self.save()
+        self.say(line)
         return record
 
-    def evaluate_and_keep_best(final: bool) -> tuple[dict, str]:
-        nonlocal items_since, seconds_since
-        metrics = task.evaluate(trainer)
+    def _evaluate_and_keep_best(self, final: bool) -> tuple[dict, str]:
+        state, task = self.state, self.task
+        metrics = task.evaluate(self.trainer)
         val = metrics.get("val_loss")
-        throughput = items_since / seconds_since if seconds_since > 0 else None
+        throughput = self.items_since / self.seconds_since if self.seconds_since > 0 else None
         # The plain mean of the step losses since the previous evaluation: per epoch, this is the
         # "training loss" of the classic epoch loop (the smoothed value weights recent steps more).
         mean_since = state.loss_sum_since_eval / state.steps_since_eval if state.steps_since_eval else None
@@ -347,111 +314,119 @@ def run(
             "train_loss": state.smoothed_loss,
             "train_loss_mean": mean_since,
             **metrics,
-            "lr": learning_rate(step=max(0, state.step - 1), **schedule),
+            "lr": learning_rate(step=max(0, state.step - 1), **self.schedule),
             "train_seconds": round(state.train_seconds, 3),
             f"{task.item_name}_per_s": throughput and round(throughput, 1),
         }
-        line = task.describe_eval(trainer, state, record, final)
-        run.log_metrics(record)
-        items_since, seconds_since = 0, 0.0
+        line = task.describe_eval(self.trainer, state, record, final)
+        self.run.log_metrics(record)
+        self.items_since, self.seconds_since = 0, 0.0
         state.loss_sum_since_eval, state.steps_since_eval = 0.0, 0
         if val is not None and (state.best_val_loss is None or val < state.best_val_loss):
             state.best_val_loss = val
-            save_best(run, trainer, task, state, config, metrics)
+            save_best(self.run, self.trainer, task, state, self.config, metrics)
         return record, line
 
-    def watcher_says_stop(record) -> str | None:
-        hook = _after_evaluation.get()
-        return hook(state.step, record) if hook is not None else None
+    def _stop_after_evaluation(self, record: dict, at_start: bool = False) -> str | None:
+        """Why to stop after this evaluation: the validation target (not for the untrained model's),
+        then whatever watches the run."""
+        reason = None if at_start else after_evaluation_stop(self.budget, record)
+        if reason is None:
+            hook = _after_evaluation.get()  # a sweep's pruner, for one
+            reason = hook(self.state.step, record) if hook is not None else None
+        return reason
 
-    if budget.eval_at_start and state.step == 0 and state.best_val_loss is None:
-        stop_reason = watcher_says_stop(evaluate_and_save(final=False))
-    with _StopFlag() as stop:
-        while stop_reason is None:
-            if budget.max_steps and state.step >= budget.max_steps:
-                stop_reason = f"reached --max-steps {budget.max_steps}"
-            elif budget.max_minutes and invocation_seconds >= budget.max_minutes * 60:
-                stop_reason = f"reached --max-minutes {budget.max_minutes:g}"
-            elif budget.target_loss and state.smoothed_loss is not None and state.smoothed_loss < budget.target_loss:
-                stop_reason = f"smoothed loss {state.smoothed_loss:.4f} under --target-loss {budget.target_loss:g}"
-            elif stop.requested:
-                stop_reason = stop.reason
-            if shard.active and shard.any(stop_reason is not None):  # all processes stop together
-                stop_reason = stop_reason or "another process stopped"
-            if stop_reason:
-                break
-            t0 = time.perf_counter()
-            inputs, targets, reset = task.next_batch()
-            rows = len(inputs)
-            # Drawn for the whole batch on every process (the same generator everywhere), then split.
-            masks = dropout_masks(
-                trainer.spec, trainer.dropout, state.dropout_rng, rows, inputs.shape[1], trainer.dtype
+    # ----- one step
+
+    def step(self) -> None:
+        """Draw a batch (and its dropout masks), update, and fold the loss into the running numbers."""
+        state, trainer, shard = self.state, self.trainer, self.shard
+        t0 = time.perf_counter()
+        inputs, targets, reset = self.task.next_batch()
+        rows = len(inputs)
+        # Drawn for the whole batch on every process (the same generator everywhere), then split.
+        masks = dropout_masks(trainer.spec, trainer.dropout, state.dropout_rng, rows, inputs.shape[1], trainer.dtype)
+        if shard.active:
+            masks = mask_rows(masks, shard.rows)
+            if rows < shard.world:
+                raise UserError(
+                    f"a batch of {rows} rows cannot be split over {shard.world} processes; "
+                    "choose a --batch-size whose last batch keeps at least one row per process"
+                )
+            inputs, targets = shard.rows(inputs), shard.rows(targets)
+            trainer.loss_weight = shard.world if trainer.reduction == "sum" else shard.loss_weight(rows)
+        if reset:
+            state.carry = trainer.init_carry(inputs.shape[0])
+        lr = learning_rate(step=state.step, **self.schedule)
+        loss, grad_norm, state.carry = trainer.train_step(state.carry, inputs, targets, lr, masks)
+        if shard.active:  # the mean over the whole batch, as one process would report it
+            loss = shard.sum(loss * len(inputs) / rows)
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            self.bar.close()
+            what = "loss" if not math.isfinite(loss) else "gradient norm"
+            raise TrainingDiverged(
+                f"{what} became {loss if what == 'loss' else grad_norm} at step {state.step + 1}; "
+                f"stopped and kept the last good checkpoint (step {self.last_saved_step}) in {self.run.path}; "
+                "lower --lr or use gradient clipping, then --resume"
             )
-            if shard.active:
-                masks = mask_rows(masks, shard.rows)
-                if rows < shard.world:
-                    raise UserError(
-                        f"a batch of {rows} rows cannot be split over {shard.world} processes; "
-                        "choose a --batch-size whose last batch keeps at least one row per process"
-                    )
-                inputs, targets = shard.rows(inputs), shard.rows(targets)
-                trainer.loss_weight = shard.world if trainer.reduction == "sum" else shard.loss_weight(rows)
-            if reset:
-                state.carry = trainer.init_carry(inputs.shape[0])
-            lr = learning_rate(step=state.step, **schedule)
-            loss, grad_norm, state.carry = trainer.train_step(state.carry, inputs, targets, lr, masks)
-            if shard.active:  # the mean over the whole batch, as one process would report it
-                loss = shard.sum(loss * len(inputs) / rows)
-            if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-                bar.close()
-                what = "loss" if not math.isfinite(loss) else "gradient norm"
-                raise TrainingDiverged(
-                    f"{what} became {loss if what == 'loss' else grad_norm} at step {state.step + 1}; "
-                    f"stopped and kept the last good checkpoint (step {last_saved_step}) in {run.path}; "
-                    "lower --lr or use gradient clipping, then --resume"
-                )
-            state.step += 1
-            if state.average is not None:
-                averaging.update_(state.average, trainer.params, ema_decay, state.step)
-            # Debiased moving average (as Adam's moments): early values are not dragged
-            # towards an arbitrary start, so --target-loss means the same at step 10 and 10,000.
-            state.loss_ema = SMOOTHING * state.loss_ema + (1 - SMOOTHING) * loss
-            state.smoothed_loss = state.loss_ema / (1 - SMOOTHING**state.step)
-            dt = time.perf_counter() - t0
-            state.train_seconds += dt
-            invocation_seconds += dt
-            items_since += task.items_per_step
-            seconds_since += dt
-            state.loss_sum_since_eval += loss
-            state.steps_since_eval += 1
-            bar.update(1)
-            if state.step % 10 == 0 or state.step == 1:
-                bar.set_postfix(
-                    loss=f"{state.smoothed_loss:.3f}",
-                    **{f"{task.item_name}/s": f"{items_since / max(seconds_since, 1e-9):.0f}"},
-                )
-            if state.step % budget.eval_every == 0:
-                record = evaluate_and_save(final=False)
-                val = record.get("val_loss")
-                if budget.target_val_loss and val is not None and val <= budget.target_val_loss:
-                    stop_reason = f"validation loss {val:.4f} reached --target-val-loss {budget.target_val_loss:g}"
+        state.step += 1
+        if state.average is not None:
+            averaging.update_(state.average, trainer.params, self.ema_decay, state.step)
+        # Debiased moving average (as Adam's moments): early values are not dragged
+        # towards an arbitrary start, so --target-loss means the same at step 10 and 10,000.
+        state.loss_ema = SMOOTHING * state.loss_ema + (1 - SMOOTHING) * loss
+        state.smoothed_loss = state.loss_ema / (1 - SMOOTHING**state.step)
+        dt = time.perf_counter() - t0
+        state.train_seconds += dt
+        self.invocation_seconds += dt
+        self.items_since += self.task.items_per_step
+        self.seconds_since += dt
+        state.loss_sum_since_eval += loss
+        state.steps_since_eval += 1
+        self.bar.update(1)
+        if state.step % 10 == 0 or state.step == 1:
+            self.bar.set_postfix(
+                loss=f"{state.smoothed_loss:.3f}",
+                **{f"{self.task.item_name}/s": f"{self.items_since / max(self.seconds_since, 1e-9):.0f}"},
+            )
+
+    # ----- the whole invocation
+
+    def train(self) -> dict:
+        state, budget, shard = self.state, self.budget, self.shard
+        if state.step == 0 and shard.any(not self.run.has_checkpoint()):
+            self.save()  # a good state to fall back to
+        started = time.perf_counter()
+        stop_reason = None
+        if budget.eval_at_start and state.step == 0 and state.best_val_loss is None:
+            stop_reason = self._stop_after_evaluation(self.evaluate_and_save(final=False), at_start=True)
+        with StopFlag() as stop:
+            while stop_reason is None:
+                stop_reason = budget_stop(budget, state.step, self.invocation_seconds, state.smoothed_loss)
+                if stop_reason is None and stop.requested:
+                    stop_reason = stop.reason
+                if shard.active and shard.any(stop_reason is not None):  # all processes stop together
+                    stop_reason = stop_reason or "another process stopped"
+                if stop_reason:
                     break
-                stop_reason = watcher_says_stop(record)
-    bar.close()
-    interrupted = shard.any(stop.requested) if shard.active else stop.requested
-    if interrupted:
-        # Stopped by a signal: keep the state without an evaluation, so the run continues on
-        # --resume exactly as if it had never stopped (same metrics rows, same samples).
-        if last_saved_step != state.step:
-            save()
-    elif state.steps_since_eval > 0 or (state.step == 0 and not budget.eval_at_start):
-        evaluate_and_save(final=True)
-    return {
-        "stop_reason": stop_reason,
-        "step": state.step,
-        "smoothed_loss": state.smoothed_loss,
-        "best_val_loss": state.best_val_loss,
-        "train_seconds": state.train_seconds,
-        "wall_seconds": time.perf_counter() - started,
-        "interrupted": interrupted,
-    }
+                self.step()
+                if state.step % budget.eval_every == 0:
+                    stop_reason = self._stop_after_evaluation(self.evaluate_and_save(final=False))
+        self.bar.close()
+        interrupted = shard.any(stop.requested) if shard.active else stop.requested
+        if interrupted:
+            # Stopped by a signal: keep the state without an evaluation, so the run continues on
+            # --resume exactly as if it had never stopped (same metrics rows, same samples).
+            if self.last_saved_step != state.step:
+                self.save()
+        elif state.steps_since_eval > 0 or (state.step == 0 and not budget.eval_at_start):
+            self.evaluate_and_save(final=True)
+        return {
+            "stop_reason": stop_reason,
+            "step": state.step,
+            "smoothed_loss": state.smoothed_loss,
+            "best_val_loss": state.best_val_loss,
+            "train_seconds": state.train_seconds,
+            "wall_seconds": time.perf_counter() - started,
+            "interrupted": interrupted,
+        }

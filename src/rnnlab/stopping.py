@@ -1,0 +1,72 @@
+"""When a run stops: the budget's rules, checked between steps, and the signals that ask it to.
+
+Nothing here trains; the loop (``rnnlab.train``) asks ``budget_stop`` before each step and
+``after_evaluation_stop`` after each evaluation, and holds a ``StopFlag`` while it runs.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+
+
+@dataclass
+class Budget:
+    """How long a run trains and how often it evaluates (a task's ``budget()`` makes one)."""
+
+    max_steps: int = 0  # total steps of the run; 0 = none
+    max_minutes: float = 0.0  # training time of this invocation; 0 = none
+    target_loss: float = 0.0  # smoothed train loss to stop under; 0 = off
+    target_val_loss: float = 0.0  # validation loss to stop at (checked at each eval); 0 = off
+    eval_every: int = 100
+    eval_at_start: bool = False  # evaluate the untrained model too (step 0), so it can be the best
+
+
+def budget_stop(budget: Budget, step: int, invocation_seconds: float, smoothed_loss: float | None) -> str | None:
+    """The reason to stop before the next step, or None: a step count, a time limit, a loss target."""
+    if budget.max_steps and step >= budget.max_steps:
+        return f"reached --max-steps {budget.max_steps}"
+    if budget.max_minutes and invocation_seconds >= budget.max_minutes * 60:
+        return f"reached --max-minutes {budget.max_minutes:g}"
+    if budget.target_loss and smoothed_loss is not None and smoothed_loss < budget.target_loss:
+        return f"smoothed loss {smoothed_loss:.4f} under --target-loss {budget.target_loss:g}"
+    return None
+
+
+def after_evaluation_stop(budget: Budget, record: dict) -> str | None:
+    """The reason to stop after an evaluation (its ``record``), or None: the validation target."""
+    val = record.get("val_loss")
+    if budget.target_val_loss and val is not None and val <= budget.target_val_loss:
+        return f"validation loss {val:.4f} reached --target-val-loss {budget.target_val_loss:g}"
+    return None
+
+
+class StopFlag:
+    """Ctrl-C (SIGINT) and SIGTERM, which schedulers send before they preempt a job, set a flag
+    checked between steps, so a step is never cut in half and the run stops with a checkpoint."""
+
+    SIGNALS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
+
+    def __init__(self):
+        self.requested = False
+        self.reason = ""
+        self._previous = {}
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.requested:  # a second signal means: stop now
+                raise KeyboardInterrupt
+            self.requested = True
+            self.reason = self.SIGNALS.get(signum, "interrupted")
+
+        for signum in self.SIGNALS:
+            try:
+                self._previous[signum] = signal.signal(signum, handler)
+            except ValueError:  # not the main thread: no handler, signals behave as usual
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
