@@ -36,6 +36,7 @@ from .config import ForecastConfig, flag
 from .data.series import points_needed, split_sizes
 from .errors import UserError
 from .tasks import forecast_stats as stats
+from .tasks.forecast_text import percent
 
 PLAN_VERSION = 2  # 2: forecasts.json holds the random walks' volatilities
 BACKTEST_FILES = ("plan.json", "backtest.json", "backtest.png", "report.html")
@@ -138,33 +139,10 @@ def fit_group(cfg_dict: dict, out: str, group: list[dict], quiet: bool = True) -
     cfg, out = ForecastConfig(**cfg_dict), Path(out)
     origins = [Origin(**o) for o in group]
     series = _whole_series(cfg)
-    prices = series.prices
     fit_origin = origins[0]
     run_dir = out / fit_origin.name
-    fit_cfg = _origin_config(cfg, prices, fit_origin)
-    fit_seconds = 0.0
-    if not (run_dir / "fit.json").exists():
-        from .runner import train_run
-
-        started = time.perf_counter()
-        summary = train_run(
-            fit_cfg, run_dir, resume=runs.has_saved(run_dir), force=True, quiet=quiet, log_evals=not quiet
-        )
-        if summary["interrupted"]:
-            return []
-        fit_seconds = time.perf_counter() - started
-        past = _fit_points(fit_cfg, prices, fit_origin)
-        n_train = split_sizes(len(past), fit_cfg.fractions)[0]
-        facts = {
-            "first_point": fit_origin.first,
-            "fit_from": str(past.index[0]),
-            "fit_to": str(past.index[-1]),
-            "fit_points": int(len(past)),
-            "best_val_loss": summary["best_val_loss"],
-            "mase_scale": stats.persistence_scale(past.to_numpy()[:n_train]),
-            "fit_seconds": round(fit_seconds, 3),
-        }
-        checkpoint.atomic_write_text(run_dir / "fit.json", json.dumps(facts, indent=1) + "\n")
+    if not (run_dir / "fit.json").exists() and not _fit(cfg, series.prices, fit_origin, run_dir, quiet):
+        return []
     facts = json.loads((run_dir / "fit.json").read_text(encoding="utf-8"))
     loaded = forecast.load_run(run_dir, "best")
     if loaded.meta["series"]["points"] != facts["fit_points"]:  # the fit saw other points than planned
@@ -175,39 +153,70 @@ def fit_group(cfg_dict: dict, out: str, group: list[dict], quiet: bool = True) -
     records = []
     for origin in origins:
         path = _forecasts_path(out, origin)
-        if path.exists():
-            records.append(json.loads(path.read_text(encoding="utf-8")))
-            continue
-        points = np.arange(origin.first, origin.end)
-        f = forecast.forecast_points(loaded, series, points)
-        actual = prices.to_numpy()[points]
-        record = {
-            "origin": origin.index,
-            "fit_origin": fit_origin.index,
-            "first": origin.first,
-            "end": origin.end,
-            "times": [str(t) for t in prices.index[points]],
-            "actual": actual.tolist(),
-            "predicted": f.point.tolist(),
-            "unshrunk": f.unshrunk.tolist(),
-            "alpha": f.alpha,
-            "persistence": f.last.tolist(),
-            "mase_scale": facts["mase_scale"],
-            "fit_from": facts["fit_from"],
-            "fit_to": facts["fit_to"],
-            "fit_points": facts["fit_points"],
-            "fit_seconds": facts["fit_seconds"] if origin is fit_origin else 0.0,
-        }
-        if f.log_var is not None:
-            record.update(_interval_record(f, actual, ""))
-            if f.alpha is not None:
-                record.update(_interval_record(f.without_shrinking(), actual, "unshrunk_"))
-            # the random walks' volatilities: the EWMA one known at each point, and the fit's training one
-            record["random_walk_sd"], record["train_volatility"] = f.random_walk_sd.tolist(), f.features.volatility
-        path.parent.mkdir(exist_ok=True)
-        checkpoint.atomic_write_text(path, json.dumps(record) + "\n")
-        records.append(record)
+        if not path.exists():
+            record = _origin_record(loaded, series, origin, fit_origin, facts)
+            path.parent.mkdir(exist_ok=True)
+            checkpoint.atomic_write_text(path, json.dumps(record) + "\n")
+        records.append(json.loads(path.read_text(encoding="utf-8")))
     return records
+
+
+def _fit(cfg: ForecastConfig, prices, fit_origin: Origin, run_dir: Path, quiet: bool) -> bool:
+    """Train (or resume) the fit at ``fit_origin`` and write its ``fit.json``; False if it was interrupted."""
+    from .runner import train_run
+
+    fit_cfg = _origin_config(cfg, prices, fit_origin)
+    started = time.perf_counter()
+    summary = train_run(fit_cfg, run_dir, resume=runs.has_saved(run_dir), force=True, quiet=quiet, log_evals=not quiet)
+    if summary["interrupted"]:
+        return False
+    past = _fit_points(fit_cfg, prices, fit_origin)
+    n_train = split_sizes(len(past), fit_cfg.fractions)[0]
+    facts = {
+        "first_point": fit_origin.first,
+        "fit_from": str(past.index[0]),
+        "fit_to": str(past.index[-1]),
+        "fit_points": int(len(past)),
+        "best_val_loss": summary["best_val_loss"],
+        "mase_scale": stats.persistence_scale(past.to_numpy()[:n_train]),
+        "fit_seconds": round(time.perf_counter() - started, 3),
+    }
+    checkpoint.atomic_write_text(run_dir / "fit.json", json.dumps(facts, indent=1) + "\n")
+    return True
+
+
+def _origin_record(loaded, series, origin: Origin, fit_origin: Origin, facts: dict) -> dict:
+    """The forecasts of one origin's points by the fit ``loaded``, with what the summary needs."""
+    from .tasks import forecast
+
+    prices = series.prices
+    points = np.arange(origin.first, origin.end)
+    f = forecast.forecast_points(loaded, series, points)
+    actual = prices.to_numpy()[points]
+    record = {
+        "origin": origin.index,
+        "fit_origin": fit_origin.index,
+        "first": origin.first,
+        "end": origin.end,
+        "times": [str(t) for t in prices.index[points]],
+        "actual": actual.tolist(),
+        "predicted": f.point.tolist(),
+        "unshrunk": f.unshrunk.tolist(),
+        "alpha": f.alpha,
+        "persistence": f.last.tolist(),
+        "mase_scale": facts["mase_scale"],
+        "fit_from": facts["fit_from"],
+        "fit_to": facts["fit_to"],
+        "fit_points": facts["fit_points"],
+        "fit_seconds": facts["fit_seconds"] if origin is fit_origin else 0.0,
+    }
+    if f.log_var is not None:
+        record.update(_interval_record(f, actual, ""))
+        if f.alpha is not None:
+            record.update(_interval_record(f.without_shrinking(), actual, "unshrunk_"))
+        # the random walks' volatilities: the EWMA one known at each point, and the fit's training one
+        record["random_walk_sd"], record["train_volatility"] = f.random_walk_sd.tolist(), f.features.volatility
+    return record
 
 
 def _interval_record(f, actual: np.ndarray, prefix: str) -> dict:
@@ -607,12 +616,8 @@ def plot_backtest(path: Path, records: list[dict], result: dict) -> Path:
     return Path(path)
 
 
-def _percent(x: float) -> str:
-    return "n/a" if not np.isfinite(x) else f"{100 * x:.1f}%"
-
-
-def write_report(out: Path, result: dict) -> Path:
-    """``report.html`` of the backtest: the verdict, the plot, the per-year and per-origin tables."""
+def _headline(result: dict) -> list:
+    """The report's cards: pooled log-return skill, price-unit RMSE, MASE and direction, intervals."""
     from . import html_report
 
     pooled = result["pooled"]
@@ -637,8 +642,8 @@ def write_report(out: Path, result: dict) -> Path:
             "MASE (in-sample persistence MAE = 1)",
             f"{pooled['mase']:.3f}",
             f"persistence: {pooled['persistence_mase']:.3f}",
-            f"direction right in {_percent(pooled['direction_hit_rate'])} of the calls "
-            f"({_percent(pooled['direction_call_share'])} of forecasts call a move)",
+            f"direction right in {percent(pooled['direction_hit_rate'])} of the calls "
+            f"({percent(pooled['direction_call_share'])} of forecasts call a move)",
             "better" if pooled["mase"] < pooled["persistence_mase"] else "worse",
         ),
     ]
@@ -647,14 +652,19 @@ def write_report(out: Path, result: dict) -> Path:
             html_report.Headline(
                 "interval coverage (80% / 95%)",
                 f"{100 * pooled['coverage_80']:.1f}% / {100 * pooled['coverage_95']:.1f}%",
-                f"EWMA random walk: {_percent(pooled['ewma_random_walk_coverage_80'])} / "
-                f"{_percent(pooled['ewma_random_walk_coverage_95'])}",
+                f"EWMA random walk: {percent(pooled['ewma_random_walk_coverage_80'])} / "
+                f"{percent(pooled['ewma_random_walk_coverage_95'])}",
                 f"CRPS skill {pooled['crps_skill']:+.4f} vs the EWMA random walk "
                 f"({pooled['train_vol_crps_skill']:+.4f} vs training volatility)",
                 "better" if pooled["crps_skill"] > 0 else "worse",
             )
         )
-    intervals = "coverage_80" in pooled
+    return headline
+
+
+def _tables(result: dict) -> list:
+    """The report's per-year and per-origin tables (header, rows of strings)."""
+    intervals = "coverage_80" in result["pooled"]
     year_header = ["year", "forecasts", "log-return skill", "price skill", "direction (calls)"]
     year_header += ["coverage 80% / 95%", "CRPS skill"] if intervals else []
     year_rows = [
@@ -663,7 +673,7 @@ def write_report(out: Path, result: dict) -> Path:
             str(r["points"]),
             f"{r['log_return_skill']:+.4f}",
             f"{r['skill']:+.4f}",
-            f"{_percent(r['direction_hit_rate'])} ({_percent(r['direction_call_share'])})",
+            f"{percent(r['direction_hit_rate'])} ({percent(r['direction_call_share'])})",
         ]
         + (
             [f"{100 * r['coverage_80']:.1f}% / {100 * r['coverage_95']:.1f}%", f"{r['crps_skill']:+.4f}"]
@@ -697,18 +707,25 @@ def write_report(out: Path, result: dict) -> Path:
             f"{r['log_return_skill']:+.4f}",
             f"{r['skill']:+.4f}",
             f"{r['mase']:.3f}",
-            f"{_percent(r['direction_hit_rate'])} ({_percent(r['direction_call_share'])})",
+            f"{percent(r['direction_hit_rate'])} ({percent(r['direction_call_share'])})",
         ]
         for r in result["per_origin"]
     ]
+    return [("Per year", year_header, year_rows), ("Per origin", header, rows)]
+
+
+def write_report(out: Path, result: dict) -> Path:
+    """``report.html`` of the backtest: the verdict, the plot, the per-year and per-origin tables."""
+    from . import html_report
+
     body = html_report.page_section(
         f"Backtest: {result['cell']} H={result['hidden_size']} on {Path(result['source']).name} every "
         f"{result['every']}",
         str(out),
-        headline,
+        _headline(result),
         [("Log-return skill per origin and cumulative squared-error difference", out / "backtest.png")],
         [("Against persistence, in words", result["verdict"])],
-        [("Per year", year_header, year_rows), ("Per origin", header, rows)],
+        _tables(result),
     )
     path = out / "report.html"
     checkpoint.atomic_write_text(path, html_report.page(f"rnnlab backtest: {out.name}", [body]))

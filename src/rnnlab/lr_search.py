@@ -24,6 +24,8 @@ def lr_search(
     This is a sweep over a grid of one parameter, without pruning; its
     Optuna study is ``out/study.db``.  A rate whose loss becomes non-finite is reported as
     diverged; the search goes on.
+    Long on purpose: the sweep, then the search's own rows, plot, JSON and table from its trials, in
+    the order they are written.
     """
     if not lrs:
         raise UserError("--lrs needs at least one learning rate")

@@ -294,6 +294,8 @@ def _say(settings: SweepSettings, message: str) -> None:
 
 
 def _objective(settings: SweepSettings, task):
+    """Long on purpose: Optuna's objective is a closure over the sweep's settings; its steps
+    (surplus check, config, the run with its pruning hook, the result) share them."""
     from optuna import TrialPruned
     from optuna.trial import TrialState
 

@@ -597,6 +597,9 @@ def loss_and_grads(
     the mean per scored element (nats/char for cross_entropy); ``reduction`` says
     whether the gradients are of that mean or of the sum over every scored element
     (the min-char-rnn objective).  ``masks``: this step's dropout masks (``rnnlab.dropout``).
+    Long on purpose: the forward caches and the backward pass through the readout and every layer,
+    in reverse order, read top to bottom as the equations are written; split, the caches would
+    travel through a dozen arguments.
     """
     targets = check_targets(spec, loss, inputs, targets)
     Y, new_carry, (streams, reads, inv_rms, Htop, caches, raw, masks) = _forward(params, spec, carry, inputs, masks)

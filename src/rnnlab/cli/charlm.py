@@ -20,7 +20,11 @@ from .common import (
 
 
 def add_verbs(tasks) -> None:
-    """The ``charlm`` command and its verbs."""
+    """The ``charlm`` command and its verbs.
+
+    Long on purpose: the verbs and their flags, one after another; split, one command's flags would
+    be scattered.
+    """
     verbs = task_verbs(tasks, "charlm", TASKS["charlm"].help, "Character-level language model.")
 
     tr = verbs.add_parser(

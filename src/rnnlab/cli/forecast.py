@@ -21,7 +21,11 @@ from .common import (
 
 
 def add_verbs(tasks) -> None:
-    """The ``forecast`` command and its verbs."""
+    """The ``forecast`` command and its verbs.
+
+    Long on purpose: the verbs and their flags, one after another; split, one command's flags would
+    be scattered.
+    """
     fverbs = task_verbs(
         tasks,
         "forecast",

@@ -13,7 +13,11 @@ from .common import RUN_HELP, Parser, add_config_flags, config_from_args, non_ne
 
 
 def add_commands(tasks) -> None:
-    """The tool commands."""
+    """The tool commands.
+
+    Long on purpose: the tools' commands and their flags, one after another; split, one command's
+    flags would be scattered.
+    """
     ex = tasks.add_parser(
         "export",
         help="write a run's model as ONNX, min-char-rnn weights or a PyTorch state_dict",

@@ -139,7 +139,11 @@ class _Writer:
 
 
 def prepare(text: str, out, val_fraction: float = 0.1, progress: bool = True) -> dict:
-    """Prepare ``text`` (a file, a directory or ``-``) into ``out``; returns the manifest."""
+    """Prepare ``text`` (a file, a directory or ``-``) into ``out``; returns the manifest.
+
+    Long on purpose: one streaming pass over a corpus of any size (read, count, write the ids, then
+    the manifest), whose steps share the open files and counters.
+    """
     from tqdm import tqdm
 
     from .text import split_train_val

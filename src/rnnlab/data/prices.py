@@ -148,6 +148,8 @@ def load_prices(path: str | os.PathLike, columns: tuple = ("open",)) -> PriceDat
     Only ``columns`` are read and checked (prices finite and positive, volume finite and
     not negative, each bad cell named by its line): a run that uses only opens is not
     refused for a damaged volume it never reads.
+    Long on purpose: the two formats' reading, then each check in the order a user would fix them,
+    every message naming its line.
     """
     source = os.fspath(path)
     if not os.path.exists(source):

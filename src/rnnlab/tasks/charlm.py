@@ -424,6 +424,8 @@ def import_run(
     The weights carry no vocabulary: it is ``chars`` (the characters in the order of the
     model's one-hot rows; min-char-rnn's ``chars`` list joined) or else the sorted
     characters of the training part of ``text``, rnnlab's own order.
+    Long on purpose: every check of foreign weights against the text and vocabulary comes before
+    anything is written, then the run is written in one place.
     """
     from .. import interchange
 

@@ -339,39 +339,38 @@ def predict_next(
     return predict_from(load_run(run_dir, which, backend), run_dir, which, csv, start, end)
 
 
-def predict_from(
-    loaded, run_dir, which: str, csv: str | None = None, start: str | None = None, end: str | None = None
-) -> dict:
-    """``predict_next`` for a model already loaded (``load_run``; ``rnnlab.Model.predict``)."""
-    trainer, cfg, meta, features = loaded.trainer, loaded.cfg, loaded.meta, loaded.extras["features"]
-    if csv:
-        data = load_prices(csv, columns_of(cfg.features))
-        notes = data.notes()
-        every = parse_every(cfg.every)
-        anchor = pd.Timestamp(meta["series"]["anchor"])
-        check_grid(data, every, anchor, cfg.every)
-        resampled = resample_opens(data.frame, every, start, end, anchor=anchor)
-        prices, source = resampled.opens, csv
-        channels = candle_channels(resampled.candles, cfg.features, source)
-        empty = [t for t in resampled.empty_bins if t >= prices.index[-1] - every * cfg.window]
-        if empty:
-            notes.append(
-                f"{len(empty)} empty {cfg.every} bin(s) inside the last window (first "
-                f"{empty[0]:%Y-%m-%d %H:%M}): the window spans them"
-            )
-    else:
-        series = load_series(
+def _series_to_predict(cfg: ForecastConfig, meta: dict, csv: str | None, start: str | None, end: str | None):
+    """The ``Series`` a forecast continues: ``csv`` binned on the run's grid (same ``--every``, same
+    anchor; refused when it cannot be), or the run's own series, within ``[start, end)``."""
+    if not csv:
+        return load_series(
             dataclasses.replace(
                 cfg, train_length=0, **({"start": start} if start else {}), **({"end": end} if end else {})
             )
         )
-        prices, source, every, notes, channels = (
-            series.prices,
-            series.source,
-            series.every,
-            series.notes,
-            series.channels,
+    data = load_prices(csv, columns_of(cfg.features))
+    notes = data.notes()
+    every = parse_every(cfg.every)
+    anchor = pd.Timestamp(meta["series"]["anchor"])
+    check_grid(data, every, anchor, cfg.every)
+    resampled = resample_opens(data.frame, every, start, end, anchor=anchor)
+    prices = resampled.opens
+    empty = [t for t in resampled.empty_bins if t >= prices.index[-1] - every * cfg.window]
+    if empty:
+        notes.append(
+            f"{len(empty)} empty {cfg.every} bin(s) inside the last window (first "
+            f"{empty[0]:%Y-%m-%d %H:%M}): the window spans them"
         )
+    return Series(prices, csv, every, notes, candle_channels(resampled.candles, cfg.features, csv))
+
+
+def predict_from(
+    loaded, run_dir, which: str, csv: str | None = None, start: str | None = None, end: str | None = None
+) -> dict:
+    """``predict_next`` for a model already loaded (``load_run``; ``rnnlab.Model.predict``)."""
+    trainer, cfg, features = loaded.trainer, loaded.cfg, loaded.extras["features"]
+    series = _series_to_predict(cfg, loaded.meta, csv, start, end)
+    prices, source, every, notes, channels = series.prices, series.source, series.every, series.notes, series.channels
     if len(prices) < cfg.window:
         raise UserError(
             f"{source} gives {len(prices)} point(s) every {cfg.every}; the model needs a window of {cfg.window}"

@@ -216,77 +216,83 @@ def plot_forecast(path: Path, part: Part, forecasts: Forecasts, result: dict, ti
     return Path(path)
 
 
+def _test_headlines(test: dict) -> list:
+    """The report's cards for a test result: price and log-return skill, MAE, direction,
+    intervals against the random walks, and the shrink weight."""
+    headlines = []
+    low, high = test.get("skill_ci95") or (float("nan"), float("nan"))
+    skill = test["skill"]
+    headlines.append(
+        Headline(
+            f"test RMSE ({test['points']:,} points, price units)",
+            f"RMSE {test['rmse']:,.4g}",
+            f"persistence: RMSE {test['persistence_rmse']:,.4g}",
+            f"skill {skill:+.3f} (95% CI {low:+.3f} to {high:+.3f})",
+            "better" if low > 0 else "worse" if high < 0 else "close",
+        )
+    )
+    headlines.append(
+        Headline(
+            "test MAE",
+            f"MAE {test['mae']:,.4g}",
+            f"persistence: MAE {test['persistence_mae']:,.4g}",
+            f"MAE skill {test['mae_skill']:+.3f}",
+            "better" if test["mae_skill"] > 0 else "worse",
+        )
+    )
+    lr_low, lr_high = test["log_return_skill_ci95"]
+    headlines.append(
+        Headline(
+            "test log-return RMSE (scale-free)",
+            f"skill {test['log_return_skill']:+.4f}",
+            "persistence: skill 0",
+            f"95% CI {lr_low:+.3f} to {lr_high:+.3f}; Diebold-Mariano p = "
+            f"{test['log_return_diebold_mariano']['p_value']:.3g}",
+            "better" if lr_low > 0 else "worse" if lr_high < 0 else "close",
+        )
+    )
+    hit, calls, up = test["direction_hit_rate"], test["direction_call_share"], test["up_share"]
+    headlines.append(
+        Headline(
+            "direction of the next move",
+            f"{percent(hit)} right of the calls",
+            f"always 'up': {percent(up)}",
+            f"calls a move in {percent(calls)} of the forecasts",
+            "better" if math.isfinite(hit) and hit > max(up, 1 - up) else "worse",
+        )
+    )
+    if "coverage_80" in test:
+        headlines.append(
+            Headline(
+                "interval coverage (80% / 95%)",
+                f"{100 * test['coverage_80']:.1f}% / {100 * test['coverage_95']:.1f}%",
+                f"EWMA random walk: {percent(test['ewma_random_walk_coverage_80'])} / "
+                f"{percent(test['ewma_random_walk_coverage_95'])}",
+                f"CRPS {test['crps']:,.4g} vs EWMA random walk {test['ewma_random_walk_crps']:,.4g} (skill "
+                f"{test['crps_skill']:+.3f}; vs training volatility {test['train_vol_crps_skill']:+.3f})",
+                "better" if test["crps_skill"] > 0 else "worse",
+            )
+        )
+    if test.get("alpha") is not None:
+        headlines.append(
+            Headline(
+                "shrink weight toward persistence (fitted on validation)",
+                f"alpha {test['alpha']:.3f}",
+                f"unshrunk skill {test['unshrunk_skill']:+.3f}",
+                "the model adds nothing to persistence" if test["alpha"] == 0 else f"skill {test['skill']:+.3f} shrunk",
+                "worse" if test["alpha"] == 0 else "close",
+            )
+        )
+    return headlines
+
+
 def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
     """Test RMSE, MAE and direction against persistence, the loss and forecast plots and the
     comparison in words, for ``rnnlab.html_report``."""
     facts = Facts(val_curve=("val_rmse", "validation RMSE (price units)"))
     test = read_json(Path(run_dir) / "test.json")
     if test is not None:
-        low, high = test.get("skill_ci95") or (float("nan"), float("nan"))
-        skill = test["skill"]
-        facts.headline.append(
-            Headline(
-                f"test RMSE ({test['points']:,} points, price units)",
-                f"RMSE {test['rmse']:,.4g}",
-                f"persistence: RMSE {test['persistence_rmse']:,.4g}",
-                f"skill {skill:+.3f} (95% CI {low:+.3f} to {high:+.3f})",
-                "better" if low > 0 else "worse" if high < 0 else "close",
-            )
-        )
-        facts.headline.append(
-            Headline(
-                "test MAE",
-                f"MAE {test['mae']:,.4g}",
-                f"persistence: MAE {test['persistence_mae']:,.4g}",
-                f"MAE skill {test['mae_skill']:+.3f}",
-                "better" if test["mae_skill"] > 0 else "worse",
-            )
-        )
-        lr_low, lr_high = test["log_return_skill_ci95"]
-        facts.headline.append(
-            Headline(
-                "test log-return RMSE (scale-free)",
-                f"skill {test['log_return_skill']:+.4f}",
-                "persistence: skill 0",
-                f"95% CI {lr_low:+.3f} to {lr_high:+.3f}; Diebold-Mariano p = "
-                f"{test['log_return_diebold_mariano']['p_value']:.3g}",
-                "better" if lr_low > 0 else "worse" if lr_high < 0 else "close",
-            )
-        )
-        hit, calls, up = test["direction_hit_rate"], test["direction_call_share"], test["up_share"]
-        facts.headline.append(
-            Headline(
-                "direction of the next move",
-                f"{percent(hit)} right of the calls",
-                f"always 'up': {percent(up)}",
-                f"calls a move in {percent(calls)} of the forecasts",
-                "better" if math.isfinite(hit) and hit > max(up, 1 - up) else "worse",
-            )
-        )
-        if "coverage_80" in test:
-            facts.headline.append(
-                Headline(
-                    "interval coverage (80% / 95%)",
-                    f"{100 * test['coverage_80']:.1f}% / {100 * test['coverage_95']:.1f}%",
-                    f"EWMA random walk: {percent(test['ewma_random_walk_coverage_80'])} / "
-                    f"{percent(test['ewma_random_walk_coverage_95'])}",
-                    f"CRPS {test['crps']:,.4g} vs EWMA random walk {test['ewma_random_walk_crps']:,.4g} (skill "
-                    f"{test['crps_skill']:+.3f}; vs training volatility {test['train_vol_crps_skill']:+.3f})",
-                    "better" if test["crps_skill"] > 0 else "worse",
-                )
-            )
-        if test.get("alpha") is not None:
-            facts.headline.append(
-                Headline(
-                    "shrink weight toward persistence (fitted on validation)",
-                    f"alpha {test['alpha']:.3f}",
-                    f"unshrunk skill {test['unshrunk_skill']:+.3f}",
-                    "the model adds nothing to persistence"
-                    if test["alpha"] == 0
-                    else f"skill {test['skill']:+.3f} shrunk",
-                    "worse" if test["alpha"] == 0 else "close",
-                )
-            )
+        facts.headline += _test_headlines(test)
         if test.get("comparison_text"):
             facts.texts.append(("Against persistence, in words", test["comparison_text"]))
     else:
