@@ -77,7 +77,9 @@ def test_a_fit_sees_nothing_after_its_origin(tmp_path):
     other = dataclasses.replace(cfg, csv=write_frame(tmp_path / "b.csv", changed))
     records = {}
     for name, c in (("a", cfg), ("b", other)):
-        records[name] = backtest.fit_group(dataclasses.asdict(c), str(tmp_path / name), [dataclasses.asdict(origin)])
+        records[name] = backtest.fit_group(
+            "forecast", dataclasses.asdict(c), str(tmp_path / name), [dataclasses.asdict(origin)]
+        )
     run_a, run_b = (tmp_path / n / origin.name for n in "ab")
     params_a, params_b = params_of(run_a, "best"), params_of(run_b, "best")
     assert params_a.keys() == params_b.keys()
@@ -95,7 +97,7 @@ def test_a_fit_sees_nothing_after_its_origin(tmp_path):
 def test_a_sliding_window_fits_on_the_last_points_only(tmp_path):
     cfg = ForecastConfig(builtin_points=300, train_length=120, **SMALL)
     origin = backtest.plan_origins(300, cfg, backtest.Settings(origins=2, stride=10))[0]
-    backtest.fit_group(dataclasses.asdict(cfg), str(tmp_path), [dataclasses.asdict(origin)])
+    backtest.fit_group("forecast", dataclasses.asdict(cfg), str(tmp_path), [dataclasses.asdict(origin)])
     fit = json.loads((tmp_path / origin.name / "fit.json").read_text())
     prices = forecast.load_series(dataclasses.replace(cfg, train_length=0)).prices
     assert fit["fit_points"] == 120 and fit["fit_to"] == str(prices.index[origin.first - 1])

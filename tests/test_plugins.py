@@ -192,3 +192,20 @@ def test_every_backend_trainer_has_what_the_protocol_names():
                 name,
                 attribute,
             )
+
+
+def test_backtests_come_with_the_forecaster_capability():
+    """A task gets `backtest` by declaring a Forecaster, not by its name."""
+    from rnnlab import backtest
+    from rnnlab.cli import COMMANDS, build_parser
+    from rnnlab.errors import UserError
+
+    parser = build_parser()
+    for name, task in TASKS.items():
+        assert ((name, "backtest") in COMMANDS) == task.forecasts
+        verbs = parser._subparsers._group_actions[0].choices[name]._subparsers._group_actions[0].choices
+        assert ("backtest" in verbs) == task.forecasts
+        if not task.forecasts:
+            with pytest.raises(UserError, match="has no backtest"):
+                backtest._forecaster(task.demo(True))
+    assert any(task.forecasts for task in TASKS.values())

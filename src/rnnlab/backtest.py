@@ -1,4 +1,9 @@
-"""Rolling-origin backtests of the forecaster: many forecast origins, each fitted on its past only.
+"""Rolling-origin backtests of a task that forecasts: many forecast origins, each fitted on its past only.
+
+Any task whose definition declares a ``Forecaster`` (``rnnlab.tasks.definition``) gets them: its
+hooks load the series, a saved fit and its forecasts; everything below is the task's own run
+(``train_run``) at each origin.  The summary judges one-step forecasts of a positive series
+(prices) against persistence (``rnnlab.tasks.forecast_stats``).
 
 A backtest of K origins ``stride`` points apart ends at the last point of the series:
 origin k forecasts the points ``[first_k, first_k + stride)``, one step ahead each
@@ -32,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, runs
-from .config import ForecastConfig, flag
+from .config import flag
 from .data.series import points_needed, split_sizes
 from .errors import UserError
 from .tasks import forecast_stats as stats
@@ -75,12 +80,12 @@ class Origin:
         return f"origin-{self.index:03d}"
 
 
-def fit_config(cfg: ForecastConfig) -> ForecastConfig:
+def fit_config(cfg):
     """The settings every origin's fit shares: no test part (the origins are the test)."""
     return dataclasses.replace(cfg, test_fraction=0.0)
 
 
-def plan_origins(n_points: int, cfg: ForecastConfig, settings: Settings, source: str = "the series") -> list[Origin]:
+def plan_origins(n_points: int, cfg, settings: Settings, source: str = "the series") -> list[Origin]:
     """The origins of a backtest over ``n_points`` points, or a ``UserError`` saying how many
     points they need."""
     settings.check()
@@ -114,29 +119,38 @@ def plan_origins(n_points: int, cfg: ForecastConfig, settings: Settings, source:
 # --------------------------------------------------------------------------- one fit and its origins
 
 
-def _origin_config(cfg: ForecastConfig, prices, origin: Origin) -> ForecastConfig:
+def _origin_config(cfg, prices, origin: Origin):
     """The ``forecast train`` settings of the fit at ``origin``: the series up to its first point."""
     return dataclasses.replace(fit_config(cfg), end=str(prices.index[origin.first]))
 
 
-def _whole_series(cfg: ForecastConfig):
-    """The backtest's series: all of --start..--end (--train-length limits each fit, not this)."""
-    from .tasks import forecast
+def _forecaster(cfg):
+    """What the task of ``cfg`` gives a backtest (``TaskDefinition.forecaster``), or a ``UserError``."""
+    from .tasks import of_config
 
-    return forecast.load_series(dataclasses.replace(cfg, train_length=0))
+    task = of_config(cfg)
+    if task.forecaster is None:
+        raise UserError(f"{task.name} does not forecast a series, so it has no backtest")
+    return task.forecaster
+
+
+def _whole_series(cfg):
+    """The backtest's series: all of --start..--end (--train-length limits each fit, not this)."""
+    return _forecaster(cfg).load_series(dataclasses.replace(cfg, train_length=0))
 
 
 def _forecasts_path(out: Path, origin: Origin) -> Path:
     return out / origin.name / "forecasts.json"
 
 
-def fit_group(cfg_dict: dict, out: str, group: list[dict], quiet: bool = True) -> list[dict]:
+def fit_group(task: str, cfg_dict: dict, out: str, group: list[dict], quiet: bool = True) -> list[dict]:
     """Fit the model of ``group[0]``'s origin (resuming a fit that was stopped) and write the
     forecasts of every origin in ``group`` that has none yet; returns their records.  Runs in a
-    worker process, so it takes and returns plain data.  An interrupted fit returns []."""
-    from .tasks import forecast
+    worker process, so it takes and returns plain data (``task``: the task's name).  An
+    interrupted fit returns []."""
+    from .tasks import entry
 
-    cfg, out = ForecastConfig(**cfg_dict), Path(out)
+    cfg, out = entry(task).config_cls(**cfg_dict), Path(out)
     origins = [Origin(**o) for o in group]
     series = _whole_series(cfg)
     fit_origin = origins[0]
@@ -144,7 +158,7 @@ def fit_group(cfg_dict: dict, out: str, group: list[dict], quiet: bool = True) -
     if not (run_dir / "fit.json").exists() and not _fit(cfg, series.prices, fit_origin, run_dir, quiet):
         return []
     facts = json.loads((run_dir / "fit.json").read_text(encoding="utf-8"))
-    loaded = forecast.load_run(run_dir, "best")
+    loaded = _forecaster(cfg).load_run(run_dir, "best")
     if loaded.meta["series"]["points"] != facts["fit_points"]:  # the fit saw other points than planned
         raise UserError(
             f"{run_dir} was fitted on {loaded.meta['series']['points']} points, not the "
@@ -154,14 +168,14 @@ def fit_group(cfg_dict: dict, out: str, group: list[dict], quiet: bool = True) -
     for origin in origins:
         path = _forecasts_path(out, origin)
         if not path.exists():
-            record = _origin_record(loaded, series, origin, fit_origin, facts)
+            record = _origin_record(_forecaster(cfg), loaded, series, origin, fit_origin, facts)
             path.parent.mkdir(exist_ok=True)
             checkpoint.atomic_write_text(path, json.dumps(record) + "\n")
         records.append(json.loads(path.read_text(encoding="utf-8")))
     return records
 
 
-def _fit(cfg: ForecastConfig, prices, fit_origin: Origin, run_dir: Path, quiet: bool) -> bool:
+def _fit(cfg, prices, fit_origin: Origin, run_dir: Path, quiet: bool) -> bool:
     """Train (or resume) the fit at ``fit_origin`` and write its ``fit.json``; False if it was interrupted."""
     from .runner import train_run
 
@@ -185,13 +199,11 @@ def _fit(cfg: ForecastConfig, prices, fit_origin: Origin, run_dir: Path, quiet: 
     return True
 
 
-def _origin_record(loaded, series, origin: Origin, fit_origin: Origin, facts: dict) -> dict:
+def _origin_record(forecaster, loaded, series, origin: Origin, fit_origin: Origin, facts: dict) -> dict:
     """The forecasts of one origin's points by the fit ``loaded``, with what the summary needs."""
-    from .tasks import forecast
-
     prices = series.prices
     points = np.arange(origin.first, origin.end)
-    f = forecast.forecast_points(loaded, series, points)
+    f = forecaster.forecast_points(loaded, series, points)
     actual = prices.to_numpy()[points]
     record = {
         "origin": origin.index,
@@ -229,7 +241,7 @@ def _interval_record(f, actual: np.ndarray, prefix: str) -> dict:
     return out
 
 
-def _fit_points(fit_cfg: ForecastConfig, prices, origin: Origin):
+def _fit_points(fit_cfg, prices, origin: Origin):
     """The points the fit at ``origin`` sees (the same as its own ``load_series`` gives)."""
     past = prices.iloc[: origin.first]
     return past.iloc[-fit_cfg.train_length :] if fit_cfg.train_length else past
@@ -243,7 +255,7 @@ def _set_worker_threads(threads: int) -> None:
 # --------------------------------------------------------------------------- the directory
 
 
-def _plan_dict(cfg: ForecastConfig, settings: Settings, origins: list[Origin]) -> dict:
+def _plan_dict(cfg, settings: Settings, origins: list[Origin]) -> dict:
     # How many processes fit and how the test is run change no forecast: a finished backtest run
     # again with another --dm-lags is summarized again.
     return {
@@ -286,13 +298,12 @@ def _prepare_dir(out: Path, plan: dict, force: bool) -> str:
     return "fresh"
 
 
-def run_backtest(cfg: ForecastConfig, settings: Settings, out, force: bool = False, quiet: bool = False) -> dict:
+def run_backtest(cfg, settings: Settings, out, force: bool = False, quiet: bool = False) -> dict:
     """Run (or continue) the backtest of ``cfg`` in ``out``; returns ``backtest.json``'s content
     (with ``interrupted`` true and no results when it was stopped)."""
     from tqdm import tqdm
 
     from .lock import RunLock
-    from .tasks import forecast
 
     cfg = cfg.validate()
     settings = settings.check()
@@ -317,7 +328,7 @@ def run_backtest(cfg: ForecastConfig, settings: Settings, out, force: bool = Fal
         todo = [g for g in groups.values() if not all(_forecasts_path(out, o).exists() for o in g)]
         done = len(origins) - sum(len(g) for g in todo)
         if not quiet:
-            for line in forecast.describe_series(cfg, series):
+            for line in _forecaster(cfg).describe_series(cfg, series):
                 print(line, flush=True)
             print(
                 f"backtest: {len(origins)} origins {origins[0].end - origins[0].first} points apart from "
@@ -346,14 +357,16 @@ def run_backtest(cfg: ForecastConfig, settings: Settings, out, force: bool = Fal
     return dict(result, interrupted=False, backtest_dir=str(out))
 
 
-def _run_groups(cfg: ForecastConfig, out: Path, groups: list, workers: int, bar) -> None:
+def _run_groups(cfg, out: Path, groups: list, workers: int, bar) -> None:
     """Fit every group, here (one worker) or in ``workers`` processes (each writes its origins'
     files); stops early on Ctrl-C."""
-    cfg_dict = dataclasses.asdict(cfg)
+    from .tasks import of_config
+
+    task, cfg_dict = of_config(cfg).name, dataclasses.asdict(cfg)
     try:
         if workers <= 1 or len(groups) <= 1:
             for group in groups:
-                got = fit_group(cfg_dict, str(out), [dataclasses.asdict(o) for o in group])
+                got = fit_group(task, cfg_dict, str(out), [dataclasses.asdict(o) for o in group])
                 bar.update(len(got))
                 if len(got) < len(group):
                     break
@@ -371,7 +384,9 @@ def _run_groups(cfg: ForecastConfig, out: Path, groups: list, workers: int, bar)
             initializer=_set_worker_threads,
             initargs=(threads,),
         ) as pool:
-            futures = [pool.submit(fit_group, cfg_dict, str(out), [dataclasses.asdict(o) for o in g]) for g in groups]
+            futures = [
+                pool.submit(fit_group, task, cfg_dict, str(out), [dataclasses.asdict(o) for o in g]) for g in groups
+            ]
             for future in as_completed(futures):
                 bar.update(len(future.result()))
     except KeyboardInterrupt:
@@ -383,7 +398,7 @@ def _run_groups(cfg: ForecastConfig, out: Path, groups: list, workers: int, bar)
 # --------------------------------------------------------------------------- the verdict
 
 
-def summarize(records: list[dict], source: str, cfg: ForecastConfig, settings: Settings) -> dict:
+def summarize(records: list[dict], source: str, cfg, settings: Settings) -> dict:
     """Per-origin, per-year and pooled comparisons with persistence: the skill in log-return
     units (the headline: every period weighs alike) and in price units, each pooled with its
     block-bootstrap interval and a Diebold-Mariano test; MASE, direction calls, and with

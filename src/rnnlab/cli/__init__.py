@@ -14,12 +14,16 @@ import sys
 from .. import __version__
 from ..errors import TrainingDiverged, UserError
 from ..tasks import TASKS
-from . import tools
-from .common import Parser
+from . import backtest, tools
+from .common import TASK_VERB_GROUPS, Parser
 
 # Each task's verbs live in rnnlab/cli/<task name>.py (add_verbs and COMMANDS); found through the registry.
 TASK_VERBS = [importlib.import_module(f"rnnlab.cli.{name}") for name in TASKS]
-COMMANDS = {**{key: run for module in TASK_VERBS for key, run in module.COMMANDS.items()}, **tools.COMMANDS}
+COMMANDS = {
+    **{key: run for module in TASK_VERBS for key, run in module.COMMANDS.items()},
+    **backtest.COMMANDS,
+    **tools.COMMANDS,
+}
 COMMAND_GROUPS = {"tasks": tuple(TASKS), "tools": ("demo", "report", "sweep", "export", "import")}
 
 
@@ -39,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.required = True
     for module in TASK_VERBS:
         module.add_verbs(tasks)
+    for name, task in TASKS.items():
+        if task.forecasts:  # a capability the task declares: rolling-origin backtests
+            backtest.add_verb(TASK_VERB_GROUPS[name], task)
     tools.add_commands(tasks)
     parser.epilog = _command_groups(tasks)
     return parser

@@ -141,12 +141,18 @@ def add_saved_run_flags(parser) -> None:
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="run on this backend (default: the run's own)")
 
 
+# Each task's group of verbs, by task name, so that verbs a task gets from a capability it declares
+# (``backtest`` for a forecaster) can be added after its own (``cli/__init__``).
+TASK_VERB_GROUPS: dict = {}
+
+
 def task_verbs(tasks, name: str, help_text: str, description: str):
     """The sub-parser group of one task's verbs (train, sample, eval, ...); a verb is required."""
     verbs = tasks.add_parser(name, help=help_text, description=description).add_subparsers(
         dest="verb", metavar="VERB", parser_class=Parser
     )
     verbs.required = True
+    TASK_VERB_GROUPS[name] = verbs
     return verbs
 
 

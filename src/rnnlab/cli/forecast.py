@@ -1,8 +1,8 @@
-"""``rnnlab forecast ...``: the price forecaster's verbs (train, backtest, predict)."""
+"""``rnnlab forecast ...``: the price forecaster's verbs (train, predict; ``backtest`` comes with
+every task that forecasts, from ``cli/backtest.py``)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -12,8 +12,6 @@ from .common import (
     add_config_flags,
     add_run_flags,
     add_saved_run_flags,
-    config_from_args,
-    positive_int,
     resume_hint,
     task_verbs,
     train_from_args,
@@ -46,50 +44,6 @@ def add_verbs(tasks) -> None:
     add_config_flags(ft, ForecastConfig)
     add_run_flags(ft, "runs/forecast")
 
-    fb = fverbs.add_parser(
-        "backtest",
-        usage="%(prog)s [options]",
-        help="rolling-origin evaluation: many forecast origins, each fitted on its past only",
-        description="Fit the model at --origins forecast origins --stride points apart (each "
-        "on the points before it only: scaler, model and best epoch), forecast "
-        "one step ahead every point up to the next origin, and judge the pooled "
-        "forecasts against persistence (skill with a block-bootstrap interval, "
-        "Diebold-Mariano test, MASE). Writes plan.json, origin-*/, "
-        "backtest.json, backtest.png and report.html; run the same command "
-        "again to continue a stopped backtest.",
-    )
-    add_config_flags(fb, ForecastConfig)
-    add_run_flags(fb, "runs/backtest", resume=False)
-    bt = fb.add_argument_group("backtest")
-    bt.add_argument("--origins", type=positive_int, default=10, metavar="N", help="forecast origins (default 10)")
-    bt.add_argument(
-        "--stride",
-        type=positive_int,
-        default=None,
-        metavar="S",
-        help="points between origins (default: the origins share the last --test-fraction of the points)",
-    )
-    bt.add_argument(
-        "--retrain-every",
-        type=positive_int,
-        default=1,
-        metavar="K",
-        help="fit at every K-th origin and reuse that fit (scaler included) in between (default 1)",
-    )
-    bt.add_argument(
-        "--workers", type=positive_int, default=1, metavar="N", help="processes fitting origins at once (default 1)"
-    )
-    bt.add_argument(
-        "--dm-lags",
-        type=dm_lags,
-        default=0,
-        metavar="K",
-        help="autocovariances in the Diebold-Mariano test's variance: 0 (default, as for one-step "
-        "forecasts), a number, or auto (Newey-West's rule, for loss differences you believe "
-        "autocorrelated); the output says which was used. Changing it on a finished backtest "
-        "only summarizes it again",
-    )
-
     fp = fverbs.add_parser(
         "predict",
         help="forecast the value after the last window of a CSV",
@@ -106,19 +60,6 @@ def add_verbs(tasks) -> None:
     )
     fp.add_argument("--last", action="store_true", help="use the last checkpoint instead of the best epoch")
     fp.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def dm_lags(text: str):
-    """``--dm-lags``: a whole number >= 0 or ``auto``."""
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0 or 'auto', got {text!r}")
-    return value
 
 
 def _forecast_train(args) -> int:
@@ -142,22 +83,6 @@ def _forecast_train(args) -> int:
     if test["target"] == "levels" and test["inputs_outside_training_range"] > 0.05:
         print("hint: prices left the training range; --target returns forecasts changes, which do not")
     print(f"report: {summary['run_dir']}/report.html")
-    return 0
-
-
-def _forecast_backtest(args) -> int:
-    from .. import backtest
-
-    cfg, _ = config_from_args(ForecastConfig, args)
-    settings = backtest.Settings(args.origins, args.stride or 0, args.retrain_every, args.workers, args.dm_lags)
-    result = backtest.run_backtest(cfg, settings, args.out, force=args.force, quiet=args.quiet)
-    if result["interrupted"]:
-        print(
-            f"stopped with {result['origins_left']} origin(s) left; run the same command again to continue "
-            f"(finished origins in {result['backtest_dir']} are kept)"
-        )
-        return 130
-    backtest.print_summary(result)
     return 0
 
 
@@ -190,6 +115,5 @@ def _forecast_predict(args) -> int:
 
 COMMANDS = {
     ("forecast", "train"): _forecast_train,
-    ("forecast", "backtest"): _forecast_backtest,
     ("forecast", "predict"): _forecast_predict,
 }

@@ -60,6 +60,25 @@ def sequence_io(input_name: str, output_name: str, ids: bool = False) -> OnnxIO:
 
 
 @dataclass(frozen=True)
+class Forecaster:
+    """What a task that forecasts a series one step ahead gives rolling-origin backtests
+    (``rnnlab.backtest``; the command line adds ``<task> backtest`` for it).  Its config has the
+    series and split settings a backtest moves (``end``, ``test_fraction``, ``train_length``,
+    ``window``, ``val_fraction``, ``fractions``, ``every``, ``ewma_lambda``).
+
+    ``load_series(cfg)``: the whole series (``.prices``, a time-indexed Series; ``.source``);
+    ``load_run(run_dir, which)``: a saved fit; ``forecast_points(loaded, series, points)``: its
+    forecasts of ``points`` (``Forecasts``: point, unshrunk, last, intervals); ``describe_series(cfg,
+    series)``: the lines a backtest prints first.
+    """
+
+    load_series: Callable
+    load_run: Callable
+    forecast_points: Callable
+    describe_series: Callable
+
+
+@dataclass(frozen=True)
 class TaskDefinition:
     """Everything the rest of rnnlab knows about one task.
 
@@ -75,7 +94,8 @@ class TaskDefinition:
     print the report's texts after it), ``api_data``
     (``data=`` of ``rnnlab.fit``, or None), ``presets`` (named settings), ``onnx`` (the graph's
     inputs and outputs), ``model_methods`` (what ``rnnlab.Model`` offers for this task beyond
-    stepping: name -> function(model, *args)), and ``forecasts`` (rolling-origin backtests apply).
+    stepping: name -> function(model, *args)), and ``forecaster`` (what rolling-origin backtests need,
+    for a task that forecasts).
     """
 
     name: str
@@ -96,7 +116,12 @@ class TaskDefinition:
     api_data: ApiData | None = None
     presets: dict = field(default_factory=dict)
     model_methods: dict = field(default_factory=dict)
-    forecasts: bool = False
+    forecaster: Forecaster | None = None
+
+    @property
+    def forecasts(self) -> bool:
+        """Whether rolling-origin backtests apply (the task declares a ``Forecaster``)."""
+        return self.forecaster is not None
 
 
 # The search space most tasks start from: a parameter is {low, high[, log][, step]} (ints when

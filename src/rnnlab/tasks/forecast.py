@@ -45,7 +45,7 @@ from ..errors import UserError
 from ..facts import read_json
 from . import forecast_onnx
 from . import forecast_stats as stats
-from .definition import COMMON_SPACE, ApiData, OnnxIO, TaskDefinition
+from .definition import COMMON_SPACE, ApiData, Forecaster, OnnxIO, TaskDefinition
 
 # The task's parts live in forecast_data (series, features, windows), forecast_model (forecasts,
 # calibration, comparison) and forecast_text (words, plots, report); the command line, backtests
@@ -495,5 +495,5 @@ TASK = TaskDefinition(
         },
     ),
     model_methods={"predict": _predict},
-    forecasts=True,
+    forecaster=Forecaster(load_series, load_run, forecast_points, describe_series),
 )
