@@ -371,14 +371,7 @@ def evaluate_run(run_dir, text_path: str | None = None, which: str = "checkpoint
             prepared.manifest["val"]["dropped_unknown"],
             f"validation part of {cfg.data_dir}",
         )
-        nats = nats_per_char(trainer, ids, cfg.seq_len, progress=True)
-        return {
-            "text": source,
-            "chars": int(len(ids)),
-            "unknown_chars_skipped": int(dropped),
-            "nats_per_char": nats,
-            "bits_per_char": nats / LN2,
-        }
+        return _scores(trainer, ids, cfg.seq_len, source, dropped)
     if text_path is None:
         corpus = read_text(cfg.text or None)
         if text_sha256(corpus) != meta.get("text_sha256"):
@@ -393,7 +386,12 @@ def evaluate_run(run_dir, text_path: str | None = None, which: str = "checkpoint
     ids, dropped = vocab.encode_known(text)
     if len(ids) < 2:
         raise UserError(f"{source} has fewer than 2 characters the model knows; nothing to evaluate")
-    nats = nats_per_char(trainer, ids, cfg.seq_len, progress=True)
+    return _scores(trainer, ids, cfg.seq_len, source, dropped)
+
+
+def _scores(trainer, ids, seq_len: int, source: str, dropped: int) -> dict:
+    """nats/char and bits/char of ``trainer`` on the character ids ``ids`` read from ``source``."""
+    nats = nats_per_char(trainer, ids, seq_len, progress=True)
     return {
         "text": source,
         "chars": int(len(ids)),
