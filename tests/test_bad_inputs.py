@@ -156,7 +156,18 @@ BAD_INPUTS = [
     # price files
     Bad("csv-header-only", ["forecast", "train", "--csv", "{csv_header_only}", *TINY_FORECAST], "no rows", "forecast"),
     Bad("csv-bad-byte-later", ["forecast", "train", "--csv", "{csv_bad_byte}", *TINY_FORECAST], "UTF-8"),
-    Bad("csv-huge-header", ["forecast", "train", "--csv", "{csv_huge_header}", *TINY_FORECAST], "characters in all"),
+    Bad("csv-huge-header", ["forecast", "train", "--csv", "{csv_huge_header}", *TINY_FORECAST], "line 1: longer than"),
+    # Bounded before the parser sees them: 200,000 columns took 138 s to say "1 points are too few".
+    Bad("csv-wide-header", ["forecast", "train", "--csv", "{csv_wide_header}", *TINY_FORECAST], "line 1: longer than"),
+    Bad(
+        "csv-many-columns", ["forecast", "train", "--csv", "{csv_many_columns}", *TINY_FORECAST], "line 1: 100 columns"
+    ),
+    Bad("csv-long-row", ["forecast", "train", "--csv", "{csv_long_row}", *TINY_FORECAST], "line 3: longer than 4,096"),
+    Bad(
+        "sample-absurd-length",
+        ["charlm", "sample", "--run", "{ckpt_good}", "--length", "99999999999999999999"],
+        "more than one sample may be (10,000,000 characters)",
+    ),
     Bad("csv-fifo", ["forecast", "train", "--csv", "{fifo}", *TINY_FORECAST], "not a regular file"),
     # imported weights
     Bad(
@@ -242,6 +253,9 @@ def files(tmp_path_factory):
         + b"".join(f"2021-01-{i:02d},{i}\n".encode() for i in range(1, 28)) * 400
         + b"2021-02-01,\xff\n",
         "csv_huge_header": b"x" * 10_000_000 + b"\n1,2\n",
+        "csv_wide_header": b",".join(b"c%d" % i for i in range(200_000)) + b"\n1,2\n",
+        "csv_many_columns": b",".join(b"c" for _ in range(100)) + b"\n1,2\n",
+        "csv_long_row": b"timestamp,open\n2021-01-01,1\n2021-01-02," + b"9" * 5000 + b"\n",
         "space_step_zero": b"[hidden_size]\nlow = 4\nhigh = 8\nstep = 0\n",
         "space_log_yes": b'[lr]\nlow = 0.001\nhigh = 0.01\nlog = "yes"\n',
         "space_lr": b"[lr]\nlow = 0.001\nhigh = 0.01\n",
@@ -272,6 +286,7 @@ def files(tmp_path_factory):
     ):
         runs[task] = d / f"run_{task}"
         assert main([str(a) for a in argv] + ["--out", str(runs[task])]) == 0
+    paths["ckpt_good"] = runs["charlm"]
     for name, edit in {
         "ckpt_missing_field": lambda m: m.pop("spec"),
         "ckpt_wrong_type": lambda m: m["loop"].update(step="twelve"),

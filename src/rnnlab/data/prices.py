@@ -120,6 +120,29 @@ def _parse_times(raw: pd.Series, source: str, line_offset: int) -> pd.DatetimeIn
     return pd.DatetimeIndex(times)
 
 
+# A candle row is a few hundred characters (Binance's 12 columns: about 130); the parser is not
+# handed a line it would spend minutes on.
+MAX_LINE_CHARS = 4096
+MAX_COLUMNS = 64
+
+
+def _check_line_shapes(source: str) -> None:
+    """Refuse, before parsing, a file with a line longer than ``MAX_LINE_CHARS`` or a first line of
+    more than ``MAX_COLUMNS`` fields, naming the line; each line is read at most that far."""
+    with open(source, "rb") as f:
+        for number, line in enumerate(iter(lambda: f.readline(MAX_LINE_CHARS + 2), b""), start=1):
+            if len(line.rstrip(b"\r\n")) > MAX_LINE_CHARS:
+                raise UserError(
+                    f"{source}, line {number}: longer than {MAX_LINE_CHARS:,} characters, which no candle row "
+                    "is; is it a price CSV (one candle per line)?"
+                )
+            if number == 1 and line.count(b",") + 1 > MAX_COLUMNS:
+                raise UserError(
+                    f"{source}, line 1: {line.count(b',') + 1:,} columns, more than the {MAX_COLUMNS} a price CSV "
+                    "can have (Binance klines have 12; OHLCV files 6 or so); is it a price CSV?"
+                )
+
+
 def _exact_floats(cells: pd.Series) -> np.ndarray:
     """``[n]`` float64 of text cells, each the float nearest its decimal text (as Python's
     ``float``), NaN where a cell is not a number.  pandas may parse text to a float up to
@@ -156,6 +179,7 @@ def load_prices(path: str | os.PathLike, columns: tuple = ("open",)) -> PriceDat
         raise UserError(f"price file {source!r} does not exist; pass --csv with a CSV of candles")
     if not os.path.isfile(source):
         raise UserError(f"price path {source!r} is not a regular file; pass --csv with a CSV of candles")
+    _check_line_shapes(source)
     try:
         with open(source, encoding="utf-8") as f:
             first = f.readline()

@@ -236,6 +236,9 @@ def nats_per_char(trainer, ids: np.ndarray, seq_len: int, progress: bool = False
     return total / count
 
 
+MAX_SAMPLE_CHARS = 10_000_000  # one sample's characters: minutes of stepping, not forever
+
+
 def sample_text(
     trainer,
     vocab: Vocab,
@@ -250,6 +253,10 @@ def sample_text(
     temperature divides the logits (0 = always the most likely character);
     top_k > 0 samples only among the k most likely.
     """
+    if length > MAX_SAMPLE_CHARS:
+        raise UserError(
+            f"--length {length:,} is more than one sample may be ({MAX_SAMPLE_CHARS:,} characters); ask for fewer"
+        )
     if temperature < 0 or not math.isfinite(temperature):
         raise UserError(f"--temperature must be >= 0 (0 = argmax), got {temperature}")
     if top_k < 0:
