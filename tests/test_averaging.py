@@ -110,3 +110,24 @@ def test_holding_restores_the_trainers_own_weights_exactly():
     assert np.array_equal(trainer.params["w"], before)
     with averaging.holding(trainer, None):
         assert np.array_equal(trainer.params["w"], before)
+
+
+def test_a_resumed_run_continues_its_average_as_if_never_stopped(corpus, tmp_path):
+    """Stopped after 2 of 4 steps and resumed, an --ema-decay run ends with the same average (and
+    weights) as the run trained straight through: the average is restored, not restarted from the
+    raw weights."""
+    straight = train_run(tiny(corpus, max_steps=4, ema_decay=DECAY), tmp_path / "straight", quiet=True)
+    train_run(tiny(corpus, max_steps=2, ema_decay=DECAY), tmp_path / "resumed", quiet=True)
+    train_run(
+        tiny(corpus, max_steps=4, ema_decay=DECAY),
+        tmp_path / "resumed",
+        resume=True,
+        overrides={"max_steps": 4},
+        quiet=True,
+    )
+    assert straight["step"] == 4
+    for group in ("average", "params"):
+        a, b = params_of(tmp_path / "straight", group), params_of(tmp_path / "resumed", group)
+        assert a.keys() == b.keys() and a
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{group}/{k}")

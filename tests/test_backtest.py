@@ -11,6 +11,7 @@ from test_charlm_cli import assert_user_error, params_of, run_cli
 
 from rnnlab import backtest
 from rnnlab.config import ForecastConfig
+from rnnlab.data.series import split_sizes
 from rnnlab.errors import UserError
 from rnnlab.tasks import forecast
 from rnnlab.tasks import forecast_stats as stats
@@ -102,6 +103,10 @@ def test_a_sliding_window_fits_on_the_last_points_only(tmp_path):
     prices = forecast.load_series(dataclasses.replace(cfg, train_length=0)).prices
     assert fit["fit_points"] == 120 and fit["fit_to"] == str(prices.index[origin.first - 1])
     assert fit["fit_from"] == str(prices.index[origin.first - 120])
+    # MASE's scale: the in-sample persistence MAE of the fit's training part only (not its validation)
+    n_train = split_sizes(120, backtest.fit_config(cfg).fractions)[0]
+    past = prices.to_numpy()[origin.first - 120 : origin.first]
+    assert fit["mase_scale"] == stats.persistence_scale(past[:n_train]) != stats.persistence_scale(past)
 
 
 def test_diebold_mariano_and_the_long_run_variance():

@@ -540,6 +540,8 @@ def test_the_shrink_weight_is_the_least_squares_one_clipped_to_0_and_1():
     half = persistence + 2 * (targets - persistence)  # moves twice as far as it should
     assert forecast.fit_shrink(half, targets, persistence) == pytest.approx(0.5)
     assert forecast.fit_shrink(targets, targets, persistence) == pytest.approx(1.0)
+    timid = persistence + 0.25 * (targets - persistence)  # the least-squares weight is 4: clipped to 1
+    assert forecast.fit_shrink(timid, targets, persistence) == 1.0
     assert forecast.fit_shrink(persistence - (targets - persistence), targets, persistence) == 0.0
     assert forecast.fit_shrink(persistence, targets, persistence) == 0.0
     text = forecast.describe_shrink_and_intervals({"alpha": 0.0})
@@ -625,3 +627,33 @@ def test_calibrated_residuals_are_taken_around_the_shrunk_mean(monkeypatch):
     shrunk = persistence + got.alpha * (model - persistence)
     np.testing.assert_allclose(got.residuals, np.sort((targets - shrunk) * np.exp(-0.5 * log_var)))
     np.testing.assert_allclose(got.unshrunk_residuals, np.sort((targets - model) * np.exp(-0.5 * log_var)))
+
+
+def test_calibration_is_fitted_on_validation_not_on_test(tmp_path):
+    """With validation and test parts of different sizes, the interval residuals are the best
+    model's standardized errors on the validation part (recomputed here), and the shrink weight
+    the least-squares one there; the test part is only scored."""
+    cfg = ForecastConfig(
+        backend="numpy",
+        dtype="float64",
+        builtin_points=400,
+        window=6,
+        hidden_size=4,
+        epochs=3,
+        head="gaussian",
+        shrink="auto",
+        target="returns",
+        val_fraction=0.2,
+        test_fraction=0.1,
+    )
+    train_run(cfg, tmp_path / "run", quiet=True)
+    saved = json.loads((tmp_path / "run" / "calibration.json").read_text())
+    loaded = forecast.load_run(tmp_path / "run", "best", calibrated=False)
+    features, parts = forecast.build_parts(forecast.load_series(cfg).prices, cfg.window, cfg.fractions, cfg.target)
+    assert len(parts["val"].actual) != len(parts["test"].actual)
+    fits = {
+        name: forecast.fit_calibration(cfg, loaded.trainer, features, part, part.inputs) for name, part in parts.items()
+    }
+    assert saved["points"] == len(parts["val"].actual) == len(saved["residuals"])
+    np.testing.assert_allclose(saved["residuals"], fits["val"].residuals, atol=1e-6)
+    assert saved["alpha"] == pytest.approx(fits["val"].alpha, abs=1e-12)
