@@ -210,3 +210,33 @@ def test_the_report_says_how_much_validation_text_each_evaluation_reads(tmp_path
     assert run_cli(capsys, "charlm", "train", "--data", tmp_path / "data", "--out", tmp_path / "r", *args)[0] == 0
     page = (tmp_path / "r" / "report.html").read_text()
     assert "Each evaluation reads the first 100 (--val-chars) of the 598 characters" in page
+
+
+def test_a_prepare_that_fails_midway_leaves_nothing_and_the_rerun_works(tmp_path, capsys, text_path, monkeypatch):
+    """A full disk while the ids are written: one line, no half-prepared --out (before, train.bin
+    and val.bin stayed without a manifest and the rerun said "--out not empty"), and the same
+    command then succeeds."""
+    import errno
+
+    out = tmp_path / "prepared"
+    real_write = corpus._Writer.write
+
+    def full_disk(self, ids):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(corpus._Writer, "write", full_disk)
+    code, _, err = run_cli(capsys, "charlm", "prepare", "--text", text_path, "--out", out, "--quiet")
+    assert code == 2 and "no space left" in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name != "corpus.txt"] == []
+    monkeypatch.setattr(corpus._Writer, "write", real_write)
+    prepare(capsys, text_path, out)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "train.bin", "val.bin"]
+
+
+def test_a_leftover_staging_directory_is_removed_by_the_next_prepare(tmp_path, capsys, text_path):
+    out = tmp_path / "prepared"
+    leftover = tmp_path / ".prepared.preparing"
+    leftover.mkdir()
+    (leftover / "train.bin").write_bytes(b"half")
+    prepare(capsys, text_path, out)
+    assert not leftover.exists() and (out / "manifest.json").exists()

@@ -139,7 +139,20 @@ class _Writer:
 
 
 def prepare(text: str, out, val_fraction: float = 0.1, progress: bool = True) -> dict:
-    """Prepare ``text`` (a file, a directory or ``-``) into ``out``; returns the manifest.
+    """Prepare ``text`` (a file, a directory or ``-``) into ``out``; returns the manifest.  ``out``
+    appears complete or not at all: a failure (a full disk, Ctrl-C) removes what was written."""
+    out = Path(out)
+    try:
+        return _prepare(text, out, val_fraction, progress)
+    except BaseException:
+        staging = _staging_path(out)
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _prepare(text: str, out: Path, val_fraction: float, progress: bool) -> dict:
+    """``prepare``'s work, into a staging directory renamed to ``out`` at the end.
 
     Long on purpose: one streaming pass over a corpus of any size (read, count, write the ids, then
     the manifest), whose steps share the open files and counters.
@@ -149,7 +162,6 @@ def prepare(text: str, out, val_fraction: float = 0.1, progress: bool = True) ->
     from .text import split_train_val
 
     split_train_val("", val_fraction)  # the same check and message as a run's
-    out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {str(out)!r} is a file, not a directory")
     if out.exists() and any(out.iterdir()):
@@ -192,9 +204,11 @@ def prepare(text: str, out, val_fraction: float = 0.1, progress: bool = True) ->
             )
         dtype = next(d for d in DTYPES if len(chars) - 1 <= np.iinfo(d).max)
         table = _code_points(chars)
-        # Pass 3: ids, written and hashed; unigram counts of the training part.
-        out.mkdir(parents=True, exist_ok=True)
-        writers = {"train": _Writer(out / "train.bin", dtype), "val": _Writer(out / "val.bin", dtype)}
+        # Pass 3: ids, written and hashed; unigram counts of the training part. Everything is written
+        # into a staging directory beside --out and renamed into place once complete, so a full
+        # disk or a kill leaves no half-prepared --out (and the next run removes the staging one).
+        staging = _staging_dir(out)
+        writers = {"train": _Writer(staging / "train.bin", dtype), "val": _Writer(staging / "val.bin", dtype)}
         text_hash, counts, dropped, position = hashlib.sha256(), np.zeros(len(chars), np.int64), 0, 0
         with tqdm(total=total, unit="char", unit_scale=True, desc="writing ids", disable=not show) as bar:
             for piece in _joined(sources, usable):
@@ -231,10 +245,26 @@ def prepare(text: str, out, val_fraction: float = 0.1, progress: bool = True) ->
         "val": dict(parts["val"], dropped_unknown=dropped),
         "train_counts": counts.tolist(),
     }
-    tmp_path = out / f".{MANIFEST}.tmp"
-    tmp_path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp_path, out / MANIFEST)
+    (staging / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    if out.exists():
+        out.rmdir()  # empty, as checked at the start
+    os.replace(staging, out)
     return manifest
+
+
+def _staging_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.preparing"
+
+
+def _staging_dir(out: Path) -> Path:
+    """A fresh staging directory beside ``out`` (a leftover of a run that did not finish is removed)."""
+    staging = _staging_path(out)
+    if staging.exists():
+        print(f"rnnlab: note: removing {staging}, left by a prepare that did not finish", file=sys.stderr)
+        shutil.rmtree(staging)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging.mkdir()
+    return staging
 
 
 @dataclass
