@@ -191,6 +191,14 @@ BAD_INPUTS = [
     # damaged checkpoints
     Bad("checkpoint-missing-field", ["charlm", "eval", "--run", "{ckpt_missing_field}"], "damaged checkpoint"),
     Bad("checkpoint-wrong-type", ["charlm", "train", "--resume", "--out", "{ckpt_wrong_type}"], "damaged checkpoint"),
+    # Messages that used to mislead: "Invalid argument", "upgrade rnnlab", "does not exist".
+    Bad(
+        "checkpoint-negative-log-size",
+        ["charlm", "train", "--resume", "--out", "{ckpt_negative_log}"],
+        "the length recorded for metrics.jsonl is -7",
+    ),
+    Bad("checkpoint-version-text", ["charlm", "eval", "--run", "{ckpt_version_text}"], "format version is '1', not"),
+    Bad("run-that-is-a-file", ["charlm", "eval", "--run", "{good_text}"], "is not a directory"),
     Bad("checkpoint-absurd-size", ["charlm", "sample", "--run", "{ckpt_absurd_size}"], "damaged checkpoint"),
     Bad("checkpoint-edited-text", ["charlm", "eval", "--run", "{ckpt_edited_text}"], "not the text"),
     # sweep spaces
@@ -290,6 +298,8 @@ def files(tmp_path_factory):
     for name, edit in {
         "ckpt_missing_field": lambda m: m.pop("spec"),
         "ckpt_wrong_type": lambda m: m["loop"].update(step="twelve"),
+        "ckpt_negative_log": lambda m: m["logs"].update({"metrics.jsonl": -7}),
+        "ckpt_version_text": lambda m: m.update(version="1"),
         "ckpt_absurd_size": lambda m: m["spec"].update(num_layers=10**8),
         "ckpt_edited_text": lambda m: m["config"].update(text=str(paths["one_char"])),
     }.items():

@@ -111,6 +111,8 @@ def cut_logs(run_dir: Path, sizes: dict) -> None:
     """Cut each log back to the length a checkpoint recorded: what was appended after the
     checkpoint is written again, identically, when the run continues from it."""
     for name, size in sizes.items():
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"the length recorded for {name} is {size!r}, not a whole number >= 0")
         path = Path(run_dir) / name
         if path.exists() and path.stat().st_size > int(size):
             with open(path, "r+b") as f:
@@ -194,8 +196,9 @@ def load_meta(run_dir: Path, stem: str = "checkpoint") -> dict:
     run_dir = Path(run_dir)
     meta_path = run_dir / f"{stem}.json"
     if not run_dir.is_dir():
+        what = "is not a directory" if run_dir.exists() else "does not exist"
         raise UserError(
-            f"run directory {str(run_dir)!r} does not exist; pass --run with a directory made by 'rnnlab ... train'"
+            f"run directory {str(run_dir)!r} {what}; pass --run with a directory made by 'rnnlab ... train'"
         )
     if not meta_path.exists():
         raise UserError(f"no checkpoint in {str(run_dir)!r} ({meta_path.name} is missing); train first or check --run")
@@ -205,10 +208,12 @@ def load_meta(run_dir: Path, stem: str = "checkpoint") -> dict:
         raise UserError(f"{meta_path} is corrupt ({exc}); restore it or train again") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{meta_path} is not an rnnlab checkpoint (no format={FORMAT!r} field)")
-    if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
+    version = meta.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UserError(f"{meta_path} is damaged: its format version is {version!r}, not a whole number >= 1")
+    if version > VERSION:
         raise UserError(
-            f"{meta_path} has format version {meta.get('version')!r}; this rnnlab reads "
-            f"version {VERSION} or older: upgrade rnnlab"
+            f"{meta_path} has format version {version}; this rnnlab reads version {VERSION} or older: upgrade rnnlab"
         )
     return meta
 

@@ -47,7 +47,8 @@ def load_view(run_dir) -> RunView:
     """Read one run directory for a report."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserError(f"run directory {str(run_dir)!r} does not exist")
+        what = "is not a directory" if run_dir.exists() else "does not exist"
+        raise UserError(f"run directory {str(run_dir)!r} {what}")
     meta = read_json(run_dir / "checkpoint.json")
     if meta is None:
         raise UserError(

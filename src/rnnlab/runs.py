@@ -351,7 +351,7 @@ def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable
         if average:
             check_params(spec, average, f"{out}/checkpoint.safetensors (the weights' average)")
         state = train.LoopState.restore(state_meta, carry, average)
-        checkpoint.cut_logs(out, {k: int(v) for k, v in log_sizes.items() if k in train.LOGS})
+        checkpoint.cut_logs(out, {k: v for k, v in log_sizes.items() if k in train.LOGS})
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise checkpoint.damaged(where, exc) from exc
     return Resumed(cfg, meta, spec, params, optimizer, state)
