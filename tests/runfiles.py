@@ -64,12 +64,8 @@ def saved_fields(run_dir) -> dict:
 def tree_bytes(directory) -> dict:
     """Every file under ``directory`` (relative path -> bytes), to prove nothing changed."""
     directory = Path(directory)
-    # The lock file names the last process that held the run (a refused one included), not the run.
-    return {
-        str(p.relative_to(directory)): p.read_bytes()
-        for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.name != ".rnnlab.lock"
-    }
+    # The lock file included: a refused command puts back the record of the run's last writer.
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 def differences(a, b, path: str = "") -> list[str]:

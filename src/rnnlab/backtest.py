@@ -314,13 +314,14 @@ def run_backtest(cfg, settings: Settings, out, force: bool = False, quiet: bool 
     out = Path(out)
     created = runs.make_dir(out)
     plan = _plan_dict(cfg, settings, origins)
-    with RunLock(out):
+    with RunLock(out) as lock:
         try:
             mode = _prepare_dir(out, plan, force)
         except UserError:
             if created:
                 shutil.rmtree(out, ignore_errors=True)
             raise
+        lock.keep_record()  # from here on this command writes the backtest
         checkpoint.atomic_write_text(out / "plan.json", json.dumps(plan, indent=1) + "\n")
         groups = {}
         for o in origins:

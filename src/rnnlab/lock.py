@@ -25,6 +25,7 @@ from pathlib import Path
 from .errors import UserError
 
 LOCK_NAME = ".rnnlab.lock"
+MAX_RECORD = 4096  # bytes of the holder record kept to put back (a record is about 200)
 
 _held: dict[tuple[int, int], RunLock] = {}  # (device, inode) of lock files this process holds
 
@@ -86,13 +87,24 @@ class RunLock:
             "command": " ".join(["rnnlab", *sys.argv[1:]])[:200] if sys.argv else "rnnlab",
             "since": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
+        # The record of the last writer, put back if this command is refused before it writes
+        # (``keep_record``), so a refused command leaves the run byte-identical.
+        self._previous = os.pread(fd, MAX_RECORD, 0)
+        self._keep = False
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
         return self
 
+    def keep_record(self) -> None:
+        """This command is writing the run: its record stays after it ends."""
+        self._keep = True
+
     def release(self) -> None:
         if self._fd is None:
             return
+        if not self._keep:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, self._previous, 0)
         _held.pop(self._key, None)
         os.close(self._fd)  # closing drops the lock
         self._fd = self._key = None

@@ -173,6 +173,7 @@ class RunDir:
         """The new run is about to write: remove what an old run (replaced by --force) or an
         unfinished start (restarted) left."""
         self._started = True
+        self._lock.keep_record()
         if self.mode == "resume":
             return
         for f in RUN_FILES:
