@@ -488,3 +488,48 @@ def test_without_shrinking_uses_the_unshrunk_mean_and_residuals():
     assert raw.alpha is None and (raw.mean == 0.2).all()
     np.testing.assert_array_equal(raw.calibration.residuals, [-2.0, 0.0, 2.0])
     assert (raw.interval(0.8)[1] - raw.interval(0.8)[0] > f.interval(0.8)[1] - f.interval(0.8)[0]).all()
+
+
+@pytest.mark.parametrize("where", ["between fits", "inside a fit"])
+def test_sigterm_stops_a_backtest_with_the_line_and_143(where, tmp_path, capsys, monkeypatch):
+    """SIGTERM (what a scheduler sends) stops a backtest as Ctrl-C does: the line saying how to
+    continue, exit 143; the same command then finishes it (before: 143 and no line between fits,
+    130 inside one)."""
+    import os
+    import signal
+
+    out = tmp_path / "bt"
+    sent = {"done": False}
+
+    def send_once():
+        if not sent["done"]:
+            sent["done"] = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    if where == "between fits":
+        real = backtest._origin_record
+
+        def record_then_signal(*args):
+            result = real(*args)
+            send_once()
+            return result
+
+        monkeypatch.setattr(backtest, "_origin_record", record_then_signal)
+    else:
+        real_next = forecast.ForecastTask.next_batch
+        calls = {"n": 0}
+
+        def next_batch_then_signal(self):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                send_once()
+            return real_next(self)
+
+        monkeypatch.setattr(forecast.ForecastTask, "next_batch", next_batch_then_signal)
+    code, text, err = run_cli(capsys, *_backtest_args(out))
+    monkeypatch.undo()
+    assert code == 143, err
+    assert "stopped with" in text and "run the same command again" in text
+    code, text, err = run_cli(capsys, *_backtest_args(out))
+    assert code == 0, err
+    assert (out / "backtest.json").exists()

@@ -29,6 +29,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from . import checkpoint, runs
 from .config import flag
 from .data.series import points_needed, split_sizes
 from .errors import UserError
+from .stopping import InterruptOnSignals
 from .tasks import forecast_stats as stats
 from .tasks.forecast_text import percent
 
@@ -344,11 +346,13 @@ def run_backtest(cfg, settings: Settings, out, force: bool = False, quiet: bool 
             dynamic_ncols=True,
             disable=quiet or not sys.stderr.isatty(),
         )
-        _run_groups(cfg, out, todo, settings.workers, bar)
+        with InterruptOnSignals() as caught:  # between fits too: stop cleanly, say so
+            _run_groups(cfg, out, todo, settings.workers, bar)
         finished = all(_forecasts_path(out, o).exists() for o in origins)
         if not finished:
             left = sum(not _forecasts_path(out, o).exists() for o in origins)
-            return {"interrupted": True, "origins_left": left, "backtest_dir": str(out)}
+            stopped_by = "SIGTERM" if signal.SIGTERM in caught.signals else "SIGINT"
+            return {"interrupted": True, "origins_left": left, "backtest_dir": str(out), "signal": stopped_by}
         # every origin's record, read back from its file, in order
         records = [json.loads(_forecasts_path(out, o).read_text(encoding="utf-8")) for o in origins]
         result = summarize(records, series.source, cfg, settings)

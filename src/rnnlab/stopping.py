@@ -41,6 +41,40 @@ def after_evaluation_stop(budget: Budget, record: dict) -> str | None:
     return None
 
 
+RECEIVED: list[int] = []  # the stopping signals this process received, in order
+
+
+class InterruptOnSignals:
+    """``with InterruptOnSignals() as caught:`` SIGINT and SIGTERM raise ``KeyboardInterrupt``
+    (a run inside, holding its own ``StopFlag``, stops at a step instead); ``caught.signals`` are
+    the ones received meanwhile, so a command stopped by SIGTERM can say so and exit 143."""
+
+    def __init__(self):
+        self._previous, self._start = {}, 0
+
+    @property
+    def signals(self) -> list[int]:
+        return RECEIVED[self._start :]
+
+    def __enter__(self):
+        def handler(signum, frame):
+            RECEIVED.append(signum)
+            raise KeyboardInterrupt
+
+        self._start = len(RECEIVED)
+        for signum in StopFlag.SIGNALS:
+            try:
+                self._previous[signum] = signal.signal(signum, handler)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
+
+
 class StopFlag:
     """Ctrl-C (SIGINT) and SIGTERM, which schedulers send before they preempt a job, set a flag
     checked between steps, so a step is never cut in half and the run stops with a checkpoint."""
@@ -54,6 +88,7 @@ class StopFlag:
 
     def __enter__(self):
         def handler(signum, frame):
+            RECEIVED.append(signum)
             if self.requested:  # a second signal means: stop now
                 raise KeyboardInterrupt
             self.requested = True

@@ -84,7 +84,7 @@ def run(args) -> int:
             f"stopped with {result['origins_left']} origin(s) left; run the same command again to continue "
             f"(finished origins in {result['backtest_dir']} are kept)"
         )
-        return 130
+        return 143 if result.get("signal") == "SIGTERM" else 130  # 128 + the signal's number
     backtest.print_summary(result)
     return 0
 
