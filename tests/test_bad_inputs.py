@@ -544,3 +544,70 @@ def test_a_refused_writer_removes_nothing_even_where_it_thinks_it_made_the_direc
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("fmt,name", [("torch", "m.pt"), ("onnx", "m.onnx"), ("min-char-rnn", "m.npz")])
+def test_export_out_a_directory_read_only_or_a_link(fmt, name, files, tmp_path, capsys):
+    """--out of export, in every format: a directory is one line naming it; a read-only place
+    names --out (not the temporary file); a link is followed, as cp does, its target replaced."""
+    _, _, runs = files
+    run = runs["charlm"]
+    if fmt == "min-char-rnn":  # the classic format holds the classic exercise's model only
+        run = tmp_path / "mcr"
+        assert (
+            main(
+                [
+                    "charlm",
+                    "train",
+                    "--preset",
+                    "min-char-rnn",
+                    "--max-steps",
+                    "2",
+                    "--eval-every",
+                    "2",
+                    "--sample-length",
+                    "4",
+                    "--quiet",
+                    "--text",
+                    str(files[1]["good_text"]),
+                    "--out",
+                    str(run),
+                ]
+            )
+            == 0
+        )
+    export = ["export", "--run", run, "--format", fmt]
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    code, _, err = run_cli(capsys, *export, "--out", folder)
+    assert_one_line_error(code, err, f"{folder}' is a directory")
+    # A place that refuses the write (root may write anywhere, so the refusal is simulated at the rename).
+    import errno
+
+    from rnnlab import checkpoint
+
+    def refused(src, dst):
+        raise PermissionError(errno.EACCES, "Permission denied", str(src))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(checkpoint.os, "replace", refused)
+        code, _, err = run_cli(capsys, *export, "--out", tmp_path / name)
+    line = assert_one_line_error(code, err, f"cannot write or read ({tmp_path / name})")
+    assert ".tmp" not in line
+    target, link = tmp_path / "real" / name, tmp_path / name
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    link.symlink_to(target)
+    code, _, err = run_cli(capsys, *export, "--out", link)
+    assert code == 0, err
+    assert link.is_symlink() and target.read_bytes() != b"old" and len(target.read_bytes()) > 100
+
+
+def test_a_pickled_torch_file_is_refused_without_torchs_unsafe_advice(tmp_path, capsys):
+    import torch
+
+    path = tmp_path / "model.pt"
+    torch.save(torch.nn.Linear(2, 2), path)  # a whole module: pickled code, not a state_dict
+    code, _, err = run_cli(capsys, "import", "--weights", path, "--format", "torch", "--out", tmp_path / "run")
+    line = assert_one_line_error(code, err, "does not load because loading them runs code")
+    assert "weights_only=False" not in line

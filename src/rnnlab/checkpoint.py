@@ -64,6 +64,27 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def check_output(path, flag: str = "--out") -> Path:
+    """``path`` as a ``Path``, or a ``UserError`` when it is a directory (a file is to be written there)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {str(path)!r} is a directory; give the path of the file to write inside it")
+    return path
+
+
+def atomic_write_output(path, data: bytes, flag: str = "--out") -> None:
+    """Write a file the user named (``--out`` of ``export``) atomically, treating every format alike:
+    a directory there is refused; a link is followed, as ``cp`` does, and its target replaced
+    atomically beside it; an error names the user's path, not the temporary file."""
+    path = check_output(path, flag)
+    target = Path(os.path.realpath(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        atomic_write_bytes(target, data)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the new one, never a part.
 

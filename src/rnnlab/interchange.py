@@ -190,25 +190,31 @@ def _array(value) -> np.ndarray:
 def save(path: str | os.PathLike, arrays: dict[str, np.ndarray], cell: str | None = None) -> Path:
     """``.npz`` (NumPy), ``.pt``/``.pth`` (``torch.save`` of tensors) or ``.safetensors``, by extension;
     a safetensors file also names its ``cell`` in its metadata, so importing it needs no ``--cell``."""
-    path = Path(path)
+    import io
+
+    from .checkpoint import atomic_write_output, check_output
+
+    path = check_output(path)
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
     if suffix == ".npz":
-        np.savez(path, **arrays)
+        np.savez(buffer, **arrays)
     elif suffix in (".pt", ".pth"):
         import torch
 
-        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, path)
+        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, buffer)
     elif suffix == ".safetensors":
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
-        save_file(
-            {k: np.ascontiguousarray(v) for k, v in arrays.items()},
-            str(path),
-            metadata={CELL_METADATA: cell} if cell else None,
+        buffer.write(
+            save(
+                {k: np.ascontiguousarray(v) for k, v in arrays.items()},
+                metadata={CELL_METADATA: cell} if cell else None,
+            )
         )
     else:
         raise UserError(f"cannot tell the format of {str(path)!r}: use .npz, .pt/.pth or .safetensors")
+    atomic_write_output(path, buffer.getvalue())
     return path
 
 
@@ -216,16 +222,27 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Arrays from ``.npz``, ``.pt``/``.pth`` (loaded with ``weights_only=True``) or ``.safetensors``."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"weights file {str(path)!r} does not exist")
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise UserError(f"weights file {str(path)!r} {what}")
     suffix = path.suffix.lower()
     try:
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as f:
                 return {k: f[k] for k in f.files}
         if suffix in (".pt", ".pth"):
+            import pickle
+
             import torch
 
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError as exc:
+                # torch suggests weights_only=False, which would run the file's code: rnnlab never does.
+                raise UserError(
+                    f"cannot read {path}: it holds objects other than tensors (a pickled module or class), which "
+                    "rnnlab does not load because loading them runs code from the file; save the model's "
+                    "state_dict() of tensors instead"
+                ) from exc
             if not isinstance(state, dict):
                 raise UserError(f"{path} holds a {type(state).__name__}, not a state_dict")
             return {k: _array(v) for k, v in state.items()}

@@ -236,5 +236,5 @@ def export_run(run_dir, out, which: str = "checkpoint", dtype: str = "float32") 
     spec, params, meta = runs.load_model(run_dir, which)
     model = build(spec, params, meta, dtype, entry(meta.get("task")).onnx.extras(run_dir, which, meta))
     out = Path(out)
-    checkpoint.atomic_write_bytes(out, model.SerializeToString())
+    checkpoint.atomic_write_output(out, model.SerializeToString())
     return out
