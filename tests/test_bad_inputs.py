@@ -611,3 +611,50 @@ def test_a_pickled_torch_file_is_refused_without_torchs_unsafe_advice(tmp_path, 
     code, _, err = run_cli(capsys, "import", "--weights", path, "--format", "torch", "--out", tmp_path / "run")
     line = assert_one_line_error(code, err, "does not load because loading them runs code")
     assert "weights_only=False" not in line
+
+
+@pytest.mark.parametrize("name", [".rnnlab.lock", "metrics.jsonl", "samples.jsonl", "checkpoint.json"])
+def test_a_link_inside_a_run_is_refused_and_its_target_untouched(name, files, tmp_path, capsys):
+    """A run's own files are read and written without following links: a link planted in a run
+    (the lock, a log, the checkpoint) is one line, and what it points to stays as it was."""
+    _, _, runs = files
+    run = tmp_path / "run"
+    shutil.copytree(runs["charlm"], run)
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes((run / name).read_bytes() if (run / name).exists() else b"someone else's file\n")
+    before = outside.read_bytes()
+    (run / name).unlink(missing_ok=True)
+    (run / name).symlink_to(outside)
+    code, _, err = run_cli(capsys, "charlm", "train", "--resume", "--out", run, "--max-steps", "4")
+    assert_one_line_error(code, err, "is a symbolic link")
+    assert outside.read_bytes() == before
+
+
+def test_a_link_in_place_of_a_backtest_origin_is_refused(tmp_path, capsys):
+    from test_backtest import _backtest_args
+
+    out, elsewhere = tmp_path / "bt", tmp_path / "elsewhere"
+    code, _, err = run_cli(capsys, *_backtest_args(out))
+    assert code == 0, err
+    shutil.rmtree(out / "origin-002")
+    elsewhere.mkdir()
+    (out / "origin-002").symlink_to(elsewhere)
+    code, _, err = run_cli(capsys, *_backtest_args(out))
+    assert_one_line_error(code, err, "is a symbolic link")
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("file_name", ["../../outside.bin", "/etc/hostname", "sub/train.bin"])
+def test_a_prepared_manifest_names_only_files_inside_its_directory(file_name, files, tmp_path, capsys):
+    _, paths, _ = files
+    prepared = tmp_path / "prepared"
+    assert main(["charlm", "prepare", "--text", str(paths["good_text"]), "--out", str(prepared), "--quiet"]) == 0
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    manifest["train"]["file"] = file_name
+    (prepared / "manifest.json").write_text(json.dumps(manifest))
+    for command in (
+        ["charlm", "prepare", "--verify", prepared],
+        ["charlm", "train", "--data", prepared, *TINY_CHARLM, "--out", tmp_path / "run"],
+    ):
+        code, _, err = run_cli(capsys, *command)
+        assert_one_line_error(code, err, "not a plain file name")

@@ -157,6 +157,9 @@ def fit_group(task: str, cfg_dict: dict, out: str, group: list[dict], quiet: boo
     series = _whole_series(cfg)
     fit_origin = origins[0]
     run_dir = out / fit_origin.name
+    for origin in origins:  # the fit and the forecasts are written in the backtest's own directories only
+        checkpoint.refuse_link(out / origin.name)
+        checkpoint.refuse_link(_forecasts_path(out, origin))
     if not (run_dir / "fit.json").exists() and not _fit(cfg, series.prices, fit_origin, run_dir, quiet):
         return []
     facts = json.loads((run_dir / "fit.json").read_text(encoding="utf-8"))

@@ -24,6 +24,7 @@ a stale ``.next`` file, and removes temporary files a crash left behind.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -113,11 +114,32 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def refuse_link(path) -> None:
+    """A ``UserError`` if ``path`` (a file inside a run, backtest or prepared directory) is a
+    symbolic link: rnnlab reads and writes only the directory's own files, never through a link."""
+    if os.path.islink(path):
+        raise UserError(
+            f"{path} is a symbolic link; rnnlab does not follow links inside a run directory (it would read or "
+            "write outside it): replace it with the file itself"
+        )
+
+
+def open_no_link(path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` that refuses a symbolic link at ``path`` (``O_NOFOLLOW``: no check-then-open race)."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            refuse_link(path)
+        raise
+
+
 def append_line(path: Path, line: str) -> None:
     """Append one line to a log (metrics.jsonl, samples.jsonl).  A crash may cut the last line
     short; readers skip a last line without its newline, and a resumed run cuts the log back to
-    the length its checkpoint recorded."""
-    with open(path, "a", encoding="utf-8") as f:
+    the length its checkpoint recorded.  A link in the log's place is refused."""
+    fd = open_no_link(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
         f.write(line.rstrip("\n") + "\n")
         f.flush()
     fault_point("appended", Path(path))
@@ -135,9 +157,13 @@ def cut_logs(run_dir: Path, sizes: dict) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ValueError(f"the length recorded for {name} is {size!r}, not a whole number >= 0")
         path = Path(run_dir) / name
+        refuse_link(path)
         if path.exists() and path.stat().st_size > int(size):
-            with open(path, "r+b") as f:
-                f.truncate(int(size))
+            fd = open_no_link(path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, int(size))
+            finally:
+                os.close(fd)
 
 
 def save(run_dir: Path, stem: str, tensors: dict[str, np.ndarray], meta: dict) -> None:
@@ -221,6 +247,7 @@ def load_meta(run_dir: Path, stem: str = "checkpoint") -> dict:
         raise UserError(
             f"run directory {str(run_dir)!r} {what}; pass --run with a directory made by 'rnnlab ... train'"
         )
+    refuse_link(meta_path)
     if not meta_path.exists():
         raise UserError(f"no checkpoint in {str(run_dir)!r} ({meta_path.name} is missing); train first or check --run")
     try:
@@ -246,6 +273,8 @@ def load(run_dir: Path, stem: str = "checkpoint") -> tuple[dict[str, np.ndarray]
     meta = load_meta(run_dir, stem)
     run_dir = Path(run_dir)
     meta_path, tensor_path = run_dir / f"{stem}.json", run_dir / f"{stem}.safetensors"
+    refuse_link(tensor_path)
+    refuse_link(run_dir / f"{stem}.next.safetensors")
     blob = _matching_tensors(run_dir, stem, meta.get("tensors_sha256"))
     if blob is None:
         if not tensor_path.exists():

@@ -4,6 +4,7 @@ figures and its texts.  Task modules fill these in; ``rnnlab.html_report`` lays 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,8 @@ class Facts:
 
 def read_json(path: Path) -> dict | None:
     """A JSON file of the run, or None when absent; a damaged one is a UserError naming it."""
+    if os.path.islink(path):
+        raise UserError(f"{path} is a symbolic link; rnnlab reads only a run directory's own files: replace it")
     if not path.exists():
         return None
     try:

@@ -52,7 +52,15 @@ class RunLock:
         import fcntl
 
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:  # its holder's record would overwrite the link's target
+                    raise UserError(
+                        f"{self.path} is a symbolic link; rnnlab does not follow links inside a run directory: "
+                        "remove it (the lock file is made again)"
+                    ) from None
+                raise
             st = os.fstat(fd)
             key = (st.st_dev, st.st_ino)
             if key in _held:

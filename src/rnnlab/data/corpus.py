@@ -306,7 +306,15 @@ def open_prepared(root) -> Prepared:
         maps = {}
         for name in ("train", "val"):
             part = manifest[name]
-            file = root / part["file"]
+            file_name = part["file"]
+            if not isinstance(file_name, str) or Path(file_name).name != file_name or file_name in ("", ".", ".."):
+                raise UserError(
+                    f"{root / MANIFEST} is damaged: its {name} file is {file_name!r}, not a plain file name inside "
+                    f"{root}; prepare the text again"
+                )
+            file = root / file_name
+            if os.path.islink(file):
+                raise UserError(f"{file} is a symbolic link; a prepared directory holds its own files: prepare again")
             size = file.stat().st_size if file.exists() else None
             expected = int(part["ids"]) * dtype.itemsize
             if size != expected:
