@@ -198,6 +198,21 @@ BAD_INPUTS = [
         "the length recorded for metrics.jsonl is -7",
     ),
     Bad("checkpoint-version-text", ["charlm", "eval", "--run", "{ckpt_version_text}"], "format version is '1', not"),
+    # Hand-edited checkpoints that used to resume: checked against the run's own config and data.
+    *(
+        Bad(
+            f"checkpoint-{edit}",
+            ["charlm", "train", "--resume", "--out", f"{{ckpt_{edit}}}"],
+            match,
+        )
+        for edit, match in (
+            ("cursor_out", "the data cursor is at 1000000000"),
+            ("unknown_loop", "fields this rnnlab does not write: surprise"),
+            ("log_name", "names logs ['../escape.jsonl']"),
+            ("step_negative", "the step is -7"),
+            ("dtype_edit", "its tensors are float32, but the run is float64"),
+        )
+    ),
     Bad("run-that-is-a-file", ["charlm", "eval", "--run", "{good_text}"], "is not a directory"),
     Bad("checkpoint-absurd-size", ["charlm", "sample", "--run", "{ckpt_absurd_size}"], "damaged checkpoint"),
     Bad("checkpoint-edited-text", ["charlm", "eval", "--run", "{ckpt_edited_text}"], "not the text"),
@@ -300,6 +315,11 @@ def files(tmp_path_factory):
         "ckpt_wrong_type": lambda m: m["loop"].update(step="twelve"),
         "ckpt_negative_log": lambda m: m["logs"].update({"metrics.jsonl": -7}),
         "ckpt_version_text": lambda m: m.update(version="1"),
+        "ckpt_cursor_out": lambda m: m["data"].update(position=10**9),
+        "ckpt_unknown_loop": lambda m: m["loop"].update(surprise=1),
+        "ckpt_log_name": lambda m: m["logs"].update({"../escape.jsonl": 0}),
+        "ckpt_step_negative": lambda m: m["loop"].update(step=-7),
+        "ckpt_dtype_edit": lambda m: m["config"].update(dtype="float64"),
         "ckpt_absurd_size": lambda m: m["spec"].update(num_layers=10**8),
         "ckpt_edited_text": lambda m: m["config"].update(text=str(paths["one_char"])),
     }.items():
@@ -658,3 +678,24 @@ def test_a_prepared_manifest_names_only_files_inside_its_directory(file_name, fi
     ):
         code, _, err = run_cli(capsys, *command)
         assert_one_line_error(code, err, "not a plain file name")
+
+
+def test_sampling_with_a_vanishing_temperature_or_nan_weights(files, capsys):
+    """--temperature 1e-320 overflows the logits: the likeliest characters are sampled, as the
+    limit says, instead of an internal error on NaN probabilities; NaN weights are one line."""
+    import rnnlab
+    from rnnlab.errors import UserError
+    from rnnlab.tasks.charlm import sample_text
+
+    _, _, runs = files
+    code, text, err = run_cli(
+        capsys, "charlm", "sample", "--run", runs["charlm"], "--length", "20", "--temperature", "1e-320"
+    )
+    assert code == 0 and len(text.strip("\n")) >= 1, err
+    greedy = run_cli(capsys, "charlm", "sample", "--run", runs["charlm"], "--length", "20", "--temperature", "0")[1]
+    assert text == greedy
+    model = rnnlab.load(runs["charlm"])
+    params = {k: np.full_like(v, np.nan) for k, v in model.trainer.params.items()}
+    model.trainer.load_params(params)
+    with pytest.raises(UserError, match="not finite"):
+        sample_text(model.trainer, model.vocab, 5)

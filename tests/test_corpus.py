@@ -240,3 +240,42 @@ def test_a_leftover_staging_directory_is_removed_by_the_next_prepare(tmp_path, c
     (leftover / "train.bin").write_bytes(b"half")
     prepare(capsys, text_path, out)
     assert not leftover.exists() and (out / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("source", ["text", "prepared"])
+def test_val_fraction_0_trains_without_validation_as_documented(source, tmp_path, capsys, text_path):
+    """prepare --val-fraction 0 and train --text --val-fraction 0 agree with the docs: training
+    without validation (no val loss, no best.*; the last checkpoint is sampled)."""
+    out = tmp_path / "run"
+    if source == "prepared":
+        prepare(capsys, text_path, tmp_path / "prepared", "--val-fraction", "0")
+        data = ["--data", tmp_path / "prepared"]
+    else:
+        data = ["--text", text_path, "--val-fraction", "0"]
+    code, _, err = run_cli(
+        capsys,
+        "charlm",
+        "train",
+        *data,
+        "--backend",
+        "numpy",
+        "--hidden-size",
+        "8",
+        "--seq-len",
+        "8",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--quiet",
+        "--out",
+        out,
+    )
+    assert code == 0, err
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all("val_loss" not in r for r in rows)
+    assert not (out / "best.json").exists() and (out / "report.html").exists()
+    code, text, err = run_cli(capsys, "charlm", "sample", "--run", out, "--length", "10")
+    assert code == 0 and text.strip("\n"), err

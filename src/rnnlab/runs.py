@@ -346,6 +346,7 @@ def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable
     params = checkpoint.group(tensors, "params")
     check_params(spec, params, f"{out}/checkpoint.safetensors")
     try:
+        _check_restored(saved, params, state_meta, log_sizes)
         optimizer = Optimizer.restore(optimizer_meta, checkpoint.group(tensors, "opt"))
         carry = checkpoint.carry_from_tensors(tensors, spec.num_layers, spec.cell_info.carry)
         average = checkpoint.group(tensors, "average")
@@ -356,6 +357,25 @@ def resume_run(out: Path, task_name: str, config_cls, overrides: dict, resumable
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise checkpoint.damaged(where, exc) from exc
     return Resumed(cfg, meta, spec, params, optimizer, state)
+
+
+def _check_restored(cfg, params: dict, loop: dict, log_sizes: dict) -> None:
+    """What a checkpoint restores, checked against the run's own config (``ValueError`` when it
+    disagrees: a hand-edited or damaged checkpoint): tensors of the run's dtype, only the loop's
+    own fields, a whole step >= 0, and only the run's own logs."""
+    dtypes = {str(v.dtype) for v in params.values()}
+    if dtypes != {cfg.dtype}:
+        raise ValueError(f"its tensors are {', '.join(sorted(dtypes))}, but the run is {cfg.dtype}")
+    unknown = sorted(set(loop) - set(train.LoopState().meta()))
+    if unknown:
+        raise ValueError(f"the loop state has fields this rnnlab does not write: {', '.join(unknown)}")
+    step = loop.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"the step is {step!r}, not a whole number >= 0")
+    if not isinstance(log_sizes, dict) or set(log_sizes) - set(train.LOGS):
+        raise ValueError(
+            f"it names logs {sorted(set(log_sizes) - set(train.LOGS))}; a run keeps {', '.join(train.LOGS)}"
+        )
 
 
 def fresh_start(cfg, spec: ModelSpec) -> tuple[dict, Optimizer, train.LoopState]:

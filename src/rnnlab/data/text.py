@@ -200,7 +200,14 @@ class StreamBatcher:
         return {"position": self.position, "passes": self.passes}
 
     def load_state(self, state: dict) -> None:
-        self.position, self.passes = int(state["position"]), int(state["passes"])
+        """Continue from a saved cursor; one outside this text's streams is a ``ValueError``."""
+        position, passes = state["position"], state["passes"]
+        for name, value in (("position", position), ("passes", passes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"the data cursor's {name} is {value!r}, not a whole number >= 0")
+        if position > self.stream_len:
+            raise ValueError(f"the data cursor is at {position} of streams {self.stream_len} characters long")
+        self.position, self.passes = position, passes
 
 
 def eval_chunks(ids: np.ndarray, num_streams: int, seq_len: int):

@@ -271,10 +271,17 @@ def sample_text(
     y = logits[0, -1].astype(np.float64)
     out = []
     for _ in range(length):
+        if not np.isfinite(y).all():
+            raise UserError(
+                "the model's outputs are not finite (its weights hold NaN or infinity): the checkpoint is "
+                "damaged; restore it from a copy or train again"
+            )
         if temperature == 0:
             ix = int(np.argmax(y))
         else:
             z = y / temperature
+            if not np.isfinite(z).all():  # a temperature so small that only the likeliest characters remain
+                z = np.where(y == y.max(), 0.0, -np.inf)
             if top_k and top_k < z.size:
                 kth = np.partition(z, -top_k)[-top_k]
                 z = np.where(z >= kth, z, -np.inf)

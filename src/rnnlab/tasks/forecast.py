@@ -198,9 +198,21 @@ class ForecastTask(train.TaskBase):
         }
 
     def load_data_state(self, state: dict) -> None:
+        """Continue from a saved shuffle and cursor; one that does not fit these windows is a ``ValueError``."""
+        order, cursor, batches = np.asarray(state["order"], dtype=np.int64), state["cursor"], state["batches"]
+        n = len(self.train_inputs)
+        if len(order) and not np.array_equal(np.sort(order), np.arange(n)):
+            raise ValueError(f"the saved shuffle is not an order of this run's {n} training windows")
+        for name, value, high in (("cursor", cursor, len(order)), ("batches", batches, None)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < 0
+                or (high is not None and value > high)
+            ):
+                raise ValueError(f"the data {name} is {value!r}, outside 0..{'' if high is None else high}")
         self.rng.bit_generator.state = state["rng"]
-        self.order = np.asarray(state["order"], dtype=np.int64)
-        self.cursor, self.batches = int(state["cursor"]), int(state["batches"])
+        self.order, self.cursor, self.batches = order, cursor, batches
 
     def checkpoint_meta(self) -> dict:
         prices = self.series.prices
