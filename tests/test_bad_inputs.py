@@ -209,7 +209,7 @@ BAD_INPUTS = [
             ("cursor_out", "the data cursor is at 1000000000"),
             ("unknown_loop", "fields this rnnlab does not write: surprise"),
             ("log_name", "names logs ['../escape.jsonl']"),
-            ("step_negative", "the step is -7"),
+            ("step_negative", "loop.step: is -7"),
             ("dtype_edit", "its tensors are float32, but the run is float64"),
         )
     ),
@@ -699,3 +699,79 @@ def test_sampling_with_a_vanishing_temperature_or_nan_weights(files, capsys):
     model.trainer.load_params(params)
     with pytest.raises(UserError, match="not finite"):
         sample_text(model.trainer, model.vocab, 5)
+
+
+DEEP = "[" * 200_000 + "]" * 200_000  # what made a bare RecursionError
+
+
+@pytest.mark.parametrize(
+    "target, content, command, match",
+    [
+        ("checkpoint.json", "[]", ["charlm", "sample", "--run", "{run}"], "is a list, not an object"),
+        ("checkpoint.json", DEEP, ["charlm", "sample", "--run", "{run}"], "nests deeper than 64"),
+        ("checkpoint.json", DEEP, ["report", "{run}"], "nests deeper than 64"),
+        ("checkpoint.json", "vocab=7", ["charlm", "sample", "--run", "{run}"], "vocab: is a int, not str"),
+        (
+            "samples.jsonl",
+            '{"step": 0}\n',
+            ["report", "{run}"],
+            "samples.jsonl, line 1 is damaged: lacks the field 'text'",
+        ),
+        ("samples.jsonl", "[1, 2]\n", ["report", "{run}"], "line 1 is damaged: is a list, not an object"),
+        ("manifest.json", "[]", ["charlm", "prepare", "--verify", "{prepared}"], "is a list, not an object"),
+        ("manifest.json", DEEP, ["charlm", "prepare", "--verify", "{prepared}"], "nests deeper than 64"),
+    ],
+    ids=[
+        "ckpt-list",
+        "ckpt-deep",
+        "report-deep",
+        "ckpt-vocab-number",
+        "sample-row-no-text",
+        "sample-row-list",
+        "manifest-list",
+        "manifest-deep",
+    ],
+)
+def test_damaged_json_is_one_line_naming_the_file_and_field(target, content, command, match, files, tmp_path, capsys):
+    _, paths, runs = files
+    run, prepared = tmp_path / "run", tmp_path / "prepared"
+    shutil.copytree(runs["charlm"], run)
+    assert main(["charlm", "prepare", "--text", str(paths["good_text"]), "--out", str(prepared), "--quiet"]) == 0
+    where = prepared if target == "manifest.json" else run
+    if content == "vocab=7":
+        meta = json.loads((run / target).read_text())
+        meta["vocab"] = 7
+        content = json.dumps(meta)
+    (where / target).write_text(content, encoding="utf-8")
+    argv = [a.format(run=run, prepared=prepared) for a in command]
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, match)
+    if "deep" in match or target == "checkpoint.json" and "list" in match:
+        import rnnlab
+        from rnnlab.errors import UserError
+
+        if target == "checkpoint.json":
+            with pytest.raises(UserError, match=match):
+                rnnlab.load(run, which="checkpoint")
+
+
+def test_damaged_backtest_files_are_one_line(tmp_path, capsys):
+    """plan.json as a list, a truncated forecasts.json, a fit.json without its keys: one line each."""
+    from test_backtest import _backtest_args
+
+    out = tmp_path / "bt"
+    assert run_cli(capsys, *_backtest_args(out))[0] == 0
+    originals = {
+        name: (out / name).read_bytes() for name in ("plan.json", "origin-001/forecasts.json", "origin-000/fit.json")
+    }
+    for name, content, match in (
+        ("plan.json", "[]", "plan.json is damaged: is a list, not an object"),
+        ("origin-001/forecasts.json", originals["origin-001/forecasts.json"][:50].decode(), "is not valid JSON"),
+        ("origin-000/fit.json", "{}", "fit.json is damaged: lacks the field 'first_point'"),
+    ):
+        (out / name).write_text(content, encoding="utf-8")
+        if name.endswith("fit.json"):
+            (out / "origin-000" / "forecasts.json").unlink()  # so the fit's facts are read again
+        code, _, err = run_cli(capsys, *_backtest_args(out))
+        assert_one_line_error(code, err, match)
+        (out / name).write_bytes(originals[name])

@@ -298,7 +298,7 @@ def test_damaged_checkpoints(tmp_path, text_file, capsys):
     meta_path = out / "checkpoint.json"
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(meta_path.read_text()[:40])
-    assert_user_error(capsys, *sample, match="corrupt")
+    assert_user_error(capsys, *sample, match="is not valid JSON")
     meta_path.write_text(json.dumps({"some": "other tool"}))
     assert_user_error(capsys, *sample, match="not an rnnlab checkpoint")
     # A self-consistent file whose tensors are for another model shape.

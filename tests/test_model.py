@@ -169,10 +169,10 @@ def test_load_refuses_what_is_not_a_model(tmp_path, runs_dir):
     with pytest.raises(UserError, match="is for the torch backend"):
         rnnlab.load(runs_dir / "denoise", backend="numpy", device="cpu")
     (tmp_path / "best.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(UserError, match="best.json is corrupt"):
+    with pytest.raises(UserError, match="best.json is not valid JSON"):
         rnnlab.load(tmp_path)
     (tmp_path / "best.json").write_text(
-        '{"format": "rnnlab.checkpoint", "version": 1, "task": "poetry"}', encoding="utf-8"
+        '{"format": "rnnlab.checkpoint", "version": 1, "task": "poetry", "spec": {}, "config": {}}', encoding="utf-8"
     )
     with pytest.raises(UserError, match="best.json names no rnnlab task"):
         rnnlab.load(tmp_path)

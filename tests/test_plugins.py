@@ -138,7 +138,7 @@ def test_backends_are_known_by_their_facts_not_their_name():
 def test_only_the_carry_module_knows_a_carry_is_a_tuple():
     found = []
     for path in sorted(SRC.rglob("*.py")):
-        if path.name == "carry.py":
+        if path.name in ("carry.py", "jsonfile.py"):  # jsonfile: a schema's tuple of types, not a carry
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (

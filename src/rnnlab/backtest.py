@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, runs
+from . import checkpoint, jsonfile, runs
 from .config import flag
 from .data.series import points_needed, split_sizes
 from .errors import UserError
@@ -162,7 +162,7 @@ def fit_group(task: str, cfg_dict: dict, out: str, group: list[dict], quiet: boo
         checkpoint.refuse_link(_forecasts_path(out, origin))
     if not (run_dir / "fit.json").exists() and not _fit(cfg, series.prices, fit_origin, run_dir, quiet):
         return []
-    facts = json.loads((run_dir / "fit.json").read_text(encoding="utf-8"))
+    facts = jsonfile.read(run_dir / "fit.json", jsonfile.FIT)
     loaded = _forecaster(cfg).load_run(run_dir, "best")
     if loaded.meta["series"]["points"] != facts["fit_points"]:  # the fit saw other points than planned
         raise UserError(
@@ -176,7 +176,7 @@ def fit_group(task: str, cfg_dict: dict, out: str, group: list[dict], quiet: boo
             record = _origin_record(_forecaster(cfg), loaded, series, origin, fit_origin, facts)
             path.parent.mkdir(exist_ok=True)
             checkpoint.atomic_write_text(path, json.dumps(record) + "\n")
-        records.append(json.loads(path.read_text(encoding="utf-8")))
+        records.append(jsonfile.read(path, jsonfile.FORECASTS))
     return records
 
 
@@ -280,9 +280,9 @@ def _prepare_dir(out: Path, plan: dict, force: bool) -> str:
         return "fresh"
     if saved_path.exists() and not force:
         try:
-            saved = json.loads(saved_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{saved_path} is damaged ({exc}); pass --force to start the backtest again") from exc
+            saved = jsonfile.read(saved_path, jsonfile.PLAN)
+        except UserError as exc:
+            raise UserError(f"{exc}; pass --force to start the backtest again") from None
         if saved == plan:
             return "resume"
         changed = sorted(k for k in plan["config"] if saved.get("config", {}).get(k) != plan["config"][k])
@@ -357,7 +357,7 @@ def run_backtest(cfg, settings: Settings, out, force: bool = False, quiet: bool 
             stopped_by = "SIGTERM" if signal.SIGTERM in caught.signals else "SIGINT"
             return {"interrupted": True, "origins_left": left, "backtest_dir": str(out), "signal": stopped_by}
         # every origin's record, read back from its file, in order
-        records = [json.loads(_forecasts_path(out, o).read_text(encoding="utf-8")) for o in origins]
+        records = [jsonfile.read(_forecasts_path(out, o), jsonfile.FORECASTS) for o in origins]
         result = summarize(records, series.source, cfg, settings)
         checkpoint.atomic_write_text(out / "backtest.json", json.dumps(result, indent=1) + "\n")
         plot_backtest(out / "backtest.png", records, result)

@@ -250,11 +250,10 @@ def load_meta(run_dir: Path, stem: str = "checkpoint") -> dict:
     refuse_link(meta_path)
     if not meta_path.exists():
         raise UserError(f"no checkpoint in {str(run_dir)!r} ({meta_path.name} is missing); train first or check --run")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{meta_path} is corrupt ({exc}); restore it or train again") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    from . import jsonfile
+
+    meta = jsonfile.read(meta_path, jsonfile.Obj())
+    if meta.get("format") != FORMAT:
         raise UserError(f"{meta_path} is not an rnnlab checkpoint (no format={FORMAT!r} field)")
     version = meta.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
@@ -263,6 +262,10 @@ def load_meta(run_dir: Path, stem: str = "checkpoint") -> dict:
         raise UserError(
             f"{meta_path} has format version {version}; this rnnlab reads version {VERSION} or older: upgrade rnnlab"
         )
+    try:
+        jsonfile.check(meta, jsonfile.CHECKPOINT)
+    except jsonfile.Damaged as exc:
+        raise UserError(f"damaged checkpoint: {meta_path}: {exc}; restore it from a copy or start a new run") from None
     return meta
 
 

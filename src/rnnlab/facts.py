@@ -3,12 +3,9 @@ figures and its texts.  Task modules fill these in; ``rnnlab.html_report`` lays 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from .errors import UserError
 
 
 @dataclass
@@ -34,11 +31,8 @@ class Facts:
 
 def read_json(path: Path) -> dict | None:
     """A JSON file of the run, or None when absent; a damaged one is a UserError naming it."""
-    if os.path.islink(path):
-        raise UserError(f"{path} is a symbolic link; rnnlab reads only a run directory's own files: replace it")
-    if not path.exists():
+    from . import jsonfile
+
+    if not os.path.islink(path) and not path.exists():
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); the run directory is damaged") from exc
+    return jsonfile.read(path, jsonfile.ANY_OBJECT)

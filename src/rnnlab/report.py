@@ -6,8 +6,10 @@ importing this module costs nothing and no display is needed.
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
+
+from .errors import UserError
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -15,16 +17,26 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return read_jsonl(Path(run_dir) / "metrics.jsonl")
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """The rows of a JSON-lines log (empty when absent).  A last line without its newline is a
-    write a crash cut short: it is left out (the run rewrites it when resumed)."""
+def read_jsonl(path: Path, schema=None) -> list[dict]:
+    """The rows of a JSON-lines log (empty when absent), each an object (checked against
+    ``schema``, a ``rnnlab.jsonfile`` schema, when given; a bad row is one line naming it).  A
+    last line without its newline is a write a crash cut short: it is left out (the run rewrites
+    it when resumed)."""
+    from . import jsonfile
+
     path = Path(path)
-    if not path.exists():
+    if not os.path.islink(path) and not path.exists():
         return []
+    if os.path.islink(path):
+        raise UserError(f"{path} is a symbolic link; rnnlab reads only a run directory's own files: replace it")
     text = path.read_text(encoding="utf-8", errors="replace")
     lines = text.split("\n")
     complete = lines[:-1]  # after the last newline: "" or an unfinished line
-    return [json.loads(line) for line in complete if line.strip()]
+    return [
+        jsonfile.parse(line, schema or jsonfile.LOG_ROW, f"{path}, line {number}")
+        for number, line in enumerate(complete, start=1)
+        if line.strip()
+    ]
 
 
 def pyplot():

@@ -293,8 +293,10 @@ def open_prepared(root) -> Prepared:
             f"--data {str(root)!r} is not prepared data (no {MANIFEST}); make it with "
             "`rnnlab charlm prepare --text FILE --out DIR`"
         )
+    from .. import jsonfile
+
+    manifest = jsonfile.read(path, jsonfile.Obj())
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
         if manifest.get("format") != FORMAT:
             raise UserError(f"{path} is not an rnnlab prepared corpus (format {manifest.get('format')!r})")
         if manifest.get("version") != VERSION:
@@ -302,6 +304,10 @@ def open_prepared(root) -> Prepared:
                 f"{path} has format version {manifest.get('version')!r}; this rnnlab reads version "
                 f"{VERSION}: prepare the text again"
             )
+        try:
+            jsonfile.check(manifest, jsonfile.MANIFEST)
+        except jsonfile.Damaged as exc:
+            raise UserError(f"{path} is damaged: {exc}; prepare the text again") from None
         dtype = np.dtype(manifest["dtype"])
         maps = {}
         for name in ("train", "val"):

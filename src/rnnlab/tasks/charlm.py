@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint, report, runs, train
+from .. import checkpoint, jsonfile, report, runs, train
 from ..cells import ModelSpec
 from ..config import PRESETS, CharLMConfig, to_toml
 from ..data.text import BUILTIN_NAME, StreamBatcher, Vocab, eval_chunks, read_text, split_train_val
@@ -558,7 +558,7 @@ def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
             )
         )
     samples_path = Path(run_dir) / "samples.jsonl"
-    samples = report.read_jsonl(samples_path)
+    samples = report.read_jsonl(samples_path, jsonfile.SAMPLE_ROW)
     if samples:
         chosen = [samples[0]] + ([samples[-1]] if len(samples) > 1 else [])
         for s in chosen:

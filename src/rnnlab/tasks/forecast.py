@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import averaging, runs, train
+from .. import averaging, jsonfile, runs, train
 from ..cells import ModelSpec
 from ..config import ForecastConfig
 from ..data.prices import load_prices, parse_every, resample_opens
@@ -323,7 +323,8 @@ def load_run(run_dir: str | os.PathLike, which: str = "best", backend: str | Non
 def saved_calibration(run_dir: str | os.PathLike, which: str = "best") -> Calibration:
     """What a finished run fitted on validation for its best epoch (``CALIBRATION_FILE``); empty for
     the last checkpoint, which it was not fitted for, and for a run that has none yet."""
-    saved = read_json(Path(run_dir) / CALIBRATION_FILE) if which == "best" else None
+    path = Path(run_dir) / CALIBRATION_FILE
+    saved = jsonfile.read(path, jsonfile.CALIBRATION) if which == "best" and path.exists() else None
     try:
         return Calibration() if saved is None else Calibration.from_dict(saved)
     except (TypeError, ValueError, AttributeError) as exc:
