@@ -775,3 +775,36 @@ def test_damaged_backtest_files_are_one_line(tmp_path, capsys):
         code, _, err = run_cli(capsys, *_backtest_args(out))
         assert_one_line_error(code, err, match)
         (out / name).write_bytes(originals[name])
+
+
+def test_ids_beyond_the_vocabulary_in_prepared_data_are_one_line(files, tmp_path, capsys):
+    """A train.bin holding an id the vocabulary does not have (its manifest hashed to match, as a
+    crafted file would be): --verify and training say so in one line instead of an IndexError."""
+    import hashlib
+
+    _, paths, _ = files
+    prepared = tmp_path / "prepared"
+    assert main(["charlm", "prepare", "--text", str(paths["good_text"]), "--out", str(prepared), "--quiet"]) == 0
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    ids = np.fromfile(prepared / "train.bin", dtype=manifest["dtype"])
+    ids[100] = len(manifest["vocab"]) + 3
+    ids.tofile(prepared / "train.bin")
+    manifest["train"]["sha256"] = hashlib.sha256((prepared / "train.bin").read_bytes()).hexdigest()
+    (prepared / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run_cli(capsys, "charlm", "prepare", "--verify", prepared)
+    assert_one_line_error(code, err, "beyond its vocabulary")
+    code, _, err = run_cli(
+        capsys,
+        "charlm",
+        "train",
+        "--data",
+        prepared,
+        *TINY_CHARLM,
+        "--batch-size",
+        "1",
+        "--seq-len",
+        "120",
+        "--out",
+        tmp_path / "run",
+    )
+    assert_one_line_error(code, err, f"holds id {len(manifest['vocab']) + 3} (at position 100")

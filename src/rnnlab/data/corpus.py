@@ -329,7 +329,7 @@ def open_prepared(root) -> Prepared:
                     f"{file} {have}, but {MANIFEST} says {expected:,} ({part['ids']:,} ids of "
                     f"{dtype.name}); the directory is damaged: prepare the text again"
                 )
-            maps[name] = IdFile(file, dtype, int(part["ids"]))
+            maps[name] = IdFile(file, dtype, int(part["ids"]), len(manifest["vocab"]))
         if not len(maps["train"]):
             raise UserError(f"{path}: the training part is empty; prepare more text")
     except (KeyError, TypeError, ValueError) as exc:
@@ -346,8 +346,9 @@ class IdFile:
     Reading exactly the rows a batch needs keeps it flat.  Slices give int32 arrays.
     """
 
-    def __init__(self, path: Path, dtype, count: int):
+    def __init__(self, path: Path, dtype, count: int, vocab_size: int | None = None):
         self.path, self.dtype, self.size = Path(path), np.dtype(dtype), int(count)
+        self.vocab_size = vocab_size  # every id read is checked to be below it
         self._fd = os.open(self.path, os.O_RDONLY)
 
     def __len__(self) -> int:
@@ -360,7 +361,14 @@ class IdFile:
             return np.zeros(0, np.int32)
         size = self.dtype.itemsize
         raw = os.pread(self._fd, (stop - start) * size, start * size)
-        return np.frombuffer(raw, dtype=self.dtype).astype(np.int32)
+        ids = np.frombuffer(raw, dtype=self.dtype).astype(np.int32)
+        if self.vocab_size is not None and ids.size and int(ids.max()) >= self.vocab_size:
+            at = start + int(np.argmax(ids >= self.vocab_size))
+            raise UserError(
+                f"{self.path} holds id {int(ids.max())} (at position {at:,}), beyond its vocabulary of "
+                f"{self.vocab_size} characters: the prepared data is damaged; prepare the text again"
+            )
+        return ids
 
     def __getitem__(self, key):
         if isinstance(key, slice) and key.step in (None, 1):
@@ -382,12 +390,16 @@ class IdFile:
 
 
 def verify(root) -> dict:
-    """Re-hash both id files against the manifest; a mismatch is a ``UserError``."""
+    """Re-hash both id files against the manifest, and check every id is inside the vocabulary;
+    a mismatch is a ``UserError``."""
     prepared = open_prepared(root)
     out = {}
     for name in ("train", "val"):
         part = prepared.manifest[name]
         digest = hashlib.sha256()
+        ids = getattr(prepared, name)
+        for start in range(0, len(ids), CHUNK_BYTES):  # the ids, checked as they are read
+            ids.read(start, CHUNK_BYTES)
         with open(Path(root) / part["file"], "rb") as f:
             for block in iter(lambda: f.read(CHUNK_BYTES * 8), b""):
                 digest.update(block)
