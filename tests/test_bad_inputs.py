@@ -808,3 +808,16 @@ def test_ids_beyond_the_vocabulary_in_prepared_data_are_one_line(files, tmp_path
         tmp_path / "run",
     )
     assert_one_line_error(code, err, f"holds id {len(manifest['vocab']) + 3} (at position 100")
+
+
+def test_a_deep_lock_record_or_staged_checkpoint_json_does_not_crash(tmp_path):
+    """The two readers that tolerate a damaged file (the lock's holder record, a crashed save's
+    JSON) go through the same reader: absurd nesting there is tolerated, not a RecursionError."""
+    from rnnlab import checkpoint, lock
+
+    (tmp_path / ".rnnlab.lock").write_text(DEEP)
+    assert lock._holder_text(tmp_path / ".rnnlab.lock") == "another process"
+    (tmp_path / "checkpoint.next.safetensors").write_bytes(b"staged")
+    (tmp_path / "checkpoint.json").write_text(DEEP)
+    checkpoint.recover(tmp_path)  # nothing to complete: the JSON does not commit the staged tensors
+    assert (tmp_path / "checkpoint.next.safetensors").exists() or not (tmp_path / "checkpoint.safetensors").exists()

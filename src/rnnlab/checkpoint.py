@@ -207,9 +207,11 @@ def recover(run_dir: Path) -> list[str]:
         )
         if not staged.exists():
             continue
+        from . import jsonfile
+
         try:
-            wanted = json.loads(meta_path.read_text(encoding="utf-8")).get("tensors_sha256")
-        except (OSError, ValueError, AttributeError):
+            wanted = jsonfile.read(meta_path, jsonfile.Obj()).get("tensors_sha256")
+        except (OSError, UserError):
             wanted = None
         if wanted is not None and _sha256_of(staged) == wanted:
             os.replace(staged, final)

@@ -31,10 +31,13 @@ _held: dict[tuple[int, int], RunLock] = {}  # (device, inode) of lock files this
 
 
 def _holder_text(path: Path) -> str:
+    from . import jsonfile
+
+    schema = jsonfile.Obj(required={"pid": jsonfile.Whole(0), "host": str, "command": str, "since": str})
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = jsonfile.read(path, schema)
         return f"process {info['pid']} on {info['host']} ({info['command']}, since {info['since']})"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, UserError):
         return "another process"
 
 
