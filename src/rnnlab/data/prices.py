@@ -143,7 +143,7 @@ def _check_line_shapes(source: str) -> None:
                 )
 
 
-def _exact_floats(cells: pd.Series) -> np.ndarray:
+def exact_floats(cells: pd.Series) -> np.ndarray:
     """``[n]`` float64 of text cells, each the float nearest its decimal text (as Python's
     ``float``), NaN where a cell is not a number.  pandas may parse text to a float up to
     an ulp off (seen with pandas 2.0), so a price written and read back would differ."""
@@ -218,7 +218,7 @@ def load_prices(path: str | os.PathLike, columns: tuple = ("open",)) -> PriceDat
             f"{', '.join(columns)} or --features {'ohlc' if missing == ['volume'] else 'open'}"
         )
     for col in columns:
-        values = _exact_floats(raw[col])
+        values = exact_floats(raw[col])
         bad = ~np.isfinite(values)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
