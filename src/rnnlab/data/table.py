@@ -76,10 +76,29 @@ def load_table(data, time_column: str | None = None, columns=None, source: str |
     def where(i: int) -> str:
         return f"line {i + line_offset}" if line_offset else f"row {i}"
 
-    times = pd.to_datetime(frame[time_column], errors="coerce", utc=True, format="mixed")
+    times, step = _regular_times(frame[time_column], time_column, source, where)
+    values = np.empty((len(frame), len(chosen)))
+    for k, column in enumerate(chosen):
+        numbers = exact_floats(frame[column])  # as written, to the last bit (not every pandas parses so)
+        bad = ~np.isfinite(numbers)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            cell = frame[column].iloc[i]
+            shown = "empty" if pd.isna(cell) else repr(str(cell))
+            raise UserError(f"{source}, {where(i)}: {column} is {shown}, not a number; fix or remove the row")
+        if numbers.size > 1 and np.ptp(numbers) == 0:
+            raise UserError(f"{source}: column {column!r} is constant ({numbers[0]:g}); leave it out with --columns")
+        values[:, k] = numbers
+    return Table(values, times, tuple(chosen), pd.Timedelta(step), source)
+
+
+def _regular_times(cells: pd.Series, time_column: str, source: str, where) -> tuple[pd.DatetimeIndex, int]:
+    """The times of ``cells`` and their step (ns), or a ``UserError`` naming the first unreadable,
+    out-of-order, repeated or irregular one (``where(i)`` names row ``i``)."""
+    times = pd.to_datetime(cells, errors="coerce", utc=True, format="mixed")
     if times.isna().any():
         i = int(np.flatnonzero(times.isna().to_numpy())[0])
-        raise UserError(f"{source}, {where(i)}: cannot read the time {frame[time_column].iloc[i]!r} in {time_column!r}")
+        raise UserError(f"{source}, {where(i)}: cannot read the time {cells.iloc[i]!r} in {time_column!r}")
     times = pd.DatetimeIndex(times)
     gaps = np.diff(times.as_unit("ns").asi8)  # nanoseconds, whatever unit the parser chose
     if (gaps <= 0).any():
@@ -98,19 +117,7 @@ def load_table(data, time_column: str | None = None, columns=None, source: str |
             )
     else:
         step = 0
-    values = np.empty((len(frame), len(chosen)))
-    for k, column in enumerate(chosen):
-        numbers = exact_floats(frame[column])  # as written, to the last bit (not every pandas parses so)
-        bad = ~np.isfinite(numbers)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            cell = frame[column].iloc[i]
-            shown = "empty" if pd.isna(cell) else repr(str(cell))
-            raise UserError(f"{source}, {where(i)}: {column} is {shown}, not a number; fix or remove the row")
-        if numbers.size > 1 and np.ptp(numbers) == 0:
-            raise UserError(f"{source}: column {column!r} is constant ({numbers[0]:g}); leave it out with --columns")
-        values[:, k] = numbers
-    return Table(values, times, tuple(chosen), pd.Timedelta(step), source)
+    return times, step
 
 
 # --------------------------------------------------------------------------- splits and scaling
