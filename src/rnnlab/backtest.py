@@ -153,6 +153,7 @@ def fit_group(task: str, cfg_dict: dict, out: str, group: list[dict], quiet: boo
     from .tasks import entry
 
     cfg, out = entry(task).config_cls(**cfg_dict), Path(out)
+    forecaster = _forecaster(cfg)
     origins = [Origin(**o) for o in group]
     series = _whole_series(cfg)
     fit_origin = origins[0]
@@ -163,7 +164,7 @@ def fit_group(task: str, cfg_dict: dict, out: str, group: list[dict], quiet: boo
     if not (run_dir / "fit.json").exists() and not _fit(cfg, series.prices, fit_origin, run_dir, quiet):
         return []
     facts = jsonfile.read(run_dir / "fit.json", jsonfile.FIT)
-    loaded = _forecaster(cfg).load_run(run_dir, "best")
+    loaded = forecaster.load_run(run_dir, "best")
     if loaded.meta["series"]["points"] != facts["fit_points"]:  # the fit saw other points than planned
         raise UserError(
             f"{run_dir} was fitted on {loaded.meta['series']['points']} points, not the "
@@ -173,7 +174,7 @@ def fit_group(task: str, cfg_dict: dict, out: str, group: list[dict], quiet: boo
     for origin in origins:
         path = _forecasts_path(out, origin)
         if not path.exists():
-            record = _origin_record(_forecaster(cfg), loaded, series, origin, fit_origin, facts)
+            record = _origin_record(forecaster, loaded, series, origin, fit_origin, facts)
             path.parent.mkdir(exist_ok=True)
             checkpoint.atomic_write_text(path, json.dumps(record) + "\n")
         records.append(jsonfile.read(path, jsonfile.FORECASTS))

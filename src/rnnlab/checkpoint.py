@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .jsonfile import refuse_link
 
 FORMAT = "rnnlab.checkpoint"
 _UMASK = os.umask(0o022)
@@ -112,16 +113,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def refuse_link(path) -> None:
-    """A ``UserError`` if ``path`` (a file inside a run, backtest or prepared directory) is a
-    symbolic link: rnnlab reads and writes only the directory's own files, never through a link."""
-    if os.path.islink(path):
-        raise UserError(
-            f"{path} is a symbolic link; rnnlab does not follow links inside a run directory (it would read or "
-            "write outside it): replace it with the file itself"
-        )
 
 
 def open_no_link(path, flags: int, mode: int = 0o644) -> int:

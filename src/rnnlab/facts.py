@@ -3,7 +3,6 @@ figures and its texts.  Task modules fill these in; ``rnnlab.html_report`` lays 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +32,7 @@ def read_json(path: Path) -> dict | None:
     """A JSON file of the run, or None when absent; a damaged one is a UserError naming it."""
     from . import jsonfile
 
-    if not os.path.islink(path) and not path.exists():
+    jsonfile.refuse_link(path)
+    if not path.exists():
         return None
     return jsonfile.read(path, jsonfile.ANY_OBJECT)

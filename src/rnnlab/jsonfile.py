@@ -122,12 +122,21 @@ def parse(text: str, schema, what: str):
     return value
 
 
+def refuse_link(path) -> None:
+    """A ``UserError`` if ``path`` (a file inside a run, backtest or prepared directory) is a
+    symbolic link: rnnlab reads and writes only the directory's own files, never through a link."""
+    if os.path.islink(path):
+        raise UserError(
+            f"{path} is a symbolic link; rnnlab does not follow links inside a run directory (it would read or "
+            "write outside it): replace it with the file itself"
+        )
+
+
 def read(path, schema, what: str | None = None):
     """Read and check the JSON file ``path`` (see the module docstring); ``what`` names it in errors."""
     path = Path(path)
     what = what or str(path)
-    if os.path.islink(path):
-        raise UserError(f"{what} is a symbolic link; rnnlab reads only its directory's own files: replace it")
+    refuse_link(path)
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:

@@ -6,10 +6,7 @@ importing this module costs nothing and no display is needed.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-from .errors import UserError
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -25,10 +22,9 @@ def read_jsonl(path: Path, schema=None) -> list[dict]:
     from . import jsonfile
 
     path = Path(path)
-    if not os.path.islink(path) and not path.exists():
+    jsonfile.refuse_link(path)
+    if not path.exists():
         return []
-    if os.path.islink(path):
-        raise UserError(f"{path} is a symbolic link; rnnlab reads only a run directory's own files: replace it")
     text = path.read_text(encoding="utf-8", errors="replace")
     lines = text.split("\n")
     complete = lines[:-1]  # after the last newline: "" or an unfinished line

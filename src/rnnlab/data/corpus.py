@@ -319,8 +319,7 @@ def open_prepared(root) -> Prepared:
                     f"{root}; prepare the text again"
                 )
             file = root / file_name
-            if os.path.islink(file):
-                raise UserError(f"{file} is a symbolic link; a prepared directory holds its own files: prepare again")
+            jsonfile.refuse_link(file)
             size = file.stat().st_size if file.exists() else None
             expected = int(part["ids"]) * dtype.itemsize
             if size != expected:
