@@ -48,12 +48,21 @@ Parameter names, per layer ``k`` (0-based) and for the readout::
     readout.norm     (H,)          norm "rms" only: the gain of the RMS norm before the readout
     readout.W        (H, output_size)   absent with tie_weights: the readout is embed.W.T
     readout.b        (output_size,)
+    decoder.position (decode_steps, H - H//2)    segment decoders only: one learned row per output
+    decoder.channel  (decode_channels, H//2)    segment, one per channel (concatenated: layer 0's input)
 
 With one-hot input, ``layers.0.W`` doubles as an embedding table: the
 backends gather its rows instead of multiplying by one-hot vectors.  An
 ``embedding`` input puts a learned table of E-dimensional rows in front, which
 dropout can act on (a one-hot row is not dropped) and the readout can share
 (``tie_weights``, Press & Wolf 2017) when E = H.
+
+A *segment decoder* (``decode_steps`` M > 0, SegRNN: Lin et al. 2023, arXiv:2308.11200) reads
+``[B, N, F]`` inputs (a window cut into N segments of F values, each embedded by the Dense-ReLU
+input stage) and returns ``[B, M, O]``: after the N encoder steps every layer's carry is the
+start of M decoder rows, each fed one step of ``decoder.position[m]`` joined to
+``decoder.channel[r % decode_channels]`` (row r of a batch is channel r mod C: rows are
+window-major), then read out to O values.  All M rows run as one batched step.
 """
 
 from __future__ import annotations
@@ -199,6 +208,8 @@ class ModelSpec:
     tie_weights: bool = False  # the readout is the embedding table transposed (needs E = H)
     residual: bool = False  # a layer whose input is H wide adds its input to its output
     norm: str = "none"  # "rms": RMS-normalise what each layer (and the readout) reads
+    decode_steps: int = 0  # segment decoder: output segments M (0: a sequence model, one output per step)
+    decode_channels: int = 0  # segment decoder: channels with an embedding (rows r -> channel r mod C)
 
     def __post_init__(self):
         if self.cell not in GATES:
@@ -227,6 +238,7 @@ class ModelSpec:
                 f"and no layer here has such an input (one layer over {self.input_kind} input of width "
                 f"{layer_input_size(self, 0)}); use --layers 2 or more, or drop --residual"
             )
+        self._check_decoder()
         if self.tie_weights:
             if self.input_kind != "embedding":
                 raise UserError("--tie-weights shares the embedding table with the readout: it needs --embed-size")
@@ -236,6 +248,23 @@ class ModelSpec:
                     f"{self.hidden_size}-wide hidden state), got --embed-size {self.embed_size}; set "
                     f"--embed-size {self.hidden_size} or drop --tie-weights"
                 )
+
+    def _check_decoder(self) -> None:
+        steps, channels = self.decode_steps, self.decode_channels
+        for name, value in (("decode_steps", steps), ("decode_channels", channels)):
+            if not isinstance(value, (int, np.integer)) or value < 0:
+                raise UserError(f"{name} must be a non-negative integer, got {value!r}")
+        if bool(steps) != bool(channels):
+            raise UserError(f"a segment decoder needs decode_steps and decode_channels, got {steps} and {channels}")
+        if steps and self.input_kind != "dense_relu":
+            raise UserError(f"a segment decoder embeds segments with a dense_relu input, not {self.input_kind}")
+        if steps and self.hidden_size < 2:
+            raise UserError("a segment decoder needs --hidden-size of at least 2 (position and channel halves)")
+
+    @property
+    def decodes(self) -> bool:
+        """Whether this is a segment decoder (outputs ``[B, decode_steps, O]``, not one per input step)."""
+        return self.decode_steps > 0
 
     @property
     def gates(self) -> int:
@@ -273,7 +302,17 @@ def param_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
     if not spec.tie_weights:
         shapes["readout.W"] = (H, spec.output_size)
     shapes["readout.b"] = (spec.output_size,)
+    if spec.decodes:
+        position, channel = decoder_widths(spec)
+        shapes["decoder.position"] = (spec.decode_steps, position)
+        shapes["decoder.channel"] = (spec.decode_channels, channel)
     return shapes
+
+
+def decoder_widths(spec: ModelSpec) -> tuple[int, int]:
+    """Widths of a segment decoder's position and channel rows; together layer 0's input width."""
+    width = layer_input_size(spec, 0)
+    return width - width // 2, width // 2
 
 
 def has_norm(spec: ModelSpec, k: int) -> bool:
@@ -348,6 +387,8 @@ def init_params(
             value = rng.standard_normal(shape) * 0.5
         elif name == "embed.W":  # tied: it is also the readout, whose init is N(0, 1/H)
             value = rng.standard_normal(shape) / (np.sqrt(shape[1]) if spec.tie_weights else 1.0)
+        elif name.startswith("decoder."):  # learned rows the size of the embedded segments
+            value = rng.standard_normal(shape)
         elif name == "input.W":  # He init: the ReLU halves the variance
             value = rng.standard_normal(shape) * np.sqrt(2.0 / shape[0])
         else:
@@ -386,7 +427,9 @@ def count_params(spec: ModelSpec) -> int:
     norms = 0
     if spec.norm != "none":  # layers above the first, the readout, and the first unless one-hot
         norms = int(spec.num_layers) * H + (int(layer_input_size(spec, 0)) - H if has_norm(spec, 0) else -H) + H
-    return total + readout + int(spec.output_size) + norms
+    position, channel = decoder_widths(spec)
+    decoder = int(spec.decode_steps) * position + int(spec.decode_channels) * channel
+    return total + readout + int(spec.output_size) + norms + decoder
 
 
 # Training holds the parameters, their gradients and up to two optimizer moments: four copies.

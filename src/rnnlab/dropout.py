@@ -7,7 +7,8 @@ every checkpoint, so a resumed run draws exactly the masks it would have drawn.
 A mask is a keep-mask already scaled by 1 / (1 - rate) ("inverted" dropout: nothing changes
 at evaluation), batch-first ``[B, T, F]`` with a fresh value for every element and time step.
 Masks act on the input of each recurrent layer (except a one-hot input, which has no
-features to drop) and on the readout's input.  NumPy only.
+features to drop) and on the readout's input (a segment decoder's: ``[B, M, H]``, one per
+decoder row; its decoder step reads learned rows, which no mask touches).  NumPy only.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def dropout_masks(
     scale = np.asarray(_LEVELS / (_LEVELS - cut), dtype)
     masks = {}
     for site, width in mask_sites(spec).items():
-        keep = rng.integers(0, _LEVELS, (batch_size, seq_len, width), dtype=np.uint16) >= cut
+        # A segment decoder's readout reads its M decoder rows, not the input steps.
+        steps = spec.decode_steps if site == "readout" and spec.decodes else seq_len
+        keep = rng.integers(0, _LEVELS, (batch_size, steps, width), dtype=np.uint16) >= cut
         masks[site] = keep * scale  # bool * scalar: the dtype of ``scale``
     return masks
 

@@ -73,6 +73,8 @@ def check_targets(spec: ModelSpec, loss: str, inputs, targets) -> np.ndarray:
     would broadcast to ``[B, T, T]`` and quietly train the model towards the mean.
     """
     B, T = np.shape(inputs)[:2]
+    if spec.decodes:  # a segment decoder's outputs are its M decoder rows, not one per input step
+        T = spec.decode_steps
     targets = np.asarray(targets)
     if loss == "cross_entropy":
         if targets.shape != (B, T):

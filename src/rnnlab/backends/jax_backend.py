@@ -254,14 +254,8 @@ def _layer(params, k):
     return {key[len(prefix) :]: v for key, v in params.items() if key.startswith(prefix)}
 
 
-def _forward_tm(params, spec: ModelSpec, carry, x, masks=None):
-    """x: [T, B] ids or [T, B, F]; masks: time-major dropout masks (``rnnlab.dropout``) or None;
-    returns outputs [T, B, O] and the new carry."""
-    masks = masks or {}
-    if spec.input_kind == "dense_relu":
-        x = jax.nn.relu(x @ params["input.W"] + params["input.b"])
-    elif spec.input_kind == "embedding":
-        x = params["embed.W"][x]
+def _stack(params, spec: ModelSpec, carry, x, masks):
+    """The recurrent layers over time-major ``x`` (what layer 0 reads): (top stream, new carry)."""
     new_carry = []
     for k in range(spec.num_layers):
         p = _layer(params, k)
@@ -272,6 +266,32 @@ def _forward_tm(params, spec: ModelSpec, carry, x, masks=None):
         c_k, out = _run_layer(spec.cell, p, carry[k], A)
         new_carry.append(c_k)
         x = out + x if has_residual(spec, k) else out
+    return x, new_carry
+
+
+def _decode(params, spec: ModelSpec, carry):
+    """A segment decoder's step from the encoder's final ``carry`` (rows B): top stream [M, B, H].
+    Decoder row m * B + r starts from row r and reads position m joined to channel r % C."""
+    M, C = spec.decode_steps, spec.decode_channels
+    rows = _h(carry[0]).shape[0]
+    position, channel = params["decoder.position"], params["decoder.channel"]
+    inputs = jnp.concatenate([jnp.repeat(position, rows, axis=0), jnp.tile(channel, (M * rows // C, 1))], axis=1)
+    start = map_arrays(lambda a: jnp.tile(a, (M, 1)), carry)
+    top, _ = _stack(params, spec, start, inputs[None], {})
+    return top.reshape(M, rows, -1)
+
+
+def _forward_tm(params, spec: ModelSpec, carry, x, masks=None):
+    """x: [T, B] ids or [T, B, F]; masks: time-major dropout masks (``rnnlab.dropout``) or None;
+    returns outputs [T, B, O] ([M, B, O] for a segment decoder) and the new carry."""
+    masks = masks or {}
+    if spec.input_kind == "dense_relu":
+        x = jax.nn.relu(x @ params["input.W"] + params["input.b"])
+    elif spec.input_kind == "embedding":
+        x = params["embed.W"][x]
+    x, new_carry = _stack(params, spec, carry, x, masks)
+    if spec.decodes:
+        x = _decode(params, spec, new_carry)
     if spec.norm != "none":
         x = _rms_norm(x, params["readout.norm"])
     if "readout" in masks:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..carry import hidden, map_arrays
 from ..cells import ID_INPUTS, RMS_EPS, ModelSpec, has_norm, has_residual, params_dtype, readout_weight
 from .common import HALF_LOG_2PI, LOSSES, check_targets, init_carry, state_tensors  # noqa: F401  (LOSSES: API)
 
@@ -44,7 +45,9 @@ def _layer_params(params: dict, k: int) -> dict:
 
 # --------------------------------------------------------------------------- cells
 # Each cell: forward(p, A, carry) -> (H_out [T,B,H], carry_T, cache) where A = x @ W + b
-# for all steps, and backward(p, cache, dH_out) -> (dA [T,B,G*H], grads of U (and b_U)).
+# for all steps, and backward(p, cache, dH_out, d_final) -> (dA [T,B,G*H], grads of U (and b_U),
+# d carry_0), where d_final (None: zero) is the gradient reaching carry_T from outside the layer
+# (a segment decoder's rows start from it).
 
 
 class RNNCell:
@@ -63,18 +66,24 @@ class RNNCell:
         return Hs[1:], Hs[T].copy(), Hs
 
     @staticmethod
-    def backward(p, Hs, dHout):
+    def backward(p, Hs, dHout, d_final=None):
         T, B, H = dHout.shape
         dA = np.square(Hs[1:])
         np.subtract(1.0, dA, out=dA)  # tanh' for all steps at once
         UT = np.ascontiguousarray(p["U"].T)
-        dh = np.zeros((B, H), dHout.dtype)
+        dh = _start(d_final, (B, H), dHout.dtype)
         for t in range(T - 1, -1, -1):
             dh += dHout[t]
             dA[t] *= dh
             np.matmul(dA[t], UT, out=dh)
         dU = Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, H)
-        return dA, {"U": dU}
+        return dA, {"U": dU}, dh
+
+
+def _start(d_final, shape, dtype) -> np.ndarray:
+    """The running gradient of a backward loop at its first (last in time) step: a copy of the
+    gradient reaching the final carry from outside, or zeros."""
+    return np.zeros(shape, dtype) if d_final is None else np.array(d_final, dtype)
 
 
 def _gru_blend(h, n, z, out):
@@ -121,7 +130,7 @@ class GRUCell:
         return Hs[1:], Hs[T].copy(), (Hs, RZ, N, RH)
 
     @staticmethod
-    def backward(p, cache, dHout):
+    def backward(p, cache, dHout, d_final=None):
         Hs, RZ, N, RH = cache
         T, B, H = dHout.shape
         U = p["U"]
@@ -133,7 +142,7 @@ class GRUCell:
         Kr = Hprev * R * (1.0 - R)  # d a_r / d(r*h), times h
         dRZ = np.empty((T, B, 2 * H), dHout.dtype)
         dAn = np.empty((T, B, H), dHout.dtype)
-        dh = np.zeros((B, H), dHout.dtype)
+        dh = _start(d_final, (B, H), dHout.dtype)
         drh = np.empty((B, H), dHout.dtype)
         tmp = np.empty((B, H), dHout.dtype)
         for t in range(T - 1, -1, -1):
@@ -150,7 +159,7 @@ class GRUCell:
         dU_rz = Hprev.reshape(T * B, H).T @ dRZ.reshape(T * B, 2 * H)
         dU_n = RH.reshape(T * B, H).T @ dAn.reshape(T * B, H)
         dA = np.concatenate([dRZ, dAn], axis=2)
-        return dA, {"U": np.concatenate([dU_rz, dU_n], axis=1)}
+        return dA, {"U": np.concatenate([dU_rz, dU_n], axis=1)}, dh
 
 
 class GRUResetAfterCell:
@@ -183,7 +192,7 @@ class GRUResetAfterCell:
         return Hs[1:], Hs[T].copy(), (Hs, HU, RZ, N)
 
     @staticmethod
-    def backward(p, cache, dHout):
+    def backward(p, cache, dHout, d_final=None):
         Hs, HU, RZ, N = cache
         T, B, H = dHout.shape
         UT = np.ascontiguousarray(p["U"].T)
@@ -191,7 +200,7 @@ class GRUResetAfterCell:
         dA = np.empty((T, B, 3 * H), dHout.dtype)
         dHUn = np.empty((T, B, H), dHout.dtype)
         dhu = np.empty((B, 3 * H), dHout.dtype)  # one step's d(h U + b_U), for the dh GEMM
-        dh = np.zeros((B, H), dHout.dtype)
+        dh = _start(d_final, (B, H), dHout.dtype)
         k = np.empty((B, H), dHout.dtype)
         tmp = np.empty((B, H), dHout.dtype)
         # Derivative factors step by step, while the step's gates are in cache (see LSTMCell).
@@ -223,7 +232,7 @@ class GRUResetAfterCell:
         np.matmul(Hprev, dA.reshape(T * B, 3 * H)[:, : 2 * H], out=dU[:, : 2 * H])
         np.matmul(Hprev, dHUn.reshape(T * B, H), out=dU[:, 2 * H :])
         db_U = np.concatenate([dA[..., : 2 * H].sum(axis=(0, 1)), dHUn.sum(axis=(0, 1))])
-        return dA, {"U": dU, "b_U": db_U}
+        return dA, {"U": dU, "b_U": db_U}, dh
 
 
 class LSTMCell:
@@ -273,13 +282,13 @@ class LSTMCell:
         return Hs[1:], (Hs[T].copy(), Cs[T].copy()), (Hs, Cs, Gs, TC)
 
     @staticmethod
-    def backward(p, cache, dHout):
+    def backward(p, cache, dHout, d_final=None):
         Hs, Cs, Gs, TC = cache
         T, B, H = dHout.shape
         UT = np.ascontiguousarray(p["U"].T)
         dA = np.empty((T, B, 4 * H), dHout.dtype)
-        dh = np.zeros((B, H), dHout.dtype)
-        dc = np.zeros((B, H), dHout.dtype)
+        dh = _start(None if d_final is None else d_final[0], (B, H), dHout.dtype)
+        dc = _start(None if d_final is None else d_final[1], (B, H), dHout.dtype)
         k = np.empty((B, H), dHout.dtype)
         act = np.empty((B, 4 * H), dHout.dtype)  # the gates' activation derivatives
         # Formed step by step, while the step's gates are in cache: for all steps at once the
@@ -307,7 +316,7 @@ class LSTMCell:
             dc *= f
             np.matmul(d, UT, out=dh)
         dU = Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, 4 * H)
-        return dA, {"U": dU}
+        return dA, {"U": dU}, (dh, dc)
 
 
 # --------------------------------------------------------------------------- parallel-scan cells
@@ -344,12 +353,15 @@ def linear_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:
     return Hs
 
 
-def linear_scan_backward(a: np.ndarray, dHout: np.ndarray) -> np.ndarray:
+def linear_scan_backward(a: np.ndarray, dHout: np.ndarray, d_final=None) -> np.ndarray:
     """Gradient reaching each h_t of ``linear_scan``: the reverse recurrence dh_t = g_t + a_{t+1} dh_{t+1}
-    (g_t arriving from above, ``dHout``).  It is also the gradient of b_t; a_t's is dh_t * h_{t-1}."""
+    (g_t arriving from above, ``dHout``, and ``d_final`` from outside at h_T).  It is also the
+    gradient of b_t; a_t's is dh_t * h_{t-1}, h_0's a_1 dh_1."""
     T = a.shape[0]
     dh = np.empty_like(dHout)
     dh[T - 1] = dHout[T - 1]
+    if d_final is not None:
+        dh[T - 1] += d_final
     for t in range(T - 2, -1, -1):
         np.multiply(a[t + 1], dh[t + 1], out=dh[t])
         dh[t] += dHout[t]
@@ -369,12 +381,12 @@ class MinGRUCell:
         Hs = linear_scan(1.0 - z, z * cand, h0)
         return Hs[1:], Hs[-1].copy(), (Hs, z, cand, dcand)
 
-    def backward(self, p, cache, dHout):
+    def backward(self, p, cache, dHout, d_final=None):
         Hs, z, cand, dcand = cache
-        dh = linear_scan_backward(1.0 - z, dHout)
+        dh = linear_scan_backward(1.0 - z, dHout, d_final)
         dz = dh * (cand - Hs[:-1])  # d/dz of (1 - z) h + z h~
         dz *= z * (1.0 - z)
-        return np.concatenate([dz, dh * z * dcand], axis=2), {}
+        return np.concatenate([dz, dh * z * dcand], axis=2), {}, (1.0 - z[0]) * dh[0]
 
 
 class MinLSTMCell:
@@ -393,16 +405,16 @@ class MinLSTMCell:
         Hs = linear_scan(f / total, i / total * cand, h0)
         return Hs[1:], Hs[-1].copy(), (Hs, f, i, total, cand, dcand)
 
-    def backward(self, p, cache, dHout):
+    def backward(self, p, cache, dHout, d_final=None):
         Hs, f, i, total, cand, dcand = cache
         f_norm = f / total
-        dh = linear_scan_backward(f_norm, dHout)
+        dh = linear_scan_backward(f_norm, dHout, d_final)
         # h' = f' h + (1 - f') h~ with f' = f / (f + i): d/df' = h - h~, df'/df = i/(f+i)^2, df'/di = -f/(f+i)^2
         d_fnorm = dh * (Hs[:-1] - cand)
         d_fnorm /= np.square(total)
         d_f = d_fnorm * i * f * (1.0 - f)
         d_i = -d_fnorm * f * i * (1.0 - i)
-        return np.concatenate([d_f, d_i, dh * (1.0 - f_norm) * dcand], axis=2), {}
+        return np.concatenate([d_f, d_i, dh * (1.0 - f_norm) * dcand], axis=2), {}, f_norm[0] * dh[0]
 
 
 CELLS = {"rnn": RNNCell, "gru": GRUCell, "gru_reset_after": GRUResetAfterCell, "lstm": LSTMCell}
@@ -468,20 +480,10 @@ def _rms_norm_backward(dy, x, inv, gain):
     return dx, d_gain
 
 
-def _forward(params, spec, carry, inputs, masks=None):
-    """Time-major forward pass; returns (Y [T, B, O], new carry, what backward needs)."""
-    dtype = params_dtype(params)
+def _stack_forward(params, spec, carry, x, masks):
+    """The recurrent layers over time-major ``x`` [T, B, F] (what layer 0 reads, after the input
+    stage); returns (top stream [T, B, H], new carry, what ``_stack_backward`` needs)."""
     cell = _cell(spec)
-    masks = _time_major_masks(masks)
-    x = _time_major_inputs(spec, inputs, dtype)
-    raw = x
-    if spec.input_kind == "dense_relu":  # Dense(H) -> ReLU in front of the first recurrent layer
-        T, B, F = x.shape
-        x = (x.reshape(T * B, F) @ params["input.W"]).reshape(T, B, -1)
-        x += params["input.b"]
-        np.maximum(x, 0.0, out=x)
-    elif spec.input_kind == "embedding":
-        x = params["embed.W"][x]
     # streams[k]: what enters layer k (the residual stream); reads[k]: what its W multiplies
     # (normalised, then dropout applied), which its W's gradient needs.
     streams, reads, inv_rms, caches, new_carry = [], [], [], [], []
@@ -497,15 +499,61 @@ def _forward(params, spec, carry, inputs, masks=None):
         caches.append(cache)
         new_carry.append(carry_k)
         x = Hout + x if has_residual(spec, k) else Hout
-    streams.append(x)
+    return x, new_carry, (streams, reads, inv_rms, caches)
+
+
+def _decoder_inputs(params, spec, rows: int) -> np.ndarray:
+    """A segment decoder's layer-0 input [1, M * rows, P + Q]: decoder row m * rows + r reads
+    ``decoder.position[m]`` joined to ``decoder.channel[r % C]`` (rows are window-major)."""
+    position, channel = params["decoder.position"], params["decoder.channel"]
+    M, C = spec.decode_steps, spec.decode_channels
+    X = np.empty((1, M * rows, position.shape[1] + channel.shape[1]), position.dtype)
+    X[0, :, : position.shape[1]] = np.repeat(position, rows, axis=0)
+    X[0, :, position.shape[1] :] = np.tile(channel, (M * rows // C, 1))
+    return X
+
+
+def _decode_forward(params, spec, carry):
+    """The decoder step from the encoder's final ``carry`` (rows B): the top stream [M, B, H]."""
+    M, rows = spec.decode_steps, hidden(carry[0]).shape[0]
+    if rows % spec.decode_channels:
+        raise ValueError(f"a segment decoder's rows come {spec.decode_channels} per window, got {rows}")
+    start = map_arrays(lambda a: np.tile(a, (M, 1)), carry)  # row m * B + r starts from row r
+    top, _, cache = _stack_forward(params, spec, start, _decoder_inputs(params, spec, rows), {})
+    return top.reshape(M, rows, -1), cache
+
+
+def _readout_forward(params, spec, x, masks):
+    """The readout of the top stream [T, B, H]: (Y [T, B, O], what its backward needs)."""
     top, inv = _rms_norm(x, params["readout.norm"]) if spec.norm != "none" else (x, None)
-    inv_rms.append(inv)
     if "readout" in masks:
         top = top * masks["readout"]
     T, B, H = top.shape
     Y = top.reshape(T * B, H) @ readout_weight(params, spec)
     Y += params["readout.b"]
-    return Y.reshape(T, B, -1), new_carry, (streams, reads, inv_rms, top, caches, raw, masks)
+    return Y.reshape(T, B, -1), (x, top, inv)
+
+
+def _forward(params, spec, carry, inputs, masks=None):
+    """Time-major forward pass; returns (Y [T, B, O] ([M, B, O] for a segment decoder), new
+    carry, what backward needs)."""
+    dtype = params_dtype(params)
+    masks = _time_major_masks(masks)
+    raw = _time_major_inputs(spec, inputs, dtype)
+    x = raw
+    if spec.input_kind == "dense_relu":  # Dense(H) -> ReLU in front of the first recurrent layer
+        T, B, F = x.shape
+        x = (x.reshape(T * B, F) @ params["input.W"]).reshape(T, B, -1)
+        x += params["input.b"]
+        np.maximum(x, 0.0, out=x)
+    elif spec.input_kind == "embedding":
+        x = params["embed.W"][x]
+    top, new_carry, stack = _stack_forward(params, spec, carry, x, masks)
+    decoder = None
+    if spec.decodes:
+        top, decoder = _decode_forward(params, spec, new_carry)
+    Y, readout = _readout_forward(params, spec, top, masks)
+    return Y, new_carry, (raw, stack, decoder, readout, masks)
 
 
 def forward(params: dict, spec: ModelSpec, carry: list, inputs: np.ndarray):
@@ -580,29 +628,9 @@ def _scatter_rows(ids: np.ndarray, rows: np.ndarray, vocab_size: int) -> np.ndar
     return out
 
 
-def loss_and_grads(
-    params: dict,
-    spec: ModelSpec,
-    carry: list,
-    inputs: np.ndarray,
-    targets: np.ndarray,
-    loss: str = "cross_entropy",
-    reduction: str = "mean",
-    masks: dict | None = None,
-):
-    """Loss, gradients and final carry for one batch.
-
-    inputs: ``[B, T]`` ids or ``[B, T, F]``; targets: ``[B, T]`` ids (cross_entropy) or
-    ``[B, T', O]`` values for the last T' outputs (mse).  The returned loss is always
-    the mean per scored element (nats/char for cross_entropy); ``reduction`` says
-    whether the gradients are of that mean or of the sum over every scored element
-    (the min-char-rnn objective).  ``masks``: this step's dropout masks (``rnnlab.dropout``).
-    Long on purpose: the forward caches and the backward pass through the readout and every layer,
-    in reverse order, read top to bottom as the equations are written; split, the caches would
-    travel through a dozen arguments.
-    """
-    targets = check_targets(spec, loss, inputs, targets)
-    Y, new_carry, (streams, reads, inv_rms, Htop, caches, raw, masks) = _forward(params, spec, carry, inputs, masks)
+def _loss_gradient(Y, targets, loss, reduction) -> float:
+    """The loss of ``Y`` [T, B, O] (time-major outputs) against batch-first ``targets``; overwrites
+    ``Y`` with the gradient of the loss (of its mean or, for ``reduction`` sum, its sum)."""
     T, B, O = Y.shape  # noqa: E741  (O: the output width, as in the docstrings' shapes)
     N = T * B
     Yf = Y.reshape(N, O)
@@ -624,46 +652,117 @@ def loss_and_grads(
         Yf *= 1.0 / count
     elif reduction != "sum":
         raise ValueError(f"unknown reduction {reduction!r}; choose mean or sum")
-    dY = Yf
-    H = Htop.shape[2]
-    d_readout = Htop.reshape(N, H).T @ dY
-    grads = {"readout.b": dY.sum(axis=0)}
-    if not spec.tie_weights:
+    return value
+
+
+def _readout_backward(params, spec, cache, dY, masks, grads) -> np.ndarray:
+    """Gradients of the readout (into ``grads``) from ``dY`` [T, B, O]; returns d top stream [T, B, H]."""
+    x, top, inv = cache
+    T, B, O = dY.shape  # noqa: E741
+    dYf = dY.reshape(T * B, O)
+    H = top.shape[2]
+    d_readout = top.reshape(T * B, H).T @ dYf
+    grads["readout.b"] = dYf.sum(axis=0)
+    if spec.tie_weights:  # the readout is embed.W.T; the embedding's own gradient is added to this
+        grads["embed.W"] = d_readout.T
+    else:
         grads["readout.W"] = d_readout
-    dH = (dY @ readout_weight(params, spec).T).reshape(T, B, H)
+    dH = (dYf @ readout_weight(params, spec).T).reshape(T, B, H)
     if "readout" in masks:
         dH *= masks["readout"]
     if spec.norm != "none":
-        dH, grads["readout.norm"] = _rms_norm_backward(dH, streams[-1], inv_rms[-1], params["readout.norm"])
+        dH, grads["readout.norm"] = _rms_norm_backward(dH, x, inv, params["readout.norm"])
+    return dH
+
+
+def _stack_backward(params, spec, cache, dH, masks, grads, d_final=None, input_grad=True):
+    """Backpropagation through time of ``_stack_forward``: ``dH`` [T, B, H] reaches the top stream,
+    ``d_final`` (a carry, or None) the final carry.  Adds the layers' gradients to ``grads``;
+    returns (d what layer 0 read, or None unless ``input_grad`` or a norm needs it; d carry_0)."""
+    streams, reads, inv_rms, caches = cache
     cell = _cell(spec)
+    d_start = [None] * spec.num_layers
+    d_read = None
     # dH: the gradient reaching the stream above layer k (its output, plus its input if residual).
     for k in range(spec.num_layers - 1, -1, -1):
         p = _layer_params(params, k)
-        dA, g = cell.backward(p, caches[k], dH)
-        G = dA.shape[2]
-        dAf = dA.reshape(N, G)
+        dA, g, d_start[k] = cell.backward(p, caches[k], dH, None if d_final is None else d_final[k])
+        T, B, G = dA.shape
+        dAf = dA.reshape(T * B, G)
         read = reads[k]
         if k == 0 and spec.input_kind == "onehot":
-            dW = _scatter_rows(read.reshape(N), dAf, p["W"].shape[0])
+            dW = _scatter_rows(read.reshape(T * B), dAf, p["W"].shape[0])
         else:
-            dW = read.reshape(N, -1).T @ dAf
-        grads[f"layers.{k}.W"] = dW
-        grads[f"layers.{k}.b"] = dAf.sum(axis=0)
+            dW = read.reshape(T * B, -1).T @ dAf
+        g.update({"W": dW, "b": dAf.sum(axis=0)})
         for key, v in g.items():
-            grads[f"layers.{k}.{key}"] = v
-        if k > 0 or spec.input_kind in ("dense_relu", "embedding") or has_norm(spec, k):
+            name = f"layers.{k}.{key}"
+            grads[name] = grads[name] + v if name in grads else v
+        d_read = None
+        if k > 0 or input_grad or has_norm(spec, k):
             d_read = (dAf @ p["W"].T).reshape(T, B, -1)
             if f"layers.{k}" in masks:
                 d_read *= masks[f"layers.{k}"]
             if has_norm(spec, k):
-                d_read, grads[f"layers.{k}.norm"] = _rms_norm_backward(d_read, streams[k], inv_rms[k], p["norm"])
+                d_read, d_norm = _rms_norm_backward(d_read, streams[k], inv_rms[k], p["norm"])
+                name = f"layers.{k}.norm"
+                grads[name] = grads[name] + d_norm if name in grads else d_norm
             dH = d_read + dH if has_residual(spec, k) else d_read
+    return (dH if d_read is not None else None), d_start
+
+
+def _decode_backward(params, spec, cache, dTop, grads) -> list:
+    """Gradients of the decoder step (into ``grads``) from ``dTop`` [M, B, H]; returns the gradient
+    reaching the encoder's final carry (summed over the M rows that started from it)."""
+    M, B, H = dTop.shape
+    d_inputs, d_start = _stack_backward(params, spec, cache, dTop.reshape(1, M * B, H), {}, grads)
+    P = params["decoder.position"].shape[1]
+    d_inputs = d_inputs[0]
+    grads["decoder.position"] = d_inputs[:, :P].reshape(M, B, P).sum(axis=1)
+    C = spec.decode_channels
+    grads["decoder.channel"] = d_inputs[:, P:].reshape(M * B // C, C, -1).sum(axis=0)
+    return map_arrays(lambda a: a.reshape(M, B, -1).sum(axis=0), d_start)
+
+
+def loss_and_grads(
+    params: dict,
+    spec: ModelSpec,
+    carry: list,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    loss: str = "cross_entropy",
+    reduction: str = "mean",
+    masks: dict | None = None,
+):
+    """Loss, gradients and final carry for one batch.
+
+    inputs: ``[B, T]`` ids or ``[B, T, F]``; targets: ``[B, T]`` ids (cross_entropy) or
+    ``[B, T', O]`` values for the last T' outputs (mse; a segment decoder's outputs are its M
+    rows).  The returned loss is always the mean per scored element (nats/char for
+    cross_entropy); ``reduction`` says whether the gradients are of that mean or of the sum over
+    every scored element (the min-char-rnn objective).  ``masks``: this step's dropout masks
+    (``rnnlab.dropout``).
+    """
+    targets = check_targets(spec, loss, inputs, targets)
+    Y, new_carry, (raw, stack, decoder, readout, masks) = _forward(params, spec, carry, inputs, masks)
+    value = _loss_gradient(Y, targets, loss, reduction)
+    grads: dict = {}
+    dH = _readout_backward(params, spec, readout, Y, masks, grads)
+    d_final = None
+    if spec.decodes:
+        d_final = _decode_backward(params, spec, decoder, dH, grads)
+        dH = np.zeros(raw.shape[:2] + (spec.hidden_size,), Y.dtype)  # encoder steps have no readout
+    dH, _ = _stack_backward(
+        params, spec, stack, dH, masks, grads, d_final, input_grad=spec.input_kind in ("dense_relu", "embedding")
+    )
+    T, B = raw.shape[:2]
+    N = T * B
     if spec.input_kind == "embedding":
         d_embed = _scatter_rows(raw.reshape(N), dH.reshape(N, -1), spec.input_size)
-        grads["embed.W"] = d_embed + d_readout.T if spec.tie_weights else d_embed
+        grads["embed.W"] = d_embed + grads["embed.W"] if spec.tie_weights else d_embed
     if spec.input_kind == "dense_relu":
         # ReLU passes gradient where it was active
-        dZ = dH.reshape(N, -1) * (streams[0].reshape(N, -1) > 0)
+        dZ = dH.reshape(N, -1) * (stack[0][0].reshape(N, -1) > 0)
         grads["input.W"] = raw.reshape(N, -1).T @ dZ
         grads["input.b"] = dZ.sum(axis=0)
     return value, grads, new_carry

@@ -30,13 +30,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..carry import map_arrays
+from ..carry import hidden, map_arrays
 from ..cells import (
     CELL_TABLE,
     ID_INPUTS,
     RMS_EPS,
     ModelSpec,
     cell_info,
+    decoder_widths,
     has_norm,
     has_residual,
     layer_input_size,
@@ -219,6 +220,10 @@ class TorchModel(nn.Module):
         if spec.norm != "none":
             self.norms["readout"] = nn.Parameter(torch.empty(H))
         self.readout = nn.Linear(H, spec.output_size)
+        if spec.decodes:
+            position, channel = decoder_widths(spec)
+            self.position = nn.Parameter(torch.empty(spec.decode_steps, position))
+            self.channel = nn.Parameter(torch.empty(spec.decode_channels, channel))
         if spec.tie_weights:  # one tensor: the embedding table is the readout's (O, H) weight
             self.readout.weight = self.embed.weight
         self.to(device=torch.device(device), dtype=TORCH_DTYPES[params_dtype(params)])
@@ -249,6 +254,8 @@ class TorchModel(nn.Module):
         if not spec.tie_weights:
             out.append(("readout.W", self.readout.weight, True))
         out.append(("readout.b", self.readout.bias, False))
+        if spec.decodes:
+            out += [("decoder.position", self.position, False), ("decoder.channel", self.channel, False)]
         return out
 
     @torch.no_grad()
@@ -281,7 +288,18 @@ class TorchModel(nn.Module):
             x = self.embed(x)
         elif spec.input_kind == "dense_relu":
             x = torch.relu(self.input(x))
-        new_carry = []
+        x, new_carry = self._stack(x, carry, masks)
+        if spec.decodes:
+            x = self._decode(new_carry)
+        if "readout" in self.norms:
+            x = _rms_norm(x, self.norms["readout"])
+        if "readout" in masks:
+            x = x * masks["readout"]
+        return self.readout(x), new_carry
+
+    def _stack(self, x: torch.Tensor, carry: list, masks: dict):
+        """The recurrent layers over batch-first ``x`` (what layer 0 reads): (top stream, new carry)."""
+        spec, new_carry = self.spec, []
         for k, layer in enumerate(self.layers):
             read = _rms_norm(x, self.norms[str(k)]) if str(k) in self.norms else x
             if f"layers.{k}" in masks:
@@ -296,11 +314,18 @@ class TorchModel(nn.Module):
                 c = h_n[0]
             new_carry.append(c)
             x = out + x if has_residual(spec, k) else out
-        if "readout" in self.norms:
-            x = _rms_norm(x, self.norms["readout"])
-        if "readout" in masks:
-            x = x * masks["readout"]
-        return self.readout(x), new_carry
+        return x, new_carry
+
+    def _decode(self, carry: list) -> torch.Tensor:
+        """A segment decoder's step from the encoder's final ``carry`` (rows B): top stream
+        ``[B, M, H]``.  Decoder row m * B + r starts from row r and reads position m joined to
+        channel r % C (the order of every backend, so dropout masks and sums agree)."""
+        M, C = self.spec.decode_steps, self.spec.decode_channels
+        rows = hidden(carry[0]).shape[0]
+        inputs = torch.cat([self.position.repeat_interleave(rows, dim=0), self.channel.repeat(M * rows // C, 1)], dim=1)
+        start = map_arrays(lambda a: a.repeat(M, 1), carry)
+        top, _ = self._stack(inputs[:, None], start, {})
+        return top[:, 0].reshape(M, rows, -1).transpose(0, 1)
 
 
 def _rms_norm(x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
