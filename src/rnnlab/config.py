@@ -535,7 +535,140 @@ class ForecastConfig:
         return (1.0 - self.val_fraction - self.test_fraction, self.val_fraction, self.test_fraction)
 
 
-CONFIGS = (CharLMConfig, DenoiseConfig, ForecastConfig)
+@dataclass
+class SeriesConfig:
+    """Everything that defines a series run: the table, its windows and splits, the model, the budget.
+
+    The model is SegRNN's (Lin et al. 2023): each channel of a window on its own through shared
+    weights, the window less its last value, cut into segments that a Dense-ReLU embeds and a
+    recurrent cell steps over, then every output segment decoded at once from the final state.
+    """
+
+    LENGTH = "epochs"
+    REFUSED = {
+        "embed_size": "series reads real values, not character ids, so there is no embedding table; drop it",
+        "tie_weights": "series has no embedding table to share with the readout; drop it",
+    }
+
+    csv: str = setting(
+        "",
+        Setting(
+            "CSV with a time column and numeric columns (Parquet too, with pyarrow); default: the built-in "
+            "generated series (three hourly channels with daily and weekly cycles)",
+            "data",
+            metavar="FILE",
+        ),
+    )
+    time_column: str = setting(
+        "", Setting("the time column (default: one named date, time, timestamp or datetime, else the first)", "data")
+    )
+    columns: str = setting(
+        "", Setting("comma-separated columns to read (default: every column but the time)", "data", metavar="LIST")
+    )
+    targets: str = setting(
+        "",
+        Setting(
+            "comma-separated columns to forecast (default: all of --columns, i.e. multivariate); the other "
+            "columns are inputs only, read beside each target",
+            "data",
+            metavar="LIST",
+        ),
+    )
+    split: str = setting(
+        "fractions",
+        Setting(
+            "fractions: chronological by --val-fraction and --test-fraction; ett-hour: the papers' ETTh "
+            "protocol (12/4/4 months of hours); each later part's windows look back into the one before",
+            "data",
+            choices=("fractions", "ett-hour"),
+        ),
+    )
+    val_fraction: float = setting(
+        0.1,
+        Setting("share of the rows for validation", "data", minimum=0, above=True, maximum=1, below=True, metavar="X"),
+    )
+    test_fraction: float = setting(
+        0.2, Setting("share of the rows for the test", "data", minimum=0, above=True, maximum=1, below=True, metavar="X")
+    )
+    lookback: int = setting(96, Setting("past rows seen per forecast (L)", "data", minimum=1, metavar="L"))
+    horizon: int = setting(96, Setting("rows forecast at once (H)", "data", minimum=1, metavar="H"))
+    segment: int = setting(
+        24,
+        Setting(
+            "rows per segment (W): the cell steps over L/W segments and decodes H/W; must divide both",
+            "model",
+            minimum=1,
+            metavar="W",
+        ),
+    )
+    normalize: str = setting(
+        "last",
+        Setting(
+            "per window: last: subtract each channel's last value and add it back after (SegRNN); mean: its "
+            "mean; none: leave the window as scaled",
+            "model",
+            choices=("last", "mean", "none"),
+        ),
+    )
+    season: int = setting(
+        24, Setting("period of the seasonal-naive baseline, in rows (24: a day of hours)", "reporting", minimum=1)
+    )
+    cell: str = shared("cell", "gru_reset_after", help="recurrent cell (gru_reset_after = nn.GRU, as SegRNN)")
+    hidden_size: int = shared("hidden_size", 128)
+    layers: int = shared("layers", 1)
+    residual: bool = shared("residual", False)
+    norm: str = shared("norm", "none")
+    init: str = shared("init", "default")
+    dtype: str = shared("dtype", "float32")
+    backend: str = shared("backend", "torch")
+    device: str = shared("device", "auto")
+    optimizer: str = shared("optimizer", "adam")
+    lr: float = shared("lr", 1e-3)
+    schedule: str = shared("schedule", "cosine")
+    warmup_steps: int = shared("warmup_steps", 0)
+    clip: str = shared("clip", "norm")
+    clip_value: float = shared("clip_value", 1.0)
+    weight_decay: float = shared("weight_decay", 0.0)
+    adam_beta2: float = shared("adam_beta2", 0.999)
+    dropout: float = shared("dropout", 0.0)
+    ema_decay: float = shared("ema_decay", 0.0)
+    batch_size: int = shared("batch_size", 64, help="windows per step (each gives one row per target)")
+    epochs: int = setting(
+        10, Setting("passes over the training windows", "budget", minimum=1, resumable=True, metavar="N")
+    )
+    max_minutes: float = shared("max_minutes", 0.0)
+    seed: int = shared("seed", 0)
+
+    def validate(self) -> SeriesConfig:
+        check_settings(self)
+        if self.split == "fractions" and self.val_fraction + self.test_fraction >= 0.9:
+            raise UserError(
+                f"--val-fraction {self.val_fraction:g} + --test-fraction {self.test_fraction:g} "
+                "leave less than 10% of the rows to train on"
+            )
+        for name in ("lookback", "horizon"):
+            if getattr(self, name) % self.segment:
+                value = getattr(self, name)
+                fits = [w for w in range(1, value + 1) if self.lookback % w == 0 and self.horizon % w == 0]
+                raise UserError(
+                    f"--segment {self.segment} does not divide --{name} {value}; choose a --segment that divides "
+                    f"--lookback {self.lookback} and --horizon {self.horizon}: {', '.join(map(str, fits))}"
+                )
+        if self.season > self.lookback:
+            raise UserError(f"--season {self.season} is longer than --lookback {self.lookback}; the window must hold it")
+        return self
+
+    @property
+    def fractions(self) -> tuple[float, float, float]:
+        return (1.0 - self.val_fraction - self.test_fraction, self.val_fraction, self.test_fraction)
+
+    def column_list(self, name: str) -> list[str] | None:
+        """``columns`` or ``targets`` as a list, None for the default (every one)."""
+        text = getattr(self, name).strip()
+        return [c.strip() for c in text.split(",") if c.strip()] or None if text else None
+
+
+CONFIGS = (CharLMConfig, DenoiseConfig, ForecastConfig, SeriesConfig)
 
 
 def settings_of(config_cls) -> dict[str, tuple[Setting, object]]:

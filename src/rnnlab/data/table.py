@@ -120,6 +120,15 @@ def _regular_times(cells: pd.Series, time_column: str, source: str, where) -> tu
     return times, step
 
 
+def step_text(step: pd.Timedelta) -> str:
+    """A time step in words a person writes: ``1h``, ``15min``, ``1d``, ``30s``."""
+    seconds = step.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return str(step)
+
+
 # --------------------------------------------------------------------------- splits and scaling
 
 
@@ -239,3 +248,25 @@ def errors_by_step(predicted: np.ndarray, targets: np.ndarray) -> dict:
         "mse_by_step": np.mean(err**2, axis=(0, 2)).tolist(),
         "mae_by_step": np.mean(np.abs(err), axis=(0, 2)).tolist(),
     }
+
+
+# --------------------------------------------------------------------------- the built-in series
+
+
+def builtin_frame(rows: int = 4000, seed: int = 0) -> pd.DataFrame:
+    """A generated hourly table to try the series task on without a file: ``load`` (daily and weekly
+    cycles with a slow trend and AR(1) noise), ``temperature`` (a daily cycle lagging the load's),
+    and ``demand``, which follows the load two hours late.  Seeded, so every run sees the same."""
+    rng = np.random.default_rng([seed, 31])
+    hours = np.arange(rows)
+    day, week = 2 * np.pi * hours / 24, 2 * np.pi * hours / (24 * 7)
+    noise = np.zeros(rows)
+    shocks = rng.standard_normal(rows) * 0.3
+    for t in range(1, rows):
+        noise[t] = 0.9 * noise[t - 1] + shocks[t]
+    load = 10 + 2.0 * np.sin(day) + 1.0 * np.sin(week) + hours / rows + noise
+    temperature = 15 + 4.0 * np.sin(day - 1.0) + 0.5 * rng.standard_normal(rows)
+    demand = np.roll(load, 2) * 0.8 + 0.3 * rng.standard_normal(rows)
+    demand[:2] = demand[2]
+    times = pd.date_range("2024-01-01", periods=rows, freq="h")
+    return pd.DataFrame({"date": times, "load": load, "temperature": temperature, "demand": demand})

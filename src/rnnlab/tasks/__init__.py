@@ -39,8 +39,12 @@ def _forecast() -> ModuleType:
     return importlib.import_module("rnnlab.tasks.forecast")
 
 
+def _series() -> ModuleType:
+    return importlib.import_module("rnnlab.tasks.series")
+
+
 # Module names are literal so that the import graph can be checked (tests/test_import_graph.py).
-_MODULES = {"charlm": _charlm, "denoise": _denoise, "forecast": _forecast}
+_MODULES = {"charlm": _charlm, "denoise": _denoise, "forecast": _forecast, "series": _series}
 
 
 class _Registry(Mapping):

@@ -1,0 +1,591 @@
+"""series: forecast any regular multivariate series many steps ahead, judged against three
+closed-form baselines (repeat-last, seasonal naive, a ridge map from window to horizon).
+
+What is specific to this task and nothing else:
+
+* data: a table (``rnnlab.data.table``) split chronologically (by fractions or the papers' ETTh
+  protocol), z-scored on the training rows, cut into every (lookback, horizon) window at stride 1;
+* rows: each target column of a window is one row through shared weights (channel independence),
+  reading its own values and, beside them, those of the input-only columns; per-window
+  normalisation subtracts each column's last value (or mean) and adds it back to the forecast;
+* the model: a segment decoder (``ModelSpec.decode_steps``, SegRNN) over L/W segments of W rows,
+  decoding H/W segments at once; trained with MSE on the scaled values;
+* metrics as the papers report them (MSE and MAE of the z-scored targets, averaged over windows,
+  steps and channels), per horizon step, and in the data's own units; the baselines beside each.
+
+The loop is ``rnnlab.train``; one evaluation per epoch, the best epoch on validation MSE kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import averaging, report, runs, train
+from ..cells import ModelSpec
+from ..config import SeriesConfig
+from ..data import table as tables
+from ..errors import UserError
+from ..facts import Facts, Headline, read_json
+from .definition import COMMON_SPACE, TaskDefinition, sequence_io
+
+EVAL_WINDOWS = 512  # windows per forward pass at evaluation (bounds memory for long horizons)
+RIDGE_PENALTIES = (0.1, 1.0, 10.0, 100.0, 1000.0)
+BASELINES = ("ridge", "seasonal_naive", "repeat_last")
+WINDOWS_SHOWN = 3
+
+
+# --------------------------------------------------------------------------- rows of the model
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which columns a run forecasts and reads, and how a window becomes the model's rows."""
+
+    columns: tuple[str, ...]
+    targets: tuple[int, ...]  # indices into columns
+    inputs_only: tuple[int, ...]
+    lookback: int
+    horizon: int
+    segment: int
+    normalize: str
+
+    @property
+    def row_width(self) -> int:
+        """Values per segment of one row: its own W, then W of each input-only column."""
+        return self.segment * (1 + len(self.inputs_only))
+
+    def shift(self, windows: np.ndarray) -> np.ndarray:
+        """``[n, 1, C]``: what per-window normalisation subtracts from each column."""
+        if self.normalize == "last":
+            return windows[:, -1:, :]
+        if self.normalize == "mean":
+            return windows.mean(axis=1, keepdims=True)
+        return np.zeros_like(windows[:, :1, :])
+
+    def rows(self, windows: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+        """Windows ``[n, L, C]`` -> (model inputs ``[n * T, L/W, row_width]``, shift ``[n, 1, C]``);
+        row ``i * T + j`` is window i's target j (window-major, as the segment decoder expects)."""
+        shift = self.shift(windows)
+        z = windows - shift
+        n, T, K = len(z), len(self.targets), len(self.inputs_only)
+        feats = np.empty((n, T, 1 + K, self.lookback), dtype)
+        feats[:, :, 0] = np.moveaxis(z[:, :, list(self.targets)], 2, 1)
+        if K:
+            feats[:, :, 1:] = np.moveaxis(z[:, :, list(self.inputs_only)], 2, 1)[:, None]
+        N, W = self.lookback // self.segment, self.segment
+        feats = feats.reshape(n, T, 1 + K, N, W).transpose(0, 1, 3, 2, 4)
+        return np.ascontiguousarray(feats.reshape(n * T, N, (1 + K) * W)), shift
+
+    def row_targets(self, futures: np.ndarray, shift: np.ndarray, dtype) -> np.ndarray:
+        """Futures ``[n, H, C]`` -> training targets ``[n * T, H/W, W]`` (less the shift)."""
+        t = list(self.targets)
+        z = np.moveaxis(futures[:, :, t] - shift[:, :, t], 2, 1)  # [n, T, H]
+        return np.ascontiguousarray(z.reshape(-1, self.horizon // self.segment, self.segment), dtype=dtype)
+
+    def forecast(self, outputs: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        """Model outputs ``[n * T, H/W, W]`` -> forecasts ``[n, H, T]`` (the shift added back)."""
+        T = len(self.targets)
+        y = np.asarray(outputs, np.float64).reshape(-1, T, self.horizon)
+        return np.moveaxis(y, 1, 2) + shift[:, :, list(self.targets)]
+
+    def to_dict(self) -> dict:
+        return {
+            "columns": list(self.columns),
+            "targets": list(self.targets),
+            "inputs_only": list(self.inputs_only),
+            "lookback": self.lookback,
+            "horizon": self.horizon,
+            "segment": self.segment,
+            "normalize": self.normalize,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Layout:
+        return cls(
+            tuple(str(c) for c in d["columns"]),
+            tuple(int(i) for i in d["targets"]),
+            tuple(int(i) for i in d["inputs_only"]),
+            int(d["lookback"]),
+            int(d["horizon"]),
+            int(d["segment"]),
+            str(d["normalize"]),
+        )
+
+
+def layout_of(cfg: SeriesConfig, columns: tuple[str, ...]) -> Layout:
+    """The run's ``Layout``; a target that is not a read column is one line."""
+    wanted = cfg.column_list("targets") or list(columns)
+    unknown = [t for t in wanted if t not in columns]
+    if unknown:
+        raise UserError(
+            f"--targets {', '.join(unknown)}: not among the columns read ({', '.join(columns)}); "
+            "name columns of the file (and of --columns, when given)"
+        )
+    if len(set(wanted)) != len(wanted):
+        raise UserError(f"--targets names a column twice: {cfg.targets}")
+    targets = tuple(columns.index(t) for t in wanted)
+    inputs_only = tuple(i for i in range(len(columns)) if i not in targets)
+    return Layout(columns, targets, inputs_only, cfg.lookback, cfg.horizon, cfg.segment, cfg.normalize)
+
+
+def spec_of(cfg: SeriesConfig, layout: Layout) -> ModelSpec:
+    return ModelSpec(
+        cfg.cell,
+        layout.row_width,
+        cfg.hidden_size,
+        cfg.segment,
+        cfg.layers,
+        "dense_relu",
+        residual=cfg.residual,
+        norm=cfg.norm,
+        decode_steps=cfg.horizon // cfg.segment,
+        decode_channels=len(layout.targets),
+    )
+
+
+def predict(trainer, layout: Layout, windows: np.ndarray, dtype) -> np.ndarray:
+    """Forecasts ``[n, H, T]`` (float64, scaled units) of windows ``[n, L, C]``, in chunks."""
+    out = []
+    for start in range(0, len(windows), EVAL_WINDOWS):
+        rows, shift = layout.rows(windows[start : start + EVAL_WINDOWS], dtype)
+        y, _ = trainer.forward(trainer.init_carry(len(rows)), rows)
+        out.append(layout.forecast(y, shift))
+    return np.concatenate(out) if out else np.empty((0, layout.horizon, len(layout.targets)))
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class Part:
+    """One split's windows, scaled: inputs ``[n, L, C]`` (every column), futures ``[n, H, C]``."""
+
+    inputs: np.ndarray
+    futures: np.ndarray
+    first_row: int  # the table row of the first window's first value
+
+    def truth(self, layout: Layout) -> np.ndarray:
+        return self.futures[:, :, list(layout.targets)]
+
+
+def read_table(cfg: SeriesConfig) -> tables.Table:
+    """The run's table: ``--csv`` or the built-in generated one."""
+    data = cfg.csv or tables.builtin_frame()
+    source = None if cfg.csv else "the built-in series"
+    return tables.load_table(data, cfg.time_column or None, cfg.column_list("columns"), source)
+
+
+def split_parts(cfg: SeriesConfig, table: tables.Table) -> tuple[dict[str, Part], tables.Standardizer]:
+    """Train/val/test windows and the scaler fitted on the training rows only."""
+    n = len(table.values)
+    if cfg.split == "ett-hour":
+        bounds = tables.ett_hour_splits(n, cfg.lookback)
+    else:
+        bounds = tables.fraction_splits(n, cfg.fractions, cfg.lookback)
+    scaler = tables.Standardizer.fit(table.values[slice(*bounds["train"])])
+    scaled = scaler.transform(table.values)
+    parts = {}
+    for name, (start, stop) in bounds.items():
+        rows = stop - start
+        if rows < cfg.lookback + cfg.horizon:
+            raise UserError(
+                f"{table.source}: the {name} part has {rows:,} rows, fewer than --lookback {cfg.lookback} + "
+                f"--horizon {cfg.horizon}; use a longer series, shorter windows or other --val/--test fractions"
+            )
+        inputs, futures = tables.windows(scaled[start:stop], cfg.lookback, cfg.horizon)
+        parts[name] = Part(inputs, futures, start)
+    return parts, scaler
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def baseline_forecasts(cfg: SeriesConfig, layout: Layout, parts: dict[str, Part]) -> tuple[dict, dict]:
+    """Each baseline's forecasts ``[n, H, T]`` of every part, and what was chosen for the ridge map
+    (penalty and centering, by validation MSE)."""
+    t = list(layout.targets)
+    H = layout.horizon
+    ridge, chosen = _fit_ridge(parts["train"].inputs[:, :, t], parts["train"].truth(layout), parts, t)
+    out = {}
+    for name, part in parts.items():
+        x = part.inputs[:, :, t]
+        out[name] = {
+            "ridge": ridge(x),
+            "seasonal_naive": tables.seasonal_naive(x, H, cfg.season),
+            "repeat_last": tables.repeat_last(x, H),
+        }
+    return out, chosen
+
+
+def _fit_ridge(train_x, train_y, parts, t):
+    """One ridge map from a channel's window to its horizon, shared by the target channels, its
+    penalty and centering (none, or the window's last value subtracted) chosen on validation."""
+    val_x, val_y = parts["val"].inputs[:, :, t], parts["val"].futures[:, :, t]
+    best = None
+    for centering in ("none", "last"):
+        shift_train = train_x[:, -1:, :] if centering == "last" else 0.0
+        shift_val = val_x[:, -1:, :] if centering == "last" else 0.0
+        for penalty in RIDGE_PENALTIES:
+            fitted = tables.Ridge.fit(train_x - shift_train, train_y - shift_train, penalty)
+            mse = float(np.mean((fitted.predict(val_x - shift_val) + shift_val - val_y) ** 2))
+            if best is None or mse < best[0]:
+                best = (mse, fitted, centering, penalty)
+    _, fitted, centering, penalty = best
+
+    def forecast(x):
+        shift = x[:, -1:, :] if centering == "last" else 0.0
+        return fitted.predict(x - shift) + shift
+
+    return forecast, {"penalty": penalty, "centering": centering}
+
+
+def errors(forecast: np.ndarray, truth: np.ndarray, scaler: tables.Standardizer, layout: Layout) -> dict:
+    """MSE and MAE of a forecast ``[n, H, T]`` in scaled units (as the papers report them, and per
+    horizon step) and in the data's own units (the targets' scale undone)."""
+    scaled = tables.errors_by_step(forecast, truth)
+    t = list(layout.targets)
+    std = scaler.std[t]
+    own = tables.errors_by_step(forecast * std, truth * std)  # the mean cancels in a difference
+    return dict(scaled, mse_original=own["mse"], mae_original=own["mae"])
+
+
+# --------------------------------------------------------------------------- the task
+
+
+class SeriesTask(train.TaskBase):
+    """The task side of the training loop: one step = one batch of shuffled training windows
+    (each giving one row per target), one evaluation = one epoch."""
+
+    name = "series"
+    item_name = "windows"
+    loss = "mse"
+
+    def __init__(self, cfg: SeriesConfig, table: tables.Table):
+        self.cfg, self.table = cfg, table
+        self.layout = layout_of(cfg, table.columns)
+        self.parts, self.scaler = split_parts(cfg, table)
+        self.dtype = np.dtype(cfg.dtype)
+        self.baselines, self.ridge_choice = baseline_forecasts(cfg, self.layout, self.parts)
+        val_truth = self.parts["val"].truth(self.layout)
+        self.val_baseline_mse = {
+            name: float(np.mean((f - val_truth) ** 2)) for name, f in self.baselines["val"].items()
+        }
+        self.batch_size = cfg.batch_size
+        self.items_per_step = cfg.batch_size
+        self.steps_per_epoch = math.ceil(len(self.parts["train"].inputs) / cfg.batch_size)
+        self.rng = np.random.default_rng([cfg.seed, 0])
+        self.order = np.empty(0, dtype=np.int64)
+        self.cursor = 0
+        self.batches = 0
+
+    def next_batch(self):
+        train_part = self.parts["train"]
+        if self.cursor >= len(self.order):  # a new epoch: a new shuffle
+            self.order = self.rng.permutation(len(train_part.inputs))
+            self.cursor = 0
+        idx = np.sort(self.order[self.cursor : self.cursor + self.batch_size])
+        self.cursor += len(idx)
+        self.batches += 1
+        self.items_per_step = len(idx)
+        rows, shift = self.layout.rows(train_part.inputs[idx], self.dtype)
+        return rows, self.layout.row_targets(train_part.futures[idx], shift, self.dtype), True
+
+    @property
+    def epoch(self) -> float:
+        return self.batches / self.steps_per_epoch
+
+    def evaluate(self, trainer) -> dict:
+        part = self.parts["val"]
+        forecast = predict(trainer, self.layout, part.inputs, self.dtype)
+        err = errors(forecast, part.truth(self.layout), self.scaler, self.layout)
+        out = {"epoch": round(self.epoch, 3), "val_mse": err["mse"], "val_mae": err["mae"], "val_loss": err["mse"]}
+        out.update({f"val_{name}_mse": mse for name, mse in self.val_baseline_mse.items()})
+        return out
+
+    def describe_eval(self, trainer, state, record, final) -> str:
+        mean = record.get("train_loss_mean")
+        train_text = f"train MSE {mean:.4f}" if mean is not None else "train -"
+        return (
+            f"epoch {record['epoch']:g}/{self.cfg.epochs} | {train_text} | val MSE {record['val_mse']:.4f} "
+            f"MAE {record['val_mae']:.4f} (ridge {record['val_ridge_mse']:.4f}, seasonal naive "
+            f"{record['val_seasonal_naive_mse']:.4f})"
+        )
+
+    def data_state(self) -> dict:
+        return {
+            "rng": self.rng.bit_generator.state,
+            "order": self.order.tolist(),
+            "cursor": self.cursor,
+            "batches": self.batches,
+        }
+
+    def load_data_state(self, state: dict) -> None:
+        """Continue from a saved shuffle and cursor; one that does not fit these windows is a ``ValueError``."""
+        order, cursor, batches = np.asarray(state["order"], dtype=np.int64), state["cursor"], state["batches"]
+        n = len(self.parts["train"].inputs)
+        if len(order) and not np.array_equal(np.sort(order), np.arange(n)):
+            raise ValueError(f"the saved shuffle is not an order of this run's {n} training windows")
+        for name, value, high in (("cursor", cursor, len(order)), ("batches", batches, None)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (high is not None and value > high):
+                raise ValueError(f"the data {name} is {value!r}, outside 0..{'' if high is None else high}")
+        self.rng.bit_generator.state = state["rng"]
+        self.order, self.cursor, self.batches = order, cursor, batches
+
+    def checkpoint_meta(self) -> dict:
+        return {
+            "layout": self.layout.to_dict(),
+            "scaler": {"mean": self.scaler.mean.tolist(), "std": self.scaler.std.tolist()},
+            "table": {
+                "source": self.table.source,
+                "rows": len(self.table.values),
+                "first": str(self.table.times[0]),
+                "last": str(self.table.times[-1]),
+                "step": tables.step_text(self.table.step),
+                "windows": {name: len(p.inputs) for name, p in self.parts.items()},
+            },
+        }
+
+    # ----- the run skeleton's hooks (rnnlab.runner)
+    def spec(self) -> ModelSpec:
+        return spec_of(self.cfg, self.layout)
+
+    def console_lines(self) -> list[str]:
+        cfg, layout = self.cfg, self.layout
+        counts = ", ".join(f"{name} {len(p.inputs):,}" for name, p in self.parts.items())
+        targets = ", ".join(layout.columns[i] for i in layout.targets)
+        extra = ", ".join(layout.columns[i] for i in layout.inputs_only)
+        return [
+            f"{self.table.source}: {len(self.table.values):,} rows every {tables.step_text(self.table.step)}, "
+            f"{self.table.times[0]} to {self.table.times[-1]}",
+            f"forecast {targets}{f' (reading {extra} too)' if extra else ''}: {cfg.horizon} rows from "
+            f"{cfg.lookback}, in segments of {cfg.segment}; windows: {counts}",
+            "validation MSE of the baselines: "
+            + ", ".join(f"{name.replace('_', ' ')} {mse:.4f}" for name, mse in self.val_baseline_mse.items()),
+        ]
+
+    def budget(self) -> tuple[train.Budget, int]:
+        total_steps = self.cfg.epochs * self.steps_per_epoch
+        return train.Budget(
+            max_steps=total_steps, max_minutes=self.cfg.max_minutes, eval_every=self.steps_per_epoch
+        ), total_steps
+
+    def after_training(self, trainer, summary: dict, run) -> dict:
+        """The loss plot; unless interrupted, the best epoch's model (held by ``run``) on the test
+        windows beside the baselines (``test.json``, ``forecast.png``, ``error_by_step.png``)."""
+        report.plot_losses(
+            run.path, "MSE (scaled)", "val_mse", baseline=("ridge (validation)", self.val_baseline_mse["ridge"])
+        )
+        extra = {"epochs": round(self.epoch, 3), "test": None}
+        if summary["interrupted"]:
+            return extra
+        best = run.best
+        with averaging.holding(trainer, best and best.params):
+            forecast = predict(trainer, self.layout, self.parts["test"].inputs, self.dtype)
+        test = self.test_result(forecast)
+        test.update(model="best" if best else "checkpoint", step=best.step if best else summary["step"])
+        test["train_seconds"] = round(summary["train_seconds"], 3)
+        plot_forecasts(run.path / "forecast.png", self, forecast)
+        plot_error_by_step(run.path / "error_by_step.png", test)
+        run.write_text("test.json", json.dumps(test, indent=1) + "\n")
+        return dict(extra, test=test)
+
+    def test_result(self, forecast: np.ndarray) -> dict:
+        """The model's and every baseline's errors on the test windows, and the verdict in words."""
+        truth = self.parts["test"].truth(self.layout)
+        result = {
+            "windows": len(truth),
+            "lookback": self.cfg.lookback,
+            "horizon": self.cfg.horizon,
+            "targets": [self.layout.columns[i] for i in self.layout.targets],
+            "errors": {
+                "model": errors(forecast, truth, self.scaler, self.layout),
+                **{name: errors(f, truth, self.scaler, self.layout) for name, f in self.baselines["test"].items()},
+            },
+            "ridge_choice": self.ridge_choice,
+        }
+        result["comparison_text"] = describe(result)
+        return result
+
+
+def describe(result: dict) -> str:
+    """The test result in words: the model against the best baseline, and whether it beats the
+    linear map (a model that does not adds nothing)."""
+    model = result["errors"]["model"]
+    base = {k: v for k, v in result["errors"].items() if k != "model"}
+    best = min(base, key=lambda k: base[k]["mse"])
+    ridge = base["ridge"]["mse"]
+    text = [
+        f"On {result['windows']:,} test windows ({result['horizon']} rows ahead from {result['lookback']}), "
+        f"the model's MSE is {model['mse']:.4f} and MAE {model['mae']:.4f} (scaled units); "
+        + "; ".join(f"{k.replace('_', ' ')} {v['mse']:.4f} / {v['mae']:.4f}" for k, v in base.items())
+        + "."
+    ]
+    if model["mse"] < ridge:
+        text.append(f"It beats the linear map from window to horizon by {100 * (1 - model['mse'] / ridge):.1f}% in MSE.")
+    else:
+        text.append(
+            f"It does not beat the linear map from window to horizon (MSE {ridge:.4f}): the recurrent model adds "
+            "nothing here over a closed-form fit."
+        )
+    if best != "ridge" and base[best]["mse"] < model["mse"]:
+        text.append(f"The {best.replace('_', ' ')} baseline is better still.")
+    return " ".join(text)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def plot_forecasts(path: Path, task: SeriesTask, forecast: np.ndarray) -> Path:
+    """A few test windows of the last target: the lookback and the truth over the horizon, the model
+    and each baseline (scaled units undone)."""
+    plt = report.pyplot()
+    layout, part = task.layout, task.parts["test"]
+    j = len(layout.targets) - 1
+    column = layout.targets[j]
+    mean, std = task.scaler.mean[column], task.scaler.std[column]
+    picks = np.linspace(0, len(forecast) - 1, WINDOWS_SHOWN).astype(int)
+    fig, axes = plt.subplots(len(picks), 1, figsize=(10, 2.6 * len(picks)), dpi=100, squeeze=False)
+    L, H = layout.lookback, layout.horizon
+    for ax, i in zip(axes[:, 0], picks):
+        past = np.arange(-L, 0)
+        ahead = np.arange(H)
+        ax.plot(past, part.inputs[i, :, column] * std + mean, color="0.5", label="lookback")
+        ax.plot(ahead, part.futures[i, :, column] * std + mean, color="k", label="truth")
+        for name, style in zip(BASELINES, (":", "--", "-.")):
+            f = task.baselines["test"][name][i, :, j]
+            ax.plot(ahead, f * std + mean, style, linewidth=1, label=name.replace("_", " "))
+        ax.plot(ahead, forecast[i, :, j] * std + mean, color="tab:blue", linewidth=1.5, label="model")
+        ax.axvline(-0.5, color="0.8", linewidth=1)
+        ax.set_ylabel(layout.columns[column])
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize="small", ncol=6)
+    axes[-1, 0].set_xlabel("rows from the forecast's origin")
+    fig.suptitle(f"Test windows: {layout.columns[column]}, {H} rows ahead")
+    fig.tight_layout()
+    report.save_figure(fig, path)
+    return Path(path)
+
+
+def plot_error_by_step(path: Path, test: dict) -> Path:
+    """MSE per horizon step of the model and each baseline (scaled units)."""
+    plt = report.pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    steps = np.arange(1, test["horizon"] + 1)
+    for name, style in zip(BASELINES, (":", "--", "-.")):
+        ax.plot(steps, test["errors"][name]["mse_by_step"], style, label=name.replace("_", " "))
+    ax.plot(steps, test["errors"]["model"]["mse_by_step"], color="tab:blue", linewidth=1.5, label="model")
+    ax.set_xlabel("horizon step")
+    ax.set_ylabel("test MSE (scaled)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    report.save_figure(fig, path)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def open_task(cfg: SeriesConfig, meta: dict | None, where: str) -> SeriesTask:
+    """The data of a run: the table, its windows, scaler and baselines, and the shuffled order, at
+    the checkpoint's place in it when ``meta`` is a checkpoint's."""
+    task = SeriesTask(cfg, read_table(cfg))
+    if meta is not None:
+        task.restore(meta, where)
+    return task
+
+
+def _scaler_of(saved: dict) -> tables.Standardizer:
+    return tables.Standardizer(np.asarray(saved["mean"], np.float64), np.asarray(saved["std"], np.float64))
+
+
+def load_run(run_dir: str | os.PathLike, which: str = "best", backend: str | None = None):
+    """A saved series model: ``extras["layout"]`` (columns, targets, windows) and ``extras["scaler"]``."""
+    return runs.load_run(
+        run_dir,
+        which,
+        "series",
+        SeriesConfig,
+        backend,
+        "mse",
+        {"layout": ("layout", Layout.from_dict), "scaler": ("scaler", _scaler_of)},
+    )
+
+
+def evaluate_run(run_dir, which: str = "best", backend: str | None = None) -> dict:
+    """A saved model on its run's test windows again, beside the baselines."""
+    loaded = load_run(run_dir, which, backend)
+    task = SeriesTask(loaded.cfg, read_table(loaded.cfg))
+    forecast = predict(loaded.trainer, task.layout, task.parts["test"].inputs, task.dtype)
+    step = loaded.meta["step"] if which == "best" else loaded.meta["loop"]["step"]
+    return dict(task.test_result(forecast), run=str(run_dir), model=which, step=step)
+
+
+def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
+    """Test MSE and MAE against the ridge map and the seasonal naive forecast, the plots and the
+    comparison in words, for ``rnnlab.html_report``."""
+    facts = Facts(val_curve=("val_mse", "validation MSE (scaled)"))
+    test = read_json(Path(run_dir) / "test.json")
+    if test is not None:
+        model, base = test["errors"]["model"], test["errors"]
+        where = f"{test['horizon']} rows ahead, {test['windows']:,} test windows, scaled units"
+        for name in ("ridge", "seasonal_naive"):
+            ratio = model["mse"] / base[name]["mse"]
+            facts.headline.append(
+                Headline(
+                    f"test MSE / MAE ({where})",
+                    f"{model['mse']:.4f} / {model['mae']:.4f}",
+                    f"{name.replace('_', ' ')}: {base[name]['mse']:.4f} / {base[name]['mae']:.4f}",
+                    f"MSE ratio {ratio:.3f}",
+                    "better" if ratio < 1 else "close" if ratio < 1.01 else "worse",
+                )
+            )
+        facts.texts.append(("Against the baselines, in words", test["comparison_text"]))
+    facts.figures += [
+        ("Training and validation MSE; the dashed line is the ridge map's validation MSE", "loss.png"),
+        ("Test windows: the lookback, the truth, the model and the baselines", "forecast.png"),
+        ("Test MSE by horizon step, the model and the baselines", "error_by_step.png"),
+    ]
+    return facts
+
+
+# --------------------------------------------------------------------------- the task, for the registry
+
+
+def _demo_config(quick: bool) -> SeriesConfig:
+    return SeriesConfig(epochs=2, hidden_size=32, lookback=48, horizon=24) if quick else SeriesConfig()
+
+
+def _demo_intro(cfg: SeriesConfig) -> str:
+    return (
+        f"{cfg.cell} H={cfg.hidden_size} forecasting the built-in hourly table {cfg.horizon} rows ahead "
+        f"({cfg.epochs} epochs, {cfg.backend} backend)"
+    )
+
+
+TASK = TaskDefinition(
+    name="series",
+    config_cls=SeriesConfig,
+    help="forecast any multivariate series many steps ahead, against ridge and seasonal naive",
+    objective="val MSE (scaled)",
+    budget_fields=("epochs",),
+    open_task=open_task,
+    load_run=load_run,
+    report_facts=report_facts,
+    evaluate=lambda run_dir, options: evaluate_run(run_dir, "best"),
+    sweep_space={
+        **COMMON_SPACE,
+        "cell": {"choices": ["gru_reset_after", "lstm", "rnn"]},
+        "hidden_size": {"choices": [64, 128, 256]},
+        "dropout": {"low": 0.0, "high": 0.5},
+    },
+    demo=_demo_config,
+    demo_intro=_demo_intro,
+    onnx=sequence_io("segments", "forecast"),
+)
