@@ -54,22 +54,23 @@ def test_gradients_match_central_differences(cell, layers, norm, residual):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_backends_equal_in_float64(cell):
+@pytest.mark.parametrize("loss", ["mse", "mae"])
+def test_backends_equal_in_float64(cell, loss):
     from rnnlab.backends import jax_backend as jb
     from rnnlab.backends import torch_backend as tb
 
     spec, params, carry, inputs, targets = _problem(cell, 2, "rms", True)
     masks = dropout_masks(spec, 0.25, np.random.default_rng(5), len(inputs), SEGMENTS, np.float64)
     assert masks["readout"].shape == (len(inputs), STEPS, spec.hidden_size)
-    want_loss, want_grads, want_carry = nb.loss_and_grads(params, spec, carry, inputs, targets, "mse", masks=masks)
+    want_loss, want_grads, want_carry = nb.loss_and_grads(params, spec, carry, inputs, targets, loss, masks=masks)
     want_y = nb.forward(params, spec, carry, inputs)[0]
     assert want_y.shape == (len(inputs), STEPS, WIDTH)
     for loss_and_grads, forward in (
         (jb.loss_and_grads, jb.forward),
         (lambda *a, **k: tb.loss_and_grads(*a, **k, device="cpu"), lambda *a: tb.forward(*a, device="cpu")),
     ):
-        loss, grads, new_carry = loss_and_grads(params, spec, carry, inputs, targets, "mse", masks=masks)
-        assert abs(loss - want_loss) < 1e-12
+        value, grads, new_carry = loss_and_grads(params, spec, carry, inputs, targets, loss, masks=masks)
+        assert abs(value - want_loss) < 1e-12
         for name in params:
             np.testing.assert_allclose(np.asarray(grads[name]), want_grads[name], rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(np.asarray(forward(params, spec, carry, inputs)[0]), want_y, rtol=1e-9, atol=1e-12)
@@ -106,3 +107,11 @@ def test_spec_checks_and_parameter_count():
         ModelSpec("gru", 5, 4, 5, input_kind="dense", decode_steps=3, decode_channels=1)
     with pytest.raises(ValueError, match="2 per window"):
         nb.forward(params, spec, nb.init_carry(spec, 3, np.float64), np.zeros((3, SEGMENTS, WIDTH)))
+
+
+def test_mae_gradients_match_central_differences():
+    spec, params, carry, inputs, targets = _problem("gru_reset_after", 2, "rms", True)
+    _, grads, _ = nb.loss_and_grads(params, spec, carry, inputs, targets, "mae")
+    for name, p in params.items():
+        numeric = central_differences(lambda: nb.loss_and_grads(params, spec, carry, inputs, targets, "mae")[0], p)
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-5, atol=1e-8, err_msg=name)

@@ -588,7 +588,8 @@ class SeriesConfig:
         Setting("share of the rows for validation", "data", minimum=0, above=True, maximum=1, below=True, metavar="X"),
     )
     test_fraction: float = setting(
-        0.2, Setting("share of the rows for the test", "data", minimum=0, above=True, maximum=1, below=True, metavar="X")
+        0.2,
+        Setting("share of the rows for the test", "data", minimum=0, above=True, maximum=1, below=True, metavar="X"),
     )
     lookback: int = setting(96, Setting("past rows seen per forecast (L)", "data", minimum=1, metavar="L"))
     horizon: int = setting(96, Setting("rows forecast at once (H)", "data", minimum=1, metavar="H"))
@@ -611,7 +612,19 @@ class SeriesConfig:
         ),
     )
     season: int = setting(
-        24, Setting("period of the seasonal-naive baseline, in rows (24: a day of hours)", "reporting", minimum=1)
+        24,
+        Setting(
+            "period of the seasonal-naive baseline, in rows (24: a day of hours)", "reporting", minimum=1, metavar="N"
+        ),
+    )
+    loss: str = setting(
+        "mae",
+        Setting(
+            "training loss on the scaled values: mae (SegRNN's; robust to the series' jumps) or mse; the best "
+            "epoch is chosen on validation MSE either way",
+            "optimization",
+            choices=("mae", "mse"),
+        ),
     )
     cell: str = shared("cell", "gru_reset_after", help="recurrent cell (gru_reset_after = nn.GRU, as SegRNN)")
     hidden_size: int = shared("hidden_size", 128)
@@ -655,7 +668,9 @@ class SeriesConfig:
                     f"--lookback {self.lookback} and --horizon {self.horizon}: {', '.join(map(str, fits))}"
                 )
         if self.season > self.lookback:
-            raise UserError(f"--season {self.season} is longer than --lookback {self.lookback}; the window must hold it")
+            raise UserError(
+                f"--season {self.season} is longer than --lookback {self.lookback}; the window must hold it"
+            )
         return self
 
     @property

@@ -58,7 +58,7 @@ def init_carry(spec: ModelSpec, batch_size: int, dtype=np.float32) -> list:
     return [np.zeros(shape, dtype) for _ in range(spec.num_layers)]
 
 
-LOSSES = ("cross_entropy", "mse", "gaussian_nll")
+LOSSES = ("cross_entropy", "mse", "mae", "gaussian_nll")
 HALF_LOG_2PI = 0.5 * float(np.log(2 * np.pi))  # the Gaussian NLL's constant, so it is a true NLL in nats
 
 
@@ -79,7 +79,7 @@ def check_targets(spec: ModelSpec, loss: str, inputs, targets) -> np.ndarray:
     if loss == "cross_entropy":
         if targets.shape != (B, T):
             raise ValueError(f"targets must be [B, T] = {(B, T)} ids, got {targets.shape}")
-    elif loss == "mse":
+    elif loss in ("mse", "mae"):
         ok = (
             targets.ndim == 3
             and targets.shape[0] == B

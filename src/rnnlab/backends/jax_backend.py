@@ -321,6 +321,8 @@ def _loss(params, spec, carry, x, targets, loss, masks=None):
         tail = Y[Y.shape[0] - targets.shape[0] :]
         residual, log_var = targets[..., 0] - tail[..., 0], tail[..., 1]
         value = jnp.mean(0.5 * (log_var + residual**2 * jnp.exp(-log_var))) + common.HALF_LOG_2PI
+    elif loss == "mae":
+        value = jnp.mean(jnp.abs(Y[Y.shape[0] - targets.shape[0] :] - targets))
     else:  # targets cover the last T' outputs (see check_targets)
         value = jnp.mean((Y[Y.shape[0] - targets.shape[0] :] - targets) ** 2)
     return value, new_carry

@@ -598,6 +598,15 @@ def _mse_(Y: np.ndarray, targets: np.ndarray, scale: float) -> float:
     return loss
 
 
+def _mae_(Y: np.ndarray, targets: np.ndarray, scale: float) -> float:
+    """Mean absolute error; overwrites ``Y`` [N, O] with d(loss*scale*N)/dY (sign(0) = 0, as autodiff's)."""
+    Y -= targets
+    loss = float(np.mean(np.abs(Y, dtype=np.float64)))
+    np.sign(Y, out=Y)
+    Y *= scale
+    return loss
+
+
 def _gaussian_nll_(Y: np.ndarray, targets: np.ndarray, scale: float) -> float:
     """Mean Gaussian negative log-likelihood in nats of ``targets`` [N, 1] under N(mean, exp(log_var))
     with ``Y`` [N, 2] = (mean, log_var); overwrites ``Y`` with d(loss*scale*N)/dY."""
@@ -646,7 +655,7 @@ def _loss_gradient(Y, targets, loss, reduction) -> float:
             value = _gaussian_nll_(tail, wanted, 1.0)
         else:
             count = scored * B * O
-            value = _mse_(tail, wanted, 1.0)
+            value = (_mae_ if loss == "mae" else _mse_)(tail, wanted, 1.0)
         Y[: T - scored] = 0.0  # unscored outputs contribute no gradient
     if reduction == "mean":
         Yf *= 1.0 / count

@@ -366,6 +366,8 @@ def _loss(Y: torch.Tensor, targets: np.ndarray, loss: str) -> torch.Tensor:
     if loss == "gaussian_nll":  # outputs (mean, log-variance)
         residual, log_var = wanted[..., 0] - tail[..., 0], tail[..., 1]
         return torch.mean(0.5 * (log_var + residual**2 * torch.exp(-log_var))) + common.HALF_LOG_2PI
+    if loss == "mae":
+        return torch.mean(torch.abs(tail - wanted))
     return torch.mean((tail - wanted) ** 2)
 
 

@@ -264,7 +264,6 @@ class SeriesTask(train.TaskBase):
 
     name = "series"
     item_name = "windows"
-    loss = "mse"
 
     def __init__(self, cfg: SeriesConfig, table: tables.Table):
         self.cfg, self.table = cfg, table
@@ -310,7 +309,7 @@ class SeriesTask(train.TaskBase):
 
     def describe_eval(self, trainer, state, record, final) -> str:
         mean = record.get("train_loss_mean")
-        train_text = f"train MSE {mean:.4f}" if mean is not None else "train -"
+        train_text = f"train {self.cfg.loss.upper()} {mean:.4f}" if mean is not None else "train -"
         return (
             f"epoch {record['epoch']:g}/{self.cfg.epochs} | {train_text} | val MSE {record['val_mse']:.4f} "
             f"MAE {record['val_mae']:.4f} (ridge {record['val_ridge_mse']:.4f}, seasonal naive "
@@ -332,7 +331,12 @@ class SeriesTask(train.TaskBase):
         if len(order) and not np.array_equal(np.sort(order), np.arange(n)):
             raise ValueError(f"the saved shuffle is not an order of this run's {n} training windows")
         for name, value, high in (("cursor", cursor, len(order)), ("batches", batches, None)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (high is not None and value > high):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < 0
+                or (high is not None and value > high)
+            ):
                 raise ValueError(f"the data {name} is {value!r}, outside 0..{'' if high is None else high}")
         self.rng.bit_generator.state = state["rng"]
         self.order, self.cursor, self.batches = order, cursor, batches
@@ -352,6 +356,10 @@ class SeriesTask(train.TaskBase):
         }
 
     # ----- the run skeleton's hooks (rnnlab.runner)
+    @property
+    def loss(self) -> str:
+        return self.cfg.loss
+
     def spec(self) -> ModelSpec:
         return spec_of(self.cfg, self.layout)
 
@@ -427,7 +435,9 @@ def describe(result: dict) -> str:
         + "."
     ]
     if model["mse"] < ridge:
-        text.append(f"It beats the linear map from window to horizon by {100 * (1 - model['mse'] / ridge):.1f}% in MSE.")
+        text.append(
+            f"It beats the linear map from window to horizon by {100 * (1 - model['mse'] / ridge):.1f}% in MSE."
+        )
     else:
         text.append(
             f"It does not beat the linear map from window to horizon (MSE {ridge:.4f}): the recurrent model adds "
@@ -513,7 +523,7 @@ def load_run(run_dir: str | os.PathLike, which: str = "best", backend: str | Non
         "series",
         SeriesConfig,
         backend,
-        "mse",
+        "mse",  # a loaded model forecasts; its training loss does not matter
         {"layout": ("layout", Layout.from_dict), "scaler": ("scaler", _scaler_of)},
     )
 
