@@ -152,7 +152,7 @@ def test_sample_and_predict_through_the_model(runs_dir, capsys):
         (lambda m: m(np.array([1.5, 2.0])[None]), "integer character ids"),
         (lambda m: m(np.array([[0, 999]])), "character ids must be in"),
         (lambda m: m.reset(0), "batch_size must be at least 1"),
-        (lambda m: m.predict(), "holds a 'charlm' model: predict needs a forecast run"),
+        (lambda m: m.predict(), "holds a 'charlm' model: predict needs a forecast or series run"),
     ],
 )
 def test_mistakes_are_one_line_user_errors(runs_dir, call, match):

@@ -30,14 +30,20 @@ def _owner(path: Path) -> str | None:
 
 
 def literals_in(path: Path, owner: str | None) -> list[str]:
-    """``line: 'name'`` for every string constant in ``path`` equal to a task name other than ``owner``."""
+    """``line: 'name'`` for every string constant in ``path`` equal to a task name other than ``owner``,
+    except a dict's key or a subscript's index: there the word names data (a checkpoint's
+    ``meta["series"]``, a result's ``"forecast"``), not a task."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    data_words = {id(k) for node in ast.walk(tree) if isinstance(node, ast.Dict) for k in node.keys if k is not None}
+    data_words |= {id(node.slice) for node in ast.walk(tree) if isinstance(node, ast.Subscript)}
     return [
         f"{node.lineno}: {node.value!r}"
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        for node in ast.walk(tree)
         if isinstance(node, ast.Constant)
         and isinstance(node.value, str)
         and node.value in TASKS
         and node.value != owner
+        and id(node) not in data_words
     ]
 
 

@@ -132,3 +132,30 @@ def test_a_short_part_names_itself():
     cfg = SeriesConfig(lookback=48, horizon=48, segment=24, test_fraction=0.05).validate()
     with pytest.raises(UserError, match="the test part has"):
         series.split_parts(cfg, tables.load_table(_frame(900)))
+
+
+def test_fit_a_dataframe_then_load_and_predict(tmp_path):
+    import rnnlab
+
+    frame = _frame(700).set_index("date")
+    out = tmp_path / "fit"
+    rnnlab.fit(
+        "series", out=out, data=frame, targets=["load"], lookback=24, horizon=12, segment=6, hidden_size=8, epochs=1
+    )
+    model = rnnlab.load(out, which="best", backend="numpy")
+    assert model.spec.decode_steps == 2 and model.spec.input_size == 6 * 3  # load, then the other two
+    ahead = model.predict(end="2024-01-20")
+    assert ahead["origin"] == "2024-01-19 23:00:00+00:00" and len(ahead["times"]) == 12
+    assert ahead["times"][0] == "2024-01-20 00:00:00+00:00" and set(ahead["forecast"]) == {"load"}
+    assert ahead["repeat_last"]["load"] == [frame["load"].loc[:"2024-01-19 23:00"].iloc[-1]] * 12
+    # the forecast is the model's, on the window the run's scaler made: the same as its own call
+    last = model.predict()
+    assert last["origin"] == str(frame.index[-1].tz_localize("UTC"))
+    with pytest.raises(UserError, match="whole window at once"):
+        model.step(model.reset(1), np.zeros((1, 18)))
+    from rnnlab.onnx_export import export_run
+
+    with pytest.raises(UserError, match="ONNX export of a segment decoder"):
+        export_run(out, tmp_path / "m.onnx", "best")
+    with pytest.raises(UserError, match="must be a pandas DataFrame"):
+        rnnlab.fit("series", out=tmp_path / "bad", data=[1, 2, 3])

@@ -59,6 +59,13 @@ def fit(
             known = "; ".join(f"{name}: {', '.join(names)}" for name, names in having.items())
             raise UserError(f"preset {preset!r} is not one of {task}'s presets ({known or 'no task has presets'})")
         settings = {**entry.presets[preset].settings, **settings}
+    # A list where the setting is a comma-separated text (columns, targets): the same thing, as a list.
+    settings = {
+        name: ",".join(map(str, value))
+        if isinstance(value, (list, tuple)) and isinstance(known[name][1], str)
+        else value
+        for name, value in settings.items()
+    }
     out = Path(out or f"runs/{task}")
     written = None
     if data is not None:

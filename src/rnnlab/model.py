@@ -55,6 +55,11 @@ class Model:
 
     def step(self, state, x):
         """One step: ``x`` ``[B]`` ids (charlm) or ``[B, F]`` values -> (new state, ``[B, O]`` outputs)."""
+        if self.spec.decodes:
+            raise UserError(
+                f"a {self.task} model forecasts a whole window at once: call it on [B, N, F] segment rows, "
+                "or use predict()"
+            )
         x = self._inputs(x, sequence=False)
         return self.trainer.step(state, x)
 
@@ -82,8 +87,10 @@ class Model:
         return self._method("sample")(self, length, prime, temperature, top_k, seed)
 
     def predict(self, csv: str | None = None, start: str | None = None, end: str | None = None) -> dict:
-        """The next value after the last window of ``csv`` (default: the run's own series) in price
-        units, with persistence, the shrink weight and intervals where the run has them (forecasters)."""
+        """The forecast after the last window of ``csv`` (default: the run's own data) before ``end``:
+        for forecast, the next price with persistence, the shrink weight and intervals where the run
+        has them; for series, the next ``horizon`` rows of each target with repeat-last and seasonal
+        naive beside them, in the data's units."""
         return self._method("predict")(self, csv, start, end)
 
     def _method(self, name: str):

@@ -192,6 +192,11 @@ def build(spec: ModelSpec, params: dict, meta: dict, dtype="float32", extras: di
     task's graph reads beyond the weights (``OnnxIO.extras``; forecast: its shrink weight)."""
     from .tasks import entry
 
+    if spec.decodes:  # refused rather than written without its decoder step
+        raise UserError(
+            "ONNX export of a segment decoder (a series model) is not built yet; load it with rnnlab.load "
+            "(the run's best.safetensors holds its weights by name)"
+        )
     onnx = _onnx()
     g = _Graph(dtype)
     helper = g.helper

@@ -32,7 +32,7 @@ from ..config import SeriesConfig
 from ..data import table as tables
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
-from .definition import COMMON_SPACE, TaskDefinition, sequence_io
+from .definition import COMMON_SPACE, ApiData, TaskDefinition, sequence_io
 
 EVAL_WINDOWS = 512  # windows per forward pass at evaluation (bounds memory for long horizons)
 RIDGE_PENALTIES = (0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -568,6 +568,62 @@ def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
 # --------------------------------------------------------------------------- the task, for the registry
 
 
+def _frame_bytes(data) -> bytes:
+    """``rnnlab.fit("series", data=...)``: a DataFrame (times as a column or the index), as a CSV
+    whose numbers read back to the same bits."""
+    import pandas as pd
+
+    if isinstance(data, pd.Series):
+        data = data.to_frame(str(data.name or "value"))
+    if not isinstance(data, pd.DataFrame):
+        raise UserError(f"series data= must be a pandas DataFrame with a time column, got {type(data).__name__}")
+    frame = data
+    if isinstance(frame.index, pd.DatetimeIndex):
+        frame = frame.rename_axis(frame.index.name or "date").reset_index()
+    tables.load_table(frame, source="data=")  # the checks of a file, naming the DataFrame's row
+    return frame.to_csv(index=False).encode("utf-8")
+
+
+def _predict(model, csv: str | None = None, start: str | None = None, end: str | None = None) -> dict:
+    """The next ``horizon`` rows of each target after the last ``lookback`` rows of ``csv`` (default:
+    the run's own table) before ``end`` (exclusive; default: all of it), in the data's units, with
+    repeat-last and seasonal naive beside them.  ``start`` is not used (the window is the last rows)."""
+    import pandas as pd
+
+    cfg = model.cfg
+    layout, scaler = model.loaded.extras["layout"], model.loaded.extras["scaler"]
+    data = csv or cfg.csv or tables.builtin_frame()
+    table = tables.load_table(
+        data, cfg.time_column or None, list(layout.columns), None if csv or cfg.csv else "the built-in series"
+    )
+    keep = len(table.values) if end is None else int(np.searchsorted(table.times, pd.Timestamp(end, tz="UTC")))
+    if keep < layout.lookback:
+        raise UserError(
+            f"{table.source}: {keep} rows before {end or 'the end'}, fewer than the lookback {layout.lookback}"
+        )
+    window = scaler.transform(table.values[keep - layout.lookback : keep])[None]
+    scaled = predict(model.trainer, layout, window, np.dtype(cfg.dtype))[0]  # [H, T]
+    t = list(layout.targets)
+
+    def own(values):  # scaled [H, T] -> {column: list in the data's units}
+        values = values * scaler.std[t] + scaler.mean[t]
+        return {layout.columns[c]: values[:, j].tolist() for j, c in enumerate(t)}
+
+    origin = table.times[keep - 1]
+    x = window[:, :, t]
+    return {
+        "origin": str(origin),
+        "times": [str(origin + table.step * (i + 1)) for i in range(layout.horizon)],
+        "forecast": own(scaled),
+        "repeat_last": own(tables.repeat_last(x, layout.horizon)[0]),
+        "seasonal_naive": own(tables.seasonal_naive(x, layout.horizon, cfg.season)[0]),
+    }
+
+
+def _check_inputs(cfg: SeriesConfig) -> None:
+    read_table(cfg)
+
+
 def _demo_config(quick: bool) -> SeriesConfig:
     return SeriesConfig(epochs=2, hidden_size=32, lookback=48, horizon=24) if quick else SeriesConfig()
 
@@ -597,5 +653,8 @@ TASK = TaskDefinition(
     },
     demo=_demo_config,
     demo_intro=_demo_intro,
-    onnx=sequence_io("segments", "forecast"),
+    check_inputs=_check_inputs,
+    api_data=ApiData("csv", "data.csv", _frame_bytes, "a pandas DataFrame with a time column or index"),
+    onnx=sequence_io("segments", "prediction"),
+    model_methods={"predict": _predict},
 )
