@@ -32,7 +32,7 @@ def test_rows_read_each_target_with_the_input_only_columns_beside_it():
     assert np.all(rows[:, -1, 1] == 0) and np.all(rows[:, -1, 3] == 0)  # the last value subtracted
 
 
-@pytest.mark.parametrize("normalize", ["last", "mean", "none"])
+@pytest.mark.parametrize("normalize", ["last", "mean", "revin", "none"])
 def test_targets_and_forecasts_are_inverse(normalize):
     rng = np.random.default_rng(1)
     windows, futures = rng.standard_normal((4, 8, 3)), rng.standard_normal((4, 6, 3))
@@ -153,9 +153,28 @@ def test_fit_a_dataframe_then_load_and_predict(tmp_path):
     assert last["origin"] == str(frame.index[-1].tz_localize("UTC"))
     with pytest.raises(UserError, match="whole window at once"):
         model.step(model.reset(1), np.zeros((1, 18)))
-    from rnnlab.onnx_export import export_run
-
-    with pytest.raises(UserError, match="ONNX export of a segment decoder"):
-        export_run(out, tmp_path / "m.onnx", "best")
     with pytest.raises(UserError, match="must be a pandas DataFrame"):
         rnnlab.fit("series", out=tmp_path / "bad", data=[1, 2, 3])
+
+
+@pytest.mark.parametrize("normalize,cell", [("last", "gru_reset_after"), ("revin", "lstm")])
+def test_onnx_takes_windows_and_gives_the_forecast_of_predict(tmp_path, normalize, cell):
+    """The exported graph reads a window in the data's units ([B, L, C]) and returns what
+    Model.predict returns: the scaling, the window norm, the rows and the decoder all inside."""
+    ort = pytest.importorskip("onnxruntime")
+    import rnnlab
+    from rnnlab.onnx_export import export_run
+
+    frame = _frame(700).set_index("date")
+    out = tmp_path / "fit"
+    settings = dict(lookback=24, horizon=12, segment=6, hidden_size=8, epochs=1, backend="numpy")
+    rnnlab.fit("series", out=out, data=frame, targets=["demand", "load"], normalize=normalize, cell=cell, **settings)
+    export_run(out, tmp_path / "m.onnx", "best")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["window"]
+    ahead = rnnlab.load(out, which="best").predict(end="2024-01-20")
+    window = frame.loc[:"2024-01-19 23:00", ["load", "temperature", "demand"]].to_numpy()[-24:]
+    got = session.run(None, {"window": np.stack([window, window]).astype(np.float32)})
+    assert len(got) == 1 and got[0].shape == (2, 12, 2)
+    want = np.stack([ahead["forecast"]["demand"], ahead["forecast"]["load"]], axis=1)
+    np.testing.assert_allclose(got[0][1], want, rtol=2e-5)

@@ -606,9 +606,9 @@ class SeriesConfig:
         "last",
         Setting(
             "per window: last: subtract each channel's last value and add it back after (SegRNN); mean: its "
-            "mean; none: leave the window as scaled",
+            "mean; revin: its mean, and divide by its standard deviation (RevIN); none: leave the window as scaled",
             "model",
-            choices=("last", "mean", "none"),
+            choices=("last", "mean", "revin", "none"),
         ),
     )
     season: int = setting(

@@ -142,9 +142,52 @@ def _parallel_layer(g: _Graph, spec: ModelSpec, p: dict, x: str, h0: str):
     return y, g.op("Unsqueeze", [h_last, g.ints([0])]), None
 
 
+def _stack(g: _Graph, spec: ModelSpec, params: dict, x: str, h0s: list, c0s: list):
+    """The recurrent layers on time-major ``x`` (what layer 0 reads) from per-layer starts ``[1, B, H]``:
+    (top stream, last h per layer, last c per layer)."""
+    last_h, last_c = [], []
+    for k in range(spec.num_layers):
+        p = {key[len(f"layers.{k}.") :]: v for key, v in params.items() if key.startswith(f"layers.{k}.")}
+        read = _rms_norm(g, x, p["norm"]) if has_norm(spec, k) else x
+        if spec.cell_info.onnx_op:
+            y, h, c = _classic_layer(g, spec, p, read, h0s[k], c0s[k])
+        else:
+            y, h, c = _parallel_layer(g, spec, p, read, h0s[k])
+        last_h.append(h)
+        last_c.append(c)
+        x = g.op("Add", [y, x]) if has_residual(spec, k) else y
+    return x, last_h, last_c
+
+
+def _decoder(g: _Graph, spec: ModelSpec, params: dict, rows: str, last_h: list, last_c: list) -> str:
+    """A segment decoder's step (``rnnlab.cells``): decoder row m * B + r starts from row r's final
+    carry and reads position m joined to channel r % C; returns its top stream ``[1, M * B, H]``."""
+    M, C = spec.decode_steps, spec.decode_channels
+    batch = g.op("Slice", [g.op("Shape", [rows]), g.ints([0]), g.ints([1])])  # [1]: B, the rows
+    position, channel = params["decoder.position"], params["decoder.channel"]
+    P, Q = position.shape[1], channel.shape[1]
+    pos = g.op(
+        "Expand", [g.const(position[:, None, :], "position"), g.op("Concat", [g.ints([M]), batch, g.ints([P])], axis=0)]
+    )
+    windows = g.op("Div", [batch, g.ints([C])])
+    chan = g.op("Expand", [g.const(channel[None], "channel"), g.op("Concat", [windows, g.ints([C, Q])], axis=0)])
+    chan = g.op("Reshape", [chan, g.ints([1, -1, Q])])  # [1, B, Q]: row r reads channel r % C
+    chan = g.op("Expand", [chan, g.op("Concat", [g.ints([M]), batch, g.ints([Q])], axis=0)])
+    x = g.op(
+        "Concat",
+        [g.op("Reshape", [pos, g.ints([1, -1, P])]), g.op("Reshape", [chan, g.ints([1, -1, Q])])],
+        axis=2,
+    )
+    repeat = g.ints([1, M, 1])
+    h0s = [g.op("Tile", [h, repeat]) for h in last_h]
+    c0s = [g.op("Tile", [c, repeat]) if c else None for c in last_c]
+    top, _, _ = _stack(g, spec, params, x, h0s, c0s)
+    return top
+
+
 def model_graph(g: _Graph, spec: ModelSpec, params: dict, inputs: str, state_h: str, state_c: str | None):
-    """The model on batch-first ``inputs`` (ids [B, T] or values [B, T, F]): (outputs [B, T, O],
-    state_h_out, state_c_out)."""
+    """The model on batch-first ``inputs`` (ids [B, T] or values [B, T, F]): (outputs [B, T, O]
+    ([B, M, O] for a segment decoder), state_h_out, state_c_out)."""
     params = {k: np.asarray(v, dtype=g.dtype) for k, v in params.items()}
     if spec.input_kind in ("onehot", "embedding"):
         ids = g.op("Transpose", [inputs], perm=[1, 0])  # [T, B]
@@ -156,20 +199,14 @@ def model_graph(g: _Graph, spec: ModelSpec, params: dict, inputs: str, state_h: 
             x = g.op(
                 "Relu", [g.op("Add", [g.op("MatMul", [x, g.const(params["input.W"])]), g.const(params["input.b"])])]
             )
-    last_h, last_c = [], []
+    h0s, c0s = [], []
     for k in range(spec.num_layers):
-        p = {key[len(f"layers.{k}.") :]: v for key, v in params.items() if key.startswith(f"layers.{k}.")}
-        read = _rms_norm(g, x, p["norm"]) if has_norm(spec, k) else x
         where = [g.ints([k]), g.ints([k + 1]), g.ints([0])]
-        h0 = g.op("Slice", [state_h, *where])  # [1, B, H]
-        c0 = g.op("Slice", [state_c, *where]) if state_c else None
-        if spec.cell_info.onnx_op:
-            y, h, c = _classic_layer(g, spec, p, read, h0, c0)
-        else:
-            y, h, c = _parallel_layer(g, spec, p, read, h0)
-        last_h.append(h)
-        last_c.append(c)
-        x = g.op("Add", [y, x]) if has_residual(spec, k) else y
+        h0s.append(g.op("Slice", [state_h, *where]))  # [1, B, H]
+        c0s.append(g.op("Slice", [state_c, *where]) if state_c else None)
+    x, last_h, last_c = _stack(g, spec, params, x, h0s, c0s)
+    if spec.decodes:
+        x = _decoder(g, spec, params, inputs, last_h, last_c)
     top = _rms_norm(g, x, params["readout.norm"]) if spec.norm != "none" else x
     y = g.op(
         "Add",
@@ -178,6 +215,8 @@ def model_graph(g: _Graph, spec: ModelSpec, params: dict, inputs: str, state_h: 
             g.const(params["readout.b"], "readout_b"),
         ],
     )
+    if spec.decodes:  # [1, M * B, O] -> [M, B, O], time-major as the rest
+        y = g.op("Reshape", [y, g.ints([spec.decode_steps, -1, spec.output_size])])
     outputs = g.op("Transpose", [y], perm=[1, 0, 2])
     h_out = g.op("Concat", last_h, axis=0) if len(last_h) > 1 else g.op("Identity", last_h)
     c_out = None
@@ -192,32 +231,36 @@ def build(spec: ModelSpec, params: dict, meta: dict, dtype="float32", extras: di
     task's graph reads beyond the weights (``OnnxIO.extras``; forecast: its shrink weight)."""
     from .tasks import entry
 
-    if spec.decodes:  # refused rather than written without its decoder step
-        raise UserError(
-            "ONNX export of a segment decoder (a series model) is not built yet; load it with rnnlab.load "
-            "(the run's best.safetensors holds its weights by name)"
-        )
     onnx = _onnx()
     g = _Graph(dtype)
     helper = g.helper
     task = entry(meta.get("task"))
     extras = extras or {}
     layers, H = spec.num_layers, spec.hidden_size
-    states = [helper.make_tensor_value_info("state_h", g.elem, [layers, "B", H])]
-    state_c = None
-    if len(spec.cell_info.carry) > 1:  # LSTM's cell state
-        states.append(helper.make_tensor_value_info("state_c", g.elem, [layers, "B", H]))
-        state_c = "state_c"
+    carries_c = len(spec.cell_info.carry) > 1  # LSTM's cell state
+    stateful = task.onnx.state
+    states = []
+    if stateful:
+        states = [helper.make_tensor_value_info("state_h", g.elem, [layers, "B", H])]
+        if carries_c:
+            states.append(helper.make_tensor_value_info("state_c", g.elem, [layers, "B", H]))
 
     def core(x: str):
-        return model_graph(g, spec, params, x, "state_h", state_c)
+        if stateful:
+            return model_graph(g, spec, params, x, "state_h", "state_c" if carries_c else None)
+        batch = g.op("Slice", [g.op("Shape", [x]), g.ints([0]), g.ints([1])])
+        shape = g.op("Concat", [g.ints([layers]), batch, g.ints([H])], axis=0)
+        zero = helper.make_tensor("zero", g.elem, [1], [0.0])
+        zeros = g.op("ConstantOfShape", [shape], value=zero)
+        return model_graph(g, spec, params, x, zeros, zeros if carries_c else None)
 
     inputs, outputs, h_out, c_out = task.onnx.graph(g, core, spec, params, meta, extras)
-    g.op("Identity", [h_out], ["state_h_out"])
-    outputs.append(helper.make_tensor_value_info("state_h_out", g.elem, [layers, "B", H]))
-    if c_out:
-        g.op("Identity", [c_out], ["state_c_out"])
-        outputs.append(helper.make_tensor_value_info("state_c_out", g.elem, [layers, "B", H]))
+    if stateful:
+        g.op("Identity", [h_out], ["state_h_out"])
+        outputs.append(helper.make_tensor_value_info("state_h_out", g.elem, [layers, "B", H]))
+        if c_out:
+            g.op("Identity", [c_out], ["state_c_out"])
+            outputs.append(helper.make_tensor_value_info("state_c_out", g.elem, [layers, "B", H]))
     graph = helper.make_graph(g.nodes, f"rnnlab_{task.name}", inputs + states, outputs, g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="rnnlab")
     model.ir_version = min(model.ir_version, 10)  # runtimes of 2024 on read IR 10

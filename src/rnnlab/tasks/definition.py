@@ -33,12 +33,15 @@ class OnnxIO:
     out); ``core(x)`` builds the recurrent model on the node ``x`` ``[B, T, F]`` and returns
     (outputs ``[B, T, O]``, state_h out, state_c out).  ``extras(run_dir, which, meta)`` reads
     what the graph needs beyond the weights (forecast: its shrink weight); ``metadata(meta,
-    extras)`` the task's own model properties.  ``sequence_io`` makes the usual one.
+    extras)`` the task's own model properties; ``state`` False leaves the recurrent state out of the
+    graph's inputs and outputs (a model whose every call starts from zeros).  ``sequence_io`` makes
+    the usual one.
     """
 
     graph: Callable
     extras: Callable = lambda run_dir, which, meta: {}
     metadata: Callable = lambda meta, extras: {}
+    state: bool = True  # the graph takes and returns the recurrent state (False: starts from zeros, returns none)
 
 
 def sequence_io(input_name: str, output_name: str, ids: bool = False) -> OnnxIO:

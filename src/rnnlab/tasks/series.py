@@ -32,8 +32,9 @@ from ..config import SeriesConfig
 from ..data import table as tables
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
-from .definition import COMMON_SPACE, ApiData, TaskDefinition, sequence_io
+from .definition import COMMON_SPACE, ApiData, OnnxIO, TaskDefinition
 
+REVIN_EPS = 1e-5  # inside the square root of a window's variance (RevIN's)
 EVAL_WINDOWS = 512  # windows per forward pass at evaluation (bounds memory for long horizons)
 RIDGE_PENALTIES = (0.1, 1.0, 10.0, 100.0, 1000.0)
 BASELINES = ("ridge", "seasonal_naive", "repeat_last")
@@ -60,19 +61,23 @@ class Layout:
         """Values per segment of one row: its own W, then W of each input-only column."""
         return self.segment * (1 + len(self.inputs_only))
 
-    def shift(self, windows: np.ndarray) -> np.ndarray:
-        """``[n, 1, C]``: what per-window normalisation subtracts from each column."""
+    def window_norm(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(shift, scale), each ``[n, 1, C]``: per-window normalisation maps a column's x to
+        (x - shift) / scale, and the model's output y back to y * scale + shift."""
+        ones = np.ones_like(windows[:, :1, :])
         if self.normalize == "last":
-            return windows[:, -1:, :]
+            return windows[:, -1:, :], ones
         if self.normalize == "mean":
-            return windows.mean(axis=1, keepdims=True)
-        return np.zeros_like(windows[:, :1, :])
+            return windows.mean(axis=1, keepdims=True), ones
+        if self.normalize == "revin":  # RevIN without its affine part (Kim et al. 2022)
+            return windows.mean(axis=1, keepdims=True), np.sqrt(windows.var(axis=1, keepdims=True) + REVIN_EPS)
+        return np.zeros_like(ones), ones
 
-    def rows(self, windows: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
-        """Windows ``[n, L, C]`` -> (model inputs ``[n * T, L/W, row_width]``, shift ``[n, 1, C]``);
+    def rows(self, windows: np.ndarray, dtype) -> tuple[np.ndarray, tuple]:
+        """Windows ``[n, L, C]`` -> (model inputs ``[n * T, L/W, row_width]``, the window norm);
         row ``i * T + j`` is window i's target j (window-major, as the segment decoder expects)."""
-        shift = self.shift(windows)
-        z = windows - shift
+        norm = self.window_norm(windows)
+        z = (windows - norm[0]) / norm[1]
         n, T, K = len(z), len(self.targets), len(self.inputs_only)
         feats = np.empty((n, T, 1 + K, self.lookback), dtype)
         feats[:, :, 0] = np.moveaxis(z[:, :, list(self.targets)], 2, 1)
@@ -80,19 +85,19 @@ class Layout:
             feats[:, :, 1:] = np.moveaxis(z[:, :, list(self.inputs_only)], 2, 1)[:, None]
         N, W = self.lookback // self.segment, self.segment
         feats = feats.reshape(n, T, 1 + K, N, W).transpose(0, 1, 3, 2, 4)
-        return np.ascontiguousarray(feats.reshape(n * T, N, (1 + K) * W)), shift
+        return np.ascontiguousarray(feats.reshape(n * T, N, (1 + K) * W)), norm
 
-    def row_targets(self, futures: np.ndarray, shift: np.ndarray, dtype) -> np.ndarray:
-        """Futures ``[n, H, C]`` -> training targets ``[n * T, H/W, W]`` (less the shift)."""
+    def row_targets(self, futures: np.ndarray, norm: tuple, dtype) -> np.ndarray:
+        """Futures ``[n, H, C]`` -> training targets ``[n * T, H/W, W]``, normalised as their window."""
         t = list(self.targets)
-        z = np.moveaxis(futures[:, :, t] - shift[:, :, t], 2, 1)  # [n, T, H]
+        z = np.moveaxis((futures[:, :, t] - norm[0][:, :, t]) / norm[1][:, :, t], 2, 1)  # [n, T, H]
         return np.ascontiguousarray(z.reshape(-1, self.horizon // self.segment, self.segment), dtype=dtype)
 
-    def forecast(self, outputs: np.ndarray, shift: np.ndarray) -> np.ndarray:
-        """Model outputs ``[n * T, H/W, W]`` -> forecasts ``[n, H, T]`` (the shift added back)."""
-        T = len(self.targets)
-        y = np.asarray(outputs, np.float64).reshape(-1, T, self.horizon)
-        return np.moveaxis(y, 1, 2) + shift[:, :, list(self.targets)]
+    def forecast(self, outputs: np.ndarray, norm: tuple) -> np.ndarray:
+        """Model outputs ``[n * T, H/W, W]`` -> forecasts ``[n, H, T]`` (the window norm undone)."""
+        t = list(self.targets)
+        y = np.asarray(outputs, np.float64).reshape(-1, len(t), self.horizon)
+        return np.moveaxis(y, 1, 2) * norm[1][:, :, t] + norm[0][:, :, t]
 
     def to_dict(self) -> dict:
         return {
@@ -153,9 +158,9 @@ def predict(trainer, layout: Layout, windows: np.ndarray, dtype) -> np.ndarray:
     """Forecasts ``[n, H, T]`` (float64, scaled units) of windows ``[n, L, C]``, in chunks."""
     out = []
     for start in range(0, len(windows), EVAL_WINDOWS):
-        rows, shift = layout.rows(windows[start : start + EVAL_WINDOWS], dtype)
+        rows, norm = layout.rows(windows[start : start + EVAL_WINDOWS], dtype)
         y, _ = trainer.forward(trainer.init_carry(len(rows)), rows)
-        out.append(layout.forecast(y, shift))
+        out.append(layout.forecast(y, norm))
     return np.concatenate(out) if out else np.empty((0, layout.horizon, len(layout.targets)))
 
 
@@ -292,8 +297,8 @@ class SeriesTask(train.TaskBase):
         self.cursor += len(idx)
         self.batches += 1
         self.items_per_step = len(idx)
-        rows, shift = self.layout.rows(train_part.inputs[idx], self.dtype)
-        return rows, self.layout.row_targets(train_part.futures[idx], shift, self.dtype), True
+        rows, norm = self.layout.rows(train_part.inputs[idx], self.dtype)
+        return rows, self.layout.row_targets(train_part.futures[idx], norm, self.dtype), True
 
     @property
     def epoch(self) -> float:
@@ -620,6 +625,48 @@ def _predict(model, csv: str | None = None, start: str | None = None, end: str |
     }
 
 
+def _onnx_graph(g, core, spec: ModelSpec, params: dict, meta: dict, extras: dict) -> tuple:
+    """Windows in the data's units ``window`` ``[B, L, C]`` (the run's columns in order) in, the
+    forecast ``[B, H, T]`` in the data's units out: the z-scoring, the window norm, the rows and
+    their undoing all inside the graph (``rnnlab.tasks.definition.OnnxIO``)."""
+    layout = Layout.from_dict(meta["layout"])
+    mean, std = (np.asarray(meta["scaler"][k], np.float64) for k in ("mean", "std"))
+    L, H, W, C = layout.lookback, layout.horizon, layout.segment, len(layout.columns)
+    T, K = len(layout.targets), len(layout.inputs_only)
+    inputs = [g.helper.make_tensor_value_info("window", g.elem, ["B", L, C])]
+    x = g.op("Div", [g.op("Sub", ["window", g.const(mean)]), g.const(std)])
+    shift = scale = None
+    if layout.normalize == "last":
+        shift = g.op("Slice", [x, g.ints([L - 1]), g.ints([L]), g.ints([1])])
+    elif layout.normalize in ("mean", "revin"):
+        shift = g.op("ReduceMean", [x], axes=[1], keepdims=1)
+    if shift is not None:
+        x = g.op("Sub", [x, shift])
+    if layout.normalize == "revin":
+        variance = g.op("ReduceMean", [g.op("Mul", [x, x])], axes=[1], keepdims=1)
+        scale = g.op("Sqrt", [g.op("Add", [variance, g.const(REVIN_EPS)])])
+        x = g.op("Div", [x, scale])
+    own = g.op("Transpose", [g.op("Gather", [x, g.ints(list(layout.targets))], axis=2)], perm=[0, 2, 1])
+    feats = g.op("Unsqueeze", [own, g.ints([2])])  # [B, T, 1, L]
+    if K:  # the input-only columns beside every target
+        others = g.op("Transpose", [g.op("Gather", [x, g.ints(list(layout.inputs_only))], axis=2)], perm=[0, 2, 1])
+        others = g.op("Expand", [g.op("Unsqueeze", [others, g.ints([1])]), g.ints([1, T, 1, 1])])
+        feats = g.op("Concat", [feats, others], axis=2)  # [B, T, 1 + K, L]
+    feats = g.op("Reshape", [feats, g.ints([0, T, 1 + K, L // W, W])])
+    feats = g.op("Transpose", [feats], perm=[0, 1, 3, 2, 4])
+    rows = g.op("Reshape", [feats, g.ints([-1, L // W, (1 + K) * W])])
+    y, h_out, c_out = core(rows)  # [B * T, H / W, W]
+    y = g.op("Transpose", [g.op("Reshape", [y, g.ints([-1, T, H])])], perm=[0, 2, 1])  # [B, H, T]
+    t_list = list(layout.targets)
+    if scale is not None:
+        y = g.op("Mul", [y, g.op("Gather", [scale, g.ints(t_list)], axis=2)])
+    if shift is not None:
+        y = g.op("Add", [y, g.op("Gather", [shift, g.ints(t_list)], axis=2)])
+    g.op("Add", [g.op("Mul", [y, g.const(std[t_list])]), g.const(mean[t_list])], ["forecast"])
+    outputs = [g.helper.make_tensor_value_info("forecast", g.elem, ["B", H, T])]
+    return inputs, outputs, h_out, c_out
+
+
 def _check_inputs(cfg: SeriesConfig) -> None:
     read_table(cfg)
 
@@ -655,6 +702,10 @@ TASK = TaskDefinition(
     demo_intro=_demo_intro,
     check_inputs=_check_inputs,
     api_data=ApiData("csv", "data.csv", _frame_bytes, "a pandas DataFrame with a time column or index"),
-    onnx=sequence_io("segments", "prediction"),
+    onnx=OnnxIO(
+        _onnx_graph,
+        metadata=lambda meta, extras: {"rnnlab.layout": json.dumps(meta.get("layout"))},
+        state=False,
+    ),
     model_methods={"predict": _predict},
 )
