@@ -1,4 +1,4 @@
-"""data/table.py, the data side of the planned series task: any regular numeric series read and
+"""data/table.py, the data side of the series task: any regular numeric series read and
 checked (each problem one line naming column and line), the papers' splits, windows at stride 1,
 and the closed-form baselines."""
 
@@ -10,6 +10,7 @@ import pytest
 
 from rnnlab.data.table import (
     Ridge,
+    builtin_frame,
     Standardizer,
     errors_by_step,
     ett_hour_splits,
@@ -106,3 +107,17 @@ def test_baselines_in_closed_form():
         assert got["mse"] == pytest.approx(0.01, rel=0.15)  # the noise variance: nothing left to learn
         assert got["mse"] < 0.6 * errors_by_step(repeat_last(xa[2000:], 1), ya[2000:])["mse"]
         assert len(got["mse_by_step"]) == 1
+
+
+def test_parquet_reads_as_the_csv_does(tmp_path):
+    pytest.importorskip("pyarrow")
+    built = builtin_frame(200)
+    built.to_parquet(tmp_path / "t.parquet")
+    built.to_csv(tmp_path / "t.csv", index=False)
+    from_parquet = load_table(str(tmp_path / "t.parquet"))
+    from_csv = load_table(str(tmp_path / "t.csv"))
+    np.testing.assert_array_equal(from_parquet.values, from_csv.values)
+    assert from_parquet.columns == from_csv.columns and from_parquet.step == from_csv.step
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(UserError, match="not a readable Parquet file"):
+        load_table(str(tmp_path / "bad.parquet"))

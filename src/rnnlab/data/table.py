@@ -49,6 +49,9 @@ def load_table(data, time_column: str | None = None, columns=None, source: str |
         frame = data.copy()
         if isinstance(frame.index, pd.DatetimeIndex):  # the usual shape: times as the index
             frame = frame.rename_axis(frame.index.name or "time").reset_index()
+    elif os.fspath(data).lower().endswith(".parquet"):
+        source = source or os.fspath(data)
+        frame, line_offset = _read_parquet(source), 0
     else:
         source = source or os.fspath(data)
         if not os.path.isfile(source):
@@ -90,6 +93,23 @@ def load_table(data, time_column: str | None = None, columns=None, source: str |
             raise UserError(f"{source}: column {column!r} is constant ({numbers[0]:g}); leave it out with --columns")
         values[:, k] = numbers
     return Table(values, times, tuple(chosen), pd.Timedelta(step), source)
+
+
+def _read_parquet(path: str) -> pd.DataFrame:
+    """A Parquet file as a frame of its columns (rows are then named by their 0-based number)."""
+    if not os.path.isfile(path):
+        raise UserError(f"series file {path!r} does not exist or is not a file")
+    try:
+        import pyarrow  # noqa: F401  (pandas' Parquet engine)
+    except ImportError:
+        raise UserError(f"reading {path} needs pyarrow: pip install 'rnnlab[parquet]' (or pass a CSV)") from None
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is not a readable Parquet file ({str(exc).strip()})") from None
+    if isinstance(frame.index, pd.DatetimeIndex):
+        frame = frame.rename_axis(frame.index.name or "time").reset_index()
+    return frame
 
 
 def _regular_times(cells: pd.Series, time_column: str, source: str, where) -> tuple[pd.DatetimeIndex, int]:
