@@ -10,8 +10,8 @@ import pytest
 
 from rnnlab.data.table import (
     Ridge,
-    builtin_frame,
     Standardizer,
+    builtin_frame,
     errors_by_step,
     ett_hour_splits,
     load_table,
