@@ -54,7 +54,7 @@ def test_too_many_origins_say_how_many_points_they_need():
     with pytest.raises(
         UserError,
         match=r"has 100 points; need at least 200 points for 3 origins 20 apart after a "
-        r"first fit of 140 \(window 20\)",
+        r"first fit of 140 \(--window 20\)",
     ):
         backtest.plan_origins(100, dataclasses.replace(cfg, window=20), backtest.Settings(origins=3, stride=20))
 

@@ -85,7 +85,7 @@ def run(args) -> int:
             f"(finished origins in {result['backtest_dir']} are kept)"
         )
         return 143 if result.get("signal") == "SIGTERM" else 130  # 128 + the signal's number
-    backtest.print_summary(result)
+    TASKS[args.task].forecaster.print_summary(result)
     return 0
 
 

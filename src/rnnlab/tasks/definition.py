@@ -64,21 +64,38 @@ def sequence_io(input_name: str, output_name: str, ids: bool = False) -> OnnxIO:
 
 @dataclass(frozen=True)
 class Forecaster:
-    """What a task that forecasts a series one step ahead gives rolling-origin backtests
-    (``rnnlab.backtest``; the command line adds ``<task> backtest`` for it).  Its config has the
-    series and split settings a backtest moves (``end``, ``test_fraction``, ``train_length``,
-    ``window``, ``val_fraction``, ``fractions``, ``every``, ``ewma_lambda``).
+    """What a task that forecasts a series gives rolling-origin backtests (``rnnlab.backtest``, the
+    engine; the command line adds ``<task> backtest`` for it).  Its config has the split settings a
+    backtest moves (``end``, ``test_fraction``, ``train_length``, ``val_fraction``, ``fractions``).
 
-    ``load_series(cfg)``: the whole series (``.prices``, a time-indexed Series; ``.source``);
-    ``load_run(run_dir, which)``: a saved fit; ``forecast_points(loaded, series, points)``: its
-    forecasts of ``points`` (``Forecasts``: point, unshrunk, last, intervals); ``describe_series(cfg,
-    series)``: the lines a backtest prints first.
+    The series: ``load_series(cfg)`` (``.times``, the time of each point; ``.source``),
+    ``forecastable(cfg, series)`` (how many of its first points can be forecast: all for one step,
+    all but the last H - 1 for H), ``describe_series(cfg, series)`` (the lines a backtest prints
+    first).  A fit: ``points_needed(fit_cfg)`` ((points, why) one fit needs), ``origin_config(fit_cfg,
+    series, first)`` (its settings: the points before ``first``), ``fit_facts(fit_cfg, series,
+    start, stop)`` (what ``fit.json`` keeps of it beyond the engine's own), ``load_run(run_dir,
+    which)``, ``fitted_points(loaded)`` (the points a saved fit says it saw).  The forecasts:
+    ``origin_record(loaded, series, origin, facts)`` (one origin's, as JSON-ready data, checked by
+    ``record_schema`` when read back), ``summarize(records, source, cfg, settings)`` (the
+    verdict, ``backtest.json``), ``write_figures(out, records, result)``, ``report_parts(out,
+    result)`` (what ``report.html`` shows: title, headline, figures, texts, tables) and
+    ``print_summary(result, file)``.
     """
 
     load_series: Callable
-    load_run: Callable
-    forecast_points: Callable
+    forecastable: Callable
     describe_series: Callable
+    points_needed: Callable
+    origin_config: Callable
+    fit_facts: Callable
+    load_run: Callable
+    fitted_points: Callable
+    origin_record: Callable
+    record_schema: object
+    summarize: Callable
+    write_figures: Callable
+    report_parts: Callable
+    print_summary: Callable
 
 
 @dataclass(frozen=True)

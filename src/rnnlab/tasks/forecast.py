@@ -43,7 +43,7 @@ from ..config import ForecastConfig
 from ..data.prices import load_prices, parse_every, resample_opens
 from ..errors import UserError
 from ..facts import read_json
-from . import forecast_onnx
+from . import forecast_backtest, forecast_onnx
 from . import forecast_stats as stats
 from .definition import COMMON_SPACE, ApiData, Forecaster, OnnxIO, TaskDefinition
 
@@ -508,5 +508,20 @@ TASK = TaskDefinition(
         },
     ),
     model_methods={"predict": _predict},
-    forecaster=Forecaster(load_series, load_run, forecast_points, describe_series),
+    forecaster=Forecaster(
+        load_series=load_series,
+        forecastable=lambda cfg, series: len(series.prices),
+        describe_series=describe_series,
+        points_needed=forecast_backtest.needed_points,
+        origin_config=lambda fit_cfg, series, first: dataclasses.replace(fit_cfg, end=str(series.times[first])),
+        fit_facts=forecast_backtest.fit_facts,
+        load_run=load_run,
+        fitted_points=lambda loaded: loaded.meta["series"]["points"],
+        origin_record=forecast_backtest.origin_record,
+        record_schema=forecast_backtest.RECORD_SCHEMA,
+        summarize=forecast_backtest.summarize,
+        write_figures=forecast_backtest.write_figures,
+        report_parts=forecast_backtest.report_parts,
+        print_summary=forecast_backtest.print_summary,
+    ),
 )

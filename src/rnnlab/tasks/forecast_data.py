@@ -69,6 +69,11 @@ class Series:
     channels: np.ndarray | None = None  # [N, C] candle inputs of each point (``candle_channels``)
 
     @property
+    def times(self) -> pd.DatetimeIndex:
+        """The time of each point (what a backtest's origins are laid on)."""
+        return self.prices.index
+
+    @property
     def anchor(self) -> pd.Timestamp:
         """Start of the first bin; later data reuses this bin grid."""
         return self.prices.index[0]

@@ -662,8 +662,8 @@ def _onnx_graph(g, core, spec: ModelSpec, params: dict, meta: dict, extras: dict
         y = g.op("Mul", [y, g.op("Gather", [scale, g.ints(t_list)], axis=2)])
     if shift is not None:
         y = g.op("Add", [y, g.op("Gather", [shift, g.ints(t_list)], axis=2)])
-    g.op("Add", [g.op("Mul", [y, g.const(std[t_list])]), g.const(mean[t_list])], ["forecast"])
-    outputs = [g.helper.make_tensor_value_info("forecast", g.elem, ["B", H, T])]
+    g.op("Add", [g.op("Mul", [y, g.const(std[t_list])]), g.const(mean[t_list])], ["prediction"])
+    outputs = [g.helper.make_tensor_value_info("prediction", g.elem, ["B", H, T])]
     return inputs, outputs, h_out, c_out
 
 
