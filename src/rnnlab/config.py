@@ -574,6 +574,18 @@ class SeriesConfig:
             metavar="LIST",
         ),
     )
+    start: str = setting("", Setting("first time of the range (default: the file's first row)", "data", metavar="DATE"))
+    end: str = setting("", Setting("end of the range, exclusive (default: past the last row)", "data", metavar="DATE"))
+    train_length: int = setting(
+        0,
+        Setting(
+            "keep only the last N rows of the range before splitting (0 = all); in a backtest, a sliding "
+            "window of N rows before each origin",
+            "data",
+            minimum=0,
+            metavar="N",
+        ),
+    )
     split: str = setting(
         "fractions",
         Setting(
@@ -589,7 +601,14 @@ class SeriesConfig:
     )
     test_fraction: float = setting(
         0.2,
-        Setting("share of the rows for the test", "data", minimum=0, above=True, maximum=1, below=True, metavar="X"),
+        Setting(
+            "share of the rows for the test (0 = none: train and validate only; a backtest's origins fit this way)",
+            "data",
+            minimum=0,
+            maximum=1,
+            below=True,
+            metavar="X",
+        ),
     )
     lookback: int = setting(96, Setting("past rows seen per forecast (L)", "data", minimum=1, metavar="L"))
     horizon: int = setting(96, Setting("rows forecast at once (H)", "data", minimum=1, metavar="H"))

@@ -180,10 +180,10 @@ FIT = Obj(
         "fit_from": str,
         "fit_to": str,
         "fit_points": Whole(1),
-        "mase_scale": Number(),
         "fit_seconds": Number(),
     },
-    optional={"best_val_loss": (int, float)},
+    # mase_scale: the forecast task's (its records require it); other tasks add none
+    optional={"best_val_loss": (int, float), "mase_scale": Number()},
 )
 _NUMBERS = List((int, float))
 FORECASTS = Obj(

@@ -33,12 +33,13 @@ def add_verb(verbs, task) -> None:
         usage="%(prog)s [options]",
         help="rolling-origin evaluation: many forecast origins, each fitted on its past only",
         description="Fit the model at --origins forecast origins --stride points apart (each "
-        "on the points before it only: scaler, model and best epoch), forecast "
-        "one step ahead every point up to the next origin, and judge the pooled "
-        "forecasts against persistence (skill with a block-bootstrap interval, "
-        "Diebold-Mariano test, MASE). Writes plan.json, origin-*/, "
-        "backtest.json, backtest.png and report.html; run the same command "
-        "again to continue a stopped backtest.",
+        "on the points before it only: scaler, model and best epoch), forecast from "
+        "every point up to the next origin, and judge the pooled forecasts against the "
+        "task's baselines (forecast: persistence and random walks, one step ahead; "
+        "series: the ridge map, seasonal naive and repeat-last, --horizon rows ahead) "
+        "with a block-bootstrap interval of the skill and a Diebold-Mariano test. "
+        "Writes plan.json, origin-*/, backtest.json, backtest.png and report.html; run "
+        "the same command again to continue a stopped backtest.",
     )
     add_config_flags(fb, task.config_cls)
     add_run_flags(fb, "runs/backtest", resume=False)
@@ -66,10 +67,10 @@ def add_verb(verbs, task) -> None:
         type=dm_lags,
         default=0,
         metavar="K",
-        help="autocovariances in the Diebold-Mariano test's variance: 0 (default, as for one-step "
-        "forecasts), a number, or auto (Newey-West's rule, for loss differences you believe "
+        help="autocovariances in the Diebold-Mariano test's variance of one-step forecasts: 0 "
+        "(default), a number, or auto (Newey-West's rule, for loss differences you believe "
         "autocorrelated); the output says which was used. Changing it on a finished backtest "
-        "only summarizes it again",
+        "only summarizes it again. Many-step forecasts (series) always use H - 1 Bartlett lags",
     )
 
 

@@ -171,7 +171,16 @@ def diebold_mariano(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray,
     paired t statistic of d.  A negative statistic means the model's squared errors are smaller.
     """
     d = (np.asarray(predicted) - actual) ** 2 - (np.asarray(last) - actual) ** 2
-    n = len(d)
+    return diebold_mariano_of_differences(d, lags)
+
+
+def diebold_mariano_of_differences(d: np.ndarray, lags: int | str = 0, horizon: int = 1) -> dict:
+    """Diebold-Mariano test of a loss difference ``d`` (model's loss less the reference's, one per
+    forecast), for forecasts ``horizon`` steps ahead: the Harvey-Leybourne-Newbold factor
+    sqrt((n + 1 - 2h + h(h-1)/n) / n) and a Student-t(n - 1) p-value; ``lags`` as in
+    ``diebold_mariano``."""
+    d = np.asarray(d, np.float64)
+    n, h = len(d), int(horizon)
     used = newey_west_lags(n) if lags == "auto" else int(lags)
     out = {
         "points": n,
@@ -180,13 +189,14 @@ def diebold_mariano(actual: np.ndarray, predicted: np.ndarray, last: np.ndarray,
         "correction": "harvey-leybourne-newbold",
         "distribution": f"student-t({max(n - 1, 0)})",
     }
-    if n < 2:
+    factor = (n + 1 - 2 * h + h * (h - 1) / n) / n if n else 0.0
+    if n < 2 or factor <= 0:
         return dict(out, statistic=float("nan"), p_value=float("nan"))
     variance = long_run_variance(d, used)
     if not variance > 0:
         statistic = 0.0 if d.mean() == 0 else math.copysign(math.inf, d.mean())
     else:
-        statistic = float(d.mean() / math.sqrt(variance / n) * math.sqrt((n - 1) / n))
+        statistic = float(d.mean() / math.sqrt(variance / n) * math.sqrt(factor))
     return dict(out, statistic=statistic, p_value=student_t_two_sided_p(statistic, n - 1))
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,232 +31,24 @@ from ..config import SeriesConfig
 from ..data import table as tables
 from ..errors import UserError
 from ..facts import Facts, Headline, read_json
-from .definition import COMMON_SPACE, ApiData, OnnxIO, TaskDefinition
+from . import series_backtest
+from .definition import COMMON_SPACE, ApiData, Forecaster, OnnxIO, TaskDefinition
+from .series_data import (  # noqa: F401  (the data side, read through this module too)
+    BASELINES,
+    REVIN_EPS,
+    Layout,
+    Part,
+    baseline_forecasts,
+    errors,
+    fit_baselines,
+    layout_of,
+    predict,
+    read_table,
+    spec_of,
+    split_parts,
+)
 
-REVIN_EPS = 1e-5  # inside the square root of a window's variance (RevIN's)
-EVAL_WINDOWS = 512  # windows per forward pass at evaluation (bounds memory for long horizons)
-RIDGE_PENALTIES = (0.1, 1.0, 10.0, 100.0, 1000.0)
-BASELINES = ("ridge", "seasonal_naive", "repeat_last")
 WINDOWS_SHOWN = 3
-
-
-# --------------------------------------------------------------------------- rows of the model
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Which columns a run forecasts and reads, and how a window becomes the model's rows."""
-
-    columns: tuple[str, ...]
-    targets: tuple[int, ...]  # indices into columns
-    inputs_only: tuple[int, ...]
-    lookback: int
-    horizon: int
-    segment: int
-    normalize: str
-
-    @property
-    def row_width(self) -> int:
-        """Values per segment of one row: its own W, then W of each input-only column."""
-        return self.segment * (1 + len(self.inputs_only))
-
-    def window_norm(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(shift, scale), each ``[n, 1, C]``: per-window normalisation maps a column's x to
-        (x - shift) / scale, and the model's output y back to y * scale + shift."""
-        ones = np.ones_like(windows[:, :1, :])
-        if self.normalize == "last":
-            return windows[:, -1:, :], ones
-        if self.normalize == "mean":
-            return windows.mean(axis=1, keepdims=True), ones
-        if self.normalize == "revin":  # RevIN without its affine part (Kim et al. 2022)
-            return windows.mean(axis=1, keepdims=True), np.sqrt(windows.var(axis=1, keepdims=True) + REVIN_EPS)
-        return np.zeros_like(ones), ones
-
-    def rows(self, windows: np.ndarray, dtype) -> tuple[np.ndarray, tuple]:
-        """Windows ``[n, L, C]`` -> (model inputs ``[n * T, L/W, row_width]``, the window norm);
-        row ``i * T + j`` is window i's target j (window-major, as the segment decoder expects)."""
-        norm = self.window_norm(windows)
-        z = (windows - norm[0]) / norm[1]
-        n, T, K = len(z), len(self.targets), len(self.inputs_only)
-        feats = np.empty((n, T, 1 + K, self.lookback), dtype)
-        feats[:, :, 0] = np.moveaxis(z[:, :, list(self.targets)], 2, 1)
-        if K:
-            feats[:, :, 1:] = np.moveaxis(z[:, :, list(self.inputs_only)], 2, 1)[:, None]
-        N, W = self.lookback // self.segment, self.segment
-        feats = feats.reshape(n, T, 1 + K, N, W).transpose(0, 1, 3, 2, 4)
-        return np.ascontiguousarray(feats.reshape(n * T, N, (1 + K) * W)), norm
-
-    def row_targets(self, futures: np.ndarray, norm: tuple, dtype) -> np.ndarray:
-        """Futures ``[n, H, C]`` -> training targets ``[n * T, H/W, W]``, normalised as their window."""
-        t = list(self.targets)
-        z = np.moveaxis((futures[:, :, t] - norm[0][:, :, t]) / norm[1][:, :, t], 2, 1)  # [n, T, H]
-        return np.ascontiguousarray(z.reshape(-1, self.horizon // self.segment, self.segment), dtype=dtype)
-
-    def forecast(self, outputs: np.ndarray, norm: tuple) -> np.ndarray:
-        """Model outputs ``[n * T, H/W, W]`` -> forecasts ``[n, H, T]`` (the window norm undone)."""
-        t = list(self.targets)
-        y = np.asarray(outputs, np.float64).reshape(-1, len(t), self.horizon)
-        return np.moveaxis(y, 1, 2) * norm[1][:, :, t] + norm[0][:, :, t]
-
-    def to_dict(self) -> dict:
-        return {
-            "columns": list(self.columns),
-            "targets": list(self.targets),
-            "inputs_only": list(self.inputs_only),
-            "lookback": self.lookback,
-            "horizon": self.horizon,
-            "segment": self.segment,
-            "normalize": self.normalize,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Layout:
-        return cls(
-            tuple(str(c) for c in d["columns"]),
-            tuple(int(i) for i in d["targets"]),
-            tuple(int(i) for i in d["inputs_only"]),
-            int(d["lookback"]),
-            int(d["horizon"]),
-            int(d["segment"]),
-            str(d["normalize"]),
-        )
-
-
-def layout_of(cfg: SeriesConfig, columns: tuple[str, ...]) -> Layout:
-    """The run's ``Layout``; a target that is not a read column is one line."""
-    wanted = cfg.column_list("targets") or list(columns)
-    unknown = [t for t in wanted if t not in columns]
-    if unknown:
-        raise UserError(
-            f"--targets {', '.join(unknown)}: not among the columns read ({', '.join(columns)}); "
-            "name columns of the file (and of --columns, when given)"
-        )
-    if len(set(wanted)) != len(wanted):
-        raise UserError(f"--targets names a column twice: {cfg.targets}")
-    targets = tuple(columns.index(t) for t in wanted)
-    inputs_only = tuple(i for i in range(len(columns)) if i not in targets)
-    return Layout(columns, targets, inputs_only, cfg.lookback, cfg.horizon, cfg.segment, cfg.normalize)
-
-
-def spec_of(cfg: SeriesConfig, layout: Layout) -> ModelSpec:
-    return ModelSpec(
-        cfg.cell,
-        layout.row_width,
-        cfg.hidden_size,
-        cfg.segment,
-        cfg.layers,
-        "dense_relu",
-        residual=cfg.residual,
-        norm=cfg.norm,
-        decode_steps=cfg.horizon // cfg.segment,
-        decode_channels=len(layout.targets),
-    )
-
-
-def predict(trainer, layout: Layout, windows: np.ndarray, dtype) -> np.ndarray:
-    """Forecasts ``[n, H, T]`` (float64, scaled units) of windows ``[n, L, C]``, in chunks."""
-    out = []
-    for start in range(0, len(windows), EVAL_WINDOWS):
-        rows, norm = layout.rows(windows[start : start + EVAL_WINDOWS], dtype)
-        y, _ = trainer.forward(trainer.init_carry(len(rows)), rows)
-        out.append(layout.forecast(y, norm))
-    return np.concatenate(out) if out else np.empty((0, layout.horizon, len(layout.targets)))
-
-
-# --------------------------------------------------------------------------- data
-
-
-@dataclass
-class Part:
-    """One split's windows, scaled: inputs ``[n, L, C]`` (every column), futures ``[n, H, C]``."""
-
-    inputs: np.ndarray
-    futures: np.ndarray
-    first_row: int  # the table row of the first window's first value
-
-    def truth(self, layout: Layout) -> np.ndarray:
-        return self.futures[:, :, list(layout.targets)]
-
-
-def read_table(cfg: SeriesConfig) -> tables.Table:
-    """The run's table: ``--csv`` or the built-in generated one."""
-    data = cfg.csv or tables.builtin_frame()
-    source = None if cfg.csv else "the built-in series"
-    return tables.load_table(data, cfg.time_column or None, cfg.column_list("columns"), source)
-
-
-def split_parts(cfg: SeriesConfig, table: tables.Table) -> tuple[dict[str, Part], tables.Standardizer]:
-    """Train/val/test windows and the scaler fitted on the training rows only."""
-    n = len(table.values)
-    if cfg.split == "ett-hour":
-        bounds = tables.ett_hour_splits(n, cfg.lookback)
-    else:
-        bounds = tables.fraction_splits(n, cfg.fractions, cfg.lookback)
-    scaler = tables.Standardizer.fit(table.values[slice(*bounds["train"])])
-    scaled = scaler.transform(table.values)
-    parts = {}
-    for name, (start, stop) in bounds.items():
-        rows = stop - start
-        if rows < cfg.lookback + cfg.horizon:
-            raise UserError(
-                f"{table.source}: the {name} part has {rows:,} rows, fewer than --lookback {cfg.lookback} + "
-                f"--horizon {cfg.horizon}; use a longer series, shorter windows or other --val/--test fractions"
-            )
-        inputs, futures = tables.windows(scaled[start:stop], cfg.lookback, cfg.horizon)
-        parts[name] = Part(inputs, futures, start)
-    return parts, scaler
-
-
-# --------------------------------------------------------------------------- baselines
-
-
-def baseline_forecasts(cfg: SeriesConfig, layout: Layout, parts: dict[str, Part]) -> tuple[dict, dict]:
-    """Each baseline's forecasts ``[n, H, T]`` of every part, and what was chosen for the ridge map
-    (penalty and centering, by validation MSE)."""
-    t = list(layout.targets)
-    H = layout.horizon
-    ridge, chosen = _fit_ridge(parts["train"].inputs[:, :, t], parts["train"].truth(layout), parts, t)
-    out = {}
-    for name, part in parts.items():
-        x = part.inputs[:, :, t]
-        out[name] = {
-            "ridge": ridge(x),
-            "seasonal_naive": tables.seasonal_naive(x, H, cfg.season),
-            "repeat_last": tables.repeat_last(x, H),
-        }
-    return out, chosen
-
-
-def _fit_ridge(train_x, train_y, parts, t):
-    """One ridge map from a channel's window to its horizon, shared by the target channels, its
-    penalty and centering (none, or the window's last value subtracted) chosen on validation."""
-    val_x, val_y = parts["val"].inputs[:, :, t], parts["val"].futures[:, :, t]
-    best = None
-    for centering in ("none", "last"):
-        shift_train = train_x[:, -1:, :] if centering == "last" else 0.0
-        shift_val = val_x[:, -1:, :] if centering == "last" else 0.0
-        for penalty in RIDGE_PENALTIES:
-            fitted = tables.Ridge.fit(train_x - shift_train, train_y - shift_train, penalty)
-            mse = float(np.mean((fitted.predict(val_x - shift_val) + shift_val - val_y) ** 2))
-            if best is None or mse < best[0]:
-                best = (mse, fitted, centering, penalty)
-    _, fitted, centering, penalty = best
-
-    def forecast(x):
-        shift = x[:, -1:, :] if centering == "last" else 0.0
-        return fitted.predict(x - shift) + shift
-
-    return forecast, {"penalty": penalty, "centering": centering}
-
-
-def errors(forecast: np.ndarray, truth: np.ndarray, scaler: tables.Standardizer, layout: Layout) -> dict:
-    """MSE and MAE of a forecast ``[n, H, T]`` in scaled units (as the papers report them, and per
-    horizon step) and in the data's own units (the targets' scale undone)."""
-    scaled = tables.errors_by_step(forecast, truth)
-    t = list(layout.targets)
-    std = scaler.std[t]
-    own = tables.errors_by_step(forecast * std, truth * std)  # the mean cancels in a difference
-    return dict(scaled, mse_original=own["mse"], mae_original=own["mae"])
 
 
 # --------------------------------------------------------------------------- the task
@@ -398,6 +189,8 @@ class SeriesTask(train.TaskBase):
         if summary["interrupted"]:
             return extra
         best = run.best
+        if "test" not in self.parts:  # --test-fraction 0
+            return extra
         with averaging.holding(trainer, best and best.params):
             forecast = predict(trainer, self.layout, self.parts["test"].inputs, self.dtype)
         test = self.test_result(forecast)
@@ -537,6 +330,8 @@ def evaluate_run(run_dir, which: str = "best", backend: str | None = None) -> di
     """A saved model on its run's test windows again, beside the baselines."""
     loaded = load_run(run_dir, which, backend)
     task = SeriesTask(loaded.cfg, read_table(loaded.cfg))
+    if "test" not in task.parts:
+        raise UserError(f"{run_dir} was trained with --test-fraction 0: it has no test windows to evaluate")
     forecast = predict(loaded.trainer, task.layout, task.parts["test"].inputs, task.dtype)
     step = loaded.meta["step"] if which == "best" else loaded.meta["loop"]["step"]
     return dict(task.test_result(forecast), run=str(run_dir), model=which, step=step)
@@ -708,4 +503,20 @@ TASK = TaskDefinition(
         state=False,
     ),
     model_methods={"predict": _predict},
+    forecaster=Forecaster(
+        load_series=read_table,
+        forecastable=series_backtest.forecastable,
+        describe_series=series_backtest.describe_series,
+        points_needed=series_backtest.needed_points,
+        origin_config=series_backtest.origin_config,
+        fit_facts=lambda fit_cfg, series, start, stop: {},
+        load_run=load_run,
+        fitted_points=lambda loaded: loaded.meta["table"]["rows"],
+        origin_record=series_backtest.origin_record,
+        record_schema=series_backtest.RECORD_SCHEMA,
+        summarize=series_backtest.summarize,
+        write_figures=series_backtest.write_figures,
+        report_parts=series_backtest.report_parts,
+        print_summary=series_backtest.print_summary,
+    ),
 )
