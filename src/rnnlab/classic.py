@@ -108,7 +108,7 @@ class RNN:
         ``a_prev``: hidden state ``[H]`` before the first input (zeros if None).
         """
         ids = np.asarray(inputs, dtype=np.int64)[None, :]
-        Y, _, (_, _, _, top, *_) = nb._forward(self.params, self.spec, self._carry(a_prev), ids)
+        Y, _, (_, _, _, (_, top, _), _) = nb._forward(self.params, self.spec, self._carry(a_prev), ids)
         return self.softmax(Y[:, 0, :]), top[:, 0, :].copy()
 
     def loss(self, ys: np.ndarray, targets) -> float:
