@@ -106,18 +106,19 @@ def test_report_bad_input(two_charlm_runs, tmp_path, capsys):
 
 
 def test_demo_quick(tmp_path, capsys):
-    """The demo end to end at its quick size: three runs, a table, one report with every task."""
+    """The demo end to end at its quick size: a run per task, a table, one report with every task."""
     out = tmp_path / "demo"
     code, stdout, _ = run_cli(capsys, "demo", "--quick", "--out", out, "--quiet")
     assert code == 0
-    for task in ("charlm", "denoise", "forecast"):
+    for task in ("charlm", "denoise", "forecast", "series"):
         assert (out / task / "report.html").exists()
     table = stdout.splitlines()
     assert table[0].split()[:2] == ["task", "model"]
-    assert [line.split()[0] for line in table[2:5]] == ["charlm", "denoise", "forecast"]
-    assert "Kalman" in stdout and "persistence" in stdout and "unigram" in stdout
+    assert [line.split()[0] for line in table[2:6]] == ["charlm", "denoise", "forecast", "series"]
+    assert "Kalman" in stdout and "persistence" in stdout and "unigram" in stdout and "ridge" in stdout
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert len(images_of(page)) == 5  # charlm loss; denoise loss, traces; forecast loss, forecast
+    # charlm loss; denoise loss, traces; forecast loss, forecast; series loss, forecast, error by step
+    assert len(images_of(page)) == 8
     assert "Sample before training" in page
     # A directory holding a training run is not the demo's to fill.
     assert_user_error(capsys, "demo", "--quick", "--out", out / "charlm", match="holds a training run")

@@ -178,3 +178,17 @@ def test_onnx_takes_windows_and_gives_the_forecast_of_predict(tmp_path, normaliz
     assert len(got) == 1 and got[0].shape == (2, 12, 2)
     want = np.stack([ahead["forecast"]["demand"], ahead["forecast"]["load"]], axis=1)
     np.testing.assert_allclose(got[0][1], want, rtol=2e-5)
+
+
+def test_a_bad_file_is_one_line_and_writes_nothing(tmp_path, capsys):
+    frame = _frame(300)
+    frame["load"] = frame["load"].astype(object)
+    frame.loc[40, "load"] = ""
+    csv = tmp_path / "t.csv"
+    frame.to_csv(csv, index=False)
+    out = tmp_path / "run"
+    args = ["series", "train", "--csv", str(csv), "--lookback", "24", "--horizon", "12", "--segment", "12"]
+    assert main(args + ["--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "line 42: load is empty" in err and "Traceback" not in err
+    assert not out.exists()

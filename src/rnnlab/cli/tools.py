@@ -168,7 +168,7 @@ def add_commands(tasks) -> None:
 
     dm = tasks.add_parser(
         "demo",
-        help="train all three tasks on built-in data (~1.5 min) and write one report",
+        help="train every task on built-in data (~2 min) and write one report",
         description="A character model (with samples before and after training), the OU "
         "denoiser next to the Kalman estimate and a forecaster next to "
         "persistence, on built-in data, in about 1.5 minutes on a 2-core "

@@ -349,9 +349,9 @@ def report_facts(run_dir: Path, meta: dict, metrics: list[dict]):
             ratio = model["mse"] / base[name]["mse"]
             facts.headline.append(
                 Headline(
-                    f"test MSE / MAE ({where})",
-                    f"{model['mse']:.4f} / {model['mae']:.4f}",
-                    f"{name.replace('_', ' ')}: {base[name]['mse']:.4f} / {base[name]['mae']:.4f}",
+                    f"test MSE and MAE ({where})",
+                    f"MSE {model['mse']:.4f}, MAE {model['mae']:.4f}",
+                    f"{name.replace('_', ' ')}: MSE {base[name]['mse']:.4f}, MAE {base[name]['mae']:.4f}",
                     f"MSE ratio {ratio:.3f}",
                     "better" if ratio < 1 else "close" if ratio < 1.01 else "worse",
                 )
