@@ -35,6 +35,7 @@ PY310 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) py
 LOWEST_TESTS := tests/test_forecast_stats.py tests/test_numpy_gradcheck.py tests/test_cells_reference.py \
 	tests/test_config.py tests/test_prices.py tests/test_table.py tests/test_ou_kalman.py tests/test_text_data.py tests/test_plugins.py \
 	tests/test_onnx.py tests/test_report.py tests/test_api.py tests/test_backtest.py tests/test_jax_backend.py \
+	tests/test_series_task.py tests/test_series_backtest.py \
 	tests/test_sweep.py::test_pruner_stops_a_bad_trial_at_an_evaluation
 lowest: $(STAMP)
 	@$(PY310) -c "import sys; assert sys.version_info[:2] == (3, 10)" 2>/dev/null || \

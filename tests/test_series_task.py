@@ -139,9 +139,8 @@ def test_fit_a_dataframe_then_load_and_predict(tmp_path):
 
     frame = _frame(700).set_index("date")
     out = tmp_path / "fit"
-    rnnlab.fit(
-        "series", out=out, data=frame, targets=["load"], lookback=24, horizon=12, segment=6, hidden_size=8, epochs=1
-    )
+    settings = dict(lookback=24, horizon=12, segment=6, hidden_size=8, epochs=1, backend="numpy")
+    rnnlab.fit("series", out=out, data=frame, targets=["load"], **settings)
     model = rnnlab.load(out, which="best", backend="numpy")
     assert model.spec.decode_steps == 2 and model.spec.input_size == 6 * 3  # load, then the other two
     ahead = model.predict(end="2024-01-20")

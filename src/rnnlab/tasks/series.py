@@ -467,7 +467,7 @@ def _check_inputs(cfg: SeriesConfig) -> None:
 
 
 def _demo_config(quick: bool) -> SeriesConfig:
-    return SeriesConfig(epochs=2, hidden_size=32, lookback=48, horizon=24) if quick else SeriesConfig()
+    return SeriesConfig(epochs=4) if quick else SeriesConfig()
 
 
 def _demo_intro(cfg: SeriesConfig) -> str:
