@@ -110,6 +110,58 @@ class TaskBase:
         raise NotImplementedError
 
 
+class ShuffledEpochs:
+    """Batches of item indices, a fresh shuffle each epoch, from the run's own generator: the data
+    cursor of a task that trains on a fixed set of windows (forecast, series).  Its state is saved
+    in checkpoints, so a resumed run draws the same batches."""
+
+    def __init__(self, items: int, batch_size: int, seed: int, what: str = "training windows"):
+        self.items, self.batch_size, self.what = items, batch_size, what
+        self.rng = np.random.default_rng([seed, 0])
+        self.order = np.empty(0, dtype=np.int64)
+        self.cursor = 0
+        self.batches = 0
+        self.steps_per_epoch = math.ceil(items / batch_size)
+
+    def next(self) -> np.ndarray:
+        """The next batch's item indices (the last of an epoch may be shorter)."""
+        if self.cursor >= len(self.order):  # a new epoch: a new shuffle
+            self.order = self.rng.permutation(self.items)
+            self.cursor = 0
+        idx = self.order[self.cursor : self.cursor + self.batch_size]
+        self.cursor += len(idx)
+        self.batches += 1
+        return idx
+
+    @property
+    def epoch(self) -> float:
+        return self.batches / self.steps_per_epoch
+
+    def state(self) -> dict:
+        return {
+            "rng": self.rng.bit_generator.state,
+            "order": self.order.tolist(),
+            "cursor": self.cursor,
+            "batches": self.batches,
+        }
+
+    def load_state(self, state: dict) -> None:
+        """Continue from a saved shuffle and cursor; one that does not fit these items is a ``ValueError``."""
+        order, cursor, batches = np.asarray(state["order"], dtype=np.int64), state["cursor"], state["batches"]
+        if len(order) and not np.array_equal(np.sort(order), np.arange(self.items)):
+            raise ValueError(f"the saved shuffle is not an order of this run's {self.items} {self.what}")
+        for name, value, high in (("cursor", cursor, len(order)), ("batches", batches, None)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < 0
+                or (high is not None and value > high)
+            ):
+                raise ValueError(f"the data {name} is {value!r}, outside 0..{'' if high is None else high}")
+        self.rng.bit_generator.state = state["rng"]
+        self.order, self.cursor, self.batches = order, cursor, batches
+
+
 @dataclass
 class LoopState:
     """What changes during training, besides parameters and optimizer state."""

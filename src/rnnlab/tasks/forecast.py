@@ -131,25 +131,17 @@ class ForecastTask(train.TaskBase):
         self.val_persistence_rmse = float(np.sqrt(np.mean((val.last - val.actual) ** 2)))
         self.batch_size = cfg.batch_size
         self.items_per_step = cfg.batch_size
-        self.steps_per_epoch = math.ceil(len(train_part.actual) / cfg.batch_size)
-        self.rng = np.random.default_rng([cfg.seed, 0])
-        self.order = np.empty(0, dtype=np.int64)
-        self.cursor = 0
-        self.batches = 0
+        self.epochs = train.ShuffledEpochs(len(self.train_inputs), cfg.batch_size, cfg.seed)
+        self.steps_per_epoch = self.epochs.steps_per_epoch
 
     def next_batch(self):
-        if self.cursor >= len(self.order):  # a new epoch: a new shuffle
-            self.order = self.rng.permutation(len(self.train_inputs))
-            self.cursor = 0
-        idx = self.order[self.cursor : self.cursor + self.batch_size]
-        self.cursor += len(idx)
-        self.batches += 1
+        idx = self.epochs.next()
         self.items_per_step = len(idx)
         return self.train_inputs[idx], self.train_targets[idx], True  # windows are independent: zero state
 
     @property
     def epoch(self) -> float:
-        return self.batches / self.steps_per_epoch
+        return self.epochs.epoch
 
     def forecasts(self, trainer, name: str, calibration: Calibration | None = None) -> Forecasts:
         """The forecasts after every window of part ``name``."""
@@ -190,29 +182,10 @@ class ForecastTask(train.TaskBase):
         )
 
     def data_state(self) -> dict:
-        return {
-            "rng": self.rng.bit_generator.state,
-            "order": self.order.tolist(),
-            "cursor": self.cursor,
-            "batches": self.batches,
-        }
+        return self.epochs.state()
 
     def load_data_state(self, state: dict) -> None:
-        """Continue from a saved shuffle and cursor; one that does not fit these windows is a ``ValueError``."""
-        order, cursor, batches = np.asarray(state["order"], dtype=np.int64), state["cursor"], state["batches"]
-        n = len(self.train_inputs)
-        if len(order) and not np.array_equal(np.sort(order), np.arange(n)):
-            raise ValueError(f"the saved shuffle is not an order of this run's {n} training windows")
-        for name, value, high in (("cursor", cursor, len(order)), ("batches", batches, None)):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int)
-                or value < 0
-                or (high is not None and value > high)
-            ):
-                raise ValueError(f"the data {name} is {value!r}, outside 0..{'' if high is None else high}")
-        self.rng.bit_generator.state = state["rng"]
-        self.order, self.cursor, self.batches = order, cursor, batches
+        self.epochs.load_state(state)
 
     def checkpoint_meta(self) -> dict:
         prices = self.series.prices

@@ -78,19 +78,31 @@ def skill_interval(
     forecasts are correlated, so single points would understate the spread) and
     recomputes 1 - RMSE_model / RMSE_persistence ``draws`` times.
     """
-    n = len(actual)
+    ratios = block_bootstrap_ratios((predicted - actual) ** 2, (last - actual) ** 2, block, draws, seed)
+    return interval_95(1.0 - np.sqrt(ratios))
+
+
+def block_bootstrap_ratios(
+    numerator: np.ndarray, denominator: np.ndarray, block: int, draws: int = 2000, seed: int = 0
+) -> np.ndarray:
+    """mean(numerator) / mean(denominator) over ``draws`` moving-block resamples of the pairs
+    (blocks of ``block`` consecutive ones, so correlated neighbours travel together)."""
+    n = len(numerator)
     if n == 0:
-        return float("nan"), float("nan")
+        return np.empty(0)
     block = max(1, min(block, n))
-    model_sq, persistence_sq = (predicted - actual) ** 2, (last - actual) ** 2
     starts = np.random.default_rng(seed).integers(0, n - block + 1, (draws, math.ceil(n / block)))
     idx = (starts[..., None] + np.arange(block)).reshape(draws, -1)[:, :n]
     with np.errstate(divide="ignore", invalid="ignore"):
-        skills = 1.0 - np.sqrt(model_sq[idx].mean(axis=1) / persistence_sq[idx].mean(axis=1))
-    skills = skills[np.isfinite(skills)]
-    if skills.size == 0:
+        return numerator[idx].mean(axis=1) / denominator[idx].mean(axis=1)
+
+
+def interval_95(draws: np.ndarray) -> tuple[float, float]:
+    """The 2.5% and 97.5% percentiles of the finite ``draws`` (NaN, NaN when there are none)."""
+    draws = draws[np.isfinite(draws)]
+    if draws.size == 0:
         return float("nan"), float("nan")
-    lo, hi = np.percentile(skills, [2.5, 97.5])
+    lo, hi = np.percentile(draws, [2.5, 97.5])
     return float(lo), float(hi)
 
 

@@ -173,20 +173,9 @@ def summarize(records: list[dict], source: str, cfg, settings) -> dict:
     return result
 
 
-def _skill_interval(model: np.ndarray, reference: np.ndarray, block: int, draws: int = 2000, seed: int = 0):
+def _skill_interval(model: np.ndarray, reference: np.ndarray, block: int):
     """95% moving-block bootstrap interval of 1 - mean(model) / mean(reference) (per-forecast MSEs)."""
-    n = len(model)
-    if n == 0:
-        return float("nan"), float("nan")
-    starts = np.random.default_rng(seed).integers(0, n - block + 1, (draws, math.ceil(n / block)))
-    idx = (starts[..., None] + np.arange(block)).reshape(draws, -1)[:, :n]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        skills = 1.0 - model[idx].mean(axis=1) / reference[idx].mean(axis=1)
-    skills = skills[np.isfinite(skills)]
-    if skills.size == 0:
-        return float("nan"), float("nan")
-    low, high = np.percentile(skills, [2.5, 97.5])
-    return float(low), float(high)
+    return stats.interval_95(1.0 - stats.block_bootstrap_ratios(model, reference, block))
 
 
 def verdict(result: dict) -> str:
