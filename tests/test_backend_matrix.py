@@ -4,6 +4,7 @@ gradients and one optimizer step (continuing the saved optimizer state) equal Nu
 resuming the run on another backend ends where resuming it on NumPy does."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,12 +13,13 @@ from test_backends_equal import DISTINCT_CELLS
 
 from rnnlab import checkpoint, runs
 from rnnlab.backends import get_backend
-from rnnlab.config import BACKEND_NAMES, CharLMConfig, DenoiseConfig, ForecastConfig
+from rnnlab.config import BACKEND_NAMES, CharLMConfig, DenoiseConfig, ForecastConfig, SeriesConfig
+from rnnlab.data.table import builtin_frame
 from rnnlab.runner import train_run
-from rnnlab.tasks import charlm, denoise, forecast
+from rnnlab.tasks import charlm, denoise, forecast, series
 
 OTHER_BACKENDS = [name for name in BACKEND_NAMES if name != "numpy"]  # the reference is NumPy
-TASKS = ["charlm", "denoise", "forecast"]
+TASKS = ["charlm", "denoise", "forecast", "series"]
 TOL = 1e-9
 
 
@@ -29,6 +31,7 @@ def rel(a, b):
 def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("text") / "corpus.txt"
     path.write_text(make_text(4000), encoding="utf-8")
+    builtin_frame(160).to_csv(path.with_name("table.csv"), index=False)  # the series task's, beside it
     return str(path)
 
 
@@ -64,16 +67,31 @@ def config_of(task: str, cell: str, corpus: str):
         return DenoiseConfig(
             seq_len=6, batch_size=8, steps=4, eval_every=2, val_sequences=20, test_sequences=20, **common
         )
+    if task == "series":  # MAE: every backend's gradient of |x| alike; covariates read beside the target
+        table = str(Path(corpus).with_name("table.csv"))
+        return SeriesConfig(
+            csv=table,
+            targets="load,demand",
+            lookback=8,
+            horizon=4,
+            segment=4,
+            season=4,
+            batch_size=6,
+            epochs=1,
+            **common,
+        )
     return ForecastConfig(
         builtin_points=120, window=6, batch_size=16, epochs=1, target="returns", loss_steps="all", **common
     )
 
 
-LONGER = {"charlm": {"max_steps": 4}, "denoise": {"steps": 8}, "forecast": {"epochs": 2}}
+LONGER = {"charlm": {"max_steps": 4}, "denoise": {"steps": 8}, "forecast": {"epochs": 2}, "series": {"epochs": 2}}
 
 
 def loss_of(cfg):
-    return ("cross_entropy", cfg.loss_reduction) if isinstance(cfg, CharLMConfig) else ("mse", "mean")
+    if isinstance(cfg, CharLMConfig):
+        return "cross_entropy", cfg.loss_reduction
+    return getattr(cfg, "loss", "mse"), "mean"
 
 
 def task_batch(task: str, cfg):
@@ -84,6 +102,8 @@ def task_batch(task: str, cfg):
         return charlm.CharLMTask(cfg, read_text(cfg.text)).next_batch()[:2]
     if task == "denoise":
         return denoise.DenoiseTask(cfg).next_batch()[:2]
+    if task == "series":
+        return series.SeriesTask(cfg, series.read_table(cfg)).next_batch()[:2]
     return forecast.ForecastTask(cfg, forecast.load_series(cfg)).next_batch()[:2]
 
 
