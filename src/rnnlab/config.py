@@ -560,7 +560,12 @@ class SeriesConfig:
         ),
     )
     time_column: str = setting(
-        "", Setting("the time column (default: one named date, time, timestamp or datetime, else the first)", "data")
+        "",
+        Setting(
+            "the time column (default: one named date, time, timestamp or datetime, else the first)",
+            "data",
+            metavar="NAME",
+        ),
     )
     columns: str = setting(
         "", Setting("comma-separated columns to read (default: every column but the time)", "data", metavar="LIST")
