@@ -18,7 +18,8 @@ How this run differs from theirs: rnnlab trains on this 2-core CPU for a fixed n
 (no early-stopping patience) with the model size chosen so that one (horizon, seed) run fits in
 about 10 minutes (SegRNN used d = 512 on a GPU); see ``RECIPES``.
 
-    python benchmarks/long_horizon.py [--horizons 96,192,336,720] [--seeds 3] [--backend torch] [--rows FILE]
+    python benchmarks/long_horizon.py [--horizons 96,192,336,720] [--seeds 3] [--first-seed 0] [--backend torch]
+        [--rows FILE]
     python benchmarks/long_horizon.py --table-from FILE     # the table of rows saved with --rows
 
 Prints one JSON object (and the table, as Markdown, on stderr).
@@ -130,6 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--horizons", default="96,192,336,720")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="start at this seed (to add seeds to a --rows file)")
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--rows", metavar="FILE", help="append each run's row to FILE as it finishes (JSON lines)")
     parser.add_argument("--table-from", metavar="FILE", help="print the table of the rows in FILE, train nothing")
@@ -141,7 +143,9 @@ def main() -> None:
         sys.exit(f"{DATA} not found: this benchmark reads ../shared/data/ETTh1.csv")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):  # seeds outermost: a stopped benchmark has every horizon once
+        for seed in range(
+            args.first_seed, args.first_seed + args.seeds
+        ):  # seeds outermost: a stopped benchmark has every horizon once
             for horizon in (int(h) for h in args.horizons.split(",")):
                 rows.append(run_one(horizon, seed, args.backend, Path(tmp)))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)

@@ -103,11 +103,14 @@ def test_refusals_are_one_line(tmp_path, capsys):
     assert "need at least" in err and "--lookback 24 and --horizon 12" in err and "Traceback" not in err
 
 
-def test_a_run_without_a_test_part_says_so(tmp_path):
-    cfg = SeriesConfig(csv=_csv(tmp_path / "t.csv", tables.builtin_frame(500)), test_fraction=0.0, **SMALL)
-    from rnnlab.runner import train_run
-
-    summary = train_run(cfg, tmp_path / "run", quiet=True)
-    assert summary["test"] is None and not (tmp_path / "run" / "test.json").exists()
+def test_a_run_without_a_test_part_says_so(tmp_path, capsys):
+    csv = _csv(tmp_path / "t.csv", tables.builtin_frame(500))
+    flags = ["--lookback", "24", "--horizon", "12", "--segment", "12", "--hidden-size", "8", "--epochs", "1"]
+    run = tmp_path / "run"
+    argv = ["series", "train", "--csv", csv, "--test-fraction", "0", "--backend", "numpy", "--out", str(run)]
+    assert main(argv + flags + ["--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "reached --epochs 1 at step" in out and "no test part (--test-fraction 0); best validation MSE" in out
+    assert (run / "report.html").exists() and not (run / "test.json").exists()
     with pytest.raises(UserError, match="no test windows"):
-        series.evaluate_run(tmp_path / "run")
+        series.evaluate_run(run)

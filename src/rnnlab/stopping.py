@@ -20,11 +20,14 @@ class Budget:
     target_val_loss: float = 0.0  # validation loss to stop at (checked at each eval); 0 = off
     eval_every: int = 100
     eval_at_start: bool = False  # evaluate the untrained model too (step 0), so it can be the best
+    max_steps_flag: str = ""  # how the user asked for max_steps, when not --max-steps ("--epochs 5")
 
 
 def budget_stop(budget: Budget, step: int, invocation_seconds: float, smoothed_loss: float | None) -> str | None:
     """The reason to stop before the next step, or None: a step count, a time limit, a loss target."""
     if budget.max_steps and step >= budget.max_steps:
+        if budget.max_steps_flag:
+            return f"reached {budget.max_steps_flag}"
         return f"reached --max-steps {budget.max_steps}"
     if budget.max_minutes and invocation_seconds >= budget.max_minutes * 60:
         return f"reached --max-minutes {budget.max_minutes:g}"

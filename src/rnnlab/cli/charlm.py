@@ -13,9 +13,8 @@ from .common import (
     flag_type,
     non_negative_float,
     non_negative_int,
-    resume_hint,
     task_verbs,
-    train_from_args,
+    train_and_report,
 )
 
 
@@ -98,17 +97,14 @@ def add_verbs(tasks) -> None:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _print_best(summary: dict) -> None:
+    if summary["best_val_loss"] is not None:
+        print(f"best validation {summary['best_val_loss']:.4f} nats/char")
+
+
 def _charlm_train(args) -> int:
-    summary = train_from_args(CharLMConfig, args, PRESETS[args.preset].settings if args.preset else None)
-    if summary is None:
-        return 0
-    best = summary["best_val_loss"]
-    best_text = f"; best validation {best:.4f} nats/char" if best is not None else ""
-    print(f"{summary['stop_reason']} at step {summary['step']}{best_text}; run saved in {summary['run_dir']}")
-    if summary["interrupted"]:
-        return resume_hint("charlm", summary)
-    print(f"report: {summary['run_dir']}/report.html")
-    return 0
+    preset = PRESETS[args.preset].settings if args.preset else None
+    return train_and_report("charlm", CharLMConfig, args, _print_best, preset)
 
 
 def _charlm_sample(args) -> int:

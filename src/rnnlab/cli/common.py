@@ -156,13 +156,6 @@ def task_verbs(tasks, name: str, help_text: str, description: str):
     return verbs
 
 
-def resume_hint(task: str, summary: dict) -> int:
-    """After Ctrl-C or SIGTERM: how to continue, and the conventional exit code of a program
-    stopped by that signal (128 + its number)."""
-    print(f"resume with: rnnlab {task} train --resume --out {summary['run_dir']}")
-    return 143 if "SIGTERM" in (summary.get("stop_reason") or "") else 130
-
-
 def train_from_args(config_cls, args, preset: dict | None = None) -> dict | None:
     """The config from the flags (``--config``, the preset, the flags given), then the run
     (``runner.train_job``: here, or as one process of a torchrun job); returns the summary on
@@ -171,3 +164,19 @@ def train_from_args(config_cls, args, preset: dict | None = None) -> dict | None
 
     cfg, overrides = config_from_args(config_cls, args, preset)
     return train_job(cfg, args.out, resume=args.resume, force=args.force, overrides=overrides, quiet=args.quiet)
+
+
+def train_and_report(task: str, config_cls, args, print_result, preset: dict | None = None) -> int:
+    """``rnnlab TASK train``: the run (``train_from_args``), then why it stopped and where it is
+    saved.  After Ctrl-C or SIGTERM: how to resume, and the exit code of a program stopped by that
+    signal (128 + its number); otherwise ``print_result(summary)`` and the report's path."""
+    summary = train_from_args(config_cls, args, preset)
+    if summary is None:
+        return 0
+    print(f"{summary['stop_reason']} at step {summary['step']:,}; run saved in {summary['run_dir']}")
+    if summary["interrupted"]:
+        print(f"resume with: rnnlab {task} train --resume --out {summary['run_dir']}")
+        return 143 if "SIGTERM" in (summary.get("stop_reason") or "") else 130
+    print_result(summary)
+    print(f"report: {summary['run_dir']}/report.html")
+    return 0

@@ -14,9 +14,8 @@ from .common import (
     float_list,
     non_negative_int,
     positive_int,
-    resume_hint,
     task_verbs,
-    train_from_args,
+    train_and_report,
 )
 
 
@@ -83,15 +82,7 @@ def _print_denoise_test(result: dict) -> None:
 
 
 def _denoise_train(args) -> int:
-    summary = train_from_args(DenoiseConfig, args)
-    if summary is None:
-        return 0
-    print(f"{summary['stop_reason']} at step {summary['step']}; run saved in {summary['run_dir']}")
-    if summary["interrupted"]:
-        return resume_hint("denoise", summary)
-    _print_denoise_test(summary["test"])
-    print(f"report: {summary['run_dir']}/report.html")
-    return 0
+    return train_and_report("denoise", DenoiseConfig, args, lambda summary: _print_denoise_test(summary["test"]))
 
 
 def _denoise_search(args) -> int:

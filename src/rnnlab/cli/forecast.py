@@ -12,9 +12,8 @@ from .common import (
     add_config_flags,
     add_run_flags,
     add_saved_run_flags,
-    resume_hint,
     task_verbs,
-    train_from_args,
+    train_and_report,
 )
 
 
@@ -62,19 +61,12 @@ def add_verbs(tasks) -> None:
     fp.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _forecast_train(args) -> int:
-    summary = train_from_args(ForecastConfig, args)
-    if summary is None:
-        return 0
-    print(f"{summary['stop_reason']} after {summary['epochs']:g} epochs; run saved in {summary['run_dir']}")
-    if summary["interrupted"]:
-        return resume_hint("forecast", summary)
+def _print_result(summary: dict) -> None:
     test = summary["test"]
     if test is None:
         skill = 1.0 - summary["best_val_loss"] ** 0.5  # val_loss is (RMSE / persistence RMSE)^2
         print(f"no test part (--test-fraction 0); best validation skill {skill:+.4f} against persistence")
-        print(f"report: {summary['run_dir']}/report.html")
-        return 0
+        return
     print(
         f"test ({test['model']} model, epoch {test['epoch']:g}): RMSE {test['rmse']:,.2f} vs persistence "
         f"{test['persistence_rmse']:,.2f}, skill {test['skill']:+.4f}"
@@ -82,8 +74,10 @@ def _forecast_train(args) -> int:
     print(test["comparison_text"])
     if test["target"] == "levels" and test["inputs_outside_training_range"] > 0.05:
         print("hint: prices left the training range; --target returns forecasts changes, which do not")
-    print(f"report: {summary['run_dir']}/report.html")
-    return 0
+
+
+def _forecast_train(args) -> int:
+    return train_and_report("forecast", ForecastConfig, args, _print_result)
 
 
 def _forecast_predict(args) -> int:

@@ -6,7 +6,7 @@ import json
 
 from ..config import SeriesConfig
 from ..tasks import TASKS
-from .common import add_config_flags, add_run_flags, add_saved_run_flags, resume_hint, task_verbs, train_from_args
+from .common import add_config_flags, add_run_flags, add_saved_run_flags, task_verbs, train_and_report
 
 
 def add_verbs(tasks) -> None:
@@ -46,16 +46,15 @@ def _print_test(test: dict) -> None:
     print(test["comparison_text"])
 
 
+def _print_result(summary: dict) -> None:
+    if summary["test"] is None:
+        print(f"no test part (--test-fraction 0); best validation MSE {summary['best_val_loss']:.4f} (scaled)")
+    else:
+        _print_test(summary["test"])
+
+
 def _series_train(args) -> int:
-    summary = train_from_args(SeriesConfig, args)
-    if summary is None:
-        return 0
-    print(f"{summary['stop_reason']} at step {summary['step']}; run saved in {summary['run_dir']}")
-    if summary["interrupted"]:
-        return resume_hint("series", summary)
-    _print_test(summary["test"])
-    print(f"report: {summary['run_dir']}/report.html")
-    return 0
+    return train_and_report("series", SeriesConfig, args, _print_result)
 
 
 def _series_eval(args) -> int:

@@ -144,7 +144,12 @@ class DenoiseTask(train.TaskBase):
 
     def budget(self) -> tuple[train.Budget, int]:
         cfg = self.cfg
-        return train.Budget(max_steps=cfg.steps, max_minutes=cfg.max_minutes, eval_every=cfg.eval_every), cfg.steps
+        return train.Budget(
+            max_steps=cfg.steps,
+            max_minutes=cfg.max_minutes,
+            eval_every=cfg.eval_every,
+            max_steps_flag=f"--steps {cfg.steps}",
+        ), cfg.steps
 
     def after_training(self, trainer, summary: dict, run) -> dict:
         """The loss plot; unless interrupted, the best model (held by ``run``) against Kalman on

@@ -148,7 +148,10 @@ class SeriesTask(train.TaskBase):
     def budget(self) -> tuple[train.Budget, int]:
         total_steps = self.cfg.epochs * self.steps_per_epoch
         return train.Budget(
-            max_steps=total_steps, max_minutes=self.cfg.max_minutes, eval_every=self.steps_per_epoch
+            max_steps=total_steps,
+            max_minutes=self.cfg.max_minutes,
+            eval_every=self.steps_per_epoch,
+            max_steps_flag=f"--epochs {self.cfg.epochs}",
         ), total_steps
 
     def after_training(self, trainer, summary: dict, run) -> dict:
