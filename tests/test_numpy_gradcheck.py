@@ -4,7 +4,19 @@ import numpy as np
 import pytest
 
 from rnnlab.backends import numpy_backend as nb
+from rnnlab.carry import map_arrays
 from rnnlab.cells import CELLS, ModelSpec, init_params
+
+
+def float64_params_and_carry(spec: ModelSpec, rows: int, rng: np.random.Generator) -> tuple[dict, list]:
+    """Parameters and a starting carry for a gradient check: non-zero biases and a non-zero carry,
+    so that every term of every gradient is exercised (norm gains keep their init)."""
+    params = init_params(spec, rng, dtype=np.float64)
+    for k, v in params.items():
+        if v.ndim == 1 and not k.endswith(".norm"):
+            params[k] = rng.standard_normal(v.shape) * 0.3
+    carry = map_arrays(lambda a: rng.standard_normal(a.shape) * 0.5, nb.init_carry(spec, rows, np.float64))
+    return params, carry
 
 
 def _problem(cell, input_kind, loss, num_layers=2, B=3, T=5, H=4, V=6, seed=0, tie_weights=False):
@@ -24,17 +36,7 @@ def _problem(cell, input_kind, loss, num_layers=2, B=3, T=5, H=4, V=6, seed=0, t
         embed_size=embed_size,
         tie_weights=tie_weights,
     )
-    params = init_params(spec, rng, dtype=np.float64)
-    for k, v in params.items():  # non-zero biases so every term of every gradient is exercised
-        if v.ndim == 1:
-            params[k] = rng.standard_normal(v.shape) * 0.3
-    carry = nb.init_carry(spec, B, np.float64)
-    carry = [
-        tuple(rng.standard_normal(a.shape) * 0.5 for a in c)
-        if isinstance(c, tuple)
-        else rng.standard_normal(c.shape) * 0.5
-        for c in carry
-    ]
+    params, carry = float64_params_and_carry(spec, B, rng)
     inputs = rng.integers(0, V, (B, T)) if ids else rng.standard_normal((B, T, in_size))
     targets = rng.integers(0, V, (B, T)) if loss == "cross_entropy" else rng.standard_normal((B, T, out_size))
     return spec, params, carry, inputs, targets

@@ -4,11 +4,11 @@ with dropout on, and what each learned row may touch."""
 
 import numpy as np
 import pytest
-from test_numpy_gradcheck import central_differences
+from test_numpy_gradcheck import central_differences, float64_params_and_carry
 
 from rnnlab.backends import numpy_backend as nb
 from rnnlab.carry import map_arrays
-from rnnlab.cells import CELLS, ModelSpec, count_params, init_params
+from rnnlab.cells import CELLS, ModelSpec, count_params
 from rnnlab.dropout import dropout_masks
 from rnnlab.errors import UserError
 
@@ -29,13 +29,9 @@ def _problem(cell, num_layers=1, norm="none", residual=False, rows=4, seed=0):
         decode_steps=STEPS,
         decode_channels=CHANNELS,
     )
-    params = init_params(spec, rng, dtype=np.float64)
-    for k, v in params.items():  # non-zero biases so every term of every gradient is exercised
-        if v.ndim == 1 and not k.endswith(".norm"):
-            params[k] = rng.standard_normal(v.shape) * 0.3
+    params, carry = float64_params_and_carry(spec, rows, rng)
     inputs = rng.standard_normal((rows, SEGMENTS, WIDTH))
     targets = rng.standard_normal((rows, STEPS, WIDTH))
-    carry = map_arrays(lambda a: rng.standard_normal(a.shape) * 0.5, nb.init_carry(spec, rows, np.float64))
     return spec, params, carry, inputs, targets
 
 
