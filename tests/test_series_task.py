@@ -191,3 +191,17 @@ def test_a_bad_file_is_one_line_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "line 42: load is empty" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_start_end_and_train_length_cut_the_table(tmp_path):
+    csv = tmp_path / "t.csv"
+    tables.builtin_frame(200).to_csv(csv, index=False)
+    cut = series.read_table(SeriesConfig(csv=str(csv), start="2024-01-02", end="2024-01-05T06:00"))
+    assert str(cut.times[0]) == "2024-01-02 00:00:00+00:00" and str(cut.times[-1]) == "2024-01-05 05:00:00+00:00"
+    assert len(cut.times) == 3 * 24 + 6  # the end is exclusive
+    last = series.read_table(SeriesConfig(csv=str(csv), end="2024-01-05", train_length=30))
+    assert len(last.times) == 30 and str(last.times[-1]) == "2024-01-04 23:00:00+00:00"
+    with pytest.raises(UserError, match="--start 'soon' is not a date"):
+        series.read_table(SeriesConfig(csv=str(csv), start="soon"))
+    with pytest.raises(UserError, match="0 row\\(s\\) between --start and --end"):
+        series.read_table(SeriesConfig(csv=str(csv), start="2030-01-01"))
