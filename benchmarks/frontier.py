@@ -1,6 +1,7 @@
-"""The training-time frontier of char-LMs on 2 CPU cores: best validation nats/char after 60 s and
-300 s of training for rnnlab's best classic-cell run, its best parallel-scan-cell run, and a plain
-PyTorch script of the kind a user writes in thirty lines.
+"""The training-time frontier of char-LMs on 2 CPU cores: validation nats/char of rnnlab's best
+classic-cell preset, its best parallel-scan-cell preset, a plain PyTorch script of the kind a user
+writes in thirty lines, and a plain PyTorch script of the classic preset's own recipe (the engine
+against the engine).
 
 tinyshakespeare (../shared/data; the built-in corpus when it is absent), the first 90% trains and
 the last 10% validates, every contender scored by the same function (``charlm.nats_per_char``: the
@@ -12,11 +13,17 @@ recurrent step (B, H) @ (H, G*H) for a classic cell, the whole-sequence gate GEM
 (B*T, in) @ (in, G*H) for a parallel cell).
 
 The rnnlab runs are the presets ``fast-60s`` / ``best-300s`` (and their parallel-cell twins), whose
-step counts were measured on this machine for the budget; the budget is also a hard cap.
+step counts were measured on this machine for the budget.  ``--until steps`` (the default) trains
+every contender for its full step count, so the losses compare on any machine and the speeds are
+chars/s; ``--until clock`` also stops each at the budget's seconds, the frontier as a user with that
+budget sees it on the day.  ``same`` is the classic preset's recipe written directly in PyTorch
+(``same_recipe`` reads it from the preset); the JSON's ``same_recipe_<budget>s`` gives, seed by
+seed, rnnlab's chars/s over the script's and the difference of their validation losses.
 
 Prints one JSON object on stdout and a markdown table on stderr.
 
-    python benchmarks/frontier.py [--budgets 60,300] [--seeds 0] [--contenders classic,parallel,plain]
+    python benchmarks/frontier.py [--budgets 60,300] [--seeds 0] [--contenders classic,parallel,plain,same]
+        [--until steps|clock] [--backend numpy|jax|torch]
 """
 
 from __future__ import annotations
@@ -73,13 +80,17 @@ def dominant_gemm(spec: ModelSpec, cfg: CharLMConfig) -> tuple[int, int, int]:
     return cfg.batch_size * cfg.seq_len, layer_input_size(spec, spec.num_layers - 1), G * H
 
 
-def run_preset(name: str, text_path: str, budget_s: float, seed: int, out: Path, V: int, scale: float) -> dict:
+def run_preset(
+    name: str, text_path: str, budget_s: float | None, seed: int, out: Path, V: int, scale: float, backend: str
+) -> dict:
+    """One preset's run: its step count (times ``scale``), capped at ``budget_s`` seconds of
+    training when that is given (the clock mode)."""
     preset = PRESETS[name]
     steps = max(1, round(preset.settings["max_steps"] * scale))
     cfg = dataclasses.replace(
-        CharLMConfig(text=text_path), **preset.settings, seed=seed, max_minutes=budget_s * scale / 60
+        CharLMConfig(text=text_path), **preset.settings, seed=seed, max_minutes=(budget_s or 0.0) * scale / 60
     )
-    cfg = dataclasses.replace(cfg, max_steps=steps, eval_every=steps)
+    cfg = dataclasses.replace(cfg, max_steps=steps, eval_every=steps, **({"backend": backend} if backend else {}))
     summary = train_run(cfg, out, force=True, quiet=True)
     spec = ModelSpec(
         cfg.cell,
@@ -98,6 +109,7 @@ def run_preset(name: str, text_path: str, budget_s: float, seed: int, out: Path,
     roof = gemm_gflops(m, k, n)
     return {
         "preset": name,
+        "backend": cfg.backend,
         "settings": {k: v for k, v in preset.settings.items()},
         "val_nats_per_char": round(summary["best_val_loss"], 4),
         "steps": summary["step"],
@@ -111,8 +123,33 @@ def run_preset(name: str, text_path: str, budget_s: float, seed: int, out: Path,
     }
 
 
-def run_plain_torch(text: str, budget_s: float, seed: int) -> dict:
-    """The plain PyTorch script, written the way its user would; scored by rnnlab's evaluation."""
+def same_recipe(preset_name: str) -> dict:
+    """The torch script's settings for a classic-cell preset: its model, data, optimizer, schedule,
+    clipping and weight average, read from the preset itself so that the two cannot drift apart."""
+    cfg = dataclasses.replace(CharLMConfig(), **PRESETS[preset_name].settings)
+    if cfg.cell != "gru_reset_after" or cfg.layers != 1 or not cfg.embed_size or cfg.tie_weights:
+        raise SystemExit(f"{preset_name}: the same-recipe script writes one nn.GRU over an embedding")
+    return dict(
+        embed=cfg.embed_size,
+        hidden=cfg.hidden_size,
+        dropout=cfg.dropout,
+        lr=cfg.lr,
+        batch=cfg.batch_size,
+        seq=cfg.seq_len,
+        clip=cfg.clip_value,
+        weight_decay=cfg.weight_decay,
+        warmup=cfg.warmup_steps,
+        ema=cfg.ema_decay,
+        steps=cfg.max_steps,
+    )
+
+
+def run_torch_script(text: str, p: dict, steps: int, budget_s: float | None, seed: int, name: str) -> dict:
+    """A PyTorch script written the way its user would (nn.Embedding -> nn.GRU -> nn.Linear,
+    dropout on the GRU's input and output, Adam or AdamW-style decay of the weight matrices, linear
+    warm-up then cosine to 0.1x, global-norm clipping, a debiased moving average of the weights
+    for evaluation); scored by rnnlab's evaluation.  Stops after ``steps`` or ``budget_s`` seconds
+    of training, whichever comes first."""
     import torch
     from torch import nn
 
@@ -120,7 +157,7 @@ def run_plain_torch(text: str, budget_s: float, seed: int) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     train_text, val_text = split_train_val(text, 0.1)
     vocab = Vocab.from_text(train_text)
-    V, p = len(vocab), PLAIN
+    V = len(vocab)
     data = torch.as_tensor(vocab.encode(train_text, "text").astype(np.int64))
 
     class Net(nn.Module):
@@ -134,15 +171,27 @@ def run_plain_torch(text: str, budget_s: float, seed: int) -> dict:
             return self.fc(self.drop(out)), h
 
     net = Net()
-    steps = max(1, round(p["steps_per_300s"] * budget_s / 300))
-    opt = torch.optim.Adam(net.parameters(), lr=p["lr"])
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    wd = p.get("weight_decay", 0.0)
+    matrices = [q for q in net.parameters() if q.ndim == 2]
+    others = [q for q in net.parameters() if q.ndim != 2]
+    opt = torch.optim.AdamW(
+        [{"params": matrices, "weight_decay": wd}, {"params": others, "weight_decay": 0.0}], lr=p["lr"]
     )
+    warmup = p.get("warmup", 0)
+
+    def lr_factor(s: int) -> float:  # 0-based step: linear warm-up, then cosine to 0.1x at ``steps``
+        if s < warmup:
+            return (s + 1) / warmup
+        progress = min(1.0, (s - warmup) / max(1, steps - warmup))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    decay = p.get("ema", 0.0)
+    average = [q.detach().clone() for q in net.parameters()] if decay else None
     span = len(data) // p["batch"]
     streams = data[: span * p["batch"]].view(p["batch"], span)
     h, pos, trained, step = None, 0, 0.0, 0
-    while step < steps and trained < budget_s:
+    while step < steps and (budget_s is None or trained < budget_s):
         t0 = time.perf_counter()
         if pos + p["seq"] + 1 > span:
             pos, h = 0, None
@@ -155,10 +204,19 @@ def run_plain_torch(text: str, budget_s: float, seed: int) -> dict:
         nn.utils.clip_grad_norm_(net.parameters(), p["clip"])
         opt.step()
         sched.step()
-        pos += p["seq"]
         step += 1
+        if average is not None:  # debiased: the initial weights never enter the average
+            with torch.no_grad():
+                weight = (1 - decay) / (1 - decay**step)
+                for a, q in zip(average, net.parameters()):
+                    a.add_(q - a, alpha=weight)
+        pos += p["seq"]
         trained += time.perf_counter() - t0
     net.eval()
+    if average is not None:
+        with torch.no_grad():
+            for a, q in zip(average, net.parameters()):
+                q.copy_(a)
 
     class Scored:  # the two methods rnnlab's evaluation calls
         def init_carry(self, batch):
@@ -175,7 +233,7 @@ def run_plain_torch(text: str, budget_s: float, seed: int) -> dict:
     spec = ModelSpec("gru_reset_after", V, p["hidden"], V, 1, "embedding", embed_size=p["embed"])
     roof = gemm_gflops(p["batch"], p["hidden"], 3 * p["hidden"])
     return {
-        "preset": "plain PyTorch script",
+        "preset": name,
         "settings": dict(p, steps=steps),
         "val_nats_per_char": round(val, 4),
         "steps": step,
@@ -188,11 +246,33 @@ def run_plain_torch(text: str, budget_s: float, seed: int) -> dict:
     }
 
 
+def run_contender(who: str, budget: int, seed: int, args, text: str, text_path: str, V: int, tmp: Path) -> dict:
+    cap = budget * args.scale if args.until == "clock" else None
+    if who == "plain":
+        steps = max(1, round(PLAIN["steps_per_300s"] * budget / 300 * args.scale))
+        return run_torch_script(text, PLAIN, steps, cap, seed, "plain PyTorch script")
+    if who == "same":
+        recipe = same_recipe(CONTENDERS["classic"][budget])
+        steps = max(1, round(recipe["steps"] * args.scale))
+        return run_torch_script(
+            text, recipe, steps, cap, seed, f"plain PyTorch, {CONTENDERS['classic'][budget]}'s recipe"
+        )
+    return run_preset(CONTENDERS[who][budget], text_path, cap, seed, tmp / who, V, args.scale, args.backend)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", default="60,300", help="training seconds, comma-separated (presets: 60, 300)")
     parser.add_argument("--seeds", default="0", help="seeds, comma-separated")
-    parser.add_argument("--contenders", default="classic,parallel,plain")
+    parser.add_argument("--contenders", default="classic,parallel,plain,same")
+    parser.add_argument(
+        "--until",
+        choices=("steps", "clock"),
+        default="steps",
+        help="steps: every contender trains its full step count (losses comparable on any machine); "
+        "clock: the budget's seconds also stop it (the frontier as a user with that budget sees it)",
+    )
+    parser.add_argument("--backend", default="", help="the rnnlab contenders' backend (default: the preset's)")
     parser.add_argument(
         "--scale",
         type=float,
@@ -212,23 +292,20 @@ def main() -> None:
     result = {
         "corpus": "tinyshakespeare" if text_path else "built-in pydoc topics",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, torch {torch.__version__}",
+        "until": args.until,
+        "gemm_gflops_float32_512": round(gemm_gflops(512, 512, 512), 1),
         "runs": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
         for budget in budgets:
             for seed in seeds:
                 for who in contenders:
-                    if who == "plain":
-                        row = run_plain_torch(text, budget * args.scale, seed)
-                    else:
-                        row = run_preset(
-                            CONTENDERS[who][budget], text_path, budget, seed, Path(tmp) / who, V, args.scale
-                        )
+                    row = run_contender(who, budget, seed, args, text, text_path, V, Path(tmp))
                     row.update(contender=who, budget_seconds=budget, seed=seed)
                     result["runs"].append(row)
                     print(
-                        f"{who:9s} {budget:4d} s seed {seed}: {row['val_nats_per_char']:.4f} nats/char, "
-                        f"{row['chars_per_s']:,} chars/s, roofline {row['roofline_fraction']:.2f}",
+                        f"{who:9s} {budget:4d} s seed {seed}: {row['val_nats_per_char']:.4f} nats/char after "
+                        f"{row['steps']:,} steps, {row['chars_per_s']:,} chars/s, roofline {row['roofline_fraction']:.2f}",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -237,7 +314,23 @@ def main() -> None:
         best = {who: min(r["val_nats_per_char"] for r in rows if r["contender"] == who) for who in contenders}
         result[f"best_val_nats_per_char_{budget}s"] = best
         if "plain" in best:
-            result[f"rnnlab_beats_plain_{budget}s"] = min(v for k, v in best.items() if k != "plain") < best["plain"]
+            result[f"rnnlab_beats_plain_{budget}s"] = (
+                min(v for k, v in best.items() if k not in ("plain", "same")) < best["plain"]
+            )
+        if "same" in best and "classic" in best:  # the engine against the engine, seed by seed
+            pairs = {
+                seed: [
+                    next(r for r in rows if r["contender"] == who and r["seed"] == seed) for who in ("classic", "same")
+                ]
+                for seed in seeds
+            }
+            result[f"same_recipe_{budget}s"] = {
+                seed: {
+                    "speed_ratio": round(ours["chars_per_s"] / theirs["chars_per_s"], 3),
+                    "val_difference": round(ours["val_nats_per_char"] - theirs["val_nats_per_char"], 4),
+                }
+                for seed, (ours, theirs) in pairs.items()
+            }
     print(json.dumps(result))
 
 
