@@ -16,7 +16,9 @@ The rnnlab runs are the presets ``fast-60s`` / ``best-300s`` (and their parallel
 step counts were measured on this machine for the budget.  ``--until steps`` (the default) trains
 every contender for its full step count, so the losses compare on any machine and the speeds are
 chars/s; ``--until clock`` also stops each at the budget's seconds, the frontier as a user with that
-budget sees it on the day.  ``same`` is the classic preset's recipe written directly in PyTorch
+budget sees it on the day; ``--until fit`` runs the presets with ``--fit-budget`` (their step count
+fitted to the budget from the first steps' rate, the schedule ending with the clock).  Each row
+says its mode.  ``same`` is the classic preset's recipe written directly in PyTorch
 (``same_recipe`` reads it from the preset); the JSON's ``same_recipe_<budget>s`` gives, seed by
 seed, rnnlab's chars/s over the script's and the difference of their validation losses.
 
@@ -81,14 +83,14 @@ def dominant_gemm(spec: ModelSpec, cfg: CharLMConfig) -> tuple[int, int, int]:
 
 
 def run_preset(
-    name: str, text_path: str, budget_s: float | None, seed: int, out: Path, V: int, scale: float, backend: str
+    name: str, text_path: str, cap_s: float | None, seed: int, out: Path, V: int, scale: float, backend: str, fit: bool
 ) -> dict:
-    """One preset's run: its step count (times ``scale``), capped at ``budget_s`` seconds of
-    training when that is given (the clock mode)."""
+    """One preset's run: its step count (times ``scale``), capped at ``cap_s`` seconds of training
+    when that is given (the clock mode), or as many steps as fit in ``cap_s`` (``fit``: --fit-budget)."""
     preset = PRESETS[name]
     steps = max(1, round(preset.settings["max_steps"] * scale))
     cfg = dataclasses.replace(
-        CharLMConfig(text=text_path), **preset.settings, seed=seed, max_minutes=(budget_s or 0.0) * scale / 60
+        CharLMConfig(text=text_path), **preset.settings, seed=seed, max_minutes=(cap_s or 0.0) / 60, fit_budget=fit
     )
     cfg = dataclasses.replace(cfg, max_steps=steps, eval_every=steps, **({"backend": backend} if backend else {}))
     summary = train_run(cfg, out, force=True, quiet=True)
@@ -113,6 +115,7 @@ def run_preset(
         "settings": {k: v for k, v in preset.settings.items()},
         "val_nats_per_char": round(summary["best_val_loss"], 4),
         "steps": summary["step"],
+        "fitted_steps": summary["fitted_steps"],
         "stop_reason": summary["stop_reason"],
         "train_seconds": round(summary["train_seconds"], 1),
         "chars_per_s": round(chars_per_s),
@@ -247,7 +250,7 @@ def run_torch_script(text: str, p: dict, steps: int, budget_s: float | None, see
 
 
 def run_contender(who: str, budget: int, seed: int, args, text: str, text_path: str, V: int, tmp: Path) -> dict:
-    cap = budget * args.scale if args.until == "clock" else None
+    cap = budget * args.scale if args.until in ("clock", "fit") else None
     if who == "plain":
         steps = max(1, round(PLAIN["steps_per_300s"] * budget / 300 * args.scale))
         return run_torch_script(text, PLAIN, steps, cap, seed, "plain PyTorch script")
@@ -257,7 +260,8 @@ def run_contender(who: str, budget: int, seed: int, args, text: str, text_path: 
         return run_torch_script(
             text, recipe, steps, cap, seed, f"plain PyTorch, {CONTENDERS['classic'][budget]}'s recipe"
         )
-    return run_preset(CONTENDERS[who][budget], text_path, cap, seed, tmp / who, V, args.scale, args.backend)
+    fit = args.until == "fit"
+    return run_preset(CONTENDERS[who][budget], text_path, cap, seed, tmp / who, V, args.scale, args.backend, fit)
 
 
 def main() -> None:
@@ -267,10 +271,11 @@ def main() -> None:
     parser.add_argument("--contenders", default="classic,parallel,plain,same")
     parser.add_argument(
         "--until",
-        choices=("steps", "clock"),
+        choices=("steps", "clock", "fit"),
         default="steps",
         help="steps: every contender trains its full step count (losses comparable on any machine); "
-        "clock: the budget's seconds also stop it (the frontier as a user with that budget sees it)",
+        "clock: the budget's seconds also stop it (the frontier as a user with that budget sees it); "
+        "fit: rnnlab's presets fit their step count to the budget (--fit-budget), the scripts stop at it",
     )
     parser.add_argument("--backend", default="", help="the rnnlab contenders' backend (default: the preset's)")
     parser.add_argument(
@@ -301,7 +306,7 @@ def main() -> None:
             for seed in seeds:
                 for who in contenders:
                     row = run_contender(who, budget, seed, args, text, text_path, V, Path(tmp))
-                    row.update(contender=who, budget_seconds=budget, seed=seed)
+                    row.update(contender=who, budget_seconds=budget, seed=seed, mode=args.until)
                     result["runs"].append(row)
                     print(
                         f"{who:9s} {budget:4d} s seed {seed}: {row['val_nats_per_char']:.4f} nats/char after "

@@ -211,6 +211,14 @@ class CharLMConfig:
         1000, Setting("total steps (0 = no limit)", "budget", minimum=0, resumable=True, metavar="N")
     )
     max_minutes: float = shared("max_minutes", 0.0)
+    fit_budget: bool = setting(
+        False,
+        Setting(
+            "fit the step count to --max-minutes: measure the first steps' rate, then train the steps that fit, "
+            "the schedule ending with the clock (replaces --max-steps; kept on --resume)",
+            "budget",
+        ),
+    )
     target_loss: float = setting(
         0.0,
         Setting(
@@ -255,8 +263,12 @@ class CharLMConfig:
         check_settings(self)
         if not (self.max_steps or self.max_minutes or self.target_loss or self.target_val_loss):
             raise UserError("no stopping rule: set --max-steps, --max-minutes, --target-loss or --target-val-loss")
-        if self.schedule == "cosine" and self.max_steps == 0:
-            raise UserError("--schedule cosine needs --max-steps (the decay horizon)")
+        if self.fit_budget and not self.max_minutes:
+            raise UserError("--fit-budget needs --max-minutes M: the clock the step count is fitted to")
+        if self.schedule == "cosine" and self.max_steps == 0 and not self.fit_budget:
+            raise UserError(
+                "--schedule cosine needs --max-steps (the decay horizon) or --fit-budget with --max-minutes"
+            )
         if self.text and self.data_dir:
             raise UserError(f"give --text or --data, not both (got --text {self.text} and --data {self.data_dir})")
         if self.tie_weights and self.embed_size != self.hidden_size:
@@ -798,6 +810,23 @@ class Preset:
     about: str  # what it is, for --help
     settings: dict
     measured: str = ""  # for a budget preset: its step count and what it did in the budget, where
+    budget_seconds: int = 0  # for a budget preset: the training time its step count was sized for
+
+    @property
+    def assumed_chars_per_s(self) -> float:
+        """The training speed a budget preset's step count assumes (0 for other presets)."""
+        s = self.settings
+        return s["max_steps"] * s["batch_size"] * s["seq_len"] / self.budget_seconds if self.budget_seconds else 0.0
+
+    def assumption(self) -> str:
+        """One line: the step count, the speed it assumes, and what to do on a slower machine."""
+        if not self.budget_seconds:
+            return ""
+        return (
+            f"{self.settings['max_steps']:,} steps, which fit {self.budget_seconds} s at "
+            f"{self.assumed_chars_per_s:,.0f} chars/s; on a slower machine add --fit-budget "
+            f"--max-minutes {self.budget_seconds / 60:g} to fit the steps to the clock"
+        )
 
 
 # A budget preset fixes its step count rather than a time limit: a cosine schedule needs its
@@ -832,6 +861,7 @@ PRESETS = {
             settings,
             f"{settings['max_steps']:,} steps, about {seconds} s of training on a 2-core "
             f"x86_64 machine; tinyshakespeare validation {val}",
+            seconds,
         )
         for name, about, seconds, val, settings in (
             (

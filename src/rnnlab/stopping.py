@@ -21,6 +21,9 @@ class Budget:
     eval_every: int = 100
     eval_at_start: bool = False  # evaluate the untrained model too (step 0), so it can be the best
     max_steps_flag: str = ""  # how the user asked for max_steps, when not --max-steps ("--epochs 5")
+    # --fit-budget: max_steps is unknown at the start; after this many steps the loop measures the
+    # step rate and sets it (and the schedule's horizon) to the steps that fit in max_minutes.
+    fit_probe_steps: int = 0
 
 
 def budget_stop(budget: Budget, step: int, invocation_seconds: float, smoothed_loss: float | None) -> str | None:

@@ -162,6 +162,25 @@ class ShuffledEpochs:
         self.order, self.cursor, self.batches = order, cursor, batches
 
 
+class FitBudget:
+    """The step rate of a --fit-budget run, measured over its first ``probe`` steps after the
+    first few (which pay for compilation and cold caches)."""
+
+    def __init__(self, probe: int, first_step: int):
+        self.skip = min(5, probe // 4)
+        self.start, self.probe = first_step + self.skip, probe - min(5, probe // 4)
+        # with no steps skipped, the probe starts at this invocation's start (0 s of training)
+        self.seconds_at_start: float | None = 0.0 if self.skip == 0 else None
+
+    def measure(self, step: int, invocation_seconds: float) -> float | None:
+        """Seconds a step, once ``step`` ends the probe; None before (call after every step)."""
+        if step == self.start:
+            self.seconds_at_start = invocation_seconds
+        if self.seconds_at_start is None or step < self.start + self.probe:
+            return None
+        return (invocation_seconds - self.seconds_at_start) / self.probe
+
+
 @dataclass
 class LoopState:
     """What changes during training, besides parameters and optimizer state."""
@@ -182,6 +201,9 @@ class LoopState:
     # The weights' moving average under --ema-decay (rnnlab.averaging), None when off; saved as
     # tensors (average/<name>) beside the parameters, not in the JSON.
     average: dict | None = None
+    # --fit-budget: the step count fitted to the clock after the first steps (0 = not yet fitted).
+    # Saved, so a resumed run keeps the horizon, and its schedule, of the run it continues.
+    fitted_steps: int = 0
 
     def meta(self) -> dict:
         return {
@@ -194,6 +216,7 @@ class LoopState:
             "dropout_rng": self.dropout_rng.bit_generator.state,
             "loss_sum_since_eval": self.loss_sum_since_eval,
             "steps_since_eval": self.steps_since_eval,
+            "fitted_steps": self.fitted_steps,
         }
 
     @classmethod
@@ -214,6 +237,7 @@ class LoopState:
             loss_sum_since_eval=float(meta.get("loss_sum_since_eval", 0.0)),
             steps_since_eval=int(meta.get("steps_since_eval", 0)),
             average=average or None,
+            fitted_steps=int(meta.get("fitted_steps", 0)),
         )
 
 
@@ -337,6 +361,23 @@ class _Loop:
         self.last_saved_step = state.step
         self.invocation_seconds = 0.0
         self.items_since, self.seconds_since = 0, 0.0
+        self.fit = FitBudget(budget.fit_probe_steps, state.step) if budget.fit_probe_steps else None
+        if state.fitted_steps:  # a resumed run of --fit-budget: the horizon it fitted
+            self._set_horizon(state.fitted_steps)
+
+    def _set_horizon(self, steps: int) -> None:
+        self.state.fitted_steps = self.budget.max_steps = steps
+        self.budget.max_steps_flag = "--fit-budget's horizon"
+        self.schedule = dict(self.schedule, total_steps=steps)
+        self.bar.total = steps
+        self.bar.refresh()
+
+    def learning_rate(self, step: int) -> float:
+        """The schedule's rate at ``step``; before --fit-budget has fitted the horizon, the
+        warm-up or the base rate (a cosine decay barely moves in the few steps it measures)."""
+        if self.fit is not None and not self.state.fitted_steps:
+            return learning_rate(step=step, **dict(self.schedule, schedule="constant"))
+        return learning_rate(step=step, **self.schedule)
 
     # ----- saving and evaluating
 
@@ -366,7 +407,7 @@ class _Loop:
             "train_loss": state.smoothed_loss,
             "train_loss_mean": mean_since,
             **metrics,
-            "lr": learning_rate(step=max(0, state.step - 1), **self.schedule),
+            "lr": self.learning_rate(max(0, state.step - 1)),
             "train_seconds": round(state.train_seconds, 3),
             f"{task.item_name}_per_s": throughput and round(throughput, 1),
         }
@@ -409,7 +450,7 @@ class _Loop:
             trainer.loss_weight = shard.world if trainer.reduction == "sum" else shard.loss_weight(rows)
         if reset:
             state.carry = trainer.init_carry(inputs.shape[0])
-        lr = learning_rate(step=state.step, **self.schedule)
+        lr = self.learning_rate(state.step)
         loss, grad_norm, state.carry = trainer.train_step(state.carry, inputs, targets, lr, masks)
         if shard.active:  # the mean over the whole batch, as one process would report it
             loss = shard.sum(loss * len(inputs) / rows)
@@ -435,12 +476,29 @@ class _Loop:
         self.seconds_since += dt
         state.loss_sum_since_eval += loss
         state.steps_since_eval += 1
+        if self.fit is not None and not state.fitted_steps:
+            self._fit_horizon()
         self.bar.update(1)
         if state.step % 10 == 0 or state.step == 1:
             self.bar.set_postfix(
                 loss=f"{state.smoothed_loss:.3f}",
                 **{f"{self.task.item_name}/s": f"{self.items_since / max(self.seconds_since, 1e-9):.0f}"},
             )
+
+    def _fit_horizon(self) -> None:
+        """--fit-budget: once the probe steps are done, the horizon from their rate."""
+        seconds_per_step = self.fit.measure(self.state.step, self.invocation_seconds)
+        if seconds_per_step is None:
+            return
+        if self.shard.active:  # every process fits the same horizon: the mean of their rates
+            seconds_per_step = self.shard.sum(seconds_per_step) / self.shard.world
+        left = self.budget.max_minutes * 60 - self.invocation_seconds
+        steps = self.state.step + max(1, int(left / seconds_per_step))
+        self._set_horizon(steps)
+        self.say(
+            f"--fit-budget: {seconds_per_step * 1e3:.1f} ms a step over steps {self.fit.start + 1}-{self.state.step}: "
+            f"{steps:,} steps fit in --max-minutes {self.budget.max_minutes:g}; the schedule ends there"
+        )
 
     # ----- the whole invocation
 
@@ -481,4 +539,5 @@ class _Loop:
             "train_seconds": state.train_seconds,
             "wall_seconds": time.perf_counter() - started,
             "interrupted": interrupted,
+            "fitted_steps": state.fitted_steps or None,
         }

@@ -40,7 +40,11 @@ def add_verbs(tasks) -> None:
         choices=sorted(PRESETS),
         metavar="NAME",
         help="start from named settings, flags given beside it win (docs/charlm.md lists each preset's settings "
-        "and measured results): " + "; ".join(f"{name}: {preset.about}" for name, preset in PRESETS.items()),
+        "and measured results): "
+        + "; ".join(
+            f"{name}: {preset.about}" + (f" ({preset.assumption()})" if preset.budget_seconds else "")
+            for name, preset in PRESETS.items()
+        ),
     )
     add_run_flags(tr, "runs/charlm")
 

@@ -25,6 +25,9 @@ from ..facts import Facts, Headline, read_json
 from .definition import COMMON_SPACE, ApiData, TaskDefinition, sequence_io
 
 EVAL_STREAMS = 64
+# --fit-budget times this many steps (the first few not counted) before it fixes the step count:
+# about 3 s of best-300s's 300, and long enough that one slow step does not move the horizon much.
+FIT_PROBE_STEPS = 30
 LN2 = math.log(2.0)
 
 
@@ -159,6 +162,9 @@ class CharLMTask(train.TaskBase):
 
     def budget(self) -> tuple[train.Budget, int]:
         cfg = self.cfg
+        if cfg.fit_budget:  # the step count is fitted to the clock once the first steps are timed
+            budget = train.Budget(0, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every)
+            return dataclasses.replace(budget, fit_probe_steps=FIT_PROBE_STEPS), 0
         return train.Budget(
             cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every
         ), cfg.max_steps
