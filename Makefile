@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/scan.py
 	$(PY) benchmarks/corpus_scale.py
 	$(PY) benchmarks/frontier.py
+	$(PY) benchmarks/task_defaults.py
 
 clean:
 	rm -rf $(VENV) $(LOWEST) runs site .pytest_cache

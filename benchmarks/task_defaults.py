@@ -1,0 +1,108 @@
+"""Each task at its default sizes on each backend, on a quiet machine and beside busy jobs: which
+backend and how many threads a user's first run should get.
+
+A user's first run is ``rnnlab TASK train`` with the defaults, often on a laptop that is doing
+other things.  For each task this times that command (wall seconds, Python start and imports
+included, as the user waits for them) with a short budget, on numpy, jax, torch with its default
+thread count and torch with one intra-op thread (``RNNLAB_THREADS=1``), first quiet, then with
+``--load`` busy processes (pure-Python loops, one core each) running beside it.  The variants run
+interleaved, best of ``--repeats``, so a change in the machine's speed hits all alike.
+
+    python benchmarks/task_defaults.py [--tasks charlm,denoise,forecast,series] [--load 2] [--repeats 1]
+
+Prints a markdown table on stderr and one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+# A short budget per task (the defaults otherwise): long enough that the step rate, not the start,
+# dominates the bigger tasks; the forecast one is the issue's own (--epochs 5).
+BUDGETS = {
+    "charlm": ["--max-steps", "60", "--eval-every", "60", "--eval-max-chars", "20000"],
+    "denoise": ["--steps", "400", "--eval-every", "400"],
+    "forecast": ["--epochs", "5"],
+    "series": ["--epochs", "1"],
+}
+VARIANTS = {  # name -> (backend, extra environment)
+    "numpy": ("numpy", {}),
+    "jax": ("jax", {}),
+    "torch": ("torch", {}),
+    "torch, 1 thread": ("torch", {"RNNLAB_THREADS": "1"}),
+}
+
+
+def time_run(task: str, backend: str, env: dict, out: str) -> float:
+    """Wall seconds of ``rnnlab TASK train`` with the task's budget on ``backend``."""
+    cmd = [sys.executable, "-m", "rnnlab", task, "train", "--backend", backend, "--out", out, "--force", "--quiet"]
+    full_env = {k: v for k, v in os.environ.items() if k not in ("RNNLAB_THREADS", "OMP_NUM_THREADS")} | env
+    started = time.perf_counter()
+    done = subprocess.run(cmd + BUDGETS[task], env=full_env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    return seconds
+
+
+def busy_processes(count: int) -> list[subprocess.Popen]:
+    """``count`` processes that each keep one core busy until killed."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="charlm,denoise,forecast,series")
+    parser.add_argument("--load", type=int, default=2, help="busy processes beside the loaded runs")
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    tasks = args.tasks.split(",")
+    seconds: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for condition in ("quiet", f"{args.load} busy processes"):
+            load = busy_processes(args.load) if condition != "quiet" else []
+            try:
+                for task in tasks:
+                    for _ in range(args.repeats):
+                        for name, (backend, env) in VARIANTS.items():
+                            took = time_run(task, backend, env, f"{tmp}/{task}-{backend}")
+                            key = (condition, task, name)
+                            seconds[key] = min(seconds.get(key, took), took)
+                            print(f"{condition:18s} {task:8s} {name:16s} {took:7.1f} s", file=sys.stderr, flush=True)
+            finally:
+                for p in load:
+                    p.kill()
+    conditions = sorted({c for c, _, _ in seconds}, key=lambda c: c != "quiet")
+    lines = ["| task | condition | " + " | ".join(VARIANTS) + " | fastest |", "|---" * (len(VARIANTS) + 3) + "|"]
+    for task in tasks:
+        for condition in conditions:
+            row = {name: seconds[(condition, task, name)] for name in VARIANTS}
+            lines.append(
+                f"| {task} | {condition} | "
+                + " | ".join(f"{s:.1f}" for s in row.values())
+                + f" | {min(row, key=row.get)} |"
+            )
+    print("\n".join(lines), file=sys.stderr)
+    print(
+        json.dumps(
+            {
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "budgets": BUDGETS,
+                "seconds": [
+                    {"condition": c, "task": t, "variant": v, "wall_seconds": round(s, 2)}
+                    for (c, t, v), s in seconds.items()
+                ],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
