@@ -36,6 +36,7 @@ def test_available_cpus_respects_affinity_and_quota(monkeypatch):
     assert threads.available_cpus() == 8
     for name in threads.THREADS_ENV:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 0)
     assert threads.torch_threads(processes_per_machine=3) == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "5")
     assert threads.torch_threads(processes_per_machine=3) == 5
@@ -54,10 +55,26 @@ def test_torch_backend_sizes_its_pool_when_a_trainer_is_built_not_on_import():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     on_import, used, available = map(int, out.stdout.split())
     assert on_import == 7  # importing the backend changed nothing
-    assert used == available
-    env["RNNLAB_THREADS"] = "1"
+    assert used == 1  # a model this small gets one thread
+    env["RNNLAB_THREADS"] = "3"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert int(out.stdout.split()[1]) == 1
+    assert int(out.stdout.split()[1]) == 3
+
+
+def test_torch_threads_one_for_small_models_and_no_more_than_the_idle_cpus(monkeypatch):
+    for name in threads.THREADS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 4)
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 0)
+    big = threads.SMALL_MODEL_PARAMS
+    assert threads.torch_threads(1, big) == 4 and threads.torch_threads(2, big) == 2
+    assert threads.torch_threads(1, big - 1) == 1  # a small model
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 3)  # other work keeps three CPUs busy
+    assert threads.torch_threads(1, big) == 1
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 9)
+    assert threads.torch_threads(1, big) == 1  # never fewer than one
+    monkeypatch.setenv("RNNLAB_THREADS", "3")
+    assert threads.torch_threads(1, big - 1) == 3  # the user's request wins
 
 
 def test_importing_the_jax_backend_leaves_64_bit_mode_off_until_a_float64_model():

@@ -53,6 +53,28 @@ def requested_threads() -> int | None:
     return None
 
 
-def torch_threads(processes_per_machine: int = 1) -> int:
-    """Threads for each torch process: the user's request, else this process's share of the CPUs."""
-    return requested_threads() or max(1, available_cpus() // max(1, processes_per_machine))
+# Below this many parameters a torch model gets one intra-op thread: its operations are too small
+# for a second thread to pay for the synchronisation, and beside other busy processes torch's
+# threads wait on each other: `forecast train --epochs 5` (1,121 parameters) took 201 s with two
+# threads and 20 s with one (benchmarks/task_defaults.py, docs/results.md).
+SMALL_MODEL_PARAMS = 20_000
+
+
+def busy_cpus() -> int:
+    """CPUs other work keeps busy: the 1-minute load average, rounded (0 where there is none)."""
+    try:
+        return round(os.getloadavg()[0])
+    except (AttributeError, OSError):  # not Unix
+        return 0
+
+
+def torch_threads(processes_per_machine: int = 1, model_params: int | None = None) -> int:
+    """Threads for each torch process: the user's request; else one for a small model; else this
+    process's share of the CPUs, but no more than the CPUs other work leaves idle (at least one)."""
+    requested = requested_threads()
+    if requested:
+        return requested
+    if model_params is not None and model_params < SMALL_MODEL_PARAMS:
+        return 1
+    share = max(1, available_cpus() // max(1, processes_per_machine))
+    return max(1, min(share, available_cpus() - busy_cpus()))

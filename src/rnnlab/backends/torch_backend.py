@@ -37,6 +37,7 @@ from ..cells import (
     RMS_EPS,
     ModelSpec,
     cell_info,
+    count_params,
     decoder_widths,
     has_norm,
     has_residual,
@@ -455,10 +456,12 @@ class Trainer:
         self.clip, self.clip_value = clip, clip_value
         self.dropout = dropout  # the loop draws each step's masks at this rate (rnnlab.dropout)
         self.dtype = params_dtype(params)
-        # One intra-op thread per CPU this process may use (not per CPU of the host), or what the
-        # user asked for; under torchrun each local process gets its share.  Set here, when a
-        # trainer is built, not on import: importing a backend changes nothing.
-        torch.set_num_threads(torch_threads(int(os.environ.get("LOCAL_WORLD_SIZE") or 1)))
+        # One intra-op thread per CPU this process may use (not per CPU of the host) and other work
+        # leaves idle, one for a small model, or what the user asked for; under torchrun each local
+        # process gets its share.  Set here, when a trainer is built, not on import: importing a
+        # backend changes nothing.
+        processes = int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
+        torch.set_num_threads(torch_threads(processes, count_params(spec)))
         self.device = resolve_device(device)
         self.model = TorchModel(spec, params, self.device)
         self._run_model = self.model  # a DistributedDataParallel wrapper under torchrun
