@@ -513,9 +513,18 @@ def test_warnings_are_held_and_an_unexpected_error_is_one_line(tmp_path, capsys,
     assert code == 0 and err.strip().splitlines() == ["rnnlab: warning: UserWarning: a library complains"]
 
 
+def test_every_task_trains_on_a_core_install_by_default():
+    """Each task's default backend needs nothing beyond the core install (NumPy)."""
+    from rnnlab.backends import BACKENDS
+    from rnnlab.tasks import TASKS
+
+    for name, entry in TASKS.items():
+        assert BACKENDS[entry.config_cls().backend].package is None, name
+
+
 @pytest.mark.parametrize("task,backend", [("denoise", "jax"), ("forecast", "torch")])
-def test_a_default_backend_that_is_not_installed_names_the_extra(task, backend, tmp_path, capsys, monkeypatch):
-    """On a core install (NumPy only) each task's default backend either works or says what to install."""
+def test_a_backend_that_is_not_installed_names_the_extra(task, backend, tmp_path, capsys, monkeypatch):
+    """On a core install (NumPy only) a chosen backend that is missing says what to install."""
     from rnnlab import backends
 
     def missing(name):
@@ -530,7 +539,7 @@ def test_a_default_backend_that_is_not_installed_names_the_extra(task, backend, 
         "denoise": ["denoise", "train", *[a for a in TINY_DENOISE if a not in ("--backend", "numpy")]],
         "forecast": ["forecast", "train", *[a for a in TINY_FORECAST if a not in ("--backend", "numpy")]],
     }[task]
-    code, _, err = run_cli(capsys, *argv, "--out", tmp_path / "run")
+    code, _, err = run_cli(capsys, *argv, "--backend", backend, "--out", tmp_path / "run")
     assert_one_line_error(code, err, f"pip install 'rnnlab[{backend}]'")
 
 
