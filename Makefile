@@ -42,7 +42,7 @@ lowest: $(STAMP)
 		{ echo "make lowest: no working Python 3.10 at $(PY310); set PY310=/path/to/python3.10" >&2; exit 1; }
 	$(VENV)/bin/uv venv --quiet --allow-existing --python $(PY310) $(LOWEST)
 	$(VENV)/bin/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct \
-		-e '.[jax,sweep,onnx]' 'pytest>=7'
+		-e '.[jax,sweep,onnx,parquet]' 'pytest>=7'
 	$(LOWEST)/bin/python -m pytest -p no:cacheprovider $(LOWEST_TESTS) -k "not torch and not device"
 
 # The documentation site in site/; --strict: a broken link or API reference fails the build.
