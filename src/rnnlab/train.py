@@ -168,7 +168,7 @@ class FitBudget:
 
     def __init__(self, probe: int, first_step: int):
         self.skip = min(5, probe // 4)
-        self.start, self.probe = first_step + self.skip, probe - min(5, probe // 4)
+        self.start, self.probe = first_step + self.skip, probe - self.skip
         # with no steps skipped, the probe starts at this invocation's start (0 s of training)
         self.seconds_at_start: float | None = 0.0 if self.skip == 0 else None
 

@@ -162,12 +162,13 @@ class CharLMTask(train.TaskBase):
 
     def budget(self) -> tuple[train.Budget, int]:
         cfg = self.cfg
-        if cfg.fit_budget:  # the step count is fitted to the clock once the first steps are timed
-            budget = train.Budget(0, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every)
-            return dataclasses.replace(budget, fit_probe_steps=FIT_PROBE_STEPS), 0
-        return train.Budget(
-            cfg.max_steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every
-        ), cfg.max_steps
+        # --fit-budget: no step count until the first steps are timed (the loop fits it then)
+        steps = 0 if cfg.fit_budget else cfg.max_steps
+        probe = FIT_PROBE_STEPS if cfg.fit_budget else 0
+        budget = train.Budget(
+            steps, cfg.max_minutes, cfg.target_loss, cfg.target_val_loss, cfg.eval_every, fit_probe_steps=probe
+        )
+        return budget, steps
 
     def before_training(self, trainer, run, fresh: bool) -> None:
         self.run = run
