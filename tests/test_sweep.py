@@ -115,6 +115,13 @@ def test_pruner_stops_a_bad_trial_at_an_evaluation(tmp_path):
     assert metrics[-1]["step"] == 20
 
 
+def test_a_small_study_lets_tpe_model_after_a_third_of_it():
+    """Optuna's 10 random start-up trials would make a 12-trial study nearly random search."""
+    assert [sweep.startup_trials(n) for n in (3, 12, 30, 100)] == [2, 4, 10, 10]
+    settings = sweep.SweepSettings(task="denoise", base_config={"seed": 0}, space={}, trials=12, study="s", out="o")
+    assert sweep._sampler(settings)._n_startup_trials == 4
+
+
 def test_after_evaluation_hook_stops_a_run(tmp_path):
     seen = []
 

@@ -78,3 +78,16 @@ def torch_threads(processes_per_machine: int = 1, model_params: int | None = Non
         return 1
     share = max(1, available_cpus() // max(1, processes_per_machine))
     return max(1, min(share, available_cpus() - busy_cpus()))
+
+
+def batch_split_threads(model_params: int, processes_per_machine: int = 1) -> int:
+    """Threads the NumPy backend splits a training batch over: the user's request; else one for a
+    small model; else this process's share of the CPUs.  Unlike ``torch_threads`` it ignores the
+    load: the split changes the order of a sum, so a run must not depend on what else was running
+    when it started (its threads wait without spinning, so sharing a busy CPU costs little)."""
+    requested = requested_threads()
+    if requested:
+        return requested
+    if model_params < SMALL_MODEL_PARAMS:
+        return 1
+    return max(1, available_cpus() // max(1, processes_per_machine))

@@ -17,10 +17,14 @@ Carry: one entry per layer, ``h`` of shape ``[B, H]``; for LSTM ``(h, c)``.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
-from ..carry import hidden, map_arrays
-from ..cells import ID_INPUTS, RMS_EPS, ModelSpec, has_norm, has_residual, params_dtype, readout_weight
+from .. import blas
+from ..carry import hidden, join, map_arrays
+from ..cells import ID_INPUTS, RMS_EPS, ModelSpec, count_params, has_norm, has_residual, params_dtype, readout_weight
+from ..threads import batch_split_threads
 from .common import HALF_LOG_2PI, LOSSES, check_targets, init_carry, state_tensors  # noqa: F401  (LOSSES: API)
 
 name = "numpy"
@@ -779,6 +783,22 @@ def loss_and_grads(
 
 # --------------------------------------------------------------------------- training step
 
+# A batch is split into blocks of no fewer rows than this: below it, the fixed cost of each of a
+# time step's small NumPy calls outweighs a second core.
+MIN_SPLIT_ROWS = 16
+
+
+def split_rows(batch: int, threads: int, unit: int = 1) -> list[slice]:
+    """Contiguous row blocks of a batch, one per thread, as even as blocks of whole ``unit``s
+    (a segment decoder's rows come ``decode_channels`` per window) and ``MIN_SPLIT_ROWS`` allow;
+    one block (the whole batch) where no split is worth it."""
+    groups = batch // unit
+    blocks = min(threads, groups, batch // MIN_SPLIT_ROWS)
+    if blocks < 2 or batch % unit:
+        return [slice(0, batch)]
+    bounds = [round(i * groups / blocks) * unit for i in range(blocks + 1)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
 
 class Trainer:
     """Owns parameters and optimizer state; one call = one update on one batch.
@@ -807,17 +827,50 @@ class Trainer:
         self.loss, self.reduction, self.clip, self.clip_value = loss, reduction, clip, clip_value
         self.dropout = dropout  # the loop draws each step's masks at this rate (rnnlab.dropout)
         self.dtype = params_dtype(params)
+        # The batch's row blocks run in threads of their own, each with single-threaded matrix
+        # products: OpenBLAS's own two threads spend a third of a best-300s step waiting on each
+        # other between the small products of a time step (benchmarks/step_profile.py).
+        self.split_threads = batch_split_threads(count_params(spec)) if blas.can_pin_threads() else 1
+        self._pool = None
 
     def init_carry(self, batch_size: int) -> list:
         return init_carry(self.spec, batch_size, self.dtype)
+
+    def _loss_and_grads(self, carry, inputs, targets, masks):
+        """``loss_and_grads`` of the batch, its row blocks computed in parallel and summed: the
+        loss and (for a mean) each gradient weighted by the block's share of the rows."""
+        blocks = split_rows(len(inputs), self.split_threads, self.spec.decode_channels or 1)
+        if len(blocks) == 1:
+            return loss_and_grads(self.params, self.spec, carry, inputs, targets, self.loss, self.reduction, masks)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(len(blocks), thread_name_prefix="rnnlab-split")
+
+        def block(rows):
+            blas.one_blas_thread_here()
+            with np.errstate(over="ignore", invalid="ignore"):  # a new thread starts from the default state
+                return loss_and_grads(
+                    self.params,
+                    self.spec,
+                    map_arrays(lambda a: a[rows], carry),
+                    inputs[rows],
+                    targets[rows],
+                    self.loss,
+                    self.reduction,
+                    None if masks is None else {k: m[rows] for k, m in masks.items()},
+                )
+
+        parts = list(self._pool.map(block, blocks))
+        shares = [(rows.stop - rows.start) / len(inputs) for rows in blocks]
+        value = sum(share * part[0] for share, part in zip(shares, parts))
+        weights = shares if self.reduction == "mean" else [1.0] * len(parts)
+        grads = {name: sum(w * part[1][name] for w, part in zip(weights, parts)) for name in parts[0][1]}
+        return value, grads, join(lambda *pieces: np.concatenate(pieces), [part[2] for part in parts])
 
     def train_step(self, carry, inputs, targets, lr: float, masks: dict | None = None):
         """(loss, grad_norm, new_carry); parameters are left untouched if either is non-finite.
         ``masks``: this step's dropout masks (``rnnlab.dropout``), None for none."""
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are reported below
-            value, grads, new_carry = loss_and_grads(
-                self.params, self.spec, carry, inputs, targets, self.loss, self.reduction, masks
-            )
+            value, grads, new_carry = self._loss_and_grads(carry, inputs, targets, masks)
         if not np.isfinite(value):
             return value, float("nan"), carry
         norm = self._clip(grads, self.clip, self.clip_value)
