@@ -3,7 +3,8 @@
 Each backend trains ``best-300s`` (tinyshakespeare, or the built-in corpus when ../shared is
 absent) for ``--steps`` steps in a child process under ``py-spy record --native``, and every
 sample taken inside the training loop's step (``_Loop.step``: batch, dropout masks, forward,
-backward, clipping, optimizer, weight average) is sorted by its innermost frame:
+backward, clipping, optimizer, weight average), and those of the NumPy backend's batch-split
+threads while they work, is sorted by its innermost frames:
 
 - GEMM: BLAS and oneDNN matrix-product kernels (OpenBLAS ``sgemm``, MKL, XLA's Eigen contractions);
 - element-wise: NumPy's ufunc and reduction loops, torch's and XLA's element-wise kernels;
@@ -13,6 +14,7 @@ backward, clipping, optimizer, weight average) is sorted by its innermost frame:
 - Python: the interpreter itself (bytecode, attribute and call overhead);
 - BLAS hand-off: OpenBLAS's threads waiting on each other between products;
 - waits: the step's thread blocked on another (JAX's main thread while XLA computes);
+- GIL waits: a thread of the NumPy backend's batch split waiting to take the interpreter lock back;
 - libc (unresolved): libc frames py-spy could not name (mostly copies and fills);
 - other: anything else (named in the JSON's ``top_other``).
 
@@ -61,7 +63,9 @@ CATEGORIES = [
     ("libc (unresolved)", r"^0x[0-9a-f]+ \(libc"),
     ("Python", r"\.py:\d+\)$|libpython"),
 ]
-CATEGORY_NAMES = [name for name, _ in CATEGORIES] + ["other"]
+# A thread that wants the GIL back (after a NumPy call released it) waits on a condition variable.
+GIL_WAIT = r"take_gil|PyEval_RestoreThread|pthread_cond_timedwait"
+CATEGORY_NAMES = ["GIL waits"] + [name for name, _ in CATEGORIES] + ["other"]
 
 
 def child(backend: str, steps: int, out: str) -> None:
@@ -76,52 +80,57 @@ def child(backend: str, steps: int, out: str) -> None:
     train_run(cfg, out, force=True, quiet=True)
 
 
-def classify(frame: str) -> str:
+def classify(frames: str) -> str:
+    """The category of one sample from its frames (outermost first, ";"-separated)."""
+    tail = ";".join(frames.rsplit(";", 3)[-3:])
+    if re.search(GIL_WAIT, tail):
+        return "GIL waits"
+    leaf = frames.rsplit(";", 1)[-1]
     for name, pattern in CATEGORIES:
-        if re.search(pattern, frame):
+        if re.search(pattern, leaf):
             return name
     return "other"
 
 
 def step_samples(raw_text: str):
-    """(thread, innermost frame, count) of each sample taken inside a training step: the main
-    thread's inside ``_Loop.step``, except where it only waits for the batch split's threads,
-    and those threads' own."""
+    """(frames, count) of each sample taken inside a training step: the main thread's inside
+    ``_Loop.step``, except while it waits for the batch split's threads, and those threads' own
+    while they work on a block (not while they wait for the next)."""
     for line in raw_text.splitlines():
         stack, _, n = line.rpartition(" ")
         if not stack or not n.isdigit():
             continue
         thread, _, frames = stack.partition(";")
-        leaf = frames.rsplit(";", 1)[-1]
         if "rnnlab-split" in thread:
-            yield "split", leaf, int(n)
-        elif IN_STEP in frames:
-            if SPLIT in frames and classify(leaf) == "waits":
-                continue
-            yield "main", leaf, int(n)
+            if "numpy_backend.py" in frames:
+                yield frames, int(n)
+        elif IN_STEP in frames and not (SPLIT in frames and "concurrent/futures" in frames):
+            yield frames, int(n)
+
+
+def py_spy() -> str | None:
+    """py-spy on PATH or beside this Python (a virtual environment's bin/ need not be on PATH)."""
+    return shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
 
 
 def profile(backend: str, steps: int, rate: int, tmp: str) -> dict:
     """Run the child under py-spy; the shares of the step's samples by category."""
     raw = Path(tmp) / f"{backend}.txt"
     child_cmd = [sys.executable, __file__, "--child", backend, "--steps", str(steps), "--out", str(Path(tmp) / backend)]
-    spy = [shutil.which("py-spy") or "py-spy", "record", "--native", "--threads", "--idle", "--format", "raw"]
+    spy = [py_spy(), "record", "--native", "--threads", "--format", "raw"]
     spy += ["--rate", str(rate), "--output", str(raw), "--"]
     subprocess.run(spy + child_cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     counts: collections.Counter = collections.Counter()
     other: collections.Counter = collections.Counter()
-    threads_seen: set = set()
-    for thread, leaf, n in step_samples(raw.read_text(errors="replace")):
-        threads_seen.add(thread)
-        category = classify(leaf)
+    for frames, n in step_samples(raw.read_text(errors="replace")):
+        category = classify(frames)
         counts[category] += n
         if category == "other":
-            other[re.sub(r"\s*\(.*", "", leaf)] += n
+            other[re.sub(r"\s*\(.*", "", frames.rsplit(";", 1)[-1])] += n
     total = sum(counts.values()) or 1
     return {
         "backend": backend,
         "samples": total,
-        "threads": sorted(threads_seen),
         "shares": {k: round(counts[k] / total, 3) for k in CATEGORY_NAMES},
         "top_other": [f"{name} {n / total:.1%}" for name, n in other.most_common(5)],
     }
@@ -138,7 +147,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.steps, args.out)
         return
-    if not shutil.which("py-spy"):
+    if not py_spy():
         sys.exit("step_profile.py needs py-spy: pip install py-spy")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

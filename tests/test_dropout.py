@@ -123,3 +123,16 @@ def test_mask_mean_is_one_for_a_rate_that_does_not_divide_65536():
     assert abs(masks["readout"].mean() - 1.0) < 0.01
     tiny = dropout_masks(spec, 1e-7, np.random.default_rng(3), 4, 3, np.float64)  # clamped to 1/65536
     assert np.all((tiny["readout"] == 0) | np.isclose(tiny["readout"], 65536 / 65535))
+
+
+def test_raw_draws_are_the_numbers_integers_gave():
+    """The masks come from the bit generator's raw words, four 16-bit draws to each: where a
+    mask's size is a multiple of four (every preset's), the very numbers ``integers(0, 65536,
+    dtype=uint16)`` gave before, so such runs keep their masks (this machine's byte order)."""
+    spec = ModelSpec("gru", 10, 8, 10, num_layers=1, input_kind="embedding", embed_size=5)
+    cut = round(0.3 * 65536)
+    masks = dropout_masks(spec, 0.3, np.random.default_rng(11), 4, 7, np.float64)
+    old = np.random.default_rng(11)
+    for site, width in mask_sites(spec).items():
+        keep = old.integers(0, 65536, (4, 7, width), dtype=np.uint16) >= cut
+        np.testing.assert_array_equal(masks[site] > 0, keep, err_msg=site)

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .. import blas
+from .. import allocator, blas
 from ..carry import hidden, join, map_arrays
 from ..cells import ID_INPUTS, RMS_EPS, ModelSpec, count_params, has_norm, has_residual, params_dtype, readout_weight
 from ..threads import batch_split_threads
@@ -174,10 +174,21 @@ class GRUResetAfterCell:
     """
 
     @staticmethod
-    def forward(p, A, h0):
+    def input_scale(H: int, dtype) -> np.ndarray:
+        """Column scale folded into ``W``, ``b``, ``U`` and ``b_U``: 1/2 on r and z, since
+        sigmoid(x) = (1 + tanh(x/2)) / 2 (one pass fewer a step; exact in binary floating point)."""
+        scale = np.full(3 * H, 0.5, dtype)
+        scale[2 * H :] = 1.0
+        return scale
+
+    @classmethod
+    def forward(cls, p, A, h0):
+        """``A`` arrives scaled by ``input_scale`` (see ``_project``); ``HU``'s r and z columns are
+        kept halved (backward reads only its n columns)."""
         T, B, H3 = A.shape
         H = H3 // 3
-        U, bU = p["U"], p["b_U"]
+        scale = cls.input_scale(H, A.dtype)
+        U, bU = p["U"] * scale, p["b_U"] * scale
         Hs = np.empty((T + 1, B, H), A.dtype)
         HU = np.empty((T, B, 3 * H), A.dtype)
         RZ = np.empty((T, B, 2 * H), A.dtype)
@@ -188,7 +199,9 @@ class GRUResetAfterCell:
             np.matmul(h, U, out=hu)
             hu += bU
             np.add(hu[:, : 2 * H], A[t, :, : 2 * H], out=rz)
-            _sigmoid_(rz)
+            np.tanh(rz, out=rz)
+            rz *= 0.5
+            rz += 0.5
             np.multiply(rz[:, :H], hu[:, 2 * H :], out=n)
             n += A[t, :, 2 * H :]
             np.tanh(n, out=n)
@@ -641,9 +654,9 @@ def _scatter_rows(ids: np.ndarray, rows: np.ndarray, vocab_size: int) -> np.ndar
     return out
 
 
-def _loss_gradient(Y, targets, loss, reduction) -> float:
+def _loss_gradient(Y, targets, loss, reduction, share=1.0) -> float:
     """The loss of ``Y`` [T, B, O] (time-major outputs) against batch-first ``targets``; overwrites
-    ``Y`` with the gradient of the loss (of its mean or, for ``reduction`` sum, its sum)."""
+    ``Y`` with the gradient of the loss (of its mean or, for ``reduction`` sum, its sum) times ``share``."""
     T, B, O = Y.shape  # noqa: E741  (O: the output width, as in the docstrings' shapes)
     N = T * B
     Yf = Y.reshape(N, O)
@@ -662,9 +675,11 @@ def _loss_gradient(Y, targets, loss, reduction) -> float:
             value = (_mae_ if loss == "mae" else _mse_)(tail, wanted, 1.0)
         Y[: T - scored] = 0.0  # unscored outputs contribute no gradient
     if reduction == "mean":
-        Yf *= 1.0 / count
+        Yf *= share / count
     elif reduction != "sum":
         raise ValueError(f"unknown reduction {reduction!r}; choose mean or sum")
+    elif share != 1.0:
+        Yf *= share
     return value
 
 
@@ -746,6 +761,7 @@ def loss_and_grads(
     loss: str = "cross_entropy",
     reduction: str = "mean",
     masks: dict | None = None,
+    share: float = 1.0,
 ):
     """Loss, gradients and final carry for one batch.
 
@@ -754,11 +770,12 @@ def loss_and_grads(
     rows).  The returned loss is always the mean per scored element (nats/char for
     cross_entropy); ``reduction`` says whether the gradients are of that mean or of the sum over
     every scored element (the min-char-rnn objective).  ``masks``: this step's dropout masks
-    (``rnnlab.dropout``).
+    (``rnnlab.dropout``).  ``share``: a factor on every gradient (a row block's share of its batch,
+    so that the blocks' gradients add up to the batch's).
     """
     targets = check_targets(spec, loss, inputs, targets)
     Y, new_carry, (raw, stack, decoder, readout, masks) = _forward(params, spec, carry, inputs, masks)
-    value = _loss_gradient(Y, targets, loss, reduction)
+    value = _loss_gradient(Y, targets, loss, reduction, share)
     grads: dict = {}
     dH = _readout_backward(params, spec, readout, Y, masks, grads)
     d_final = None
@@ -832,6 +849,7 @@ class Trainer:
         # other between the small products of a time step (benchmarks/step_profile.py).
         self.split_threads = batch_split_threads(count_params(spec)) if blas.can_pin_threads() else 1
         self._pool = None
+        allocator.keep_freed_memory()  # a step's large temporaries reuse the last step's pages
 
     def init_carry(self, batch_size: int) -> list:
         return init_carry(self.spec, batch_size, self.dtype)
@@ -846,6 +864,7 @@ class Trainer:
             self._pool = ThreadPoolExecutor(len(blocks), thread_name_prefix="rnnlab-split")
 
         def block(rows):
+            share = (rows.stop - rows.start) / len(inputs)
             blas.one_blas_thread_here()
             with np.errstate(over="ignore", invalid="ignore"):  # a new thread starts from the default state
                 return loss_and_grads(
@@ -857,13 +876,15 @@ class Trainer:
                     self.loss,
                     self.reduction,
                     None if masks is None else {k: m[rows] for k, m in masks.items()},
+                    share if self.reduction == "mean" else 1.0,
                 )
 
         parts = list(self._pool.map(block, blocks))
-        shares = [(rows.stop - rows.start) / len(inputs) for rows in blocks]
-        value = sum(share * part[0] for share, part in zip(shares, parts))
-        weights = shares if self.reduction == "mean" else [1.0] * len(parts)
-        grads = {name: sum(w * part[1][name] for w, part in zip(weights, parts)) for name in parts[0][1]}
+        value = sum((rows.stop - rows.start) / len(inputs) * part[0] for rows, part in zip(blocks, parts))
+        grads = parts[0][1]
+        for _, more, _ in parts[1:]:
+            for name, g in more.items():
+                grads[name] += g
         return value, grads, join(lambda *pieces: np.concatenate(pieces), [part[2] for part in parts])
 
     def train_step(self, carry, inputs, targets, lr: float, masks: dict | None = None):
