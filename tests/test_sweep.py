@@ -200,6 +200,22 @@ def test_killed_worker_loses_nothing_else(tmp_path, capsys):
     assert_complete_study(study, 2, out)
 
 
+def test_a_preset_is_every_trials_base_and_flags_beside_it_win(tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be, that is the question\n" * 120, encoding="utf-8")
+    space = space_file(tmp_path, "[lr]\nlow = 1e-3\nhigh = 2e-3\n")
+    args = ["--text", text, "--hidden-size", "8", "--embed-size", "4", "--max-steps", "2", "--eval-every", "2"]
+    code, _, _ = run_cli(
+        capsys, "sweep", "charlm", "--preset", "fast-60s", *args, "--trials", "1", "--space", space,
+        "--out", tmp_path / "sw", "--quiet",
+    )  # fmt: skip
+    assert code == 0
+    config = (tmp_path / "sw" / "trial_0000" / "config.toml").read_text()
+    assert "batch_size = 32" in config and "ema_decay = 0.99" in config and 'schedule = "cosine"' in config
+    assert "hidden_size = 8" in config and "max_steps = 2" in config
+    assert_user_error(capsys, "sweep", "forecast", "--preset", "fast-60s", match="unrecognized arguments")
+
+
 def test_space_round_trip_and_bad_input(tmp_path, capsys):
     code, text, _ = run_cli(capsys, "sweep", "forecast", "--print-space")
     assert code == 0 and "[window]" in text

@@ -110,6 +110,14 @@ def add_commands(tasks) -> None:
             help="a worker silent for 3 S seconds has its trial failed and re-queued (default 10)",
         )
         add_config_flags(st, config_cls)
+        if entry.presets:
+            st.add_argument_group("preset").add_argument(
+                "--preset",
+                choices=sorted(entry.presets),
+                metavar="NAME",
+                help=f"every trial starts from these named settings ({', '.join(entry.presets)}); "
+                "flags given beside it win, and the space's parameters are searched",
+            )
         run = st.add_argument_group("run")
         run.add_argument("--config", metavar="FILE.toml", help="base config of every trial; flags override it")
         run.add_argument("--out", metavar="DIR", help="sweep directory (default runs/<study>)")
@@ -233,7 +241,8 @@ def _sweep(args) -> int:
     from .. import sweep
 
     task = TASKS[args.verb]
-    base, _ = config_from_args(task.config_cls, args)
+    preset = task.presets[args.preset].settings if getattr(args, "preset", None) else None
+    base, _ = config_from_args(task.config_cls, args, preset)
     space = sweep.load_space(args.space) if args.space else task.sweep_space
     space = sweep.check_space(space, base, where=args.space or "default search space")
     if args.print_space:
