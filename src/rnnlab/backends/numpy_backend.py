@@ -213,43 +213,41 @@ class GRUResetAfterCell:
         Hs, HU, RZ, N = cache
         T, B, H = dHout.shape
         UT = np.ascontiguousarray(p["U"].T)
-        # d(x W + b) = [d a_r, d a_z, d a_n];  d(h U + b_U) = [d a_r, d a_z, d a_n * r].
-        dA = np.empty((T, B, 3 * H), dHout.dtype)
-        dHUn = np.empty((T, B, H), dHout.dtype)
-        dhu = np.empty((B, 3 * H), dHout.dtype)  # one step's d(h U + b_U), for the dh GEMM
+        R, Z, Hprev = RZ[..., :H], RZ[..., H:], Hs[:-1]
+        # The factors that do not depend on dh, for all steps at once (a few large passes instead
+        # of twelve small calls a step): d a_n = dh (1-z)(1-n^2); d a_z = dh (h-n) z(1-z);
+        # d a_r = d a_n r(1-r) hu_n.
+        Kn = np.square(N)
+        np.subtract(1.0, Kn, out=Kn)
+        Zc = np.subtract(1.0, Z)
+        Kn *= Zc
+        Kz = np.subtract(Hprev, N)
+        Kz *= Z
+        Kz *= Zc
+        Kr = np.subtract(1.0, R, out=Zc)
+        Kr *= R
+        Kr *= HU[..., 2 * H :]
+        # DHU[t] = d(h U + b_U) = [d a_r, d a_z, d a_n * r]: the dh product's operand and, for all
+        # steps at once, dU's and db_U's.
+        DHU = np.empty((T, B, 3 * H), dHout.dtype)
+        dA_n = np.empty((T, B, H), dHout.dtype)
         dh = _start(d_final, (B, H), dHout.dtype)
-        k = np.empty((B, H), dHout.dtype)
         tmp = np.empty((B, H), dHout.dtype)
-        # Derivative factors step by step, while the step's gates are in cache (see LSTMCell).
         for t in range(T - 1, -1, -1):
-            r, z, n, hu_n, h, d = RZ[t, :, :H], RZ[t, :, H:], N[t], HU[t, :, 2 * H :], Hs[t], dA[t]
-            dan = d[:, 2 * H :]
+            dhu, dan = DHU[t], dA_n[t]
             dh += dHout[t]
-            np.square(n, out=k)  # d a_n = dh * (1 - z) * (1 - n^2)
-            np.subtract(1.0, k, out=k)
-            k *= dh
-            np.subtract(1.0, z, out=tmp)
-            np.multiply(k, tmp, out=dan)
-            np.multiply(dan, r, out=dHUn[t])  # d hu_n = d a_n * r
-            np.multiply(z, tmp, out=tmp)  # d a_z = dh * (h - n) * z (1 - z)
-            np.subtract(h, n, out=k)
-            k *= tmp
-            np.multiply(k, dh, out=d[:, H : 2 * H])
-            np.subtract(1.0, r, out=k)  # d a_r = d a_n * hu_n * r (1 - r)
-            k *= r
-            k *= hu_n
-            np.multiply(k, dan, out=d[:, :H])
-            dhu[:, : 2 * H] = d[:, : 2 * H]
-            dhu[:, 2 * H :] = dHUn[t]
-            dh *= z
+            np.multiply(dh, Kn[t], out=dan)
+            np.multiply(dan, R[t], out=dhu[:, 2 * H :])
+            np.multiply(dh, Kz[t], out=dhu[:, H : 2 * H])
+            np.multiply(dan, Kr[t], out=dhu[:, :H])
+            dh *= Z[t]
             np.matmul(dhu, UT, out=tmp)
             dh += tmp
-        Hprev = Hs[:-1].reshape(T * B, H).T
-        dU = np.empty((H, 3 * H), dHout.dtype)
-        np.matmul(Hprev, dA.reshape(T * B, 3 * H)[:, : 2 * H], out=dU[:, : 2 * H])
-        np.matmul(Hprev, dHUn.reshape(T * B, H), out=dU[:, 2 * H :])
-        db_U = np.concatenate([dA[..., : 2 * H].sum(axis=(0, 1)), dHUn.sum(axis=(0, 1))])
-        return dA, {"U": dU, "b_U": db_U}, dh
+        DHUf = DHU.reshape(T * B, 3 * H)
+        dU = Hprev.reshape(T * B, H).T @ DHUf
+        db_U = DHUf.sum(axis=0)
+        DHU[..., 2 * H :] = dA_n  # d(x W + b) = [d a_r, d a_z, d a_n]
+        return DHU, {"U": dU, "b_U": db_U}, dh
 
 
 class LSTMCell:
