@@ -103,12 +103,3 @@ def test_a_trainer_splits_only_where_the_blas_can_be_pinned(monkeypatch):
     monkeypatch.setattr(blas, "can_pin_threads", lambda: True)
     assert nb.Trainer(spec, params, Optimizer("adam"), "cross_entropy", "mean", "norm", 1.0).split_threads == 2
 
-
-def test_freed_memory_is_kept_on_glibc():
-    import platform
-
-    from rnnlab import allocator
-
-    kept = allocator.keep_freed_memory()
-    assert kept is (platform.libc_ver()[0] == "glibc")
-    assert allocator.keep_freed_memory() is kept  # set once

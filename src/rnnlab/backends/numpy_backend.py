@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .. import allocator, blas
+from .. import blas
 from ..carry import hidden, join, map_arrays
 from ..cells import ID_INPUTS, RMS_EPS, ModelSpec, count_params, has_norm, has_residual, params_dtype, readout_weight
 from ..threads import batch_split_threads
@@ -847,7 +847,6 @@ class Trainer:
         # other between the small products of a time step (benchmarks/step_profile.py).
         self.split_threads = batch_split_threads(count_params(spec)) if blas.can_pin_threads() else 1
         self._pool = None
-        allocator.keep_freed_memory()  # a step's large temporaries reuse the last step's pages
 
     def init_carry(self, batch_size: int) -> list:
         return init_carry(self.spec, batch_size, self.dtype)
