@@ -30,6 +30,7 @@ from rnnlab import runs
 from rnnlab.cells import GATES, ModelSpec, init_params
 from rnnlab.config import CharLMConfig
 from rnnlab.data.text import Vocab, read_text
+from rnnlab.memory import keep_freed_blocks
 from rnnlab.optim import Optimizer
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
@@ -131,6 +132,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    keep_freed_blocks()  # as rnnlab's training loop does, so the trainers run as they do in a run
     text = read_text(str(SHAKESPEARE)) if SHAKESPEARE.exists() else read_text(None)
     vocab = Vocab.from_text(text)
     V = len(vocab)
