@@ -39,6 +39,7 @@ BUDGETS = {
 DEFAULT_SCALE = {"charlm": 1000 / 60, "denoise": 10, "forecast": 10, "series": 10}
 VARIANTS = {  # name -> (backend, extra environment)
     "numpy": ("numpy", {}),
+    "numpy, 1 thread": ("numpy", {"RNNLAB_THREADS": "1"}),  # no batch split
     "jax": ("jax", {}),
     "torch": ("torch", {}),
     "torch, 1 thread": ("torch", {"RNNLAB_THREADS": "1"}),
@@ -76,8 +77,10 @@ def main() -> None:
     parser.add_argument("--tasks", default="charlm,denoise,forecast,series")
     parser.add_argument("--load", type=int, default=2, help="busy processes beside the loaded runs (0: quiet only)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="which of: " + ", ".join(VARIANTS))
     args = parser.parse_args()
     tasks = args.tasks.split(",")
+    variants = args.variants.split(",")
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for condition in ["quiet"] + ([f"{args.load} busy processes"] if args.load else []):
@@ -85,7 +88,8 @@ def main() -> None:
             try:
                 for task in tasks:
                     for _ in range(args.repeats):
-                        for name, (backend, env) in VARIANTS.items():
+                        for name in variants:
+                            backend, env = VARIANTS[name]
                             row = time_run(task, backend, env, f"{tmp}/{task}-{backend}")
                             key = (condition, task, name)
                             if key not in results or row["wall_seconds"] < results[key]["wall_seconds"]:
@@ -101,12 +105,12 @@ def main() -> None:
                     p.kill()
     conditions = sorted({c for c, _, _ in results}, key=lambda c: c != "quiet")
     lines = [
-        "| task | condition | " + " | ".join(VARIANTS) + " | fastest (short run) | fastest (default run) |",
-        "|---" * (len(VARIANTS) + 4) + "|",
+        "| task | condition | " + " | ".join(variants) + " | fastest (short run) | fastest (default run) |",
+        "|---" * (len(variants) + 4) + "|",
     ]
     for task in tasks:
         for condition in conditions:
-            row = {name: results[(condition, task, name)] for name in VARIANTS}
+            row = {name: results[(condition, task, name)] for name in variants}
             short = min(row, key=lambda n: row[n]["wall_seconds"])
             full = min(row, key=lambda n: row[n]["default_run_seconds"])
             cells = [f"{r['wall_seconds']:.1f} (~{r['default_run_seconds']:.0f})" for r in row.values()]
