@@ -77,10 +77,12 @@ def main() -> None:
     parser.add_argument("--tasks", default="charlm,denoise,forecast,series")
     parser.add_argument("--load", type=int, default=2, help="busy processes beside the loaded runs (0: quiet only)")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="which of: " + ", ".join(VARIANTS))
+    parser.add_argument(
+        "--variants", default=";".join(VARIANTS), help="semicolon-separated, of: " + "; ".join(VARIANTS)
+    )
     args = parser.parse_args()
     tasks = args.tasks.split(",")
-    variants = args.variants.split(",")
+    variants = args.variants.split(";")
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for condition in ["quiet"] + ([f"{args.load} busy processes"] if args.load else []):
