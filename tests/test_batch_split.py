@@ -102,4 +102,3 @@ def test_a_trainer_splits_only_where_the_blas_can_be_pinned(monkeypatch):
     assert nb.Trainer(spec, params, Optimizer("adam"), "cross_entropy", "mean", "norm", 1.0).split_threads == 1
     monkeypatch.setattr(blas, "can_pin_threads", lambda: True)
     assert nb.Trainer(spec, params, Optimizer("adam"), "cross_entropy", "mean", "norm", 1.0).split_threads == 2
-
