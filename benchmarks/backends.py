@@ -32,6 +32,7 @@ from rnnlab.config import CharLMConfig
 from rnnlab.data.text import Vocab, read_text
 from rnnlab.memory import keep_freed_blocks
 from rnnlab.optim import Optimizer
+from rnnlab.threads import available_cpus
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 CELL_NAMES = {"rnn": "rnn", "gru": "gru_reset_after", "lstm": "lstm"}
@@ -146,6 +147,10 @@ def main() -> None:
         for H in (int(h) for h in args.hidden.split(",")):
             runners = {b: RnnlabRunner(b, cell, H, V, streams) for b in backends}
             runners["plain_torch"] = PlainTorchRunner(cell, H, V, streams)
+            # Every torch row gets all the CPUs, as NumPy's batch split does: the rnnlab torch trainer
+            # sizes its pool from the load average when it is built, which after another benchmark
+            # would leave both torch rows one thread.
+            torch.set_num_threads(available_cpus())
             flops_per_char = 6 * (G * H * H + H * V)
             # Size the rounds from a quick probe of the slowest runner, so each lasts about --seconds.
             probe = measure({"p": runners["plain_torch"]}, 2, repeats=1)["p"]
