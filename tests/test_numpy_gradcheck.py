@@ -142,7 +142,7 @@ def test_mse_targets_longer_than_the_outputs_or_without_feature_axis_are_refused
             nb.loss_and_grads(params, spec, carry, inputs, bad, loss="mse")
 
 
-@pytest.mark.parametrize("vocab_size", [50, 2100])  # both sides of the one-hot GEMM / sort-and-reduceat switch
+@pytest.mark.parametrize("vocab_size", [50, 2100])  # both sides of the one-hot GEMM / sorted-runs switch
 def test_one_hot_input_gradient_sums_repeated_characters(vocab_size):
     """The gradient of the embedding gather equals the gradient of the same model fed one-hot
     vectors densely, for small vocabularies and large ones (where each repeated id must be
@@ -162,3 +162,32 @@ def test_one_hot_input_gradient_sums_repeated_characters(vocab_size):
     assert value == pytest.approx(dense_value, rel=1e-12)
     np.testing.assert_allclose(grads["layers.0.W"], dense_grads["layers.0.W"], rtol=1e-10, atol=1e-14)
     assert np.abs(grads["layers.0.W"][:4]).sum() > 0
+
+
+def test_lstm_saturated_gates_are_exact_and_raise_no_warning():
+    """The LSTM's gates come from one exp (sigmoid(a) = 1 / (1 + exp(-a))), which overflows for
+    a far below zero: the gate must then be exactly 0 (tanh: -1), with no overflow warning
+    reaching an evaluation run, and the step must match the textbook formulas elsewhere."""
+    import warnings
+
+    rng = np.random.default_rng(5)
+    T, B, H = 3, 2, 4
+    pre = rng.standard_normal((T, B, 4 * H)) * 3
+    pre[0, 0] = -800.0  # every gate saturated low: exp overflows in float32 and float64
+    pre[1, 1] = 800.0
+    for dtype in (np.float32, np.float64):
+        p = {"U": np.zeros((H, 4 * H), dtype)}
+        A = (pre * nb.LSTMCell.input_scale(H, dtype)).astype(dtype)
+        zero = np.zeros((B, H), dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            Hout, (h, c), _ = nb.LSTMCell.forward(p, A, (zero, zero))
+        sig = 1.0 / (1.0 + np.exp(-np.clip(pre, -700, 700)))
+        i, f, n, o = sig[..., :H], sig[..., H : 2 * H], np.tanh(pre[..., 2 * H : 3 * H]), sig[..., 3 * H :]
+        c_ref, want = np.zeros((B, H)), []
+        for t in range(T):
+            c_ref = f[t] * c_ref + i[t] * n[t]
+            want.append(o[t] * np.tanh(c_ref))
+        tol = 1e-6 if dtype == np.float32 else 1e-13
+        np.testing.assert_allclose(Hout, np.array(want), rtol=0, atol=tol)
+        assert np.all(Hout[0, 0] == 0.0)  # o = 0 exactly where every gate saturated low
