@@ -142,7 +142,7 @@ def test_mse_targets_longer_than_the_outputs_or_without_feature_axis_are_refused
             nb.loss_and_grads(params, spec, carry, inputs, bad, loss="mse")
 
 
-@pytest.mark.parametrize("vocab_size", [50, 2100])  # both sides of the one-hot GEMM / sorted-runs switch
+@pytest.mark.parametrize("vocab_size", [50, 2100])  # both sides of the one-hot GEMM / sort-and-reduceat switch
 def test_one_hot_input_gradient_sums_repeated_characters(vocab_size):
     """The gradient of the embedding gather equals the gradient of the same model fed one-hot
     vectors densely, for small vocabularies and large ones (where each repeated id must be
