@@ -191,3 +191,27 @@ def test_lstm_saturated_gates_are_exact_and_raise_no_warning():
         tol = 1e-6 if dtype == np.float32 else 1e-13
         np.testing.assert_allclose(Hout, np.array(want), rtol=0, atol=tol)
         assert np.all(Hout[0, 0] == 0.0)  # o = 0 exactly where every gate saturated low
+
+
+@pytest.mark.parametrize("block", [1, 2, 3])
+def test_lstm_backward_in_factor_blocks_matches_central_differences(block, monkeypatch):
+    """The LSTM backward forms its gate factors a block of steps at a time: with blocks shorter
+    than the sequence (and a last, partial block) every gradient, and the gradient reaching the
+    starting carry, must still be exact."""
+    monkeypatch.setattr(nb.LSTMCell, "FACTOR_BLOCK", block)
+    spec, params, carry, inputs, targets = _problem("lstm", "dense", "mse", num_layers=1, T=7)
+    loss = lambda: nb.loss_and_grads(params, spec, carry, inputs, targets, loss="mse")[0]  # noqa: E731
+    _, grads, _ = nb.loss_and_grads(params, spec, carry, inputs, targets, loss="mse")
+    for name, p in params.items():
+        numeric = central_differences(loss, p)
+        rel = np.linalg.norm(grads[name] - numeric) / max(np.linalg.norm(numeric), 1e-12)
+        assert rel < 1e-6, f"block {block}: {name} relative error {rel:.2e}"
+    # d carry_0 from the cell itself, against central differences of the starting h and c.
+    Y, _, (_, (_, _, _, caches), _, _, _) = nb._forward(params, spec, carry, inputs)
+    dH = np.random.default_rng(1).standard_normal(Y.shape[:2] + (spec.hidden_size,))
+    p = nb._layer_params(params, 0)
+    A = nb._project(spec, 0, p, np.ascontiguousarray(np.swapaxes(inputs, 0, 1)))
+    _, _, (dh0, dc0) = nb.LSTMCell.backward(p, caches[0], dH)
+    for start, analytic in zip(carry[0], (dh0, dc0)):
+        numeric = central_differences(lambda: float(np.sum(nb.LSTMCell.forward(p, A, tuple(carry[0]))[0] * dH)), start)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)

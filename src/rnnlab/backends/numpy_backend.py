@@ -299,40 +299,55 @@ class LSTMCell:
                 np.multiply(g[:, 3 * H :], TC[t], out=Hs[t + 1])
         return Hs[1:], (Hs[T].copy(), Cs[T].copy()), (Hs, Cs, Gs, TC)
 
+    # Steps per block of the backward pass's gate factors: few enough that a block's gates are
+    # still in cache, many enough that the time loop is left with seven calls a step, not
+    # seventeen (with the batch split's two threads, 7-10% faster at H = 128: fewer interpreter-lock
+    # hand-offs; level at H = 512).
+    FACTOR_BLOCK = 16
+
     @staticmethod
-    def backward(p, cache, dHout, d_final=None):
+    def _factors(Gs, Cs, TC, dA, Ko, t0: int, t1: int) -> None:
+        """For steps t0..t1-1: ``dA`` = [n, c_prev, i, tanh(c)] times each gate's activation
+        derivative (what dc, dc, dc and dh multiply), ``Ko`` = o (1 - tanh(c)^2)."""
+        H = TC.shape[-1]
+        g, d = Gs[t0:t1], dA[t0:t1]
+        np.multiply(g, g, out=d)  # s - s^2 = s (1 - s) on the whole row,
+        np.subtract(g, d, out=d)
+        d_n = d[..., 2 * H : 3 * H]  # then 1 - n^2 in n's columns
+        np.square(g[..., 2 * H : 3 * H], out=d_n)
+        np.subtract(1.0, d_n, out=d_n)
+        d[..., :H] *= g[..., 2 * H : 3 * H]
+        d[..., H : 2 * H] *= Cs[t0:t1]
+        d[..., 2 * H : 3 * H] *= g[..., :H]
+        d[..., 3 * H :] *= TC[t0:t1]
+        k = Ko[t0:t1]
+        np.square(TC[t0:t1], out=k)
+        np.subtract(1.0, k, out=k)
+        k *= g[..., 3 * H :]
+
+    @classmethod
+    def backward(cls, p, cache, dHout, d_final=None):
         Hs, Cs, Gs, TC = cache
         T, B, H = dHout.shape
         UT = np.ascontiguousarray(p["U"].T)
         dA = np.empty((T, B, 4 * H), dHout.dtype)
+        Ko = np.empty((T, B, H), dHout.dtype)
         dh = _start(None if d_final is None else d_final[0], (B, H), dHout.dtype)
         dc = _start(None if d_final is None else d_final[1], (B, H), dHout.dtype)
         k = np.empty((B, H), dHout.dtype)
-        act = np.empty((B, 4 * H), dHout.dtype)  # the gates' activation derivatives
-        # Formed step by step, while the step's gates are in cache: for all steps at once the
-        # derivative factors cost three times as long at H = 512.
-        for t in range(T - 1, -1, -1):
-            g, tc, d = Gs[t], TC[t], dA[t]
-            i, f, n, o = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
-            dh += dHout[t]
-            np.square(tc, out=k)  # dc += dh * o * (1 - tanh(c)^2)
-            np.subtract(1.0, k, out=k)
-            k *= o
-            k *= dh
-            dc += k
-            # d a = [dc n, dc c_prev, dc i, dh tanh(c)] * (activation derivative), row-wide.
-            np.multiply(dc, n, out=d[:, :H])
-            np.multiply(dc, Cs[t], out=d[:, H : 2 * H])
-            np.multiply(dc, i, out=d[:, 2 * H : 3 * H])
-            np.multiply(dh, tc, out=d[:, 3 * H :])
-            np.multiply(g, g, out=act)  # s - s^2 = s (1 - s) on the whole row,
-            np.subtract(g, act, out=act)
-            act_n = act[:, 2 * H : 3 * H]  # then 1 - n^2 in n's columns
-            np.square(n, out=act_n)
-            np.subtract(1.0, act_n, out=act_n)
-            d *= act
-            dc *= f
-            np.matmul(d, UT, out=dh)
+        for t1 in range(T, 0, -cls.FACTOR_BLOCK):
+            t0 = max(0, t1 - cls.FACTOR_BLOCK)
+            cls._factors(Gs, Cs, TC, dA, Ko, t0, t1)
+            for t in range(t1 - 1, t0 - 1, -1):
+                d = dA[t]
+                dh += dHout[t]
+                np.multiply(dh, Ko[t], out=k)  # dc += dh o (1 - tanh(c)^2)
+                dc += k
+                d_icf = d[:, : 3 * H].reshape(B, 3, H)  # d a = [dc, dc, dc, dh] * factors
+                np.multiply(d_icf, dc[:, None, :], out=d_icf)
+                np.multiply(d[:, 3 * H :], dh, out=d[:, 3 * H :])
+                dc *= Gs[t, :, H : 2 * H]
+                np.matmul(d, UT, out=dh)
         dU = Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, 4 * H)
         return dA, {"U": dU}, (dh, dc)
 
