@@ -200,6 +200,98 @@ def test_killed_worker_loses_nothing_else(tmp_path, capsys):
     assert_complete_study(study, 2, out)
 
 
+def _sweep_workers(parent_pid: int) -> list[int]:
+    """The pids of a sweep's worker processes: its children started by multiprocessing's spawn."""
+    pids = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            ppid = int(Path(stat).read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = Path(stat).with_name("cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent_pid and b"spawn_main" in cmdline:
+            pids.append(int(Path(stat).parent.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait is missing
+
+
+def test_stop_flags_nest_and_share_one_request():
+    """A sweep worker's flag and its run's: a signal in the run reaches both, a signal before the
+    run makes the run start stopped, a second signal raises; ``request_all`` never escalates."""
+    from rnnlab.stopping import StopFlag
+
+    with StopFlag() as worker:
+        with StopFlag() as run:
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert run.requested and worker.requested and "SIGTERM" in worker.reason
+        with StopFlag() as next_run:  # the worker's request carries into the next run
+            assert next_run.requested
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)  # a second signal: stop now
+    with StopFlag() as worker:
+        StopFlag.request_all("parent gone")
+        StopFlag.request_all("parent gone")  # Linux may send its parent-death signal twice
+        assert worker.requested and worker.reason == "parent gone"
+    assert not StopFlag._active
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_signal_to_the_sweep_alone_stops_its_workers(tmp_path, signum):
+    """SIGTERM to the main process of a two-worker sweep (not its process group, as a scheduler
+    sends it) reaches each worker once: their trials stop at a step, interrupted, and the sweep
+    exits.  SIGKILL gives the main process no say: Linux sends each worker SIGHUP, with the same
+    end.  Before, the first left the main process waiting on workers that never heard, the second
+    left the workers training for nobody."""
+    out = tmp_path / "sw"
+    space = space_file(tmp_path, "[lr]\nchoices = [0.003]\n[hidden_size]\nchoices = [8, 12]\n")
+    sweep_cmd = [sys.executable, "-m", "rnnlab", "sweep", "forecast", "--trials", "2", "--workers", "2"]
+    log = open(tmp_path / "sweep.log", "w+")
+    main = subprocess.Popen(
+        [*sweep_cmd, "--out", str(out), "--space", str(space), *FORECAST_SMALL[:2], "--epochs", "100000"]
+        + ["--backend", "numpy"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    workers: list[int] = []
+    try:
+
+        def both_training():
+            if main.poll() is not None:
+                log.seek(0)
+                raise AssertionError(f"the sweep exited early ({main.returncode}): {log.read()[-2000:]}")
+            return all((out / f"trial_000{n}" / "metrics.jsonl").exists() for n in (0, 1))
+
+        _wait_for(both_training, 120, "both workers to start training")
+        workers[:] = _sweep_workers(main.pid)
+        assert len(workers) == 2
+        main.send_signal(signum)
+        main.wait(timeout=90)
+        _wait_for(lambda: not any(_alive(pid) for pid in workers), 90, "the workers to exit")
+    finally:
+        if main.poll() is None:
+            main.kill()
+            main.wait()
+        for pid in workers:  # none should be left; if the test failed, leave none behind
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    log.seek(0)
+    trials = load(f"sqlite:///{out / 'study.db'}", "forecast-sweep").get_trials()
+    statuses, text = [(t.state.name, t.user_attrs.get("status")) for t in trials], log.read()
+    assert statuses == [("FAIL", "interrupted")] * 2, (statuses, text[-3000:])
+    assert "Traceback" not in text and text.count("interrupted; the trial under way") == 2, text[-3000:]
+    if signum == signal.SIGTERM:
+        assert main.returncode == 0 and "study forecast-sweep: 0 complete" in text, text[-2000:]  # and its summary
+
+
 def test_a_preset_is_every_trials_base_and_flags_beside_it_win(tmp_path, capsys):
     text = tmp_path / "t.txt"
     text.write_text("to be or not to be, that is the question\n" * 120, encoding="utf-8")

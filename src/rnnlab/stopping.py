@@ -83,9 +83,15 @@ class InterruptOnSignals:
 
 class StopFlag:
     """Ctrl-C (SIGINT) and SIGTERM, which schedulers send before they preempt a job, set a flag
-    checked between steps, so a step is never cut in half and the run stops with a checkpoint."""
+    checked between steps, so a step is never cut in half and the run stops with a checkpoint.
+
+    Flags nest and share one request: a run's flag inside a sweep worker's starts out requested
+    when the worker's was (a signal between trials, or in a run's set-up before its loop, stops the
+    next run at once, with its checkpoint), and a signal during the run sets the worker's too."""
 
     SIGNALS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
+    _active: list[StopFlag] = []  # the flags now entered, outermost first
+    _pending = ""  # a ``request_all`` made while no flag was entered: the next one starts requested
 
     def __init__(self):
         self.requested = False
@@ -97,17 +103,34 @@ class StopFlag:
             RECEIVED.append(signum)
             if self.requested:  # a second signal means: stop now
                 raise KeyboardInterrupt
-            self.requested = True
-            self.reason = self.SIGNALS.get(signum, "interrupted")
+            for flag in [*StopFlag._active, self]:
+                flag.requested = True
+                flag.reason = flag.reason or self.SIGNALS.get(signum, "interrupted")
 
+        outer = next((flag.reason for flag in StopFlag._active if flag.requested), StopFlag._pending)
+        if outer:
+            self.requested, self.reason = True, outer
         for signum in self.SIGNALS:
             try:
                 self._previous[signum] = signal.signal(signum, handler)
             except ValueError:  # not the main thread: no handler, signals behave as usual
                 pass
+        StopFlag._active.append(self)
         return self
 
+    @classmethod
+    def request_all(cls, reason: str) -> None:
+        """Ask every entered flag (or, with none entered, the next) to stop as a first signal does,
+        never as a second: for a signal that one cause may send more than once (Linux sends a
+        parent-death signal each time a dying parent's thread hands its children on)."""
+        if not cls._active:
+            cls._pending = cls._pending or reason
+        for flag in cls._active:
+            if not flag.requested:
+                flag.requested, flag.reason = True, reason
+
     def __exit__(self, *exc):
+        StopFlag._active.remove(self)
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous = {}

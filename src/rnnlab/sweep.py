@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import socket
@@ -34,6 +35,7 @@ from . import checkpoint, runner, train
 from .config import from_dict, read_toml, to_toml
 from .errors import TrainingDiverged, UserError
 from .runs import make_dir
+from .stopping import StopFlag
 from .tasks import TASKS
 
 TRIAL_PREFIX = "trial_"
@@ -362,6 +364,7 @@ def _objective(settings: SweepSettings, task):
         trial.set_user_attr("train_seconds", round(summary["train_seconds"], 2))
         if summary["interrupted"]:
             trial.set_user_attr("status", "interrupted")
+            objective.interrupted = True
             raise _Interrupted()
         best = summary["best_val_loss"]
         if pruned_at:
@@ -375,6 +378,7 @@ def _objective(settings: SweepSettings, task):
         return best
 
     objective.stop_error = None  # set when the sweep must stop: raised by ``work``, outside Optuna
+    objective.interrupted = False  # a signal stopped the trial: Optuna's warnings about it are dropped
     return objective
 
 
@@ -406,7 +410,34 @@ def work(settings: SweepSettings) -> None:
     study = open_study(settings)
     objective = _objective(settings, task)
     deadline = time.monotonic() + settings.timeout_minutes * 60 if settings.timeout_minutes else None
+    # Optuna logs a trial that a signal stopped as a failure, with a traceback; the worker's own line
+    # ("interrupted; ...") says what happened.
+    quiet_interrupts = _DropWhile(lambda: objective.interrupted)
+    optuna_log = logging.getLogger("optuna.study._optimize")
+    optuna_log.addFilter(quiet_interrupts)
+    try:
+        with StopFlag() as stop:  # a signal between trials, or in a trial's set-up, stops the next run at once
+            _work_until(settings, optuna, study, objective, deadline, stop)
+    finally:
+        optuna_log.removeFilter(quiet_interrupts)
+
+
+class _DropWhile(logging.Filter):
+    """Drops every record while ``condition()`` holds."""
+
+    def __init__(self, condition):
+        super().__init__()
+        self.condition = condition
+
+    def filter(self, record) -> bool:
+        return not self.condition()
+
+
+def _work_until(settings: SweepSettings, optuna, study, objective, deadline: float | None, stop: StopFlag) -> None:
     while deadline is None or time.monotonic() < deadline:
+        if stop.requested:
+            _say(settings, f"{stop.reason}; no further trial starts")
+            return
         optuna.storages.fail_stale_trials(study)
         finished, running, waiting = _counts(study)
         if finished >= settings.trials:
@@ -424,6 +455,13 @@ def work(settings: SweepSettings) -> None:
 
 
 def _work_in_child(settings: SweepSettings) -> None:
+    """A local worker process.  Its own process group: a terminal's Ctrl-C reaches the sweep's
+    main process alone, which passes each signal on once (a worker that got the terminal's and the
+    parent's copy would read the second as "stop now").  On Linux it is also sent SIGHUP when the
+    main process dies, even by SIGKILL, and stops as after a first Ctrl-C, so that no worker is left
+    training for nobody."""
+    os.setpgrp()
+    _stop_with_parent()
     try:
         work(settings)
     except UserError as exc:
@@ -431,6 +469,49 @@ def _work_in_child(settings: SweepSettings) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _stop_with_parent() -> None:
+    """Ask Linux to send this process SIGHUP when its parent exits (prctl PR_SET_PDEATHSIG), which
+    stops the trial under way at its next step; exit at once if the parent is already gone.
+    Elsewhere: nothing."""
+    import ctypes
+    import multiprocessing
+    import signal
+
+    if not sys.platform.startswith("linux"):
+        return
+    signal.signal(signal.SIGHUP, lambda signum, frame: StopFlag.request_all("the sweep's main process died"))
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGHUP), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before the request took hold
+        sys.exit(143)
+
+
+def _join_passing_signals(procs: list) -> None:
+    """Wait for the worker processes; each SIGINT or SIGTERM this process gets meanwhile is sent on
+    to every worker still running (the first stops a worker's trial at its next step with a
+    checkpoint, a second stops it at once), and the wait goes on until all have exited."""
+    import signal
+
+    from .stopping import InterruptOnSignals
+
+    with InterruptOnSignals() as caught:
+        while any(p.is_alive() for p in procs):
+            try:
+                for p in procs:
+                    p.join()
+            except KeyboardInterrupt:
+                signum = caught.signals[-1] if caught.signals else signal.SIGINT
+                for p in procs:
+                    if p.is_alive():
+                        try:
+                            os.kill(p.pid, signum)
+                        except ProcessLookupError:  # it exited just now
+                            pass
 
 
 def _share_threads(workers: int) -> dict:
@@ -483,12 +564,7 @@ def run_sweep(settings: SweepSettings, workers: int = 1) -> dict:
         finally:
             os.environ.clear()
             os.environ.update(saved_env)
-        try:
-            for p in procs:
-                p.join()
-        except KeyboardInterrupt:  # the workers got the same Ctrl-C and stop after their step
-            for p in procs:
-                p.join()
+        _join_passing_signals(procs)
         codes = [p.exitcode for p in procs]
         if any(code == 2 for code in codes):
             raise UserError("a sweep worker stopped on an error (see above)")
