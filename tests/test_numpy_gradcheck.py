@@ -193,6 +193,35 @@ def test_lstm_saturated_gates_are_exact_and_raise_no_warning():
         assert np.all(Hout[0, 0] == 0.0)  # o = 0 exactly where every gate saturated low
 
 
+def test_gru_saturated_gates_are_exact_and_raise_no_warning():
+    """nn.GRU's form takes its r and z from one exp each (sigmoid(a) = 1 / (1 + exp(-a))), which
+    overflows for a far below zero: r and z must then be exactly 0 (h' = n), with no overflow
+    warning, and every step must match the textbook formulas."""
+    import warnings
+
+    rng = np.random.default_rng(6)
+    T, B, H = 3, 2, 4
+    pre = rng.standard_normal((T, B, 3 * H)) * 3
+    pre[0, 0, : 2 * H] = -800.0  # r and z saturated low: exp overflows in float32 and float64
+    pre[1, 1, : 2 * H] = 800.0
+    for dtype in (np.float32, np.float64):
+        p = {"U": np.zeros((H, 3 * H), dtype), "b_U": np.zeros(3 * H, dtype)}
+        A = (pre * nb.GRUResetAfterCell.input_scale(H, dtype)).astype(dtype)
+        h0 = (rng.standard_normal((B, H)) * 0.5).astype(dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            Hout, _, _ = nb.GRUResetAfterCell.forward(p, A, h0)
+        z = 1.0 / (1.0 + np.exp(-np.clip(pre[..., H : 2 * H], -700, 700)))
+        n = np.tanh(pre[..., 2 * H :])  # U = 0: r multiplies h U_n + b_U_n = 0
+        h, want = h0.astype(np.float64), []
+        for t in range(T):
+            h = z[t] * h + (1.0 - z[t]) * n[t]
+            want.append(h)
+        tol = 1e-6 if dtype == np.float32 else 1e-13
+        np.testing.assert_allclose(Hout, np.array(want), rtol=0, atol=tol)
+        assert np.all(Hout[0, 0] == np.tanh(A[0, 0, 2 * H :]))  # z = 0 exactly: h' = n
+
+
 @pytest.mark.parametrize("block", [1, 2, 3])
 def test_lstm_backward_in_factor_blocks_matches_central_differences(block, monkeypatch):
     """The LSTM backward forms its gate factors a block of steps at a time: with blocks shorter
