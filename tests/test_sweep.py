@@ -214,12 +214,16 @@ def _sweep_workers(parent_pid: int) -> list[int]:
     return pids
 
 
-def _alive(pid: int) -> bool:
+def _state(pid: int) -> str:
+    """The process's state letter from /proc (R running, S sleeping, T stopped, Z zombie), or ""."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
-        return False
-    return state != "Z"  # a zombie has exited; only its parent's wait is missing
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    return _state(pid) not in ("", "Z")  # a zombie has exited; only its parent's wait is missing
 
 
 def test_stop_flags_nest_and_share_one_request():
@@ -246,8 +250,9 @@ def test_stop_flags_nest_and_share_one_request():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux's")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
 def test_a_signal_to_the_sweep_alone_stops_its_workers(tmp_path, signum):
-    """SIGTERM to the main process of a two-worker sweep (not its process group, as a scheduler
-    sends it) reaches each worker once: their trials stop at a step, interrupted, and the sweep
+    """SIGTSTP and SIGCONT to the main process of a two-worker sweep (a terminal's Ctrl-Z and `fg`)
+    pause and resume its workers; SIGTERM to it (not its process group, as a scheduler sends it)
+    reaches each worker once: their trials stop at a step, interrupted, and the sweep
     exits.  SIGKILL gives the main process no say: Linux sends each worker SIGHUP, with the same
     end.  Before, the first left the main process waiting on workers that never heard, the second
     left the workers training for nobody."""
@@ -273,6 +278,11 @@ def test_a_signal_to_the_sweep_alone_stops_its_workers(tmp_path, signum):
         _wait_for(both_training, 120, "both workers to start training")
         workers[:] = _sweep_workers(main.pid)
         assert len(workers) == 2
+        if signum == signal.SIGTERM:  # first a terminal's Ctrl-Z and `fg`: the workers pause and go on
+            main.send_signal(signal.SIGTSTP)
+            _wait_for(lambda: all(_state(pid) == "T" for pid in [main.pid, *workers]), 30, "all to stop")
+            main.send_signal(signal.SIGCONT)
+            _wait_for(lambda: not any(_state(pid) == "T" for pid in [main.pid, *workers]), 30, "all to go on")
         main.send_signal(signum)
         main.wait(timeout=90)
         _wait_for(lambda: not any(_alive(pid) for pid in workers), 90, "the workers to exit")

@@ -457,9 +457,9 @@ def _work_until(settings: SweepSettings, optuna, study, objective, deadline: flo
 def _work_in_child(settings: SweepSettings) -> None:
     """A local worker process.  Its own process group: a terminal's Ctrl-C reaches the sweep's
     main process alone, which passes each signal on once (a worker that got the terminal's and the
-    parent's copy would read the second as "stop now").  On Linux it is also sent SIGHUP when the
-    main process dies, even by SIGKILL, and stops as after a first Ctrl-C, so that no worker is left
-    training for nobody."""
+    parent's copy would read the second as "stop now"; Ctrl-Z is passed on too).  On Linux it is
+    also sent SIGHUP when the main process dies, even by SIGKILL, and stops as after a first Ctrl-C,
+    so that no worker is left training for nobody."""
     os.setpgrp()
     _stop_with_parent()
     try:
@@ -494,24 +494,37 @@ def _stop_with_parent() -> None:
 def _join_passing_signals(procs: list) -> None:
     """Wait for the worker processes; each SIGINT or SIGTERM this process gets meanwhile is sent on
     to every worker still running (the first stops a worker's trial at its next step with a
-    checkpoint, a second stops it at once), and the wait goes on until all have exited."""
+    checkpoint, a second stops it at once), and the wait goes on until all have exited.  A
+    terminal's Ctrl-Z pauses the workers with this process, and `fg` or `bg` resumes them."""
     import signal
 
     from .stopping import InterruptOnSignals
 
-    with InterruptOnSignals() as caught:
-        while any(p.is_alive() for p in procs):
-            try:
-                for p in procs:
-                    p.join()
-            except KeyboardInterrupt:
-                signum = caught.signals[-1] if caught.signals else signal.SIGINT
-                for p in procs:
-                    if p.is_alive():
-                        try:
-                            os.kill(p.pid, signum)
-                        except ProcessLookupError:  # it exited just now
-                            pass
+    def send(signum: int) -> None:
+        for p in procs:
+            if p.is_alive():
+                try:
+                    os.kill(p.pid, signum)
+                except ProcessLookupError:  # it exited just now
+                    pass
+
+    def pause(signum, frame):
+        send(signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)  # as Ctrl-Z's default action would; SIGCONT returns here
+        send(signal.SIGCONT)
+
+    previous = signal.signal(signal.SIGTSTP, pause) if hasattr(signal, "SIGTSTP") else None
+    try:
+        with InterruptOnSignals() as caught:
+            while any(p.is_alive() for p in procs):
+                try:
+                    for p in procs:
+                        p.join()
+                except KeyboardInterrupt:
+                    send(caught.signals[-1] if caught.signals else signal.SIGINT)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTSTP, previous)
 
 
 def _share_threads(workers: int) -> dict:
