@@ -103,19 +103,17 @@ class StopFlag:
             RECEIVED.append(signum)
             if self.requested:  # a second signal means: stop now
                 raise KeyboardInterrupt
-            for flag in [*StopFlag._active, self]:
-                flag.requested = True
-                flag.reason = flag.reason or self.SIGNALS.get(signum, "interrupted")
+            StopFlag.request_all(self.SIGNALS.get(signum, "interrupted"))
 
         outer = next((flag.reason for flag in StopFlag._active if flag.requested), StopFlag._pending)
         if outer:
             self.requested, self.reason = True, outer
+        StopFlag._active.append(self)  # before the handlers: a signal at once reaches this flag too
         for signum in self.SIGNALS:
             try:
                 self._previous[signum] = signal.signal(signum, handler)
             except ValueError:  # not the main thread: no handler, signals behave as usual
                 pass
-        StopFlag._active.append(self)
         return self
 
     @classmethod

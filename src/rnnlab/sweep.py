@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import signal
 import socket
 import sys
 import time
@@ -410,9 +411,12 @@ def work(settings: SweepSettings) -> None:
     study = open_study(settings)
     objective = _objective(settings, task)
     deadline = time.monotonic() + settings.timeout_minutes * 60 if settings.timeout_minutes else None
+
     # Optuna logs a trial that a signal stopped as a failure, with a traceback; the worker's own line
     # ("interrupted; ...") says what happened.
-    quiet_interrupts = _DropWhile(lambda: objective.interrupted)
+    def quiet_interrupts(record) -> bool:
+        return not objective.interrupted
+
     optuna_log = logging.getLogger("optuna.study._optimize")
     optuna_log.addFilter(quiet_interrupts)
     try:
@@ -420,17 +424,6 @@ def work(settings: SweepSettings) -> None:
             _work_until(settings, optuna, study, objective, deadline, stop)
     finally:
         optuna_log.removeFilter(quiet_interrupts)
-
-
-class _DropWhile(logging.Filter):
-    """Drops every record while ``condition()`` holds."""
-
-    def __init__(self, condition):
-        super().__init__()
-        self.condition = condition
-
-    def filter(self, record) -> bool:
-        return not self.condition()
 
 
 def _work_until(settings: SweepSettings, optuna, study, objective, deadline: float | None, stop: StopFlag) -> None:
@@ -477,7 +470,6 @@ def _stop_with_parent() -> None:
     Elsewhere: nothing."""
     import ctypes
     import multiprocessing
-    import signal
 
     if not sys.platform.startswith("linux"):
         return
@@ -496,8 +488,6 @@ def _join_passing_signals(procs: list) -> None:
     to every worker still running (the first stops a worker's trial at its next step with a
     checkpoint, a second stops it at once), and the wait goes on until all have exited.  A
     terminal's Ctrl-Z pauses the workers with this process, and `fg` or `bg` resumes them."""
-    import signal
-
     from .stopping import InterruptOnSignals
 
     def send(signum: int) -> None:
