@@ -136,6 +136,7 @@ def same_recipe(preset_name: str) -> dict:
         embed=cfg.embed_size,
         hidden=cfg.hidden_size,
         dropout=cfg.dropout,
+        input_dropout=cfg.input_dropout,
         lr=cfg.lr,
         adam_beta2=cfg.adam_beta2,
         batch=cfg.batch_size,
@@ -150,7 +151,7 @@ def same_recipe(preset_name: str) -> dict:
 
 def run_torch_script(text: str, p: dict, steps: int, budget_s: float | None, seed: int, name: str) -> dict:
     """A PyTorch script written the way its user would (nn.Embedding -> nn.GRU -> nn.Linear,
-    dropout on the GRU's input and output, Adam or AdamW-style decay of the weight matrices, linear
+    dropout on the GRU's output and, unless ``input_dropout`` is off, its input, Adam or AdamW-style decay of the weight matrices, linear
     warm-up then cosine to 0.1x, global-norm clipping, a debiased moving average of the weights
     for evaluation); scored by rnnlab's evaluation.  Stops after ``steps`` or ``budget_s`` seconds
     of training, whichever comes first."""
@@ -168,10 +169,11 @@ def run_torch_script(text: str, p: dict, steps: int, budget_s: float | None, see
         def __init__(self):
             super().__init__()
             self.embed, self.drop = nn.Embedding(V, p["embed"]), nn.Dropout(p["dropout"])
+            self.drop_input = self.drop if p.get("input_dropout", True) else nn.Identity()
             self.gru, self.fc = nn.GRU(p["embed"], p["hidden"], batch_first=True), nn.Linear(p["hidden"], V)
 
         def forward(self, x, h):
-            out, h = self.gru(self.drop(self.embed(x)), h)
+            out, h = self.gru(self.drop_input(self.embed(x)), h)
             return self.fc(self.drop(out)), h
 
     net = Net()

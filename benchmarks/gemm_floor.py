@@ -1,21 +1,25 @@
 """How close the NumPy backend's best-300s step is to its matrix products' floor.
 
-A best-300s step (embedding 128 -> gru_reset_after H=256 -> readout, B = T = 64, dropout 0.05)
-runs as two row blocks of 32, one per core, each with single-threaded OpenBLAS.  This script
-times, in one process with the training loop's malloc setting (``keep_freed_blocks``):
+A best-300s step (embedding 128 -> gru_reset_after H=256 -> readout, B = T = 64, dropout 0.05
+before the readout, none on the embedding) runs as two row blocks of 32, one per core, each with
+single-threaded OpenBLAS.  This script times, in one process with the training loop's malloc
+setting (``keep_freed_blocks``):
 
 - ``block_ms``: one block's ``loss_and_grads`` alone on one core;
 - ``two_blocks_ms``: both blocks at once in two threads (what a step's forward and backward take);
 - ``gemm_ms``: each of the block's matrix products alone, at its shapes, summed: the per-step
   ``[32, 256] @ [256, 768]`` and ``[32, 768] @ [768, 256]`` 64 times each, and the whole-sequence
-  input projection, readout and weight-gradient products once.
+  input, readout and weight-gradient products once.  With the embedding folded into the input
+  weights (no dropout on it, as the preset), the input side is the table ``[65, 128] @ [128, 768]``,
+  its gradient over the block's ids ``[65, 2048] @ [2048, 768]`` and two table-sized products;
+  ``--input-dropout`` times the unfolded step (its three ``[2048, 128]``-by-``768`` products).
 
 ``gemm_share`` = gemm_ms / block_ms: what the arithmetic the products must do costs, at OpenBLAS's
 single-core rate; the rest is element-wise work, calls and copies.  ``contention`` =
 two_blocks_ms / block_ms: what the two threads cost each other (the interpreter lock, shared cache
 and memory bandwidth).  Prints one JSON object.
 
-    python benchmarks/gemm_floor.py [--repeats 30]
+    python benchmarks/gemm_floor.py [--repeats 30] [--input-dropout]
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ import numpy as np
 from rnnlab import blas
 from rnnlab.backends import numpy_backend
 from rnnlab.cells import ModelSpec, init_params
+from rnnlab.config import PRESETS
 from rnnlab.dropout import dropout_masks
 from rnnlab.memory import keep_freed_blocks
 
-V, ROWS, T, H, EMBED, DROPOUT = 65, 32, 64, 256, 128, 0.05
+V, ROWS, T = 65, 32, 64
+SETTINGS = PRESETS["best-300s"].settings
+H, EMBED, DROPOUT = SETTINGS["hidden_size"], SETTINGS["embed_size"], SETTINGS["dropout"]
 
 
 def best_ms(fn, repeats: int) -> float:
@@ -48,7 +55,7 @@ def best_ms(fn, repeats: int) -> float:
     return best * 1e3
 
 
-def gemm_ms(repeats: int) -> dict[str, float]:
+def gemm_ms(repeats: int, folded: bool) -> dict[str, float]:
     """Each matrix product of one block's step, alone at its shapes (float32, one thread)."""
     rng = np.random.default_rng(0)
 
@@ -65,14 +72,25 @@ def gemm_ms(repeats: int) -> dict[str, float]:
         return best_ms(run, max(3, repeats // 3))
 
     N, G = T * ROWS, 3 * H
-    return {
+    shared = {
         "recurrent_forward [32,256]@[256,768] x64": product(ROWS, H, G, T),
         "recurrent_backward [32,768]@[768,256] x64": product(ROWS, G, H, T),
-        "input_projection [2048,128]@[128,768]": product(N, EMBED, G, 1),
         "readout [2048,256]@[256,65]": product(N, H, V, 1),
         "readout_input_grad [2048,65]@[65,256]": product(N, V, H, 1),
         "readout_weight_grad [256,2048]@[2048,65]": product(H, N, V, 1, transpose_left=True),
         "recurrent_weight_grad [256,2048]@[2048,768]": product(H, N, G, 1, transpose_left=True),
+    }
+    if folded:
+        return {
+            **shared,
+            "input_table [65,128]@[128,768]": product(V, EMBED, G, 1),
+            "input_table_grad [65,2048]@[2048,768]": product(V, N, G, 1),
+            "input_weight_grad [128,65]@[65,768]": product(EMBED, V, G, 1, transpose_left=True),
+            "embed_grad [65,768]@[768,128]": product(V, G, EMBED, 1),
+        }
+    return {
+        **shared,
+        "input_projection [2048,128]@[128,768]": product(N, EMBED, G, 1),
         "input_weight_grad [128,2048]@[2048,768]": product(EMBED, N, G, 1, transpose_left=True),
         "input_grad [2048,768]@[768,128]": product(N, G, EMBED, 1),
     }
@@ -81,7 +99,11 @@ def gemm_ms(repeats: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument(
+        "--input-dropout", action="store_true", help="drop the embedding too (the unfolded step, as before)"
+    )
     args = parser.parse_args()
+    input_dropout = args.input_dropout or SETTINGS.get("input_dropout", True)
     keep_freed_blocks()
     if not blas.can_pin_threads():
         raise SystemExit("NumPy's BLAS has no per-thread thread count: the batch split does not run here")
@@ -90,7 +112,7 @@ def main() -> None:
     rng = np.random.default_rng(1)
     inputs, targets = rng.integers(0, V, (2 * ROWS, T)), rng.integers(0, V, (2 * ROWS, T))
     carry = numpy_backend.init_carry(spec, ROWS, np.float32)
-    masks = [dropout_masks(spec, DROPOUT, rng, ROWS, T) for _ in range(2)]
+    masks = [dropout_masks(spec, DROPOUT, rng, ROWS, T, input_dropout=input_dropout) for _ in range(2)]
 
     def block(index: int):
         blas.one_blas_thread_here()
@@ -103,12 +125,13 @@ def main() -> None:
     pool = ThreadPoolExecutor(2)
     alone = best_ms(lambda: pool.submit(block, 0).result(), args.repeats)
     both = best_ms(lambda: list(pool.map(block, (0, 1))), args.repeats)
-    products = pool.submit(gemm_ms, args.repeats).result()  # a thread with one BLAS thread
+    products = pool.submit(gemm_ms, args.repeats, not input_dropout).result()  # a thread with one BLAS thread
     total = sum(products.values())
     print(
         json.dumps(
             {
                 "shape": {"rows_per_block": ROWS, "seq_len": T, "hidden": H, "embed": EMBED, "vocab": V},
+                "embedding_folded": not input_dropout,
                 "block_ms": round(alone, 2),
                 "two_blocks_ms": round(both, 2),
                 "gemm_ms": round(total, 2),

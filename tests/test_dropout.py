@@ -38,6 +38,8 @@ def test_sites_widths_and_values():
         assert set(np.unique(m)) <= {0.0, np.float32(1 / 0.75)}
         assert abs((m == 0).mean() - 0.25) < 0.02  # about a quarter dropped
         assert not (m[:, 0] == m[:, 1]).all()  # a fresh mask at every time step
+    assert mask_sites(spec, input_dropout=False) == {"layers.1": 8, "readout": 8}
+    assert set(dropout_masks(spec, 0.25, rng, 4, 3, input_dropout=False)) == {"layers.1", "readout"}
     before = rng.bit_generator.state
     assert dropout_masks(spec, 0.0, rng, 4, 3) is None and rng.bit_generator.state == before
     with pytest.raises(ValueError):
@@ -63,13 +65,17 @@ def test_gradients_through_masks_match_central_differences(cell, input_kind, los
 BACKEND_CASES = [
     (cell, *kind) for cell in DISTINCT_CELLS for kind in (KINDS if cell in ("lstm", "mingru") else KINDS[1:2])
 ]
+# ... and an embedding with no mask of its own (--no-input-dropout: NumPy folds it into W).
+NO_INPUT_MASK = ("gru_reset_after", "embedding", "cross_entropy", "no input mask")
 
 
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
-@pytest.mark.parametrize("cell,input_kind,loss,tied", BACKEND_CASES)
+@pytest.mark.parametrize("cell,input_kind,loss,tied", BACKEND_CASES + [NO_INPUT_MASK])
 def test_backends_equal_numpy_with_the_same_masks(backend, cell, input_kind, loss, tied):
     other = backend_module(backend)
-    spec, params, carry, inputs, targets, masks = _with_masks(cell, input_kind, loss, tied, B=4, T=7, H=5)
+    spec, params, carry, inputs, targets, masks = _with_masks(cell, input_kind, loss, tied is True, B=4, T=7, H=5)
+    if tied == "no input mask":
+        del masks["layers.0"]
     v_np, g_np, c_np = nb.loss_and_grads(params, spec, carry, inputs, targets, loss, masks=masks)
     v_o, g_o, c_o = other.loss_and_grads(params, spec, carry, inputs, targets, loss, masks=masks)
     assert v_o == pytest.approx(v_np, rel=1e-12)
@@ -101,6 +107,52 @@ def test_backends_equal_numpy_with_the_same_masks(backend, cell, input_kind, los
     y_np, _ = trainers[0].forward(carry, inputs)
     y_o, _ = trainers[1].forward(carry, inputs)
     assert rel(y_o, y_np) < 1e-9
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("tied", [False, True])
+def test_an_undropped_embedding_folds_into_the_input_weights_exactly(cell, tied):
+    """With no mask on the embedding, NumPy gathers rows of embed.W @ W instead of multiplying the
+    gathered embedding by W: the same loss and gradients as the unfolded path (forced here by an
+    all-ones mask, which changes no value), in float64."""
+    spec, params, carry, inputs, targets, masks = _with_masks(cell, "embedding", "cross_entropy", tied)
+    assert "layers.0" in masks
+    folded = {k: m for k, m in masks.items() if k != "layers.0"}
+    unfolded = {**folded, "layers.0": np.ones_like(masks["layers.0"])}
+    v_f, g_f, c_f = nb.loss_and_grads(params, spec, carry, inputs, targets, masks=folded)
+    v_u, g_u, c_u = nb.loss_and_grads(params, spec, carry, inputs, targets, masks=unfolded)
+    assert v_f == pytest.approx(v_u, rel=1e-13)
+    assert g_f.keys() == g_u.keys() == params.keys()
+    for k in g_u:
+        assert rel(g_f[k], g_u[k]) < 1e-12, k
+    for u, v in zip(flat(c_f), flat(c_u)):
+        assert rel(u, v) < 1e-12
+
+
+def test_no_input_dropout_leaves_the_first_layer_undropped_in_training(monkeypatch, tmp_path):
+    """--no-input-dropout reaches the loop's masks: every step draws the readout's mask only."""
+    from conftest import make_text
+
+    from rnnlab import train
+    from rnnlab.config import CharLMConfig
+    from rnnlab.runner import train_run
+
+    drawn = []
+
+    def spy(*args, **kwargs):
+        masks = dropout_masks(*args, **kwargs)
+        drawn.append(sorted(masks))
+        return masks
+
+    monkeypatch.setattr(train, "dropout_masks", spy)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_text(2000), encoding="utf-8")
+    small = dict(text=str(corpus), hidden_size=8, embed_size=4, seq_len=8, batch_size=2, max_steps=2, dropout=0.2)
+    for input_dropout, sites in ((True, ["layers.0", "readout"]), (False, ["readout"])):
+        drawn.clear()
+        cfg = CharLMConfig(**small, input_dropout=input_dropout, eval_every=2, eval_max_chars=0, sample_length=0)
+        train_run(cfg, tmp_path / str(input_dropout), quiet=True)
+        assert drawn == [sites, sites]
 
 
 def test_evaluation_and_sampling_use_no_dropout():

@@ -125,6 +125,13 @@ SHARED = {
         below=True,
         metavar="P",
     ),
+    "input_dropout": Setting(
+        "--dropout also acts on the first layer's input features (an embedding, a dense layer's "
+        "output or the input values; a one-hot input has none); --no-input-dropout keeps it between "
+        "layers and before the readout only, and lets the NumPy backend fold an embedding into the "
+        "first layer's input weights (a table lookup instead of three matrix products a step)",
+        "optimization",
+    ),
     "batch_size": Setting("rows per step", "optimization", minimum=1, metavar="B"),
     "max_minutes": Setting(
         "training minutes of this invocation (0 = no limit)", "budget", minimum=0, resumable=True, metavar="X"
@@ -200,6 +207,7 @@ class CharLMConfig:
     weight_decay: float = shared("weight_decay", 0.0)
     adam_beta2: float = shared("adam_beta2", 0.999)
     dropout: float = shared("dropout", 0.0)
+    input_dropout: bool = shared("input_dropout", True)
     ema_decay: float = shared("ema_decay", 0.0)
     loss_reduction: str = setting(
         "mean",
@@ -333,6 +341,7 @@ class DenoiseConfig:
     weight_decay: float = shared("weight_decay", 0.0)
     adam_beta2: float = shared("adam_beta2", 0.999)
     dropout: float = shared("dropout", 0.0)
+    input_dropout: bool = shared("input_dropout", True)
     ema_decay: float = shared("ema_decay", 0.0)
     batch_size: int = shared("batch_size", 256, help="fresh sequences per step")
     steps: int = setting(
@@ -521,6 +530,7 @@ class ForecastConfig:
     weight_decay: float = shared("weight_decay", 0.0)
     adam_beta2: float = shared("adam_beta2", 0.999)
     dropout: float = shared("dropout", 0.0)
+    input_dropout: bool = shared("input_dropout", True)
     ema_decay: float = shared("ema_decay", 0.0)
     batch_size: int = shared("batch_size", 32, help="windows per step")
     epochs: int = setting(
@@ -680,6 +690,7 @@ class SeriesConfig:
     weight_decay: float = shared("weight_decay", 0.0)
     adam_beta2: float = shared("adam_beta2", 0.999)
     dropout: float = shared("dropout", 0.0)
+    input_dropout: bool = shared("input_dropout", True)
     ema_decay: float = shared("ema_decay", 0.0)
     batch_size: int = shared("batch_size", 64, help="windows per step (each gives one row per target)")
     epochs: int = setting(
@@ -894,6 +905,7 @@ PRESETS = {
                     layers=1,
                     embed_size=128,
                     dropout=0.05,
+                    input_dropout=False,
                     batch_size=64,
                     seq_len=64,
                     lr=1.01e-2,

@@ -7,7 +7,7 @@ every checkpoint, so a resumed run draws exactly the masks it would have drawn.
 A mask is a keep-mask already scaled by 1 / (1 - rate) ("inverted" dropout: nothing changes
 at evaluation), batch-first ``[B, T, F]`` with a fresh value for every element and time step.
 Masks act on the input of each recurrent layer (except a one-hot input, which has no
-features to drop) and on the readout's input (a segment decoder's: ``[B, M, H]``, one per
+features to drop, and the first layer's with ``input_dropout`` off) and on the readout's input (a segment decoder's: ``[B, M, H]``, one per
 decoder row; its decoder step reads learned rows, which no mask touches).  NumPy only.
 """
 
@@ -18,12 +18,12 @@ import numpy as np
 from .cells import ModelSpec, layer_input_size
 
 
-def mask_sites(spec: ModelSpec) -> dict[str, int]:
+def mask_sites(spec: ModelSpec, input_dropout: bool = True) -> dict[str, int]:
     """Where dropout acts, and the width of each site: ``layers.{k}`` (the input of recurrent
-    layer k) and ``readout`` (the top layer's output, before the readout)."""
-    sites = {
-        f"layers.{k}": layer_input_size(spec, k) for k in range(spec.num_layers) if k > 0 or spec.input_kind != "onehot"
-    }
+    layer k; layer 0's only for input features and ``input_dropout``) and ``readout`` (the top
+    layer's output, before the readout)."""
+    first = input_dropout and spec.input_kind != "onehot"
+    sites = {f"layers.{k}": layer_input_size(spec, k) for k in range(spec.num_layers) if k > 0 or first}
     sites["readout"] = spec.hidden_size
     return sites
 
@@ -32,10 +32,17 @@ _LEVELS = 1 << 16
 
 
 def dropout_masks(
-    spec: ModelSpec, rate: float, rng: np.random.Generator, batch_size: int, seq_len: int, dtype=np.float32
+    spec: ModelSpec,
+    rate: float,
+    rng: np.random.Generator,
+    batch_size: int,
+    seq_len: int,
+    dtype=np.float32,
+    input_dropout: bool = True,
 ) -> dict[str, np.ndarray] | None:
     """One training step's masks: site -> ``[B, T, F]`` array of 0 and about 1 / (1 - rate); None
-    when ``rate`` is 0 (no dropout, and nothing drawn from ``rng``)."""
+    when ``rate`` is 0 (no dropout, and nothing drawn from ``rng``).  ``input_dropout``: whether
+    the first layer's input features are a site (``mask_sites``)."""
     if rate == 0:
         return None
     if not 0 < rate < 1:
@@ -49,7 +56,7 @@ def dropout_masks(
     cut = min(max(round(rate * _LEVELS), 1), _LEVELS - 1)
     scale = np.asarray(_LEVELS / (_LEVELS - cut), dtype)
     masks = {}
-    for site, width in mask_sites(spec).items():
+    for site, width in mask_sites(spec, input_dropout).items():
         # A segment decoder's readout reads its M decoder rows, not the input steps.
         steps = spec.decode_steps if site == "readout" and spec.decodes else seq_len
         size = batch_size * steps * width

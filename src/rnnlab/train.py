@@ -337,6 +337,8 @@ class _Loop:
         keep_freed_blocks()  # steps allocate the same large temporaries again and again
         self.task, self.trainer, self.state, self.budget = task, trainer, state, budget
         self.schedule, self.run, self.config, self.ema_decay = schedule, run, config, ema_decay
+        # Runs saved before the setting existed dropped the first layer's input, as True does.
+        self.input_dropout = config.get("input_dropout", True)
         # Under torchrun (see rnnlab.distributed) this process trains on its rows of each batch;
         # only rank 0 talks, and only rank 0 writes in the run directory (the others get scratch ones).
         self.shard = distributed.current()
@@ -438,7 +440,9 @@ class _Loop:
         inputs, targets, reset = self.task.next_batch()
         rows = len(inputs)
         # Drawn for the whole batch on every process (the same generator everywhere), then split.
-        masks = dropout_masks(trainer.spec, trainer.dropout, state.dropout_rng, rows, inputs.shape[1], trainer.dtype)
+        masks = dropout_masks(
+            trainer.spec, trainer.dropout, state.dropout_rng, rows, inputs.shape[1], trainer.dtype, self.input_dropout
+        )
         if shard.active:
             masks = mask_rows(masks, shard.rows)
             if rows < shard.world:

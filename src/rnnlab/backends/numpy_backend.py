@@ -478,16 +478,31 @@ def _time_major_inputs(spec: ModelSpec, inputs: np.ndarray, dtype) -> np.ndarray
     return np.ascontiguousarray(inputs.transpose(1, 0, 2), dtype=dtype)
 
 
-def _project(spec: ModelSpec, k: int, p: dict, x: np.ndarray) -> np.ndarray:
+def _folds_embedding(spec: ModelSpec, masks: dict) -> bool:
+    """Whether layer 0 reads the embedding as it is (no dropout, norm or residual on it): then its
+    input projection embed.W[ids] @ W is a row gather from the [V, G*H] table embed.W @ W, which
+    replaces the largest input-side products of a step (three [B*T, E] x [E, G*H] ones) with
+    products of V rows."""
+    return (
+        spec.input_kind == "embedding"
+        and "layers.0" not in masks
+        and not has_norm(spec, 0)
+        and not has_residual(spec, 0)
+    )
+
+
+def _project(spec: ModelSpec, k: int, p: dict, x: np.ndarray, embed: np.ndarray | None = None) -> np.ndarray:
     """x @ W + b for every step at once: [T, B, G*H], times the cell's ``input_scale``
-    where it has one (folded into the small W and b, not the large result)."""
+    where it has one (folded into the small W and b, not the large result).  Integer ``x`` [T, B]
+    are ids: rows of W (a one-hot input) or of ``embed`` @ W (a folded embedding)."""
     W, b = p["W"], p["b"]
     scale_fn = getattr(_cell(spec), "input_scale", None)
     if scale_fn is not None:
         scale = scale_fn(spec.hidden_size, W.dtype)
         W, b = W * scale, b * scale
-    if k == 0 and spec.input_kind == "onehot":
-        A = W[x]  # row gather == one-hot @ W
+    if x.dtype.kind in "iu":
+        table = W if embed is None else embed @ W
+        A = table[x]  # row gather == one-hot @ table
         A += b
         return A
     T, B, F = x.shape
@@ -530,7 +545,8 @@ def _stack_forward(params, spec, carry, x, masks):
         if f"layers.{k}" in masks:
             read = read * masks[f"layers.{k}"]
         reads.append(read)
-        Hout, carry_k, cache = cell.forward(p, _project(spec, k, p, read), carry[k])
+        embed = params["embed.W"] if k == 0 and spec.input_kind == "embedding" and read.dtype.kind in "iu" else None
+        Hout, carry_k, cache = cell.forward(p, _project(spec, k, p, read, embed), carry[k])
         caches.append(cache)
         new_carry.append(carry_k)
         x = Hout + x if has_residual(spec, k) else Hout
@@ -581,7 +597,7 @@ def _forward(params, spec, carry, inputs, masks=None):
         x = (x.reshape(T * B, F) @ params["input.W"]).reshape(T, B, -1)
         x += params["input.b"]
         np.maximum(x, 0.0, out=x)
-    elif spec.input_kind == "embedding":
+    elif spec.input_kind == "embedding" and not _folds_embedding(spec, masks):
         x = params["embed.W"][x]
     top, new_carry, stack = _stack_forward(params, spec, carry, x, masks)
     decoder = None
@@ -736,16 +752,28 @@ def _stack_backward(params, spec, cache, dH, masks, grads, d_final=None, input_g
         T, B, G = dA.shape
         dAf = dA.reshape(T * B, G)
         read = reads[k]
-        if k == 0 and spec.input_kind == "onehot":
-            dW = _scatter_rows(read.reshape(T * B), dAf, p["W"].shape[0])
+        folded = False
+        if read.dtype.kind in "iu":  # ids: layer 0 gathered rows of W, or of embed.W @ W
+            if spec.input_kind == "onehot":
+                dW = _scatter_rows(read.reshape(T * B), dAf, p["W"].shape[0])
+                g["b"] = dAf.sum(axis=0)
+            else:
+                folded = True
+                embed = params["embed.W"]
+                d_table = _scatter_rows(read.reshape(T * B), dAf, embed.shape[0])  # [V, G*H]
+                dW = embed.T @ d_table
+                g["b"] = d_table.sum(axis=0)
+                d_embed = d_table @ p["W"].T
+                grads["embed.W"] = grads["embed.W"] + d_embed if "embed.W" in grads else d_embed
         else:
             dW = read.reshape(T * B, -1).T @ dAf
-        g.update({"W": dW, "b": dAf.sum(axis=0)})
+            g["b"] = dAf.sum(axis=0)
+        g["W"] = dW
         for key, v in g.items():
             name = f"layers.{k}.{key}"
             grads[name] = grads[name] + v if name in grads else v
         d_read = None
-        if k > 0 or input_grad or has_norm(spec, k):
+        if not folded and (k > 0 or input_grad or has_norm(spec, k)):
             d_read = (dAf @ p["W"].T).reshape(T, B, -1)
             if f"layers.{k}" in masks:
                 d_read *= masks[f"layers.{k}"]
@@ -805,7 +833,7 @@ def loss_and_grads(
     )
     T, B = raw.shape[:2]
     N = T * B
-    if spec.input_kind == "embedding":
+    if spec.input_kind == "embedding" and dH is not None:  # (None: the stack's backward folded it)
         d_embed = _scatter_rows(raw.reshape(N), dH.reshape(N, -1), spec.input_size)
         grads["embed.W"] = d_embed + grads["embed.W"] if spec.tie_weights else d_embed
     if spec.input_kind == "dense_relu":
