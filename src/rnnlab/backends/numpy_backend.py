@@ -752,23 +752,20 @@ def _stack_backward(params, spec, cache, dH, masks, grads, d_final=None, input_g
         T, B, G = dA.shape
         dAf = dA.reshape(T * B, G)
         read = reads[k]
-        folded = False
-        if read.dtype.kind in "iu":  # ids: layer 0 gathered rows of W, or of embed.W @ W
-            if spec.input_kind == "onehot":
-                dW = _scatter_rows(read.reshape(T * B), dAf, p["W"].shape[0])
-                g["b"] = dAf.sum(axis=0)
-            else:
-                folded = True
+        folded = spec.input_kind == "embedding" and read.dtype.kind in "iu"
+        if read.dtype.kind in "iu":  # ids: layer 0 gathered rows of W (one-hot) or of embed.W @ W
+            d_table = _scatter_rows(read.reshape(T * B), dAf, spec.input_size)  # [V, G*H]
+            g["b"] = d_table.sum(axis=0)
+            if folded:
                 embed = params["embed.W"]
-                d_table = _scatter_rows(read.reshape(T * B), dAf, embed.shape[0])  # [V, G*H]
-                dW = embed.T @ d_table
-                g["b"] = d_table.sum(axis=0)
+                g["W"] = embed.T @ d_table
                 d_embed = d_table @ p["W"].T
                 grads["embed.W"] = grads["embed.W"] + d_embed if "embed.W" in grads else d_embed
+            else:
+                g["W"] = d_table
         else:
-            dW = read.reshape(T * B, -1).T @ dAf
+            g["W"] = read.reshape(T * B, -1).T @ dAf
             g["b"] = dAf.sum(axis=0)
-        g["W"] = dW
         for key, v in g.items():
             name = f"layers.{k}.{key}"
             grads[name] = grads[name] + v if name in grads else v
