@@ -128,7 +128,7 @@ SHARED = {
     "input_dropout": Setting(
         "--dropout also acts on the first layer's input features (an embedding, a dense layer's "
         "output or the input values; a one-hot input has none); --no-input-dropout keeps it between "
-        "layers and before the readout only, and lets the NumPy backend fold an embedding into the "
+        "layers and before the readout only, and lets the NumPy and JAX backends fold an embedding into the "
         "first layer's input weights (a table lookup instead of three matrix products a step)",
         "optimization",
     ),

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..cells import ModelSpec
+from ..cells import ModelSpec, has_norm, has_residual
 
 
 class Trainer(Protocol):
@@ -109,3 +109,16 @@ def state_tensors(params: dict, optimizer) -> dict[str, np.ndarray]:
     out = {f"params/{k}": np.asarray(v) for k, v in params.items()}
     out.update({f"opt/{k}": v for k, v in optimizer.state_tensors().items()})
     return out
+
+
+def folds_embedding(spec: ModelSpec, masks: dict) -> bool:
+    """Whether layer 0 reads the embedding as it is (no dropout mask, norm or residual on it): then
+    its input projection embed.W[ids] @ W is a row gather from the [V, G*H] table embed.W @ W,
+    which replaces the step's [B*T, E] x [E, G*H] product and its two gradient products with
+    products over V rows (the NumPy and JAX backends do so; torch's fused modules cannot)."""
+    return (
+        spec.input_kind == "embedding"
+        and "layers.0" not in masks
+        and not has_norm(spec, 0)
+        and not has_residual(spec, 0)
+    )

@@ -262,7 +262,11 @@ def _stack(params, spec: ModelSpec, carry, x, masks):
         read = _rms_norm(x, p["norm"]) if has_norm(spec, k) else x
         if f"layers.{k}" in masks:
             read = read * masks[f"layers.{k}"]
-        A = (p["W"][read] if k == 0 and spec.input_kind == "onehot" else read @ p["W"]) + p["b"]
+        if k == 0 and jnp.issubdtype(read.dtype, jnp.integer):  # ids: rows of W, or of a folded embed.W @ W
+            table = p["W"] if spec.input_kind == "onehot" else params["embed.W"] @ p["W"]
+            A = table[read] + p["b"]
+        else:
+            A = read @ p["W"] + p["b"]
         c_k, out = _run_layer(spec.cell, p, carry[k], A)
         new_carry.append(c_k)
         x = out + x if has_residual(spec, k) else out
@@ -287,8 +291,8 @@ def _forward_tm(params, spec: ModelSpec, carry, x, masks=None):
     masks = masks or {}
     if spec.input_kind == "dense_relu":
         x = jax.nn.relu(x @ params["input.W"] + params["input.b"])
-    elif spec.input_kind == "embedding":
-        x = params["embed.W"][x]
+    elif spec.input_kind == "embedding" and not common.folds_embedding(spec, masks):
+        x = params["embed.W"][x]  # else layer 0 gathers rows of embed.W @ W (_stack)
     x, new_carry = _stack(params, spec, carry, x, masks)
     if spec.decodes:
         x = _decode(params, spec, new_carry)

@@ -25,7 +25,7 @@ from .. import blas
 from ..carry import hidden, join, map_arrays
 from ..cells import ID_INPUTS, RMS_EPS, ModelSpec, count_params, has_norm, has_residual, params_dtype, readout_weight
 from ..threads import batch_split_threads
-from .common import HALF_LOG_2PI, LOSSES, check_targets, init_carry, state_tensors  # noqa: F401  (LOSSES: API)
+from .common import HALF_LOG_2PI, LOSSES, check_targets, folds_embedding, init_carry, state_tensors  # noqa: F401  (LOSSES: API)
 
 name = "numpy"
 
@@ -478,19 +478,6 @@ def _time_major_inputs(spec: ModelSpec, inputs: np.ndarray, dtype) -> np.ndarray
     return np.ascontiguousarray(inputs.transpose(1, 0, 2), dtype=dtype)
 
 
-def _folds_embedding(spec: ModelSpec, masks: dict) -> bool:
-    """Whether layer 0 reads the embedding as it is (no dropout, norm or residual on it): then its
-    input projection embed.W[ids] @ W is a row gather from the [V, G*H] table embed.W @ W, which
-    replaces the largest input-side products of a step (three [B*T, E] x [E, G*H] ones) with
-    products of V rows."""
-    return (
-        spec.input_kind == "embedding"
-        and "layers.0" not in masks
-        and not has_norm(spec, 0)
-        and not has_residual(spec, 0)
-    )
-
-
 def _project(spec: ModelSpec, k: int, p: dict, x: np.ndarray, embed: np.ndarray | None = None) -> np.ndarray:
     """x @ W + b for every step at once: [T, B, G*H], times the cell's ``input_scale``
     where it has one (folded into the small W and b, not the large result).  Integer ``x`` [T, B]
@@ -597,7 +584,7 @@ def _forward(params, spec, carry, inputs, masks=None):
         x = (x.reshape(T * B, F) @ params["input.W"]).reshape(T, B, -1)
         x += params["input.b"]
         np.maximum(x, 0.0, out=x)
-    elif spec.input_kind == "embedding" and not _folds_embedding(spec, masks):
+    elif spec.input_kind == "embedding" and not folds_embedding(spec, masks):
         x = params["embed.W"][x]
     top, new_carry, stack = _stack_forward(params, spec, carry, x, masks)
     decoder = None
