@@ -7,8 +7,9 @@ every checkpoint, so a resumed run draws exactly the masks it would have drawn.
 A mask is a keep-mask already scaled by 1 / (1 - rate) ("inverted" dropout: nothing changes
 at evaluation), batch-first ``[B, T, F]`` with a fresh value for every element and time step.
 Masks act on the input of each recurrent layer (except a one-hot input, which has no
-features to drop, and the first layer's with ``input_dropout`` off) and on the readout's input (a segment decoder's: ``[B, M, H]``, one per
-decoder row; its decoder step reads learned rows, which no mask touches).  NumPy only.
+features to drop, and the first layer's with ``input_dropout`` off) and on the readout's input
+(a segment decoder's: ``[B, M, H]``, one per decoder row; its decoder step reads learned rows,
+which no mask touches).  NumPy only.
 """
 
 from __future__ import annotations

@@ -337,7 +337,7 @@ class _Loop:
         keep_freed_blocks()  # steps allocate the same large temporaries again and again
         self.task, self.trainer, self.state, self.budget = task, trainer, state, budget
         self.schedule, self.run, self.config, self.ema_decay = schedule, run, config, ema_decay
-        # Runs saved before the setting existed dropped the first layer's input, as True does.
+        # A config dict without the setting keeps dropout's original sites (the first layer's input too).
         self.input_dropout = config.get("input_dropout", True)
         # Under torchrun (see rnnlab.distributed) this process trains on its rows of each batch;
         # only rank 0 talks, and only rank 0 writes in the run directory (the others get scratch ones).

@@ -25,7 +25,14 @@ from .. import blas
 from ..carry import hidden, join, map_arrays
 from ..cells import ID_INPUTS, RMS_EPS, ModelSpec, count_params, has_norm, has_residual, params_dtype, readout_weight
 from ..threads import batch_split_threads
-from .common import HALF_LOG_2PI, LOSSES, check_targets, folds_embedding, init_carry, state_tensors  # noqa: F401  (LOSSES: API)
+from .common import (  # noqa: F401  (LOSSES: API)
+    HALF_LOG_2PI,
+    LOSSES,
+    check_targets,
+    folds_embedding,
+    init_carry,
+    state_tensors,
+)
 
 name = "numpy"
 
@@ -488,7 +495,7 @@ def _project(spec: ModelSpec, k: int, p: dict, x: np.ndarray, embed: np.ndarray 
         scale = scale_fn(spec.hidden_size, W.dtype)
         W, b = W * scale, b * scale
     if x.dtype.kind in "iu":
-        table = W if embed is None else embed @ W
+        table = W if spec.input_kind == "onehot" else embed @ W
         A = table[x]  # row gather == one-hot @ table
         A += b
         return A
@@ -532,8 +539,8 @@ def _stack_forward(params, spec, carry, x, masks):
         if f"layers.{k}" in masks:
             read = read * masks[f"layers.{k}"]
         reads.append(read)
-        embed = params["embed.W"] if k == 0 and spec.input_kind == "embedding" and read.dtype.kind in "iu" else None
-        Hout, carry_k, cache = cell.forward(p, _project(spec, k, p, read, embed), carry[k])
+        # (_project uses the embedding only where layer 0 reads ids: where _forward left it folded)
+        Hout, carry_k, cache = cell.forward(p, _project(spec, k, p, read, params.get("embed.W")), carry[k])
         caches.append(cache)
         new_carry.append(carry_k)
         x = Hout + x if has_residual(spec, k) else Hout
@@ -739,8 +746,9 @@ def _stack_backward(params, spec, cache, dH, masks, grads, d_final=None, input_g
         T, B, G = dA.shape
         dAf = dA.reshape(T * B, G)
         read = reads[k]
-        folded = spec.input_kind == "embedding" and read.dtype.kind in "iu"
-        if read.dtype.kind in "iu":  # ids: layer 0 gathered rows of W (one-hot) or of embed.W @ W
+        ids = read.dtype.kind in "iu"  # layer 0 gathered rows of W (one-hot) or of embed.W @ W (folded)
+        folded = ids and spec.input_kind == "embedding"
+        if ids:
             d_table = _scatter_rows(read.reshape(T * B), dAf, spec.input_size)  # [V, G*H]
             g["b"] = d_table.sum(axis=0)
             if folded:
