@@ -59,9 +59,12 @@ def gemm_gflops(m: int, k: int, n: int, seconds: float = 1.5) -> float:
 
 
 class RnnlabRunner:
-    """One of rnnlab's Trainers on a stream of real batches."""
+    """One of rnnlab's Trainers on a stream of real batches.  ``numpy-ref`` is the NumPy backend
+    without its numba kernels (``RNNLAB_NUMBA=0`` while it runs): the pure-NumPy reference path."""
 
     def __init__(self, backend: str, cell: str, H: int, V: int, streams: np.ndarray):
+        self.numba = "0" if backend == "numpy-ref" else "1"
+        backend = "numpy" if backend == "numpy-ref" else backend
         spec = ModelSpec(cell, V, H, V)
         cfg = CharLMConfig(backend=backend, cell=cell, hidden_size=H, clip_value=CLIP)
         params = init_params(spec, np.random.default_rng(0), "default", np.float32)
@@ -69,6 +72,7 @@ class RnnlabRunner:
         self.streams, self.pos, self.carry = streams, 0, self.trainer.init_carry(B)
 
     def steps(self, n: int) -> None:
+        os.environ["RNNLAB_NUMBA"] = self.numba
         for _ in range(n):
             if self.pos + T + 1 > self.streams.shape[1]:
                 self.pos, self.carry = 0, self.trainer.init_carry(B)
@@ -129,7 +133,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="rough time of one measurement")
     parser.add_argument("--hidden", default="128,512")
     parser.add_argument("--cells", default="rnn,gru,lstm")
-    parser.add_argument("--backends", default="numpy,jax,torch")
+    parser.add_argument(
+        "--backends",
+        default="numpy,numpy-ref,jax,torch",
+        help="numpy-ref: the NumPy backend without its numba kernels (where numba is installed)",
+    )
     args = parser.parse_args()
     import torch
 

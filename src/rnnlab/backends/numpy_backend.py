@@ -17,6 +17,7 @@ Carry: one entry per layer, ``h`` of shape ``[B, H]``; for LSTM ``(h, c)``.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -47,6 +48,23 @@ def _sigmoid_(x: np.ndarray) -> np.ndarray:
     x += 1.0
     x *= 0.5
     return x
+
+
+_KERNELS: list = []  # [module or None] once looked up
+
+
+def _kernels(dtype):
+    """``numpy_kernels`` (numba's compiled step kernels) where they serve arrays of ``dtype``, else None:
+    numba is not installed, the dtype is neither float32 nor float64, or ``RNNLAB_NUMBA=0``."""
+    if os.environ.get("RNNLAB_NUMBA", "1") == "0" or np.dtype(dtype) not in (np.float32, np.float64):
+        return None
+    if not _KERNELS:
+        try:
+            from . import numpy_kernels
+        except ImportError:  # numba is an optional extra
+            numpy_kernels = None
+        _KERNELS.append(numpy_kernels)
+    return _KERNELS[0]
 
 
 def _layer_params(params: dict, k: int) -> dict:
@@ -289,6 +307,13 @@ class LSTMCell:
         Gs = np.empty((T, B, 4 * H), A.dtype)
         TC = np.empty((T, B, H), A.dtype)
         Hs[0], Cs[0] = h0, c0
+        fused = _kernels(A.dtype)
+        if fused is not None:
+            one = A.dtype.type(1.0)
+            for t in range(T):
+                np.matmul(Hs[t], U, out=Gs[t])
+                fused.lstm_forward_step(Gs[t], A[t], Cs[t], Cs[t + 1], TC[t], Hs[t + 1], one)
+            return Hs[1:], (Hs[T].copy(), Cs[T].copy()), (Hs, Cs, Gs, TC)
         with np.errstate(over="ignore"):  # exp(-a) is inf for a < -88 (float32): the gate is then 0
             for t in range(T):
                 g = Gs[t]
@@ -343,6 +368,15 @@ class LSTMCell:
         Ko = np.empty((T, B, H), dHout.dtype)
         dh = _start(None if d_final is None else d_final[0], (B, H), dHout.dtype)
         dc = _start(None if d_final is None else d_final[1], (B, H), dHout.dtype)
+        fused = _kernels(dHout.dtype)
+        if fused is not None:
+            one = dHout.dtype.type(1.0)
+            dHout = np.ascontiguousarray(dHout)
+            for t in range(T - 1, -1, -1):
+                fused.lstm_backward_step(Gs[t], Cs[t], TC[t], dHout[t], dh, dc, dA[t], one)
+                np.matmul(dA[t], UT, out=dh)
+            dU = Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, 4 * H)
+            return dA, {"U": dU}, (dh, dc)
         k = np.empty((B, H), dHout.dtype)
         for t1 in range(T, 0, -cls.FACTOR_BLOCK):
             t0 = max(0, t1 - cls.FACTOR_BLOCK)
@@ -668,8 +702,16 @@ def _scatter_rows(ids: np.ndarray, rows: np.ndarray, vocab_size: int) -> np.ndar
     """sum of ``rows`` [N, G] grouped by ``ids`` [N] -> [V, G] (the gradient of a row gather).
 
     For a character vocabulary the one-hot GEMM is ~5x faster than ``np.add.at``;
-    for large vocabularies a sort + ``reduceat`` avoids the V x N matrix.
+    for large vocabularies a sort + ``reduceat`` avoids the V x N matrix.  With numba, one compiled
+    pass over ``rows`` (``numpy_kernels.scatter_rows``) does either's work.
     """
+    fused = _kernels(rows.dtype)
+    if fused is not None and ids.size:
+        if ids.min() < 0 or ids.max() >= vocab_size:  # the kernel writes where the ids say: check them first
+            raise IndexError(f"token ids must lie in [0, {vocab_size}); got {ids.min()}..{ids.max()}")
+        out = np.zeros((vocab_size, rows.shape[1]), rows.dtype)
+        fused.scatter_rows(np.ascontiguousarray(ids), np.ascontiguousarray(rows), out)
+        return out
     if vocab_size <= 2048:
         onehot_T = np.zeros((vocab_size, ids.size), rows.dtype)
         onehot_T[ids, np.arange(ids.size)] = 1.0
