@@ -68,11 +68,41 @@ def test_lstm_step_kernels_equal_the_reference(dtype, monkeypatch):
 
     fused, reference = both_paths(monkeypatch, compute)
     rtol, atol = (1e-12, 1e-14) if dtype == np.float64 else (2e-5, 2e-6)
-    for name, a, b in zip(["H", "h", "c", "Hs", "Cs", "gates", "tanh c", "dA", "dU", "dh0", "dc0"], fused, reference):
+    names = ["H", "h", "c", "Hs", "Cs", "gates", "tanh c", "dA", "dU", "dh0", "dc0"]
+    for name, a, b in zip(names, fused, reference, strict=True):
         assert a.dtype == dtype, name
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=name)
     low = fused[5][2, 1]  # every gate saturated low: i, f, o exactly 0 and n exactly -1, as numpy's
     assert np.all(low[np.r_[0:12, 18:24]] == 0.0) and np.all(low[12:18] == -1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gru_step_kernels_equal_the_reference(dtype, monkeypatch):
+    """nn.GRU's form: its outputs, the cache, dA, the gradients of U and b_U and of h_0, the same
+    with the kernels as without (a gradient arriving at the final carry too)."""
+    cell = nb.GRUResetAfterCell
+    rng = np.random.default_rng(12)
+    T, B, H = 9, 5, 6
+    p = {"U": (rng.standard_normal((H, 3 * H)) * 0.4).astype(dtype), "b_U": rng.standard_normal(3 * H).astype(dtype)}
+    pre = rng.standard_normal((T, B, 3 * H)) * 1.5
+    pre[2, 1, : 2 * H] = -800.0  # r and z saturated low: exp overflows in float32 and float64
+    A = (pre * cell.input_scale(H, dtype)).astype(dtype)
+    h0 = (rng.standard_normal((B, H)) * 0.5).astype(dtype)
+    dH = rng.standard_normal((T, B, H)).astype(dtype)
+    d_final = (rng.standard_normal((B, H)) * 0.3).astype(dtype)
+
+    def compute():
+        Hout, h, cache = cell.forward(p, A.copy(), h0)
+        dA, grads, dh0 = cell.backward(p, cache, dH, d_final)
+        return [Hout, h, *cache, dA, grads["U"], grads["b_U"], dh0]
+
+    fused, reference = both_paths(monkeypatch, compute)
+    rtol, atol = (1e-12, 1e-14) if dtype == np.float64 else (2e-5, 2e-6)
+    names = ["H", "h", "Hs", "hU", "rz", "n", "dA", "dU", "db_U", "dh0"]
+    for name, a, b in zip(names, fused, reference, strict=True):
+        assert a.dtype == dtype, name
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=name)
+    assert np.all(fused[4][2, 1] == 0.0)  # r and z exactly 0, as numpy's
 
 
 @pytest.mark.parametrize("vocab_size", [7, 3000])
@@ -96,12 +126,14 @@ def test_scatter_rows_kernel_refuses_ids_outside_the_vocabulary(monkeypatch):
             nb._scatter_rows(np.array(bad), rows, 5)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru_reset_after"])
 @pytest.mark.parametrize("input_kind", ["onehot", "embedding"])
-def test_a_training_step_is_the_same_with_and_without_kernels(input_kind, monkeypatch):
-    """A two-layer LSTM char model's loss, every gradient and the final carry, in float64: the
-    one-hot input's W gradient and the folded embedding's come from the scatter kernel."""
+def test_a_training_step_is_the_same_with_and_without_kernels(cell, input_kind, monkeypatch):
+    """A two-layer char model's loss, every gradient and the final carry, in float64: the one-hot
+    input's W gradient and the folded embedding's come from the scatter kernel."""
     rng = np.random.default_rng(4)
-    spec = ModelSpec("lstm", 11, 8, 11, 2, input_kind, embed_size=5 if input_kind == "embedding" else None)
+    embed_size = 5 if input_kind == "embedding" else 0
+    spec = ModelSpec(cell, 11, 8, 11, 2, input_kind, embed_size=embed_size)
     params = init_params(spec, rng, dtype=np.float64)
     inputs, targets = rng.integers(0, 11, (4, 13)), rng.integers(0, 11, (4, 13))
     carry = nb.init_carry(spec, 4, np.float64)

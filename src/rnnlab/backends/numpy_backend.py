@@ -220,6 +220,13 @@ class GRUResetAfterCell:
         RZ = np.empty((T, B, 2 * H), A.dtype)
         N = np.empty((T, B, H), A.dtype)
         Hs[0] = h0
+        fused = _kernels(A.dtype)
+        if fused is not None:
+            one = A.dtype.type(1.0)
+            for t in range(T):
+                np.matmul(Hs[t], U, out=HU[t])
+                fused.gru_forward_step(HU[t], bU, A[t], Hs[t], RZ[t], N[t], Hs[t + 1], one)
+            return Hs[1:], Hs[T].copy(), (Hs, HU, RZ, N)
         with np.errstate(over="ignore"):  # exp(-a) is inf for a < -88 (float32): the gate is then 0
             for t in range(T):
                 h, hu, rz, n = Hs[t], HU[t], RZ[t], N[t]
@@ -241,6 +248,9 @@ class GRUResetAfterCell:
         T, B, H = dHout.shape
         UT = np.ascontiguousarray(p["U"].T)
         R, Z, Hprev = RZ[..., :H], RZ[..., H:], Hs[:-1]
+        fused = _kernels(dHout.dtype)
+        if fused is not None:
+            return GRUResetAfterCell._fused_backward(fused, UT, cache, np.ascontiguousarray(dHout), d_final)
         # The factors that do not depend on dh, for all steps at once (a few large passes instead
         # of twelve small calls a step): d a_n = dh (1-z)(1-n^2); d a_z = dh (h-n) z(1-z);
         # d a_r = d a_n r(1-r) hu_n.
@@ -270,10 +280,32 @@ class GRUResetAfterCell:
             dh *= Z[t]
             np.matmul(dhu, UT, out=tmp)
             dh += tmp
-        DHUf = DHU.reshape(T * B, 3 * H)
-        dU = Hprev.reshape(T * B, H).T @ DHUf
+        return GRUResetAfterCell._gradients(Hprev, DHU, dA_n, dh)
+
+    @staticmethod
+    def _fused_backward(fused, UT, cache, dHout, d_final):
+        """``backward`` with numba's step kernel: one kernel call and one GEMM a step."""
+        Hs, HU, RZ, N = cache
+        T, B, H = dHout.shape
+        DHU = np.empty((T, B, 3 * H), dHout.dtype)
+        dA_n = np.empty((T, B, H), dHout.dtype)
+        dh = _start(d_final, (B, H), dHout.dtype)
+        dh_matmul = np.zeros((B, H), dHout.dtype)
+        one = dHout.dtype.type(1.0)
+        for t in range(T - 1, -1, -1):
+            fused.gru_backward_step(RZ[t], N[t], Hs[t], HU[t], dHout[t], dh, dh_matmul, DHU[t], dA_n[t], one)
+            np.matmul(DHU[t], UT, out=dh_matmul)
+        dh += dh_matmul
+        return GRUResetAfterCell._gradients(Hs[:-1], DHU, dA_n, dh)
+
+    @staticmethod
+    def _gradients(Hprev, DHU, dA_n, dh):
+        """(dA, {U, b_U} gradients, d h_0) from every step's d(h U + b_U) and d a_n."""
+        T, B, H3 = DHU.shape
+        DHUf = DHU.reshape(T * B, H3)
+        dU = Hprev.reshape(T * B, H3 // 3).T @ DHUf
         db_U = DHUf.sum(axis=0)
-        DHU[..., 2 * H :] = dA_n  # d(x W + b) = [d a_r, d a_z, d a_n]
+        DHU[..., 2 * H3 // 3 :] = dA_n  # d(x W + b) = [d a_r, d a_z, d a_n]
         return DHU, {"U": dU, "b_U": db_U}, dh
 
 

@@ -129,6 +129,52 @@ def lstm_backward_step(g, c_prev, tc, dh_out, dh, dc, d, one):
 
 
 @_jit
+def gru_forward_step(hu, b_u, a, h, rz, n, h_next, one):
+    """One step of nn.GRU's form after its GEMM: ``hu`` [B, 3H] holds h @ U' (r and z columns
+    negated, ``GRUResetAfterCell.input_scale``) and gets ``b_u`` [3H] added (the backward reads its
+    n columns); ``a`` [B, 3H] is the step's scaled input projection.  Writes the gates ``rz`` [B, 2H]
+    (sigmoids), ``n`` [B, H] = tanh(a_n + r * hu_n) and ``h_next`` = n + z (h - n)."""
+    B, H3 = hu.shape
+    H = H3 // 3
+    for b in range(B):
+        hub, ab, rzb = hu[b], a[b], rz[b]
+        for j in range(H3):
+            hub[j] += b_u[j]
+        for j in range(2 * H):
+            rzb[j] = one / (one + _exp(hub[j] + ab[j]))
+        r, z, hu_n, a_n = rzb[:H], rzb[H:], hub[2 * H :], ab[2 * H :]
+        hb, nb, outb = h[b], n[b], h_next[b]
+        for j in range(H):
+            nj = _tanh(r[j] * hu_n[j] + a_n[j])
+            nb[j] = nj
+            outb[j] = (hb[j] - nj) * z[j] + nj
+
+
+@_jit
+def gru_backward_step(rz, n, h, hu, dh_out, dh, dh_matmul, dhu, da_n, one):
+    """One step of nn.GRU's backward before its GEMM.  The gradient reaching h' is ``dh`` (the
+    part through z, from the later step) + ``dh_matmul`` (the later step's dhu @ U^T) + ``dh_out``.
+    From the forward's ``rz``, ``n``, h and ``hu`` (its n columns), writes ``da_n`` [B, H],
+    ``dhu`` [B, 3H] = d(h U + b_U) = [d a_r, d a_z, d a_n r], and ``dh`` = the gradient reaching
+    h through z; dhu @ U^T is the rest of it."""
+    B, H = n.shape
+    for b in range(B):
+        rzb, hub, dhub = rz[b], hu[b], dhu[b]
+        r, z, hu_n = rzb[:H], rzb[H:], hub[2 * H :]
+        d_r, d_z, d_n = dhub[:H], dhub[H : 2 * H], dhub[2 * H :]
+        nb, hb, dob, dhb, dmb, danb = n[b], h[b], dh_out[b], dh[b], dh_matmul[b], da_n[b]
+        for j in range(H):
+            g = dhb[j] + dmb[j] + dob[j]
+            nj, zj, rj = nb[j], z[j], r[j]
+            dan = g * (one - nj * nj) * (one - zj)
+            danb[j] = dan
+            d_n[j] = dan * rj
+            d_z[j] = g * (hb[j] - nj) * (zj - zj * zj)
+            d_r[j] = dan * (rj - rj * rj) * hu_n[j]
+            dhb[j] = g * zj
+
+
+@_jit
 def scatter_rows(ids, rows, out):
     """``out[ids[n]] += rows[n]`` for every n: ``rows`` [N, G] summed by ``ids`` [N] into ``out``
     [V, G] (the gradient of a row gather), in one pass over ``rows`` where the one-hot GEMM it
