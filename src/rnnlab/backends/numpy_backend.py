@@ -562,9 +562,7 @@ def _project(spec: ModelSpec, k: int, p: dict, x: np.ndarray, embed: np.ndarray 
         W, b = W * scale, b * scale
     if x.dtype.kind in "iu":
         table = W if spec.input_kind == "onehot" else embed @ W
-        A = table[x]  # row gather == one-hot @ table
-        A += b
-        return A
+        return (table + b)[x]  # row gather == one-hot @ table; b added to the few rows, not to every step's
     T, B, F = x.shape
     A = x.reshape(T * B, F) @ W
     A += b
