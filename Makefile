@@ -35,14 +35,14 @@ PY310 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) py
 LOWEST_TESTS := tests/test_forecast_stats.py tests/test_numpy_gradcheck.py tests/test_cells_reference.py \
 	tests/test_config.py tests/test_prices.py tests/test_table.py tests/test_ou_kalman.py tests/test_text_data.py tests/test_plugins.py \
 	tests/test_onnx.py tests/test_report.py tests/test_api.py tests/test_backtest.py tests/test_jax_backend.py \
-	tests/test_series_task.py tests/test_series_backtest.py \
+	tests/test_series_task.py tests/test_series_backtest.py tests/test_numpy_kernels.py \
 	tests/test_sweep.py::test_pruner_stops_a_bad_trial_at_an_evaluation
 lowest: $(STAMP)
 	@$(PY310) -c "import sys; assert sys.version_info[:2] == (3, 10)" 2>/dev/null || \
 		{ echo "make lowest: no working Python 3.10 at $(PY310); set PY310=/path/to/python3.10" >&2; exit 1; }
 	$(VENV)/bin/uv venv --quiet --allow-existing --python $(PY310) $(LOWEST)
 	$(VENV)/bin/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct \
-		-e '.[jax,sweep,onnx,parquet]' 'pytest>=7'
+		-e '.[jax,sweep,onnx,parquet,numba]' 'pytest>=7'
 	$(LOWEST)/bin/python -m pytest -p no:cacheprovider $(LOWEST_TESTS) -k "not torch and not device"
 
 # The documentation site in site/; --strict: a broken link or API reference fails the build.
