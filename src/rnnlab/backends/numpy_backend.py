@@ -397,7 +397,6 @@ class LSTMCell:
         T, B, H = dHout.shape
         UT = np.ascontiguousarray(p["U"].T)
         dA = np.empty((T, B, 4 * H), dHout.dtype)
-        Ko = np.empty((T, B, H), dHout.dtype)
         dh = _start(None if d_final is None else d_final[0], (B, H), dHout.dtype)
         dc = _start(None if d_final is None else d_final[1], (B, H), dHout.dtype)
         fused = _kernels(dHout.dtype)
@@ -409,7 +408,7 @@ class LSTMCell:
                 np.matmul(dA[t], UT, out=dh)
             dU = Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, 4 * H)
             return dA, {"U": dU}, (dh, dc)
-        k = np.empty((B, H), dHout.dtype)
+        Ko, k = np.empty((T, B, H), dHout.dtype), np.empty((B, H), dHout.dtype)
         for t1 in range(T, 0, -cls.FACTOR_BLOCK):
             t0 = max(0, t1 - cls.FACTOR_BLOCK)
             cls._factors(Gs, Cs, TC, dA, Ko, t0, t1)
