@@ -16,6 +16,8 @@ threads while they work, is sorted by its innermost frames:
 - waits: the step's thread blocked on another (JAX's main thread while XLA computes);
 - GIL waits: a thread of the NumPy backend's batch split waiting to take the interpreter lock back;
 - libc (unresolved): libc frames py-spy could not name (mostly copies and fills);
+- JIT code: machine code compiled at run time, which has no symbols for py-spy: numba's kernels
+  (the NumPy backend's LSTM and nn.GRU steps, with the ``numba`` extra) and XLA's;
 - other: anything else (named in the JSON's ``top_other``).
 
 Start-up, JIT compilation and evaluation fall outside ``_Loop.step`` and are not counted.  Needs
@@ -57,10 +59,12 @@ CATEGORIES = [
     (
         "dispatch",  # a library's own per-call work: NumPy's ufunc set-up, torch's dispatcher and autograd
         r"NpyIter|PyUFunc_|promote_and_get|ufunc_generic|PyArray_(?!NewFromDescr)|c10::|torch::|at::(?!native)|"
-        r"autograd|jax::|Pjit|nanobind|tls_get_addr",
+        r"autograd|jax::|Pjit|nanobind|tls_get_addr|Dispatcher_call|numba/core",
     ),
     ("memory", r"memcpy|memmove|memset|malloc|free|_to_contig|copy|NewFromDescr|npyiter|madvise|munmap|calloc"),
     ("libc (unresolved)", r"^0x[0-9a-f]+ \(libc"),
+    # Machine code made at run time has no symbols: numba's kernels (the NumPy backend's steps) and XLA's.
+    ("JIT code", r"^0x[0-9a-f]+ \(\?\)$"),
     ("Python", r"\.py:\d+\)$|libpython"),
 ]
 # A thread that wants the GIL back (after a NumPy call released it) waits on a condition variable.

@@ -5,6 +5,7 @@ float32 (the polynomial exp there), and switched off by ``RNNLAB_NUMBA=0``."""
 import numpy as np
 import pytest
 
+from rnnlab.backends import compiled
 from rnnlab.backends import numpy_backend as nb
 from rnnlab.backends import numpy_kernels as kernels  # numba is in `make test`'s extras: no skip
 from rnnlab.cells import ModelSpec, init_params
@@ -20,10 +21,10 @@ def both_paths(monkeypatch, compute):
 
 def test_kernels_are_chosen_by_dtype_and_switched_off_by_the_environment(monkeypatch):
     monkeypatch.setenv("RNNLAB_NUMBA", "1")
-    assert nb._kernels(np.float32) is kernels and nb._kernels(np.float64) is kernels
-    assert nb._kernels(np.float16) is None
+    assert compiled.kernels(np.float32) is kernels and compiled.kernels(np.float64) is kernels
+    assert compiled.kernels(np.float16) is None
     monkeypatch.setenv("RNNLAB_NUMBA", "0")
-    assert nb._kernels(np.float32) is None
+    assert compiled.kernels(np.float32) is None
 
 
 def test_float32_exp_is_within_two_ulps_and_saturates_to_zero_and_inf():
@@ -148,3 +149,39 @@ def test_a_training_step_is_the_same_with_and_without_kernels(cell, input_kind, 
         np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-11, atol=1e-14, err_msg=name)
     flat = lambda carry: np.concatenate([np.ravel(x) for layer in carry for x in layer])  # noqa: E731
     np.testing.assert_allclose(flat(new_carry), flat(ref_carry), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_kernel_gives_the_numpy_codes_bits(dtype, monkeypatch):
+    """The NumPy optimizer's Adam step (with decoupled weight decay on the matrices) through
+    numba's kernel: the same parameters and moments, bit for bit, over several steps; and a
+    tensor that is not C-contiguous sends the whole step back to the NumPy code."""
+    from rnnlab.optim import Optimizer
+
+    shapes = {"W": (7, 12), "U": (4, 12), "b": (12,)}
+
+    def compute(transposed=False):
+        rng = np.random.default_rng(5)
+        params = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+        if transposed:
+            params["W"] = np.asfortranarray(params["W"])
+        opt = Optimizer("adam", beta2=0.99, weight_decay=0.3)
+        for step in range(4):
+            grads = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+            opt.update_(params, grads, 0.02 / (step + 1))
+        return params, opt.state
+
+    (params, state), (ref_params, ref_state) = both_paths(monkeypatch, compute)
+    for k in shapes:
+        np.testing.assert_array_equal(params[k], ref_params[k], err_msg=k)
+    for k in ref_state:
+        np.testing.assert_array_equal(state[k], ref_state[k], err_msg=k)
+    monkeypatch.setenv("RNNLAB_NUMBA", "1")
+    calls, kernel = [], kernels.adam_update
+    monkeypatch.setattr(kernels, "adam_update", lambda *a: calls.append(kernel(*a)))
+    compute()
+    assert len(calls) == 4 * len(shapes)  # the kernel did run above
+    calls.clear()
+    strided, _ = compute(transposed=True)
+    assert not calls  # the NumPy code ran
+    np.testing.assert_array_equal(strided["U"], ref_params["U"])

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .backends import compiled
 from .errors import UserError
 
 OPTIMIZERS = ("sgd", "adagrad", "adam")
@@ -92,6 +93,10 @@ class Optimizer:
 
     def update_(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
         self.step += 1
+        fused = self._compiled_adam(params, grads)
+        if fused is not None:
+            self._adam_update_compiled(fused, params, grads, lr)
+            return
         if self.weight_decay:
             shrink = 1.0 - lr * self.weight_decay
             for p in params.values():
@@ -122,6 +127,47 @@ class Optimizer:
                 denom /= bias2_sqrt
                 denom += self.eps
                 p -= (lr / bias1) * (m / denom)
+
+    def _compiled_adam(self, params: dict, grads: dict):
+        """numba's kernels (``backends.numpy_kernels``) where this Adam step can run as one pass a
+        tensor: Adam, and every tensor, gradient and slot C-contiguous, of one shape and float dtype."""
+        if self.name != "adam" or not params:
+            return None
+        dtype = next(iter(params.values())).dtype
+        fused = compiled.kernels(dtype)
+        if fused is None:
+            return None
+        for k, p in params.items():
+            arrays = (p, grads[k], self._slot("m", k, p), self._slot("v", k, p))
+            if any(a.dtype != dtype or a.shape != p.shape or not a.flags.c_contiguous for a in arrays):
+                return None
+        return fused
+
+    def _adam_update_compiled(self, fused, params: dict, grads: dict, lr: float) -> None:
+        """``update_``'s Adam branch (and weight decay) with one kernel call a tensor: the same
+        float operations in the same order, so the same bits as the NumPy code."""
+        b1, b2 = self.beta1, self.beta2
+        bias1 = 1.0 - b1**self.step
+        bias2_sqrt = math.sqrt(1.0 - b2**self.step)
+        shrink = 1.0 - lr * self.weight_decay if self.weight_decay else 1.0
+        for k, p in params.items():
+            t = p.dtype.type  # NumPy casts a Python float to the array's dtype before it computes
+            m, v = self._slot("m", k, p), self._slot("v", k, p)
+            decay = t(shrink if p.ndim == 2 else 1.0)
+            fused.adam_update(
+                p,
+                grads[k],
+                m,
+                v,
+                decay,
+                t(b1),
+                t(1.0 - b1),
+                t(b2),
+                t(1.0 - b2),
+                t(bias2_sqrt),
+                t(self.eps),
+                t(lr / bias1),
+            )
 
     # Backend-free form for checkpoints.
     def state_tensors(self) -> dict[str, np.ndarray]:

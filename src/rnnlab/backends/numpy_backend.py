@@ -17,7 +17,6 @@ Carry: one entry per layer, ``h`` of shape ``[B, H]``; for LSTM ``(h, c)``.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -34,6 +33,7 @@ from .common import (  # noqa: F401  (LOSSES: API)
     init_carry,
     state_tensors,
 )
+from .compiled import kernels as _kernels
 
 name = "numpy"
 
@@ -48,23 +48,6 @@ def _sigmoid_(x: np.ndarray) -> np.ndarray:
     x += 1.0
     x *= 0.5
     return x
-
-
-_KERNELS: list = []  # [module or None] once looked up
-
-
-def _kernels(dtype):
-    """``numpy_kernels`` (numba's compiled step kernels) where they serve arrays of ``dtype``, else None:
-    numba is not installed, the dtype is neither float32 nor float64, or ``RNNLAB_NUMBA=0``."""
-    if os.environ.get("RNNLAB_NUMBA", "1") == "0" or np.dtype(dtype) not in (np.float32, np.float64):
-        return None
-    if not _KERNELS:
-        try:
-            from . import numpy_kernels
-        except ImportError:  # numba is an optional extra
-            numpy_kernels = None
-        _KERNELS.append(numpy_kernels)
-    return _KERNELS[0]
 
 
 def _layer_params(params: dict, k: int) -> dict:

@@ -75,6 +75,8 @@ def _tanh_typed(x):
 
 # error_model="numpy": a division by zero gives inf instead of raising, which is what lets the loops vectorise.
 _jit = numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
+# Without fused multiply-adds: the optimizer's kernel rounds as NumPy's code does, bit for bit.
+_jit_exact = numba.njit(nogil=True, cache=True, error_model="numpy")
 
 
 @_jit
@@ -172,6 +174,22 @@ def gru_backward_step(rz, n, h, hu, dh_out, dh, dh_matmul, dhu, da_n, one):
             d_z[j] = g * (hb[j] - nj) * (zj - zj * zj)
             d_r[j] = dan * (rj - rj * rj) * hu_n[j]
             dhb[j] = g * zj
+
+
+@_jit_exact
+def adam_update(p, g, m, v, shrink, b1, one_minus_b1, b2, one_minus_b2, bias2_sqrt, eps, step_size):
+    """One Adam step on one tensor in one pass, in place: ``p`` scaled by ``shrink`` (decoupled
+    weight decay; 1 for none), then m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2 and
+    p -= step_size m / (sqrt(v) / bias2_sqrt + eps): ``Optimizer.update_``'s NumPy code, whose
+    eleven passes over the tensors this replaces.  Arrays C-contiguous, of one shape and dtype; the
+    scalars of that dtype (as NumPy would cast them)."""
+    pf, gf, mf, vf = p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1)
+    for k in range(pf.size):
+        gk = gf[k]
+        mk = mf[k] * b1 + one_minus_b1 * gk
+        vk = vf[k] * b2 + one_minus_b2 * (gk * gk)
+        mf[k], vf[k] = mk, vk
+        pf[k] = pf[k] * shrink - step_size * (mk / (np.sqrt(vk) / bias2_sqrt + eps))
 
 
 @_jit
