@@ -93,9 +93,12 @@ class Optimizer:
 
     def update_(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
         self.step += 1
+        b1, b2 = self.beta1, self.beta2
+        bias1 = 1.0 - b1**self.step
+        bias2_sqrt = math.sqrt(1.0 - b2**self.step)
         fused = self._compiled_adam(params, grads)
         if fused is not None:
-            self._adam_update_compiled(fused, params, grads, lr)
+            self._adam_update_compiled(fused, params, grads, lr, bias1, bias2_sqrt)
             return
         if self.weight_decay:
             shrink = 1.0 - lr * self.weight_decay
@@ -112,9 +115,6 @@ class Optimizer:
                 s += g * g
                 p -= lr * g / np.sqrt(s + self.eps)
         else:
-            b1, b2 = self.beta1, self.beta2
-            bias1 = 1.0 - b1**self.step
-            bias2_sqrt = math.sqrt(1.0 - b2**self.step)
             for k, p in params.items():
                 g = grads[k]
                 m = self._slot("m", k, p)
@@ -143,12 +143,10 @@ class Optimizer:
                 return None
         return fused
 
-    def _adam_update_compiled(self, fused, params: dict, grads: dict, lr: float) -> None:
+    def _adam_update_compiled(self, fused, params: dict, grads: dict, lr: float, bias1: float, bias2_sqrt: float):
         """``update_``'s Adam branch (and weight decay) with one kernel call a tensor: the same
         float operations in the same order, so the same bits as the NumPy code."""
         b1, b2 = self.beta1, self.beta2
-        bias1 = 1.0 - b1**self.step
-        bias2_sqrt = math.sqrt(1.0 - b2**self.step)
         shrink = 1.0 - lr * self.weight_decay if self.weight_decay else 1.0
         for k, p in params.items():
             t = p.dtype.type  # NumPy casts a Python float to the array's dtype before it computes

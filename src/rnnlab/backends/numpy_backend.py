@@ -230,10 +230,10 @@ class GRUResetAfterCell:
         Hs, HU, RZ, N = cache
         T, B, H = dHout.shape
         UT = np.ascontiguousarray(p["U"].T)
-        R, Z, Hprev = RZ[..., :H], RZ[..., H:], Hs[:-1]
         fused = _kernels(dHout.dtype)
         if fused is not None:
             return GRUResetAfterCell._fused_backward(fused, UT, cache, np.ascontiguousarray(dHout), d_final)
+        R, Z, Hprev = RZ[..., :H], RZ[..., H:], Hs[:-1]
         # The factors that do not depend on dh, for all steps at once (a few large passes instead
         # of twelve small calls a step): d a_n = dh (1-z)(1-n^2); d a_z = dh (h-n) z(1-z);
         # d a_r = d a_n r(1-r) hu_n.
